@@ -1,0 +1,21 @@
+
+# Consider dependencies only in project.
+set(CMAKE_DEPENDS_IN_PROJECT_ONLY OFF)
+
+# The set of languages for which implicit dependencies are needed:
+set(CMAKE_DEPENDS_LANGUAGES
+  )
+
+# The set of dependency files which are needed:
+set(CMAKE_DEPENDS_DEPENDENCY_FILES
+  "/work/main/mountmgr/control_protocol.cpp" "mountmgr/CMakeFiles/portalfs_mountmgr.dir/control_protocol.cpp.o" "gcc" "mountmgr/CMakeFiles/portalfs_mountmgr.dir/control_protocol.cpp.o.d"
+  )
+
+# Targets to which this target links.
+set(CMAKE_TARGET_LINKED_INFO_FILES
+  "/work/main/build/policy/CMakeFiles/portalfs_policy.dir/DependInfo.cmake"
+  "/work/main/build/common/CMakeFiles/portalfs_common.dir/DependInfo.cmake"
+  )
+
+# Fortran module output directory.
+set(CMAKE_Fortran_TARGET_MODULE_DIR "")

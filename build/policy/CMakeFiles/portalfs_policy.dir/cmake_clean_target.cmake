@@ -1,0 +1,3 @@
+file(REMOVE_RECURSE
+  "libportalfs_policy.a"
+)

@@ -1,0 +1,2 @@
+# Empty dependencies file for portalfs_testutil.
+# This may be replaced when dependencies are built.

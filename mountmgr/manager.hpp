@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// The mount manager: owns the state (apps, shares, grants, hand-made storage mounts,
+// attachments), carries out every control request, and tells the filesystem which views to
+// serve. It knows nothing of FUSE: views go out as policy::ViewSpecs through a callback.
+//
+// The control protocol (JSON lines over the daemon's Unix socket; see docs in
+// mountmgr/control_protocol.hpp) maps one request object to one response object:
+//   request:  {"verb": "app.install", "format": "text"|"json", "args": {...}}
+//   response: {"ok": true,  "output": "<exactly what portalctl prints>"}
+//             {"ok": false, "code": 2|1, "error": "<one line>"}
+// code 2 = bad input (nothing changed), code 1 = runtime failure.
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "policy/view_spec.hpp"
+
+namespace portalfs::mountmgr {
+
+struct ManagerConfig {
+  std::string storage_root = "/var/lib/portalfs/storage";
+  std::string state_dir = "/var/lib/portalfs";
+  std::string mountpoint = "/run/portalfs/fs";
+  /// Start from state.json.bak when state.json is corrupt (--recover-from-backup).
+  bool recover_from_backup = false;
+};
+
+/// Called (outside the manager's lock) after every change of the served views. `killed` lists
+/// views revoked with --force, whose open handles must start failing.
+using ViewsChanged =
+    std::function<void(const policy::ViewSpecs& views, const policy::ViewSpecs& killed)>;
+
+/// Extra facts for `status` that only the daemon knows (FUSE features, ...), as JSON.
+using StatusProvider = std::function<nlohmann::json()>;
+
+/// Thrown by the constructor when the state cannot be loaded; what() is the one-line message
+/// that names the file, the problem and what to do.
+class StateError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class Manager {
+ public:
+  /// Loads (or creates) the state under config.state_dir; throws StateError.
+  Manager(ManagerConfig config, ViewsChanged on_views_changed, StatusProvider status = {});
+  ~Manager();
+  Manager(const Manager&) = delete;
+  Manager& operator=(const Manager&) = delete;
+
+  /// The views to serve now.
+  [[nodiscard]] policy::ViewSpecs views() const;
+
+  /// Carries out one request (see above). Thread-safe; never throws.
+  nlohmann::json handle(const nlohmann::json& request);
+
+  /// After the filesystem is mounted (at start, or again after a crash): re-attaches every
+  /// recorded attachment whose process still exists and forgets the others. Returns how many
+  /// were re-attached.
+  int heal_attachments();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace portalfs::mountmgr

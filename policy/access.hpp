@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// The access decision: a pure function from (what the view grants, what the op does) to
+// allow or an errno. The filesystem asks; it never decides on its own.
+//
+// Hide or deny, ranked (the first that applies wins):
+//   1. ENOENT  the target is not granted to the app at all (another app's files, a revoked share)
+//   2. EXDEV   link or rename between two different views
+//   3. EROFS   a mutation through a read-only view
+//   4. EPERM   an xattr write outside the user.* namespace; a device node
+
+#include <string_view>
+
+#include "policy/grant.hpp"
+
+namespace portalfs::policy {
+
+enum class Op {
+  lookup, getattr, readlink, readdir, statfs, open_read, read, getxattr, listxattr,
+  flush, fsync,
+  open_write, write, create, mknod, mkdir, symlink, link, unlink, rmdir, rename, setattr,
+  setxattr, removexattr, fallocate, copy_into,
+};
+
+/// True for every op that changes the filesystem (the ones a read-only view refuses).
+bool is_mutation(Op op);
+
+/// What the op is aimed at: a granted view and its access, or nothing (not granted).
+struct Target {
+  bool granted = false;
+  Access access = Access::read;
+};
+
+/// 0 = allowed, else a positive errno.
+struct Decision {
+  int err = 0;
+  [[nodiscard]] bool allowed() const { return err == 0; }
+  friend bool operator==(const Decision&, const Decision&) = default;
+};
+
+/// One view, one op.
+Decision decide(Op op, Target target);
+
+/// Ops that join two places (link, rename, copy_into): `from` is the source, `to` the
+/// destination; `same_view` tells whether both are the same view.
+Decision decide(Op op, Target from, Target to, bool same_view);
+
+/// Extended attributes: reading and writing is for the "user." namespace only; a write
+/// (set/remove) elsewhere is EPERM, a read elsewhere is ENODATA (it is simply not there).
+Decision decide_xattr(Op op, Target target, std::string_view name);
+
+}  // namespace portalfs::policy

@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// The grant model: what an app may see, where, and how.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace portalfs::policy {
+
+enum class Access { read, read_write };
+/// data: a private directory below <storage>/apps/<app>/; shared: <storage>/shared/<share>/;
+/// host: a host directory given by hand (Dokku's storage:mount), served like a share.
+enum class GrantKind { data, shared, host };
+
+/// A uid/gid pair in the ids stored on disk (the ids a container sees without a user namespace).
+struct Owner {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  friend bool operator==(const Owner&, const Owner&) = default;
+};
+
+/// One thing an app is given: a private data directory or a shared directory.
+struct Grant {
+  GrantKind kind = GrantKind::data;
+  /// data: the directory below the app's storage dir, relative, '/'-separated ("data/documents");
+  /// shared: the share name ("own_media"); host: the absolute host path.
+  std::string name;
+  /// Where the container sees it: absolute and normalised ("/data/documents").
+  std::string container_path;
+  Access access = Access::read_write;
+  /// data: who owns the provisioned directory (default: root);
+  /// shared: present every file as this owner and store new files as the share's owner
+  /// (squash). Without it a shared view keeps the real ids (through the app's range map).
+  std::optional<Owner> owner;
+  friend bool operator==(const Grant&, const Grant&) = default;
+};
+
+/// A validated app: its id, its version and its grants, ordered so that a parent container
+/// path always comes before a path below it (the order to mount them in).
+struct AppSpec {
+  std::string name;
+  std::string version;  // "" when the manifest has none
+  std::vector<Grant> grants;
+};
+
+/// The name of a view directory below apps/<app>/data/ or apps/<app>/shared/: the grant's
+/// name with '%' written "%25" and '/' written "%2F" (so "data/documents" -> "data%2Fdocuments"),
+/// which keeps nested data directories distinct and the mapping reversible.
+std::string view_dir_name(const Grant& grant);
+
+const char* to_string(Access access);   // "read" | "read-write"
+const char* to_string(GrantKind kind);  // "data" | "shared" | "host"
+/// Parses "read" | "read-write" (also "ro" | "rw"); nullopt otherwise.
+std::optional<Access> parse_access(std::string_view text);
+
+}  // namespace portalfs::policy

@@ -1,0 +1,27 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// What the filesystem serves: one ViewSpec per view. The mount manager builds them from its
+// state; the FUSE layer serves them. Plain data, so neither layer depends on the other.
+
+#include <string>
+#include <vector>
+
+#include "policy/grant.hpp"
+#include "policy/id_map.hpp"
+
+namespace portalfs::policy {
+
+struct ViewSpec {
+  std::string app;        // app id
+  GrantKind kind = GrantKind::data;
+  std::string dir_name;   // view_dir_name(grant): served at apps/<app>/<kind>/<dir_name>
+  std::string backing;    // absolute host path of the backing directory
+  Access access = Access::read_write;
+  IdPolicy ids;
+  friend bool operator==(const ViewSpec&, const ViewSpec&) = default;
+};
+
+using ViewSpecs = std::vector<ViewSpec>;
+
+}  // namespace portalfs::policy
