@@ -1,3 +1,0 @@
-file(REMOVE_RECURSE
-  "libportalfs_testutil.a"
-)
