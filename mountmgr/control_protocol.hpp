@@ -12,7 +12,9 @@
 // Verbs and their args (every field not marked optional is required):
 //   app.install   {manifest: "<file contents>", source: "<file name for messages>",
 //                  name?: "<id>", uid_maps?: ["C:H:N",...], gid_maps?: ["C:H:N",...]}
-//   app.upgrade   {manifest, source, prune?: bool}
+//   app.upgrade   {manifest, source, prune?: bool,
+//                  name?, uid_maps?, gid_maps?}  (as for app.install; maps given replace the
+//                  app's, maps left out keep them)
 //   app.remove    {app, purge?: bool}
 //   app.list      {}
 //   app.show      {app}

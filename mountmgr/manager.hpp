@@ -14,13 +14,24 @@
 
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "mountmgr/attach.hpp"
 #include "policy/view_spec.hpp"
 
 namespace portalfs::mountmgr {
+
+/// How the manager reaches into containers. An empty member means the real function from
+/// mountmgr/attach.hpp; tests put fakes here to check the attachment bookkeeping.
+struct AttachOps {
+  std::function<std::string(int pid, const std::vector<Bind>& binds)> attach;       // attach_binds
+  std::function<std::string(int pid, const std::vector<std::string>& targets)> detach;  // detach_binds
+  std::function<bool(int pid)> alive;                                                  // process_alive
+};
 
 struct ManagerConfig {
   std::string storage_root = "/var/lib/portalfs/storage";
@@ -28,10 +39,13 @@ struct ManagerConfig {
   std::string mountpoint = "/run/portalfs/fs";
   /// Start from state.json.bak when state.json is corrupt (--recover-from-backup).
   bool recover_from_backup = false;
+  /// attach/detach/heal go through these (default: mountmgr/attach.hpp).
+  AttachOps attach_ops = {};
 };
 
 /// Called (outside the manager's lock) after every change of the served views. `killed` lists
-/// views revoked with --force, whose open handles must start failing.
+/// views revoked with --force, whose open handles must start failing. Calls arrive in commit
+/// order; the callback may call views() but not handle() (it would wait for itself).
 using ViewsChanged =
     std::function<void(const policy::ViewSpecs& views, const policy::ViewSpecs& killed)>;
 

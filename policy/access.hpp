@@ -10,6 +10,7 @@
 //   3. EROFS   a mutation through a read-only view
 //   4. EPERM   an xattr write outside the user.* namespace; a device node
 
+#include <cstdint>
 #include <string_view>
 
 #include "policy/grant.hpp"
@@ -49,5 +50,13 @@ Decision decide(Op op, Target from, Target to, bool same_view);
 /// Extended attributes: reading and writing is for the "user." namespace only; a write
 /// (set/remove) elsewhere is EPERM, a read elsewhere is ENODATA (it is simply not there).
 Decision decide_xattr(Op op, Target target, std::string_view name);
+
+/// Whether an xattr name is in the namespace views show ("user."); listxattr filters by it.
+bool is_user_xattr(std::string_view name);
+
+/// mknod of a file of type `mode & S_IFMT` in a view of `kind`: decide(Op::mknod, target), then
+/// EPERM for a device node in any view, and for a fifo or socket in a shared or host view (only
+/// an app's own data directory may hold them). Regular files are allowed.
+Decision decide_mknod(Target target, GrantKind kind, uint32_t mode);
 
 }  // namespace portalfs::policy

@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// What a view shows of a backing file, and who a caller is on disk.
+//
+// Presented attributes depend only on (view, backing file), never on who asks: the kernel
+// caches them per inode and checks permissions against them (default_permissions).
+
+#include <sys/stat.h>
+
+#include <optional>
+
+#include "fuse/views.hpp"
+
+namespace portalfs::fuse {
+
+/// The stat a view presents for a backing stat: owner mapped (or squashed), set-uid/set-gid
+/// stripped from everything but directories, and from directories too in shared views.
+struct stat present(const View& view, const struct stat& backing);
+
+/// The mode bits a view lets a caller set (chmod, create): set-uid never, set-gid only on
+/// directories of data views.
+mode_t allowed_mode(const View& view, mode_t mode, bool is_dir);
+
+/// The disk owner a caller with these host ids creates files as, or nullopt when the view's
+/// map does not cover the caller (the op then fails with EOVERFLOW, as an idmapped mount does).
+struct DiskOwner {
+  uid_t uid;
+  gid_t gid;
+};
+std::optional<DiskOwner> creator(const View& view, uid_t host_uid, gid_t host_gid);
+
+/// The disk id a chown to presented id `host_id` means, or nullopt (unmapped: EINVAL as the
+/// kernel does for an idmapped mount; squash views accept only the presented owner).
+std::optional<uid_t> chown_uid(const View& view, uid_t host_id);
+std::optional<gid_t> chown_gid(const View& view, gid_t host_id);
+
+/// Switches this thread's fsuid/fsgid for the guard's lifetime (raw syscalls: glibc's
+/// wrappers would change every thread). The thread keeps its capabilities (SECBIT_NO_SETUID_FIXUP),
+/// so the backing file system does not re-check what the kernel already checked against the
+/// presented owner; only the owner of what is created changes.
+class FsCredsGuard {
+ public:
+  FsCredsGuard(uid_t uid, gid_t gid);
+  ~FsCredsGuard();
+  FsCredsGuard(const FsCredsGuard&) = delete;
+  FsCredsGuard& operator=(const FsCredsGuard&) = delete;
+
+ private:
+  uid_t old_uid_;
+  gid_t old_gid_;
+};
+
+}  // namespace portalfs::fuse

@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: MIT
+#include "fuse/filesystem.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cstring>
+#include <set>
+#include <stdexcept>
+
+#include "common/log.hpp"
+#include "fuse/attr.hpp"
+#include "fuse/filesystem_internal.hpp"
+
+namespace portalfs::fuse {
+
+using common::Errno;
+using common::Result;
+
+static_assert(sizeof(fuse_ino_t) >= sizeof(void*), "an Inode* must fit in a fuse_ino_t");
+
+Filesystem::Filesystem(Options options) : options_(options), table_(options.fd_cache) {
+  proc_fd_.reset(::open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!proc_fd_) throw std::runtime_error(std::string("cannot open /proc/self/fd: ") + std::strerror(errno));
+  root_ = synth_inode("");
+}
+
+Filesystem::~Filesystem() = default;
+
+Inode* Filesystem::inode_of(fuse_ino_t ino) {
+  if (ino == FUSE_ROOT_ID) return root_;
+  return reinterpret_cast<Inode*>(ino);
+}
+
+Result<Filesystem::Node> Filesystem::resolve(fuse_ino_t ino) {
+  Inode* inode = inode_of(ino);
+  if (inode->view == kNoView) return Node{inode, nullptr};
+  const View* view = views_.get(inode->view);
+  if (!view) return Errno{ENOENT};  // the view was revoked: the app may not see it any more
+  return Node{inode, view};
+}
+
+Result<Filesystem::Node> Filesystem::resolve_for(fuse_ino_t ino, policy::Op op) {
+  auto node = resolve(ino);
+  if (!node) return node;
+  if (node->synthetic()) {
+    if (policy::is_mutation(op)) return Errno{EROFS};
+    return node;
+  }
+  auto d = policy::decide(op, policy::Target{true, node->view->spec.access});
+  if (!d.allowed()) return Errno{d.err};
+  return node;
+}
+
+Result<FdRef> Filesystem::fd_of(const Node& node) {
+  return table_.fd(node.inode, node.view->root->get());
+}
+
+std::string Filesystem::fd_name(int fd) { return std::to_string(fd); }
+
+fuse_entry_param Filesystem::negative_entry() const {
+  fuse_entry_param e{};
+  e.ino = 0;
+  e.entry_timeout = options_.entry_timeout;
+  return e;
+}
+
+Result<fuse_entry_param> Filesystem::make_entry(const View& view, int path_fd) {
+  struct stat st {};
+  if (::fstatat(path_fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+    int err = errno;
+    ::close(path_fd);
+    return Errno{err};
+  }
+  if (st.st_dev != view.dev) {
+    // Another file system mounted inside the backing tree: handles made for it could not be
+    // re-opened through the view's root, and it is not what the grant names.
+    ::close(path_fd);
+    common::log_once(common::LogLevel::warn, "xdev:" + view.spec.backing,
+                     "refusing a mount point inside " + view.spec.backing);
+    return Errno{EXDEV};
+  }
+  auto inode = table_.find_or_insert(view.id, st, path_fd);
+  if (!inode) return inode.err();
+  fuse_entry_param e{};
+  e.ino = reinterpret_cast<fuse_ino_t>(*inode);
+  e.attr = present(view, st);
+  e.attr_timeout = options_.attr_timeout;
+  e.entry_timeout = options_.entry_timeout;
+  return e;
+}
+
+Result<fuse_entry_param> Filesystem::lookup_backed(const Node& parent, const char* name) {
+  if (std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0) {
+    // The kernel resolves these itself; ".." at a view root would leave the view.
+    return Errno{ENOENT};
+  }
+  auto pfd = fd_of(parent);
+  if (!pfd) return pfd.err();
+  int fd = ::openat(pfd->get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return Errno{errno};
+  return make_entry(*parent.view, fd);
+}
+
+std::vector<std::string> Filesystem::set_views(const policy::ViewSpecs& views,
+                                               const policy::ViewSpecs& killed) {
+  std::vector<std::string> errors;
+  auto old_layout = views_.layout();
+  auto change = views_.set(views, killed, &errors);
+  auto new_layout = views_.layout();
+  fuse_session* se = se_.load();
+  if (!se) return errors;
+
+  // Names in synthetic dirs that appeared or went away: drop the kernel's (negative) entries.
+  for (const auto& path : change.dirs) {
+    SynthInode* dir = find_synth(path);
+    if (!dir) continue;  // the kernel never saw it
+    std::set<std::string> names;
+    for (const auto* layout : {old_layout.get(), new_layout.get()}) {
+      auto it = layout->dirs.find(path);
+      if (it == layout->dirs.end()) continue;
+      for (const auto& n : it->second.subdirs) names.insert(n);
+      for (const auto& [n, id] : it->second.views) names.insert(n);
+    }
+    fuse_ino_t ino = dir == root_ ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(dir);
+    fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
+    for (const auto& n : names) fuse_lowlevel_notify_inval_entry(se, ino, n.c_str(), n.size());
+  }
+  // Changed views present other owners or access; killed ones must drop cached pages too.
+  std::vector<ViewId> stale = change.changed;
+  stale.insert(stale.end(), change.killed.begin(), change.killed.end());
+  stale.insert(stale.end(), change.removed.begin(), change.removed.end());
+  for (ViewId id : stale) {
+    for (Inode* inode : table_.inodes_of(id)) {
+      fuse_lowlevel_notify_inval_inode(se, reinterpret_cast<fuse_ino_t>(inode), 0, 0);
+    }
+  }
+  return errors;
+}
+
+Filesystem::Stats Filesystem::stats() {
+  auto s = table_.stats();
+  size_t nviews = 0;
+  for (const auto& [path, dir] : views_.layout()->dirs) nviews += dir.views.size();
+  return Stats{s.inodes, s.cached_fds, s.capacity, nviews};
+}
+
+void Filesystem::init(fuse_conn_info* conn) {
+  // Reads answered from an fd go to the kernel by splice (no copy through our buffers).
+  if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+  // O_TRUNC arrives with open (one request instead of open + setattr).
+  if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+  if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+  // No writeback cache: dirty pages of one view would be invisible to the other views of the
+  // same file until written back, and every app must see every other app's writes at once.
+  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  // Locks stay the kernel's (no getlk/setlk/flock ops): flock and POSIX locks work within
+  // the mount as on a local file system.
+}
+
+// ---- coherence ----
+
+Filesystem::Siblings Filesystem::siblings_of(const Inode* inode) {
+  Siblings out;
+  if (!InodeTable::has_siblings(inode)) return out;  // the common case: no lock taken
+  for (Inode* s : table_.siblings(inode)) out.push_back(reinterpret_cast<fuse_ino_t>(s));
+  return out;
+}
+
+void Filesystem::inval_data(const Siblings& siblings, off_t off, off_t len) {
+  if (siblings.empty()) return;
+  fuse_session* se = se_.load();
+  if (!se) return;
+  for (fuse_ino_t s : siblings) fuse_lowlevel_notify_inval_inode(se, s, off, len);
+}
+
+void Filesystem::inval_entry(const Siblings& parents, const char* name) {
+  if (parents.empty()) return;
+  fuse_session* se = se_.load();
+  if (!se) return;
+  for (fuse_ino_t p : parents) {
+    fuse_lowlevel_notify_inval_entry(se, p, name, std::strlen(name));
+    fuse_lowlevel_notify_inval_inode(se, p, -1, 0);
+  }
+}
+
+}  // namespace portalfs::fuse

@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// The filesystem: one FUSE mount, one view per grant, every op enforced and id-mapped.
+//
+// Every op has one shape: resolve the inode (and its view), ask policy::decide(), act with
+// *at syscalls on O_PATH fds, reply exactly once, then tell sibling views what changed.
+// Replies come before sibling invalidations on purpose: the kernel holds the directory (or
+// page) locks of the request until it is answered, and invalidating a sibling view's
+// directory while holding ours could deadlock against a request in that sibling doing the
+// same towards us (two apps changing one shared directory).
+//
+// Files: ops_entry.cpp (lookup, attrs, links), ops_namespace.cpp (create, remove, rename),
+// ops_file.cpp (open, I/O), ops_dir.cpp (directories), ops_xattr.cpp, synthetic.cpp (the
+// read-only directories above the views), ops_table.cpp (the libfuse op table).
+
+#define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
+#include <fuse_lowlevel.h>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+#include "common/unique_fd.hpp"
+#include "fuse/inode_table.hpp"
+#include "fuse/views.hpp"
+#include "policy/access.hpp"
+
+namespace portalfs::fuse {
+
+struct Options {
+  double entry_timeout = 1.0;   // seconds the kernel may keep names
+  double attr_timeout = 1.0;    // and attributes; changes made through portalfs invalidate
+  size_t fd_cache = 8192;       // O_PATH fds kept open at most (the rest re-open by handle)
+};
+
+/// One open file.
+struct FileHandle {
+  common::UniqueFd fd;
+  Inode* inode = nullptr;
+  std::shared_ptr<std::atomic<bool>> killed;  // the view's forced-revoke flag
+};
+
+struct DirEntry;
+/// One open directory.
+struct DirHandle;
+
+class Filesystem {
+ public:
+  explicit Filesystem(Options options = {});
+  ~Filesystem();
+  Filesystem(const Filesystem&) = delete;
+  Filesystem& operator=(const Filesystem&) = delete;
+
+  /// The libfuse op table; userdata must be this Filesystem.
+  static const fuse_lowlevel_ops& ops();
+
+  /// The session to send invalidations to (set once the session exists).
+  void attach_session(fuse_session* se) { se_.store(se); }
+
+  /// Replaces the served views (a grant changed). Invalidates what the kernel cached of
+  /// removed or changed views and of the synthetic directories above them. Returns one line
+  /// per view that could not be served.
+  std::vector<std::string> set_views(const policy::ViewSpecs& views,
+                                     const policy::ViewSpecs& killed = {});
+
+  struct Stats {
+    size_t inodes, cached_fds, fd_cache_capacity, views;
+  };
+  Stats stats();
+
+  // ---- ops (called by the trampolines in ops_table.cpp) ----
+  void init(fuse_conn_info* conn);
+  void lookup(fuse_req_t req, fuse_ino_t parent, const char* name);
+  void forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
+  void forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets);
+  void getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi);
+  void readlink(fuse_req_t req, fuse_ino_t ino);
+  void mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev);
+  void mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode);
+  void symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name);
+  void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname);
+  void unlink(fuse_req_t req, fuse_ino_t parent, const char* name);
+  void rmdir(fuse_req_t req, fuse_ino_t parent, const char* name);
+  void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+              const char* newname, unsigned int flags);
+  void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi);
+  void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
+  void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off, fuse_file_info* fi);
+  void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
+  void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                 fuse_file_info* fi);
+  void lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi);
+  void copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info* fi_in,
+                       fuse_ino_t ino_out, off_t off_out, fuse_file_info* fi_out, size_t len,
+                       int flags);
+  void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus);
+  void releasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
+  void statfs(fuse_req_t req, fuse_ino_t ino);
+  void access(fuse_req_t req, fuse_ino_t ino, int mask);
+  void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                int flags);
+  void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size);
+  void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+  void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name);
+
+ private:
+  /// An inode resolved for an op: the inode and its current view (nullptr for synthetic).
+  struct Node {
+    Inode* inode;
+    const View* view;
+    [[nodiscard]] bool synthetic() const { return inode->view == kNoView; }
+  };
+  struct SynthInode;
+
+  Inode* inode_of(fuse_ino_t ino);
+  /// ino -> Node; a backed inode whose view is gone is ENOENT (revoked or removed).
+  common::Result<Node> resolve(fuse_ino_t ino);
+  /// resolve() + policy::decide(op) for a backed inode; synthetic dirs are read-only.
+  common::Result<Node> resolve_for(fuse_ino_t ino, policy::Op op);
+  common::Result<FdRef> fd_of(const Node& node);
+  /// "N" for /proc/self/fd/N through proc_fd_.
+  static std::string fd_name(int fd);
+
+  /// Looks `name` up below a backed directory and registers the entry (nlookup + 1).
+  common::Result<fuse_entry_param> lookup_backed(const Node& parent, const char* name);
+  /// Registers an O_PATH fd of a just-found/created file as an entry (takes the fd).
+  common::Result<fuse_entry_param> make_entry(const View& view, int path_fd);
+  fuse_entry_param negative_entry() const;
+  /// The shared body of mknod, mkdir and symlink: resolve and check the parent, run `make`
+  /// (a *at call relative to the parent's fd) as the caller's disk owner, reply the entry.
+  void make_node(fuse_req_t req, fuse_ino_t parent, const char* name, policy::Op op,
+                 const std::function<int(int dirfd)>& make);
+
+  // Synthetic directories (synthetic.cpp).
+  SynthInode* synth_inode(const std::string& path);
+  SynthInode* find_synth(const std::string& path);
+  void synth_lookup(fuse_req_t req, const SynthInode& dir, const char* name);
+  struct stat synth_stat(const SynthInode& dir) const;
+  std::unique_ptr<DirHandle> synth_opendir(const SynthInode& dir);
+
+  // Coherence. The siblings are collected BEFORE the reply (after it the kernel may forget
+  // the inode at any moment); the invalidations are sent AFTER it, outside every lock (see
+  // the top of this file), and carry only inode numbers.
+  using Siblings = std::vector<fuse_ino_t>;
+  Siblings siblings_of(const Inode* inode);
+  void inval_data(const Siblings& siblings, off_t off, off_t len);
+  void inval_attr(const Siblings& siblings) { inval_data(siblings, -1, 0); }
+  void inval_entry(const Siblings& parents, const char* name);
+
+  const Options options_;
+  InodeTable table_;
+  ViewRegistry views_;
+  common::UniqueFd proc_fd_;  // /proc/self/fd, for re-opening O_PATH fds
+  std::atomic<fuse_session*> se_{nullptr};
+
+  std::mutex synth_mutex_;
+  std::map<std::string, std::unique_ptr<SynthInode>> synth_;  // by path; never freed
+  SynthInode* root_ = nullptr;
+};
+
+}  // namespace portalfs::fuse

@@ -1,0 +1,300 @@
+// SPDX-License-Identifier: MIT
+#include "fuse/inode_table.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+namespace portalfs::fuse {
+
+using common::Errno;
+using common::Result;
+
+namespace {
+
+// Reads the handle of the file behind `fd`; leaves handle.size 0 when the file system gives
+// none that fits (the inode then keeps its fd pinned).
+void read_handle(int fd, Handle& handle) {
+  struct {
+    struct file_handle fh;
+    unsigned char bytes[Handle::kMax];
+  } buf{};
+  buf.fh.handle_bytes = Handle::kMax;
+  int mount_id = 0;
+  if (::name_to_handle_at(fd, "", &buf.fh, &mount_id, AT_EMPTY_PATH) != 0) return;
+  handle.type = buf.fh.handle_type;
+  handle.size = static_cast<uint8_t>(buf.fh.handle_bytes);
+  std::memcpy(handle.bytes, buf.fh.f_handle, buf.fh.handle_bytes);
+}
+
+int open_handle(const Handle& handle, int mount_fd) {
+  struct {
+    struct file_handle fh;
+    unsigned char bytes[Handle::kMax];
+  } buf{};
+  buf.fh.handle_bytes = handle.size;
+  buf.fh.handle_type = handle.type;
+  std::memcpy(buf.fh.f_handle, handle.bytes, handle.size);
+  return ::open_by_handle_at(mount_fd, &buf.fh, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+}
+
+void close_all(const std::vector<int>& fds) {
+  for (int fd : fds) ::close(fd);
+}
+
+}  // namespace
+
+FdRef::~FdRef() {
+  if (table_) table_->unpin(inode_);
+}
+
+InodeTable::~InodeTable() {
+  std::lock_guard lock(table_mutex_);
+  for (auto& [key, head] : by_backing_) {
+    Inode* i = head;
+    do {
+      Inode* next = i->next_sibling;
+      if (i->fd >= 0) ::close(i->fd);
+      delete i;
+      i = next;
+    } while (i != head);
+  }
+}
+
+Result<Inode*> InodeTable::find_or_insert(ViewId view, const struct stat& st, int fd) {
+  const BackingKey key{st.st_dev, st.st_ino};
+  Inode* fresh = nullptr;
+  std::vector<int> to_close;
+  {
+    std::lock_guard lock(table_mutex_);
+    auto it = by_backing_.find(key);
+    if (it != by_backing_.end()) {
+      Inode* i = it->second;
+      do {
+        if (i->view == view) {
+          i->nlookup++;
+          fresh = i;
+          break;
+        }
+        i = i->next_sibling;
+      } while (i != it->second);
+    }
+    if (fresh) {
+      // Known inode: adopt the new fd if the cached one was evicted, else drop it.
+      std::lock_guard cache(cache_mutex_);
+      if (fresh->fd < 0) {
+        to_close = cache_insert_locked(fresh, fd);
+      } else {
+        to_close.push_back(fd);
+      }
+    }
+  }
+  if (fresh) {
+    close_all(to_close);
+    return fresh;
+  }
+
+  // A new inode: read its handle outside the lock (a syscall), then insert, re-checking for a
+  // racing insert of the same key.
+  auto* inode = new Inode;
+  inode->view = view;
+  inode->dev = st.st_dev;
+  inode->ino = st.st_ino;
+  inode->type = st.st_mode & S_IFMT;
+  read_handle(fd, inode->handle);
+  inode->nlookup = 1;
+
+  Inode* winner = nullptr;
+  {
+    std::lock_guard lock(table_mutex_);
+    auto [it, inserted] = by_backing_.try_emplace(key, inode);
+    if (!inserted) {
+      Inode* i = it->second;
+      do {
+        if (i->view == view) {
+          winner = i;
+          break;
+        }
+        i = i->next_sibling;
+      } while (i != it->second);
+      if (winner) {
+        winner->nlookup++;
+      } else {
+        // Join the sibling ring after its head.
+        inode->next_sibling = it->second->next_sibling.load();
+        it->second->next_sibling = inode;
+      }
+    }
+    if (!winner) inode_count_++;
+    std::lock_guard cache(cache_mutex_);
+    if (winner) {
+      if (winner->fd < 0) to_close = cache_insert_locked(winner, fd);
+      else to_close.push_back(fd);
+    } else {
+      to_close = cache_insert_locked(inode, fd);
+    }
+  }
+  if (winner) delete inode;
+  close_all(to_close);
+  return winner ? winner : inode;
+}
+
+void InodeTable::forget(Inode* inode, uint64_t n) {
+  int fd_to_close = -1;
+  {
+    std::lock_guard lock(table_mutex_);
+    if (inode->nlookup > n) {
+      inode->nlookup -= n;
+      return;
+    }
+    inode->nlookup = 0;
+    // Erase by key (not by a stale iterator), unlinking the inode from its sibling ring.
+    const BackingKey key{inode->dev, inode->ino};
+    auto it = by_backing_.find(key);
+    if (inode->next_sibling == inode) {
+      if (it != by_backing_.end()) by_backing_.erase(it);
+    } else {
+      Inode* prev = inode;
+      while (prev->next_sibling != inode) prev = prev->next_sibling;
+      prev->next_sibling = inode->next_sibling.load();
+      if (it != by_backing_.end() && it->second == inode) it->second = inode->next_sibling;
+    }
+    inode_count_--;
+    std::lock_guard cache(cache_mutex_);
+    if (inode->fd >= 0) {
+      lru_unlink_locked(inode);
+      cached_--;
+    }
+    if (inode->pins > 0) {
+      // A handler still uses the fd (it replied, then the kernel forgot): it frees the inode.
+      inode->forgotten = true;
+      return;
+    }
+    // Unpublish before closing: nobody can pick the fd up any more.
+    fd_to_close = std::exchange(inode->fd, -1);
+  }
+  if (fd_to_close >= 0) ::close(fd_to_close);
+  delete inode;
+}
+
+Result<FdRef> InodeTable::fd(Inode* inode, int mount_fd) {
+  {
+    std::lock_guard cache(cache_mutex_);
+    if (inode->fd >= 0) {
+      inode->pins++;
+      if (inode->handle.size != 0 && !inode->forgotten && inode != lru_head_) {
+        lru_unlink_locked(inode);
+        lru_push_front_locked(inode);
+      }
+      return FdRef(this, inode, inode->fd);
+    }
+  }
+  if (inode->handle.size == 0) return Errno{ESTALE};
+  int fd = open_handle(inode->handle, mount_fd);
+  if (fd < 0) return Errno{errno};
+  std::vector<int> to_close;
+  int use = -1;
+  {
+    std::lock_guard cache(cache_mutex_);
+    if (inode->fd >= 0) {
+      to_close.push_back(fd);  // another thread re-opened it first
+    } else if (inode->forgotten) {
+      inode->fd = fd;  // kept out of the cache; closed with the inode by the last unpin
+    } else {
+      to_close = cache_insert_locked(inode, fd);
+    }
+    inode->pins++;
+    use = inode->fd;
+  }
+  close_all(to_close);
+  return FdRef(this, inode, use);
+}
+
+void InodeTable::unpin(Inode* inode) {
+  {
+    std::lock_guard cache(cache_mutex_);
+    if (--inode->pins > 0 || !inode->forgotten) return;
+  }
+  // Forgotten while pinned and this was the last pin: nothing else can reach it any more.
+  if (inode->fd >= 0) ::close(inode->fd);
+  delete inode;
+}
+
+void InodeTable::opened(Inode* inode) {
+  std::lock_guard cache(cache_mutex_);
+  inode->opens++;
+}
+
+void InodeTable::closed(Inode* inode) {
+  std::lock_guard cache(cache_mutex_);
+  inode->opens--;
+}
+
+std::vector<Inode*> InodeTable::siblings(const Inode* inode) {
+  std::vector<Inode*> out;
+  if (!has_siblings(inode)) return out;
+  std::lock_guard lock(table_mutex_);
+  for (Inode* i = inode->next_sibling; i != inode; i = i->next_sibling) out.push_back(i);
+  return out;
+}
+
+std::vector<Inode*> InodeTable::inodes_of(ViewId view) {
+  std::vector<Inode*> out;
+  std::lock_guard lock(table_mutex_);
+  for (auto& [key, head] : by_backing_) {
+    Inode* i = head;
+    do {
+      if (i->view == view) out.push_back(i);
+      i = i->next_sibling;
+    } while (i != head);
+  }
+  return out;
+}
+
+InodeTable::Stats InodeTable::stats() {
+  std::lock_guard lock(table_mutex_);
+  std::lock_guard cache(cache_mutex_);
+  return Stats{inode_count_, cached_, capacity_};
+}
+
+std::vector<int> InodeTable::cache_insert_locked(Inode* inode, int fd) {
+  std::vector<int> evicted;
+  inode->fd = fd;
+  cached_++;
+  if (inode->handle.size == 0) return evicted;  // pinned for life, not in the LRU
+  lru_push_front_locked(inode);
+  // Evict from the cold end, skipping fds in use or belonging to open files.
+  Inode* victim = lru_tail_;
+  while (cached_ > capacity_ && victim) {
+    Inode* prev = victim->lru_prev;
+    if (victim != inode && victim->pins == 0 && victim->opens == 0) {
+      lru_unlink_locked(victim);
+      evicted.push_back(victim->fd);  // unpublished here, closed by the caller
+      victim->fd = -1;
+      cached_--;
+    }
+    victim = prev;
+  }
+  return evicted;
+}
+
+void InodeTable::lru_unlink_locked(Inode* inode) {
+  if (inode->lru_prev) inode->lru_prev->lru_next = inode->lru_next;
+  else if (lru_head_ == inode) lru_head_ = inode->lru_next;
+  if (inode->lru_next) inode->lru_next->lru_prev = inode->lru_prev;
+  else if (lru_tail_ == inode) lru_tail_ = inode->lru_prev;
+  inode->lru_prev = inode->lru_next = nullptr;
+}
+
+void InodeTable::lru_push_front_locked(Inode* inode) {
+  inode->lru_prev = nullptr;
+  inode->lru_next = lru_head_;
+  if (lru_head_) lru_head_->lru_prev = inode;
+  lru_head_ = inode;
+  if (!lru_tail_) lru_tail_ = inode;
+}
+
+}  // namespace portalfs::fuse

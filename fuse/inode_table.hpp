@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// The inode table: every FUSE inode the kernel knows, keyed by (view, st_dev, st_ino), and a
+// bounded cache of their O_PATH fds.
+//
+// Identity. A backed inode keeps its backing file's identity as a file handle
+// (name_to_handle_at), never as a path and not as a permanently open fd: these machines cap
+// open files at 20,000 and a view may hold millions of files. Its O_PATH fd lives in an LRU
+// cache of at most `fd_cache_capacity` entries and is re-opened with open_by_handle_at (only
+// handles this process made itself, relative to the view's root fd) when evicted. A file
+// system that gives no handle (or one larger than Handle::kMax) gets its fd pinned instead.
+//
+// Locking (take in this order, never hold one across a syscall or a fuse_reply_*):
+//   1. table_mutex_  the key map, nlookup, the sibling chains
+//   2. cache_mutex_  the LRU list, fd, pins
+// An Inode's identity fields are immutable after creation and read without a lock. The kernel
+// never sends FORGET for an inode while one of its requests is in flight, so an Inode* taken
+// from a request stays valid until that request replies (as in libfuse's passthrough_hp).
+// After the reply it may come at once, while the handler still holds an FdRef: forget() then
+// only erases the inode, and the last FdRef frees it.
+//
+// Siblings: inodes with the same (st_dev, st_ino) in different views (two apps sharing a
+// directory) are linked in a ring, so a change through one view can invalidate the others.
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace portalfs::fuse {
+
+using ViewId = uint32_t;
+inline constexpr ViewId kNoView = 0;  // synthetic inodes
+
+/// A file handle small enough to keep inline (ext4: 8 bytes, tmpfs: 12, xfs/btrfs <= 24).
+struct Handle {
+  static constexpr int kMax = 24;
+  int32_t type = 0;
+  uint8_t size = 0;  // 0: no handle, the fd is pinned for the inode's life
+  unsigned char bytes[kMax] = {};
+};
+
+struct Inode {
+  // Identity: immutable after creation.
+  ViewId view = kNoView;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  mode_t type = 0;  // S_IFMT bits
+  Handle handle;
+
+  // Guarded by InodeTable::table_mutex_.
+  uint64_t nlookup = 0;
+  // Ring of inodes with the same (dev, ino) in other views. Written under the table mutex;
+  // read without it only as a hint ("has siblings?") on hot paths.
+  std::atomic<Inode*> next_sibling{this};
+
+  // Guarded by InodeTable::cache_mutex_.
+  int fd = -1;          // cached O_PATH fd, -1 when evicted
+  uint32_t pins = 0;    // FdRefs alive; a pinned fd is never evicted
+  uint32_t opens = 0;   // open file handles: the fd stays while the file is open
+  bool forgotten = false;  // erased from the table while pinned: the last unpin frees it
+  Inode* lru_prev = nullptr;
+  Inode* lru_next = nullptr;
+};
+
+class InodeTable;
+
+/// A pinned O_PATH fd of an inode; unpins on destruction.
+class FdRef {
+ public:
+  FdRef() = default;
+  FdRef(InodeTable* table, Inode* inode, int fd) : table_(table), inode_(inode), fd_(fd) {}
+  FdRef(FdRef&& o) noexcept : table_(o.table_), inode_(o.inode_), fd_(o.fd_) { o.table_ = nullptr; }
+  FdRef& operator=(FdRef&&) = delete;
+  FdRef(const FdRef&) = delete;
+  ~FdRef();
+  [[nodiscard]] int get() const { return fd_; }
+
+ private:
+  InodeTable* table_ = nullptr;
+  Inode* inode_ = nullptr;
+  int fd_ = -1;
+};
+
+class InodeTable {
+ public:
+  explicit InodeTable(size_t fd_cache_capacity) : capacity_(fd_cache_capacity) {}
+  ~InodeTable();
+  InodeTable(const InodeTable&) = delete;
+  InodeTable& operator=(const InodeTable&) = delete;
+
+  /// The inode for (view, st), with nlookup raised by one. `fd` is an O_PATH fd of the file;
+  /// the table takes it (it becomes the cached fd of a new inode, or is closed). For a new
+  /// inode the handle is taken from `fd`. Returns the inode, or an errno.
+  common::Result<Inode*> find_or_insert(ViewId view, const struct stat& st, int fd);
+
+  /// Lowers nlookup by n; at zero the inode is erased by key and freed (its fd closed).
+  void forget(Inode* inode, uint64_t n);
+
+  /// Pins and returns the inode's O_PATH fd, re-opening it from its handle through
+  /// `mount_fd` (any fd on the same file system) when it was evicted.
+  common::Result<FdRef> fd(Inode* inode, int mount_fd);
+
+  /// Marks the inode open (its fd is kept) / closed again.
+  void opened(Inode* inode);
+  void closed(Inode* inode);
+
+  /// The other views' inodes of the same backing file (empty for most inodes; that case
+  /// takes no lock).
+  std::vector<Inode*> siblings(const Inode* inode);
+  static bool has_siblings(const Inode* inode) {
+    return inode->next_sibling.load(std::memory_order_relaxed) != inode;
+  }
+
+  /// Every inode of a view (for invalidation when the view is revoked).
+  std::vector<Inode*> inodes_of(ViewId view);
+
+  struct Stats {
+    size_t inodes = 0;
+    size_t cached_fds = 0;
+    size_t capacity = 0;
+  };
+  Stats stats();
+
+ private:
+  friend class FdRef;
+  struct BackingKey {
+    dev_t dev;
+    ino_t ino;
+    bool operator==(const BackingKey&) const = default;
+  };
+  struct BackingHash {
+    size_t operator()(const BackingKey& k) const noexcept {
+      return std::hash<uint64_t>()(static_cast<uint64_t>(k.ino) * 0x9E3779B97F4A7C15ull ^ k.dev);
+    }
+  };
+
+  void unpin(Inode* inode);
+  // cache_mutex_ held: puts inode at the LRU front with fd; returns an fd to close (or -1).
+  std::vector<int> cache_insert_locked(Inode* inode, int fd);
+  void lru_unlink_locked(Inode* inode);
+  void lru_push_front_locked(Inode* inode);
+
+  std::mutex table_mutex_;  // Must be acquired *before* cache_mutex_.
+  // One entry per backing file: the first inode of its sibling ring.
+  std::unordered_map<BackingKey, Inode*, BackingHash> by_backing_;
+  size_t inode_count_ = 0;
+
+  std::mutex cache_mutex_;
+  const size_t capacity_;
+  size_t cached_ = 0;
+  Inode* lru_head_ = nullptr;  // most recently used
+  Inode* lru_tail_ = nullptr;
+};
+
+}  // namespace portalfs::fuse

@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: MIT
+// Open files: open, create, read, write, flush, fsync, release, fallocate, lseek,
+// copy_file_range.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "fuse/attr.hpp"
+#include "fuse/filesystem_internal.hpp"
+
+namespace portalfs::fuse {
+
+using common::Errno;
+using policy::Op;
+
+namespace {
+
+bool writes(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC); }
+
+// Flags the daemon may pass on when it re-opens a file for a caller: O_CREAT/O_EXCL are
+// handled by create(), O_NOCTTY means nothing here, and O_NOFOLLOW is implied (the fd
+// names the inode itself).
+int reopen_flags(int flags) {
+  return (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC;
+}
+
+// A one-buffer vector that reads or writes `fd` at `pos` (FUSE_BUFVEC_INIT without its
+// old-style cast).
+fuse_bufvec fd_bufvec(size_t size, int fd, off_t pos) {
+  fuse_bufvec v{};
+  v.count = 1;
+  v.buf[0].size = size;
+  v.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  v.buf[0].fd = fd;
+  v.buf[0].pos = pos;
+  return v;
+}
+
+// An open handle of a view revoked with --force fails from then on.
+bool dead(const FileHandle* fh) { return fh->killed && fh->killed->load(std::memory_order_relaxed); }
+
+}  // namespace
+
+void Filesystem::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto n = resolve_for(ino, writes(fi->flags) ? Op::open_write : Op::open_read);
+  if (!n) return reply_err(req, n.error());
+  if (n->synthetic()) return reply_err(req, EISDIR);
+  auto fd = fd_of(*n);
+  if (!fd) return reply_err(req, fd.error());
+  int data = ::openat(proc_fd_.get(), fd_name(fd->get()).c_str(), reopen_flags(fi->flags));
+  if (data < 0) return reply_err(req, errno);
+  auto fh = std::make_unique<FileHandle>();
+  fh->fd.reset(data);
+  fh->inode = n->inode;
+  fh->killed = n->view->killed;
+  table_.opened(n->inode);
+  // The page cache may outlive this open only while no other view shares the file (their
+  // writes invalidate it, but a view that appears later has not seen our cache).
+  fi->keep_cache = !InodeTable::has_siblings(n->inode);
+  fi->fh = reinterpret_cast<uint64_t>(fh.release());
+  // O_TRUNC changed the size: invalidated before the reply, as setattr does.
+  if (fi->flags & O_TRUNC) inval_data(siblings_of(n->inode), 0, 0);
+  fuse_reply_open(req, fi);
+}
+
+void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+                        fuse_file_info* fi) {
+  auto p = resolve_for(parent, Op::create);
+  if (!p) return reply_err(req, p.error());
+  const View& view = *p->view;
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  auto owner = creator(view, ctx->uid, ctx->gid);
+  if (!owner) return reply_err(req, EOVERFLOW);
+  auto pfd = fd_of(*p);
+  if (!pfd) return reply_err(req, pfd.error());
+  int data;
+  {
+    FsCredsGuard as_caller(owner->uid, owner->gid);
+    // O_NOFOLLOW: a symlink planted under this name (by another view or the host) is not
+    // followed out of the view; the caller gets ELOOP.
+    data = ::openat(pfd->get(), name, reopen_flags(fi->flags) | O_CREAT | O_NOFOLLOW,
+                    allowed_mode(view, mode & 07777, false));
+  }
+  if (data < 0) return reply_err(req, errno);
+  auto fh = std::make_unique<FileHandle>();
+  fh->fd.reset(data);
+  // The entry's O_PATH fd comes from the open file itself, so it is the same inode even if
+  // the name changed in between.
+  int path_fd = ::openat(proc_fd_.get(), fd_name(data).c_str(), O_PATH | O_CLOEXEC);
+  if (path_fd < 0) return reply_err(req, errno);
+  auto e = make_entry(view, path_fd);
+  if (!e) return reply_err(req, e.error());
+  fh->inode = reinterpret_cast<Inode*>(e->ino);
+  fh->killed = view.killed;
+  table_.opened(fh->inode);
+  fi->keep_cache = !InodeTable::has_siblings(fh->inode);
+  fi->fh = reinterpret_cast<uint64_t>(fh.release());
+  auto parents = siblings_of(p->inode);
+  fuse_reply_create(req, &e.value(), fi);
+  inval_entry(parents, name);
+}
+
+void Filesystem::read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  FileHandle* fh = file_of(fi);
+  if (dead(fh)) return reply_err(req, EIO);
+  fuse_bufvec buf = fd_bufvec(size, fh->fd.get(), off);
+  fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+void Filesystem::write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off,
+                           fuse_file_info* fi) {
+  FileHandle* fh = file_of(fi);
+  if (dead(fh)) return reply_err(req, EIO);
+  fuse_bufvec out = fd_bufvec(fuse_buf_size(in), fh->fd.get(), off);
+  ssize_t n = fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_NONBLOCK);
+  if (n < 0) return reply_err(req, static_cast<int>(-n));
+  auto siblings = siblings_of(fh->inode);
+  fuse_reply_write(req, static_cast<size_t>(n));
+  inval_data(siblings, off, n);
+}
+
+void Filesystem::flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  // close() of a duplicate reports the errors a network file system would give at close
+  // and releases POSIX locks the way close() does; the handle stays open.
+  int dup = ::dup(file_of(fi)->fd.get());
+  if (dup < 0) return reply_err(req, errno);
+  reply_err(req, ::close(dup) == 0 ? 0 : errno);
+}
+
+void Filesystem::fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
+  int fd = file_of(fi)->fd.get();
+  int rc = datasync ? ::fdatasync(fd) : ::fsync(fd);
+  reply_err(req, rc == 0 ? 0 : errno);
+}
+
+void Filesystem::release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  std::unique_ptr<FileHandle> fh(file_of(fi));
+  table_.closed(fh->inode);
+  fh.reset();
+  reply_err(req, 0);
+}
+
+void Filesystem::fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                           fuse_file_info* fi) {
+  auto n = resolve_for(ino, Op::fallocate);
+  if (!n) return reply_err(req, n.error());
+  FileHandle* fh = file_of(fi);
+  if (dead(fh)) return reply_err(req, EIO);
+  if (::fallocate(fh->fd.get(), mode, offset, length) != 0) return reply_err(req, errno);
+  auto siblings = siblings_of(fh->inode);
+  reply_err(req, 0);
+  inval_data(siblings, offset, length);
+}
+
+void Filesystem::lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
+  off_t res = ::lseek(file_of(fi)->fd.get(), off, whence);
+  if (res < 0) return reply_err(req, errno);
+  fuse_reply_lseek(req, res);
+}
+
+void Filesystem::copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+                                 fuse_file_info* fi_in, fuse_ino_t ino_out, off_t off_out,
+                                 fuse_file_info* fi_out, size_t len, int flags) {
+  auto src = resolve(ino_in);
+  auto dst = resolve(ino_out);
+  if (!src) return reply_err(req, src.error());
+  if (!dst) return reply_err(req, dst.error());
+  auto d = policy::decide(Op::copy_into, {true, src->view->spec.access},
+                          {true, dst->view->spec.access}, src->view->id == dst->view->id);
+  if (!d.allowed()) return reply_err(req, d.err);
+  FileHandle* in = file_of(fi_in);
+  FileHandle* out = file_of(fi_out);
+  if (dead(in) || dead(out)) return reply_err(req, EIO);
+  ssize_t n = ::copy_file_range(in->fd.get(), &off_in, out->fd.get(), &off_out, len,
+                                static_cast<unsigned>(flags));
+  if (n < 0) return reply_err(req, errno);
+  auto siblings = siblings_of(out->inode);
+  fuse_reply_write(req, static_cast<size_t>(n));
+  inval_data(siblings, off_out - n, n);
+}
+
+}  // namespace portalfs::fuse

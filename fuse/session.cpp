@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: MIT
+#include "fuse/session.hpp"
+
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <vector>
+
+namespace portalfs::fuse {
+
+Session::Session(Filesystem& fs, SessionOptions options) : fs_(fs), options_(std::move(options)) {
+  std::vector<std::string> argv_s = {
+      "portalfsd", "-o",
+      "allow_other,default_permissions,nosuid,nodev,fsname=portalfs,subtype=portalfs"};
+  if (options_.debug) argv_s.push_back("-d");
+  std::vector<char*> argv;
+  for (auto& s : argv_s) argv.push_back(s.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  const auto& ops = Filesystem::ops();
+  se_ = fuse_session_new(&args, &ops, sizeof(ops), &fs_);
+  fuse_opt_free_args(&args);
+  if (!se_) throw std::runtime_error("cannot create the FUSE session");
+  if (fuse_session_mount(se_, options_.mountpoint.c_str()) != 0) {
+    fuse_session_destroy(se_);
+    se_ = nullptr;
+    throw std::runtime_error("cannot mount at " + options_.mountpoint +
+                             " (is /dev/fuse there, and are you root?)");
+  }
+  mounted_ = true;
+  fs_.attach_session(se_);
+}
+
+Session::~Session() {
+  if (!se_) return;
+  fs_.attach_session(nullptr);
+  if (signals_) fuse_remove_signal_handlers(se_);
+  if (mounted_) fuse_session_unmount(se_);
+  fuse_session_destroy(se_);
+}
+
+int Session::run() {
+  fuse_loop_config* cfg = fuse_loop_cfg_create();
+  if (options_.max_threads) fuse_loop_cfg_set_max_threads(cfg, options_.max_threads);
+  int rc = fuse_session_loop_mt(se_, cfg);
+  fuse_loop_cfg_destroy(cfg);
+  return rc;
+}
+
+void Session::stop() {
+  fuse_session_exit(se_);
+  // Wake the workers blocked in read(/dev/fuse): a lazy unmount ends the connection once
+  // nothing uses the mount; libfuse then sees ENODEV and the loop returns.
+  if (mounted_) ::umount2(options_.mountpoint.c_str(), MNT_DETACH);
+}
+
+void Session::install_signal_handlers() {
+  if (fuse_set_signal_handlers(se_) == 0) signals_ = true;
+}
+
+namespace {
+// Whether the FUSE daemon behind a mount answers. statfs always asks the daemon (stat may be
+// answered from the kernel's attribute cache), so a dead connection shows as ENOTCONN.
+bool dead_connection(const std::string& path) {
+  struct statfs sf {};
+  return ::statfs(path.c_str(), &sf) != 0 && errno == ENOTCONN;
+}
+}  // namespace
+
+MountpointState probe_mountpoint(const std::string& path) {
+  struct stat st {};
+  if (dead_connection(path)) return MountpointState::stale_portalfs;
+  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) return MountpointState::missing;
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  MountpointState state = MountpointState::free;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string id, parent, devno, root, mnt;
+    ls >> id >> parent >> devno >> root >> mnt;
+    if (mnt != path) continue;
+    auto dash = line.find(" - ");
+    std::string rest = dash == std::string::npos ? "" : line.substr(dash + 3);
+    std::istringstream rs(rest);
+    std::string fstype, source;
+    rs >> fstype >> source;
+    if (fstype == "fuse.portalfs" || source == "portalfs") {
+      state = dead_connection(path) ? MountpointState::stale_portalfs : MountpointState::live_portalfs;
+    } else {
+      state = MountpointState::other_mount;
+    }
+  }
+  return state;
+}
+
+std::string clear_stale_mount(const std::string& path) {
+  if (::umount2(path.c_str(), MNT_DETACH) != 0 && errno != EINVAL) {
+    return "cannot clear the stale mount at " + path + ": " + std::strerror(errno);
+  }
+  return "";
+}
+
+}  // namespace portalfs::fuse

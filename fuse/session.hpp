@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// A mounted FUSE session around a Filesystem: mount, serve on libfuse's multi-threaded
+// loop, unmount. Used by portalfsd and by the in-process test fixture.
+
+#include <string>
+
+#include "fuse/filesystem.hpp"
+
+namespace portalfs::fuse {
+
+struct SessionOptions {
+  std::string mountpoint;
+  unsigned max_threads = 0;  // 0: libfuse's default
+  bool debug = false;
+};
+
+class Session {
+ public:
+  /// Mounts `fs` at options.mountpoint with allow_other, default_permissions, nosuid, nodev
+  /// (fsname "portalfs"). Throws std::runtime_error with a one-line reason.
+  Session(Filesystem& fs, SessionOptions options);
+  ~Session();  // unmounts
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  /// Serves until stop() or a signal handled by install_signal_handlers(); returns 0 or the
+  /// loop's error.
+  int run();
+  /// Asks run() to return: safe from any thread.
+  void stop();
+  /// SIGTERM/SIGINT/SIGHUP end run() (for the daemon).
+  void install_signal_handlers();
+
+ private:
+  Filesystem& fs_;
+  SessionOptions options_;
+  fuse_session* se_ = nullptr;
+  bool mounted_ = false;
+  bool signals_ = false;
+};
+
+/// What is at a mountpoint before mounting.
+enum class MountpointState { free, stale_portalfs, live_portalfs, other_mount, missing };
+MountpointState probe_mountpoint(const std::string& path);
+
+/// Clears a dead portalfs mount (a crashed daemon) with a lazy unmount. Returns "" or an error.
+std::string clear_stale_mount(const std::string& path);
+
+}  // namespace portalfs::fuse

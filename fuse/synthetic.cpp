@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: MIT
+// The synthetic directories above the views: /, apps/, apps/<app>/, apps/<app>/<kind>/.
+// They are read-only (mode 0555, owned by root), list what the current Layout holds, and
+// lead to the view roots. Their inodes live as long as the filesystem (a handful per app).
+#include <fcntl.h>
+
+#include <cstring>
+
+#include "fuse/attr.hpp"
+#include "fuse/filesystem_internal.hpp"
+
+namespace portalfs::fuse {
+
+using common::Errno;
+
+Filesystem::SynthInode* Filesystem::find_synth(const std::string& path) {
+  std::lock_guard lock(synth_mutex_);
+  auto it = synth_.find(path);
+  return it == synth_.end() ? nullptr : it->second.get();
+}
+
+Filesystem::SynthInode* Filesystem::synth_inode(const std::string& path) {
+  std::lock_guard lock(synth_mutex_);
+  auto& slot = synth_[path];
+  if (!slot) {
+    slot = std::make_unique<SynthInode>();
+    slot->view = kNoView;
+    slot->type = S_IFDIR;
+    slot->path = path;
+  }
+  return slot.get();
+}
+
+struct stat Filesystem::synth_stat(const SynthInode& dir) const {
+  struct stat st {};
+  auto layout = views_.layout();
+  auto it = layout->dirs.find(dir.path);
+  st.st_ino = it != layout->dirs.end() ? it->second.ino : 1;
+  st.st_mode = S_IFDIR | 0555;
+  st.st_nlink = 2 + (it != layout->dirs.end() ? it->second.subdirs.size() : 0);
+  st.st_uid = 0;
+  st.st_gid = 0;
+  st.st_blksize = 4096;
+  return st;
+}
+
+void Filesystem::synth_lookup(fuse_req_t req, const SynthInode& dir, const char* name) {
+  auto layout = views_.layout();
+  auto it = layout->dirs.find(dir.path);
+  if (it == layout->dirs.end()) {
+    reply_err(req, ENOENT);  // the app went away
+    return;
+  }
+  const SynthDir& d = it->second;
+  std::string child = dir.path.empty() ? name : dir.path + "/" + name;
+  if (std::binary_search(d.subdirs.begin(), d.subdirs.end(), std::string(name))) {
+    SynthInode* s = synth_inode(child);
+    fuse_entry_param e{};
+    e.ino = reinterpret_cast<fuse_ino_t>(s);
+    e.attr = synth_stat(*s);
+    e.attr_timeout = options_.attr_timeout;
+    e.entry_timeout = options_.entry_timeout;
+    fuse_reply_entry(req, &e);
+    return;
+  }
+  auto v = d.views.find(name);
+  const View* view = v == d.views.end() ? nullptr : views_.get(v->second);
+  if (!view) {
+    auto e = negative_entry();
+    fuse_reply_entry(req, &e);
+    return;
+  }
+  int fd = ::openat(view->root->get(), ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    reply_err(req, errno);
+    return;
+  }
+  auto e = make_entry(*view, fd);
+  if (!e) {
+    reply_err(req, e.error());
+    return;
+  }
+  fuse_reply_entry(req, &e.value());
+}
+
+std::unique_ptr<DirHandle> Filesystem::synth_opendir(const SynthInode& dir) {
+  auto h = std::make_unique<DirHandle>();
+  h->inode = const_cast<SynthInode*>(&dir);
+  auto layout = views_.layout();
+  auto it = layout->dirs.find(dir.path);
+  h->synth.push_back({".", synth_stat(dir).st_ino, S_IFDIR});
+  h->synth.push_back({"..", 1, S_IFDIR});
+  if (it == layout->dirs.end()) return h;
+  for (const auto& name : it->second.subdirs) {
+    std::string child = dir.path.empty() ? name : dir.path + "/" + name;
+    auto c = layout->dirs.find(child);
+    h->synth.push_back({name, c != layout->dirs.end() ? c->second.ino : 1, S_IFDIR});
+  }
+  for (const auto& [name, id] : it->second.views) {
+    const View* view = views_.get(id);
+    if (view) h->synth.push_back({name, view->root_ino, S_IFDIR});
+  }
+  return h;
+}
+
+}  // namespace portalfs::fuse

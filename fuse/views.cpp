@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: MIT
+#include "fuse/views.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+namespace portalfs::fuse {
+
+namespace {
+// Retired views live this long after a swap: far longer than any single op runs.
+constexpr auto kGrace = std::chrono::seconds(60);
+
+std::string key_of(const policy::ViewSpec& spec) {
+  return spec.app + "/" + policy::to_string(spec.kind) + "/" + spec.dir_name;
+}
+
+// Synthetic inode numbers: high, so they never meet a backing st_ino in a listing.
+uint64_t synth_ino(const std::string& path) {
+  return (uint64_t{1} << 62) | (std::hash<std::string>()(path) & ((uint64_t{1} << 62) - 1));
+}
+
+void add_dir(Layout& layout, const std::string& path) {
+  if (layout.dirs.count(path)) return;
+  SynthDir d;
+  d.path = path;
+  d.ino = path.empty() ? 1 : synth_ino(path);
+  layout.dirs.emplace(path, std::move(d));
+  if (path.empty()) return;
+  auto slash = path.rfind('/');
+  std::string parent = slash == std::string::npos ? "" : path.substr(0, slash);
+  std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  add_dir(layout, parent);
+  auto& subs = layout.dirs[parent].subdirs;
+  if (std::find(subs.begin(), subs.end(), name) == subs.end()) {
+    subs.insert(std::upper_bound(subs.begin(), subs.end(), name), name);
+  }
+}
+}  // namespace
+
+std::string view_parent_path(const policy::ViewSpec& spec) {
+  return "apps/" + spec.app + "/" + policy::to_string(spec.kind);
+}
+
+ViewRegistry::ViewRegistry() : slots_(new std::atomic<const View*>[kMaxViews]) {
+  for (ViewId i = 0; i < kMaxViews; ++i) slots_[i].store(nullptr, std::memory_order_relaxed);
+  auto layout = std::make_shared<Layout>();
+  add_dir(*layout, "");
+  add_dir(*layout, "apps");
+  layout_ = std::move(layout);
+}
+
+std::shared_ptr<const Layout> ViewRegistry::layout() const {
+  std::lock_guard lock(mutex_);
+  return layout_;
+}
+
+ViewId ViewRegistry::intern(const policy::ViewSpec& spec) {
+  auto [it, inserted] = ids_.try_emplace(key_of(spec), next_id_);
+  if (inserted) next_id_++;
+  return it->second;
+}
+
+ViewRegistry::Change ViewRegistry::set(const policy::ViewSpecs& specs,
+                                       const policy::ViewSpecs& killed,
+                                       std::vector<std::string>* errors) {
+  std::lock_guard lock(mutex_);
+  Change change;
+  auto now = std::chrono::steady_clock::now();
+  std::erase_if(retired_, [&](auto& r) { return now - r.first > kGrace; });
+
+  // Root fds by backing path, shared with the versions they replace.
+  std::map<std::string, std::shared_ptr<const common::UniqueFd>> roots;
+  for (auto& v : live_) roots.emplace(v->spec.backing, v->root);
+
+  auto layout = std::make_shared<Layout>();
+  add_dir(*layout, "");
+  add_dir(*layout, "apps");
+  std::vector<std::unique_ptr<View>> next;
+  std::set<ViewId> present;
+  for (const auto& spec : specs) {
+    if (next_id_ >= kMaxViews && !ids_.count(key_of(spec))) {
+      if (errors) errors->push_back("too many views: " + key_of(spec) + " left out");
+      continue;
+    }
+    auto view = std::make_unique<View>();
+    view->id = intern(spec);
+    view->spec = spec;
+    auto rit = roots.find(spec.backing);
+    if (rit != roots.end()) {
+      view->root = rit->second;
+    } else {
+      // A real (not O_PATH) fd: open_by_handle_at refuses an O_PATH mount fd with EBADF.
+      int fd = ::open(spec.backing.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd < 0) {
+        if (errors) {
+          errors->push_back("view " + key_of(spec) + ": cannot open " + spec.backing + ": " +
+                            std::strerror(errno));
+        }
+        continue;
+      }
+      view->root = std::make_shared<const common::UniqueFd>(fd);
+      roots.emplace(spec.backing, view->root);
+    }
+    struct stat st {};
+    if (::fstat(view->root->get(), &st) != 0) continue;
+    view->dev = st.st_dev;
+    view->root_ino = st.st_ino;
+    const View* old = slots_[view->id].load(std::memory_order_relaxed);
+    view->killed = old && old->spec.backing == spec.backing ? old->killed
+                                                            : std::make_shared<std::atomic<bool>>(false);
+    if (old && !(old->spec == spec)) change.changed.push_back(view->id);
+    present.insert(view->id);
+
+    std::string parent = view_parent_path(spec);
+    add_dir(*layout, parent);
+    layout->dirs[parent].views.emplace(spec.dir_name, view->id);
+    next.push_back(std::move(view));
+  }
+
+  for (const auto& k : killed) {
+    auto it = ids_.find(key_of(k));
+    if (it == ids_.end()) continue;
+    if (const View* v = slots_[it->second].load()) v->killed->store(true);
+    change.killed.push_back(it->second);
+  }
+
+  // Publish: new views first, then clear the removed ones.
+  for (auto& v : next) slots_[v->id].store(v.get(), std::memory_order_release);
+  for (auto& v : live_) {
+    if (!present.count(v->id)) {
+      slots_[v->id].store(nullptr, std::memory_order_release);
+      change.removed.push_back(v->id);
+    }
+    retired_.emplace_back(now, std::move(v));
+  }
+  live_ = std::move(next);
+
+  // Synthetic dirs whose listing differs.
+  for (const auto& [path, dir] : layout->dirs) {
+    auto it = layout_->dirs.find(path);
+    if (it == layout_->dirs.end() || it->second.views != dir.views ||
+        it->second.subdirs != dir.subdirs) {
+      change.dirs.push_back(path);
+    }
+  }
+  for (const auto& [path, dir] : layout_->dirs) {
+    if (!layout->dirs.count(path)) change.dirs.push_back(path);
+  }
+  layout_ = std::move(layout);
+  return change;
+}
+
+}  // namespace portalfs::fuse

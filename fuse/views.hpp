@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// The views the filesystem serves, and the synthetic directories above them
+// (/, apps/, apps/<app>/, apps/<app>/<kind>/).
+//
+// Every op looks its inode's view up by ViewId once, without a lock: slots_ holds one atomic
+// pointer per view id. A grant change builds new View objects and swaps the pointers; an old
+// View stays allocated (retired) for a grace period, so an op that loaded it just before the
+// swap finishes with a consistent snapshot of one view. Its root fd is shared between the
+// versions of the same backing directory, so a change of access costs no fd.
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+#include "common/unique_fd.hpp"
+#include "fuse/inode_table.hpp"
+#include "policy/view_spec.hpp"
+
+namespace portalfs::fuse {
+
+struct View {
+  ViewId id = kNoView;
+  policy::ViewSpec spec;
+  std::shared_ptr<const common::UniqueFd> root;  // O_RDONLY|O_DIRECTORY fd of the backing dir
+  dev_t dev = 0;
+  ino_t root_ino = 0;
+  /// Set by a forced revoke: open handles of this view fail with EIO from then on.
+  std::shared_ptr<std::atomic<bool>> killed;
+  [[nodiscard]] bool read_only() const { return spec.access == policy::Access::read; }
+  [[nodiscard]] bool is_shared() const { return spec.kind != policy::GrantKind::data; }
+};
+
+/// Synthetic directory listing: name -> child (a synthetic dir, or a view root).
+struct SynthDir {
+  std::string path;  // "", "apps", "apps/<app>", "apps/<app>/<kind>"
+  uint64_t ino = 0;  // the st_ino shown for it
+  std::map<std::string, ViewId> views;       // only in apps/<app>/<kind>
+  std::vector<std::string> subdirs;          // sorted names of synthetic children
+};
+
+/// An immutable description of the synthetic tree, swapped as a whole.
+struct Layout {
+  std::map<std::string, SynthDir> dirs;  // by path
+};
+
+class ViewRegistry {
+ public:
+  static constexpr ViewId kMaxViews = 1u << 16;
+
+  ViewRegistry();
+
+  /// The current view with that id, or nullptr (revoked). Lock-free.
+  [[nodiscard]] const View* get(ViewId id) const {
+    return id < kMaxViews ? slots_[id].load(std::memory_order_acquire) : nullptr;
+  }
+
+  /// The current synthetic tree.
+  [[nodiscard]] std::shared_ptr<const Layout> layout() const;
+
+  struct Change {
+    std::vector<ViewId> removed;      // views gone (revoked or app removed)
+    std::vector<ViewId> changed;      // same id, new access or ids
+    std::vector<std::string> dirs;    // synthetic dirs whose listing changed
+    std::vector<ViewId> killed;       // force-revoked
+  };
+
+  /// Replaces the set of views. Opens each backing dir (O_PATH|O_DIRECTORY|O_NOFOLLOW); a
+  /// view whose backing dir can't be opened is left out and reported in `errors` (one line
+  /// each). `killed` views' open handles start failing.
+  Change set(const policy::ViewSpecs& specs, const policy::ViewSpecs& killed,
+             std::vector<std::string>* errors);
+
+ private:
+  ViewId intern(const policy::ViewSpec& spec);
+
+  std::unique_ptr<std::atomic<const View*>[]> slots_;
+  mutable std::mutex mutex_;  // guards everything below and serialises set()
+  std::map<std::string, ViewId> ids_;  // "app/kind/dir_name" -> id, never reused for another
+  ViewId next_id_ = 1;
+  std::vector<std::unique_ptr<View>> live_;
+  std::vector<std::pair<std::chrono::steady_clock::time_point, std::unique_ptr<View>>> retired_;
+  std::shared_ptr<const Layout> layout_;
+};
+
+/// "apps/<app>/<kind>" for a view.
+std::string view_parent_path(const policy::ViewSpec& spec);
+
+}  // namespace portalfs::fuse

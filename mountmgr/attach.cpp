@@ -1,0 +1,344 @@
+// SPDX-License-Identifier: MIT
+#include "mountmgr/attach.hpp"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/fsuid.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <sstream>
+
+#include "common/unique_fd.hpp"
+
+namespace portalfs::mountmgr {
+namespace {
+
+using common::UniqueFd;
+
+// What the forked child was doing when it failed; it sends one of these through a pipe (a
+// fixed-size record, because the child must not allocate: see run_in_namespace()).
+enum class Step : int32_t { setns, umount_old, stat, mkdir, move_mount, umount };
+
+struct ChildError {
+  Step step = Step::setns;
+  int32_t err = 0;
+  int32_t index = -1;   // which bind / target; -1: none
+  int32_t prefix = -1;  // Step::stat, Step::mkdir: which directory of the bind's target
+};
+
+const char* step_name(Step step) {
+  switch (step) {
+    case Step::setns:
+      return "setns";
+    case Step::umount_old:
+      return "umount2 (of the mount already there)";
+    case Step::stat:
+      return "stat";
+    case Step::mkdir:
+      return "mkdir";
+    case Step::move_mount:
+      return "move_mount";
+    case Step::umount:
+      return "umount2";
+  }
+  return "?";
+}
+
+/// A target path checked and split before the fork: "/a/b/c" -> {"/a", "/a/b", "/a/b/c"}. The
+/// last entry is the normalised target. Empty when the path is not acceptable.
+std::vector<std::string> target_prefixes(const std::string& target) {
+  std::vector<std::string> out;
+  if (target.empty() || target.front() != '/') return {};
+  std::string current;
+  std::istringstream parts(target);
+  std::string part;
+  while (std::getline(parts, part, '/')) {
+    if (part.empty()) continue;
+    if (part == "." || part == "..") return {};
+    current += "/" + part;
+    out.push_back(current);
+  }
+  return out;  // "/" itself yields nothing: mounting over a container's root is refused
+}
+
+/// The host id that id 0 inside PID's user namespace maps to, from /proc/PID/uid_map or
+/// gid_map; 0 when the process has no user namespace of its own (or the map is unreadable).
+uint32_t host_id_of_root(int pid, const char* map) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/" + map);
+  uint64_t inside = 0;
+  uint64_t outside = 0;
+  uint64_t count = 0;
+  while (in >> inside >> outside >> count) {
+    if (inside == 0 && count > 0) return static_cast<uint32_t>(outside);
+  }
+  return 0;
+}
+
+/// The identity of a mount namespace file, to tell the daemon's own namespace apart.
+std::optional<std::pair<dev_t, ino_t>> ns_identity(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return std::nullopt;
+  return std::make_pair(st.st_dev, st.st_ino);
+}
+
+/// Opens PID's mount namespace; "" or the one-line problem in `error`.
+UniqueFd open_mount_ns(int pid, const std::string& what, std::string& error) {
+  if (pid <= 0 || !process_alive(pid)) {
+    error = what + ": no such process";
+    return {};
+  }
+  std::string path = "/proc/" + std::to_string(pid) + "/ns/mnt";
+  UniqueFd ns(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!ns) {
+    error = what + ": open " + path + ": " + std::strerror(errno);
+    return {};
+  }
+  // Moving views into (or detaching them from) the daemon's own namespace would cover host
+  // directories: a pid outside any container is a mistake, not a request.
+  UniqueFd self(::open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC));
+  if (self && ns_identity(self.get()) == ns_identity(ns.get())) {
+    error = what + ": the process is in portalfsd's own mount namespace (not in a container)";
+    return {};
+  }
+  return ns;
+}
+
+/// Forks a child that enters `ns_fd`'s mount namespace and runs `body`, which returns false
+/// after filling in the ChildError. Returns the child's error, or a parent-side failure in
+/// `failure`.
+///
+/// Why a child: setns(CLONE_NEWNS) refuses a multi-threaded process (EINVAL), and the daemon has
+/// FUSE and control threads; the child of fork() has one thread. It must use only
+/// async-signal-safe calls (another thread may have held the malloc lock at the fork), so every
+/// string it needs is built before the fork and it allocates nothing.
+template <typename Body>
+std::optional<ChildError> run_in_namespace(int ns_fd, Body body, std::string& failure) {
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+    failure = std::string("pipe: ") + std::strerror(errno);
+    return std::nullopt;
+  }
+  UniqueFd read_end(pipe_fds[0]);
+  UniqueFd write_end(pipe_fds[1]);
+
+  pid_t child = ::fork();
+  if (child < 0) {
+    failure = std::string("fork: ") + std::strerror(errno);
+    return std::nullopt;
+  }
+  if (child == 0) {
+    ChildError error;
+    bool ok = true;
+    if (::setns(ns_fd, CLONE_NEWNS) != 0) {
+      error = ChildError{Step::setns, errno, -1, -1};
+      ok = false;
+    } else {
+      ok = body(error);
+    }
+    if (!ok) {
+      ssize_t ignored = ::write(write_end.get(), &error, sizeof(error));
+      (void)ignored;
+    }
+    ::_exit(ok ? 0 : 1);
+  }
+
+  write_end.reset();
+  ChildError error;
+  ssize_t n;
+  do {
+    n = ::read(read_end.get(), &error, sizeof(error));
+  } while (n < 0 && errno == EINTR);
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (n == static_cast<ssize_t>(sizeof(error))) return error;
+  if (WIFSIGNALED(status)) {
+    failure = "helper process killed by signal " + std::to_string(WTERMSIG(status));
+  } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    failure = "helper process failed without a report";
+  }
+  return std::nullopt;
+}
+
+struct PreparedBind {
+  UniqueFd tree;                      // the detached clone, attributes already set
+  std::vector<std::string> prefixes;  // every directory down to the target (the last one)
+};
+
+}  // namespace
+
+std::string attach_binds(int pid, const std::vector<Bind>& binds) {
+  const std::string into = " into pid " + std::to_string(pid);
+  if (binds.empty()) return "";
+  std::string error;
+  UniqueFd ns = open_mount_ns(pid, "attach" + into, error);
+  if (!ns) return error;
+
+  // Everything that can be done in the host namespace is done here, in the daemon: clone each
+  // source and set its flags on the detached clone (so the mount is never visible without
+  // nosuid,nodev,ro), and build every path the child will need.
+  std::vector<PreparedBind> prepared;
+  prepared.reserve(binds.size());
+  for (const auto& bind : binds) {
+    const std::string what = "attach " + bind.target + into;
+    PreparedBind p;
+    p.prefixes = target_prefixes(bind.target);
+    if (p.prefixes.empty()) {
+      return what + ": expected an absolute target path other than / without . or .. components";
+    }
+    p.tree.reset(::open_tree(AT_FDCWD, bind.source.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+    if (!p.tree) return what + ": open_tree " + bind.source + ": " + std::strerror(errno);
+    mount_attr attr{};
+    attr.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    if (bind.read_only) attr.attr_set |= MOUNT_ATTR_RDONLY;
+    // The clone would otherwise join the source's peer group when the FUSE mount is shared,
+    // and mounts made below it in the container would propagate back to the host.
+    attr.propagation = MS_PRIVATE;
+    if (::mount_setattr(p.tree.get(), "", AT_EMPTY_PATH, &attr, sizeof(attr)) != 0) {
+      return what + ": mount_setattr: " + std::strerror(errno);
+    }
+    prepared.push_back(std::move(p));
+  }
+
+  // In a user-namespaced container, directories the host's root creates are owned by an id the
+  // container's filesystems may not map (tmpfs: EOVERFLOW); create them as the container's root
+  // (research E4c).
+  const auto root_uid = static_cast<uid_t>(host_id_of_root(pid, "uid_map"));
+  const auto root_gid = static_cast<gid_t>(host_id_of_root(pid, "gid_map"));
+  const bool switch_ids = root_uid != 0 || root_gid != 0;
+
+  // -- Runs in the forked child: syscalls only. --
+  auto body = [&prepared, root_uid, root_gid, switch_ids](ChildError& e) {
+    for (std::size_t i = 0; i < prepared.size(); ++i) {
+      const auto idx = static_cast<int32_t>(i);
+      const auto& p = prepared[i];
+      const char* target = p.prefixes.back().c_str();
+      // Replace what is mounted there: after a daemon crash, a dead FUSE bind. EINVAL: not a
+      // mount point; ENOENT/ENOTDIR: the path does not exist (yet).
+      if (::umount2(target, MNT_DETACH | UMOUNT_NOFOLLOW) != 0 && errno != EINVAL &&
+          errno != ENOENT && errno != ENOTDIR) {
+        e = ChildError{Step::umount_old, errno, idx, -1};
+        return false;
+      }
+      // mkdir -p. Directories on the way may be symlinks inside the container (stat follows
+      // them); the target itself must be a real directory (move_mount would say only EINVAL).
+      bool switched = false;
+      const std::size_t last = p.prefixes.size() - 1;
+      for (std::size_t j = 0; j <= last; ++j) {
+        const char* dir = p.prefixes[j].c_str();
+        struct stat st {};
+        int err = 0;
+        Step step = Step::stat;
+        int rc = j == last ? ::lstat(dir, &st) : ::stat(dir, &st);
+        if (rc == 0) {
+          if (S_ISDIR(st.st_mode)) continue;
+          err = ENOTDIR;
+        } else if (errno != ENOENT) {
+          err = errno;
+        } else {
+          if (switch_ids && !switched) {
+            ::setfsgid(root_gid);
+            ::setfsuid(root_uid);
+            switched = true;
+          }
+          if (::mkdir(dir, 0755) == 0 || errno == EEXIST) continue;
+          err = errno;
+          step = Step::mkdir;
+        }
+        e = ChildError{step, err, idx, static_cast<int32_t>(j)};
+        return false;
+      }
+      if (switched) {
+        // Back to root for move_mount (setfsuid(0) restores the fs capabilities).
+        ::setfsuid(0);
+        ::setfsgid(0);
+      }
+      if (::move_mount(p.tree.get(), "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+        e = ChildError{Step::move_mount, errno, idx, -1};
+        return false;
+      }
+    }
+    return true;
+  };
+
+  std::string failure;
+  auto child_error = run_in_namespace(ns.get(), body, failure);
+  if (!failure.empty()) return "attach" + into + ": " + failure;
+  if (!child_error) return "";
+  const ChildError& e = *child_error;
+  std::string msg = "attach";
+  if (e.index >= 0) msg += " " + binds[static_cast<std::size_t>(e.index)].target;
+  msg += into + ": " + step_name(e.step);
+  if ((e.step == Step::stat || e.step == Step::mkdir) && e.index >= 0 && e.prefix >= 0) {
+    msg += " " +
+           prepared[static_cast<std::size_t>(e.index)].prefixes[static_cast<std::size_t>(e.prefix)];
+  }
+  return msg + ": " + std::strerror(e.err);
+}
+
+std::string detach_binds(int pid, const std::vector<std::string>& targets) {
+  const std::string from = " from pid " + std::to_string(pid);
+  if (targets.empty()) return "";
+  std::string error;
+  UniqueFd ns = open_mount_ns(pid, "detach" + from, error);
+  if (!ns) return error;
+
+  std::vector<std::string> normalised;
+  normalised.reserve(targets.size());
+  for (const auto& t : targets) {
+    auto prefixes = target_prefixes(t);
+    if (prefixes.empty()) {
+      return "detach " + t + from +
+             ": expected an absolute target path other than / without . or .. components";
+    }
+    normalised.push_back(prefixes.back());
+  }
+
+  // Children first (the reverse of the parents-first order binds are given in); every target
+  // is tried, the first failure is reported.
+  auto body = [&normalised](ChildError& e) {
+    bool ok = true;
+    for (std::size_t i = normalised.size(); i-- > 0;) {
+      if (::umount2(normalised[i].c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) == 0) continue;
+      if (errno == EINVAL || errno == ENOENT) continue;  // nothing mounted there
+      if (ok) e = ChildError{Step::umount, errno, static_cast<int32_t>(i), -1};
+      ok = false;
+    }
+    return ok;
+  };
+
+  std::string failure;
+  auto child_error = run_in_namespace(ns.get(), body, failure);
+  if (!failure.empty()) return "detach" + from + ": " + failure;
+  if (!child_error) return "";
+  const ChildError& e = *child_error;
+  std::string msg = "detach";
+  if (e.index >= 0) msg += " " + targets[static_cast<std::size_t>(e.index)];
+  return msg + from + ": " + step_name(e.step) + ": " + std::strerror(e.err);
+}
+
+bool process_alive(int pid) {
+  if (pid <= 0) return false;
+  std::string path = "/proc/" + std::to_string(pid) + "/stat";
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return false;
+  char buf[1024];
+  ssize_t n = ::read(fd.get(), buf, sizeof(buf) - 1);
+  if (n <= 0) return false;
+  std::string_view stat(buf, static_cast<std::size_t>(n));
+  // "PID (comm) S ...": comm may itself hold ')' and spaces, so the state follows the last ')'.
+  auto close = stat.rfind(')');
+  if (close == std::string_view::npos || close + 2 >= stat.size()) return false;
+  char state = stat[close + 2];
+  return state != 'Z' && state != 'X' && state != 'x';
+}
+
+}  // namespace portalfs::mountmgr

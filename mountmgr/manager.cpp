@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: MIT
+// Manager: construction, the request cycle (see manager_impl.hpp), healing and status.
+// The verbs live in verbs_apps.cpp, verbs_shares.cpp and verbs_storage.cpp.
+
+#include "mountmgr/manager.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+
+#include "common/log.hpp"
+#include "mountmgr/control_protocol.hpp"
+#include "mountmgr/manager_impl.hpp"
+#include "mountmgr/mount_spec.hpp"
+#include "mountmgr/paths.hpp"
+#include "mountmgr/views.hpp"
+
+#ifndef PORTALFS_VERSION
+#define PORTALFS_VERSION "unknown"
+#endif
+
+namespace portalfs::mountmgr {
+namespace {
+
+std::string absolute_path(const std::string& path) {
+  return normalise_host_path(std::filesystem::absolute(path).lexically_normal().string());
+}
+
+ManagerConfig with_defaults(ManagerConfig config) {
+  config.storage_root = absolute_path(config.storage_root);
+  config.state_dir = absolute_path(config.state_dir);
+  config.mountpoint = absolute_path(config.mountpoint);
+  AttachOps& ops = config.attach_ops;
+  if (!ops.attach) ops.attach = attach_binds;
+  if (!ops.detach) ops.detach = detach_binds;
+  if (!ops.alive) ops.alive = process_alive;
+  return config;
+}
+
+}  // namespace
+
+Manager::Impl::Impl(ManagerConfig cfg, ViewsChanged changed, StatusProvider status)
+    : config(with_defaults(std::move(cfg))),
+      on_views_changed(std::move(changed)),
+      status_provider(std::move(status)),
+      store(config.state_dir) {
+  StateStore::Loaded loaded = store.load(config.recover_from_backup);
+  if (loaded.from_backup) {
+    // Make state.json good again at once, rather than at the first change.
+    if (auto error = store.save(loaded.state); !error.empty()) throw StateError(error);
+  }
+  state = std::move(loaded.state);
+  try {
+    views = build_views(state, config.storage_root);
+  } catch (const std::exception& e) {
+    throw StateError(store.path() + ": " + e.what());
+  }
+}
+
+Manager::Manager(ManagerConfig config, ViewsChanged on_views_changed, StatusProvider status)
+    : impl_(std::make_unique<Impl>(std::move(config), std::move(on_views_changed), std::move(status))) {}
+
+Manager::~Manager() = default;
+
+policy::ViewSpecs Manager::views() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->views;
+}
+
+nlohmann::json Manager::handle(const nlohmann::json& request) {
+  std::unique_lock state_lock(impl_->mutex, std::defer_lock);
+  nlohmann::json response;
+  uint64_t ticket = 0;
+  std::optional<policy::ViewSpecs> changed_views;
+  policy::ViewSpecs killed;
+  try {
+    const Request req = parse_request(request);
+    state_lock.lock();
+    Outcome out = impl_->dispatch(req);
+    response = ok_response(std::move(out.output));
+    if (out.next && *out.next != impl_->state) {
+      // Views first: nothing may fail between the save and the swap.
+      policy::ViewSpecs next_views = build_views(*out.next, impl_->config.storage_root);
+      if (auto error = impl_->store.save(*out.next); !error.empty()) {
+        if (out.undo) out.undo();
+        failed(error);
+      }
+      impl_->state = std::move(*out.next);
+      if (next_views != impl_->views || !out.killed.empty()) {
+        impl_->views = next_views;
+        changed_views = std::move(next_views);
+        killed = std::move(out.killed);
+        ticket = ++impl_->tickets_issued;
+      }
+    }
+    if (out.after_commit) {
+      try {
+        out.after_commit();
+      } catch (const std::exception& e) {
+        // The change is saved; only the clean-up failed. Say so, and still tell the filesystem.
+        response = error_response(kCodeRuntime, e.what());
+      }
+    }
+  } catch (const RequestError& e) {
+    response = error_response(e.code(), e.what());
+  } catch (const std::exception& e) {
+    response = error_response(kCodeRuntime, e.what());
+  } catch (...) {
+    response = error_response(kCodeRuntime, "internal error");
+  }
+  if (state_lock.owns_lock()) state_lock.unlock();
+  if (changed_views) impl_->deliver(ticket, *changed_views, killed);
+  return response;
+}
+
+void Manager::Impl::deliver(uint64_t ticket, const policy::ViewSpecs& views_now, const policy::ViewSpecs& killed) {
+  {
+    std::unique_lock lock(delivery_mutex);
+    delivery_cv.wait(lock, [&] { return tickets_delivered + 1 == ticket; });
+  }
+  if (on_views_changed) {
+    try {
+      on_views_changed(views_now, killed);
+    } catch (const std::exception& e) {
+      common::log(common::LogLevel::error, std::string("ViewsChanged callback failed: ") + e.what());
+    } catch (...) {
+      common::log(common::LogLevel::error, "ViewsChanged callback failed");
+    }
+  }
+  {
+    std::lock_guard lock(delivery_mutex);
+    tickets_delivered = ticket;
+  }
+  delivery_cv.notify_all();
+}
+
+Outcome Manager::Impl::dispatch(const Request& req) {
+  using Verb = Outcome (Manager::Impl::*)(const Request&);
+  using ConstVerb = Outcome (Manager::Impl::*)(const Request&) const;
+  static const std::map<std::string, Verb, std::less<>> kVerbs = {
+      {"app.install", &Impl::app_install},
+      {"app.upgrade", &Impl::app_upgrade},
+      {"app.remove", &Impl::app_remove},
+      {"share.create", &Impl::share_create},
+      {"grant", &Impl::grant},
+      {"revoke", &Impl::revoke},
+      {"attach", &Impl::attach},
+      {"detach", &Impl::detach},
+      {"storage.mount", &Impl::storage_mount},
+      {"storage.unmount", &Impl::storage_unmount},
+      {"storage.ensure-directory", &Impl::storage_ensure_directory},
+  };
+  static const std::map<std::string, ConstVerb, std::less<>> kReadVerbs = {
+      {"app.list", &Impl::app_list},
+      {"app.show", &Impl::app_show},
+      {"share.list", &Impl::share_list},
+      {"mounts", &Impl::mounts},
+      {"storage.list", &Impl::storage_list},
+      {"storage.report", &Impl::storage_report},
+      {"status", &Impl::status},
+  };
+  if (auto it = kVerbs.find(req.verb); it != kVerbs.end()) return (this->*(it->second))(req);
+  if (auto it = kReadVerbs.find(req.verb); it != kReadVerbs.end()) return (this->*(it->second))(req);
+  refuse("unknown verb \"" + req.verb + "\"");
+}
+
+int Manager::heal_attachments() {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->heal();
+}
+
+int Manager::Impl::heal() {
+  State next = state;
+  const AttachOps& ops = config.attach_ops;
+  int healed = 0;
+  std::vector<Attachment> kept;
+  for (const Attachment& a : next.attachments) {
+    const auto app = next.apps.find(a.app);
+    if (app == next.apps.end() || !ops.alive(a.pid)) {
+      common::log(common::LogLevel::info, "forgetting the attachment of " + a.app + " to pid " +
+                                              std::to_string(a.pid) + (app == next.apps.end() ? " (app removed)" : " (process gone)"));
+      continue;
+    }
+    // Re-attach what the app has now: a view revoked meanwhile is taken out, not put back.
+    Attachment now{a.app, a.pid, app_binds(config.mountpoint, a.app, app->second)};
+    std::vector<Bind> stale;
+    for (const Bind& b : a.binds) {
+      const bool current = std::any_of(now.binds.begin(), now.binds.end(),
+                                       [&](const Bind& c) { return c.target == b.target; });
+      if (!current) stale.push_back(b);
+    }
+    if (!stale.empty()) {
+      if (auto error = ops.detach(a.pid, detach_targets(stale)); !error.empty()) {
+        common::log(common::LogLevel::warn, "detaching revoked views of " + a.app + " from pid " +
+                                                std::to_string(a.pid) + ": " + error);
+      }
+    }
+    if (auto error = ops.attach(a.pid, now.binds); !error.empty()) {
+      // Keep the record: the process lives, a later heal may succeed.
+      common::log(common::LogLevel::warn, "re-attaching " + a.app + " to pid " + std::to_string(a.pid) + ": " + error);
+      kept.push_back(a);
+      continue;
+    }
+    ++healed;
+    kept.push_back(std::move(now));
+  }
+  next.attachments = std::move(kept);
+  if (next != state) {
+    if (auto error = store.save(next); !error.empty()) {
+      common::log(common::LogLevel::error, "after healing attachments: " + error);
+      return healed;
+    }
+    state = std::move(next);
+  }
+  return healed;
+}
+
+Outcome Manager::Impl::status(const Request& req) const {
+  Args args(req, {});
+  std::size_t view_count = views.size();
+  nlohmann::json out = {{"version", PORTALFS_VERSION},
+                        {"mountpoint", config.mountpoint},
+                        {"storage_root", config.storage_root},
+                        {"state_file", store.path()},
+                        {"apps", state.apps.size()},
+                        {"views", view_count},
+                        {"attachments", state.attachments.size()}};
+  if (status_provider) {
+    try {
+      out["filesystem"] = status_provider();
+    } catch (const std::exception& e) {
+      out["filesystem"] = {{"error", e.what()}};
+    }
+  }
+  if (req.json) return {out.dump(2) + "\n"};
+  std::string text = "portalfs " + std::string(PORTALFS_VERSION) + "\n";
+  text += "mountpoint: " + config.mountpoint + "\n";
+  text += "storage root: " + config.storage_root + "\n";
+  text += "state file: " + store.path() + "\n";
+  text += "apps: " + std::to_string(state.apps.size()) + "\n";
+  text += "views: " + std::to_string(view_count) + "\n";
+  text += "attachments: " + std::to_string(state.attachments.size()) + "\n";
+  if (out.contains("filesystem") && out["filesystem"].is_object()) {
+    for (const auto& item : out["filesystem"].items()) {
+      const auto& v = item.value();
+      text += "filesystem." + item.key() + ": " + (v.is_string() ? v.get<std::string>() : v.dump()) + "\n";
+    }
+  } else if (out.contains("filesystem")) {
+    text += "filesystem: " + out["filesystem"].dump() + "\n";
+  }
+  return {text};
+}
+
+// ---- helpers shared by the verbs ---------------------------------------------------------------
+
+std::string Manager::Impl::app_arg(const Args& args, std::string_view key) const {
+  std::string app = args.str(key);
+  if (auto expected = policy::check_app_name(app); !expected.empty()) {
+    args.bad(key, expected + ", got " + describe_json(app));
+  }
+  return app;
+}
+
+const AppRecord& Manager::Impl::installed(const std::string& app) const {
+  const auto it = state.apps.find(app);
+  if (it == state.apps.end()) refuse("app " + app + " is not installed");
+  return it->second;
+}
+
+StorageRoot Manager::Impl::open_root() const { return StorageRoot(config.storage_root); }
+
+void Manager::Impl::provision_app(const State& next, const std::string& app, AppRecord& record,
+                                  const std::vector<DataDirRecord>& previous) const {
+  const StorageRoot root = open_root();
+  std::vector<DataDirRecord> dirs;
+  for (const auto& grant : effective_grants(record)) {
+    if (grant.kind == policy::GrantKind::shared) {
+      const auto share = next.shares.find(grant.name);
+      LeafSpec leaf;
+      if (share != next.shares.end()) leaf.owner = share->second;
+      ensure_dir(root, share_dir_components(grant.name), leaf);
+      continue;
+    }
+    if (grant.kind != policy::GrantKind::data) continue;
+    LeafSpec leaf;
+    leaf.owner = grant.owner;
+    leaf.version_marker = record.version;
+    const Ensured ensured = ensure_dir(root, data_dir_components(app, grant.name), leaf);
+    DataDirRecord rec{grant.name, record.version, false};
+    const auto old = std::find_if(previous.begin(), previous.end(),
+                                  [&](const DataDirRecord& d) { return d.name == grant.name; });
+    if (!ensured.created) {
+      // Existing data: it keeps the version that made it, from our records or (after a remove
+      // without purge) from its marker.
+      if (old != previous.end()) {
+        rec.created_by_version = old->created_by_version;
+      } else if (ensured.marker) {
+        rec.created_by_version = *ensured.marker;
+      }
+    }
+    dirs.push_back(std::move(rec));
+  }
+  for (const auto& old : previous) {
+    const bool kept = std::any_of(dirs.begin(), dirs.end(), [&](const DataDirRecord& d) { return d.name == old.name; });
+    if (!kept) {
+      DataDirRecord removed = old;
+      removed.removed = true;
+      dirs.push_back(std::move(removed));
+    }
+  }
+  record.data_dirs = std::move(dirs);
+}
+
+std::string Manager::Impl::mounts_output(const std::string& app, const AppRecord& record, bool json) const {
+  return render_mounts(mount_entries(config.mountpoint, app, effective_grants(record)),
+                       json ? MountStyle::json : MountStyle::docker);
+}
+
+void Manager::Impl::check_no_clash(const std::string& app, const AppRecord& record) {
+  const auto grants = effective_grants(record);
+  for (std::size_t i = 0; i < grants.size(); ++i) {
+    for (std::size_t j = i + 1; j < grants.size(); ++j) {
+      const auto& a = grants[i];
+      const auto& b = grants[j];
+      if (a.container_path == b.container_path) {
+        refuse("app " + app + ": " + a.container_path + " would be mounted twice (" + describe_grant(a) + " and " +
+               describe_grant(b) + ")");
+      }
+      if (a.kind == b.kind && policy::view_dir_name(a) == policy::view_dir_name(b)) {
+        refuse("app " + app + ": " + describe_grant(a) + " is already mounted at " + a.container_path);
+      }
+    }
+  }
+}
+
+void require_share(const State& state, const std::string& share) {
+  if (!state.shares.contains(share)) {
+    refuse("share '" + share + "' does not exist; create it with: portalctl share create " + share);
+  }
+}
+
+std::string describe_grant(const policy::Grant& grant) {
+  switch (grant.kind) {
+    case policy::GrantKind::data: return "data dir " + grant.name;
+    case policy::GrantKind::shared: return "share " + grant.name;
+    case policy::GrantKind::host: return "storage mount " + grant.name;
+  }
+  return grant.name;
+}
+
+}  // namespace portalfs::mountmgr

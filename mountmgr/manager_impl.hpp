@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// Manager's insides, shared by manager.cpp (construction, the request cycle, healing) and the
+// verb files verbs_apps.cpp, verbs_shares.cpp and verbs_storage.cpp.
+//
+// The request cycle (Manager::handle):
+//   1. parse the request; take `mutex` (held for the whole request: requests are rare and small,
+//      and a read-modify-write of the state must not interleave with another);
+//   2. the verb validates everything, builds the next state on a copy and provisions what it
+//      needs on disk; a refusal (code 2) happens before any of that, so it changes nothing;
+//   3. save the next state atomically (failure: code 1, the state in memory stays as it was,
+//      and the verb's undo takes back what it did outside the state),
+//      swap it in, run the verb's after_commit work (purge, prune: deletion only ever follows a
+//      saved state that no longer refers to what is deleted);
+//   4. a commit that changed the views takes a ticket (under `mutex`); after dropping `mutex`
+//      the request waits until every earlier ticket was delivered, then calls ViewsChanged with
+//      no lock held, then marks its ticket delivered. So callbacks arrive in commit order and
+//      the callback may call views(); it must not call handle() (that would wait for itself).
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mountmgr/manager.hpp"
+#include "mountmgr/provision.hpp"
+#include "mountmgr/request.hpp"
+#include "mountmgr/state.hpp"
+#include "mountmgr/state_store.hpp"
+#include "policy/manifest.hpp"
+
+namespace portalfs::mountmgr {
+
+/// What a verb did: its output, and the state to commit if it changes any.
+struct Outcome {
+  Outcome() = default;
+  Outcome(std::string text) : output(std::move(text)) {}  // NOLINT: implicit, for `return {text};`
+
+  std::string output;
+  std::optional<State> next;
+  policy::ViewSpecs killed;  // views revoked with force
+  /// Destructive disk work to run once `next` is saved (purge, prune); throws to report a failure.
+  std::function<void()> after_commit;
+  /// Takes back what the verb did outside the state (attach) when `next` can't be saved.
+  std::function<void()> undo;
+};
+
+struct Manager::Impl {
+  Impl(ManagerConfig config, ViewsChanged on_views_changed, StatusProvider status);
+
+  ManagerConfig config;  // paths made absolute
+  ViewsChanged on_views_changed;
+  StatusProvider status_provider;
+  StateStore store;
+
+  mutable std::mutex mutex;  // guards state, views and tickets_issued
+  State state;
+  policy::ViewSpecs views;
+  uint64_t tickets_issued = 0;
+
+  // Delivery of ViewsChanged in commit order (see the file comment).
+  std::mutex delivery_mutex;  // guards tickets_delivered; never held with `mutex`
+  std::condition_variable delivery_cv;
+  uint64_t tickets_delivered = 0;
+
+  /// Calls ViewsChanged for `ticket` once all earlier tickets are delivered; no lock held
+  /// during the call.
+  void deliver(uint64_t ticket, const policy::ViewSpecs& views_now, const policy::ViewSpecs& killed);
+
+  Outcome dispatch(const Request& request);
+
+  // verbs_apps.cpp
+  Outcome app_install(const Request& request);
+  Outcome app_upgrade(const Request& request);
+  Outcome app_remove(const Request& request);
+  Outcome app_list(const Request& request) const;
+  Outcome app_show(const Request& request) const;
+  // verbs_shares.cpp
+  Outcome share_create(const Request& request);
+  Outcome share_list(const Request& request) const;
+  Outcome grant(const Request& request);
+  Outcome revoke(const Request& request);
+  // verbs_storage.cpp
+  Outcome mounts(const Request& request) const;
+  Outcome attach(const Request& request);
+  Outcome detach(const Request& request);
+  Outcome storage_list(const Request& request) const;
+  Outcome storage_mount(const Request& request);
+  Outcome storage_unmount(const Request& request);
+  Outcome storage_report(const Request& request) const;
+  Outcome storage_ensure_directory(const Request& request);
+  // manager.cpp
+  Outcome status(const Request& request) const;
+  int heal();
+
+  // Helpers shared by the verbs.
+  /// The app named by argument `key` (validated), which must be installed.
+  [[nodiscard]] std::string app_arg(const Args& args, std::string_view key = "app") const;
+  /// The app's record; refuses (code 2) when it is not installed.
+  const AppRecord& installed(const std::string& app) const;
+  [[nodiscard]] StorageRoot open_root() const;
+  /// Makes the data directories and share directories of `record` (in `next`), filling its
+  /// data_dirs from `previous` (records of an earlier version, kept or marked removed).
+  void provision_app(const State& next, const std::string& app, AppRecord& record,
+                     const std::vector<DataDirRecord>& previous) const;
+  /// The app's mounts as install/upgrade print them: docker lines (text) or the json style.
+  [[nodiscard]] std::string mounts_output(const std::string& app, const AppRecord& record, bool json) const;
+  /// Refuses (code 2) when two of the app's grants would have the same container path or the
+  /// same view.
+  static void check_no_clash(const std::string& app, const AppRecord& record);
+};
+
+/// "share 'music' does not exist; create it with: portalctl share create music" unless it does.
+void require_share(const State& state, const std::string& share);
+
+/// A grant as people name it: "data dir data", "share music", "storage mount /srv/x".
+std::string describe_grant(const policy::Grant& grant);
+
+}  // namespace portalfs::mountmgr

@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: MIT
+#include "mountmgr/paths.hpp"
+
+namespace portalfs::mountmgr {
+
+std::vector<std::string> split_path(std::string_view relative) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t end = relative.find('/', start);
+    out.emplace_back(relative.substr(start, end == std::string_view::npos ? end : end - start));
+    if (end == std::string_view::npos) break;
+    start = end + 1;
+  }
+  return out;
+}
+
+std::string check_data_dir_name(std::string_view name) {
+  constexpr auto kExpected = R"(expected a relative path without empty, "." or ".." segments)";
+  if (name.empty() || name.find('\0') != std::string_view::npos) return kExpected;
+  for (const auto& segment : split_path(name)) {
+    if (segment.empty() || segment == "." || segment == "..") return kExpected;
+  }
+  return "";
+}
+
+std::string check_host_path(std::string_view path) {
+  if (!path.starts_with('/')) return "expected an absolute host path";
+  if (path.find('\0') != std::string_view::npos) return "expected a host path without NUL";
+  if (path.find(':') != std::string_view::npos) return "expected a host path without ':'";
+  for (const auto& segment : split_path(path.substr(1))) {
+    if (segment == "." || segment == "..") return R"(expected a host path without "." or ".." segments)";
+  }
+  return "";
+}
+
+std::string normalise_host_path(std::string_view path) {
+  std::string out;
+  out.reserve(path.size());
+  for (char c : path) {
+    if (c == '/' && !out.empty() && out.back() == '/') continue;
+    out += c;
+  }
+  if (out.size() > 1 && out.back() == '/') out.pop_back();
+  return out;
+}
+
+bool path_within(std::string_view path, std::string_view base) {
+  if (base == "/") return path.starts_with('/');
+  return path.starts_with(base) && (path.size() == base.size() || path[base.size()] == '/');
+}
+
+}  // namespace portalfs::mountmgr

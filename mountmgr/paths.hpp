@@ -1,0 +1,31 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// Small path helpers shared by the state reader, provisioning and the verbs. They work on
+// strings only; nothing here touches the filesystem.
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace portalfs::mountmgr {
+
+/// "a/b/c" -> {"a", "b", "c"}; empty segments are kept (so the checks below can see them).
+std::vector<std::string> split_path(std::string_view relative);
+
+/// A data directory name: relative, '/'-separated, no empty, "." or ".." segment, no NUL.
+/// Returns "" when valid, else what was expected.
+std::string check_data_dir_name(std::string_view name);
+
+/// A host directory for storage:mount: absolute, no "." or ".." segment, no NUL, no ':' (the
+/// docker -v separator). Returns "" when valid, else what was expected.
+std::string check_host_path(std::string_view path);
+
+/// Collapses repeated '/' and drops a trailing '/' ("/srv//x/" -> "/srv/x"); "/" stays "/".
+std::string normalise_host_path(std::string_view path);
+
+/// Whether `path` is `base` or below it, segment-wise ("/a/b" is within "/a", "/ab" is not).
+/// Both must be normalised.
+bool path_within(std::string_view path, std::string_view base);
+
+}  // namespace portalfs::mountmgr

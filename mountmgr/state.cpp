@@ -1,0 +1,299 @@
+// SPDX-License-Identifier: MIT
+#include "mountmgr/state.hpp"
+
+#include <charconv>
+
+#include "mountmgr/json_reader.hpp"
+#include "mountmgr/paths.hpp"
+#include "policy/manifest.hpp"
+
+namespace portalfs::mountmgr {
+namespace {
+
+using nlohmann::json;
+
+json grant_to_json(const policy::Grant& grant) {
+  json out = {{"kind", policy::to_string(grant.kind)},
+              {"name", grant.name},
+              {"container_path", grant.container_path},
+              {"access", policy::to_string(grant.access)}};
+  if (grant.owner) out["owner"] = format_owner(*grant.owner);
+  return out;
+}
+
+json ranges_to_json(const std::vector<policy::IdRange>& ranges) {
+  json out = json::array();
+  for (const auto& r : ranges) out.push_back(format_range(r));
+  return out;
+}
+
+// ---- reading ----------------------------------------------------------------------------------
+
+policy::Owner read_owner(const JsonReader& r) {
+  policy::Owner owner;
+  if (auto expected = parse_owner(r.as_string(), owner); !expected.empty()) {
+    r.fail(expected + ", got " + describe_json(r.json()));
+  }
+  return owner;
+}
+
+policy::Grant read_grant(const JsonReader& r) {
+  r.expect_object({"kind", "name", "container_path", "access", "owner"});
+  policy::Grant grant;
+  const JsonReader kind = r.member("kind", R"("data", "shared" or "host")");
+  const std::string kind_text = kind.as_string();
+  if (kind_text == "data") {
+    grant.kind = policy::GrantKind::data;
+  } else if (kind_text == "shared") {
+    grant.kind = policy::GrantKind::shared;
+  } else if (kind_text == "host") {
+    grant.kind = policy::GrantKind::host;
+  } else {
+    kind.fail(R"(expected "data", "shared" or "host", got )" + describe_json(kind.json()));
+  }
+
+  const JsonReader name = r.member("name", "a string");
+  grant.name = name.as_string();
+  std::string expected;
+  switch (grant.kind) {
+    case policy::GrantKind::data: expected = check_data_dir_name(grant.name); break;
+    case policy::GrantKind::shared: expected = policy::check_share_name(grant.name); break;
+    case policy::GrantKind::host: expected = check_host_path(grant.name); break;
+  }
+  if (!expected.empty()) name.fail(expected + ", got " + describe_json(name.json()));
+
+  const JsonReader path = r.member("container_path", "a string");
+  grant.container_path = path.as_string();
+  if (auto e = policy::check_container_path(grant.container_path); !e.empty()) {
+    path.fail(e + ", got " + describe_json(path.json()));
+  }
+
+  const JsonReader access = r.member("access", R"("read" or "read-write")");
+  const std::string access_text = access.as_string();
+  if (access_text == "read") {
+    grant.access = policy::Access::read;
+  } else if (access_text == "read-write") {
+    grant.access = policy::Access::read_write;
+  } else {
+    access.fail(R"(expected "read" or "read-write", got )" + describe_json(access.json()));
+  }
+  if (auto owner = r.opt_member("owner")) grant.owner = read_owner(*owner);
+  return grant;
+}
+
+std::vector<policy::Grant> read_grants(const JsonReader& r) {
+  r.expect_array();
+  std::vector<policy::Grant> out;
+  for (std::size_t i = 0; i < r.size(); ++i) out.push_back(read_grant(r.at(i)));
+  return out;
+}
+
+std::vector<policy::IdRange> read_ranges(const JsonReader& r) {
+  r.expect_array();
+  std::vector<policy::IdRange> out;
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    const JsonReader item = r.at(i);
+    std::string error;
+    auto range = policy::IdMap::parse_range(item.as_string(), &error);
+    if (!range) item.fail("expected \"inside:outside:count\" (" + error + "), got " + describe_json(item.json()));
+    out.push_back(*range);
+  }
+  std::string error;
+  if (!policy::IdMap::make(out, &error)) r.fail(error);
+  return out;
+}
+
+std::vector<DataDirRecord> read_data_dirs(const JsonReader& r) {
+  r.expect_array();
+  std::vector<DataDirRecord> out;
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    const JsonReader item = r.at(i);
+    item.expect_object({"name", "created_by_version", "removed"});
+    DataDirRecord rec;
+    const JsonReader name = item.member("name", "a string");
+    rec.name = name.as_string();
+    if (auto e = check_data_dir_name(rec.name); !e.empty()) name.fail(e + ", got " + describe_json(name.json()));
+    rec.created_by_version = item.string("created_by_version");
+    rec.removed = item.boolean("removed");
+    out.push_back(std::move(rec));
+  }
+  return out;
+}
+
+std::vector<StorageMount> read_storage_mounts(const JsonReader& r) {
+  r.expect_array();
+  std::vector<StorageMount> out;
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    const JsonReader item = r.at(i);
+    item.expect_object({"host_path", "container_path", "read_only"});
+    StorageMount m;
+    const JsonReader host = item.member("host_path", "a string");
+    m.host_path = host.as_string();
+    if (auto e = check_host_path(m.host_path); !e.empty()) host.fail(e + ", got " + describe_json(host.json()));
+    const JsonReader ctr = item.member("container_path", "a string");
+    m.container_path = ctr.as_string();
+    if (auto e = policy::check_container_path(m.container_path); !e.empty()) {
+      ctr.fail(e + ", got " + describe_json(ctr.json()));
+    }
+    m.read_only = item.boolean("read_only");
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+std::vector<std::string> read_share_names(const JsonReader& r) {
+  r.expect_array();
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    const JsonReader item = r.at(i);
+    out.push_back(item.as_string());
+    if (auto e = policy::check_share_name(out.back()); !e.empty()) item.fail(e + ", got " + describe_json(item.json()));
+  }
+  return out;
+}
+
+AppRecord read_app(const JsonReader& r) {
+  r.expect_object({"version", "uid_maps", "gid_maps", "grants", "admin_grants", "revoked",
+                   "data_dirs", "storage_mounts"});
+  AppRecord app;
+  app.version = r.string("version");
+  app.uid_maps = read_ranges(r.member("uid_maps", "an array"));
+  app.gid_maps = read_ranges(r.member("gid_maps", "an array"));
+  app.grants = read_grants(r.member("grants", "an array"));
+  app.admin_grants = read_grants(r.member("admin_grants", "an array"));
+  app.revoked = read_share_names(r.member("revoked", "an array"));
+  app.data_dirs = read_data_dirs(r.member("data_dirs", "an array"));
+  app.storage_mounts = read_storage_mounts(r.member("storage_mounts", "an array"));
+  return app;
+}
+
+Attachment read_attachment(const JsonReader& r) {
+  r.expect_object({"app", "pid", "binds"});
+  Attachment a;
+  a.app = r.string("app");
+  a.pid = static_cast<int>(r.integer("pid", 1, INT32_MAX));
+  const JsonReader binds = r.member("binds", "an array");
+  binds.expect_array();
+  for (std::size_t i = 0; i < binds.size(); ++i) {
+    const JsonReader b = binds.at(i);
+    b.expect_object({"source", "target", "read_only"});
+    a.binds.push_back({b.string("source"), b.string("target"), b.boolean("read_only")});
+  }
+  return a;
+}
+
+}  // namespace
+
+State fresh_state() {
+  State state;
+  state.shares["own_documents"] = policy::Owner{0, 0};
+  state.shares["own_media"] = policy::Owner{0, 0};
+  return state;
+}
+
+std::string format_owner(const policy::Owner& owner) {
+  return std::to_string(owner.uid) + ":" + std::to_string(owner.gid);
+}
+
+std::string parse_owner(std::string_view text, policy::Owner& out) {
+  constexpr auto kExpected = "expected UID:GID (two integers from 0 to 4294967294)";
+  const auto colon = text.find(':');
+  if (colon == std::string_view::npos) return kExpected;
+  auto parse_id = [](std::string_view part, uint32_t& id) {
+    uint64_t v = 0;
+    auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+    if (part.empty() || ec != std::errc() || end != part.data() + part.size() || v > policy::kMaxId) {
+      return false;
+    }
+    id = static_cast<uint32_t>(v);
+    return true;
+  };
+  policy::Owner owner;
+  if (!parse_id(text.substr(0, colon), owner.uid) || !parse_id(text.substr(colon + 1), owner.gid)) {
+    return kExpected;
+  }
+  out = owner;
+  return "";
+}
+
+std::string format_range(const policy::IdRange& range) {
+  return std::to_string(range.inside) + ":" + std::to_string(range.outside) + ":" +
+         std::to_string(range.count);
+}
+
+json app_to_json(const AppRecord& app) {
+  json grants = json::array();
+  for (const auto& g : app.grants) grants.push_back(grant_to_json(g));
+  json admin = json::array();
+  for (const auto& g : app.admin_grants) admin.push_back(grant_to_json(g));
+  json dirs = json::array();
+  for (const auto& d : app.data_dirs) {
+    dirs.push_back({{"name", d.name}, {"created_by_version", d.created_by_version}, {"removed", d.removed}});
+  }
+  json mounts = json::array();
+  for (const auto& m : app.storage_mounts) {
+    mounts.push_back({{"host_path", m.host_path}, {"container_path", m.container_path}, {"read_only", m.read_only}});
+  }
+  return {{"version", app.version},
+          {"uid_maps", ranges_to_json(app.uid_maps)},
+          {"gid_maps", ranges_to_json(app.gid_maps)},
+          {"grants", std::move(grants)},
+          {"admin_grants", std::move(admin)},
+          {"revoked", app.revoked},
+          {"data_dirs", std::move(dirs)},
+          {"storage_mounts", std::move(mounts)}};
+}
+
+json to_json(const State& state) {
+  json apps = json::object();
+  for (const auto& [name, app] : state.apps) apps[name] = app_to_json(app);
+  json shares = json::object();
+  for (const auto& [name, owner] : state.shares) shares[name] = {{"owner", format_owner(owner)}};
+  json attachments = json::array();
+  for (const auto& a : state.attachments) {
+    json binds = json::array();
+    for (const auto& b : a.binds) {
+      binds.push_back({{"source", b.source}, {"target", b.target}, {"read_only", b.read_only}});
+    }
+    attachments.push_back({{"app", a.app}, {"pid", a.pid}, {"binds", std::move(binds)}});
+  }
+  return {{"schema_version", kStateSchemaVersion},
+          {"apps", std::move(apps)},
+          {"shares", std::move(shares)},
+          {"attachments", std::move(attachments)}};
+}
+
+State state_from_json(const json& doc) {
+  const JsonReader root(doc);
+  root.expect_object({"schema_version", "apps", "shares", "attachments"});
+  const JsonReader version = root.member("schema_version", "an integer");
+  if (version.as_integer(0, INT32_MAX) != kStateSchemaVersion) {
+    version.fail("expected " + std::to_string(kStateSchemaVersion) + " (the schema this portalfs knows), got " +
+                 describe_json(version.json()));
+  }
+
+  State state;
+  const JsonReader apps = root.member("apps", "an object");
+  if (!apps.json().is_object()) apps.fail("expected an object, got " + describe_json(apps.json()));
+  for (const auto& item : apps.json().items()) {
+    const JsonReader app(item.value(), apps.pointer() + "/" + pointer_token(item.key()));
+    if (auto e = policy::check_app_name(item.key()); !e.empty()) app.fail("key: " + e);
+    state.apps[item.key()] = read_app(app);
+  }
+  const JsonReader shares = root.member("shares", "an object");
+  if (!shares.json().is_object()) shares.fail("expected an object, got " + describe_json(shares.json()));
+  for (const auto& item : shares.json().items()) {
+    const JsonReader share(item.value(), shares.pointer() + "/" + pointer_token(item.key()));
+    if (auto e = policy::check_share_name(item.key()); !e.empty()) share.fail("key: " + e);
+    share.expect_object({"owner"});
+    state.shares[item.key()] = read_owner(share.member("owner", "\"UID:GID\""));
+  }
+  const JsonReader attachments = root.member("attachments", "an array");
+  attachments.expect_array();
+  for (std::size_t i = 0; i < attachments.size(); ++i) {
+    state.attachments.push_back(read_attachment(attachments.at(i)));
+  }
+  return state;
+}
+
+}  // namespace portalfs::mountmgr

@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// The mount manager's whole memory: one JSON document (state.json, schema_version 1).
+//
+//   {"schema_version": 1,
+//    "apps": {"navidrome": {
+//        "version": "3.2",
+//        "uid_maps": ["0:100000:65536"], "gid_maps": ["0:100000:65536"],
+//        "grants": [Grant...],          what the manifest asked for, as installed/upgraded
+//        "admin_grants": [Grant...],    shared grants given or changed with `grant`
+//        "revoked": ["music"],          manifest shares taken away with `revoke`
+//        "data_dirs": [{"name": "data", "created_by_version": "3.1", "removed": false}],
+//        "storage_mounts": [{"host_path": "/srv/x", "container_path": "/x", "read_only": true}]}},
+//    "shares": {"own_media": {"owner": "0:0"}},
+//    "attachments": [{"app": "navidrome", "pid": 4242,
+//                     "binds": [{"source": "...", "target": "/data", "read_only": false}]}]}
+//   Grant = {"kind": "data"|"shared"|"host", "name", "container_path",
+//            "access": "read"|"read-write", "owner"?: "UID:GID"}
+//
+// The manifest's grants and the admin's changes are kept apart so that re-installing the same
+// manifest is recognised as "no change", and an upgrade replaces what the app asks for without
+// undoing what the admin decided. The grants actually served are derived (mountmgr/views.hpp).
+//
+// Reading is strict: an unknown field, a missing field or a wrong type is a FieldError that
+// names the JSON pointer; nothing is half-read.
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "mountmgr/attach.hpp"
+#include "policy/grant.hpp"
+#include "policy/id_map.hpp"
+
+namespace portalfs::mountmgr {
+
+inline constexpr int kStateSchemaVersion = 1;
+
+/// A private data directory below <storage>/apps/<app>/ and the app version that created it.
+struct DataDirRecord {
+  std::string name;                // = the data grant's name ("data/documents")
+  std::string created_by_version;  // "" when that manifest had no version
+  bool removed = false;            // no longer in the manifest; kept on disk until a prune
+  friend bool operator==(const DataDirRecord&, const DataDirRecord&) = default;
+};
+
+/// A hand-made mount (Dokku's storage:mount): served through portalfs as a host grant.
+struct StorageMount {
+  std::string host_path;       // absolute, as the admin gave it (normalised)
+  std::string container_path;  // absolute, normalised
+  bool read_only = false;
+  friend bool operator==(const StorageMount&, const StorageMount&) = default;
+};
+
+struct AppRecord {
+  std::string version;
+  std::vector<policy::IdRange> uid_maps;
+  std::vector<policy::IdRange> gid_maps;
+  std::vector<policy::Grant> grants;        // from the manifest
+  std::vector<policy::Grant> admin_grants;  // shared grants from `grant` (override the manifest's)
+  std::vector<std::string> revoked;         // shares of the manifest hidden by `revoke`
+  std::vector<DataDirRecord> data_dirs;
+  std::vector<StorageMount> storage_mounts;
+  friend bool operator==(const AppRecord&, const AppRecord&) = default;
+};
+
+/// Views bound into a running container's mount namespace (attach), kept so they can be
+/// re-attached after a daemon restart.
+struct Attachment {
+  std::string app;
+  int pid = 0;
+  std::vector<Bind> binds;
+  friend bool operator==(const Attachment&, const Attachment&) = default;
+};
+
+struct State {
+  std::map<std::string, AppRecord> apps;
+  std::map<std::string, policy::Owner> shares;  // share name -> owner of its directory
+  std::vector<Attachment> attachments;
+  friend bool operator==(const State&, const State&) = default;
+};
+
+/// The state of a new installation: the shares own_media and own_documents, owned by 0:0.
+State fresh_state();
+
+nlohmann::json to_json(const State& state);
+/// Strict: throws FieldError (pointer + problem) on the first fault.
+State state_from_json(const nlohmann::json& doc);
+
+/// The JSON of one app record, as app.show prints it.
+nlohmann::json app_to_json(const AppRecord& app);
+
+/// "UID:GID" <-> Owner. parse_owner returns "" and sets `out`, or returns what was expected.
+std::string format_owner(const policy::Owner& owner);
+std::string parse_owner(std::string_view text, policy::Owner& out);
+
+/// "inside:outside:count".
+std::string format_range(const policy::IdRange& range);
+
+}  // namespace portalfs::mountmgr

@@ -1,0 +1,250 @@
+// SPDX-License-Identifier: MIT
+// app.install, app.upgrade, app.remove, app.list, app.show.
+
+#include <algorithm>
+
+#include "common/log.hpp"
+#include "mountmgr/manager_impl.hpp"
+#include "mountmgr/paths.hpp"
+#include "mountmgr/views.hpp"
+
+namespace portalfs::mountmgr {
+namespace {
+
+// uid_maps / gid_maps: each "C:H:N", together a valid IdMap.
+std::optional<std::vector<policy::IdRange>> maps_arg(const Args& args, std::string_view key) {
+  auto texts = args.opt_str_list(key);
+  if (!texts) return std::nullopt;
+  std::vector<policy::IdRange> ranges;
+  for (std::size_t i = 0; i < texts->size(); ++i) {
+    std::string error;
+    auto range = policy::IdMap::parse_range((*texts)[i], &error);
+    if (!range) {
+      args.bad(std::string(key) + "/" + std::to_string(i),
+               "expected \"inside:outside:count\" (" + error + "), got " + describe_json((*texts)[i]));
+    }
+    ranges.push_back(*range);
+  }
+  std::string error;
+  if (!policy::IdMap::make(ranges, &error)) args.bad(key, error);
+  return ranges;
+}
+
+struct ManifestArgs {
+  policy::AppSpec spec;
+  std::optional<std::vector<policy::IdRange>> uid_maps;
+  std::optional<std::vector<policy::IdRange>> gid_maps;
+};
+
+ManifestArgs manifest_args(const Args& args) {
+  ManifestArgs out;
+  const std::string manifest = args.str("manifest");
+  const std::string source = args.str("source");
+  policy::ParseOptions options;
+  if (auto name = args.opt_str("name")) {
+    if (auto expected = policy::check_app_name(*name); !expected.empty()) {
+      args.bad("name", expected + ", got " + describe_json(*name));
+    }
+    options.name_override = *name;
+  }
+  out.uid_maps = maps_arg(args, "uid_maps");
+  out.gid_maps = maps_arg(args, "gid_maps");
+  try {
+    out.spec = policy::parse_manifest(manifest, source, options);
+  } catch (const policy::ManifestError& e) {
+    refuse(e.what());
+  }
+  return out;
+}
+
+void require_shares(const State& state, const std::vector<policy::Grant>& grants) {
+  for (const auto& g : grants) {
+    if (g.kind == policy::GrantKind::shared) require_share(state, g.name);
+  }
+}
+
+// Whether data dir `name` is `other` or holds it ("data" holds "data/documents").
+bool holds(const std::string& name, const std::string& other) {
+  return other == name || other.starts_with(name + "/");
+}
+
+std::string maps_text(const std::vector<policy::IdRange>& ranges) {
+  if (ranges.empty()) return "identity";
+  std::string out;
+  for (const auto& r : ranges) out += (out.empty() ? "" : ",") + format_range(r);
+  return out;
+}
+
+}  // namespace
+
+Outcome Manager::Impl::app_install(const Request& req) {
+  const Args args(req, {"manifest", "source", "name", "uid_maps", "gid_maps"});
+  ManifestArgs m = manifest_args(args);
+  const std::string& app = m.spec.name;
+  require_shares(state, m.spec.grants);
+
+  if (const auto it = state.apps.find(app); it != state.apps.end()) {
+    // Installing again what is installed is no change; anything else is an upgrade.
+    const AppRecord& rec = it->second;
+    const bool same = rec.version == m.spec.version && rec.grants == m.spec.grants &&
+                      (!m.uid_maps || *m.uid_maps == rec.uid_maps) && (!m.gid_maps || *m.gid_maps == rec.gid_maps);
+    if (!same) refuse("app " + app + " is installed; use app upgrade");
+    return {mounts_output(app, rec, req.json)};
+  }
+
+  State next = state;
+  AppRecord& rec = next.apps[app];
+  rec.version = m.spec.version;
+  rec.uid_maps = m.uid_maps.value_or(std::vector<policy::IdRange>{});
+  rec.gid_maps = m.gid_maps.value_or(std::vector<policy::IdRange>{});
+  rec.grants = std::move(m.spec.grants);
+  provision_app(next, app, rec, {});
+  Outcome out{mounts_output(app, rec, req.json)};
+  out.next = std::move(next);
+  return out;
+}
+
+Outcome Manager::Impl::app_upgrade(const Request& req) {
+  const Args args(req, {"manifest", "source", "prune", "name", "uid_maps", "gid_maps"});
+  ManifestArgs m = manifest_args(args);
+  const bool prune = args.flag("prune");
+  const std::string& app = m.spec.name;
+  if (!state.apps.contains(app)) refuse("app " + app + " is not installed; use app install");
+  require_shares(state, m.spec.grants);
+
+  State next = state;
+  AppRecord& rec = next.apps[app];
+  const std::vector<DataDirRecord> previous = rec.data_dirs;
+  rec.version = m.spec.version;
+  if (m.uid_maps) rec.uid_maps = *m.uid_maps;
+  if (m.gid_maps) rec.gid_maps = *m.gid_maps;
+  rec.grants = std::move(m.spec.grants);
+  // What the admin decided (grants, revokes, storage mounts) stays, and must still fit.
+  check_no_clash(app, rec);
+  provision_app(next, app, rec, previous);
+
+  // Prune: the data directories no longer in the manifest go, after the state without them is
+  // saved. One that holds a directory still in use stays (deleting it would delete that too).
+  std::vector<std::string> doomed;
+  if (prune) {
+    std::vector<DataDirRecord> kept;
+    for (const auto& d : rec.data_dirs) {
+      const bool holds_live = d.removed && std::any_of(rec.data_dirs.begin(), rec.data_dirs.end(), [&](const auto& o) {
+                                return !o.removed && holds(d.name, o.name);
+                              });
+      if (d.removed && !holds_live) {
+        doomed.push_back(d.name);
+        continue;
+      }
+      if (holds_live) {
+        common::log(common::LogLevel::warn, "app " + app + ": data dir " + d.name +
+                                                " holds a data dir still in use; not pruned");
+      }
+      kept.push_back(d);
+    }
+    rec.data_dirs = std::move(kept);
+  }
+
+  Outcome out{mounts_output(app, rec, req.json)};
+  out.next = std::move(next);
+  if (!doomed.empty()) {
+    out.after_commit = [this, app, doomed] {
+      const StorageRoot root = open_root();
+      for (const auto& name : doomed) {
+        try {
+          remove_tree(root, data_dir_components(app, name));
+        } catch (const ProvisionError& e) {
+          failed("app " + app + " upgraded, but pruning data dir " + name + " failed: " + e.what());
+        }
+      }
+    };
+  }
+  return out;
+}
+
+Outcome Manager::Impl::app_remove(const Request& req) {
+  const Args args(req, {"app", "purge"});
+  const std::string app = app_arg(args);
+  const bool purge = args.flag("purge");
+  const std::string data_path = config.storage_root + "/apps/" + app;
+
+  auto purge_data = [this, app] {
+    try {
+      remove_tree(open_root(), app_dir_components(app));
+    } catch (const ProvisionError& e) {
+      failed("deleting the data of app " + app + " failed: " + e.what());
+    }
+  };
+
+  Outcome out;
+  if (!state.apps.contains(app)) {
+    // A purge of what a remove without --purge left behind.
+    if (!purge || !dir_exists(open_root(), app_dir_components(app))) refuse("app " + app + " is not installed");
+    out.output = req.json ? nlohmann::json({{"app", app}, {"purged", true}}).dump(2) + "\n"
+                          : "deleted the data of app " + app + " (" + data_path + ")\n";
+    out.after_commit = purge_data;
+    return out;
+  }
+
+  State next = state;
+  next.apps.erase(app);
+  // Its attachments can't be healed without it.
+  std::erase_if(next.attachments, [&](const Attachment& a) { return a.app == app; });
+  out.next = std::move(next);
+  if (purge) out.after_commit = purge_data;
+  if (req.json) {
+    out.output = nlohmann::json({{"app", app}, {"purged", purge}}).dump(2) + "\n";
+  } else if (purge) {
+    out.output = "removed app " + app + " and deleted its data\n";
+  } else {
+    out.output = "removed app " + app + "; its data stays in " + data_path +
+                 " (installing it again brings it back; app remove --purge deletes it)\n";
+  }
+  return out;
+}
+
+Outcome Manager::Impl::app_list(const Request& req) const {
+  const Args args(req, {});
+  if (req.json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& [name, rec] : state.apps) out.push_back({{"name", name}, {"version", rec.version}});
+    return {out.dump(2) + "\n"};
+  }
+  std::string out;
+  for (const auto& [name, rec] : state.apps) out += name + " " + (rec.version.empty() ? "-" : rec.version) + "\n";
+  return {out};
+}
+
+Outcome Manager::Impl::app_show(const Request& req) const {
+  const Args args(req, {"app"});
+  const std::string app = app_arg(args);
+  const AppRecord& rec = installed(app);
+  std::vector<int> pids;
+  for (const auto& a : state.attachments) {
+    if (a.app == app) pids.push_back(a.pid);
+  }
+  if (req.json) {
+    nlohmann::json out = app_to_json(rec);
+    out["name"] = app;
+    out["mounts"] = nlohmann::json::parse(mounts_output(app, rec, true));
+    out["attached_pids"] = pids;
+    return {out.dump(2) + "\n"};
+  }
+  std::string out = "app: " + app + "\n";
+  out += "version: " + (rec.version.empty() ? std::string("-") : rec.version) + "\n";
+  out += "uid_maps: " + maps_text(rec.uid_maps) + "\n";
+  out += "gid_maps: " + maps_text(rec.gid_maps) + "\n";
+  for (const auto& g : effective_grants(rec)) {
+    out += "grant: " + describe_grant(g) + " at " + g.container_path + " (" + policy::to_string(g.access) +
+           (g.owner ? ", owner " + format_owner(*g.owner) : "") + ")\n";
+  }
+  for (const auto& share : rec.revoked) out += "revoked: share " + share + "\n";
+  for (const auto& d : rec.data_dirs) {
+    out += "data_dir: " + d.name + " (created by " + (d.created_by_version.empty() ? "-" : d.created_by_version) +
+           (d.removed ? "; no longer in the manifest, kept on disk" : "") + ")\n";
+  }
+  for (int pid : pids) out += "attached: pid " + std::to_string(pid) + "\n";
+  return {out};
+}
+
+}  // namespace portalfs::mountmgr

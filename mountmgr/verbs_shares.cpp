@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: MIT
+// share.create, share.list, grant, revoke.
+
+#include <algorithm>
+
+#include "mountmgr/manager_impl.hpp"
+#include "mountmgr/views.hpp"
+
+namespace portalfs::mountmgr {
+namespace {
+
+std::string share_arg(const Args& args, std::string_view key) {
+  std::string share = args.str(key);
+  if (auto expected = policy::check_share_name(share); !expected.empty()) {
+    args.bad(key, expected + ", got " + describe_json(share));
+  }
+  return share;
+}
+
+std::optional<policy::Grant> find_share_grant(const std::vector<policy::Grant>& grants, const std::string& share) {
+  for (const auto& g : grants) {
+    if (g.kind == policy::GrantKind::shared && g.name == share) return g;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+Outcome Manager::Impl::share_create(const Request& req) {
+  const Args args(req, {"name", "owner"});
+  const std::string share = share_arg(args, "name");
+  policy::Owner owner;
+  if (auto text = args.opt_str("owner")) {
+    if (auto expected = parse_owner(*text, owner); !expected.empty()) {
+      args.bad("owner", expected + ", got " + describe_json(*text));
+    }
+  }
+  if (state.shares.contains(share)) refuse("share '" + share + "' exists");
+
+  State next = state;
+  next.shares[share] = owner;
+  // The create names the owner, so an existing directory (left from before) gets it too.
+  LeafSpec leaf;
+  leaf.owner = owner;
+  leaf.chown_existing = true;
+  ensure_dir(open_root(), share_dir_components(share), leaf);
+
+  const std::string path = config.storage_root + "/shared/" + share;
+  Outcome out;
+  out.output = req.json ? nlohmann::json({{"name", share}, {"owner", format_owner(owner)}, {"path", path}}).dump(2) + "\n"
+                        : "created share " + share + " at " + path + " (owner " + format_owner(owner) + ")\n";
+  out.next = std::move(next);
+  return out;
+}
+
+Outcome Manager::Impl::share_list(const Request& req) const {
+  const Args args(req, {});
+  // Which apps are served each share, for the admin deciding what to grant or revoke.
+  std::map<std::string, std::vector<std::string>> users;
+  for (const auto& [app, rec] : state.apps) {
+    for (const auto& g : effective_grants(rec)) {
+      if (g.kind == policy::GrantKind::shared) users[g.name].push_back(app);
+    }
+  }
+  if (req.json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& [name, owner] : state.shares) {
+      out.push_back({{"name", name},
+                     {"owner", format_owner(owner)},
+                     {"path", config.storage_root + "/shared/" + name},
+                     {"apps", users[name]}});
+    }
+    return {out.dump(2) + "\n"};
+  }
+  std::string out;
+  for (const auto& [name, owner] : state.shares) out += name + " " + format_owner(owner) + "\n";
+  return {out};
+}
+
+Outcome Manager::Impl::grant(const Request& req) {
+  const Args args(req, {"app", "share", "access", "path"});
+  const std::string app = app_arg(args);
+  const std::string share = share_arg(args, "share");
+  const std::string access_text = args.str("access");
+  const auto access = policy::parse_access(access_text);
+  if (!access) args.bad("access", R"(expected "read" or "read-write", got )" + describe_json(access_text));
+  const std::string path = policy::normalise_container_path(args.str("path"));
+  if (auto expected = policy::check_container_path(path); !expected.empty()) {
+    args.bad("path", expected + ", got " + describe_json(path));
+  }
+  installed(app);
+  require_share(state, share);
+
+  State next = state;
+  AppRecord& rec = next.apps[app];
+  // A grant of a share the app already has replaces it (a change of access or path); the owner
+  // it is presented as stays, as the app's files expect it.
+  const auto current = find_share_grant(effective_grants(rec), share);
+  policy::Grant granted{policy::GrantKind::shared, share, path, *access, current ? current->owner : std::nullopt};
+  std::erase_if(rec.admin_grants, [&](const policy::Grant& g) { return g.name == share; });
+  std::erase(rec.revoked, share);
+  // An admin grant equal to the manifest's is no override: keep the record minimal.
+  const auto manifest = find_share_grant(rec.grants, share);
+  if (!manifest || *manifest != granted) rec.admin_grants.push_back(granted);
+  check_no_clash(app, rec);
+  ensure_dir(open_root(), share_dir_components(share), LeafSpec{next.shares[share], 0755, false, std::nullopt});
+
+  Outcome out;
+  out.output = req.json ? nlohmann::json({{"app", app}, {"share", share}, {"access", policy::to_string(*access)}, {"path", path}})
+                                  .dump(2) + "\n"
+                        : "granted share " + share + " to app " + app + " at " + path + " (" +
+                              policy::to_string(*access) + ")\n";
+  out.next = std::move(next);
+  return out;
+}
+
+Outcome Manager::Impl::revoke(const Request& req) {
+  const Args args(req, {"app", "share", "force"});
+  const std::string app = app_arg(args);
+  const std::string share = share_arg(args, "share");
+  const bool force = args.flag("force");
+  const AppRecord& current = installed(app);
+  const auto revoked = find_share_grant(effective_grants(current), share);
+  if (!revoked) refuse("app " + app + " has no grant of share " + share);
+
+  State next = state;
+  AppRecord& rec = next.apps[app];
+  std::erase_if(rec.admin_grants, [&](const policy::Grant& g) { return g.name == share; });
+  if (find_share_grant(rec.grants, share) && std::find(rec.revoked.begin(), rec.revoked.end(), share) == rec.revoked.end()) {
+    rec.revoked.push_back(share);
+  }
+
+  Outcome out;
+  if (force) out.killed.push_back(make_view(state, config.storage_root, app, current, *revoked));
+  out.output = req.json ? nlohmann::json({{"app", app}, {"share", share}, {"force", force}}).dump(2) + "\n"
+                        : "revoked share " + share + " from app " + app +
+                              (force ? " (its open files stop working now)\n" : "\n");
+  out.next = std::move(next);
+  return out;
+}
+
+}  // namespace portalfs::mountmgr

@@ -1,0 +1,239 @@
+// SPDX-License-Identifier: MIT
+// mounts, attach, detach and the Dokku-compatible storage.* verbs.
+
+#include <algorithm>
+#include <filesystem>
+
+#include "common/log.hpp"
+#include "mountmgr/manager_impl.hpp"
+#include "mountmgr/mount_spec.hpp"
+#include "mountmgr/paths.hpp"
+#include "mountmgr/report.hpp"
+#include "mountmgr/views.hpp"
+
+namespace portalfs::mountmgr {
+namespace {
+
+namespace fs = std::filesystem;
+
+nlohmann::json binds_json(const std::vector<Bind>& binds) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& b : binds) out.push_back({{"source", b.source}, {"target", b.target}, {"read_only", b.read_only}});
+  return out;
+}
+
+// "HOST:CTR[:ro|:rw]" as Dokku takes it.
+StorageMount parse_spec(const Args& args) {
+  const std::string spec = args.str("spec");
+  std::vector<std::string> parts;
+  std::size_t start = 0;
+  for (std::size_t colon; (colon = spec.find(':', start)) != std::string::npos; start = colon + 1) {
+    parts.push_back(spec.substr(start, colon - start));
+  }
+  parts.push_back(spec.substr(start));
+  if (parts.size() < 2 || parts.size() > 3 || (parts.size() == 3 && parts[2] != "ro" && parts[2] != "rw")) {
+    args.bad("spec", "expected HOST:CONTAINER or HOST:CONTAINER:ro, got " + describe_json(spec));
+  }
+  StorageMount m;
+  m.host_path = normalise_host_path(parts[0]);
+  if (auto expected = check_host_path(m.host_path); !expected.empty()) {
+    args.bad("spec", expected + ", got " + describe_json(parts[0]));
+  }
+  m.container_path = policy::normalise_container_path(parts[1]);
+  if (auto expected = policy::check_container_path(m.container_path); !expected.empty()) {
+    args.bad("spec", "container path: " + expected + ", got " + describe_json(parts[1]));
+  }
+  m.read_only = parts.size() == 3 && parts[2] == "ro";
+  return m;
+}
+
+// The path with symlinks resolved as far as it exists (for comparing where things really are).
+std::string resolved(const std::string& path) {
+  std::error_code ec;
+  fs::path p = fs::weakly_canonical(path, ec);
+  return ec ? path : normalise_host_path(p.string());
+}
+
+std::vector<StorageEntry> storage_entries(const std::string& mountpoint, const std::string& app, const AppRecord& rec) {
+  std::vector<StorageEntry> out;
+  for (const auto& g : effective_grants(rec)) {
+    const bool host = g.kind == policy::GrantKind::host;
+    out.push_back({host ? g.name : view_path(mountpoint, app, g), g.container_path, g.access == policy::Access::read});
+  }
+  return out;
+}
+
+}  // namespace
+
+Outcome Manager::Impl::mounts(const Request& req) const {
+  const Args args(req, {"app", "style"});
+  const std::string app = app_arg(args);
+  const std::string style_text = args.str("style");
+  const auto style = parse_mount_style(style_text);
+  if (!style) args.bad("style", R"(expected "docker", "oci" or "json", got )" + describe_json(style_text));
+  const AppRecord& rec = installed(app);
+  try {
+    return {render_mounts(mount_entries(config.mountpoint, app, effective_grants(rec)), *style)};
+  } catch (const std::invalid_argument& e) {
+    refuse("app " + app + ": " + e.what());
+  }
+}
+
+Outcome Manager::Impl::attach(const Request& req) {
+  const Args args(req, {"app", "pid"});
+  const std::string app = app_arg(args);
+  const int pid = static_cast<int>(args.integer("pid", 1, INT32_MAX));
+  const AppRecord& rec = installed(app);
+  const AttachOps& ops = config.attach_ops;
+  if (!ops.alive(pid)) refuse("process " + std::to_string(pid) + " does not exist");
+
+  const std::vector<Bind> binds = app_binds(config.mountpoint, app, rec);
+  if (auto error = ops.attach(pid, binds); !error.empty()) {
+    failed("attaching app " + app + " to pid " + std::to_string(pid) + ": " + error);
+  }
+  State next = state;
+  std::erase_if(next.attachments, [&](const Attachment& a) { return a.app == app && a.pid == pid; });
+  next.attachments.push_back({app, pid, binds});
+  Outcome out;
+  // The mounts are in; if the record can't be saved they must come out again, or a restart
+  // would leave them dead and unrecorded.
+  out.undo = [&ops, pid, binds, app] {
+    if (auto error = ops.detach(pid, detach_targets(binds)); !error.empty()) {
+      common::log(common::LogLevel::error, "undoing the attach of " + app + " to pid " + std::to_string(pid) + ": " + error);
+    }
+  };
+  out.output = req.json ? nlohmann::json({{"app", app}, {"pid", pid}, {"binds", binds_json(binds)}}).dump(2) + "\n"
+                        : "attached " + std::to_string(binds.size()) + " mount(s) of app " + app + " to pid " +
+                              std::to_string(pid) + "\n";
+  out.next = std::move(next);
+  return out;
+}
+
+Outcome Manager::Impl::detach(const Request& req) {
+  const Args args(req, {"app", "pid"});
+  const std::string app = app_arg(args);
+  const int pid = static_cast<int>(args.integer("pid", 1, INT32_MAX));
+  const auto it = std::find_if(state.attachments.begin(), state.attachments.end(),
+                               [&](const Attachment& a) { return a.app == app && a.pid == pid; });
+  if (it == state.attachments.end()) refuse("app " + app + " is not attached to pid " + std::to_string(pid));
+  const AttachOps& ops = config.attach_ops;
+  // A process that is gone took its mount namespace with it: only the record is left to drop.
+  if (ops.alive(pid)) {
+    if (auto error = ops.detach(pid, detach_targets(it->binds)); !error.empty()) {
+      failed("detaching app " + app + " from pid " + std::to_string(pid) + ": " + error);
+    }
+  }
+  State next = state;
+  std::erase_if(next.attachments, [&](const Attachment& a) { return a.app == app && a.pid == pid; });
+  Outcome out;
+  out.output = req.json ? nlohmann::json({{"app", app}, {"pid", pid}}).dump(2) + "\n"
+                        : "detached app " + app + " from pid " + std::to_string(pid) + "\n";
+  out.next = std::move(next);
+  return out;
+}
+
+Outcome Manager::Impl::storage_list(const Request& req) const {
+  const Args args(req, {"app"});
+  const std::string app = app_arg(args);
+  return {render_storage_list(storage_entries(config.mountpoint, app, installed(app)), req.json)};
+}
+
+Outcome Manager::Impl::storage_mount(const Request& req) {
+  const Args args(req, {"app", "spec"});
+  const std::string app = app_arg(args);
+  const StorageMount mount = parse_spec(args);
+  installed(app);
+
+  std::error_code ec;
+  if (!fs::is_directory(mount.host_path, ec)) {
+    refuse("storage.mount: " + mount.host_path + " is not an existing directory (Dokku never creates it either; " +
+           "storage:ensure-directory makes one)");
+  }
+  // Serving the filesystem inside itself would loop; serving the backing store would bypass
+  // every app's policy. Compared with symlinks resolved.
+  const std::string host = resolved(mount.host_path);
+  const std::string mountpoint = resolved(config.mountpoint);
+  const std::string root = resolved(config.storage_root);
+  if (path_within(mountpoint, host) || path_within(host, mountpoint)) {
+    refuse("storage.mount: " + mount.host_path + " overlaps the portalfs mountpoint " + config.mountpoint);
+  }
+  if (path_within(root, host) || path_within(host, root + "/apps") || path_within(host, root + "/shared")) {
+    refuse("storage.mount: " + mount.host_path + " is app data or a share of portalfs' storage root; " +
+           "use grant to give an app a share");
+  }
+
+  State next = state;
+  AppRecord& rec = next.apps[app];
+  // Dokku upserts: the same host and container path again replaces the mount (ro <-> rw).
+  std::erase_if(rec.storage_mounts, [&](const StorageMount& m) {
+    return m.host_path == mount.host_path && m.container_path == mount.container_path;
+  });
+  rec.storage_mounts.push_back(mount);
+  check_no_clash(app, rec);
+
+  Outcome out;
+  if (req.json) {
+    out.output = render_storage_list({{mount.host_path, mount.container_path, mount.read_only}}, true);
+  }
+  out.next = std::move(next);
+  return out;
+}
+
+Outcome Manager::Impl::storage_unmount(const Request& req) {
+  const Args args(req, {"app", "spec"});
+  const std::string app = app_arg(args);
+  const StorageMount mount = parse_spec(args);
+  installed(app);
+  State next = state;
+  AppRecord& rec = next.apps[app];
+  const auto removed = std::erase_if(rec.storage_mounts, [&](const StorageMount& m) {
+    return m.host_path == mount.host_path && m.container_path == mount.container_path;
+  });
+  if (removed == 0) {
+    refuse("app " + app + " has no storage mount " + mount.host_path + ":" + mount.container_path);
+  }
+  Outcome out;
+  if (req.json) out.output = nlohmann::json({{"host_path", mount.host_path}, {"container_path", mount.container_path}}).dump(2) + "\n";
+  out.next = std::move(next);
+  return out;
+}
+
+Outcome Manager::Impl::storage_report(const Request& req) const {
+  const Args args(req, {"app", "only"});
+  std::optional<Phase> only;
+  if (auto text = args.opt_str("only")) {
+    only = parse_phase(*text);
+    if (!only) args.bad("only", R"(expected "build", "deploy" or "run", got )" + describe_json(*text));
+  }
+  std::vector<std::pair<std::string, std::vector<StorageEntry>>> apps;
+  if (args.opt_str("app")) {
+    const std::string app = app_arg(args);
+    apps.emplace_back(app, storage_entries(config.mountpoint, app, installed(app)));
+  } else {
+    for (const auto& [name, rec] : state.apps) apps.emplace_back(name, storage_entries(config.mountpoint, name, rec));
+  }
+  return {render_storage_report(apps, only, req.json)};
+}
+
+Outcome Manager::Impl::storage_ensure_directory(const Request& req) {
+  const Args args(req, {"name", "chown"});
+  const std::string name = args.str("name");
+  if (auto expected = check_storage_dir_name(name); !expected.empty()) {
+    args.bad("name", expected + ", got " + describe_json(name));
+  }
+  const std::string preset_name = args.opt_str("chown").value_or("herokuish");
+  const auto preset = parse_chown_preset(preset_name);
+  if (!preset) {
+    args.bad("chown", R"(expected "herokuish", "heroku", "packeto" or "false", got )" + describe_json(preset_name));
+  }
+  std::optional<policy::Owner> owner;
+  if (preset->chown) owner = preset->owner;
+  // Dokku chowns on every call: the directory may have been made by hand.
+  LeafSpec leaf;
+  leaf.owner = owner;
+  leaf.chown_existing = true;
+  ensure_dir(open_root(), storage_dir_components(name), leaf);
+  return {render_ensure_directory(config.storage_root + "/storage/" + name, owner, req.json)};
+}
+
+}  // namespace portalfs::mountmgr

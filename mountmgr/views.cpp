@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: MIT
+#include "mountmgr/views.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace portalfs::mountmgr {
+namespace {
+
+policy::IdMap make_map(const std::vector<policy::IdRange>& ranges) {
+  // The ranges were checked when they entered the state (install, or state.json's reader).
+  std::string error;
+  auto map = policy::IdMap::make(ranges, &error);
+  if (!map) throw std::logic_error("invalid id map in the state: " + error);
+  return *map;
+}
+
+bool is_share(const policy::Grant& g, const std::string& share) {
+  return g.kind == policy::GrantKind::shared && g.name == share;
+}
+
+}  // namespace
+
+bool mount_order_less(const policy::Grant& a, const policy::Grant& b) {
+  auto rank = [](char c) { return c == '/' ? 0 : static_cast<unsigned char>(c); };
+  const auto& x = a.container_path;
+  const auto& y = b.container_path;
+  return std::lexicographical_compare(x.begin(), x.end(), y.begin(), y.end(),
+                                      [&](char p, char q) { return rank(p) < rank(q); });
+}
+
+policy::Grant host_grant(const StorageMount& mount) {
+  return {policy::GrantKind::host, mount.host_path, mount.container_path,
+          mount.read_only ? policy::Access::read : policy::Access::read_write, std::nullopt};
+}
+
+std::vector<policy::Grant> effective_grants(const AppRecord& app) {
+  std::vector<policy::Grant> out;
+  for (const auto& g : app.grants) {
+    if (g.kind != policy::GrantKind::shared) {
+      out.push_back(g);
+      continue;
+    }
+    if (std::find(app.revoked.begin(), app.revoked.end(), g.name) != app.revoked.end()) continue;
+    auto admin = std::find_if(app.admin_grants.begin(), app.admin_grants.end(),
+                              [&](const policy::Grant& a) { return is_share(a, g.name); });
+    out.push_back(admin != app.admin_grants.end() ? *admin : g);
+  }
+  for (const auto& a : app.admin_grants) {
+    const bool in_manifest = std::any_of(app.grants.begin(), app.grants.end(),
+                                         [&](const policy::Grant& g) { return is_share(g, a.name); });
+    if (!in_manifest) out.push_back(a);
+  }
+  for (const auto& m : app.storage_mounts) out.push_back(host_grant(m));
+  std::stable_sort(out.begin(), out.end(), mount_order_less);
+  return out;
+}
+
+policy::ViewSpec make_view(const State& state, const std::string& storage_root, const std::string& app,
+                           const AppRecord& record, const policy::Grant& grant) {
+  policy::ViewSpec view;
+  view.app = app;
+  view.kind = grant.kind;
+  view.dir_name = policy::view_dir_name(grant);
+  view.access = grant.access;
+  view.ids.uids = make_map(record.uid_maps);
+  view.ids.gids = make_map(record.gid_maps);
+  switch (grant.kind) {
+    case policy::GrantKind::data:
+      // A data grant's owner is only the provisioned directory's owner: never a squash.
+      view.backing = storage_root + "/apps/" + app + "/" + grant.name;
+      break;
+    case policy::GrantKind::shared:
+      view.backing = storage_root + "/shared/" + grant.name;
+      if (grant.owner) {
+        const auto share = state.shares.find(grant.name);
+        const policy::Owner store = share != state.shares.end() ? share->second : policy::Owner{};
+        view.ids.squash = policy::Squash{store.uid, store.gid, view.ids.uids.present(grant.owner->uid),
+                                         view.ids.gids.present(grant.owner->gid)};
+      }
+      break;
+    case policy::GrantKind::host:
+      view.backing = grant.name;
+      break;
+  }
+  return view;
+}
+
+policy::ViewSpecs build_views(const State& state, const std::string& storage_root) {
+  policy::ViewSpecs views;
+  for (const auto& [name, record] : state.apps) {
+    for (const auto& grant : effective_grants(record)) {
+      views.push_back(make_view(state, storage_root, name, record, grant));
+    }
+  }
+  return views;
+}
+
+std::string view_path(const std::string& mountpoint, const std::string& app, const policy::Grant& grant) {
+  return mountpoint + "/apps/" + app + "/" + policy::to_string(grant.kind) + "/" + policy::view_dir_name(grant);
+}
+
+std::vector<Bind> app_binds(const std::string& mountpoint, const std::string& app, const AppRecord& record) {
+  std::vector<Bind> binds;
+  for (const auto& grant : effective_grants(record)) {
+    binds.push_back({view_path(mountpoint, app, grant), grant.container_path, grant.access == policy::Access::read});
+  }
+  return binds;
+}
+
+std::vector<std::string> detach_targets(const std::vector<Bind>& binds) {
+  std::vector<std::string> targets;
+  for (auto it = binds.rbegin(); it != binds.rend(); ++it) targets.push_back(it->target);
+  return targets;
+}
+
+}  // namespace portalfs::mountmgr

@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: MIT
+// Cross-view coherence (DESIGN "The filesystem"): one backing directory seen through two
+// views is two FUSE inodes per file, and a change through one view must reach what the
+// kernel cached for the other. App A has a read-write data view of the directory, app B a
+// read-only shared view of the same directory.
+//
+// The mount uses 60 s entry and attribute timeouts here, so nothing below can pass by the
+// kernel's cache simply expiring: whatever B sees within the 1 s polls came from an
+// invalidation. Names and attributes are invalidated just after the reply (filesystem.hpp
+// says why), so those are polled; data read through a fresh open must be right at once.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "tests/integration/fs_helpers.hpp"
+#include "tests/integration/mounted_fs.hpp"
+
+namespace portalfs::testutil {
+namespace {
+
+constexpr int kRounds = 100;  // races show up as a failure in some round, not every one
+
+class Coherence : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    PORTALFS_REQUIRE_MOUNT(m_);
+    backing_ = m_.storage() + "/shared-dir";
+    a_ = m_.add_view("a", ViewKind::data, "s", backing_);
+    b_ = m_.add_view("b", ViewKind::shared_ro, "s", backing_);
+  }
+  [[nodiscard]] std::string in_a(const std::string& rel) const { return a_ + "/" + rel; }
+  [[nodiscard]] std::string in_b(const std::string& rel) const { return b_ + "/" + rel; }
+
+  static Err lstat_err(const std::string& path) {
+    struct stat st {};
+    return sys(::lstat(path.c_str(), &st));
+  }
+  static off_t size_of(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 ? st.st_size : -1;
+  }
+
+  MountedFs m_{fuse::Options{.entry_timeout = 60, .attr_timeout = 60}};
+  std::string backing_, a_, b_;
+};
+
+TEST_F(Coherence, FreshOpenInBSeesAWriteOfTheSameSizeAtOnce) {
+  write_file(in_a("f"), "round 000");
+  ASSERT_EQ(read_file(in_b("f")), "round 000");  // B has it cached now
+  for (int i = 1; i <= kRounds; ++i) {
+    char content[16];
+    std::snprintf(content, sizeof(content), "round %03d", i);
+    write_file(in_a("f"), content);
+    ASSERT_EQ(read_file(in_b("f")), content) << "round " << i;
+  }
+}
+
+TEST_F(Coherence, FreshOpenInBSeesAWriteThatGrowsTheFileAtOnce) {
+  std::string content = "x";
+  write_file(in_a("f"), content);
+  ASSERT_EQ(read_file(in_b("f")), content);
+  for (int i = 1; i <= kRounds; ++i) {
+    content += static_cast<char>('a' + i % 26);
+    write_file(in_a("f"), content);
+    ASSERT_EQ(read_file(in_b("f")), content) << "round " << i << " (B read a stale size)";
+  }
+}
+
+TEST_F(Coherence, KeptOpenFdInBSeesAWriteThroughPread) {
+  write_file(in_a("f"), "old contents");
+  auto fd = open_fd(in_b("f"), O_RDONLY);
+  ASSERT_TRUE(fd) << std::strerror(errno);
+  ASSERT_EQ(pread_str(fd.get(), 64, 0), "old contents");  // in B's page cache now
+  for (int i = 0; i < kRounds; ++i) {
+    char content[16];
+    std::snprintf(content, sizeof(content), "new conts %02d", i % 100);
+    auto w = open_fd(in_a("f"), O_WRONLY);
+    ASSERT_TRUE(w);
+    ASSERT_EQ(::pwrite(w.get(), content, 12, 0), 12);
+    w.reset();
+    EXPECT_TRUE(eventually([&] { return pread_str(fd.get(), 64, 0) == std::string(content, 12); }))
+        << "round " << i << ": B still reads " << pread_str(fd.get(), 64, 0).value_or("<error>");
+  }
+  fd.reset();
+}
+
+TEST_F(Coherence, TruncateInAIsSeenByB) {
+  write_file(in_a("f"), std::string(100, 'z'));
+  ASSERT_EQ(size_of(in_b("f")), 100);
+  ASSERT_EQ(read_file(in_b("f")).size(), 100u);
+  ASSERT_EQ(sys(::truncate(in_a("f").c_str(), 10)), kOk);
+  EXPECT_EQ(read_file(in_b("f")), std::string(10, 'z'));  // data: at once
+  EXPECT_TRUE(eventually([&] { return size_of(in_b("f")) == 10; }))
+      << "B's size: " << size_of(in_b("f"));
+  ASSERT_EQ(sys(::truncate(in_a("f").c_str(), 0)), kOk);
+  EXPECT_EQ(read_file(in_b("f")), "");
+  EXPECT_TRUE(eventually([&] { return size_of(in_b("f")) == 0; }));
+}
+
+TEST_F(Coherence, RenameAndUnlinkInAAreSeenByB) {
+  write_file(in_a("old"), "moving");
+  ASSERT_EQ(lstat_err(in_b("old")), kOk);   // a positive dentry in B
+  ASSERT_EQ(lstat_err(in_b("new")), Err{ENOENT});  // and a negative one
+  ASSERT_EQ(sys(::rename(in_a("old").c_str(), in_a("new").c_str())), kOk);
+  EXPECT_TRUE(eventually([&] { return lstat_err(in_b("old")) == Err{ENOENT}; }));
+  EXPECT_TRUE(eventually([&] { return lstat_err(in_b("new")) == kOk; }));
+  EXPECT_EQ(read_file(in_b("new")), "moving");
+
+  ASSERT_EQ(sys(::unlink(in_a("new").c_str())), kOk);
+  EXPECT_TRUE(eventually([&] { return lstat_err(in_b("new")) == Err{ENOENT}; }));
+  auto names = list_dir(b_);
+  EXPECT_EQ(names, (std::vector<std::string>{".", ".."}));
+}
+
+TEST_F(Coherence, CreateInAOfANameBLookedUpNegativelyIsSeenByB) {
+  ASSERT_EQ(lstat_err(in_b("n")), Err{ENOENT});
+  write_file(in_a("n"), "born");
+  EXPECT_TRUE(eventually([&] { return lstat_err(in_b("n")) == kOk; }));
+  EXPECT_EQ(read_file(in_b("n")), "born");
+
+  ASSERT_EQ(lstat_err(in_b("d")), Err{ENOENT});
+  ASSERT_EQ(sys(::mkdir(in_a("d").c_str(), 0755)), kOk);
+  EXPECT_TRUE(eventually([&] { return lstat_err(in_b("d")) == kOk; }));
+  ASSERT_EQ(lstat_err(in_b("d/inner")), Err{ENOENT});
+  write_file(in_a("d/inner"), "deeper");
+  EXPECT_TRUE(eventually([&] { return lstat_err(in_b("d/inner")) == kOk; }));
+}
+
+TEST_F(Coherence, AttributeChangesInAAreSeenByB) {
+  write_file(in_a("f"), "attrs");
+  struct stat st {};
+  ASSERT_TRUE(Stat(in_b("f"), &st));
+  ASSERT_EQ(sys(::chmod(in_a("f").c_str(), 0600)), kOk);
+  EXPECT_TRUE(eventually([&] { return ::stat(in_b("f").c_str(), &st) == 0 && (st.st_mode & 07777) == 0600; }));
+  const timespec t[2] = {{0, UTIME_OMIT}, {1234567, 0}};
+  ASSERT_EQ(sys(::utimensat(AT_FDCWD, in_a("f").c_str(), t, 0)), kOk);
+  EXPECT_TRUE(eventually([&] { return ::stat(in_b("f").c_str(), &st) == 0 && st.st_mtim.tv_sec == 1234567; }));
+  ASSERT_EQ(sys(::link(in_a("f").c_str(), in_a("g").c_str())), kOk);
+  EXPECT_TRUE(eventually([&] { return ::stat(in_b("f").c_str(), &st) == 0 && st.st_nlink == 2; }));
+}
+
+}  // namespace
+}  // namespace portalfs::testutil

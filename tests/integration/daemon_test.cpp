@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: MIT
+// The real portalfsd binary, driven with the real portalctl: start, serve an installed app,
+// stop cleanly on SIGTERM, heal after kill -9, and refuse to start with one clear line.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "tests/testutil/daemon_fixture.hpp"
+
+namespace portalfs::testutil {
+namespace {
+
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+class Daemon : public DaemonFixture {
+ protected:
+  void SetUp() override {
+    DaemonFixture::SetUp();
+    write_file(dir_ / "app.json", R"({"name": "demo", "v": "1.0",
+      "data_dirs": [{"path": "/data", "uid": 1000, "gid": 1000}],
+      "shared_dirs": [{"name": "own_media", "path": "/media", "access": "read"}]})");
+  }
+};
+
+TEST_F(Daemon, ServesAnInstalledAppAndStopsCleanly) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  auto r = ctl({"app", "install", dir_ / "app.json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::string view = mnt() + "/apps/demo/data/data";
+  struct stat st {};
+  ASSERT_EQ(::stat(view.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1000u);  // provisioned for the app's user, presented as is
+  write_file(view + "/note.txt", "kept\n");
+  EXPECT_EQ(read_file(dir_ / "storage/apps/demo/data/note.txt"), "kept\n");
+  // The read-only share refuses writes.
+  errno = 0;
+  EXPECT_EQ(::mkdir((mnt() + "/apps/demo/shared/own_media/x").c_str(), 0755), -1);
+  EXPECT_EQ(errno, EROFS);
+
+  EXPECT_EQ(daemon_->stop(SIGTERM), 0);
+  EXPECT_FALSE(mounted(mnt()));
+}
+
+TEST_F(Daemon, RestartsOverTheDeadMountOfACrashedDaemon) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  ASSERT_EQ(ctl({"app", "install", dir_ / "app.json"}).code, 0);
+  write_file(mnt() + "/apps/demo/data/data/before.txt", "x");
+  EXPECT_EQ(daemon_->stop(SIGKILL), 128 + SIGKILL);
+  struct statfs sf {};
+  EXPECT_EQ(::statfs(mnt().c_str(), &sf), -1);
+  EXPECT_EQ(errno, ENOTCONN);  // the dead connection a crash leaves
+
+  ASSERT_NO_FATAL_FAILURE(start());
+  EXPECT_EQ(read_file(mnt() + "/apps/demo/data/data/before.txt"), "x");  // state and data kept
+}
+
+TEST_F(Daemon, RefusesASecondDaemonOnTheSameMountpoint) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  auto argv = daemon_argv();
+  argv.back() = dir_ / "other.sock";
+  auto r = run_command(argv, 10s);
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.err, HasSubstr("already serves " + mnt()));
+  EXPECT_TRUE(mounted(mnt()));
+}
+
+TEST_F(Daemon, RefusesAStorageRootThatIsAFile) {
+  write_file(dir_ / "storage", "not a directory");
+  auto r = run_command(daemon_argv(), 10s);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, "portalfsd: storage root " + (dir_ / "storage") + " is not a directory\n");
+  EXPECT_FALSE(mounted(mnt()));
+}
+
+TEST_F(Daemon, RefusesAMountpointBusyWithAnotherMount) {
+  std::filesystem::create_directories(mnt());
+  ASSERT_EQ(::mount("tmpfs", mnt().c_str(), "tmpfs", 0, "size=1m"), 0);
+  auto r = run_command(daemon_argv(), 10s);
+  ::umount2(mnt().c_str(), MNT_DETACH);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("is busy with another mount"));
+}
+
+TEST_F(Daemon, RefusesACorruptStateFileWithOneLine) {
+  write_file(dir_ / "state/state.json", "{\"schema_version\": 1, \"apps\": {");  // torn
+  auto r = run_command(daemon_argv(), 10s);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("state.json"));
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_EQ(read_file(dir_ / "state/state.json"), "{\"schema_version\": 1, \"apps\": {");
+  EXPECT_FALSE(mounted(mnt()));
+}
+
+TEST_F(Daemon, RevokeTakesEffectOnTheMountAtOnce) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  ASSERT_EQ(ctl({"app", "install", dir_ / "app.json"}).code, 0);
+  ASSERT_EQ(ctl({"grant", "demo", "own_documents", "read-write", "--path", "/documents"}).code, 0);
+  std::string docs = mnt() + "/apps/demo/shared/own_documents";
+  write_file(docs + "/a.txt", "a");
+  ASSERT_EQ(ctl({"revoke", "demo", "own_documents"}).code, 0);
+  errno = 0;
+  EXPECT_EQ(::open((docs + "/a.txt").c_str(), O_RDONLY), -1);
+  EXPECT_EQ(errno, ENOENT);
+  ASSERT_EQ(ctl({"grant", "demo", "own_documents", "read", "--path", "/documents"}).code, 0);
+  EXPECT_EQ(read_file(docs + "/a.txt"), "a");
+  errno = 0;
+  EXPECT_EQ(::open((docs + "/a.txt").c_str(), O_WRONLY), -1);
+  EXPECT_EQ(errno, EROFS);  // downgraded to read
+}
+
+}  // namespace
+}  // namespace portalfs::testutil

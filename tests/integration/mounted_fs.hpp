@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// MountedFs: the filesystem mounted for real in this process (libfuse's loop in a thread),
+// over temporary directories, for tests that make real syscalls through it. Teardown
+// unmounts; a test that cannot get /dev/fuse skips (or fails when PORTALFS_REQUIRE_FUSE=1).
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "fuse/filesystem.hpp"
+#include "fuse/session.hpp"
+#include "policy/view_spec.hpp"
+#include "tests/testutil/temp_dir.hpp"
+
+namespace portalfs::testutil {
+
+/// Presets for the kinds of views the suites run on.
+enum class ViewKind {
+  data,          // a data view, identity map
+  shared_map,    // a read-write shared view with a range map 0:100000:65536
+  shared_squash, // a read-write shared view squashing to the share owner 2000:2000,
+                 // presented as 1000:1000
+  shared_ro,     // a read-only shared view
+};
+const char* to_string(ViewKind kind);
+
+class MountedFs {
+ public:
+  explicit MountedFs(fuse::Options options = {});
+  ~MountedFs();
+  MountedFs(const MountedFs&) = delete;
+  MountedFs& operator=(const MountedFs&) = delete;
+
+  /// False when /dev/fuse (or mounting) is not available; the test then skips or fails.
+  [[nodiscard]] bool ok() const { return session_ != nullptr; }
+  [[nodiscard]] const std::string& error() const { return error_; }
+
+  /// Adds a view (replacing the whole set) and returns its path through the mount. Its
+  /// backing directory <storage>/<app>-<name> is created first.
+  std::string add_view(const std::string& app, ViewKind kind, const std::string& name = "v",
+                       const std::string& backing = "");
+  /// Sets the views directly.
+  void set_views(const policy::ViewSpecs& views, const policy::ViewSpecs& killed = {});
+  [[nodiscard]] const policy::ViewSpecs& views() const { return views_; }
+  static policy::ViewSpec preset(const std::string& app, ViewKind kind, const std::string& name,
+                                 const std::string& backing);
+
+  [[nodiscard]] std::string storage() const { return dir_ / "storage"; }
+  [[nodiscard]] std::string mountpoint() const { return dir_ / "mnt"; }
+  /// <mountpoint>/apps/<app>/<kind>/<name>
+  [[nodiscard]] std::string path(const policy::ViewSpec& view) const;
+  fuse::Filesystem& fs() { return *fs_; }
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<fuse::Filesystem> fs_;
+  std::unique_ptr<fuse::Session> session_;
+  std::thread loop_;
+  policy::ViewSpecs views_;
+  std::string error_;
+  int slot_ = -1;  // in the crash handler's table of mountpoints to detach
+  std::atomic<bool> loop_done_{false};
+  int connection_ = -1;  // the FUSE connection's number (for aborting a stuck teardown)
+};
+
+/// Runs `fn` in a forked child as uid/gid (all ids set, no supplementary groups) and returns
+/// its exit status (or -1). The child must only make syscalls (no gtest asserts).
+int run_as(uid_t uid, gid_t gid, const std::function<int()>& fn);
+
+}  // namespace portalfs::testutil
+
+/// In a test body: skip or fail (CI) when the mount is not available.
+#define PORTALFS_REQUIRE_MOUNT(m) \
+  do {                            \
+    if (!(m).ok()) PORTALFS_SKIP_OR_FAIL("cannot mount FUSE: " + (m).error()); \
+  } while (0)

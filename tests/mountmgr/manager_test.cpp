@@ -1,0 +1,702 @@
+// SPDX-License-Identifier: MIT
+// Manager::handle for every verb, on real temp directories: outputs, what lands on disk and in
+// state.json, the ViewsChanged callback, and that a refused request changes nothing at all.
+// attach/detach/heal run against fake AttachOps (the real ones need a container).
+
+#include "mountmgr/manager.hpp"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "mountmgr/state.hpp"
+#include "tests/testutil/temp_dir.hpp"
+
+namespace portalfs::mountmgr {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using testutil::read_file;
+using testutil::TempDir;
+using testutil::write_file;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr auto kNavidrome = R"({"v": "3.1", "name": "navidrome", "image": "deluan/navidrome",
+  "data_dirs": ["/data", {"path": "/music", "shared_dir": "own_media", "access": "read"}]})";
+constexpr auto kNavidromeNext = R"({"v": "3.2", "name": "navidrome",
+  "data_dirs": ["/data", "/cache", {"path": "/music", "shared_dir": "own_media", "access": "read"}]})";
+
+// Everything under a directory, for "nothing changed" comparisons: type, mode, owner and the
+// content of every file (so state.json is included).
+std::string snapshot(const std::string& dir) {
+  std::map<std::string, std::string> entries;
+  for (auto it = fs::recursive_directory_iterator(dir); it != fs::recursive_directory_iterator(); ++it) {
+    const std::string path = it->path().string();
+    struct stat st {};
+    ::lstat(path.c_str(), &st);
+    std::string line = std::to_string(st.st_mode) + " " + std::to_string(st.st_uid) + ":" + std::to_string(st.st_gid);
+    if (S_ISREG(st.st_mode)) line += " " + read_file(path);
+    if (S_ISLNK(st.st_mode)) line += " -> " + fs::read_symlink(path).string();
+    entries[path.substr(dir.size())] = line;
+  }
+  std::string out;
+  for (const auto& [path, line] : entries) out += path + " " + line + "\n";
+  return out;
+}
+
+struct Notice {
+  policy::ViewSpecs views;
+  policy::ViewSpecs killed;
+};
+
+class ManagerTest : public ::testing::Test {
+ protected:
+  TempDir tmp;
+  std::string storage = tmp / "storage";
+  std::string state_dir = tmp / "state";
+  std::string mnt = tmp / "mnt";
+  std::vector<Notice> notices;
+  // Fake container side.
+  std::set<int> live_pids;
+  std::vector<std::pair<int, std::vector<Bind>>> attached;
+  std::vector<std::pair<int, std::vector<std::string>>> detached;
+  std::string attach_error;
+  std::unique_ptr<Manager> mgr;
+
+  void SetUp() override {
+    fs::create_directories(mnt);
+    start();
+  }
+
+  ManagerConfig config() {
+    ManagerConfig c;
+    c.storage_root = storage;
+    c.state_dir = state_dir;
+    c.mountpoint = mnt;
+    c.attach_ops.attach = [this](int pid, const std::vector<Bind>& binds) {
+      if (!attach_error.empty()) return attach_error;
+      attached.emplace_back(pid, binds);
+      return std::string();
+    };
+    c.attach_ops.detach = [this](int pid, const std::vector<std::string>& targets) {
+      detached.emplace_back(pid, targets);
+      return std::string();
+    };
+    c.attach_ops.alive = [this](int pid) { return live_pids.contains(pid); };
+    return c;
+  }
+
+  void start() {
+    mgr.reset();
+    mgr = std::make_unique<Manager>(
+        config(), [this](const policy::ViewSpecs& v, const policy::ViewSpecs& k) { notices.push_back({v, k}); },
+        [] { return json{{"fuse", "3.14"}, {"mounted", true}}; });
+  }
+
+  json call(const std::string& verb, json args = json::object(), bool as_json = false) {
+    if (args.is_null()) args = json::object();  // `{}` at a call site is JSON null
+    return mgr->handle({{"verb", verb}, {"format", as_json ? "json" : "text"}, {"args", std::move(args)}});
+  }
+
+  std::string ok(const std::string& verb, json args = json::object(), bool as_json = false) {
+    const json r = call(verb, std::move(args), as_json);
+    EXPECT_EQ(r.value("ok", false), true) << verb << ": " << r.dump();
+    return r.value("output", "");
+  }
+
+  // A refusal: the code, the one-line message, and not a byte changed on disk.
+  void refused(const std::string& verb, json args, int code, const std::string& message_part) {
+    const std::string before = snapshot(tmp.path());
+    const std::size_t notices_before = notices.size();
+    const auto views_before = mgr->views();
+    const json r = call(verb, std::move(args));
+    EXPECT_EQ(r.value("ok", true), false) << r.dump();
+    EXPECT_EQ(r.value("code", 0), code) << r.dump();
+    const std::string error = r.value("error", "");
+    EXPECT_THAT(error, HasSubstr(message_part)) << r.dump();
+    EXPECT_THAT(error, Not(HasSubstr("\n")));
+    EXPECT_EQ(snapshot(tmp.path()), before) << verb << " changed the disk";
+    EXPECT_EQ(notices.size(), notices_before);
+    EXPECT_EQ(mgr->views(), views_before);
+  }
+
+  std::string install(const std::string& manifest, json extra = json::object()) {
+    extra["manifest"] = manifest;
+    extra["source"] = "app.json";
+    return ok("app.install", extra);
+  }
+
+  State saved_state() { return state_from_json(json::parse(read_file(state_dir + "/state.json"))); }
+  std::string data(const std::string& rel) { return storage + "/apps/" + rel; }
+};
+
+TEST_F(ManagerTest, InstallProvisionsRecordsAndPrintsMounts) {
+  const std::string out = install(kNavidrome);
+  EXPECT_EQ(out, "-v " + mnt + "/apps/navidrome/data/data:/data\n" +
+                 "-v " + mnt + "/apps/navidrome/shared/own_media:/music:ro\n");
+  EXPECT_TRUE(fs::is_directory(data("navidrome/data")));
+  EXPECT_EQ(read_file(data("navidrome/data/.portalfs-version")), "3.1\n");
+  EXPECT_TRUE(fs::is_directory(storage + "/shared/own_media"));
+
+  const State s = saved_state();
+  ASSERT_TRUE(s.apps.contains("navidrome"));
+  EXPECT_EQ(s.apps.at("navidrome").version, "3.1");
+  EXPECT_EQ(s.apps.at("navidrome").data_dirs, (std::vector<DataDirRecord>{{"data", "3.1", false}}));
+
+  ASSERT_EQ(notices.size(), 1u);
+  const auto& views = notices[0].views;
+  ASSERT_EQ(views.size(), 2u);
+  EXPECT_EQ(views[0].backing, storage + "/apps/navidrome/data");
+  EXPECT_EQ(views[1].backing, storage + "/shared/own_media");
+  EXPECT_EQ(views[1].access, policy::Access::read);
+  EXPECT_TRUE(notices[0].killed.empty());
+  EXPECT_EQ(mgr->views(), views);
+}
+
+TEST_F(ManagerTest, InstallWithOwnersAndMapsSquashesTheShare) {
+  const std::string manifest = R"({"name": "files", "v": "1.0",
+    "data_dirs": [{"path": "/data", "uid": 1000, "gid": 1000}, "/data/documents"],
+    "shared_dirs": [{"name": "own_documents", "path": "/docs", "access": "read-write", "uid": 1000, "gid": 1000}]})";
+  const std::string out = install(manifest, {{"uid_maps", json::array({"0:100000:65536"})}, {"gid_maps", json::array({"0:100000:65536"})}});
+  struct stat st {};
+  ASSERT_EQ(::stat(data("files/data").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1000u);  // disk ids = container ids, stored as is
+  ASSERT_EQ(::stat(data("files/data/documents").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0u);
+
+  const auto views = mgr->views();
+  ASSERT_EQ(views.size(), 3u);
+  EXPECT_EQ(views[0].dir_name, "data");
+  EXPECT_FALSE(views[0].ids.squash);
+  EXPECT_EQ(views[1].dir_name, "data%2Fdocuments");
+  EXPECT_EQ(views[2].kind, policy::GrantKind::shared);
+  ASSERT_TRUE(views[2].ids.squash);
+  EXPECT_EQ(*views[2].ids.squash, (policy::Squash{0, 0, 101000, 101000}));
+
+  const json as_json = json::parse(ok("app.install",
+                                      {{"manifest", manifest}, {"source", "app.json"}, {"uid_maps", json::array({"0:100000:65536"})}},
+                                      true));
+  ASSERT_EQ(as_json.size(), 3u);
+  EXPECT_EQ(as_json[1]["host_path"], mnt + "/apps/files/data/data%2Fdocuments");
+}
+
+TEST_F(ManagerTest, InstallAgainIsNoChange) {
+  const std::string first = install(kNavidrome);
+  const std::string before = snapshot(tmp.path());
+  EXPECT_EQ(install(kNavidrome), first);
+  EXPECT_EQ(snapshot(tmp.path()), before);
+  EXPECT_EQ(notices.size(), 1u);
+}
+
+TEST_F(ManagerTest, InstallRefusals) {
+  install(kNavidrome);
+  refused("app.install", {{"manifest", kNavidromeNext}, {"source", "app.json"}}, 2,
+          "app navidrome is installed; use app upgrade");
+  refused("app.install", {{"manifest", kNavidrome}, {"source", "app.json"}, {"uid_maps", json::array({"0:100000:10"})}}, 2,
+          "app navidrome is installed; use app upgrade");
+  refused("app.install",
+          {{"manifest", R"({"name": "navi", "data_dirs": ["/data", {"path": "/music", "shared_dir": "music"}]})"},
+           {"source", "navi.json"}},
+          2, "share 'music' does not exist; create it with: portalctl share create music");
+  EXPECT_FALSE(fs::exists(data("navi")));
+  refused("app.install", {{"manifest", "{\"name\": \"x\",\n  \"data_dirs\": [}"}, {"source", "broken.json"}}, 2,
+          "broken.json:2:");
+  refused("app.install", {{"manifest", R"({"name": "x", "data_dirs": ["relative"]})"}, {"source", "x.json"}}, 2,
+          "x.json: /data_dirs/0");
+  refused("app.install", {{"source", "x.json"}}, 2, R"(app.install: argument "manifest": missing, expected a string)");
+  refused("app.install", {{"manifest", kNavidrome}, {"source", 3}}, 2,
+          R"(app.install: argument "source": expected a string, got 3)");
+  refused("app.install", {{"manifest", kNavidrome}, {"source", "a"}, {"prune", true}}, 2,
+          R"(app.install: unknown argument "prune")");
+  refused("app.install", {{"manifest", kNavidrome}, {"source", "a"}, {"uid_maps", json::array({"0:1"})}}, 2,
+          R"(app.install: argument "uid_maps/0": expected "inside:outside:count")");
+  refused("app.install", {{"manifest", kNavidrome}, {"source", "a"}, {"uid_maps", "0:1:1"}}, 2,
+          R"(argument "uid_maps": expected an array)");
+  refused("app.install", {{"manifest", kNavidrome}, {"source", "a"}, {"name", "Bad Name"}}, 2, R"(argument "name")");
+}
+
+TEST_F(ManagerTest, MalformedRequests) {
+  auto code_of = [&](const json& request) { return mgr->handle(request).value("code", 0); };
+  EXPECT_EQ(code_of(json::array()), 2);
+  EXPECT_EQ(code_of({{"verb", "app.list"}, {"format", "yaml"}}), 2);
+  EXPECT_EQ(code_of({{"verb", 7}}), 2);
+  EXPECT_EQ(code_of({{"verb", "app.list"}, {"args", "x"}}), 2);
+  EXPECT_EQ(code_of({{"verb", "app.list"}, {"extra", 1}}), 2);
+  const json r = mgr->handle({{"verb", "app.frobnicate"}});
+  EXPECT_EQ(r["error"], "unknown verb \"app.frobnicate\"");
+  EXPECT_EQ(mgr->handle({{"verb", "app.list"}})["ok"], true);  // format and args are optional
+}
+
+TEST_F(ManagerTest, UpgradeKeepsDataRecordsVersionsAndKeepsRemovedDirs) {
+  install(R"({"v": "1", "name": "navidrome", "data_dirs": ["/data", "/old"]})");
+  write_file(data("navidrome/data/library.db"), "v1 data");
+  const std::string out = ok("app.upgrade", {{"manifest", kNavidromeNext}, {"source", "app.json"}});
+  EXPECT_THAT(out, HasSubstr(":/cache\n"));
+  EXPECT_EQ(read_file(data("navidrome/data/library.db")), "v1 data");
+  EXPECT_EQ(read_file(data("navidrome/data/.portalfs-version")), "1\n");
+  EXPECT_EQ(read_file(data("navidrome/cache/.portalfs-version")), "3.2\n");
+  EXPECT_TRUE(fs::is_directory(data("navidrome/old")));
+
+  const AppRecord rec = saved_state().apps.at("navidrome");
+  EXPECT_EQ(rec.version, "3.2");
+  EXPECT_EQ(rec.data_dirs, (std::vector<DataDirRecord>{{"cache", "3.2", false}, {"data", "1", false}, {"old", "1", true}}));
+  const std::string show = ok("app.show", {{"app", "navidrome"}});
+  EXPECT_THAT(show, HasSubstr("version: 3.2\n"));
+  EXPECT_THAT(show, HasSubstr("data_dir: data (created by 1)\n"));
+  EXPECT_THAT(show, HasSubstr("data_dir: old (created by 1; no longer in the manifest, kept on disk)\n"));
+  EXPECT_THAT(show, HasSubstr("grant: share own_media at /music (read)\n"));
+  const json shown = json::parse(ok("app.show", {{"app", "navidrome"}}, true));
+  EXPECT_EQ(shown["data_dirs"][1], (json{{"name", "data"}, {"created_by_version", "1"}, {"removed", false}}));
+
+  // The same upgrade again is no change.
+  const std::string before = snapshot(tmp.path());
+  const std::size_t n = notices.size();
+  ok("app.upgrade", {{"manifest", kNavidromeNext}, {"source", "app.json"}});
+  EXPECT_EQ(snapshot(tmp.path()), before);
+  EXPECT_EQ(notices.size(), n);
+}
+
+TEST_F(ManagerTest, UpgradePruneDeletesRemovedDirsWithoutFollowingSymlinks) {
+  fs::create_directories(tmp / "outside");
+  write_file(tmp / "outside/precious", "keep");
+  install(R"({"v": "1", "name": "navidrome", "data_dirs": ["/data", "/old"]})");
+  fs::create_directory_symlink(tmp / "outside", data("navidrome/old/escape"));
+  ok("app.upgrade", {{"manifest", R"({"v": "2", "name": "navidrome", "data_dirs": ["/data"]})"}, {"source", "a"}});
+  EXPECT_TRUE(fs::exists(data("navidrome/old")));
+  ok("app.upgrade",
+     {{"manifest", R"({"v": "2", "name": "navidrome", "data_dirs": ["/data"]})"}, {"source", "a"}, {"prune", true}});
+  EXPECT_FALSE(fs::exists(data("navidrome/old")));
+  EXPECT_TRUE(fs::exists(data("navidrome/data")));
+  EXPECT_EQ(read_file(tmp / "outside/precious"), "keep");
+  EXPECT_EQ(saved_state().apps.at("navidrome").data_dirs, (std::vector<DataDirRecord>{{"data", "1", false}}));
+}
+
+TEST_F(ManagerTest, UpgradePruneKeepsADirHoldingALiveOne) {
+  install(R"({"v": "1", "name": "a", "data_dirs": ["/data", "/data/keep"]})");
+  ok("app.upgrade",
+     {{"manifest", R"({"v": "2", "name": "a", "data_dirs": ["/data/keep"]})"}, {"source", "a"}, {"prune", true}});
+  EXPECT_TRUE(fs::is_directory(data("a/data/keep")));
+  EXPECT_EQ(saved_state().apps.at("a").data_dirs,
+            (std::vector<DataDirRecord>{{"data/keep", "1", false}, {"data", "1", true}}));
+}
+
+TEST_F(ManagerTest, UpgradeRefusals) {
+  refused("app.upgrade", {{"manifest", kNavidrome}, {"source", "a"}}, 2, "app navidrome is not installed; use app install");
+  install(kNavidrome);
+  refused("app.upgrade", {{"manifest", kNavidromeNext}, {"source", "a"}, {"prune", "yes"}}, 2,
+          R"(app.upgrade: argument "prune": expected true or false, got "yes")");
+  refused("app.upgrade",
+          {{"manifest", R"({"v": "4", "name": "navidrome", "data_dirs": [{"path": "/m", "shared_dir": "music"}]})"},
+           {"source", "a"}},
+          2, "share 'music' does not exist");
+}
+
+TEST_F(ManagerTest, RemoveKeepsDataAndReinstallGetsItBack) {
+  install(R"({"v": "1", "name": "navidrome", "data_dirs": ["/data"]})");
+  write_file(data("navidrome/data/library.db"), "precious");
+  const std::string out = ok("app.remove", {{"app", "navidrome"}});
+  EXPECT_THAT(out, HasSubstr("its data stays in " + storage + "/apps/navidrome"));
+  EXPECT_FALSE(saved_state().apps.contains("navidrome"));
+  EXPECT_TRUE(notices.back().views.empty());
+  EXPECT_TRUE(mgr->views().empty());
+  EXPECT_EQ(read_file(data("navidrome/data/library.db")), "precious");
+
+  install(R"({"v": "2", "name": "navidrome", "data_dirs": ["/data"]})");
+  EXPECT_EQ(read_file(data("navidrome/data/library.db")), "precious");
+  // The data keeps the version that made it, read back from its marker.
+  EXPECT_EQ(saved_state().apps.at("navidrome").data_dirs, (std::vector<DataDirRecord>{{"data", "1", false}}));
+}
+
+TEST_F(ManagerTest, RemovePurge) {
+  install(kNavidrome);
+  write_file(data("navidrome/data/x"), "x");
+  EXPECT_EQ(json::parse(ok("app.remove", {{"app", "navidrome"}, {"purge", true}}, true)),
+            (json{{"app", "navidrome"}, {"purged", true}}));
+  EXPECT_FALSE(fs::exists(data("navidrome")));
+  EXPECT_TRUE(fs::exists(storage + "/shared/own_media"));  // shares are not the app's
+  refused("app.remove", {{"app", "navidrome"}}, 2, "app navidrome is not installed");
+  refused("app.remove", {{"app", "navidrome"}, {"purge", true}}, 2, "app navidrome is not installed");
+  refused("app.remove", {{"app", "../etc"}}, 2, R"(app.remove: argument "app": expected an app id)");
+
+  // What a remove without --purge left can be purged later.
+  install(kNavidrome);
+  ok("app.remove", {{"app", "navidrome"}});
+  EXPECT_THAT(ok("app.remove", {{"app", "navidrome"}, {"purge", true}}), HasSubstr("deleted the data of app navidrome"));
+  EXPECT_FALSE(fs::exists(data("navidrome")));
+}
+
+TEST_F(ManagerTest, AppList) {
+  EXPECT_EQ(ok("app.list"), "");
+  install(kNavidrome);
+  install(R"({"name": "zeta", "data_dirs": ["/z"]})");
+  EXPECT_EQ(ok("app.list"), "navidrome 3.1\nzeta -\n");
+  EXPECT_EQ(json::parse(ok("app.list", {}, true)),
+            json::parse(R"([{"name": "navidrome", "version": "3.1"}, {"name": "zeta", "version": ""}])"));
+  refused("app.show", {{"app", "nope"}}, 2, "app nope is not installed");
+  refused("app.list", {{"app", "x"}}, 2, R"(app.list: unknown argument "app")");
+}
+
+TEST_F(ManagerTest, ShareCreateAndList) {
+  EXPECT_EQ(ok("share.create", {{"name", "music"}, {"owner", "1000:1001"}}),
+            "created share music at " + storage + "/shared/music (owner 1000:1001)\n");
+  struct stat st {};
+  ASSERT_EQ(::stat((storage + "/shared/music").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1000u);
+  EXPECT_EQ(st.st_gid, 1001u);
+  EXPECT_EQ(saved_state().shares.at("music"), (policy::Owner{1000, 1001}));
+  EXPECT_EQ(notices.size(), 0u);  // no view changed
+
+  refused("share.create", {{"name", "music"}}, 2, "share 'music' exists");
+  refused("share.create", {{"name", "Music!"}}, 2, R"(share.create: argument "name": expected a share name)");
+  refused("share.create", {{"name", "x"}, {"owner", "root"}}, 2, R"(share.create: argument "owner": expected UID:GID)");
+  refused("share.create", {{"name", "x"}, {"owner", "1:99999999999"}}, 2, R"(argument "owner")");
+
+  EXPECT_EQ(ok("share.list"), "music 1000:1001\nown_documents 0:0\nown_media 0:0\n");
+  install(kNavidrome);
+  const json list = json::parse(ok("share.list", {}, true));
+  ASSERT_EQ(list.size(), 3u);
+  EXPECT_EQ(list[2], (json{{"name", "own_media"}, {"owner", "0:0"}, {"path", storage + "/shared/own_media"},
+                           {"apps", json::array({"navidrome"})}}));
+}
+
+TEST_F(ManagerTest, GrantAndRevokeNotifyTheViews) {
+  install(R"({"v": "1", "name": "photos", "data_dirs": ["/data"]})");
+  ASSERT_EQ(notices.size(), 1u);
+
+  EXPECT_EQ(ok("grant", {{"app", "photos"}, {"share", "own_media"}, {"access", "read-write"}, {"path", "/media/"}}),
+            "granted share own_media to app photos at /media (read-write)\n");
+  ASSERT_EQ(notices.size(), 2u);
+  ASSERT_EQ(notices[1].views.size(), 2u);
+  EXPECT_EQ(notices[1].views[1].backing, storage + "/shared/own_media");
+  EXPECT_EQ(notices[1].views[1].access, policy::Access::read_write);
+  EXPECT_THAT(ok("mounts", {{"app", "photos"}, {"style", "docker"}}), HasSubstr("shared/own_media:/media\n"));
+
+  // Granting again with less access replaces the grant: one view, read-only.
+  ok("grant", {{"app", "photos"}, {"share", "own_media"}, {"access", "read"}, {"path", "/media"}});
+  ASSERT_EQ(notices.size(), 3u);
+  ASSERT_EQ(notices[2].views.size(), 2u);
+  EXPECT_EQ(notices[2].views[1].access, policy::Access::read);
+  EXPECT_TRUE(notices[2].killed.empty());
+  // The same grant again is no change.
+  ok("grant", {{"app", "photos"}, {"share", "own_media"}, {"access", "read"}, {"path", "/media"}});
+  EXPECT_EQ(notices.size(), 3u);
+
+  const auto served = notices[2].views[1];
+  ok("revoke", {{"app", "photos"}, {"share", "own_media"}});
+  ASSERT_EQ(notices.size(), 4u);
+  EXPECT_EQ(notices[3].views.size(), 1u);
+  EXPECT_TRUE(notices[3].killed.empty());
+
+  ok("grant", {{"app", "photos"}, {"share", "own_media"}, {"access", "rw"}, {"path", "/media"}});
+  EXPECT_THAT(ok("revoke", {{"app", "photos"}, {"share", "own_media"}, {"force", true}}), HasSubstr("stop working now"));
+  ASSERT_EQ(notices.size(), 6u);
+  EXPECT_EQ(notices[5].views.size(), 1u);
+  ASSERT_EQ(notices[5].killed.size(), 1u);
+  EXPECT_EQ(notices[5].killed[0].backing, served.backing);
+  EXPECT_EQ(notices[5].killed[0].access, policy::Access::read_write);
+  EXPECT_EQ(notices[5].killed[0].dir_name, "own_media");
+}
+
+TEST_F(ManagerTest, RevokeOfAManifestShareSurvivesUpgrade) {
+  install(kNavidrome);
+  ok("revoke", {{"app", "navidrome"}, {"share", "own_media"}});
+  EXPECT_EQ(mgr->views().size(), 1u);
+  ok("app.upgrade", {{"manifest", kNavidromeNext}, {"source", "a"}});
+  EXPECT_EQ(mgr->views().size(), 2u);  // data + cache; the admin's revoke stands
+  ok("grant", {{"app", "navidrome"}, {"share", "own_media"}, {"access", "read"}, {"path", "/music"}});
+  EXPECT_EQ(mgr->views().size(), 3u);
+  EXPECT_TRUE(saved_state().apps.at("navidrome").admin_grants.empty());  // back to what the manifest says
+}
+
+TEST_F(ManagerTest, GrantRefusals) {
+  install(kNavidrome);
+  refused("grant", {{"app", "navidrome"}, {"share", "music"}, {"access", "read"}, {"path", "/m"}}, 2,
+          "share 'music' does not exist; create it with: portalctl share create music");
+  refused("grant", {{"app", "ghost"}, {"share", "own_media"}, {"access", "read"}, {"path", "/m"}}, 2,
+          "app ghost is not installed");
+  refused("grant", {{"app", "navidrome"}, {"share", "own_documents"}, {"access", "write"}, {"path", "/m"}}, 2,
+          R"(grant: argument "access": expected "read" or "read-write", got "write")");
+  refused("grant", {{"app", "navidrome"}, {"share", "own_documents"}, {"access", "read"}, {"path", "relative"}}, 2,
+          R"(grant: argument "path": expected an absolute path)");
+  refused("grant", {{"app", "navidrome"}, {"share", "own_documents"}, {"access", "read"}, {"path", "/proc/x"}}, 2,
+          R"(grant: argument "path")");
+  refused("grant", {{"app", "navidrome"}, {"share", "own_documents"}, {"access", "read"}, {"path", "/data"}}, 2,
+          "app navidrome: /data would be mounted twice (data dir data and share own_documents)");
+  refused("grant", {{"app", "navidrome"}, {"share", "own_documents"}, {"access", "read"}}, 2,
+          R"(grant: argument "path": missing, expected a string)");
+  refused("revoke", {{"app", "navidrome"}, {"share", "own_documents"}}, 2, "app navidrome has no grant of share own_documents");
+  refused("revoke", {{"app", "navidrome"}, {"share", "own_media"}, {"force", 1}}, 2, R"(argument "force")");
+}
+
+TEST_F(ManagerTest, Mounts) {
+  install(kNavidrome);
+  EXPECT_EQ(ok("mounts", {{"app", "navidrome"}, {"style", "docker"}}),
+            "-v " + mnt + "/apps/navidrome/data/data:/data\n-v " + mnt + "/apps/navidrome/shared/own_media:/music:ro\n");
+  const json oci = json::parse(ok("mounts", {{"app", "navidrome"}, {"style", "oci"}}));
+  EXPECT_EQ(oci[1]["options"], (json{"rbind", "nosuid", "nodev", "ro"}));
+  const json js = json::parse(ok("mounts", {{"app", "navidrome"}, {"style", "json"}}));
+  EXPECT_EQ(js[0]["kind"], "data");
+  refused("mounts", {{"app", "navidrome"}, {"style", "podman"}}, 2,
+          R"(mounts: argument "style": expected "docker", "oci" or "json", got "podman")");
+  refused("mounts", {{"app", "ghost"}, {"style", "oci"}}, 2, "app ghost is not installed");
+}
+
+TEST_F(ManagerTest, StorageMountListReportUnmount) {
+  install(R"({"v": "1", "name": "web", "data_dirs": ["/data"]})");
+  fs::create_directories(tmp / "assets");
+  const std::string assets = tmp / "assets";
+  EXPECT_EQ(ok("storage.mount", {{"app", "web"}, {"spec", assets + "/:/www/assets:ro"}}), "");
+  const auto views = mgr->views();
+  ASSERT_EQ(views.size(), 2u);
+  EXPECT_EQ(views[1].kind, policy::GrantKind::host);
+  EXPECT_EQ(views[1].backing, assets);
+  EXPECT_EQ(views[1].access, policy::Access::read);
+
+  const std::string view = mnt + "/apps/web/data/data";
+  EXPECT_EQ(ok("storage.list", {{"app", "web"}}), view + ":/data\n" + assets + ":/www/assets:ro\n");
+  EXPECT_EQ(json::parse(ok("storage.list", {{"app", "web"}}, true))[1],
+            (json{{"host_path", assets}, {"container_path", "/www/assets"}, {"volume_options", "ro"}}));
+  EXPECT_THAT(ok("storage.report", {{"app", "web"}}),
+              HasSubstr("=====> web storage information\n       Storage build mounts:\n"
+                        "       Storage deploy mounts:         -v " + view + ":/data -v " + assets + ":/www/assets:ro\n"));
+  EXPECT_EQ(ok("storage.report", {{"only", "run"}}), "-v " + view + ":/data -v " + assets + ":/www/assets:ro\n");
+  EXPECT_THAT(ok("mounts", {{"app", "web"}, {"style", "docker"}}), HasSubstr("/apps/web/host/"));
+
+  // Mounting again upserts (rw now), it does not add a second mount.
+  ok("storage.mount", {{"app", "web"}, {"spec", assets + ":/www/assets"}});
+  EXPECT_EQ(ok("storage.list", {{"app", "web"}}), view + ":/data\n" + assets + ":/www/assets\n");
+
+  refused("storage.unmount", {{"app", "web"}, {"spec", assets + ":/elsewhere"}}, 2,
+          "app web has no storage mount " + assets + ":/elsewhere");
+  ok("storage.unmount", {{"app", "web"}, {"spec", assets + ":/www/assets"}});
+  EXPECT_EQ(ok("storage.list", {{"app", "web"}}), view + ":/data\n");
+  EXPECT_EQ(mgr->views().size(), 1u);
+}
+
+TEST_F(ManagerTest, StorageMountRefusals) {
+  install(R"({"v": "1", "name": "web", "data_dirs": ["/data"]})");
+  fs::create_directories(tmp / "assets");
+  const std::string assets = tmp / "assets";
+  refused("storage.mount", {{"app", "web"}, {"spec", tmp / "missing:/x"}}, 2, "is not an existing directory");
+  refused("storage.mount", {{"app", "web"}, {"spec", "relative:/x"}}, 2, R"(storage.mount: argument "spec")");
+  refused("storage.mount", {{"app", "web"}, {"spec", assets}}, 2, "expected HOST:CONTAINER");
+  refused("storage.mount", {{"app", "web"}, {"spec", assets + ":/x:rx"}}, 2, "expected HOST:CONTAINER");
+  refused("storage.mount", {{"app", "web"}, {"spec", assets + ":/../x"}}, 2, "container path");
+  refused("storage.mount", {{"app", "web"}, {"spec", assets + ":/data"}}, 2, "/data would be mounted twice");
+  refused("storage.mount", {{"app", "web"}, {"spec", tmp.path() + ":/x"}}, 2, "overlaps the portalfs mountpoint");
+  refused("storage.mount", {{"app", "web"}, {"spec", storage + "/apps/web:/x"}}, 2, "use grant");
+  refused("storage.mount", {{"app", "ghost"}, {"spec", assets + ":/x"}}, 2, "app ghost is not installed");
+  ok("storage.mount", {{"app", "web"}, {"spec", assets + ":/x"}});
+  refused("storage.mount", {{"app", "web"}, {"spec", assets + ":/y"}}, 2, "is already mounted at /x");
+  // Dokku's own layout: a storage directory below the storage root is fine.
+  ok("storage.ensure-directory", {{"name", "cache"}});
+  ok("storage.mount", {{"app", "web"}, {"spec", storage + "/storage/cache:/cache"}});
+}
+
+TEST_F(ManagerTest, StorageEnsureDirectory) {
+  EXPECT_EQ(ok("storage.ensure-directory", {{"name", "uploads"}}),
+            "-----> Ensuring " + storage + "/storage/uploads exists\n"
+            "       Setting directory ownership to 32767:32767\n"
+            "       Directory ready for mounting\n");
+  struct stat st {};
+  ASSERT_EQ(::stat((storage + "/storage/uploads").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 32767u);
+  ok("storage.ensure-directory", {{"name", "uploads"}, {"chown", "heroku"}});
+  ASSERT_EQ(::stat((storage + "/storage/uploads").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1000u);
+  EXPECT_THAT(ok("storage.ensure-directory", {{"name", "uploads"}, {"chown", "false"}}), Not(HasSubstr("ownership")));
+  ASSERT_EQ(::stat((storage + "/storage/uploads").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1000u);
+  refused("storage.ensure-directory", {{"name", "../etc"}}, 2, R"(storage.ensure-directory: argument "name")");
+  refused("storage.ensure-directory", {{"name", "x"}, {"chown", "root"}}, 2,
+          R"(argument "chown": expected "herokuish", "heroku", "packeto" or "false", got "root")");
+}
+
+TEST_F(ManagerTest, AttachDetachAndHeal) {
+  install(kNavidrome);
+  live_pids = {100, 200};
+  EXPECT_EQ(ok("attach", {{"app", "navidrome"}, {"pid", 100}}), "attached 2 mount(s) of app navidrome to pid 100\n");
+  ASSERT_EQ(attached.size(), 1u);
+  EXPECT_EQ(attached[0].second, (std::vector<Bind>{{mnt + "/apps/navidrome/data/data", "/data", false},
+                                                   {mnt + "/apps/navidrome/shared/own_media", "/music", true}}));
+  ok("attach", {{"app", "navidrome"}, {"pid", 200}});
+  EXPECT_EQ(saved_state().attachments.size(), 2u);
+  EXPECT_THAT(ok("app.show", {{"app", "navidrome"}}), HasSubstr("attached: pid 100\nattached: pid 200\n"));
+
+  ok("detach", {{"app", "navidrome"}, {"pid", 200}});
+  ASSERT_EQ(detached.size(), 1u);
+  EXPECT_EQ(detached[0], (std::pair<int, std::vector<std::string>>{200, {"/music", "/data"}}));
+  EXPECT_EQ(saved_state().attachments.size(), 1u);
+  refused("detach", {{"app", "navidrome"}, {"pid", 200}}, 2, "app navidrome is not attached to pid 200");
+
+  // A daemon restart: the live attachment comes back, a dead one is forgotten.
+  ok("attach", {{"app", "navidrome"}, {"pid", 200}});
+  live_pids = {100};
+  attached.clear();
+  start();
+  EXPECT_EQ(mgr->heal_attachments(), 1);
+  ASSERT_EQ(attached.size(), 1u);
+  EXPECT_EQ(attached[0].first, 100);
+  ASSERT_EQ(saved_state().attachments.size(), 1u);
+  EXPECT_EQ(saved_state().attachments[0].pid, 100);
+
+  // A view revoked while the daemon was down is taken out, not put back.
+  ok("revoke", {{"app", "navidrome"}, {"share", "own_media"}});
+  attached.clear();
+  detached.clear();
+  EXPECT_EQ(mgr->heal_attachments(), 1);
+  ASSERT_EQ(detached.size(), 1u);
+  EXPECT_EQ(detached[0].second, (std::vector<std::string>{"/music"}));
+  EXPECT_EQ(attached[0].second.size(), 1u);
+  EXPECT_EQ(saved_state().attachments[0].binds.size(), 1u);
+
+  // Removing the app forgets its attachments.
+  ok("app.remove", {{"app", "navidrome"}});
+  EXPECT_TRUE(saved_state().attachments.empty());
+}
+
+TEST_F(ManagerTest, AttachRefusalsAndFailures) {
+  install(kNavidrome);
+  refused("attach", {{"app", "navidrome"}, {"pid", 999}}, 2, "process 999 does not exist");
+  refused("attach", {{"app", "navidrome"}, {"pid", 0}}, 2, R"(attach: argument "pid": expected an integer from 1)");
+  refused("attach", {{"app", "navidrome"}, {"pid", "1"}}, 2, R"(attach: argument "pid")");
+  live_pids = {100};
+  attach_error = "setns: Operation not permitted";
+  refused("attach", {{"app", "navidrome"}, {"pid", 100}}, 1,
+          "attaching app navidrome to pid 100: setns: Operation not permitted");
+}
+
+TEST_F(ManagerTest, SaveFailureChangesNothing) {
+  install(kNavidrome);
+  const auto views_before = mgr->views();
+  const std::size_t notices_before = notices.size();
+  fs::remove_all(state_dir);  // the next save can't create its temp file
+  live_pids = {100};
+  const json r = call("grant", {{"app", "navidrome"}, {"share", "own_documents"}, {"access", "read"}, {"path", "/docs"}});
+  EXPECT_EQ(r["code"], 1);
+  EXPECT_THAT(r["error"].get<std::string>(), HasSubstr("cannot save " + state_dir + "/state.json"));
+  EXPECT_EQ(mgr->views(), views_before);
+  EXPECT_EQ(notices.size(), notices_before);
+  EXPECT_THAT(ok("app.show", {{"app", "navidrome"}}), Not(HasSubstr("own_documents")));
+
+  // An attach whose record can't be saved is taken back out.
+  EXPECT_EQ(call("attach", {{"app", "navidrome"}, {"pid", 100}})["code"], 1);
+  ASSERT_EQ(detached.size(), 1u);
+  EXPECT_EQ(detached[0].first, 100);
+}
+
+TEST_F(ManagerTest, Status) {
+  install(kNavidrome);
+  const std::string text = ok("status");
+  EXPECT_THAT(text, HasSubstr("portalfs " PORTALFS_VERSION "\n"));
+  EXPECT_THAT(text, HasSubstr("mountpoint: " + mnt + "\n"));
+  EXPECT_THAT(text, HasSubstr("apps: 1\nviews: 2\nattachments: 0\n"));
+  EXPECT_THAT(text, HasSubstr("filesystem.fuse: 3.14\nfilesystem.mounted: true\n"));
+  const json j = json::parse(ok("status", {}, true));
+  EXPECT_EQ(j["version"], PORTALFS_VERSION);
+  EXPECT_EQ(j["storage_root"], storage);
+  EXPECT_EQ(j["apps"], 1);
+  EXPECT_EQ(j["views"], 2);
+  EXPECT_EQ(j["filesystem"]["mounted"], true);
+}
+
+TEST_F(ManagerTest, StateSurvivesARestart) {
+  install(kNavidrome);
+  ok("share.create", {{"name", "music"}});
+  const auto views = mgr->views();
+  start();
+  EXPECT_EQ(mgr->views(), views);
+  EXPECT_EQ(ok("app.list"), "navidrome 3.1\n");
+}
+
+TEST_F(ManagerTest, SecondManagerOnTheSameStateIsRefused) {
+  try {
+    Manager second(config(), {});
+    FAIL() << "second manager started";
+  } catch (const StateError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("another portalfsd"));
+  }
+}
+
+TEST_F(ManagerTest, CorruptStateRefusesToStartAndRecoversFromBackup) {
+  install(kNavidrome);
+  ok("share.create", {{"name", "music"}});  // state.json.bak now holds the install
+  mgr.reset();
+  const std::string text = read_file(state_dir + "/state.json");
+  write_file(state_dir + "/state.json", text.substr(0, text.size() / 3));
+  try {
+    Manager broken(config(), {});
+    FAIL() << "started on a torn state";
+  } catch (const StateError& e) {
+    EXPECT_THAT(e.what(), HasSubstr(state_dir + "/state.json: is not valid JSON"));
+    EXPECT_THAT(e.what(), HasSubstr("--recover-from-backup"));
+  }
+  ManagerConfig c = config();
+  c.recover_from_backup = true;
+  Manager recovered(c, {});
+  EXPECT_EQ(recovered.handle({{"verb", "app.list"}})["output"], "navidrome 3.1\n");
+  EXPECT_EQ(recovered.handle({{"verb", "share.list"}})["output"], "own_documents 0:0\nown_media 0:0\n");
+  EXPECT_TRUE(fs::exists(state_dir + "/state.json.corrupt"));
+  EXPECT_NO_THROW(saved_state());  // state.json is good again at once
+}
+
+TEST_F(ManagerTest, ConcurrentRequestsAllLand) {
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([this, i] {
+      for (int j = 0; j < 5; ++j) {
+        mgr->handle({{"verb", "share.create"}, {"args", {{"name", "s" + std::to_string(i) + "_" + std::to_string(j)}}}});
+        mgr->handle({{"verb", "share.list"}});
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(saved_state().shares.size(), 2u + 40u);
+}
+
+// Concurrent commits: callbacks arrive in commit order (each install adds one view, so the
+// counts seen are 1, 2, 3, ...), and a callback may look at the manager meanwhile.
+TEST_F(ManagerTest, CallbacksArriveInCommitOrder) {
+  std::mutex seen_mutex;
+  std::vector<std::size_t> counts;
+  mgr.reset();
+  mgr = std::make_unique<Manager>(config(), [&](const policy::ViewSpecs& v, const policy::ViewSpecs&) {
+    (void)mgr->views();
+    std::lock_guard lock(seen_mutex);
+    counts.push_back(v.size());
+  });
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 6; ++i) {
+    threads.emplace_back([this, i] {
+      for (int j = 0; j < 4; ++j) {
+        const std::string name = "app" + std::to_string(i) + "-" + std::to_string(j);
+        const json r = mgr->handle({{"verb", "app.install"},
+                                    {"args", {{"manifest", R"({"name": ")" + name + R"(", "data_dirs": ["/d"]})"},
+                                              {"source", "a"}}}});
+        EXPECT_TRUE(r["ok"].get<bool>()) << r.dump();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(counts.size(), 24u);
+  for (std::size_t i = 0; i < counts.size(); ++i) EXPECT_EQ(counts[i], i + 1);
+}
+
+TEST_F(ManagerTest, CallbackRunsOutsideTheLock) {
+  // The callback may look at the manager (views()) without deadlocking.
+  policy::ViewSpecs seen;
+  mgr.reset();
+  mgr = std::make_unique<Manager>(config(), [&](const policy::ViewSpecs&, const policy::ViewSpecs&) { seen = mgr->views(); });
+  install(kNavidrome);
+  EXPECT_EQ(seen.size(), 2u);
+}
+
+}  // namespace
+}  // namespace portalfs::mountmgr

@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: MIT
+#include "tests/testutil/daemon_fixture.hpp"
+
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <iostream>
+
+namespace portalfs::testutil {
+
+using namespace std::chrono_literals;
+
+void DaemonFixture::SetUp() {
+  if (::access("/dev/fuse", R_OK | W_OK) != 0) PORTALFS_SKIP_OR_FAIL("no /dev/fuse");
+  std::filesystem::create_directories(dir_ / "state");
+  ::chmod(dir_.path().c_str(), 0755);  // containers' users reach the mount through here
+}
+
+void DaemonFixture::TearDown() {
+  daemon_.reset();
+  if (HasFailure()) {
+    try {
+      std::cerr << "--- portalfsd log:\n" << read_file(dir_ / "daemon.log") << "---\n";
+    } catch (const std::exception&) {
+    }
+  }
+  if (mounted(mnt())) ::umount2(mnt().c_str(), MNT_DETACH);
+}
+
+std::vector<std::string> DaemonFixture::daemon_argv() const {
+  std::vector<std::string> argv;
+  // For debugging by hand: PORTALFS_DAEMON_WRAPPER="/usr/bin/gdb -batch -ex run -ex bt --args"
+  if (const char* wrapper = std::getenv("PORTALFS_DAEMON_WRAPPER")) {
+    std::istringstream words(wrapper);
+    for (std::string w; words >> w;) argv.push_back(w);
+  }
+  for (const auto& a : {program("portalfsd"), std::string("--foreground"), std::string("--storage-root"),
+                        storage(), std::string("--mountpoint"), mnt(), std::string("--state-dir"),
+                        dir_ / "state", std::string("--socket"), sock()}) {
+    argv.push_back(a);
+  }
+  return argv;
+}
+
+CommandResult DaemonFixture::ctl(std::vector<std::string> args) {
+  args.insert(args.begin(), {program("portalctl"), "--socket", sock()});
+  return run_command(args);
+}
+
+void DaemonFixture::start() {
+  daemon_ = std::make_unique<Child>(daemon_argv(), dir_ / "daemon.log");
+  bool up = wait_until([&] { return ctl({"status"}).code == 0; }, 10s);
+  ASSERT_TRUE(up) << "portalfsd did not come up:\n" << read_file(dir_ / "daemon.log");
+}
+
+bool DaemonFixture::mounted(const std::string& path) {
+  std::ifstream in("/proc/self/mounts");
+  std::string dev, mnt, rest;
+  while (in >> dev >> mnt && std::getline(in, rest)) {
+    if (mnt == path) return true;
+  }
+  return false;
+}
+
+}  // namespace portalfs::testutil

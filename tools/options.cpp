@@ -1,0 +1,713 @@
+// SPDX-License-Identifier: MIT
+#include "tools/options.hpp"
+
+#include <grp.h>
+
+#include <algorithm>
+#include <array>
+#include <boost/program_options.hpp>
+#include <charconv>
+#include <climits>
+#include <cstddef>
+#include <cstdint>
+#include <sstream>
+
+#ifndef PORTALFS_VERSION
+#define PORTALFS_VERSION "unknown"
+#endif
+
+namespace portalfs::tools {
+namespace po = boost::program_options;
+
+UsageError::UsageError(std::string_view program, const std::string& problem)
+    : std::runtime_error(std::string(program) + ": " + problem + "; see " + std::string(program) +
+                         " --help"),
+      problem_(problem) {}
+
+std::vector<std::string> args_of(int argc, const char* const* argv) {
+  std::vector<std::string> out;
+  for (int i = 1; i < argc; ++i) out.emplace_back(argv[i]);
+  return out;
+}
+
+namespace {
+
+constexpr std::string_view kDaemon = "portalfsd";
+constexpr std::string_view kCtl = "portalctl";
+
+// Abbreviated long options (--pur for --purge) would make a typo silently mean something
+// else, so guessing is off.
+constexpr int kStyle =
+    po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
+
+std::string json_quoted(std::string_view s) {
+  return nlohmann::json(std::string(s)).dump();
+}
+
+/// A decimal number in [min, max] with nothing around it (no sign, no spaces).
+std::optional<uint64_t> parse_number(std::string_view text, uint64_t min, uint64_t max) {
+  if (text.empty() || text.front() < '0' || text.front() > '9') return std::nullopt;
+  uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
+  if (value < min || value > max) return std::nullopt;
+  return value;
+}
+
+std::vector<std::string_view> split(std::string_view text, char sep) {
+  std::vector<std::string_view> parts;
+  for (;;) {
+    auto pos = text.find(sep);
+    parts.push_back(text.substr(0, pos));
+    if (pos == std::string_view::npos) return parts;
+    text.remove_prefix(pos + 1);
+  }
+}
+
+std::string help_text(const po::options_description& desc) {
+  std::ostringstream out;
+  out << desc;
+  return out.str();
+}
+
+bool has_help_flag(const std::vector<std::string>& tokens) {
+  for (const auto& t : tokens) {
+    if (t == "--") return false;
+    if (t == "--help" || t == "-h") return true;
+  }
+  return false;
+}
+
+// ---- portalfsd ---------------------------------------------------------------------------
+
+po::options_description daemon_description() {
+  po::options_description desc("Options");
+  // clang-format off
+  desc.add_options()
+    ("storage-root", po::value<std::string>()->value_name("DIR"),
+     "backing store of every app's data and shared directories (default /var/lib/portalfs/storage)")
+    ("mountpoint", po::value<std::string>()->value_name("DIR"),
+     "where the filesystem is mounted (default /run/portalfs/fs)")
+    ("state-dir", po::value<std::string>()->value_name("DIR"),
+     "where state.json lives (default /var/lib/portalfs)")
+    ("socket", po::value<std::string>()->value_name("PATH"),
+     "control socket for portalctl (default /run/portalfs/portalfs.sock)")
+    ("foreground", po::bool_switch(), "stay in the foreground")
+    ("threads", po::value<std::string>()->value_name("N"),
+     "FUSE worker threads (default 0: libfuse's default)")
+    ("log-level", po::value<std::string>()->value_name("L"),
+     "debug, info, warn or error (default info)")
+    ("admin-group", po::value<std::string>()->value_name("G"),
+     "group (name or gid) whose members may use the control socket besides root")
+    ("recover-from-backup", po::bool_switch(),
+     "start from state.json.bak when state.json is corrupt")
+    ("example", po::bool_switch(),
+     "install the example app (examples/notes.json) at start, to try portalfs out")
+    ("help,h", "print this help and exit")
+    ("version", "print the version and exit");
+  // clang-format on
+  return desc;
+}
+
+std::string daemon_usage() {
+  return "Usage: portalfsd [--storage-root DIR] [--mountpoint DIR] [--state-dir DIR]\n"
+         "                 [--socket PATH] [--foreground] [--threads N] [--log-level L]\n"
+         "                 [--admin-group G] [--recover-from-backup] [--example]\n\n"
+         "Serves every app's data and shared directories as per-app views through one FUSE\n"
+         "filesystem, and takes portalctl's requests on the control socket.\n\n" +
+         help_text(daemon_description()) +
+         "\nExit codes: 0 ok, 1 runtime failure, 2 bad command line.\n";
+}
+
+std::string absolute_path(const po::variables_map& vm, const char* name, std::string fallback) {
+  if (!vm.count(name)) return fallback;
+  auto value = vm[name].as<std::string>();
+  if (value.empty() || value.front() != '/') {
+    throw UsageError(kDaemon, std::string("--") + name + ": expected an absolute path, got " +
+                                  json_quoted(value));
+  }
+  return value;
+}
+
+// ---- portalctl ---------------------------------------------------------------------------
+
+/// What one verb's parser sees: its options and positional arguments.
+struct VerbInput {
+  const po::variables_map& vm;
+  std::vector<std::string> positional;
+};
+
+/// One verb: how it is typed, its options, and how its arguments become a request.
+struct Verb {
+  const char* name;      // as typed: "app install", "storage:list"
+  const char* protocol;  // the protocol verb: "app.install"
+  const char* synopsis;  // after the name
+  const char* summary;
+  /// Names of the positional arguments, in order, for help and "missing X" messages; a name
+  /// ending in "..." takes one or more, one in brackets is optional.
+  std::vector<const char*> positionals;
+  void (*define)(po::options_description&);
+  void (*build)(const VerbInput&, CtlCommand&);
+  /// mounts uses --format for the style of its output.
+  bool own_format = false;
+};
+
+[[noreturn]] void usage(const std::string& problem) {
+  throw UsageError(kCtl, problem);
+}
+
+OutputFormat parse_format(const std::string& where, const std::string& text) {
+  if (text == "text") return OutputFormat::text;
+  if (text == "json") return OutputFormat::json;
+  usage(where + "--format: expected text or json, got " + json_quoted(text));
+}
+
+int pid_arg(const char* verb, const po::variables_map& vm) {
+  if (!vm.count("pid")) usage(std::string(verb) + ": missing --pid PID");
+  const auto& text = vm["pid"].as<std::string>();
+  auto pid = parse_number(text, 1, INT_MAX);
+  if (!pid) {
+    usage(std::string(verb) + ": --pid: expected a process id (a positive integer), got " +
+          json_quoted(text));
+  }
+  return static_cast<int>(*pid);
+}
+
+void check_id_range(const char* verb, const char* option, const std::string& text) {
+  auto parts = split(text, ':');
+  bool ok = parts.size() == 3 && parse_number(parts[0], 0, UINT32_MAX) &&
+            parse_number(parts[1], 0, UINT32_MAX) && parse_number(parts[2], 1, UINT32_MAX);
+  if (!ok) {
+    usage(std::string(verb) + ": " + option +
+          ": expected CONTAINER:HOST:COUNT (like 0:100000:65536), got " + json_quoted(text));
+  }
+}
+
+void check_container_path(const char* verb, const char* what, const std::string& text) {
+  if (text.empty() || text.front() != '/') {
+    usage(std::string(verb) + ": " + what +
+          ": expected an absolute path inside the container, got " + json_quoted(text));
+  }
+}
+
+void no_options(po::options_description&) {}
+
+// storage:mount / storage:unmount: HOST:CTR[:ro|:rw], the grammar the daemon parses.
+void build_storage_spec(const char* verb, const VerbInput& in, CtlCommand& cmd) {
+  cmd.args["app"] = in.positional.at(0);
+  const auto& spec = in.positional.at(1);
+  auto parts = split(spec, ':');
+  bool ok = (parts.size() == 2 || parts.size() == 3) && !parts[0].empty() && !parts[1].empty() &&
+            (parts.size() == 2 || parts[2] == "ro" || parts[2] == "rw");
+  if (!ok)
+    usage(std::string(verb) + ": expected HOST:CTR or HOST:CTR:ro, got " + json_quoted(spec));
+  cmd.args["spec"] = spec;
+}
+
+// app install and app upgrade: the manifest file plus the app id and id maps (an app installed
+// with --name needs the same --name to be upgraded).
+void define_manifest_options(po::options_description& d) {
+  d.add_options()("name", po::value<std::string>()->value_name("N"),
+                  "the app id to use instead of the manifest's name")(
+      "uid-map", po::value<std::vector<std::string>>()->composing()->value_name("C:H:N"),
+      "container uid C..C+N-1 is host uid H..H+N-1 (repeatable; as the container's uid_map)")(
+      "gid-map", po::value<std::vector<std::string>>()->composing()->value_name("C:H:N"),
+      "the same for gids (repeatable)");
+}
+
+void build_manifest_args(const char* verb, const VerbInput& in, CtlCommand& cmd) {
+  cmd.manifest_file = in.positional.at(0);
+  if (in.vm.count("name")) cmd.args["name"] = in.vm["name"].as<std::string>();
+  for (const char* opt : {"uid-map", "gid-map"}) {
+    if (!in.vm.count(opt)) continue;
+    auto maps = in.vm[opt].as<std::vector<std::string>>();
+    for (const auto& m : maps) check_id_range(verb, (std::string("--") + opt).c_str(), m);
+    cmd.args[std::string(opt) == "uid-map" ? "uid_maps" : "gid_maps"] = maps;
+  }
+}
+
+// The verb table. Each entry's build() turns checked arguments into the request args documented
+// in mountmgr/control_protocol.hpp; the daemon validates names and paths in depth.
+const std::vector<Verb>& verbs() {
+  // clang-format off
+  static const std::vector<Verb> table = {
+      {"validate", "validate", "FILE...",
+       "check app.json files offline (no daemon needed) and print their grants",
+       {"FILE..."}, no_options,
+       [](const VerbInput& in, CtlCommand& cmd) { cmd.files = in.positional; }},
+      {"app install", "app.install", "FILE [--name N] [--uid-map C:H:N]... [--gid-map C:H:N]...",
+       "install an app from its app.json: create its data directories and print its mounts",
+       {"FILE"}, define_manifest_options,
+       [](const VerbInput& in, CtlCommand& cmd) { build_manifest_args("app install", in, cmd); }},
+      {"app upgrade", "app.upgrade",
+       "FILE [--prune] [--name N] [--uid-map C:H:N]... [--gid-map C:H:N]...",
+       "upgrade an installed app to a new app.json, keeping its data",
+       {"FILE"},
+       [](po::options_description& d) {
+         define_manifest_options(d);
+         d.add_options()("prune", po::bool_switch(),
+                         "delete the data directories the new version no longer has");
+       },
+       [](const VerbInput& in, CtlCommand& cmd) {
+         build_manifest_args("app upgrade", in, cmd);
+         cmd.args["prune"] = in.vm["prune"].as<bool>();
+       }},
+      {"app remove", "app.remove", "APP [--purge]", "remove an app",
+       {"APP"},
+       [](po::options_description& d) {
+         d.add_options()("purge", po::bool_switch(), "also delete its data directories");
+       },
+       [](const VerbInput& in, CtlCommand& cmd) {
+         cmd.args["app"] = in.positional.at(0);
+         cmd.args["purge"] = in.vm["purge"].as<bool>();
+       }},
+      {"app list", "app.list", "", "list the installed apps", {}, no_options,
+       [](const VerbInput&, CtlCommand&) {}},
+      {"app show", "app.show", "APP", "show one app: version, grants, attachments", {"APP"},
+       no_options,
+       [](const VerbInput& in, CtlCommand& cmd) { cmd.args["app"] = in.positional.at(0); }},
+      {"share create", "share.create", "NAME [--owner UID:GID]", "create a shared directory",
+       {"NAME"},
+       [](po::options_description& d) {
+         d.add_options()("owner", po::value<std::string>()->value_name("UID:GID"),
+                         "who owns its files on disk (default 0:0)");
+       },
+       [](const VerbInput& in, CtlCommand& cmd) {
+         cmd.args["name"] = in.positional.at(0);
+         if (!in.vm.count("owner")) return;
+         auto owner = in.vm["owner"].as<std::string>();
+         auto parts = split(owner, ':');
+         if (parts.size() != 2 || !parse_number(parts[0], 0, UINT32_MAX - 1) ||
+             !parse_number(parts[1], 0, UINT32_MAX - 1)) {
+           usage("share create: --owner: expected UID:GID (like 1000:1000), got " +
+                 json_quoted(owner));
+         }
+         cmd.args["owner"] = owner;
+       }},
+      {"share list", "share.list", "", "list the shared directories", {}, no_options,
+       [](const VerbInput&, CtlCommand&) {}},
+      {"grant", "grant", "APP SHARE read|read-write --path /in/container",
+       "give an app a shared directory (takes effect at once)",
+       {"APP", "SHARE", "read|read-write"},
+       [](po::options_description& d) {
+         d.add_options()("path", po::value<std::string>()->value_name("/in/container"),
+                         "where the container sees the share");
+       },
+       [](const VerbInput& in, CtlCommand& cmd) {
+         cmd.args["app"] = in.positional.at(0);
+         cmd.args["share"] = in.positional.at(1);
+         const auto& access = in.positional.at(2);
+         if (access == "read" || access == "ro") {
+           cmd.args["access"] = "read";
+         } else if (access == "read-write" || access == "rw") {
+           cmd.args["access"] = "read-write";
+         } else {
+           usage("grant: expected read or read-write, got " + json_quoted(access));
+         }
+         if (!in.vm.count("path")) usage("grant: missing --path /in/container");
+         auto path = in.vm["path"].as<std::string>();
+         check_container_path("grant", "--path", path);
+         cmd.args["path"] = path;
+       }},
+      {"revoke", "revoke", "APP SHARE [--force]", "take a shared directory away from an app",
+       {"APP", "SHARE"},
+       [](po::options_description& d) {
+         d.add_options()("force", po::bool_switch(),
+                         "also make files the app already has open fail");
+       },
+       [](const VerbInput& in, CtlCommand& cmd) {
+         cmd.args["app"] = in.positional.at(0);
+         cmd.args["share"] = in.positional.at(1);
+         cmd.args["force"] = in.vm["force"].as<bool>();
+       }},
+      {"mounts", "mounts", "APP [--format docker|oci|json]",
+       "print the mounts to start APP's container with",
+       {"APP"},
+       [](po::options_description& d) {
+         d.add_options()("format", po::value<std::string>()->value_name("docker|oci|json"),
+                         "docker -v options, OCI mounts[] entries, or JSON (default docker)");
+       },
+       [](const VerbInput& in, CtlCommand& cmd) {
+         cmd.args["app"] = in.positional.at(0);
+         // The global --format json means JSON here too; otherwise docker is the default.
+         std::string style = cmd.format == OutputFormat::json ? "json" : "docker";
+         if (in.vm.count("format")) style = in.vm["format"].as<std::string>();
+         if (style != "docker" && style != "oci" && style != "json") {
+           usage("mounts: --format: expected docker, oci or json, got " + json_quoted(style));
+         }
+         cmd.args["style"] = style;
+         cmd.format = style == "json" ? OutputFormat::json : OutputFormat::text;
+       },
+       true},
+      {"attach", "attach", "APP --pid PID",
+       "put APP's views into the running container whose process is PID",
+       {"APP"},
+       [](po::options_description& d) {
+         d.add_options()("pid", po::value<std::string>()->value_name("PID"),
+                         "a process in the container (its mount namespace is used)");
+       },
+       [](const VerbInput& in, CtlCommand& cmd) {
+         cmd.args["app"] = in.positional.at(0);
+         cmd.args["pid"] = pid_arg("attach", in.vm);
+       }},
+      {"detach", "detach", "APP --pid PID",
+       "take APP's views out of the running container whose process is PID",
+       {"APP"},
+       [](po::options_description& d) {
+         d.add_options()("pid", po::value<std::string>()->value_name("PID"),
+                         "a process in the container");
+       },
+       [](const VerbInput& in, CtlCommand& cmd) {
+         cmd.args["app"] = in.positional.at(0);
+         cmd.args["pid"] = pid_arg("detach", in.vm);
+       }},
+      {"storage:list", "storage.list", "APP", "list APP's mounts (Dokku)", {"APP"}, no_options,
+       [](const VerbInput& in, CtlCommand& cmd) { cmd.args["app"] = in.positional.at(0); }},
+      {"storage:mount", "storage.mount", "APP HOST:CTR[:ro]",
+       "add a hand-made mount of a host directory (Dokku)",
+       {"APP", "HOST:CTR[:ro]"}, no_options,
+       [](const VerbInput& in, CtlCommand& cmd) { build_storage_spec("storage:mount", in, cmd); }},
+      // The mount's own spec (with :ro) is accepted too, as Dokku users copy it.
+      {"storage:unmount", "storage.unmount", "APP HOST:CTR",
+       "remove a hand-made mount (Dokku)",
+       {"APP", "HOST:CTR"}, no_options,
+       [](const VerbInput& in, CtlCommand& cmd) {
+         build_storage_spec("storage:unmount", in, cmd);
+       }},
+      {"storage:report", "storage.report",
+       "[APP] [--storage-deploy-mounts|--storage-run-mounts|--storage-build-mounts]",
+       "report the mounts of one app or of all apps (Dokku)",
+       {"[APP]"},
+       [](po::options_description& d) {
+         d.add_options()("storage-deploy-mounts", po::bool_switch(), "only the deploy mounts")(
+             "storage-run-mounts", po::bool_switch(), "only the run mounts")(
+             "storage-build-mounts", po::bool_switch(), "only the build mounts");
+       },
+       [](const VerbInput& in, CtlCommand& cmd) {
+         if (!in.positional.empty()) cmd.args["app"] = in.positional.at(0);
+         const char* only = nullptr;
+         for (const char* phase : {"deploy", "run", "build"}) {
+           if (!in.vm[std::string("storage-") + phase + "-mounts"].as<bool>()) continue;
+           if (only) usage("storage:report: give at most one --storage-*-mounts flag");
+           only = phase;
+         }
+         if (only) cmd.args["only"] = only;
+       }},
+      {"storage:ensure-directory", "storage.ensure-directory",
+       "[--chown herokuish|heroku|packeto|false] NAME",
+       "create a storage directory and chown it for a buildpack's user (Dokku)",
+       {"NAME"},
+       [](po::options_description& d) {
+         d.add_options()("chown",
+                         po::value<std::string>()->value_name("herokuish|heroku|packeto|false"),
+                         "32767:32767 (herokuish, the default), 1000:1000 (heroku), 2000:2000 "
+                         "(packeto), or leave the owner alone (false)");
+       },
+       [](const VerbInput& in, CtlCommand& cmd) {
+         cmd.args["name"] = in.positional.at(0);
+         if (!in.vm.count("chown")) return;
+         auto chown = in.vm["chown"].as<std::string>();
+         if (chown != "herokuish" && chown != "heroku" && chown != "packeto" && chown != "false") {
+           usage("storage:ensure-directory: --chown: expected herokuish, heroku, packeto or false, "
+                 "got " + json_quoted(chown));
+         }
+         cmd.args["chown"] = chown;
+       }},
+      {"status", "status", "", "show the daemon's state: mount, apps, attachments", {}, no_options,
+       [](const VerbInput&, CtlCommand&) {}},
+  };
+  // clang-format on
+  return table;
+}
+
+po::options_description global_description() {
+  po::options_description desc("Global options");
+  // clang-format off
+  desc.add_options()
+    ("socket", po::value<std::string>()->value_name("PATH"),
+     "portalfsd's control socket (default $PORTALFS_SOCKET, else /run/portalfs/portalfs.sock)")
+    ("format", po::value<std::string>()->value_name("text|json"), "output format (default text)")
+    ("help,h", "print this help and exit")
+    ("version", "print the version and exit");
+  // clang-format on
+  return desc;
+}
+
+po::options_description verb_description(const Verb& verb) {
+  po::options_description desc("Options");
+  verb.define(desc);
+  if (!verb.own_format) {
+    desc.add_options()("format", po::value<std::string>()->value_name("text|json"),
+                       "output format (default text, or the global --format)");
+  }
+  desc.add_options()("help,h", "print this help and exit");
+  return desc;
+}
+
+std::string ctl_usage() {
+  std::ostringstream out;
+  out << "Usage: portalctl [--socket PATH] [--format text|json] COMMAND [ARGS...]\n\n"
+         "Manages portalfs: apps, shared directories, grants and container mounts, through\n"
+         "portalfsd's control socket.\n\nCommands:\n";
+  for (const auto& v : verbs()) {
+    std::string head = std::string("  ") + v.name + (*v.synopsis ? " " : "") + v.synopsis;
+    out << head << "\n      " << v.summary << "\n";
+  }
+  out << "\n"
+      << help_text(global_description())
+      << "\nRun 'portalctl COMMAND --help' for a command's options.\n"
+         "Exit codes: 0 ok, 1 runtime failure (or daemon unreachable), 2 bad input.\n";
+  return out.str();
+}
+
+std::string verb_usage(const Verb& verb) {
+  std::string head = std::string(verb.name) + (*verb.synopsis ? " " : "") + verb.synopsis;
+  std::string summary = verb.summary;
+  if (!summary.empty() && summary[0] >= 'a' && summary[0] <= 'z') {
+    summary[0] = static_cast<char>(summary[0] - 'a' + 'A');  // a sentence in the verb's help
+  }
+  return "Usage: portalctl [--socket PATH] " + head + "\n\n" + summary + ".\n\n" +
+         help_text(verb_description(verb));
+}
+
+std::string group_usage(std::string_view group) {
+  std::string out = "Usage: portalctl " + std::string(group) + " SUBCOMMAND ...\n\n";
+  for (const auto& v : verbs()) {
+    std::string_view name = v.name;
+    if (name.substr(0, group.size() + 1) != std::string(group) + " ") continue;
+    out += std::string("  ") + v.name + (*v.synopsis ? " " : "") + v.synopsis + "\n      " +
+           v.summary + "\n";
+  }
+  return out + "\nRun 'portalctl " + std::string(group) + " SUBCOMMAND --help' for details.\n";
+}
+
+std::string group_subcommands(std::string_view group) {
+  std::string out;
+  std::vector<std::string> subs;
+  for (const auto& v : verbs()) {
+    std::string_view name = v.name;
+    if (name.substr(0, group.size() + 1) == std::string(group) + " ") {
+      subs.emplace_back(name.substr(group.size() + 1));
+    }
+  }
+  for (std::size_t i = 0; i < subs.size(); ++i) {
+    if (i) out += i + 1 == subs.size() ? " or " : ", ";
+    out += subs[i];
+  }
+  return out;
+}
+
+const Verb* find_verb(std::string_view name) {
+  for (const auto& v : verbs()) {
+    if (name == v.name) return &v;
+  }
+  return nullptr;
+}
+
+bool is_group(std::string_view word) {
+  return word == "app" || word == "share";
+}
+
+/// Where the global options end: the index of the first token that is not a global option or
+/// its value (the command word).
+std::size_t global_end(const std::vector<std::string>& args,
+                       const po::options_description& global) {
+  std::size_t i = 0;
+  while (i < args.size()) {
+    const std::string& t = args[i];
+    if (t == "--") return i;
+    if (t.size() < 2 || t[0] != '-') return i;
+    ++i;
+    if (t.rfind("--", 0) == 0 && t.find('=') == std::string::npos) {
+      const auto* opt = global.find_nothrow(t.substr(2), false);
+      if (opt && opt->semantic()->max_tokens() > 0 && i < args.size()) ++i;
+    }
+  }
+  return i;
+}
+
+po::variables_map parse_tokens(const std::string& where, const std::vector<std::string>& tokens,
+                               const po::options_description& desc,
+                               std::vector<std::string>* positional) {
+  po::options_description all;
+  all.add(desc);
+  all.add_options()("positional__", po::value<std::vector<std::string>>());
+  po::positional_options_description pos;
+  pos.add("positional__", -1);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(tokens).options(all).positional(pos).style(kStyle).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    usage(where + e.what());
+  }
+  if (vm.count("positional__")) {
+    auto values = vm["positional__"].as<std::vector<std::string>>();
+    if (!positional) usage(where + "unexpected argument " + json_quoted(values.front()));
+    *positional = std::move(values);
+  }
+  return vm;
+}
+
+}  // namespace
+
+// ---- portalfsd ---------------------------------------------------------------------------
+
+DaemonOptions parse_daemon_options(const std::vector<std::string>& args) {
+  auto desc = daemon_description();
+  desc.add_options()("positional__", po::value<std::vector<std::string>>());
+  po::positional_options_description pos;
+  pos.add("positional__", -1);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(desc).positional(pos).style(kStyle).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw UsageError(kDaemon, e.what());
+  }
+  if (vm.count("positional__")) {
+    throw UsageError(kDaemon,
+                     "unexpected argument " +
+                         json_quoted(vm["positional__"].as<std::vector<std::string>>().front()));
+  }
+  if (vm.count("help")) throw ExitRequest(0, daemon_usage());
+  if (vm.count("version"))
+    throw ExitRequest(0, std::string("portalfsd ") + PORTALFS_VERSION + "\n");
+
+  DaemonOptions o;
+  o.storage_root = absolute_path(vm, "storage-root", o.storage_root);
+  o.mountpoint = absolute_path(vm, "mountpoint", o.mountpoint);
+  o.state_dir = absolute_path(vm, "state-dir", o.state_dir);
+  o.socket = absolute_path(vm, "socket", o.socket);
+  o.foreground = vm["foreground"].as<bool>();
+  o.recover_from_backup = vm["recover-from-backup"].as<bool>();
+  o.example = vm["example"].as<bool>();
+  if (vm.count("threads")) {
+    const auto& text = vm["threads"].as<std::string>();
+    // libfuse caps its own pool far below this; the bound only catches typos.
+    auto n = parse_number(text, 0, 1024);
+    if (!n) throw UsageError(kDaemon, "--threads: expected 0 to 1024, got " + json_quoted(text));
+    o.threads = static_cast<unsigned>(*n);
+  }
+  if (vm.count("log-level")) {
+    const auto& text = vm["log-level"].as<std::string>();
+    if (!common::parse_log_level(text, o.log_level)) {
+      throw UsageError(
+          kDaemon, "--log-level: expected debug, info, warn or error, got " + json_quoted(text));
+    }
+  }
+  if (vm.count("admin-group")) {
+    o.admin_group = vm["admin-group"].as<std::string>();
+    if (o.admin_group.empty())
+      throw UsageError(kDaemon, "--admin-group: expected a group name or gid");
+  }
+  return o;
+}
+
+DaemonOptions parse_daemon_options(int argc, const char* const* argv) {
+  return parse_daemon_options(args_of(argc, argv));
+}
+
+gid_t resolve_group(std::string_view program, const std::string& group) {
+  if (auto gid = parse_number(group, 0, UINT32_MAX - 1)) return static_cast<gid_t>(*gid);
+  struct group entry {};
+  struct group* found = nullptr;
+  std::vector<char> buf(16384);
+  for (;;) {
+    int rc = ::getgrnam_r(group.c_str(), &entry, buf.data(), buf.size(), &found);
+    if (rc == ERANGE && buf.size() < (1u << 22)) {
+      buf.resize(buf.size() * 2);
+      continue;
+    }
+    break;
+  }
+  if (!found) throw UsageError(program, "--admin-group: no group named " + json_quoted(group));
+  return found->gr_gid;
+}
+
+// ---- portalctl ---------------------------------------------------------------------------
+
+nlohmann::json CtlCommand::request() const {
+  return {
+      {"verb", verb}, {"format", format == OutputFormat::json ? "json" : "text"}, {"args", args}};
+}
+
+CtlCommand parse_ctl_command(const std::vector<std::string>& args,
+                             const std::optional<std::string>& env_socket) {
+  auto global = global_description();
+  std::size_t end = global_end(args, global);
+  std::vector<std::string> head(args.begin(), args.begin() + static_cast<std::ptrdiff_t>(end));
+  std::vector<std::string> rest(args.begin() + static_cast<std::ptrdiff_t>(end), args.end());
+  if (!rest.empty() && rest.front() == "--") rest.erase(rest.begin());
+
+  auto gvm = parse_tokens("", head, global, nullptr);
+  if (gvm.count("help")) throw ExitRequest(0, ctl_usage());
+  if (gvm.count("version"))
+    throw ExitRequest(0, std::string("portalctl ") + PORTALFS_VERSION + "\n");
+
+  CtlCommand cmd;
+  if (env_socket && !env_socket->empty()) cmd.socket = *env_socket;
+  if (gvm.count("socket")) {
+    cmd.socket = gvm["socket"].as<std::string>();
+    if (cmd.socket.empty()) usage("--socket: expected a path");
+  }
+  if (gvm.count("format")) cmd.format = parse_format("", gvm["format"].as<std::string>());
+
+  if (rest.empty()) usage("missing command");
+
+  // "help [COMMAND...]" is --help spelled as a command.
+  if (rest.front() == "help") {
+    rest.erase(rest.begin());
+    if (rest.empty()) throw ExitRequest(0, ctl_usage());
+    rest.emplace_back("--help");
+  }
+
+  std::string name = rest.front();
+  std::size_t used = 1;
+  if (is_group(name)) {
+    if (rest.size() < 2 || rest[1].empty() || rest[1][0] == '-') {
+      if (rest.size() >= 2 && (rest[1] == "--help" || rest[1] == "-h")) {
+        throw ExitRequest(0, group_usage(name));
+      }
+      usage("missing " + name + " subcommand (" + group_subcommands(name) + ")");
+    }
+    name += " " + rest[1];
+    used = 2;
+  }
+  const Verb* verb = find_verb(name);
+  if (!verb) usage("unknown command " + json_quoted(name));
+  std::vector<std::string> tokens(rest.begin() + static_cast<std::ptrdiff_t>(used), rest.end());
+  if (has_help_flag(tokens)) throw ExitRequest(0, verb_usage(*verb));
+
+  std::string where = std::string(verb->name) + ": ";
+  std::vector<std::string> positional;
+  auto vm = parse_tokens(where, tokens, verb_description(*verb), &positional);
+
+  // Positional arguments: every required one present, nothing extra.
+  std::size_t required = 0;
+  std::size_t max = 0;
+  for (const char* p : verb->positionals) {
+    std::string_view pn = p;
+    if (pn.size() > 3 && pn.substr(pn.size() - 3) == "...") {
+      ++required;
+      max = SIZE_MAX;
+    } else if (pn.front() == '[') {
+      ++max;
+    } else {
+      ++required;
+      ++max;
+    }
+  }
+  if (positional.size() < required)
+    usage(where + "missing " + verb->positionals[positional.size()]);
+  if (positional.size() > max) usage(where + "unexpected argument " + json_quoted(positional[max]));
+
+  cmd.verb = verb->protocol;
+  if (!verb->own_format && vm.count("format")) {
+    cmd.format = parse_format(where, vm["format"].as<std::string>());
+  }
+  verb->build(VerbInput{vm, std::move(positional)}, cmd);
+  return cmd;
+}
+
+}  // namespace portalfs::tools

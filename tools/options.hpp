@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// Command lines of portalfsd and portalctl, parsed into value structs (STYLE.md guideline 12).
+// The parsers do no I/O and never exit: a bad command line throws UsageError, --help and
+// --version throw ExitRequest carrying the text to print. main() catches both, prints, and
+// returns the code (tools/exit_codes.hpp).
+
+#include <sys/types.h>
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/log.hpp"
+
+namespace portalfs::tools {
+
+/// A bad command line. what() is the whole line for stderr:
+///   "portalctl: attach: missing --pid PID; see portalctl --help"
+class UsageError : public std::runtime_error {
+ public:
+  UsageError(std::string_view program, const std::string& problem);
+  /// Just the problem ("attach: missing --pid PID").
+  [[nodiscard]] const std::string& problem() const noexcept { return problem_; }
+
+ private:
+  std::string problem_;
+};
+
+/// The command line asks to stop before doing anything (--help, --version): print output() to
+/// stdout and return code() from main().
+class ExitRequest : public std::exception {
+ public:
+  explicit ExitRequest(int code, std::string output = {})
+      : code_(code), output_(std::move(output)) {}
+  [[nodiscard]] int code() const noexcept { return code_; }
+  [[nodiscard]] const std::string& output() const noexcept { return output_; }
+  [[nodiscard]] const char* what() const noexcept override { return "exit requested"; }
+
+ private:
+  int code_;
+  std::string output_;
+};
+
+// ---- portalfsd ---------------------------------------------------------------------------
+
+struct DaemonOptions {
+  std::string storage_root = "/var/lib/portalfs/storage";
+  std::string mountpoint = "/run/portalfs/fs";
+  std::string state_dir = "/var/lib/portalfs";
+  std::string socket = "/run/portalfs/portalfs.sock";
+  bool foreground = false;
+  /// FUSE worker threads; 0 keeps libfuse's default.
+  unsigned threads = 0;
+  common::LogLevel log_level = common::LogLevel::info;
+  /// Members of this group (a name or a numeric gid) may use the control socket besides root;
+  /// "" = root only. Turn it into a gid with resolve_group().
+  std::string admin_group;
+  bool recover_from_backup = false;
+  bool example = false;
+};
+
+/// Parses portalfsd's arguments (without argv[0]). Every path must be absolute, because the
+/// daemon does not depend on the directory it was started from.
+DaemonOptions parse_daemon_options(const std::vector<std::string>& args);
+DaemonOptions parse_daemon_options(int argc, const char* const* argv);
+
+/// Looks up a group name or numeric gid in the group database (this one reads /etc/group or
+/// NSS, so it is kept out of the parser). Throws UsageError for `program` when there is no
+/// such group.
+gid_t resolve_group(std::string_view program, const std::string& group);
+
+// ---- portalctl ---------------------------------------------------------------------------
+
+enum class OutputFormat { text, json };
+
+inline constexpr const char* kDefaultSocket = "/run/portalfs/portalfs.sock";
+
+/// One portalctl invocation.
+struct CtlCommand {
+  /// The daemon's socket: --socket, else $PORTALFS_SOCKET, else kDefaultSocket.
+  std::string socket = kDefaultSocket;
+  OutputFormat format = OutputFormat::text;
+  /// The protocol verb ("app.install", "storage.list", ...; see mountmgr/control_protocol.hpp)
+  /// or "validate", which runs offline.
+  std::string verb;
+  /// The request's args, except the manifest contents for app.install / app.upgrade.
+  nlohmann::json args = nlohmann::json::object();
+  /// app.install / app.upgrade: the manifest file, read by portalctl and sent as
+  /// args.manifest (contents) and args.source (this name).
+  std::string manifest_file;
+  /// validate: the files to check, in order.
+  std::vector<std::string> files;
+
+  /// The request line's object: {"verb", "format", "args"}.
+  [[nodiscard]] nlohmann::json request() const;
+};
+
+/// Parses portalctl's arguments (without argv[0]). `env_socket` is $PORTALFS_SOCKET (passed in
+/// so the parser does not read the environment).
+CtlCommand parse_ctl_command(const std::vector<std::string>& args,
+                             const std::optional<std::string>& env_socket = std::nullopt);
+
+/// argv[1..argc) as strings.
+std::vector<std::string> args_of(int argc, const char* const* argv);
+
+}  // namespace portalfs::tools

@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: MIT
+// portalfsd: mounts the portalfs filesystem, serves the control socket, and keeps the views
+// in step with the mount manager's state. See README.md for the options.
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include "common/log.hpp"
+#include "fuse/filesystem.hpp"
+#include "fuse/session.hpp"
+#include "mountmgr/control_server.hpp"
+#include "mountmgr/manager.hpp"
+#include "tools/example_manifest.hpp"
+#include "tools/exit_codes.hpp"
+#include "tools/options.hpp"
+
+namespace {
+
+using portalfs::tools::ExitCode;
+using portalfs::tools::to_int;
+namespace log = portalfs::common;
+
+// A refusal to start: one line on stderr and the exit code.
+struct StartError {
+  ExitCode code;
+  std::string message;
+};
+
+void check_environment(const portalfs::tools::DaemonOptions& o) {
+  namespace fs = std::filesystem;
+  if (::access("/dev/fuse", R_OK | W_OK) != 0) {
+    throw StartError{ExitCode::runtime, "/dev/fuse is missing or not accessible (" +
+                                            std::string(std::strerror(errno)) +
+                                            "): load the fuse module (modprobe fuse) or give "
+                                            "the container --device /dev/fuse"};
+  }
+  std::error_code ec;
+  if (fs::exists(o.storage_root, ec) && !fs::is_directory(o.storage_root, ec)) {
+    throw StartError{ExitCode::usage, "storage root " + o.storage_root + " is not a directory"};
+  }
+  fs::create_directories(o.storage_root, ec);
+  if (ec) throw StartError{ExitCode::runtime, "cannot create storage root " + o.storage_root + ": " + ec.message()};
+  fs::create_directories(o.state_dir, ec);
+  if (ec) throw StartError{ExitCode::runtime, "cannot create state dir " + o.state_dir + ": " + ec.message()};
+
+  using portalfs::fuse::MountpointState;
+  switch (portalfs::fuse::probe_mountpoint(o.mountpoint)) {
+    case MountpointState::missing:
+      fs::create_directories(o.mountpoint, ec);
+      if (ec) throw StartError{ExitCode::runtime, "cannot create mountpoint " + o.mountpoint + ": " + ec.message()};
+      break;
+    case MountpointState::stale_portalfs: {
+      log::log(log::LogLevel::warn, "clearing the dead portalfs mount at " + o.mountpoint +
+                                        " (a previous daemon crashed)");
+      std::string err = portalfs::fuse::clear_stale_mount(o.mountpoint);
+      if (!err.empty()) throw StartError{ExitCode::runtime, err};
+      break;
+    }
+    case MountpointState::live_portalfs:
+      throw StartError{ExitCode::runtime, "another portalfsd already serves " + o.mountpoint +
+                                              "; stop it first"};
+    case MountpointState::other_mount:
+      throw StartError{ExitCode::runtime, "mountpoint " + o.mountpoint +
+                                              " is busy with another mount; unmount it or pick "
+                                              "another --mountpoint"};
+    case MountpointState::free:
+      break;
+  }
+}
+
+nlohmann::json filesystem_status(portalfs::fuse::Filesystem& fs) {
+  auto s = fs.stats();
+  utsname u{};
+  ::uname(&u);
+  return {{"libfuse", fuse_pkgversion()},
+          {"kernel", u.release},
+          {"inodes", s.inodes},
+          {"cached_fds", s.cached_fds},
+          {"fd_cache_capacity", s.fd_cache_capacity},
+          {"views", s.views}};
+}
+
+void install_example(portalfs::mountmgr::Manager& manager) {
+  nlohmann::json req = {{"verb", "app.install"},
+                        {"format", "text"},
+                        {"args", {{"manifest", portalfs::tools::kExampleManifest},
+                                  {"source", "examples/notes.json"}}}};
+  auto resp = manager.handle(req);
+  if (!resp.value("ok", false)) {
+    log::log(log::LogLevel::error, "example app: " + resp.value("error", std::string("failed")));
+    return;
+  }
+  std::cout << "example app 'notes' installed; its mounts:\n"
+            << resp.value("output", std::string()) << std::flush;
+}
+
+int run(const portalfs::tools::DaemonOptions& o) {
+  log::set_log_level(o.log_level);
+  check_environment(o);
+
+  std::optional<gid_t> admin_gid;
+  if (!o.admin_group.empty()) admin_gid = portalfs::tools::resolve_group("portalfsd", o.admin_group);
+
+  portalfs::fuse::Filesystem fs;
+  std::unique_ptr<portalfs::mountmgr::Manager> manager;
+  try {
+    portalfs::mountmgr::ManagerConfig cfg;
+    cfg.storage_root = o.storage_root;
+    cfg.state_dir = o.state_dir;
+    cfg.mountpoint = o.mountpoint;
+    cfg.recover_from_backup = o.recover_from_backup;
+    manager = std::make_unique<portalfs::mountmgr::Manager>(
+        cfg,
+        [&fs](const portalfs::policy::ViewSpecs& views, const portalfs::policy::ViewSpecs& killed) {
+          for (const auto& e : fs.set_views(views, killed)) log::log(log::LogLevel::error, e);
+        },
+        [&fs] { return filesystem_status(fs); });
+  } catch (const portalfs::mountmgr::StateError& e) {
+    throw StartError{ExitCode::usage, e.what()};
+  }
+  for (const auto& e : fs.set_views(manager->views())) log::log(log::LogLevel::error, e);
+
+  portalfs::fuse::Session session(fs, {o.mountpoint, o.threads, o.log_level == log::LogLevel::debug});
+  session.install_signal_handlers();
+  if (!o.foreground && ::daemon(0, 0) != 0) {
+    throw StartError{ExitCode::runtime, std::string("cannot go to the background: ") + std::strerror(errno)};
+  }
+
+  // Threads start only now: daemon() forks, and a fork keeps only the calling thread.
+  portalfs::mountmgr::ControlServer server(o.socket, admin_gid,
+                                           [&](const nlohmann::json& r) { return manager->handle(r); });
+  server.start();
+  log::log(log::LogLevel::info, "serving " + o.mountpoint + " (storage " + o.storage_root +
+                                    ", control socket " + o.socket + ")");
+
+  // Healing and the example need the filesystem answering: run them beside the loop.
+  std::jthread after_mount([&] {
+    int healed = manager->heal_attachments();
+    if (healed > 0) log::log(log::LogLevel::info, "re-attached " + std::to_string(healed) + " container mount set(s)");
+    if (o.example) install_example(*manager);
+  });
+  // libfuse returns the signal's number when SIGTERM/SIGINT/SIGHUP ended the loop: a normal stop.
+  int rc = session.run();
+  after_mount.join();
+  server.stop();
+  log::log(log::LogLevel::info, "stopped; unmounting " + o.mountpoint);
+  return rc >= 0 ? 0 : to_int(ExitCode::runtime);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(portalfs::tools::parse_daemon_options(argc, argv));
+  } catch (const portalfs::tools::ExitRequest& e) {
+    std::cout << e.output();
+    return e.code();
+  } catch (const portalfs::tools::UsageError& e) {
+    std::cerr << e.what() << "\n";
+    return to_int(ExitCode::usage);
+  } catch (const StartError& e) {
+    std::cerr << "portalfsd: " << e.message << "\n";
+    return to_int(e.code);
+  } catch (const std::exception& e) {
+    std::cerr << "portalfsd: " << e.what() << "\n";
+    return to_int(ExitCode::runtime);
+  }
+}
