@@ -3,6 +3,8 @@
 
 #include <linux/securebits.h>
 #include <sys/prctl.h>
+#include <sched.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -71,6 +73,9 @@ void keep_caps_on_fsuid_change() {
   if (bits >= 0 && !(bits & SECBIT_NO_SETUID_FIXUP)) {
     ::prctl(PR_SET_SECUREBITS, bits | SECBIT_NO_SETUID_FIXUP);
   }
+  // The kernel already applied the caller's umask to the mode it sends; the daemon's own
+  // umask must not apply a second time. umask is per process, so give this thread its own.
+  if (::unshare(CLONE_FS) == 0) ::umask(0);
 }
 }  // namespace
 

@@ -146,6 +146,11 @@ Filesystem::Stats Filesystem::stats() {
 }
 
 void Filesystem::init(fuse_conn_info* conn) {
+  // Re-open /proc/self/fd here, in the process that serves: portalfsd goes to the background
+  // (fork) after the constructor ran, and the parent's /proc/self/fd names a dead process.
+  // INIT is the first request, so no op runs concurrently.
+  int proc = ::open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (proc >= 0) proc_fd_.reset(proc);
   // Reads answered from an fd go to the kernel by splice (no copy through our buffers).
   if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
   // O_TRUNC arrives with open (one request instead of open + setattr).

@@ -80,7 +80,9 @@ void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mod
     FsCredsGuard as_caller(owner->uid, owner->gid);
     // O_NOFOLLOW: a symlink planted under this name (by another view or the host) is not
     // followed out of the view; the caller gets ELOOP.
-    data = ::openat(pfd->get(), name, reopen_flags(fi->flags) | O_CREAT | O_NOFOLLOW,
+    // O_EXCL stays: two views may both have sent CREATE for one name; only one may win.
+    data = ::openat(pfd->get(), name,
+                    reopen_flags(fi->flags) | O_CREAT | (fi->flags & O_EXCL) | O_NOFOLLOW,
                     allowed_mode(view, mode & 07777, false));
   }
   if (data < 0) return reply_err(req, errno);

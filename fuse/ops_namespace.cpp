@@ -38,7 +38,8 @@ void Filesystem::make_node(fuse_req_t req, fuse_ino_t parent, const char* name, 
 }
 
 void Filesystem::mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t) {
-  auto p = resolve(parent);
+  auto p = resolve_for(parent, Op::mknod);  // hidden and read-only rank before the file type
+  if (!p) return reply_err(req, p.error());
   const bool shared = p && !p->synthetic() && p->view->is_shared();
   switch (mode & S_IFMT) {
     case S_IFREG:

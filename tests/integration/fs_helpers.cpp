@@ -172,16 +172,4 @@ TmpfsMount::~TmpfsMount() {
   if (mounted_) ::umount2(target_.c_str(), MNT_DETACH);
 }
 
-bool has_mount_below(const std::string& dir) {
-  std::ifstream in("/proc/self/mounts");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string source, target;
-    ls >> source >> target;
-    if (target == dir || target.rfind(dir + "/", 0) == 0) return true;
-  }
-  return false;
-}
-
 }  // namespace portalfs::testutil

@@ -123,8 +123,4 @@ class TmpfsMount {
   std::string error_;
 };
 
-/// Whether any mount below `dir` is still listed in /proc/self/mounts (tests check they left
-/// nothing behind).
-bool has_mount_below(const std::string& dir);
-
 }  // namespace portalfs::testutil

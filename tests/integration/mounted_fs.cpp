@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "tests/integration/mounted_fs.hpp"
 
+#include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -14,9 +15,10 @@
 #include <chrono>
 #include <climits>
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -25,19 +27,64 @@ namespace portalfs::testutil {
 
 namespace {
 
-// The daemon runs inside the test process, so a bug that crashes it crashes the test binary,
-// and a dead FUSE mount ("Transport endpoint is not connected") would stay behind. The live
-// mountpoints are kept in fixed slots a fatal-signal handler can read, and it detaches them
-// before the process dies. umount2 is a plain syscall, safe in a signal handler.
+// The daemon runs inside the test process, so a bug that crashes it crashes the test binary.
+// Worse, the process then cannot even die: a thread waiting for the answer to a request the
+// daemon already took waits uninterruptibly, and the daemon that should answer is the dying
+// process itself. So the live mounts are kept in fixed slots (mountpoint and connection
+// number) that a fatal-signal handler can read: it aborts each connection through fusectl
+// (failing the stuck requests) and detaches the mount, with plain syscalls only.
 constexpr int kSlots = 32;
 char g_mountpoints[kSlots][PATH_MAX];
+std::atomic<int> g_connections[kSlots];
 std::atomic<bool> g_slot_used[kSlots];
 std::mutex g_slots_mutex;
+char g_fusectl_dir[64];  // where to mount fusectl when /sys/fs/fuse/connections is absent
 constexpr int kFatalSignals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
 
-void detach_mounts_and_die(int sig) {
+/// "<root>/<n>/abort" into `out` without allocating (usable in a signal handler).
+void abort_path(char* out, size_t size, const char* root, unsigned n) {
+  char digits[16];
+  int len = 0;
+  do {
+    digits[len++] = static_cast<char>('0' + n % 10);
+    n /= 10;
+  } while (n && len < 15);
+  size_t pos = 0;
+  for (const char* r = root; *r && pos + 1 < size; ++r) out[pos++] = *r;
+  if (pos + 1 < size) out[pos++] = '/';
+  while (len > 0 && pos + 1 < size) out[pos++] = digits[--len];
+  for (const char* r = "/abort"; *r && pos + 1 < size; ++r) out[pos++] = *r;
+  out[pos] = '\0';
+}
+
+bool write_abort(const char* root, unsigned n) {
+  char path[128];
+  abort_path(path, sizeof(path), root, n);
+  int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool ok = ::write(fd, "1", 1) == 1;
+  ::close(fd);
+  return ok;
+}
+
+/// Ends a FUSE connection, whatever still uses its mount: writes to its "abort" file in the
+/// fusectl file system (mounted on a private directory when /sys/fs/fuse/connections is not
+/// there). Only syscalls: safe in a signal handler.
+void abort_connection(unsigned n) {
+  if (write_abort("/sys/fs/fuse/connections", n)) return;
+  ::mkdir(g_fusectl_dir, 0700);
+  if (::mount("fusectl", g_fusectl_dir, "fusectl", 0, nullptr) == 0) {
+    write_abort(g_fusectl_dir, n);
+    ::umount2(g_fusectl_dir, MNT_DETACH);
+  }
+  ::rmdir(g_fusectl_dir);
+}
+
+void abort_mounts_and_die(int sig) {
   for (int i = 0; i < kSlots; ++i) {
-    if (g_slot_used[i].load()) ::umount2(g_mountpoints[i], MNT_DETACH);
+    if (!g_slot_used[i].load()) continue;
+    if (int c = g_connections[i].load(); c >= 0) abort_connection(static_cast<unsigned>(c));
+    ::umount2(g_mountpoints[i], MNT_DETACH);
   }
   ::raise(sig);  // the handler was reset (SA_RESETHAND): this one takes the default action
 }
@@ -45,20 +92,23 @@ void detach_mounts_and_die(int sig) {
 void install_crash_handler() {
   static std::once_flag once;
   std::call_once(once, [] {
+    std::snprintf(g_fusectl_dir, sizeof(g_fusectl_dir), "/tmp/portalfs-fusectl-%d",
+                  static_cast<int>(::getpid()));
     struct sigaction sa {};
-    sa.sa_handler = detach_mounts_and_die;
+    sa.sa_handler = abort_mounts_and_die;
     sa.sa_flags = SA_RESETHAND | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
     for (int sig : kFatalSignals) ::sigaction(sig, &sa, nullptr);
   });
 }
 
-int claim_slot(const std::string& mountpoint) {
+int claim_slot(const std::string& mountpoint, int connection) {
   if (mountpoint.size() >= PATH_MAX) return -1;
   std::lock_guard lock(g_slots_mutex);
   for (int i = 0; i < kSlots; ++i) {
     if (!g_slot_used[i].load()) {
       std::memcpy(g_mountpoints[i], mountpoint.c_str(), mountpoint.size() + 1);
+      g_connections[i].store(connection);
       g_slot_used[i].store(true);
       return i;
     }
@@ -70,25 +120,6 @@ void release_slot(int slot) {
   if (slot < 0) return;
   std::lock_guard lock(g_slots_mutex);
   g_slot_used[slot].store(false);
-}
-
-// Ends a FUSE connection the kernel keeps alive (a lazy unmount completes only once nothing
-// uses the mount): writes to its "abort" file in the fusectl file system, mounting that on a
-// private directory when /sys/fs/fuse/connections is not there.
-void abort_connection(unsigned minor_id) {
-  auto write_abort = [&](const std::string& root) {
-    std::ofstream out(root + "/" + std::to_string(minor_id) + "/abort");
-    out << "1";
-    return static_cast<bool>(out.flush());
-  };
-  if (write_abort("/sys/fs/fuse/connections")) return;
-  char tmpl[] = "/tmp/portalfs-fusectl-XXXXXX";
-  if (!::mkdtemp(tmpl)) return;
-  if (::mount("fusectl", tmpl, "fusectl", 0, nullptr) == 0) {
-    write_abort(tmpl);
-    ::umount2(tmpl, MNT_DETACH);
-  }
-  ::rmdir(tmpl);
 }
 
 }  // namespace
@@ -103,7 +134,7 @@ const char* to_string(ViewKind kind) {
   return "?";
 }
 
-MountedFs::MountedFs(fuse::Options options) {
+MountedFs::MountedFs(fuse::Options options, std::chrono::seconds watchdog) {
   std::filesystem::create_directories(storage());
   std::filesystem::create_directories(mountpoint());
   ::chmod(dir_.path().c_str(), 0755);  // so forked non-root callers can reach the mount
@@ -119,18 +150,34 @@ MountedFs::MountedFs(fuse::Options options) {
     return;
   }
   install_crash_handler();
-  slot_ = claim_slot(mountpoint());
   loop_ = std::thread([this] {
     session_->run();
     loop_done_.store(true);
   });
-  // The connection's number (the minor of the mount's st_dev), in case teardown must abort it.
+  // The connection's number (the minor of the mount's st_dev), in case it must be aborted.
   struct stat st {};
-  if (::stat(mountpoint().c_str(), &st) == 0) connection_ = minor(st.st_dev);
+  if (::stat(mountpoint().c_str(), &st) == 0) connection_ = static_cast<int>(minor(st.st_dev));
+  slot_ = claim_slot(mountpoint(), connection_);
+  if (const char* env = std::getenv("PORTALFS_MOUNT_WATCHDOG_SECONDS"); env && *env) {
+    watchdog = std::chrono::seconds(std::atol(env));
+  }
+  watchdog_ = std::thread([this, watchdog] {
+    std::unique_lock lock(watchdog_mutex_);
+    if (watchdog_cv_.wait_for(lock, watchdog, [this] { return watchdog_stop_; })) return;
+    std::fprintf(stderr, "MountedFs: still mounted after %lld s, aborting the FUSE connection at %s\n",
+                 static_cast<long long>(watchdog.count()), mountpoint().c_str());
+    if (connection_ >= 0) abort_connection(static_cast<unsigned>(connection_));
+  });
 }
 
 MountedFs::~MountedFs() {
   if (!session_) return;
+  {
+    std::lock_guard lock(watchdog_mutex_);
+    watchdog_stop_ = true;
+  }
+  watchdog_cv_.notify_all();
+  watchdog_.join();
   session_->stop();
   // The lazy unmount ends the loop once nothing uses the mount. An fd a test left open (or a
   // request the daemon never answered) would keep it alive forever: abort the connection

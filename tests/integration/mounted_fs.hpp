@@ -6,8 +6,11 @@
 // unmounts; a test that cannot get /dev/fuse skips (or fails when PORTALFS_REQUIRE_FUSE=1).
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -30,7 +33,13 @@ const char* to_string(ViewKind kind);
 
 class MountedFs {
  public:
-  explicit MountedFs(fuse::Options options = {});
+  /// Past `watchdog` (PORTALFS_MOUNT_WATCHDOG_SECONDS overrides it) the FUSE connection is
+  /// aborted: a request the in-process daemon never answers would otherwise leave the test
+  /// thread in an uninterruptible wait that not even SIGKILL ends (the daemon that should
+  /// answer is the dying process itself), and the mount behind. The stuck call then fails
+  /// with ENOTCONN and the test fails instead of hanging.
+  explicit MountedFs(fuse::Options options = {},
+                     std::chrono::seconds watchdog = std::chrono::seconds(240));
   ~MountedFs();
   MountedFs(const MountedFs&) = delete;
   MountedFs& operator=(const MountedFs&) = delete;
@@ -65,6 +74,10 @@ class MountedFs {
   int slot_ = -1;  // in the crash handler's table of mountpoints to detach
   std::atomic<bool> loop_done_{false};
   int connection_ = -1;  // the FUSE connection's number (for aborting a stuck teardown)
+  std::thread watchdog_;
+  std::mutex watchdog_mutex_;
+  std::condition_variable watchdog_cv_;
+  bool watchdog_stop_ = false;
 };
 
 /// Runs `fn` in a forked child as uid/gid (all ids set, no supplementary groups) and returns
