@@ -72,9 +72,16 @@ Result<fuse_entry_param> Filesystem::make_entry(const View& view, int path_fd) {
     ::close(path_fd);
     return Errno{err};
   }
-  if (st.st_dev != view.dev) {
-    // Another file system mounted inside the backing tree: handles made for it could not be
-    // re-opened through the view's root, and it is not what the grant names.
+  // A bind mount of the same file system keeps st_dev: only the mount id tells it apart.
+  struct statx sx {};
+  const bool other_mount = view.mnt_id != 0 &&
+                           ::statx(path_fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW,
+                                   STATX_MNT_ID, &sx) == 0 &&
+                           (sx.stx_mask & STATX_MNT_ID) && sx.stx_mnt_id != view.mnt_id;
+  if (st.st_dev != view.dev || other_mount) {
+    // Another mount inside the backing tree (a file system, or a bind mount of any
+    // directory on the host): handles made for it could not be re-opened through the view's
+    // root, and it is not what the grant names.
     ::close(path_fd);
     common::log_once(common::LogLevel::warn, "xdev:" + view.spec.backing,
                      "refusing a mount point inside " + view.spec.backing);

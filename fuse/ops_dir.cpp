@@ -72,7 +72,10 @@ void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
   auto n = resolve_for(ino, Op::readdir);
   if (!n) return reply_err(req, n.error());
-  std::lock_guard lock(h->mutex);
+  // Unlocked before replying: once the kernel has the reply, the directory may be closed
+  // and released (RELEASEDIR frees the handle, mutex included) while this thread is still
+  // here, and unlocking then would write into freed memory.
+  std::unique_lock lock(h->mutex);
   if (off != h->offset) {
     ::seekdir(h->dir, off);
     h->entry = nullptr;
@@ -83,7 +86,11 @@ void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
       errno = 0;
       h->entry = ::readdir(h->dir);
       if (!h->entry) {
-        if (errno && used == 0) return reply_err(req, errno);
+        if (errno && used == 0) {
+          const int err = errno;
+          lock.unlock();
+          return reply_err(req, err);
+        }
         break;
       }
     }
@@ -108,6 +115,13 @@ void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
       struct stat st {};
       st.st_ino = h->entry->d_ino;
       st.st_mode = static_cast<mode_t>(DTTOIF(h->entry->d_type));
+      if (std::strcmp(name, "..") == 0 && h->inode->ino == n->view->root_ino) {
+        // ".." of a view root is the synthetic apps/<app>/<kind> directory: the listing must
+        // agree with stat(".."), and not show the backing parent's inode number.
+        auto layout = views_.layout();
+        auto it = layout->dirs.find(view_parent_path(n->view->spec));
+        if (it != layout->dirs.end()) st.st_ino = it->second.ino;
+      }
       if (plus) {
         fuse_entry_param e{};
         e.attr = st;
@@ -121,6 +135,7 @@ void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     h->entry = nullptr;
     h->offset = next;
   }
+  lock.unlock();
   fuse_reply_buf(req, buf.data(), used);
 }
 

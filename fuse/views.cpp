@@ -109,6 +109,11 @@ ViewRegistry::Change ViewRegistry::set(const policy::ViewSpecs& specs,
     if (::fstat(view->root->get(), &st) != 0) continue;
     view->dev = st.st_dev;
     view->root_ino = st.st_ino;
+    struct statx sx {};
+    if (::statx(view->root->get(), "", AT_EMPTY_PATH, STATX_MNT_ID, &sx) == 0 &&
+        (sx.stx_mask & STATX_MNT_ID)) {
+      view->mnt_id = sx.stx_mnt_id;
+    }
     const View* old = slots_[view->id].load(std::memory_order_relaxed);
     view->killed = old && old->spec.backing == spec.backing ? old->killed
                                                             : std::make_shared<std::atomic<bool>>(false);

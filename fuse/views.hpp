@@ -33,6 +33,7 @@ struct View {
   std::shared_ptr<const common::UniqueFd> root;  // O_RDONLY|O_DIRECTORY fd of the backing dir
   dev_t dev = 0;
   ino_t root_ino = 0;
+  uint64_t mnt_id = 0;  // the mount the backing dir is on (statx STATX_MNT_ID)
   /// Set by a forced revoke: open handles of this view fail with EIO from then on.
   std::shared_ptr<std::atomic<bool>> killed;
   [[nodiscard]] bool read_only() const { return spec.access == policy::Access::read; }

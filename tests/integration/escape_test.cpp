@@ -136,8 +136,7 @@ TEST_F(Escape, DotDotAtAViewRootIsTheSyntheticParent) {
   EXPECT_EQ(list_dir(a_ + "/../../.."), (std::vector<std::string>{".", "..", "a", "b"}));
 }
 
-// DISABLED: fails on the current FUSE layer (open bug, see the latest closing note); kept to fix.
-TEST_F(Escape, DISABLED_ReaddirOfAViewRootShowsDotDotAsTheSyntheticParent) {
+TEST_F(Escape, ReaddirOfAViewRootShowsDotDotAsTheSyntheticParent) {
   // A listing must not disagree with stat("..") either: at a view root the backing parent's
   // inode number is not what ".." is.
   struct stat up {};
@@ -242,8 +241,7 @@ TEST_F(Escape, NamesWithNewlinesWorkAndStayInside) {
   EXPECT_EQ(list_dir(m_.storage()), (std::vector<std::string>{".", "..", "a-v", "b-v"}));
 }
 
-// DISABLED: fails on the current FUSE layer (open bug, see the latest closing note); kept to fix.
-TEST_F(Escape, DISABLED_BindMountOfTheSameFileSystemInsideABackingDirIsRefused) {
+TEST_F(Escape, BindMountOfTheSameFileSystemInsideABackingDirIsRefused) {
   ASSERT_EQ(::mkdir((a_backing_ + "/sub").c_str(), 0755), 0);
   write_file(a_backing_ + "/sub/under", "hidden by the mount");
   write_file(outside_ / "planted", "host data");
