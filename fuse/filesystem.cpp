@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include <cstring>
 #include <set>
@@ -65,19 +66,40 @@ fuse_entry_param Filesystem::negative_entry() const {
   return e;
 }
 
-Result<fuse_entry_param> Filesystem::make_entry(const View& view, int path_fd) {
+namespace {
+// struct stat from a statx result (the fields FUSE shows).
+struct stat to_stat(const struct statx& sx) {
   struct stat st {};
-  if (::fstatat(path_fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+  st.st_dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+  st.st_ino = sx.stx_ino;
+  st.st_mode = sx.stx_mode;
+  st.st_nlink = sx.stx_nlink;
+  st.st_uid = sx.stx_uid;
+  st.st_gid = sx.stx_gid;
+  st.st_rdev = makedev(sx.stx_rdev_major, sx.stx_rdev_minor);
+  st.st_size = static_cast<off_t>(sx.stx_size);
+  st.st_blksize = static_cast<blksize_t>(sx.stx_blksize);
+  st.st_blocks = static_cast<blkcnt_t>(sx.stx_blocks);
+  st.st_atim = {sx.stx_atime.tv_sec, sx.stx_atime.tv_nsec};
+  st.st_mtim = {sx.stx_mtime.tv_sec, sx.stx_mtime.tv_nsec};
+  st.st_ctim = {sx.stx_ctime.tv_sec, sx.stx_ctime.tv_nsec};
+  return st;
+}
+}  // namespace
+
+Result<fuse_entry_param> Filesystem::make_entry(const View& view, int path_fd) {
+  // One statx gives the attributes and the mount id (no second syscall per lookup).
+  struct statx sx {};
+  if (::statx(path_fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW,
+              STATX_BASIC_STATS | STATX_MNT_ID, &sx) != 0) {
     int err = errno;
     ::close(path_fd);
     return Errno{err};
   }
+  const struct stat st = to_stat(sx);
   // A bind mount of the same file system keeps st_dev: only the mount id tells it apart.
-  struct statx sx {};
-  const bool other_mount = view.mnt_id != 0 &&
-                           ::statx(path_fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW,
-                                   STATX_MNT_ID, &sx) == 0 &&
-                           (sx.stx_mask & STATX_MNT_ID) && sx.stx_mnt_id != view.mnt_id;
+  const bool other_mount =
+      view.mnt_id != 0 && (sx.stx_mask & STATX_MNT_ID) && sx.stx_mnt_id != view.mnt_id;
   if (st.st_dev != view.dev || other_mount) {
     // Another mount inside the backing tree (a file system, or a bind mount of any
     // directory on the host): handles made for it could not be re-opened through the view's
