@@ -8,6 +8,9 @@
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <type_traits>
+
+#include <nlohmann/json.hpp>
 
 namespace portalfs::fuzz {
 
@@ -16,6 +19,18 @@ inline void require(bool ok, const char* what, std::string_view detail = {}) {
   if (ok) return;
   std::fprintf(stderr, "fuzz: %s: %.*s\n", what, static_cast<int>(detail.size()), detail.data());
   std::abort();
+}
+
+/// The same, with the detail made only on failure (a dump of a whole response costs).
+template <typename MakeDetail>
+  requires std::is_invocable_r_v<std::string, MakeDetail>
+void require(bool ok, const char* what, MakeDetail&& detail) {
+  if (!ok) require(false, what, std::string_view(detail()));
+}
+
+/// A value as one line of JSON, whatever bytes its strings hold.
+inline std::string show(const nlohmann::json& value) {
+  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 /// A finding reported but not fixed yet is checked like any other, unless its name is listed in

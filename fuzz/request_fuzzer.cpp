@@ -48,6 +48,7 @@ using namespace portalfs;
 using fuzz::known;
 using fuzz::one_line;
 using fuzz::require;
+using fuzz::show;
 using nlohmann::json;
 namespace fs = std::filesystem;
 
@@ -82,7 +83,7 @@ struct TempManager {
 
   void setup(const json& request) {
     const json response = manager->handle(request);
-    require(response.value("ok", false), "setting up the populated manager", response.dump());
+    require(response.value("ok", false), "setting up the populated manager", [&] { return show(response); });
   }
 };
 
@@ -94,16 +95,16 @@ const std::set<std::string, std::less<>> kReadVerbs = {
 
 void check_response(const json& response, bool may_change) {
   require(response.is_object() && response.contains("ok") && response["ok"].is_boolean(), "response has no ok",
-          response.dump());
+          [&] { return show(response); });
   if (response["ok"].get<bool>()) {
-    require(may_change, "a verb that must be refused said ok", response.dump());
+    require(may_change, "a verb that must be refused said ok", [&] { return show(response); });
     require(response.contains("output") && response["output"].is_string(), "ok response without output",
-            response.dump());
+            [&] { return show(response); });
     return;
   }
   require(response.contains("code") && response["code"].is_number_integer() && response.contains("error") &&
               response["error"].is_string(),
-          "error response without code or error", response.dump());
+          "error response without code or error", [&] { return show(response); });
   const std::string& error = response["error"].get_ref<const std::string&>();
   require(one_line(error) || known("error-newline"), "error is not one line", error);
   // Code 1 is "carrying it out failed"; nothing here is carried out, so it can only come from

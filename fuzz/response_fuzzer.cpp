@@ -35,6 +35,7 @@ namespace {
 using namespace portalfs;
 using fuzz::one_line;
 using fuzz::require;
+using fuzz::show;
 using nlohmann::json;
 namespace fs = std::filesystem;
 
@@ -114,13 +115,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
     return 0;
   }
   // call() promises this shape; portalctl relies on it.
-  require(response.is_object() && response.contains("ok") && response["ok"].is_boolean(), "no ok", response.dump());
+  require(response.is_object() && response.contains("ok") && response["ok"].is_boolean(), "no ok", [&] { return show(response); });
   if (response["ok"].get<bool>()) {
-    require(response.contains("output") && response["output"].is_string(), "ok without output", response.dump());
+    require(response.contains("output") && response["output"].is_string(), "ok without output", [&] { return show(response); });
   } else {
     require(response.contains("code") && response["code"].is_number_integer() && response.contains("error") &&
                 response["error"].is_string(),
-            "error without code/error", response.dump());
+            "error without code/error", [&] { return show(response); });
   }
   return 0;
 }
