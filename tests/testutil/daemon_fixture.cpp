@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "tests/testutil/daemon_fixture.hpp"
 
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,7 +23,19 @@ void DaemonFixture::SetUp() {
 }
 
 void DaemonFixture::TearDown() {
+  // SIGTERM first: a daemon built with sanitizers checks for leaks only when it exits by
+  // itself. SIGKILL (by ~Child) only if it does not stop.
+  if (daemon_ && !daemon_->exited() && daemon_->stop(SIGTERM, 30s) < 0) {
+    std::cerr << "portalfsd did not stop within 30 s of SIGTERM; killing it\n";
+  }
   daemon_.reset();
+  // A sanitizer report of any daemon this test started (they all append to one log) fails it.
+  try {
+    if (auto report = sanitizer_report(read_file(dir_ / "daemon.log")); !report.empty()) {
+      ADD_FAILURE() << "portalfsd: " << report;
+    }
+  } catch (const std::exception&) {
+  }
   if (HasFailure()) {
     try {
       std::cerr << "--- portalfsd log:\n" << read_file(dir_ / "daemon.log") << "---\n";
@@ -49,7 +62,11 @@ std::vector<std::string> DaemonFixture::daemon_argv() const {
 
 CommandResult DaemonFixture::ctl(std::vector<std::string> args) {
   args.insert(args.begin(), {program("portalctl"), "--socket", sock()});
-  return run_command(args);
+  auto r = run_command(args);
+  if (auto report = sanitizer_report(r.err); !report.empty()) {
+    ADD_FAILURE() << "portalctl: " << report << "\n" << r.err;
+  }
+  return r;
 }
 
 void DaemonFixture::start() {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
@@ -132,6 +133,18 @@ int Child::stop(int sig, std::chrono::milliseconds timeout) {
   ::kill(pid_, sig);
   if (!wait_until([this] { return exited(); }, timeout)) return -1;
   return status_;
+}
+
+std::string sanitizer_report(const std::string& output) {
+  std::istringstream in(output);
+  for (std::string line; std::getline(in, line);) {
+    const bool sanitizer = line.find("Sanitizer") != std::string::npos &&
+                           (line.find("ERROR: ") != std::string::npos ||
+                            line.find("WARNING: ") != std::string::npos ||
+                            line.find("SUMMARY: ") != std::string::npos);
+    if (sanitizer || line.find(": runtime error: ") != std::string::npos) return line;
+  }
+  return "";
 }
 
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {

@@ -53,6 +53,10 @@ class Child {
   int status_ = -1;
 };
 
+/// The first line of a sanitizer report (ASan, LSan, UBSan, TSan) in a program's output, or ""
+/// when there is none. A child's report does not fail the test by itself: the test looks.
+std::string sanitizer_report(const std::string& output);
+
 /// Polls `pred` every 10 ms until it is true or `timeout` passes; returns its last value.
 bool wait_until(const std::function<bool()>& pred,
                 std::chrono::milliseconds timeout = std::chrono::seconds(5));
