@@ -157,6 +157,50 @@ TEST_F(Attack, DeviceNodePlantedByTheHostInAShareCannotBeOpened) {
   EXPECT_EQ(Err{in_jail(0, 0, [] { return open_errno("/s1/disk", O_RDONLY); })}, Err{EACCES});
 }
 
+TEST_F(Attack, WhiteoutDeviceCannotBeMadeByRename) {
+  // RENAME_WHITEOUT leaves a 0/0 character device behind the moved name (overlayfs' marker).
+  write_file(s1_ + "/x", "x");
+  write_file(a_ + "/x", "x");
+  for (const std::string& dir : {s1_, a_}) {
+    EXPECT_EQ(sys(rename2(dir + "/x", dir + "/y", RENAME_WHITEOUT)), Err{EINVAL}) << dir;
+    EXPECT_EQ(sys(::mknod((dir + "/wh").c_str(), S_IFCHR | 0, makedev(0, 0))), Err{EPERM}) << dir;
+  }
+  EXPECT_EQ(list_dir(s1_backing_), (std::vector<std::string>{".", "..", "x"}));
+  EXPECT_EQ(list_dir(a_backing_), (std::vector<std::string>{".", "..", "x"}));
+}
+
+TEST_F(Attack, OTmpfileInAReadOnlyShareOrAnyViewMakesNothing) {
+  // An unnamed file linked in later (linkat of /proc/self/fd/N) would be a way to create
+  // without a create the daemon sees. The daemon has no tmpfile op: the kernel says so.
+  for (const std::string& dir : {s2_, s1_, a_}) {
+    EXPECT_EQ(open_err(dir, O_TMPFILE | O_RDWR, 0644), Err{EOPNOTSUPP}) << dir;
+  }
+  EXPECT_EQ(Err{in_jail(kAppUid, kAppGid, [] { return open_errno("/s2", O_TMPFILE | O_WRONLY); })},
+            Err{EOPNOTSUPP});
+  EXPECT_EQ(list_dir(s1_backing_), (std::vector<std::string>{".", ".."}));
+  EXPECT_EQ(list_dir(a_backing_), (std::vector<std::string>{".", ".."}));
+}
+
+TEST_F(Attack, WriteThroughADescriptorOpenedBeforeTheShareTurnedReadOnlyIsRefused) {
+  // The app opens a file of S1 for writing, then the platform turns its grant to read-only
+  // (DESIGN: a grant change takes effect on the running filesystem at once, and a read-only
+  // view refuses every mutation, write included). The descriptor it kept must not write on.
+  write_file(s1_ + "/f", "before\n");
+  auto fd = open_fd(s1_ + "/f", O_WRONLY);
+  ASSERT_TRUE(fd);
+  auto views = m_.views();
+  for (auto& v : views) {
+    if (v.app == "a" && v.dir_name == "s1") v.access = policy::Access::read;
+  }
+  m_.set_views(views);
+  ASSERT_EQ(open_err(s1_ + "/f", O_WRONLY), Err{EROFS});  // the grant did change
+  EXPECT_EQ(sys(::pwrite(fd.get(), "AFTER!\n", 7, 0)), Err{EROFS});
+  EXPECT_EQ(sys(::ftruncate(fd.get(), 0)), Err{EROFS});
+  EXPECT_EQ(sys(::fallocate(fd.get(), 0, 0, 8192)), Err{EROFS});
+  fd.reset();
+  EXPECT_EQ(read_file(s1_backing_ + "/f"), "before\n");
+}
+
 // ---- set-uid ----
 
 TEST_F(Attack, SetUidBinaryPlantedThroughAReadWriteShareLosesItsBits) {

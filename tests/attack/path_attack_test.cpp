@@ -423,6 +423,46 @@ TEST_F(Attack, PathsLongerThanPathMaxStayInsideTheView) {
   EXPECT_EQ(list_dir(m_.storage()), (std::vector<std::string>{".", "..", "a-s1", "a-s2", "a-s3", "a-v", "b-v"}));
 }
 
+// ---- directory offsets ----
+
+TEST_F(Attack, ReaddirAtForgedOffsetsListsOnlyTheDirectorysOwnNames) {
+  // lseek() on a directory fd hands the daemon any offset the app likes (its seekdir, or an
+  // index into a synthetic listing). Whatever comes back must be names of that directory.
+  for (const char* n : {"f1", "f2", "f3"}) write_file(a_ + "/" + n, n);
+  const std::vector<std::pair<std::string, std::vector<std::string>>> dirs = {
+      {a_, {".", "..", "f1", "f2", "f3"}},
+      {m_.mountpoint() + "/apps/a/shared", {".", "..", "s1", "s2", "s3"}}};
+  const off_t offsets[] = {1, 2, 3, 12345, 0x7fffffff, off_t{1} << 40, off_t{1} << 62,
+                           0x7fffffffffffffff};
+  for (const auto& [dir, names] : dirs) {
+    auto fd = open_fd(dir, O_RDONLY | O_DIRECTORY);
+    ASSERT_TRUE(fd) << dir;
+    for (off_t off : offsets) {
+      if (::lseek(fd.get(), off, SEEK_SET) < 0) continue;  // the kernel refused the offset
+      char buf[4096];
+      long n = ::syscall(SYS_getdents64, fd.get(), buf, sizeof(buf));
+      if (n < 0) {
+        EXPECT_TRUE(errno == EINVAL || errno == ENOENT) << dir << " @" << off << ": " << Err{errno};
+        continue;
+      }
+      for (long pos = 0; pos < n;) {
+        struct Dirent64 {
+          uint64_t ino;
+          int64_t off;
+          unsigned short reclen;
+          unsigned char type;
+          char name[1];
+        };
+        const auto* d = reinterpret_cast<const Dirent64*>(buf + pos);
+        EXPECT_NE(std::find(names.begin(), names.end(), std::string(d->name)), names.end())
+            << dir << " @" << off << " gave \"" << d->name << "\"";
+        pos += d->reclen;
+      }
+    }
+  }
+  EXPECT_EQ(list_dir(a_), dirs[0].second);  // and the daemon still lists from the start
+}
+
 // ---- rename races ----
 
 TEST_F(Attack, RenameRaceMovingADirectoryInAndOutWhileOpeningThroughItStaysInTheView) {
