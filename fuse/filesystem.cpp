@@ -114,7 +114,7 @@ Result<fuse_entry_param> Filesystem::make_entry(const View& view, int path_fd) {
   fuse_entry_param e{};
   e.ino = reinterpret_cast<fuse_ino_t>(*inode);
   e.attr = present(view, st);
-  e.attr_timeout = options_.attr_timeout;
+  e.attr_timeout = attr_timeout(*inode);
   e.entry_timeout = options_.entry_timeout;
   return e;
 }
@@ -188,6 +188,10 @@ void Filesystem::init(fuse_conn_info* conn) {
   // No writeback cache: dirty pages of one view would be invisible to the other views of the
   // same file until written back, and every app must see every other app's writes at once.
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  // Reads revalidate expired attributes and drop pages whose file changed size or mtime:
+  // with zero attribute timeouts for files with siblings (attr_timeout()), a view sees what
+  // another view wrote, and what the host changed on disk within a timeout.
+  if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA) conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
   // Locks stay the kernel's (no getlk/setlk/flock ops): flock and POSIX locks work within
   // the mount as on a local file system.
 }
@@ -202,20 +206,25 @@ Filesystem::Siblings Filesystem::siblings_of(const Inode* inode) {
 }
 
 void Filesystem::inval_data(const Siblings& siblings, off_t off, off_t len) {
-  if (siblings.empty()) return;
-  fuse_session* se = se_.load();
-  if (!se) return;
-  for (fuse_ino_t s : siblings) fuse_lowlevel_notify_inval_inode(se, s, off, len);
+  for (fuse_ino_t s : siblings) notifier_.inval_inode(s, off, len);
 }
 
 void Filesystem::inval_entry(const Siblings& parents, const char* name) {
-  if (parents.empty()) return;
-  fuse_session* se = se_.load();
-  if (!se) return;
-  for (fuse_ino_t p : parents) {
-    fuse_lowlevel_notify_inval_entry(se, p, name, std::strlen(name));
-    fuse_lowlevel_notify_inval_inode(se, p, -1, 0);
-  }
+  for (fuse_ino_t p : parents) notifier_.inval_entry(p, name);
+}
+
+double Filesystem::attr_timeout(const Inode* inode) const {
+  return InodeTable::has_siblings(inode) ? 0.0 : options_.attr_timeout;
+}
+
+void Filesystem::attach_session(fuse_session* se) {
+  se_.store(se);
+  notifier_.start(se);
+}
+
+bool Filesystem::detach_session(std::chrono::milliseconds patience) {
+  se_.store(nullptr);
+  return notifier_.stop(patience);
 }
 
 }  // namespace portalfs::fuse

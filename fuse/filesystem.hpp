@@ -5,10 +5,16 @@
 //
 // Every op has one shape: resolve the inode (and its view), ask policy::decide(), act with
 // *at syscalls on O_PATH fds, reply exactly once, then tell sibling views what changed.
-// Replies come before sibling invalidations on purpose: the kernel holds the directory (or
-// page) locks of the request until it is answered, and invalidating a sibling view's
-// directory while holding ours could deadlock against a request in that sibling doing the
-// same towards us (two apps changing one shared directory).
+// Sibling invalidations go to the Notifier's thread (notifier.hpp), never sent by a worker:
+// the kernel holds the directory (or page) locks of the request until it is answered, and a
+// worker invalidating a sibling view's directory could wait for a request of that sibling
+// that waits for a worker (two apps changing one shared directory).
+//
+// Coherence of data between views: a file with siblings gets attributes that expire at once
+// and the kernel's auto_inval_data, so each read in a sibling view first revalidates the size
+// and mtime, and drops pages another view changed. Invalidations alone come too late (after
+// the writer's reply) and, landing during a sibling's read, even make it worse: the kernel
+// then keeps the zero-filled page of a short read at the old size.
 //
 // Files: ops_entry.cpp (lookup, attrs, links), ops_namespace.cpp (create, remove, rename),
 // ops_file.cpp (open, I/O), ops_dir.cpp (directories), ops_xattr.cpp, synthetic.cpp (the
@@ -18,16 +24,19 @@
 #include <fuse_lowlevel.h>
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "common/result.hpp"
 #include "common/unique_fd.hpp"
 #include "fuse/inode_table.hpp"
+#include "fuse/notifier.hpp"
 #include "fuse/views.hpp"
 #include "policy/access.hpp"
 
@@ -50,6 +59,35 @@ struct DirEntry;
 /// One open directory.
 struct DirHandle;
 
+/// The handles the kernel holds (fuse_file_info::fh). The kernel releases each one, except
+/// when the connection ends with files still open (the daemon stopped while apps work): the
+/// Filesystem then frees what is left.
+template <class Handle>
+class OpenHandles {
+ public:
+  OpenHandles() = default;
+  OpenHandles(const OpenHandles&) = delete;
+  OpenHandles& operator=(const OpenHandles&) = delete;
+  ~OpenHandles() {
+    for (Handle* h : open_) delete h;
+  }
+  uint64_t add(std::unique_ptr<Handle> h) {
+    std::lock_guard lock(mutex_);
+    open_.insert(h.get());
+    return reinterpret_cast<uint64_t>(h.release());
+  }
+  std::unique_ptr<Handle> take(uint64_t fh) {
+    auto* h = reinterpret_cast<Handle*>(fh);
+    std::lock_guard lock(mutex_);
+    open_.erase(h);
+    return std::unique_ptr<Handle>(h);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_set<Handle*> open_;
+};
+
 class Filesystem {
  public:
   explicit Filesystem(Options options = {});
@@ -61,7 +99,12 @@ class Filesystem {
   static const fuse_lowlevel_ops& ops();
 
   /// The session to send invalidations to (set once the session exists).
-  void attach_session(fuse_session* se) { se_.store(se); }
+  void attach_session(fuse_session* se);
+  /// Stops sending invalidations; false if one is still blocked after `patience` (see
+  /// Notifier::stop: abort the connection, then call again).
+  bool detach_session(std::chrono::milliseconds patience = std::chrono::milliseconds(2000));
+  /// Waits until the queued sibling invalidations were sent (tests).
+  bool wait_invalidations(std::chrono::milliseconds timeout) { return notifier_.wait_idle(timeout); }
 
   /// Replaces the served views (a grant changed). Invalidates what the kernel cached of
   /// removed or changed views and of the synthetic directories above them. Returns one line
@@ -151,19 +194,25 @@ class Filesystem {
   std::unique_ptr<DirHandle> synth_opendir(const SynthInode& dir);
 
   // Coherence. The siblings are collected BEFORE the reply (after it the kernel may forget
-  // the inode at any moment); the invalidations are sent AFTER it, outside every lock (see
+  // the inode at any moment); the invalidations are queued AFTER it, for the notifier (see
   // the top of this file), and carry only inode numbers.
   using Siblings = std::vector<fuse_ino_t>;
   Siblings siblings_of(const Inode* inode);
   void inval_data(const Siblings& siblings, off_t off, off_t len);
   void inval_attr(const Siblings& siblings) { inval_data(siblings, -1, 0); }
   void inval_entry(const Siblings& parents, const char* name);
+  /// Seconds the kernel may keep this inode's attributes: none for a file with siblings.
+  double attr_timeout(const Inode* inode) const;
 
   const Options options_;
   InodeTable table_;
   ViewRegistry views_;
   common::UniqueFd proc_fd_;  // /proc/self/fd, for re-opening O_PATH fds
   std::atomic<fuse_session*> se_{nullptr};
+  Notifier notifier_;
+
+  OpenHandles<FileHandle> files_;  // before table_ is gone: a FileHandle names an Inode
+  OpenHandles<DirHandle> dirs_;
 
   std::mutex synth_mutex_;
   std::map<std::string, std::unique_ptr<SynthInode>> synth_;  // by path; never freed

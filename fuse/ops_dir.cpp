@@ -35,7 +35,7 @@ void Filesystem::opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       return reply_err(req, err);
     }
   }
-  fi->fh = reinterpret_cast<uint64_t>(h.release());
+  fi->fh = dirs_.add(std::move(h));
   fuse_reply_open(req, fi);
 }
 
@@ -140,7 +140,7 @@ void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 }
 
 void Filesystem::releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete dir_of(fi);
+  dirs_.take(fi->fh);
   reply_err(req, 0);
 }
 

@@ -66,7 +66,7 @@ void Filesystem::getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   if (rc != 0) return reply_err(req, errno);
   auto shown = present(*n->view, st);
-  fuse_reply_attr(req, &shown, options_.attr_timeout);
+  fuse_reply_attr(req, &shown, attr_timeout(n->inode));
 }
 
 void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
@@ -138,16 +138,12 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
   if (rc != 0) return reply_err(req, errno);
   auto shown = present(view, st);
   auto siblings = siblings_of(n->inode);
-  if (to_set & FUSE_SET_ATTR_SIZE) {
-    // A new size is invalidated BEFORE the reply: a sibling that read after our truncate
-    // returned must not see the old size (it would read zeros past the new end). Safe here:
-    // a setattr holds no page locks another view's handler could be waiting for.
-    inval_data(siblings, 0, 0);
-    fuse_reply_attr(req, &shown, options_.attr_timeout);
-    return;
-  }
-  fuse_reply_attr(req, &shown, options_.attr_timeout);
-  inval_attr(siblings);
+  fuse_reply_attr(req, &shown, attr_timeout(n->inode));
+  // A new size drops the siblings' pages too. Queued like every invalidation: a sibling's
+  // read revalidates the size itself (attr_timeout() is 0 for files with siblings), and an
+  // invalidation that lands during its read would keep a zero-filled short page at the old size.
+  if (to_set & FUSE_SET_ATTR_SIZE) inval_data(siblings, 0, 0);
+  else inval_attr(siblings);
 }
 
 void Filesystem::readlink(fuse_req_t req, fuse_ino_t ino) {

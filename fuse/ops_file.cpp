@@ -41,6 +41,19 @@ fuse_bufvec fd_bufvec(size_t size, int fd, off_t pos) {
 // An open handle of a view revoked with --force fails from then on.
 bool dead(const FileHandle* fh) { return fh->killed && fh->killed->load(std::memory_order_relaxed); }
 
+// How the kernel may cache an open file. A file another view also shows is served without the
+// page cache (direct_io): a read in one view racing a truncate-and-rewrite in another would
+// otherwise return the zero-filled page of its short read (a torn read no disk gives), and no
+// invalidation can be early enough without deadlocking (filesystem.hpp). The price, for such
+// files only: shared mmap fails with ENODEV (libfuse 3.14 cannot ask the kernel for
+// direct_io_allow_mmap), and reads are not cached. A file of one view keeps its page cache
+// across opens.
+void set_caching(fuse_file_info* fi, const Inode* inode) {
+  const bool shared = InodeTable::has_siblings(inode);
+  fi->direct_io = shared;
+  fi->keep_cache = !shared;
+}
+
 }  // namespace
 
 void Filesystem::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -56,13 +69,12 @@ void Filesystem::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   fh->inode = n->inode;
   fh->killed = n->view->killed;
   table_.opened(n->inode);
-  // The page cache may outlive this open only while no other view shares the file (their
-  // writes invalidate it, but a view that appears later has not seen our cache).
-  fi->keep_cache = !InodeTable::has_siblings(n->inode);
-  fi->fh = reinterpret_cast<uint64_t>(fh.release());
-  // O_TRUNC changed the size: invalidated before the reply, as setattr does.
-  if (fi->flags & O_TRUNC) inval_data(siblings_of(n->inode), 0, 0);
+  set_caching(fi, n->inode);
+  fi->fh = files_.add(std::move(fh));
+  // O_TRUNC changed the size: the siblings drop their pages (as after setattr).
+  auto siblings = fi->flags & O_TRUNC ? siblings_of(n->inode) : Siblings{};
   fuse_reply_open(req, fi);
+  inval_data(siblings, 0, 0);
 }
 
 void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
@@ -97,8 +109,8 @@ void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mod
   fh->inode = reinterpret_cast<Inode*>(e->ino);
   fh->killed = view.killed;
   table_.opened(fh->inode);
-  fi->keep_cache = !InodeTable::has_siblings(fh->inode);
-  fi->fh = reinterpret_cast<uint64_t>(fh.release());
+  set_caching(fi, fh->inode);
+  fi->fh = files_.add(std::move(fh));
   auto parents = siblings_of(p->inode);
   fuse_reply_create(req, &e.value(), fi);
   inval_entry(parents, name);
@@ -138,7 +150,7 @@ void Filesystem::fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info*
 }
 
 void Filesystem::release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  std::unique_ptr<FileHandle> fh(file_of(fi));
+  auto fh = files_.take(fi->fh);
   table_.closed(fh->inode);
   fh.reset();
   reply_err(req, 0);

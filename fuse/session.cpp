@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -14,6 +16,25 @@
 #include <vector>
 
 namespace portalfs::fuse {
+
+namespace {
+// The FUSE connection's number (its name in fusectl) is the minor of the mount's device.
+// Read from mountinfo: a stat of the mountpoint would ask this very connection, which does
+// not answer before the loop runs.
+std::string connection_of(const std::string& mountpoint) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line, n;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string id, parent, devno, root, mnt;
+    ls >> id >> parent >> devno >> root >> mnt;
+    if (mnt == mountpoint && devno.find(':') != std::string::npos) {
+      n = devno.substr(devno.find(':') + 1);  // the last mount there is ours
+    }
+  }
+  return n;
+}
+}  // namespace
 
 Session::Session(Filesystem& fs, SessionOptions options) : fs_(fs), options_(std::move(options)) {
   std::vector<std::string> argv_s = {
@@ -34,12 +55,18 @@ Session::Session(Filesystem& fs, SessionOptions options) : fs_(fs), options_(std
                              " (is /dev/fuse there, and are you root?)");
   }
   mounted_ = true;
+  connection_ = connection_of(options_.mountpoint);
   fs_.attach_session(se_);
 }
 
 Session::~Session() {
   if (!se_) return;
-  fs_.attach_session(nullptr);
+  if (!fs_.detach_session()) {
+    // An invalidation waits for a lock held by a request nobody will answer now: end the
+    // connection so that the kernel fails those requests, then the notifier finishes.
+    abort_connection();
+    fs_.detach_session(std::chrono::hours(1));
+  }
   if (signals_) fuse_remove_signal_handlers(se_);
   if (mounted_) fuse_session_unmount(se_);
   fuse_session_destroy(se_);
@@ -54,10 +81,34 @@ int Session::run() {
 }
 
 void Session::stop() {
+  // Stop the notifier while the workers still serve the requests it may be waiting for.
+  fs_.detach_session();
   fuse_session_exit(se_);
   // Wake the workers blocked in read(/dev/fuse): a lazy unmount ends the connection once
   // nothing uses the mount; libfuse then sees ENODEV and the loop returns.
   if (mounted_) ::umount2(options_.mountpoint.c_str(), MNT_DETACH);
+}
+
+
+void Session::abort_connection() {
+  const std::string& n = connection_;
+  if (n.empty()) return;
+  // fusectl lists each connection; mount it on a private directory if nobody did.
+  auto write_abort = [&](const std::string& dir) {
+    std::ofstream(dir + "/" + n + "/abort") << "1";
+  };
+  struct stat st {};
+  if (::stat(("/sys/fs/fuse/connections/" + n).c_str(), &st) == 0) {
+    write_abort("/sys/fs/fuse/connections");
+    return;
+  }
+  char dir[] = "/tmp/portalfs-fusectl-XXXXXX";
+  if (!::mkdtemp(dir)) return;
+  if (::mount("fusectl", dir, "fusectl", 0, nullptr) == 0) {
+    write_abort(dir);
+    ::umount2(dir, MNT_DETACH);
+  }
+  ::rmdir(dir);
 }
 
 void Session::install_signal_handlers() {

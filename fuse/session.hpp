@@ -39,6 +39,10 @@ class Session {
   fuse_session* se_ = nullptr;
   bool mounted_ = false;
   bool signals_ = false;
+  std::string connection_;  // the FUSE connection's number, for abort_connection()
+
+  /// Ends the connection: the kernel fails every pending request.
+  void abort_connection();
 };
 
 /// What is at a mountpoint before mounting.

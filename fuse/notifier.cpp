@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: MIT
+#include "fuse/notifier.hpp"
+
+namespace portalfs::fuse {
+
+void Notifier::start(fuse_session* se) {
+  stop();
+  std::lock_guard lock(mutex_);
+  queue_.clear();
+  se_ = se;
+  stopping_ = false;
+  thread_ = std::thread([this] { run(); });
+}
+
+bool Notifier::stop(std::chrono::milliseconds patience) {
+  {
+    std::unique_lock lock(mutex_);
+    if (!thread_.joinable()) return true;
+    stopping_ = true;
+    queue_.clear();
+    wake_.notify_all();
+    if (!idle_.wait_for(lock, patience, [this] { return !busy_; })) return false;
+  }
+  thread_.join();
+  std::lock_guard lock(mutex_);
+  se_ = nullptr;
+  return true;
+}
+
+void Notifier::post(Item item) {
+  std::lock_guard lock(mutex_);
+  if (!se_ || stopping_) return;
+  queue_.push_back(std::move(item));
+  wake_.notify_one();
+}
+
+void Notifier::inval_inode(fuse_ino_t ino, off_t off, off_t len) { post(Item{ino, off, len, {}}); }
+
+void Notifier::inval_entry(fuse_ino_t parent, std::string name) {
+  post(Item{parent, 0, 0, std::move(name)});
+}
+
+bool Notifier::wait_idle(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  return idle_.wait_for(lock, timeout, [this] { return queue_.empty() && !busy_; });
+}
+
+void Notifier::run() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    if (stopping_) break;
+    Item item = std::move(queue_.front());
+    queue_.pop_front();
+    busy_ = true;
+    fuse_session* se = se_;
+    lock.unlock();
+    // Errors are expected and harmless: ENOENT for an inode the kernel forgot, ENOTCONN
+    // while the mount goes away.
+    if (item.name.empty()) {
+      fuse_lowlevel_notify_inval_inode(se, item.ino, item.off, item.len);
+    } else {
+      fuse_lowlevel_notify_inval_entry(se, item.ino, item.name.c_str(), item.name.size());
+      fuse_lowlevel_notify_inval_inode(se, item.ino, -1, 0);  // its mtime and size changed
+    }
+    lock.lock();
+    busy_ = false;
+    idle_.notify_all();
+  }
+  busy_ = false;
+  idle_.notify_all();
+}
+
+}  // namespace portalfs::fuse

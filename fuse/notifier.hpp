@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// Notifier: sends the kernel the invalidations of sibling views from a thread of its own.
+//
+// A worker must never wait for an invalidation. The kernel takes the sibling's directory lock
+// (entries) or page locks (data) to invalidate, and those may be held by a request of the
+// sibling view that waits for a free worker: with every worker blocked that way, nothing
+// moves (two apps churning in one shared directory did exactly that). Workers queue the
+// invalidation after their reply and go back to serving; this one thread may block, and is
+// released as soon as a worker answers the request that holds the lock.
+//
+// Invalidations carry inode numbers only: one the kernel forgot in the meantime is answered
+// with ENOENT and ignored.
+
+#define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
+#include <fuse_lowlevel.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace portalfs::fuse {
+
+class Notifier {
+ public:
+  Notifier() = default;
+  ~Notifier() { stop(); }
+  Notifier(const Notifier&) = delete;
+  Notifier& operator=(const Notifier&) = delete;
+
+  /// Starts sending to `se` (a thread). Invalidations queued before are dropped.
+  void start(fuse_session* se);
+  /// Drops what is queued, stops taking more and joins the thread once the invalidation being
+  /// sent is done. Returns false if that one is still blocked after `patience`: it waits for a
+  /// lock held by a request nobody serves any more (the loop ended with the mount in use).
+  /// Abort the connection, then call stop() again.
+  bool stop(std::chrono::milliseconds patience = std::chrono::milliseconds(2000));
+
+  /// Attributes (off = -1) or data from `off` (len 0: to the end) of `ino`.
+  void inval_inode(fuse_ino_t ino, off_t off, off_t len);
+  /// The name `name` in the directory `parent` (and the directory's attributes).
+  void inval_entry(fuse_ino_t parent, std::string name);
+
+  /// Waits until everything queued so far was sent (tests; returns false on timeout).
+  bool wait_idle(std::chrono::milliseconds timeout);
+
+ private:
+  struct Item {
+    fuse_ino_t ino;
+    off_t off, len;
+    std::string name;  // non-empty: an entry
+  };
+  void run();
+  void post(Item item);
+
+  std::mutex mutex_;
+  std::condition_variable wake_, idle_;
+  std::deque<Item> queue_;
+  fuse_session* se_ = nullptr;  // null: not running, posts are dropped
+  bool stopping_ = false, busy_ = false;
+  std::thread thread_;
+};
+
+}  // namespace portalfs::fuse
