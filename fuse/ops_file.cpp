@@ -123,8 +123,11 @@ void Filesystem::read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_f
   fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 
-void Filesystem::write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off,
+void Filesystem::write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off,
                            fuse_file_info* fi) {
+  // The grant is checked on every write, not only at open: a share turned read-only refuses
+  // the writes of files opened before (as ftruncate and fallocate do). A lock-free lookup.
+  if (auto n = resolve_for(ino, Op::write); !n) return reply_err(req, n.error());
   FileHandle* fh = file_of(fi);
   if (dead(fh)) return reply_err(req, EIO);
   fuse_bufvec out = fd_bufvec(fuse_buf_size(in), fh->fd.get(), off);

@@ -15,10 +15,12 @@ bool read_only(const MountEntry& e) { return e.grant.access == policy::Access::r
 std::string render_docker(const std::vector<MountEntry>& entries) {
   std::string out;
   for (const auto& e : entries) {
+    // One "-v SRC:DST[:ro]" per line, meant for $(...) in a shell: a ':' would be read as
+    // a separator, whitespace would split the argument (and could smuggle in an option).
     for (const auto* path : {&e.host_path, &e.grant.container_path}) {
-      if (path->find(':') != std::string::npos) {
-        throw std::invalid_argument("the path " + *path +
-                                    " holds ':', which docker -v can't express; use --format oci or json");
+      if (path->find_first_of(": \t\n\r\v\f") != std::string::npos) {
+        throw std::invalid_argument("the path \"" + *path +
+                                    "\" holds ':' or whitespace, which docker -v can't express; use --format oci or json");
       }
     }
     out += "-v " + e.host_path + ":" + e.grant.container_path + (read_only(e) ? ":ro" : "") + "\n";

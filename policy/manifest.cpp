@@ -8,7 +8,7 @@
 // keeps its last value, as the platform's own (Python) parser does.
 //
 // Container paths (check_container_path), after normalise_container_path() dropped one
-// trailing '/': absolute; at most 4096 bytes; no NUL; no empty, "." or ".." segment; not "/";
+// trailing '/': absolute; at most 4096 bytes; no control character; no empty, "." or ".." segment; not "/";
 // not /proc, /sys, /dev or below them (the container runtime owns those). No two grants of one
 // app may have the same path; nesting (/data and /data/documents) is fine.
 
@@ -378,7 +378,11 @@ std::string check_share_name(std::string_view name) {
 }
 
 std::string check_container_path(std::string_view path) {
-  if (path.find('\0') != std::string_view::npos) return "expected a path without NUL";
+  // Control characters (NUL, newline, tab...) have no business in a mount target, and a
+  // newline would split the lines `portalctl mounts` prints into extra arguments.
+  if (std::any_of(path.begin(), path.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+    return "expected a path without control characters";
+  }
   if (path.size() > kMaxPathBytes) return "expected a path of at most 4096 bytes";
   if (!path.starts_with('/')) return "expected an absolute path";
   if (path == "/") return "expected a path below /";

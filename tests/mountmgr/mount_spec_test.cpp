@@ -120,6 +120,18 @@ TEST(MountSpecTest, DockerRefusesAColon) {
   EXPECT_NO_THROW(render_mounts(mount_entries(kMnt, "x", effective_grants(app)), MountStyle::oci));
 }
 
+// "/x --privileged" printed as "-v SRC:/x --privileged" would become an option of
+// `docker run $(portalctl mounts APP)`.
+TEST(MountSpecTest, DockerRefusesWhitespace) {
+  for (const char* path : {"/x --privileged", "/x\t--privileged", "/My Documents"}) {
+    AppRecord app;
+    app.grants = {{GrantKind::data, "d", path, Access::read_write, std::nullopt}};
+    const auto entries = mount_entries(kMnt, "x", effective_grants(app));
+    EXPECT_THROW(render_mounts(entries, MountStyle::docker), std::invalid_argument) << path;
+    EXPECT_NO_THROW(render_mounts(entries, MountStyle::oci)) << path;
+  }
+}
+
 TEST(MountOrderTest, ParentsFirstSegmentWise) {
   AppRecord app;
   for (const auto* p : {"/data-old", "/data/x", "/b", "/data", "/data/x/y"}) {

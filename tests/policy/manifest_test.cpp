@@ -325,7 +325,9 @@ INSTANTIATE_TEST_SUITE_P(
                     R"(app.json: /data_dirs/0: )" + kBadPathSegments + R"(, got "/a/../etc")"},
         InvalidCase{"path_trailing_dotdot", with_dir(R"("/a/..")"), R"(app.json: /data_dirs/0: )" + kBadPathSegments + R"(, got "/a/..")"},
         InvalidCase{"path_only_dot", with_dir(R"("/.")"), R"(app.json: /data_dirs/0: )" + kBadPathSegments + R"(, got "/.")"},
-        InvalidCase{"path_nul", with_dir(R"("/a\u0000b")"), R"(app.json: /data_dirs/0: expected a path without NUL, got "/a\u0000b")"},
+        InvalidCase{"path_nul", with_dir(R"("/a\u0000b")"), R"(app.json: /data_dirs/0: expected a path without control characters, got "/a\u0000b")"},
+        InvalidCase{"path_newline", with_dir(R"("/data\n--privileged")"), R"(app.json: /data_dirs/0: expected a path without control characters, got "/data\n--privileged")"},
+        InvalidCase{"path_tab", with_dir(R"("/a\tb")"), R"(app.json: /data_dirs/0: expected a path without control characters, got "/a\tb")"},
         InvalidCase{"path_4097_bytes", with_dir("\"/" + std::string(4096, 'p') + "\""),
                     "app.json: /data_dirs/0: expected a path of at most 4096 bytes, got \"/" + std::string(58, 'p') + "..."},
         InvalidCase{"path_proc", with_dir(R"("/proc")"), R"(app.json: /data_dirs/0: expected a path outside /proc, /sys and /dev, got "/proc")"},
@@ -459,7 +461,9 @@ TEST(ManifestChecks, ContainerPath) {
   EXPECT_EQ(check_container_path("/data/"), kBadPathSegments) << "not normalised";
   EXPECT_EQ(check_container_path("data"), "expected an absolute path");
   EXPECT_EQ(check_container_path("/"), "expected a path below /");
-  EXPECT_EQ(check_container_path(std::string_view("/a\0", 3)), "expected a path without NUL");
+  EXPECT_EQ(check_container_path(std::string_view("/a\0", 3)), "expected a path without control characters");
+  EXPECT_EQ(check_container_path("/a\x7f"), "expected a path without control characters");
+  EXPECT_EQ(check_container_path("/My Documents"), "");  // a space is a fine path
   EXPECT_EQ(check_container_path("/sys"), "expected a path outside /proc, /sys and /dev");
   EXPECT_EQ(check_container_path("/sysfs"), "");
 }
