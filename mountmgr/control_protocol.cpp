@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: MIT
 #include "mountmgr/control_protocol.hpp"
 
+#include "mountmgr/json_reader.hpp"
+
 namespace portalfs::mountmgr {
 
 nlohmann::json error_response(int code, std::string_view message) {
-  return {{"ok", false}, {"code", code}, {"error", std::string(message)}};
+  // One line whatever the message quotes (an exception's text may hold a path with a newline).
+  return {{"ok", false}, {"code", code}, {"error", escape_controls(message)}};
 }
 
 nlohmann::json ok_response(std::string output) {

@@ -161,7 +161,7 @@ Outcome Manager::Impl::dispatch(const Request& req) {
   };
   if (auto it = kVerbs.find(req.verb); it != kVerbs.end()) return (this->*(it->second))(req);
   if (auto it = kReadVerbs.find(req.verb); it != kReadVerbs.end()) return (this->*(it->second))(req);
-  refuse("unknown verb \"" + req.verb + "\"");
+  refuse("unknown verb " + describe_json(req.verb));
 }
 
 int Manager::heal_attachments() {

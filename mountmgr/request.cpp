@@ -22,7 +22,11 @@ Request parse_request(const nlohmann::json& request) {
       out.args = args->json();
     }
   } catch (const FieldError& e) {
-    refuse("bad request: " + (e.pointer().empty() ? "" : e.pointer().substr(1) + ": ") + e.problem());
+    // The field's name is the client's: quoted, so that a newline in it can't split the line.
+    if (e.pointer().empty()) refuse("bad request: " + e.problem());
+    const std::string field = describe_json(e.pointer().substr(1));
+    if (e.problem() == "unknown field") refuse("bad request: unknown field " + field);
+    refuse("bad request: field " + field + ": " + e.problem());
   }
   return out;
 }
@@ -46,8 +50,10 @@ auto Args::read(F&& f) const -> decltype(f()) {
 }
 
 void Args::bad(std::string_view key, const std::string& problem) const {
-  if (problem == "unknown field") refuse(request_.verb + ": unknown argument \"" + std::string(key) + "\"");
-  refuse(request_.verb + ": argument \"" + std::string(key) + "\": " + problem);
+  // The key may be the client's (an unknown one): quoted as JSON, control characters escaped.
+  const std::string quoted = describe_json(std::string(key));
+  if (problem == "unknown field") refuse(request_.verb + ": unknown argument " + quoted);
+  refuse(request_.verb + ": argument " + quoted + ": " + problem);
 }
 
 std::string Args::str(std::string_view key) const {

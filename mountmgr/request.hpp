@@ -22,9 +22,10 @@ inline constexpr int kCodeUsage = 2;    // bad input; nothing changed
 inline constexpr int kCodeRuntime = 1;  // the request was good, carrying it out failed
 
 /// A refused or failed request: what handle() turns into {"ok": false, "code", "error"}.
+/// The message is one line whatever it quotes: control characters are escaped ("\n", "\xNN").
 class RequestError : public std::runtime_error {
  public:
-  RequestError(int code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  RequestError(int code, const std::string& message) : std::runtime_error(escape_controls(message)), code_(code) {}
   [[nodiscard]] int code() const { return code_; }
 
  private:

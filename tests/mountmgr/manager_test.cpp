@@ -7,6 +7,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -14,6 +15,8 @@
 #include <set>
 #include <thread>
 
+#include "mountmgr/control_protocol.hpp"
+#include "mountmgr/request.hpp"
 #include "mountmgr/state.hpp"
 #include "tests/testutil/temp_dir.hpp"
 
@@ -232,6 +235,43 @@ TEST_F(ManagerTest, MalformedRequests) {
   const json r = mgr->handle({{"verb", "app.frobnicate"}});
   EXPECT_EQ(r["error"], "unknown verb \"app.frobnicate\"");
   EXPECT_EQ(mgr->handle({{"verb", "app.list"}})["ok"], true);  // format and args are optional
+}
+
+// Any control character (a newline would split the line portalctl prints).
+bool has_control(const std::string& text) {
+  return std::any_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
+
+TEST_F(ManagerTest, ErrorsAreOneLineWhateverTheRequestHolds) {
+  // The inputs of fuzz/regressions/request/error-newline-*.json, and their relatives.
+  const std::vector<std::pair<json, std::string>> cases = {
+      {{{"verb", "\n"}}, R"(unknown verb "\n")"},
+      {{{"verb", "app.\tlist\x01"}}, R"(unknown verb "app.\tlist\u0001")"},
+      {{{"verb", "status"}, {"\n", 1}}, R"(bad request: unknown field "\n")"},
+      {{{"verb", "status"}, {"format", "\r\n"}}, R"(bad request: field "format": expected "text" or "json", got "\r\n")"},
+      {{{"verb", "app.show"}, {"args", {{"\n", 1}}}}, R"(app.show: unknown argument "\n")"},
+      {{{"verb", "app.show"}, {"args", {{"app", "x\ny"}}}}, R"(app.show: argument "app": expected an app id)"},
+      {{{"verb", "app.install"}, {"args", {{"manifest", "{"}, {"source", "a\nb.json"}}}}, R"(a\nb.json:1:2: )"},
+  };
+  for (const auto& [request, part] : cases) {
+    const json r = mgr->handle(request);
+    EXPECT_EQ(r.value("code", 0), 2) << r.dump();
+    const std::string error = r.value("error", "");
+    EXPECT_THAT(error, HasSubstr(part)) << r.dump();
+    EXPECT_FALSE(has_control(error)) << r.dump();
+  }
+  EXPECT_FALSE(fs::exists(storage + "/apps"));
+}
+
+TEST(RequestError, EscapesControlCharacters) {
+  const RequestError e(2, "a\nb\tc\rd\x01" "e\x7f f\xc3\xa9");
+  EXPECT_STREQ(e.what(), R"(a\nb\tc\rd\x01e\x7f f)" "\xc3\xa9");
+  EXPECT_EQ(e.code(), 2);
+}
+
+// What any exception's text becomes on the wire: one line too.
+TEST(ErrorResponse, EscapesControlCharacters) {
+  EXPECT_EQ(error_response(1, "cannot create /srv/a\nb: denied")["error"], R"(cannot create /srv/a\nb: denied)");
 }
 
 TEST_F(ManagerTest, UpgradeKeepsDataRecordsVersionsAndKeepsRemovedDirs) {
