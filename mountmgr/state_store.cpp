@@ -106,7 +106,8 @@ ReadOutcome read_state_file(int dir_fd, const char* name) {
   try {
     out.state = state_from_json(doc);
   } catch (const FieldError& e) {
-    out.problem = e.pointer().empty() ? e.problem() : e.pointer() + ": " + e.problem();
+    // A key in the pointer may hold a newline: escaped, the message stays one line.
+    out.problem = e.pointer().empty() ? e.problem() : escape_controls(e.pointer()) + ": " + e.problem();
   }
   return out;
 }

@@ -215,6 +215,12 @@ TEST(StateStoreTest, BadFilesAreRefusedWithOneLine) {
          write_file(f, j.dump());
        },
        "/apps/navidrome/version: expected a string, got null"},
+      {"key with a newline", [&](const std::string& f) {
+         auto j = to_json(rich_state());
+         j["apps"]["a\nb"] = j["apps"]["navidrome"];
+         write_file(f, j.dump());
+       },
+       "/apps/a\\nb: key: expected an app id"},
   };
   for (const auto& c : cases) {
     TempDir tmp;
