@@ -43,6 +43,56 @@ std::string truncated(std::string text, std::size_t max) {
   return text + "...";
 }
 
+// The length of the valid UTF-8 sequence at the start of `text`, 0 if it does not start with one
+// (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF).
+std::size_t utf8_sequence(std::string_view text) {
+  const auto at = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+  const unsigned char lead = at(0);
+  if (lead < 0x80) return 1;
+  std::size_t n = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // the range of the second byte
+  if (lead >= 0xC2 && lead <= 0xDF) {
+    n = 2;
+  } else if (lead >= 0xE0 && lead <= 0xEF) {
+    n = 3;
+    if (lead == 0xE0) lo = 0xA0;
+    if (lead == 0xED) hi = 0x9F;
+  } else if (lead >= 0xF0 && lead <= 0xF4) {
+    n = 4;
+    if (lead == 0xF0) lo = 0x90;
+    if (lead == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (text.size() < n || at(1) < lo || at(1) > hi) return 0;
+  for (std::size_t i = 2; i < n; ++i) {
+    if (!is_continuation_byte(text[i])) return 0;
+  }
+  return n;
+}
+
+// The text with every byte that is not part of valid UTF-8 written as "\xNN": nlohmann quotes
+// the raw bytes it read ("last read: '...'"), and a message must be valid UTF-8.
+std::string escape_invalid_utf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  while (!text.empty()) {
+    const std::size_t n = utf8_sequence(text);
+    if (n > 0) {
+      out += text.substr(0, n);
+      text.remove_prefix(n);
+      continue;
+    }
+    constexpr char kHex[] = "0123456789abcdef";
+    const auto byte = static_cast<unsigned char>(text.front());
+    out += "\\x";
+    out += kHex[byte >> 4];
+    out += kHex[byte & 0xf];
+    text.remove_prefix(1);
+  }
+  return out;
+}
+
 // A found value as compact JSON: one line whatever it holds (dump escapes control characters;
 // `replace` keeps invalid UTF-8 from a name override from throwing).
 std::string describe(const Json& value) {
@@ -107,7 +157,7 @@ class SyntaxErrorLocator final : public nlohmann::json_sax<Json> {
       const auto end = reason.find(": ");
       if (end != std::string_view::npos) reason.remove_prefix(end + 2);
     }
-    return truncated(std::string(reason), kMaxReasonBytes);
+    return escape_invalid_utf8(truncated(std::string(reason), kMaxReasonBytes));
   }
 
  private:

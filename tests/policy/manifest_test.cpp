@@ -420,6 +420,43 @@ INSTANTIATE_TEST_SUITE_P(
                    "app.json:1:24: number overflow parsing '1e400'"}),
     [](const auto& test_info) { return test_info.param.test_name; });
 
+// Whether `text` is valid UTF-8 (RFC 3629), checked the slow, obvious way: decode, re-check.
+bool valid_utf8(const std::string& text) {
+  for (std::size_t i = 0; i < text.size();) {
+    const auto b = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
+    const unsigned char lead = b(i);
+    const std::size_t n = lead < 0x80 ? 1 : lead >> 5 == 0x6 ? 2 : lead >> 4 == 0xE ? 3 : lead >> 3 == 0x1E ? 4 : 0;
+    if (n == 0 || i + n > text.size()) return false;
+    uint32_t cp = n == 1 ? lead : lead & (0x7F >> n);
+    for (std::size_t k = 1; k < n; ++k) {
+      if ((b(i + k) & 0xC0) != 0x80) return false;
+      cp = cp << 6 | (b(i + k) & 0x3F);
+    }
+    const uint32_t min = n == 1 ? 0 : n == 2 ? 0x80 : n == 3 ? 0x800 : 0x10000;
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += n;
+  }
+  return true;
+}
+
+// nlohmann quotes the bytes it read ("last read: '...'") raw: invalid UTF-8 in the file must
+// come out as \xNN, and the message stays valid UTF-8 and one line.
+TEST(ManifestSyntax, InvalidUtf8IsEscaped) {
+  EXPECT_EQ(parse_error("{\"a\xff\": 1}"),
+            R"(app.json:1:4: syntax error while parsing object key - invalid string: ill-formed UTF-8 byte; last read: '"a\xff'; expected string literal)");
+  const std::vector<std::string> bad_inputs = {"{\"\xc3\": 1}", "{\"\xc0\xaf\"}", "{\"\xed\xa0\x80\"}", "{\"\xf4\x90\x80\x80\"}",
+                                "[\"\xe2\x82\", \n]", "{\"\xc3\xa9\xc3\n\"}", "\xfe\xff", "{\"x\": \"" + std::string(200, '\xe9')};
+  for (const auto& bad : bad_inputs) {
+    const std::string error = parse_error(bad);
+    EXPECT_TRUE(error.starts_with("app.json:1:")) << error;
+    EXPECT_TRUE(valid_utf8(error)) << error;
+    EXPECT_EQ(error.find('\n'), std::string::npos) << error;
+  }
+  // Valid UTF-8 is kept as it is.
+  EXPECT_EQ(parse_error("{\"\xc3\xa9\xf0\x9f\x98\x80\": x}"),
+            "app.json:1:8: syntax error while parsing value - invalid literal; last read: '\"\xc3\xa9\xf0\x9f\x98\x80\": x'");
+}
+
 TEST(ManifestSource, IsUsedVerbatim) {
   try {
     parse_manifest("{", "/srv/apps/x/app.json", {});
