@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <stdexcept>
 
 #include "common/log.hpp"
 #include "mountmgr/control_protocol.hpp"
@@ -312,8 +313,16 @@ void Manager::Impl::provision_app(const State& next, const std::string& app, App
 }
 
 std::string Manager::Impl::mounts_output(const std::string& app, const AppRecord& record, bool json) const {
-  return render_mounts(mount_entries(config.mountpoint, app, effective_grants(record)),
-                       json ? MountStyle::json : MountStyle::docker);
+  const auto entries = mount_entries(config.mountpoint, app, effective_grants(record));
+  if (json) return render_mounts(entries, MountStyle::json);
+  try {
+    return render_mounts(entries, MountStyle::docker);
+  } catch (const std::invalid_argument&) {
+    // The app is fine (the filesystem and OCI take any path); only -v can't say where. A note,
+    // not a refusal, and without the path: someone may paste this output into `docker run`.
+    return "app " + app + ": a mount path holds ':' or whitespace, which docker -v can't express; " +
+           "portalctl mounts " + app + " --format oci gives the mounts\n";
+  }
 }
 
 void Manager::Impl::check_no_clash(const std::string& app, const AppRecord& record) {

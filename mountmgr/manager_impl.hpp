@@ -108,6 +108,7 @@ struct Manager::Impl {
   void provision_app(const State& next, const std::string& app, AppRecord& record,
                      const std::vector<DataDirRecord>& previous) const;
   /// The app's mounts as install/upgrade print them: docker lines (text) or the json style.
+  /// Never throws for a path docker can't take: the text is then a note pointing to --format oci.
   [[nodiscard]] std::string mounts_output(const std::string& app, const AppRecord& record, bool json) const;
   /// Refuses (code 2) when two of the app's grants would have the same container path or the
   /// same view.

@@ -488,6 +488,31 @@ TEST_F(ManagerTest, Mounts) {
   refused("mounts", {{"app", "ghost"}, {"style", "oci"}}, 2, "app ghost is not installed");
 }
 
+// A path docker -v can't express is still a valid app (FUSE and OCI take it): install and
+// upgrade succeed and say where the mounts are; only `mounts` in the docker style refuses.
+TEST_F(ManagerTest, InstallAndUpgradeOfAPathDockerCantExpress) {
+  const std::string v1 = R"({"name": "colon", "v": "1", "data_dirs": ["/a:b"]})";
+  const std::string note = "app colon: a mount path holds ':' or whitespace, which docker -v can't express; "
+                           "portalctl mounts colon --format oci gives the mounts\n";
+  EXPECT_EQ(install(v1), note);
+  EXPECT_TRUE(fs::is_directory(data("colon/a:b")));
+  EXPECT_TRUE(saved_state().apps.contains("colon"));
+  EXPECT_EQ(install(v1), note);  // again: no change
+  const json as_json = json::parse(ok("app.install", {{"manifest", v1}, {"source", "app.json"}}, true));
+  EXPECT_EQ(as_json[0]["container_path"], "/a:b");
+
+  refused("mounts", {{"app", "colon"}, {"style", "docker"}}, 2,
+          "app colon: the path \"" + mnt + "/apps/colon/data/a:b\" holds ':' or whitespace");
+  const json oci = json::parse(ok("mounts", {{"app", "colon"}, {"style", "oci"}}));
+  EXPECT_EQ(oci[0]["destination"], "/a:b");
+
+  EXPECT_EQ(ok("app.upgrade", {{"manifest", R"({"name": "colon", "v": "2", "data_dirs": ["/a:b", "/c d"]})"},
+                               {"source", "app.json"}}),
+            note);
+  EXPECT_TRUE(fs::is_directory(data("colon/c d")));
+  EXPECT_EQ(saved_state().apps.at("colon").version, "2");
+}
+
 TEST_F(ManagerTest, StorageMountListReportUnmount) {
   install(R"({"v": "1", "name": "web", "data_dirs": ["/data"]})");
   fs::create_directories(tmp / "assets");
