@@ -1,10 +1,24 @@
 // SPDX-License-Identifier: MIT
 #include "fuse/notifier.hpp"
 
+#include "common/log.hpp"
+
 namespace portalfs::fuse {
 
+Notifier::~Notifier() { stop_waiting(); }
+
+void Notifier::stop_waiting() {
+  // Blocked for good only while nobody aborts the connection; the Session does that first
+  // (session.cpp), so this loop ends. Returning instead would destroy a joinable thread
+  // (std::terminate), or free what the thread still uses.
+  while (!stop()) {
+    common::log(common::LogLevel::warn,
+                "an invalidation is still blocked in the kernel; waiting for it to stop the notifier");
+  }
+}
+
 void Notifier::start(fuse_session* se) {
-  stop();
+  stop_waiting();
   std::lock_guard lock(mutex_);
   queue_.clear();
   se_ = se;

@@ -29,11 +29,13 @@ namespace portalfs::fuse {
 class Notifier {
  public:
   Notifier() = default;
-  ~Notifier() { stop(); }
+  /// Stops, waiting as long as it takes: a joinable std::thread must not be destroyed.
+  ~Notifier();
   Notifier(const Notifier&) = delete;
   Notifier& operator=(const Notifier&) = delete;
 
-  /// Starts sending to `se` (a thread). Invalidations queued before are dropped.
+  /// Starts sending to `se` (a thread), stopping a running one first (waiting as long as it
+  /// takes). Invalidations queued before are dropped.
   void start(fuse_session* se);
   /// Drops what is queued, stops taking more and joins the thread once the invalidation being
   /// sent is done. Returns false if that one is still blocked after `patience`: it waits for a
@@ -57,6 +59,8 @@ class Notifier {
   };
   void run();
   void post(Item item);
+  /// stop() until it succeeds, with a warning each time it did not.
+  void stop_waiting();
 
   std::mutex mutex_;
   std::condition_variable wake_, idle_;
