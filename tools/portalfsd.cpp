@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 // portalfsd: mounts the portalfs filesystem, serves the control socket, and keeps the views
 // in step with the mount manager's state. See README.md for the options.
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -75,6 +77,50 @@ void check_environment(const portalfs::tools::DaemonOptions& o) {
   }
 }
 
+// The open-file limit and the O_PATH fd cache sized from it. Logged only once mounted: a
+// refusal to start (bad state, busy mountpoint) must stay the one line on stderr.
+struct FdBudget {
+  rlim_t limit = 0;
+  size_t cache = 0;
+  std::string raise_error;  // why the soft limit could not be raised, if it could not
+};
+
+// Raises the soft open-file limit to the hard one (as mergerfs does) and sizes the fd cache to
+// half of it: the other half serves open files, the fuse device, sockets and the cache's own
+// re-opens. With a cache larger than the limit, lookups fail with EMFILE while evicting cached
+// fds (re-opened by handle) would serve them.
+FdBudget fd_budget() {
+  constexpr rlim_t kMin = 64, kMax = 8192;  // 8192: Options' default
+  FdBudget out;
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    out.limit = RLIM_INFINITY;
+    out.cache = kMax;
+    return out;
+  }
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+      limit = raised;
+    } else {
+      out.raise_error = std::strerror(errno);
+    }
+  }
+  out.limit = limit.rlim_cur;
+  out.cache = static_cast<size_t>(std::clamp(limit.rlim_cur / 2, kMin, kMax));
+  return out;
+}
+
+void log_fd_budget(const FdBudget& b) {
+  if (!b.raise_error.empty()) {
+    log::log(log::LogLevel::warn, "cannot raise the open-file limit to the hard limit: " + b.raise_error);
+  }
+  const std::string limit = b.limit == RLIM_INFINITY ? "unlimited" : std::to_string(b.limit);
+  log::log(log::LogLevel::info,
+           "open-file limit " + limit + ": caching at most " + std::to_string(b.cache) + " O_PATH fds");
+}
+
 nlohmann::json filesystem_status(portalfs::fuse::Filesystem& fs) {
   auto s = fs.stats();
   utsname u{};
@@ -108,7 +154,10 @@ int run(const portalfs::tools::DaemonOptions& o) {
   std::optional<gid_t> admin_gid;
   if (!o.admin_group.empty()) admin_gid = portalfs::tools::resolve_group("portalfsd", o.admin_group);
 
-  portalfs::fuse::Filesystem fs;
+  const FdBudget fds = fd_budget();
+  portalfs::fuse::Options fs_options;
+  fs_options.fd_cache = fds.cache;
+  portalfs::fuse::Filesystem fs(fs_options);
   std::unique_ptr<portalfs::mountmgr::Manager> manager;
   try {
     portalfs::mountmgr::ManagerConfig cfg;
@@ -129,6 +178,7 @@ int run(const portalfs::tools::DaemonOptions& o) {
 
   portalfs::fuse::Session session(fs, {o.mountpoint, o.threads, o.log_level == log::LogLevel::debug});
   session.install_signal_handlers();
+  log_fd_budget(fds);
   if (!o.foreground && ::daemon(0, 0) != 0) {
     throw StartError{ExitCode::runtime, std::string("cannot go to the background: ") + std::strerror(errno)};
   }

@@ -28,6 +28,8 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "common/unique_fd.hpp"
 #include "tests/testutil/daemon_fixture.hpp"
 
@@ -606,12 +608,22 @@ TEST_F(FewFds, CallersGetEmfileTheDaemonRecoversAndNeverCrashes) {
   EXPECT_FALSE(daemon_->exited());
 }
 
-// Open bug: the O_PATH fd cache holds 8192 fds whatever RLIMIT_NOFILE is, so under a lower
-// limit lookups fail with EMFILE while the kernel remembers ~limit inodes, although evicting
-// cached fds (re-opened by handle) would serve them all.
-TEST_F(FewFds, DISABLED_LookupsNeverRunOutOfFdsUnderALowLimit) {
+// The O_PATH fd cache is sized from RLIMIT_NOFILE (half of it), so lookups evict cached fds
+// (re-opened by handle) instead of running out.
+TEST_F(FewFds, LookupsNeverRunOutOfFdsUnderALowLimit) {
   auto outcome = stat_all();
   EXPECT_EQ(outcome[0], kDirs * kFilesPerDir) << describe(outcome);
+}
+
+// portalfsd raises its soft limit to the hard one and caches O_PATH fds for half of it.
+TEST_F(Fault, RaisesTheSoftFdLimitAndSizesTheFdCacheFromIt) {
+  ASSERT_NO_FATAL_FAILURE(start_with({"/usr/bin/prlimit", "--nofile=256:1024", "--"}));
+  EXPECT_THAT(read_file("/proc/" + std::to_string(daemon_->pid()) + "/limits"),
+              ::testing::ContainsRegex("Max open files +1024 +1024 "));
+  auto status = ctl({"status", "--format", "json"});
+  ASSERT_EQ(status.code, 0) << status.err;
+  EXPECT_EQ(nlohmann::json::parse(status.out)["filesystem"]["fd_cache_capacity"], 512) << status.out;
+  EXPECT_THAT(read_file(dir_ / "daemon.log"), HasSubstr("open-file limit 1024: caching at most 512 O_PATH fds"));
 }
 
 }  // namespace
