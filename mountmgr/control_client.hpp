@@ -9,15 +9,19 @@
 #include <stdexcept>
 #include <string>
 
+#include "mountmgr/json_reader.hpp"
+
 namespace portalfs::mountmgr {
 
 /// The daemon could not be reached or did not answer properly. what() is one line that names
 /// the socket and, where it helps, what to do:
 ///   "cannot reach portalfsd at /run/portalfs/portalfs.sock: No such file or directory (is the
 ///    daemon running? start it with: portalfsd)"
+/// Control characters in it (from a path, or quoted by the JSON parser from a malformed
+/// response) are escaped ("\n", "\x7f").
 class ControlError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit ControlError(const std::string& message) : std::runtime_error(escape_controls(message)) {}
 };
 
 class ControlClient {

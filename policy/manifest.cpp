@@ -71,32 +71,33 @@ std::size_t utf8_sequence(std::string_view text) {
   return n;
 }
 
-// The text with every byte that is not part of valid UTF-8 written as "\xNN": nlohmann quotes
-// the raw bytes it read ("last read: '...'"), and a message must be valid UTF-8.
-std::string escape_invalid_utf8(std::string_view text) {
+// The text with every control character and every byte that is not part of valid UTF-8
+// written as "\xNN": nlohmann quotes the raw bytes it read ("last read: '...'"; C0 controls it
+// writes as <U+000A> itself, but not DEL), and a message must be one line of valid UTF-8.
+std::string escape_for_message(std::string_view text) {
   std::string out;
   out.reserve(text.size());
   while (!text.empty()) {
     const std::size_t n = utf8_sequence(text);
-    if (n > 0) {
+    const auto lead = static_cast<unsigned char>(text.front());
+    if (n > 0 && lead >= 0x20 && lead != 0x7f) {
       out += text.substr(0, n);
       text.remove_prefix(n);
       continue;
     }
     constexpr char kHex[] = "0123456789abcdef";
-    const auto byte = static_cast<unsigned char>(text.front());
     out += "\\x";
-    out += kHex[byte >> 4];
-    out += kHex[byte & 0xf];
+    out += kHex[lead >> 4];
+    out += kHex[lead & 0xf];
     text.remove_prefix(1);
   }
   return out;
 }
 
-// A found value as compact JSON: one line whatever it holds (dump escapes control characters;
-// `replace` keeps invalid UTF-8 from a name override from throwing).
+// A found value as compact JSON: one line whatever it holds (dump escapes control characters
+// but DEL; `replace` keeps invalid UTF-8 from a name override from throwing).
 std::string describe(const Json& value) {
-  return truncated(value.dump(-1, ' ', false, Json::error_handler_t::replace), kMaxFoundBytes);
+  return escape_for_message(truncated(value.dump(-1, ' ', false, Json::error_handler_t::replace), kMaxFoundBytes));
 }
 
 std::string json_string(std::string_view text) { return describe(Json(std::string(text))); }
@@ -157,7 +158,7 @@ class SyntaxErrorLocator final : public nlohmann::json_sax<Json> {
       const auto end = reason.find(": ");
       if (end != std::string_view::npos) reason.remove_prefix(end + 2);
     }
-    return escape_invalid_utf8(truncated(std::string(reason), kMaxReasonBytes));
+    return escape_for_message(truncated(std::string(reason), kMaxReasonBytes));
   }
 
  private:

@@ -439,9 +439,9 @@ bool valid_utf8(const std::string& text) {
   return true;
 }
 
-// nlohmann quotes the bytes it read ("last read: '...'") raw: invalid UTF-8 in the file must
-// come out as \xNN, and the message stays valid UTF-8 and one line.
-TEST(ManifestSyntax, InvalidUtf8IsEscaped) {
+// nlohmann quotes the bytes it read ("last read: '...'") raw: invalid UTF-8 and DEL in the file
+// must come out as \xNN, and the message stays valid UTF-8 and one line.
+TEST(ManifestSyntax, InvalidUtf8AndDelAreEscaped) {
   EXPECT_EQ(parse_error("{\"a\xff\": 1}"),
             R"(app.json:1:4: syntax error while parsing object key - invalid string: ill-formed UTF-8 byte; last read: '"a\xff'; expected string literal)");
   const std::vector<std::string> bad_inputs = {"{\"\xc3\": 1}", "{\"\xc0\xaf\"}", "{\"\xed\xa0\x80\"}", "{\"\xf4\x90\x80\x80\"}",
@@ -452,6 +452,11 @@ TEST(ManifestSyntax, InvalidUtf8IsEscaped) {
     EXPECT_TRUE(valid_utf8(error)) << error;
     EXPECT_EQ(error.find('\n'), std::string::npos) << error;
   }
+  // DEL, which nlohmann does not write as <U+007F> as it does the other controls.
+  EXPECT_EQ(parse_error("{\x7f}"),
+            R"(app.json:1:2: syntax error while parsing object key - invalid literal; last read: '{\x7f'; expected string literal)");
+  EXPECT_EQ(parse_error("{\"name\": \"\x7f\"}"),
+            R"(app.json: /name: expected an app id or a name with a letter or digit, got "\x7f")");
   // Valid UTF-8 is kept as it is.
   EXPECT_EQ(parse_error("{\"\xc3\xa9\xf0\x9f\x98\x80\": x}"),
             "app.json:1:8: syntax error while parsing value - invalid literal; last read: '\"\xc3\xa9\xf0\x9f\x98\x80\": x'");

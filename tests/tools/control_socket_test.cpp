@@ -353,5 +353,11 @@ TEST_F(ControlSocketTest, ClientRejectsAMalformedResponse) {
   }
 }
 
+// nlohmann quotes what it read of a malformed response, DEL and all: still one printable line.
+TEST(ControlErrorTest, EscapesControlCharacters) {
+  const ControlError e("malformed response: last read: '\"Tr\x7f'\n");
+  EXPECT_STREQ(e.what(), R"(malformed response: last read: '"Tr\x7f'\n)");
+}
+
 }  // namespace
 }  // namespace portalfs::mountmgr
