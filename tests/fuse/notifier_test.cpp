@@ -63,6 +63,7 @@ fuse_session* fake_session() {
   fuse_args args = FUSE_ARGS_INIT(1, argv);
   const fuse_lowlevel_ops ops{};
   fuse_session* se = fuse_session_new(&args, &ops, sizeof(ops), nullptr);
+  fuse_opt_free_args(&args);
   if (!se) return nullptr;
   static const fuse_custom_io io = {fake_writev, fake_read, nullptr, nullptr};
   if (fuse_session_custom_io(se, &io, ::eventfd(0, EFD_CLOEXEC)) != 0) return nullptr;
