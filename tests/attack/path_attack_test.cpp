@@ -42,12 +42,18 @@ bool exists(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0;
 }
 
-/// openat2() as an errno (a descriptor it got is closed).
+/// openat2() as an errno (a descriptor it got is closed). RESOLVE_IN_ROOT and RESOLVE_BENEATH
+/// answer EAGAIN when a rename or mount anywhere raced the walk (the kernel's seqcount check);
+/// that is "try again", not a verdict, so it is retried.
 Err openat2_err(int dirfd, const std::string& path, uint64_t flags, uint64_t resolve) {
   struct open_how how {};
   how.flags = flags | O_CLOEXEC;
   how.resolve = resolve;
-  long fd = ::syscall(SYS_openat2, dirfd, path.c_str(), &how, sizeof(how));
+  long fd = -1;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    fd = ::syscall(SYS_openat2, dirfd, path.c_str(), &how, sizeof(how));
+    if (fd >= 0 || errno != EAGAIN) break;
+  }
   if (fd < 0) return Err{errno};
   ::close(static_cast<int>(fd));
   return kOk;

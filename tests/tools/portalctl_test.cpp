@@ -188,9 +188,10 @@ class PortalctlDaemonTest : public PortalctlTest {
 
   testutil::TempDir dir_{"portalfs-ctl"};
   std::string sock_ = dir_ / "ctl.sock";
-  std::unique_ptr<mountmgr::ControlServer> server_;
   std::mutex mutex_;
   nlohmann::json last_;
+  // Last, so it is destroyed (its thread joined) before the mutex and last_ it writes to.
+  std::unique_ptr<mountmgr::ControlServer> server_;
 };
 
 TEST_F(PortalctlDaemonTest, OkOutputPrintedExactly) {
