@@ -20,7 +20,8 @@ using common::Result;
 
 static_assert(sizeof(fuse_ino_t) >= sizeof(void*), "an Inode* must fit in a fuse_ino_t");
 
-Filesystem::Filesystem(Options options) : options_(options), table_(options.fd_cache) {
+Filesystem::Filesystem(Options options)
+    : options_(options), table_(options.fd_cache), passthrough_(options.passthrough) {
   proc_fd_.reset(::open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!proc_fd_) throw std::runtime_error(std::string("cannot open /proc/self/fd: ") + std::strerror(errno));
   root_ = synth_inode("");
@@ -171,7 +172,7 @@ Filesystem::Stats Filesystem::stats() {
   auto s = table_.stats();
   size_t nviews = 0;
   for (const auto& [path, dir] : views_.layout()->dirs) nviews += dir.views.size();
-  return Stats{s.inodes, s.cached_fds, s.capacity, nviews};
+  return Stats{s.inodes, s.cached_fds, s.capacity, nviews, passthrough_.open_backings()};
 }
 
 void Filesystem::init(fuse_conn_info* conn) {

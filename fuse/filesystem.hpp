@@ -37,6 +37,7 @@
 #include "common/unique_fd.hpp"
 #include "fuse/inode_table.hpp"
 #include "fuse/notifier.hpp"
+#include "fuse/passthrough.hpp"
 #include "fuse/views.hpp"
 #include "policy/access.hpp"
 
@@ -46,6 +47,7 @@ struct Options {
   double entry_timeout = 1.0;   // seconds the kernel may keep names
   double attr_timeout = 1.0;    // and attributes; changes made through portalfs invalidate
   size_t fd_cache = 8192;       // O_PATH fds kept open at most (the rest re-open by handle)
+  bool passthrough = true;      // files of data views pass through if the kernel can (passthrough.hpp)
 };
 
 /// One open file.
@@ -53,6 +55,7 @@ struct FileHandle {
   common::UniqueFd fd;
   Inode* inode = nullptr;
   std::shared_ptr<std::atomic<bool>> killed;  // the view's forced-revoke flag
+  bool counted = false;  // counted by Passthrough::acquire
 };
 
 struct DirEntry;
@@ -103,6 +106,7 @@ class Filesystem {
   /// Stops sending invalidations; false if one is still blocked after `patience` (see
   /// Notifier::stop: abort the connection, then call again).
   bool detach_session(std::chrono::milliseconds patience = std::chrono::milliseconds(2000));
+  Passthrough& passthrough() { return passthrough_; }
   /// Waits until the queued sibling invalidations were sent (tests).
   bool wait_invalidations(std::chrono::milliseconds timeout) { return notifier_.wait_idle(timeout); }
 
@@ -114,6 +118,7 @@ class Filesystem {
 
   struct Stats {
     size_t inodes, cached_fds, fd_cache_capacity, views;
+    size_t passthrough_files;  // inodes open with a backing file in the kernel
   };
   Stats stats();
 
@@ -201,6 +206,11 @@ class Filesystem {
   void inval_data(const Siblings& siblings, off_t off, off_t len);
   void inval_attr(const Siblings& siblings) { inval_data(siblings, -1, 0); }
   void inval_entry(const Siblings& parents, const char* name);
+  /// Sets how the kernel serves an open file: through its backing file (data views, if the
+  /// kernel can), else from the page cache or, for files with siblings, by the daemon.
+  void set_io_mode(fuse_file_info* fi, const View& view, FileHandle& fh);
+  /// Frees a handle the kernel will not release (its open reply was not delivered) or did.
+  void close_handle(std::unique_ptr<FileHandle> fh);
   /// Seconds the kernel may keep this inode's attributes: none for a file with siblings.
   double attr_timeout(const Inode* inode) const;
 
@@ -210,6 +220,7 @@ class Filesystem {
   common::UniqueFd proc_fd_;  // /proc/self/fd, for re-opening O_PATH fds
   std::atomic<fuse_session*> se_{nullptr};
   Notifier notifier_;
+  Passthrough passthrough_;
 
   OpenHandles<FileHandle> files_;  // before table_ is gone: a FileHandle names an Inode
   OpenHandles<DirHandle> dirs_;

@@ -41,20 +41,54 @@ fuse_bufvec fd_bufvec(size_t size, int fd, off_t pos) {
 // An open handle of a view revoked with --force fails from then on.
 bool dead(const FileHandle* fh) { return fh->killed && fh->killed->load(std::memory_order_relaxed); }
 
-// How the kernel may cache an open file. A file another view also shows is served without the
-// page cache (direct_io): a read in one view racing a truncate-and-rewrite in another would
-// otherwise return the zero-filled page of its short read (a torn read no disk gives), and no
-// invalidation can be early enough without deadlocking (filesystem.hpp). The price, for such
-// files only: shared mmap fails with ENODEV (libfuse 3.14 cannot ask the kernel for
-// direct_io_allow_mmap), and reads are not cached. A file of one view keeps its page cache
-// across opens.
-void set_caching(fuse_file_info* fi, const Inode* inode) {
-  const bool shared = InodeTable::has_siblings(inode);
+// Flags that leave a file struct fit to be a backing file: the kernel does a passthrough
+// I/O with the backing file's own flags (plus the caller's per-call ones), so O_APPEND,
+// O_DIRECT, O_SYNC... on it would apply to every open of the inode.
+constexpr int kPlainFlags =
+    O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC | O_LARGEFILE;
+
+}  // namespace
+
+// How the kernel serves an open file.
+//  - A file of a data view passes through to its backing file (passthrough.hpp): no request
+//    comes here for its reads, writes and mmaps. An open the backing cannot serve (it is
+//    read-only and the caller writes, or the reverse) gets direct_io: the daemon serves its
+//    reads and writes, the backing its mmaps.
+//  - A file another view also shows is served without the page cache (direct_io): a read in
+//    one view racing a truncate-and-rewrite in another would otherwise return the zero-filled
+//    page of its short read (a torn read no disk gives), and no invalidation can be early
+//    enough without deadlocking (filesystem.hpp). The price, for such files only: shared mmap
+//    fails with ENODEV (libfuse 3.14 cannot ask the kernel for direct_io_allow_mmap), and
+//    reads are not cached.
+//  - Any other file keeps its page cache across opens.
+void Filesystem::set_io_mode(fuse_file_info* fi, const View& view, FileHandle& fh) {
+  if (!view.is_shared() && passthrough_.active()) {
+    fh.counted = true;
+    common::UniqueFd fresh;
+    auto b = passthrough_.acquire(fh.inode, [&] {
+      const int acc = fi->flags & O_ACCMODE;
+      if ((fi->flags & ~kPlainFlags) == 0 && acc != O_WRONLY) return fh.fd.get();
+      // A write-only or unusual open: a plain read-write one of the same file serves as
+      // the backing, so later readers pass through too.
+      fresh.reset(::openat(proc_fd_.get(), fd_name(fh.fd.get()).c_str(), O_RDWR | O_CLOEXEC));
+      return fresh ? fresh.get() : -1;
+    });
+    if (b.id > 0) {
+      const int acc = fi->flags & O_ACCMODE;
+      const bool served = (acc != O_WRONLY && !b.readable) || (acc != O_RDONLY && !b.writable);
+      Passthrough::mark_next_reply(b.id, served);
+      return;
+    }
+  }
+  const bool shared = InodeTable::has_siblings(fh.inode);
   fi->direct_io = shared;
   fi->keep_cache = !shared;
 }
 
-}  // namespace
+void Filesystem::close_handle(std::unique_ptr<FileHandle> fh) {
+  if (fh->counted) passthrough_.release(fh->inode);
+  table_.closed(fh->inode);
+}
 
 void Filesystem::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto n = resolve_for(ino, writes(fi->flags) ? Op::open_write : Op::open_read);
@@ -69,11 +103,12 @@ void Filesystem::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   fh->inode = n->inode;
   fh->killed = n->view->killed;
   table_.opened(n->inode);
-  set_caching(fi, n->inode);
+  set_io_mode(fi, *n->view, *fh);
   fi->fh = files_.add(std::move(fh));
   // O_TRUNC changed the size: the siblings drop their pages (as after setattr).
   auto siblings = fi->flags & O_TRUNC ? siblings_of(n->inode) : Siblings{};
-  fuse_reply_open(req, fi);
+  // An interrupted open is not delivered, and the kernel will not release what it never had.
+  if (fuse_reply_open(req, fi) == -ENOENT) close_handle(files_.take(fi->fh));
   inval_data(siblings, 0, 0);
 }
 
@@ -109,10 +144,14 @@ void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mod
   fh->inode = reinterpret_cast<Inode*>(e->ino);
   fh->killed = view.killed;
   table_.opened(fh->inode);
-  set_caching(fi, fh->inode);
+  set_io_mode(fi, view, *fh);
   fi->fh = files_.add(std::move(fh));
   auto parents = siblings_of(p->inode);
-  fuse_reply_create(req, &e.value(), fi);
+  if (fuse_reply_create(req, &e.value(), fi) == -ENOENT) {
+    // Nor will it forget the entry it never learnt.
+    close_handle(files_.take(fi->fh));
+    table_.forget(reinterpret_cast<Inode*>(e->ino), 1);
+  }
   inval_entry(parents, name);
 }
 
@@ -153,9 +192,7 @@ void Filesystem::fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info*
 }
 
 void Filesystem::release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  auto fh = files_.take(fi->fh);
-  table_.closed(fh->inode);
-  fh.reset();
+  close_handle(files_.take(fi->fh));
   reply_err(req, 0);
 }
 

@@ -101,6 +101,8 @@ po::options_description daemon_description() {
      "group (name or gid) whose members may use the control socket besides root")
     ("recover-from-backup", po::bool_switch(),
      "start from state.json.bak when state.json is corrupt")
+    ("no-passthrough", po::bool_switch(),
+     "serve every read and write of data views in the daemon, not by kernel passthrough")
     ("example", po::bool_switch(),
      "install the example app (examples/notes.json) at start, to try portalfs out")
     ("help,h", "print this help and exit")
@@ -112,7 +114,8 @@ po::options_description daemon_description() {
 std::string daemon_usage() {
   return "Usage: portalfsd [--storage-root DIR] [--mountpoint DIR] [--state-dir DIR]\n"
          "                 [--socket PATH] [--foreground] [--threads N] [--log-level L]\n"
-         "                 [--admin-group G] [--recover-from-backup] [--example]\n\n"
+         "                 [--admin-group G] [--recover-from-backup] [--no-passthrough]\n"
+         "                 [--example]\n\n"
          "Serves every app's data and shared directories as per-app views through one FUSE\n"
          "filesystem, and takes portalctl's requests on the control socket.\n\n" +
          help_text(daemon_description()) +
@@ -582,6 +585,7 @@ DaemonOptions parse_daemon_options(const std::vector<std::string>& args) {
   o.foreground = vm["foreground"].as<bool>();
   o.recover_from_backup = vm["recover-from-backup"].as<bool>();
   o.example = vm["example"].as<bool>();
+  o.passthrough = !vm["no-passthrough"].as<bool>();
   if (vm.count("threads")) {
     const auto& text = vm["threads"].as<std::string>();
     // libfuse caps its own pool far below this; the bound only catches typos.

@@ -54,6 +54,8 @@ struct DaemonOptions {
   std::string state_dir = "/var/lib/portalfs";
   std::string socket = "/run/portalfs/portalfs.sock";
   bool foreground = false;
+  /// Files of data views pass through to their backing files in the kernel (Linux 6.9+).
+  bool passthrough = true;
   /// FUSE worker threads; 0 keeps libfuse's default.
   unsigned threads = 0;
   common::LogLevel log_level = common::LogLevel::info;

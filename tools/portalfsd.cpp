@@ -130,7 +130,9 @@ nlohmann::json filesystem_status(portalfs::fuse::Filesystem& fs) {
           {"inodes", s.inodes},
           {"cached_fds", s.cached_fds},
           {"fd_cache_capacity", s.fd_cache_capacity},
-          {"views", s.views}};
+          {"views", s.views},
+          {"passthrough", fs.passthrough().active()},
+          {"passthrough_files", s.passthrough_files}};
 }
 
 void install_example(portalfs::mountmgr::Manager& manager) {
@@ -157,6 +159,7 @@ int run(const portalfs::tools::DaemonOptions& o) {
   const FdBudget fds = fd_budget();
   portalfs::fuse::Options fs_options;
   fs_options.fd_cache = fds.cache;
+  fs_options.passthrough = o.passthrough;
   portalfs::fuse::Filesystem fs(fs_options);
   std::unique_ptr<portalfs::mountmgr::Manager> manager;
   try {

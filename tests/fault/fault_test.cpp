@@ -250,7 +250,9 @@ TEST_F(Fault, KillDuringFsyncedAppendsKeepsEveryAcknowledgedRecordAndTheClientCo
   while (client.next(word) && word != AppendingContainer::kFailed) last_acked = word;
   ASSERT_EQ(word, AppendingContainer::kFailed);
   ASSERT_TRUE(client.next(err));
-  EXPECT_EQ(err, static_cast<uint32_t>(ENOTCONN)) << std::strerror(static_cast<int>(err));
+  // ENOTCONN for a request made after the connection died, ECONNABORTED for one it was
+  // waiting on (the writes pass through to the backing file; the fsyncs reach the daemon).
+  EXPECT_TRUE(err == ENOTCONN || err == ECONNABORTED) << std::strerror(static_cast<int>(err));
 
   // On the backing file: records 0..last_acked, in order; after them at most a prefix of the
   // records that were in flight.

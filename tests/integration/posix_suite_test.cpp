@@ -50,12 +50,21 @@ struct KindCase {
   Ids chown_disk;     //   and what that chown stores
   std::optional<uint32_t> unmapped;  // a presented id chown refuses (identity maps have none)
   bool setgid_dirs;   // S_ISGID on directories survives (data views only)
+  bool passthrough = true;  // the mount's Options::passthrough (data views use it)
+  const char* name = nullptr;  // the test name's suffix, if not the kind's
 };
 
 const KindCase kData{ViewKind::data,
                      {1000, 1000}, {1000, 1000}, {2000, 2000},
                      {65534, 65534}, {65534, 65534}, {65534, 65534},
                      {3000, 3000}, {3000, 3000}, std::nullopt, true};
+// The same data view with its reads and writes served by the daemon (no kernel passthrough).
+KindCase served(KindCase c) {
+  c.passthrough = false;
+  c.name = "data_served";
+  return c;
+}
+const KindCase kDataServed = served(kData);
 const KindCase kSharedMap{ViewKind::shared_map,
                           {101000, 101000}, {1000, 1000}, {102000, 102000},
                           {101000, 101000}, {1000, 1000}, {101000, 101000},
@@ -65,7 +74,8 @@ const KindCase kSharedSquash{ViewKind::shared_squash,
                              {4242, 4242}, {2000, 2000}, {1000, 1000},
                              {1000, 1000}, {2000, 2000}, 3000, false};
 
-void PrintTo(const KindCase& c, std::ostream* os) { *os << to_string(c.kind); }
+std::string name_of(const KindCase& c) { return c.name ? c.name : to_string(c.kind); }
+void PrintTo(const KindCase& c, std::ostream* os) { *os << name_of(c); }
 
 constexpr off_t kMiB = 1 << 20;
 
@@ -135,7 +145,7 @@ class Posix : public ::testing::TestWithParam<KindCase> {
     mode_t old = ::umask(022);
     ~Umask022() { ::umask(old); }
   } umask_;
-  MountedFs m_;
+  MountedFs m_{fuse::Options{.passthrough = kind().passthrough}};
   std::string view_;
   std::string backing_;
   std::optional<FsIds> caller_;
@@ -727,10 +737,8 @@ TEST_P(Posix, SetgidDirectoryGivesItsGroupOnlyInDataViews) {
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryWritableKind, Posix,
-                         ::testing::Values(kData, kSharedMap, kSharedSquash),
-                         [](const ::testing::TestParamInfo<KindCase>& p) {
-                           return std::string(to_string(p.param.kind));
-                         });
+                         ::testing::Values(kData, kDataServed, kSharedMap, kSharedSquash),
+                         [](const ::testing::TestParamInfo<KindCase>& p) { return name_of(p.param); });
 
 // A caller the view's map does not cover has no owner to create files as: EOVERFLOW, as an
 // idmapped mount answers. Root on the host is such a caller for a container's range map.

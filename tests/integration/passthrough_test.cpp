@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: MIT
+// Kernel passthrough of data views (fuse/passthrough.hpp): an open file of a data view is
+// served by its backing file in the kernel. What that must keep true: every open sees every
+// other open's bytes, whatever its access mode and flags; the backing is dropped with the last
+// close; shared views never pass through (their grants can narrow under open files); and the
+// mount works the same with passthrough off.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "tests/integration/fs_helpers.hpp"
+#include "tests/integration/mounted_fs.hpp"
+
+namespace portalfs::testutil {
+namespace {
+
+// Linux 6.9 has FUSE passthrough; the machines this runs on have newer kernels.
+bool kernel_has_passthrough() {
+  utsname u{};
+  ::uname(&u);
+  int major = 0, minor = 0;
+  std::sscanf(u.release, "%d.%d", &major, &minor);
+  return major > 6 || (major == 6 && minor >= 9);
+}
+
+class Passthrough : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    PORTALFS_REQUIRE_MOUNT(m_);
+    data_ = m_.add_view("a", ViewKind::data, "d");
+    data_disk_ = m_.views().back().backing;
+    share_ = m_.add_view("a", ViewKind::shared_squash, "s");
+  }
+  [[nodiscard]] size_t backings() { return m_.fs().stats().passthrough_files; }
+  // The kernel sends RELEASE after close() returns: wait for the count to settle.
+  bool backings_become(size_t n) {
+    return eventually([&] { return backings() == n; }, std::chrono::milliseconds(3000));
+  }
+
+  MountedFs m_;
+  std::string data_, data_disk_, share_;
+};
+
+TEST_F(Passthrough, IsOnWhereTheKernelHasIt) {
+  EXPECT_EQ(m_.fs().passthrough().active(), kernel_has_passthrough());
+}
+
+TEST_F(Passthrough, OffWhenTheOptionsSaySo) {
+  MountedFs off{fuse::Options{.passthrough = false}};
+  PORTALFS_REQUIRE_MOUNT(off);
+  const std::string v = off.add_view("a", ViewKind::data, "d");
+  write_file(v + "/f", "served");
+  auto fd = open_fd(v + "/f", O_RDWR);
+  ASSERT_TRUE(fd);
+  EXPECT_FALSE(off.fs().passthrough().active());
+  EXPECT_EQ(off.fs().stats().passthrough_files, 0u);
+  EXPECT_EQ(pread_str(fd.get(), 100, 0), "served");
+}
+
+TEST_F(Passthrough, ADataFileHasOneBackingWhileOpenAndNoneAfter) {
+  if (!m_.fs().passthrough().active()) GTEST_FAIL() << "this kernel has no FUSE passthrough";
+  write_file(data_ + "/f", "one");
+  write_file(data_ + "/g", "two");
+  ASSERT_TRUE(backings_become(0));
+  {
+    auto f1 = open_fd(data_ + "/f", O_RDONLY);
+    auto f2 = open_fd(data_ + "/f", O_RDWR);
+    ASSERT_TRUE(f1 && f2);
+    EXPECT_EQ(backings(), 1u) << "two opens of one file share one backing";
+    auto g = open_fd(data_ + "/g", O_RDONLY);
+    ASSERT_TRUE(g);
+    EXPECT_EQ(backings(), 2u);
+    f1.reset();
+    EXPECT_EQ(pread_str(f2.get(), 10, 0), "one") << "the other open still passes through";
+  }
+  EXPECT_TRUE(backings_become(0)) << backings() << " backings left after the last close";
+}
+
+TEST_F(Passthrough, ASharedViewFileNeverPassesThrough) {
+  write_file(share_ + "/f", "shared");
+  auto fd = open_fd(share_ + "/f", O_RDWR);
+  ASSERT_TRUE(fd);
+  EXPECT_EQ(backings(), 0u);
+  EXPECT_EQ(pread_str(fd.get(), 10, 0), "shared");
+}
+
+// The mapping is the backing file's own page cache: the host sees a store at once, with no
+// msync and no writeback. A FUSE page cache would hold it until writeback.
+TEST_F(Passthrough, SharedMmapOfADataFileIsTheBackingFile) {
+  if (!m_.fs().passthrough().active()) GTEST_FAIL() << "this kernel has no FUSE passthrough";
+  write_file(data_ + "/m", std::string(4096, '.'));
+  auto fd = open_fd(data_ + "/m", O_RDWR);
+  ASSERT_TRUE(fd);
+  void* p = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  ASSERT_NE(p, MAP_FAILED) << std::strerror(errno);
+  std::memcpy(p, "stored", 6);
+  auto disk = open_fd(data_disk_ + "/m", O_RDONLY);
+  EXPECT_EQ(pread_str(disk.get(), 6, 0), "stored");
+  // And the other way: a write on the host shows in the mapping.
+  auto disk_rw = open_fd(data_disk_ + "/m", O_WRONLY);
+  ASSERT_EQ(::pwrite(disk_rw.get(), "host", 4, 100), 4);
+  EXPECT_EQ(std::string(static_cast<const char*>(p) + 100, 4), "host");
+  ::munmap(p, 4096);
+}
+
+// A write-only first open cannot be the backing of later readers: a read-write one is.
+TEST_F(Passthrough, AWriteOnlyOpenAndALaterReaderSeeTheSameBytes) {
+  auto w = open_fd(data_ + "/wo", O_WRONLY | O_CREAT | O_TRUNC);
+  ASSERT_TRUE(w);
+  ASSERT_TRUE(write_all(w.get(), "written"));
+  auto r = open_fd(data_ + "/wo", O_RDONLY);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(pread_str(r.get(), 100, 0), "written");
+  ASSERT_EQ(::pwrite(w.get(), "W", 1, 0), 1);
+  EXPECT_EQ(pread_str(r.get(), 100, 0), "Written");
+}
+
+// A read-only first open is the backing: a later writer is served by the daemon, and every
+// open, and the disk, see its bytes.
+TEST_F(Passthrough, AWriterAfterAReadOnlyFirstOpenIsSeenByEveryOpen) {
+  write_file(data_ + "/ro-first", "before");
+  auto r = open_fd(data_ + "/ro-first", O_RDONLY);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(pread_str(r.get(), 100, 0), "before");
+  auto w = open_fd(data_ + "/ro-first", O_RDWR);
+  ASSERT_TRUE(w);
+  ASSERT_EQ(::pwrite(w.get(), "AFTER!", 6, 0), 6);
+  EXPECT_EQ(pread_str(r.get(), 100, 0), "AFTER!");
+  EXPECT_EQ(pread_str(w.get(), 100, 0), "AFTER!");
+  EXPECT_EQ(read_file(data_disk_ + "/ro-first"), "AFTER!");
+  ASSERT_EQ(::ftruncate(w.get(), 3), 0);
+  EXPECT_EQ(pread_str(r.get(), 100, 0), "AFT");
+  struct stat st {};
+  ASSERT_EQ(::fstat(r.get(), &st), 0);
+  EXPECT_EQ(st.st_size, 3);
+}
+
+// O_APPEND is the caller's, not the backing's: appends land at the end of what is on disk,
+// also after the host wrote behind the view's back; a plain open of the same file does not
+// append.
+TEST_F(Passthrough, AppendsLandAtTheEndOfWhatIsOnDisk) {
+  write_file(data_ + "/log", "");
+  auto plain = open_fd(data_ + "/log", O_RDWR);
+  auto app = open_fd(data_ + "/log", O_WRONLY | O_APPEND);
+  ASSERT_TRUE(plain && app);
+  ASSERT_TRUE(write_all(app.get(), "a"));
+  {
+    auto host = open_fd(data_disk_ + "/log", O_WRONLY | O_APPEND);
+    ASSERT_TRUE(write_all(host.get(), "bbb"));
+  }
+  ASSERT_TRUE(write_all(app.get(), "c"));
+  ASSERT_EQ(::pwrite(plain.get(), "X", 1, 0), 1);
+  EXPECT_EQ(read_file(data_disk_ + "/log"), "Xbbbc");
+  struct stat st {};
+  ASSERT_EQ(::fstat(plain.get(), &st), 0);
+  EXPECT_EQ(st.st_size, 5);
+}
+
+// A file whose view is gone keeps its open files, as a file unlinked under an open fd does.
+TEST_F(Passthrough, UnlinkedWhileOpenStaysReadableAndWritable) {
+  write_file(data_ + "/gone", "still here");
+  auto fd = open_fd(data_ + "/gone", O_RDWR);
+  ASSERT_TRUE(fd);
+  ASSERT_EQ(::unlink((data_ + "/gone").c_str()), 0);
+  EXPECT_EQ(pread_str(fd.get(), 100, 0), "still here");
+  ASSERT_EQ(::pwrite(fd.get(), "STILL", 5, 0), 5);
+  EXPECT_EQ(pread_str(fd.get(), 100, 0), "STILL here");
+}
+
+}  // namespace
+}  // namespace portalfs::testutil
