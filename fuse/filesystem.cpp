@@ -60,10 +60,10 @@ Result<FdRef> Filesystem::fd_of(const Node& node) {
 
 std::string Filesystem::fd_name(int fd) { return std::to_string(fd); }
 
-fuse_entry_param Filesystem::negative_entry() const {
+fuse_entry_param Filesystem::negative_entry(const View* view) const {
   fuse_entry_param e{};
   e.ino = 0;
-  e.entry_timeout = options_.entry_timeout;
+  e.entry_timeout = entry_timeout(view);
   return e;
 }
 
@@ -115,8 +115,8 @@ Result<fuse_entry_param> Filesystem::make_entry(const View& view, int path_fd) {
   fuse_entry_param e{};
   e.ino = reinterpret_cast<fuse_ino_t>(*inode);
   e.attr = present(view, st);
-  e.attr_timeout = attr_timeout(*inode);
-  e.entry_timeout = options_.entry_timeout;
+  e.attr_timeout = attr_timeout(view, *inode);
+  e.entry_timeout = entry_timeout(&view);
   return e;
 }
 
@@ -214,8 +214,13 @@ void Filesystem::inval_entry(const Siblings& parents, const char* name) {
   for (fuse_ino_t p : parents) notifier_.inval_entry(p, name);
 }
 
-double Filesystem::attr_timeout(const Inode* inode) const {
-  return InodeTable::has_siblings(inode) ? 0.0 : options_.attr_timeout;
+double Filesystem::entry_timeout(const View* view) const {
+  return view && !view->is_shared() ? options_.data_timeout : options_.entry_timeout;
+}
+
+double Filesystem::attr_timeout(const View& view, const Inode* inode) const {
+  if (InodeTable::has_siblings(inode)) return 0.0;
+  return view.is_shared() ? options_.attr_timeout : options_.data_timeout;
 }
 
 void Filesystem::attach_session(fuse_session* se) {

@@ -44,8 +44,13 @@
 namespace portalfs::fuse {
 
 struct Options {
-  double entry_timeout = 1.0;   // seconds the kernel may keep names
-  double attr_timeout = 1.0;    // and attributes; changes made through portalfs invalidate
+  // Seconds the kernel may keep names and attributes. Every change made through portalfs is
+  // invalidated in every view that shows it; the timeouts bound how late a change made on the
+  // host, behind portalfs's back, shows. Shared directories are the ones people also fill
+  // from the host (a file manager, a sync client); a data directory is its app's alone.
+  double entry_timeout = 1.0;   // names in shared views and above the views
+  double attr_timeout = 1.0;    // and attributes
+  double data_timeout = 60.0;   // names and attributes in data views
   size_t fd_cache = 8192;       // O_PATH fds kept open at most (the rest re-open by handle)
   bool passthrough = true;      // files of data views pass through if the kernel can (passthrough.hpp)
 };
@@ -185,7 +190,7 @@ class Filesystem {
   common::Result<fuse_entry_param> lookup_backed(const Node& parent, const char* name);
   /// Registers an O_PATH fd of a just-found/created file as an entry (takes the fd).
   common::Result<fuse_entry_param> make_entry(const View& view, int path_fd);
-  fuse_entry_param negative_entry() const;
+  fuse_entry_param negative_entry(const View* view) const;
   /// The shared body of mknod, mkdir and symlink: resolve and check the parent, run `make`
   /// (a *at call relative to the parent's fd) as the caller's disk owner, reply the entry.
   void make_node(fuse_req_t req, fuse_ino_t parent, const char* name, policy::Op op,
@@ -211,8 +216,10 @@ class Filesystem {
   void set_io_mode(fuse_file_info* fi, const View& view, FileHandle& fh);
   /// Frees a handle the kernel will not release (its open reply was not delivered) or did.
   void close_handle(std::unique_ptr<FileHandle> fh);
-  /// Seconds the kernel may keep this inode's attributes: none for a file with siblings.
-  double attr_timeout(const Inode* inode) const;
+  /// Seconds the kernel may keep a name of `view` (nullptr: above the views) and the
+  /// attributes of its `inode`: none for a file with siblings.
+  double entry_timeout(const View* view) const;
+  double attr_timeout(const View& view, const Inode* inode) const;
 
   const Options options_;
   InodeTable table_;

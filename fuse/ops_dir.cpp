@@ -34,6 +34,12 @@ void Filesystem::opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       ::close(dfd);
       return reply_err(req, err);
     }
+    // The kernel keeps the listing and answers the next opendir+readdir itself. It starts
+    // over when the directory changes: through this view (it knows), through another view
+    // (inval_entry on the parent), or on the host (a new mtime, seen when the attributes
+    // are next fetched: at once for a directory with siblings, else after the timeout).
+    fi->cache_readdir = 1;
+    fi->keep_cache = 1;
   }
   fi->fh = dirs_.add(std::move(h));
   fuse_reply_open(req, fi);

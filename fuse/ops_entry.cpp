@@ -24,7 +24,7 @@ void Filesystem::lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   auto e = lookup_backed(*p, name);
   if (!e) {
     if (e.error() == ENOENT) {
-      auto neg = negative_entry();
+      auto neg = negative_entry(p->view);
       fuse_reply_entry(req, &neg);
       return;
     }
@@ -66,7 +66,7 @@ void Filesystem::getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   if (rc != 0) return reply_err(req, errno);
   auto shown = present(*n->view, st);
-  fuse_reply_attr(req, &shown, attr_timeout(n->inode));
+  fuse_reply_attr(req, &shown, attr_timeout(*n->view, n->inode));
 }
 
 void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
@@ -138,7 +138,7 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
   if (rc != 0) return reply_err(req, errno);
   auto shown = present(view, st);
   auto siblings = siblings_of(n->inode);
-  fuse_reply_attr(req, &shown, attr_timeout(n->inode));
+  fuse_reply_attr(req, &shown, attr_timeout(view, n->inode));
   // A new size drops the siblings' pages too. Queued like every invalidation: a sibling's
   // read revalidates the size itself (attr_timeout() is 0 for files with siblings), and an
   // invalidation that lands during its read would keep a zero-filled short page at the old size.

@@ -66,7 +66,7 @@ void Filesystem::synth_lookup(fuse_req_t req, const SynthInode& dir, const char*
   auto v = d.views.find(name);
   const View* view = v == d.views.end() ? nullptr : views_.get(v->second);
   if (!view) {
-    auto e = negative_entry();
+    auto e = negative_entry(nullptr);
     fuse_reply_entry(req, &e);
     return;
   }

@@ -16,9 +16,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tests/integration/fs_helpers.hpp"
@@ -132,6 +134,54 @@ TEST_F(Coherence, CreateInAOfANameBLookedUpNegativelyIsSeenByB) {
   ASSERT_EQ(lstat_err(in_b("d/inner")), Err{ENOENT});
   write_file(in_a("d/inner"), "deeper");
   EXPECT_TRUE(eventually([&] { return lstat_err(in_b("d/inner")) == kOk; }));
+}
+
+// Listings are cached by the kernel (cache_readdir): B's cached listing must start over when
+// A changes the directory.
+TEST_F(Coherence, ListingsInBFollowCreatesRenamesAndUnlinksInA) {
+  using Names = std::vector<std::string>;
+  write_file(in_a("x"), "1");
+  ASSERT_EQ(list_dir(b_), (Names{".", "..", "x"}));
+  ASSERT_EQ(list_dir(b_), (Names{".", "..", "x"}));  // now from the kernel's cache
+  write_file(in_a("y"), "2");
+  EXPECT_TRUE(eventually([&] { return list_dir(b_) == Names{".", "..", "x", "y"}; }))
+      << "B still lists the old directory after a create in A";
+  ASSERT_EQ(sys(::rename(in_a("x").c_str(), in_a("z").c_str())), kOk);
+  EXPECT_TRUE(eventually([&] { return list_dir(b_) == Names{".", "..", "y", "z"}; }))
+      << "B still lists the old directory after a rename in A";
+  ASSERT_EQ(sys(::unlink(in_a("y").c_str())), kOk);
+  EXPECT_TRUE(eventually([&] { return list_dir(b_) == Names{".", "..", "z"}; }))
+      << "B still lists the old directory after an unlink in A";
+}
+
+// What the host changes behind portalfs's back shows once the kernel's timeouts run out:
+// names and listings of shared views after entry_timeout / attr_timeout, of data views
+// after data_timeout (here both short).
+TEST(CoherenceWithTheHost, HostChangesShowInListingsAndLookupsAfterTheTimeouts) {
+  MountedFs m{fuse::Options{.entry_timeout = 0.5, .attr_timeout = 0.5, .data_timeout = 1}};
+  PORTALFS_REQUIRE_MOUNT(m);
+  const std::string data = m.add_view("a", ViewKind::data, "d");
+  const std::string data_disk = m.views().back().backing;
+  const std::string shared = m.add_view("a", ViewKind::shared_squash, "s");
+  const std::string shared_disk = m.views().back().backing;
+  for (const auto& [view, disk] : {std::pair{data, data_disk}, std::pair{shared, shared_disk}}) {
+    using Names = std::vector<std::string>;
+    // In a directory below the view's root (the root's own attributes are the synthetic
+    // parent's business).
+    ASSERT_EQ(sys(::mkdir((view + "/sub").c_str(), 0755)), kOk);
+    const std::string dir = view + "/sub";
+    ASSERT_EQ(list_dir(dir), (Names{".", ".."}));
+    struct stat st {};
+    ASSERT_NE(::lstat((dir + "/late").c_str(), &st), 0);  // a negative entry
+    write_file(disk + "/sub/late", "from the host");
+    // The name first: a listing (readdirplus) would bring it in.
+    EXPECT_TRUE(eventually([&] { return ::lstat((dir + "/late").c_str(), &st) == 0; },
+                           std::chrono::milliseconds(5000)))
+        << view << ": the name never showed";
+    EXPECT_TRUE(eventually([&] { return list_dir(dir) == Names{".", "..", "late"}; },
+                           std::chrono::milliseconds(5000)))
+        << view << ": the listing never showed the host's file";
+  }
 }
 
 TEST_F(Coherence, AttributeChangesInAAreSeenByB) {
