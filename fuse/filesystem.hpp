@@ -214,6 +214,8 @@ class Filesystem {
   /// Sets how the kernel serves an open file: through its backing file (data views, if the
   /// kernel can), else from the page cache or, for files with siblings, by the daemon.
   void set_io_mode(fuse_file_info* fi, const View& view, FileHandle& fh);
+  /// Whether the open files of `view` pass through to their backing files.
+  bool passes_through(const View& view) const { return !view.is_shared() && passthrough_.active(); }
   /// Frees a handle the kernel will not release (its open reply was not delivered) or did.
   void close_handle(std::unique_ptr<FileHandle> fh);
   /// Seconds the kernel may keep a name of `view` (nullptr: above the views) and the

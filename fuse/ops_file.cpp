@@ -47,6 +47,17 @@ bool dead(const FileHandle* fh) { return fh->killed && fh->killed->load(std::mem
 constexpr int kPlainFlags =
     O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC | O_LARGEFILE;
 
+// The daemon's own open of a file the caller opens with `flags`. A plain write-only open of a
+// file that will pass through is made read-write, so that it can be the backing of the later
+// readers too (no second open). The kernel still holds the caller to write-only.
+int daemon_flags(int flags, bool passes_through) {
+  int out = reopen_flags(flags);
+  if (passes_through && (flags & O_ACCMODE) == O_WRONLY && (flags & ~kPlainFlags) == 0) {
+    out = (out & ~O_ACCMODE) | O_RDWR;
+  }
+  return out;
+}
+
 }  // namespace
 
 // How the kernel serves an open file.
@@ -61,13 +72,16 @@ constexpr int kPlainFlags =
 //    fails with ENODEV (libfuse 3.14 cannot ask the kernel for direct_io_allow_mmap), and
 //    reads are not cached.
 //  - Any other file keeps its page cache across opens.
+//  - FLUSH (at every close) is asked for only where the daemon wrote through its own fd: a
+//    file system may report a write error at close. Read-only and passthrough opens skip it.
 void Filesystem::set_io_mode(fuse_file_info* fi, const View& view, FileHandle& fh) {
-  if (!view.is_shared() && passthrough_.active()) {
+  fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY;
+  if (passes_through(view)) {
     fh.counted = true;
     common::UniqueFd fresh;
     auto b = passthrough_.acquire(fh.inode, [&] {
-      const int acc = fi->flags & O_ACCMODE;
-      if ((fi->flags & ~kPlainFlags) == 0 && acc != O_WRONLY) return fh.fd.get();
+      const bool readable = (::fcntl(fh.fd.get(), F_GETFL) & O_ACCMODE) != O_WRONLY;
+      if ((fi->flags & ~kPlainFlags) == 0 && readable) return fh.fd.get();
       // A write-only or unusual open: a plain read-write one of the same file serves as
       // the backing, so later readers pass through too.
       fresh.reset(::openat(proc_fd_.get(), fd_name(fh.fd.get()).c_str(), O_RDWR | O_CLOEXEC));
@@ -76,6 +90,7 @@ void Filesystem::set_io_mode(fuse_file_info* fi, const View& view, FileHandle& f
     if (b.id > 0) {
       const int acc = fi->flags & O_ACCMODE;
       const bool served = (acc != O_WRONLY && !b.readable) || (acc != O_RDONLY && !b.writable);
+      fi->noflush = fi->noflush || !served;
       Passthrough::mark_next_reply(b.id, served);
       return;
     }
@@ -96,7 +111,12 @@ void Filesystem::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (n->synthetic()) return reply_err(req, EISDIR);
   auto fd = fd_of(*n);
   if (!fd) return reply_err(req, fd.error());
-  int data = ::openat(proc_fd_.get(), fd_name(fd->get()).c_str(), reopen_flags(fi->flags));
+  const std::string name = fd_name(fd->get());
+  const int flags = daemon_flags(fi->flags, passes_through(*n->view));
+  int data = ::openat(proc_fd_.get(), name.c_str(), flags);
+  if (data < 0 && flags != reopen_flags(fi->flags)) {
+    data = ::openat(proc_fd_.get(), name.c_str(), reopen_flags(fi->flags));
+  }
   if (data < 0) return reply_err(req, errno);
   auto fh = std::make_unique<FileHandle>();
   fh->fd.reset(data);
@@ -128,9 +148,15 @@ void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mod
     // O_NOFOLLOW: a symlink planted under this name (by another view or the host) is not
     // followed out of the view; the caller gets ELOOP.
     // O_EXCL stays: two views may both have sent CREATE for one name; only one may win.
-    data = ::openat(pfd->get(), name,
-                    reopen_flags(fi->flags) | O_CREAT | (fi->flags & O_EXCL) | O_NOFOLLOW,
-                    allowed_mode(view, mode & 07777, false));
+    // Read-write if it will pass through (daemon_flags): a new file needs no permission to
+    // open; an existing one the caller may only write is opened as asked.
+    const int extra = O_CREAT | (fi->flags & O_EXCL) | O_NOFOLLOW;
+    const int flags = daemon_flags(fi->flags, passes_through(view));
+    const mode_t m = allowed_mode(view, mode & 07777, false);
+    data = ::openat(pfd->get(), name, flags | extra, m);
+    if (data < 0 && errno == EACCES && flags != reopen_flags(fi->flags)) {
+      data = ::openat(pfd->get(), name, reopen_flags(fi->flags) | extra, m);
+    }
   }
   if (data < 0) return reply_err(req, errno);
   auto fh = std::make_unique<FileHandle>();

@@ -110,6 +110,26 @@ TEST_F(Passthrough, SharedMmapOfADataFileIsTheBackingFile) {
   ::munmap(p, 4096);
 }
 
+// A container must not learn where its files live on the host: /proc/self/maps (and
+// /proc/self/fd) name the file by its path in the view, not the backing file's.
+TEST_F(Passthrough, AMappingAndAnFdShowTheViewPathNotTheBackingPath) {
+  if (!m_.fs().passthrough().active()) GTEST_FAIL() << "this kernel has no FUSE passthrough";
+  write_file(data_ + "/shown", std::string(4096, 'x'));
+  auto fd = open_fd(data_ + "/shown", O_RDONLY);
+  ASSERT_TRUE(fd);
+  void* p = ::mmap(nullptr, 4096, PROT_READ, MAP_SHARED, fd.get(), 0);
+  ASSERT_NE(p, MAP_FAILED) << std::strerror(errno);
+  const std::string maps = read_file("/proc/self/maps");
+  ::munmap(p, 4096);
+  EXPECT_NE(maps.find(data_ + "/shown"), std::string::npos) << maps;
+  EXPECT_EQ(maps.find(data_disk_), std::string::npos) << maps;
+  char link[4096];
+  const std::string proc_fd = "/proc/self/fd/" + std::to_string(fd.get());
+  const ssize_t n = ::readlink(proc_fd.c_str(), link, sizeof(link));
+  ASSERT_GT(n, 0);
+  EXPECT_EQ(std::string(link, static_cast<size_t>(n)), data_ + "/shown");
+}
+
 // A write-only first open cannot be the backing of later readers: a read-write one is.
 TEST_F(Passthrough, AWriteOnlyOpenAndALaterReaderSeeTheSameBytes) {
   auto w = open_fd(data_ + "/wo", O_WRONLY | O_CREAT | O_TRUNC);
@@ -120,6 +140,25 @@ TEST_F(Passthrough, AWriteOnlyOpenAndALaterReaderSeeTheSameBytes) {
   EXPECT_EQ(pread_str(r.get(), 100, 0), "written");
   ASSERT_EQ(::pwrite(w.get(), "W", 1, 0), 1);
   EXPECT_EQ(pread_str(r.get(), 100, 0), "Written");
+}
+
+// The daemon opens a write-only file read-write when it can, to make it the backing; a file
+// the caller may only write is still opened, write-only, as asked (and served by the daemon).
+TEST_F(Passthrough, AFileTheCallerMayOnlyWriteOpensWriteOnly) {
+  ASSERT_EQ(::chmod(data_disk_.c_str(), 0777), 0);
+  write_file(data_disk_ + "/wo-only", "");
+  ASSERT_EQ(::chown((data_disk_ + "/wo-only").c_str(), 1000, 1000), 0);
+  ASSERT_EQ(::chmod((data_disk_ + "/wo-only").c_str(), 0200), 0);
+  {
+    FsIds caller(1000, 1000);
+    EXPECT_EQ(open_err(data_ + "/wo-only", O_RDONLY), Err{EACCES});
+    for (int extra : {0, O_CREAT}) {
+      auto fd = open_fd(data_ + "/wo-only", O_WRONLY | extra);
+      ASSERT_TRUE(fd) << std::strerror(errno) << (extra ? " (O_CREAT)" : "");
+      ASSERT_EQ(::pwrite(fd.get(), "mine", 4, 0), 4);
+    }
+  }
+  EXPECT_EQ(read_file(data_disk_ + "/wo-only"), "mine");
 }
 
 // A read-only first open is the backing: a later writer is served by the daemon, and every
