@@ -64,8 +64,6 @@ struct FileHandle {
 };
 
 struct DirEntry;
-/// One open directory.
-struct DirHandle;
 
 /// The handles the kernel holds (fuse_file_info::fh). The kernel releases each one, except
 /// when the connection ends with files still open (the daemon stopped while apps work): the
@@ -158,7 +156,6 @@ class Filesystem {
                        int flags);
   void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus);
-  void releasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
   void statfs(fuse_req_t req, fuse_ino_t ino);
   void access(fuse_req_t req, fuse_ino_t ino, int mask);
@@ -201,7 +198,7 @@ class Filesystem {
   SynthInode* find_synth(const std::string& path);
   void synth_lookup(fuse_req_t req, const SynthInode& dir, const char* name);
   struct stat synth_stat(const SynthInode& dir) const;
-  std::unique_ptr<DirHandle> synth_opendir(const SynthInode& dir);
+  std::vector<DirEntry> synth_listing(const SynthInode& dir);
 
   // Coherence. The siblings are collected BEFORE the reply (after it the kernel may forget
   // the inode at any moment); the invalidations are queued AFTER it, for the notifier (see
@@ -230,9 +227,9 @@ class Filesystem {
   std::atomic<fuse_session*> se_{nullptr};
   Notifier notifier_;
   Passthrough passthrough_;
+  bool no_opendir_ = false;  // set by init(): the kernel can do without OPENDIR
 
   OpenHandles<FileHandle> files_;  // before table_ is gone: a FileHandle names an Inode
-  OpenHandles<DirHandle> dirs_;
 
   std::mutex synth_mutex_;
   std::map<std::string, std::unique_ptr<SynthInode>> synth_;  // by path; never freed

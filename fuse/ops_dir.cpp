@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Directories: opendir, readdir, readdirplus, releasedir, fsyncdir.
+// Directories: readdir, readdirplus, fsyncdir.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,45 +15,65 @@ namespace portalfs::fuse {
 using common::Errno;
 using policy::Op;
 
-void Filesystem::opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  auto n = resolve_for(ino, Op::readdir);
-  if (!n) return reply_err(req, n.error());
-  std::unique_ptr<DirHandle> h;
-  if (n->synthetic()) {
-    h = synth_opendir(*static_cast<SynthInode*>(n->inode));
-  } else {
-    auto fd = fd_of(*n);
-    if (!fd) return reply_err(req, fd.error());
-    int dfd = ::openat(proc_fd_.get(), fd_name(fd->get()).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) return reply_err(req, errno);
-    h = std::make_unique<DirHandle>();
-    h->inode = n->inode;
-    h->dir = ::fdopendir(dfd);
-    if (!h->dir) {
-      int err = errno;
-      ::close(dfd);
-      return reply_err(req, err);
-    }
-    // The kernel keeps the listing and answers the next opendir+readdir itself. It starts
-    // over when the directory changes: through this view (it knows), through another view
-    // (inval_entry on the parent), or on the host (a new mtime, seen when the attributes
-    // are next fetched: at once for a directory with siblings, else after the timeout).
-    fi->cache_readdir = 1;
-    fi->keep_cache = 1;
+// Directories have no handles. The first OPENDIR is answered ENOSYS (FUSE_CAP_NO_OPENDIR_SUPPORT),
+// and the kernel then opens directories itself, with no request, and caches their listings
+// (FOPEN_CACHE_DIR and FOPEN_KEEP_CACHE are its defaults without opendir). A listing is read from the daemon once
+// and again only after the directory changed: through this view (the kernel knows), through
+// another view (inval_entry on the parent), on the host (a new mtime, seen when the
+// attributes are next fetched), or a grant changed (set_views drops the pages). Each READDIR
+// request opens the directory, seeks to the kernel's offset (a d_off cookie of the backing
+// file system, valid in any open of the directory) and closes it again.
+
+namespace {
+
+// A directory stream closed on scope exit.
+struct Stream {
+  DIR* dir = nullptr;
+  ~Stream() {
+    if (dir) ::closedir(dir);
   }
-  fi->fh = dirs_.add(std::move(h));
+};
+
+}  // namespace
+
+void Filesystem::opendir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  if (no_opendir_) return reply_err(req, ENOSYS);
+  // A kernel without FUSE_CAP_NO_OPENDIR_SUPPORT (before 5.1): the same, one request later.
+  fi->cache_readdir = 1;
+  fi->keep_cache = 1;
   fuse_reply_open(req, fi);
 }
 
+std::vector<DirEntry> Filesystem::synth_listing(const SynthInode& dir) {
+  std::vector<DirEntry> out;
+  auto layout = views_.layout();
+  auto it = layout->dirs.find(dir.path);
+  out.push_back({".", synth_stat(dir).st_ino, S_IFDIR});
+  out.push_back({"..", 1, S_IFDIR});
+  if (it == layout->dirs.end()) return out;
+  for (const auto& name : it->second.subdirs) {
+    std::string child = dir.path.empty() ? name : dir.path + "/" + name;
+    auto c = layout->dirs.find(child);
+    out.push_back({name, c != layout->dirs.end() ? c->second.ino : 1, S_IFDIR});
+  }
+  for (const auto& [name, id] : it->second.views) {
+    const View* view = views_.get(id);
+    if (view) out.push_back({name, view->root_ino, S_IFDIR});
+  }
+  return out;
+}
+
 void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                         fuse_file_info* fi, bool plus) {
-  DirHandle* h = dir_of(fi);
+                         fuse_file_info*, bool plus) {
+  auto n = resolve_for(ino, Op::readdir);
+  if (!n) return reply_err(req, n.error());
   std::vector<char> buf(size);
   size_t used = 0;
 
-  if (!h->dir) {  // synthetic: offsets are indexes into the listing taken at opendir
-    for (size_t i = static_cast<size_t>(off); i < h->synth.size(); ++i) {
-      const DirEntry& d = h->synth[i];
+  if (n->synthetic()) {  // offsets are indexes into the listing
+    const auto listing = synth_listing(*static_cast<SynthInode*>(n->inode));
+    for (size_t i = static_cast<size_t>(off); i < listing.size(); ++i) {
+      const DirEntry& d = listing[i];
       struct stat st {};
       st.st_ino = d.ino;
       st.st_mode = d.type;
@@ -76,42 +96,33 @@ void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     return;
   }
 
-  auto n = resolve_for(ino, Op::readdir);
-  if (!n) return reply_err(req, n.error());
-  // Unlocked before replying: once the kernel has the reply, the directory may be closed
-  // and released (RELEASEDIR frees the handle, mutex included) while this thread is still
-  // here, and unlocking then would write into freed memory.
-  std::unique_lock lock(h->mutex);
-  if (off != h->offset) {
-    ::seekdir(h->dir, off);
-    h->entry = nullptr;
-    h->offset = off;
+  auto fd = fd_of(*n);
+  if (!fd) return reply_err(req, fd.error());
+  int dfd = ::openat(proc_fd_.get(), fd_name(fd->get()).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return reply_err(req, errno);
+  Stream s;
+  s.dir = ::fdopendir(dfd);
+  if (!s.dir) {
+    const int err = errno;
+    ::close(dfd);
+    return reply_err(req, err);
   }
+  if (off != 0) ::seekdir(s.dir, off);
+  int err = 0;
   while (true) {
-    if (!h->entry) {
-      errno = 0;
-      h->entry = ::readdir(h->dir);
-      if (!h->entry) {
-        if (errno && used == 0) {
-          const int err = errno;
-          lock.unlock();
-          return reply_err(req, err);
-        }
-        break;
-      }
+    errno = 0;
+    const struct dirent* entry = ::readdir(s.dir);
+    if (!entry) {
+      err = errno;  // 0 at the end
+      break;
     }
-    const char* name = h->entry->d_name;
-    const off_t next = h->entry->d_off;
+    const char* name = entry->d_name;
+    const off_t next = entry->d_off;
     const bool dots = std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0;
     size_t want;
     if (plus && !dots) {
       auto e = lookup_backed(*n, name);
-      if (!e) {
-        // Gone (or refused) since readdir saw it: skip the name instead of failing the listing.
-        h->entry = nullptr;
-        h->offset = next;
-        continue;
-      }
+      if (!e) continue;  // gone (or refused) since readdir saw it: skip the name
       want = fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &e.value(), next);
       if (want > size - used) {
         table_.forget(reinterpret_cast<Inode*>(e->ino), 1);  // not handed out after all
@@ -119,9 +130,9 @@ void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
       }
     } else {
       struct stat st {};
-      st.st_ino = h->entry->d_ino;
-      st.st_mode = static_cast<mode_t>(DTTOIF(h->entry->d_type));
-      if (std::strcmp(name, "..") == 0 && h->inode->ino == n->view->root_ino) {
+      st.st_ino = entry->d_ino;
+      st.st_mode = static_cast<mode_t>(DTTOIF(entry->d_type));
+      if (std::strcmp(name, "..") == 0 && n->inode->ino == n->view->root_ino) {
         // ".." of a view root is the synthetic apps/<app>/<kind> directory: the listing must
         // agree with stat(".."), and not show the backing parent's inode number.
         auto layout = views_.layout();
@@ -138,23 +149,21 @@ void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
       if (want > size - used) break;
     }
     used += want;
-    h->entry = nullptr;
-    h->offset = next;
   }
-  lock.unlock();
+  if (err != 0 && used == 0) return reply_err(req, err);
   fuse_reply_buf(req, buf.data(), used);
 }
 
-void Filesystem::releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  dirs_.take(fi->fh);
-  reply_err(req, 0);
-}
-
-void Filesystem::fsyncdir(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
-  DirHandle* h = dir_of(fi);
-  if (!h->dir) return reply_err(req, 0);
-  int fd = ::dirfd(h->dir);
-  int rc = datasync ? ::fdatasync(fd) : ::fsync(fd);
+void Filesystem::fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
+  auto n = resolve_for(ino, Op::readdir);
+  if (!n) return reply_err(req, n.error());
+  if (n->synthetic()) return reply_err(req, 0);
+  auto fd = fd_of(*n);
+  if (!fd) return reply_err(req, fd.error());
+  common::UniqueFd dir(::openat(proc_fd_.get(), fd_name(fd->get()).c_str(),
+                                O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) return reply_err(req, errno);
+  int rc = datasync ? ::fdatasync(dir.get()) : ::fsync(dir.get());
   reply_err(req, rc == 0 ? 0 : errno);
 }
 

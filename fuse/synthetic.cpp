@@ -83,24 +83,4 @@ void Filesystem::synth_lookup(fuse_req_t req, const SynthInode& dir, const char*
   fuse_reply_entry(req, &e.value());
 }
 
-std::unique_ptr<DirHandle> Filesystem::synth_opendir(const SynthInode& dir) {
-  auto h = std::make_unique<DirHandle>();
-  h->inode = const_cast<SynthInode*>(&dir);
-  auto layout = views_.layout();
-  auto it = layout->dirs.find(dir.path);
-  h->synth.push_back({".", synth_stat(dir).st_ino, S_IFDIR});
-  h->synth.push_back({"..", 1, S_IFDIR});
-  if (it == layout->dirs.end()) return h;
-  for (const auto& name : it->second.subdirs) {
-    std::string child = dir.path.empty() ? name : dir.path + "/" + name;
-    auto c = layout->dirs.find(child);
-    h->synth.push_back({name, c != layout->dirs.end() ? c->second.ino : 1, S_IFDIR});
-  }
-  for (const auto& [name, id] : it->second.views) {
-    const View* view = views_.get(id);
-    if (view) h->synth.push_back({name, view->root_ino, S_IFDIR});
-  }
-  return h;
-}
-
 }  // namespace portalfs::fuse

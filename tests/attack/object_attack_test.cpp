@@ -19,6 +19,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -199,6 +200,26 @@ TEST_F(Attack, WriteThroughADescriptorOpenedBeforeTheShareTurnedReadOnlyIsRefuse
   EXPECT_EQ(sys(::fallocate(fd.get(), 0, 0, 8192)), Err{EROFS});
   fd.reset();
   EXPECT_EQ(read_file(s1_backing_ + "/f"), "before\n");
+}
+
+// The kernel keeps directory listings (ops_dir.cpp). A directory of a share the app held
+// open when the grant was revoked must not go on listing from that cache, nor show what
+// arrives later.
+TEST_F(Attack, ADirectoryHeldOpenAcrossARevokeListsNothingMore) {
+  write_file(s1_ + "/before", "x");
+  auto dir = open_fd(s1_, O_RDONLY | O_DIRECTORY);
+  ASSERT_TRUE(dir);
+  ASSERT_EQ(list_dir_fd(dir.get()), (std::vector<std::string>{".", "..", "before"}));
+  ASSERT_EQ(list_dir_fd(dir.get()), (std::vector<std::string>{".", "..", "before"}));  // cached
+  auto views = m_.views();
+  std::erase_if(views, [](const policy::ViewSpec& v) { return v.app == "a" && v.dir_name == "s1"; });
+  m_.set_views(views);
+  write_file(s1_backing_ + "/after", "y");
+  auto again = list_dir_fd(dir.get());
+  EXPECT_TRUE(std::find(again.begin(), again.end(), "before") == again.end())
+      << "the revoked share still lists its old names";
+  EXPECT_TRUE(std::find(again.begin(), again.end(), "after") == again.end());
+  EXPECT_EQ(open_err(s1_ + "/before", O_RDONLY), Err{ENOENT});
 }
 
 // ---- set-uid ----
