@@ -13,6 +13,9 @@
 // open of such an inode must then be a passthrough open: backings are counted per Inode and
 // closed with the last open.
 //
+// The hooks are on for every session (they only watch when passthrough is off), with plain
+// splice for libfuse's splice paths, and tell ThreadSanitizer how the kernel orders requests.
+//
 // Only files of data views pass through. A data view is its app's own and never narrowed;
 // a shared view's grant can turn read-only or be revoked with --force, which must stop the
 // reads and writes of files already open, and only the daemon can refuse those.
