@@ -57,7 +57,6 @@ Session::Session(Filesystem& fs, SessionOptions options) : fs_(fs), options_(std
   mounted_ = true;
   fs_.passthrough().install(se_);
   connection_ = connection_of(options_.mountpoint);
-  fs_.attach_session(se_);
 }
 
 Session::~Session() {
@@ -74,6 +73,9 @@ Session::~Session() {
 }
 
 int Session::run() {
+  // The notifier's thread starts here, not when mounting: portalfsd goes to the background
+  // (fork) in between, and a fork keeps only the calling thread.
+  fs_.attach_session(se_);
   fuse_loop_config* cfg = fuse_loop_cfg_create();
   if (options_.max_threads) fuse_loop_cfg_set_max_threads(cfg, options_.max_threads);
   int rc = fuse_session_loop_mt(se_, cfg);

@@ -50,6 +50,36 @@ TEST_F(Daemon, ServesAnInstalledAppAndStopsCleanly) {
   EXPECT_FALSE(mounted(mnt()));
 }
 
+// Without --foreground portalfsd forks after mounting (the parent exits 0) and must still
+// stop cleanly: no thread of the parent may be expected in the child.
+TEST_F(Daemon, InTheBackgroundStopsCleanlyOnSigterm) {
+  auto argv = daemon_argv();
+  argv.erase(std::remove(argv.begin(), argv.end(), std::string("--foreground")), argv.end());
+  Child parent(argv, dir_ / "daemon.log");
+  ASSERT_EQ(parent.wait(10s), 0) << read_file(dir_ / "daemon.log");
+  ASSERT_TRUE(wait_until([&] { return ctl({"status"}).code == 0; }, 10s));
+  // The background daemon: the process whose command line names this test's socket.
+  pid_t pid = -1;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = read_file(e.path() / "cmdline");
+    if (cmdline.find(sock()) != std::string::npos && cmdline.find("portalfsd") != std::string::npos) {
+      pid = std::stoi(name);
+    }
+  }
+  ASSERT_GT(pid, 0) << "no background portalfsd found";
+  struct Reaper {  // kills it by pid if the test ends early
+    pid_t pid;
+    ~Reaper() {
+      if (::kill(pid, 0) == 0) ::kill(pid, SIGKILL);
+    }
+  } reaper{pid};
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  EXPECT_TRUE(wait_until([&] { return ::kill(pid, 0) != 0; }, 10s)) << "it did not exit";
+  EXPECT_FALSE(mounted(mnt())) << "the mount was left behind";
+}
+
 TEST_F(Daemon, RestartsOverTheDeadMountOfACrashedDaemon) {
   ASSERT_NO_FATAL_FAILURE(start());
   ASSERT_EQ(ctl({"app", "install", dir_ / "app.json"}).code, 0);
