@@ -80,8 +80,12 @@ void Filesystem::set_io_mode(fuse_file_info* fi, const View& view, FileHandle& f
     fh.counted = true;
     common::UniqueFd fresh;
     auto b = passthrough_.acquire(fh.inode, [&] {
-      const bool readable = (::fcntl(fh.fd.get(), F_GETFL) & O_ACCMODE) != O_WRONLY;
-      if ((fi->flags & ~kPlainFlags) == 0 && readable) return fh.fd.get();
+      // The caller's own fd, if it reads: a write-only open was made read-write by
+      // daemon_flags() unless that failed, which only the write-only case needs to ask.
+      const bool plain = (fi->flags & ~kPlainFlags) == 0;
+      const bool readable = (fi->flags & O_ACCMODE) != O_WRONLY ||
+                            (::fcntl(fh.fd.get(), F_GETFL) & O_ACCMODE) == O_RDWR;
+      if (plain && readable) return fh.fd.get();
       // A write-only or unusual open: a plain read-write one of the same file serves as
       // the backing, so later readers pass through too.
       fresh.reset(::openat(proc_fd_.get(), fd_name(fh.fd.get()).c_str(), O_RDWR | O_CLOEXEC));

@@ -202,7 +202,7 @@ TEST_F(Passthrough, AppendsLandAtTheEndOfWhatIsOnDisk) {
   EXPECT_EQ(st.st_size, 5);
 }
 
-// A file whose view is gone keeps its open files, as a file unlinked under an open fd does.
+// An unlinked file stays readable and writable through the fds open on it, as on ext4.
 TEST_F(Passthrough, UnlinkedWhileOpenStaysReadableAndWritable) {
   write_file(data_ + "/gone", "still here");
   auto fd = open_fd(data_ + "/gone", O_RDWR);
