@@ -60,6 +60,7 @@ std::vector<DirEntry> Filesystem::synth_listing(const SynthInode& dir) {
     const View* view = views_.get(id);
     if (view) out.push_back({name, view->root_ino, S_IFDIR});
   }
+  for (const auto& name : it->second.unservable) out.push_back({name, 1, S_IFDIR});
   return out;
 }
 

@@ -63,6 +63,10 @@ void Filesystem::synth_lookup(fuse_req_t req, const SynthInode& dir, const char*
     fuse_reply_entry(req, &e);
     return;
   }
+  if (std::binary_search(d.unservable.begin(), d.unservable.end(), std::string(name))) {
+    reply_err(req, EIO);  // its backing dir can't be reached safely (logged by set_views)
+    return;
+  }
   auto v = d.views.find(name);
   const View* view = v == d.views.end() ? nullptr : views_.get(v->second);
   if (!view) {

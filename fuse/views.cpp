@@ -8,6 +8,8 @@
 #include <cstring>
 #include <set>
 
+#include "common/beneath.hpp"
+
 namespace portalfs::fuse {
 
 namespace {
@@ -21,6 +23,30 @@ std::string key_of(const policy::ViewSpec& spec) {
 // Synthetic inode numbers: high, so they never meet a backing st_ino in a listing.
 uint64_t synth_ino(const std::string& path) {
   return (uint64_t{1} << 62) | (std::hash<std::string>()(path) & ((uint64_t{1} << 62) - 1));
+}
+
+// Opens a view's backing directory: the anchor by path (the admin's), the rest one component
+// at a time with no symlink. A real (not O_PATH) fd: open_by_handle_at refuses an O_PATH
+// mount fd with EBADF.
+common::Result<common::UniqueFd> open_backing(const policy::ViewSpec& spec, std::string* error) {
+  const std::string anchor = spec.anchor.empty() ? "/" : spec.anchor;
+  std::string_view rest = spec.backing;
+  if (anchor != "/" && !(rest.starts_with(anchor) && (rest.size() == anchor.size() || rest[anchor.size()] == '/'))) {
+    *error = spec.backing + ": not below " + anchor;
+    return common::Errno{EINVAL};
+  }
+  rest.remove_prefix(anchor == "/" ? 0 : anchor.size());
+  while (rest.starts_with('/')) rest.remove_prefix(1);
+  common::UniqueFd anchor_fd(::open(anchor.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!anchor_fd) {
+    *error = anchor + ": " + std::strerror(errno);
+    return common::Errno{errno};
+  }
+  const auto components = common::split_components(rest);
+  common::WalkFailure failure;
+  auto fd = common::open_beneath(anchor_fd.get(), components, O_RDONLY, &failure);
+  if (!fd) *error = common::describe_walk_failure(anchor, components, failure);
+  return fd;
 }
 
 void add_dir(Layout& layout, const std::string& path) {
@@ -93,16 +119,18 @@ ViewRegistry::Change ViewRegistry::set(const policy::ViewSpecs& specs,
     if (rit != roots.end()) {
       view->root = rit->second;
     } else {
-      // A real (not O_PATH) fd: open_by_handle_at refuses an O_PATH mount fd with EBADF.
-      int fd = ::open(spec.backing.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (fd < 0) {
-        if (errors) {
-          errors->push_back("view " + key_of(spec) + ": cannot open " + spec.backing + ": " +
-                            std::strerror(errno));
-        }
+      std::string error;
+      auto fd = open_backing(spec, &error);
+      if (!fd) {
+        if (errors) errors->push_back("app " + spec.app + ": " + policy::to_string(spec.kind) + " view " +
+                                      spec.dir_name + " not served (EIO): " + error);
+        std::string parent = view_parent_path(spec);
+        add_dir(*layout, parent);
+        auto& unservable = layout->dirs[parent].unservable;
+        unservable.insert(std::upper_bound(unservable.begin(), unservable.end(), spec.dir_name), spec.dir_name);
         continue;
       }
-      view->root = std::make_shared<const common::UniqueFd>(fd);
+      view->root = std::make_shared<const common::UniqueFd>(std::move(*fd));
       roots.emplace(spec.backing, view->root);
     }
     struct stat st {};
@@ -148,7 +176,7 @@ ViewRegistry::Change ViewRegistry::set(const policy::ViewSpecs& specs,
   for (const auto& [path, dir] : layout->dirs) {
     auto it = layout_->dirs.find(path);
     if (it == layout_->dirs.end() || it->second.views != dir.views ||
-        it->second.subdirs != dir.subdirs) {
+        it->second.subdirs != dir.subdirs || it->second.unservable != dir.unservable) {
       change.dirs.push_back(path);
     }
   }

@@ -45,6 +45,9 @@ struct SynthDir {
   std::string path;  // "", "apps", "apps/<app>", "apps/<app>/<kind>"
   uint64_t ino = 0;  // the st_ino shown for it
   std::map<std::string, ViewId> views;       // only in apps/<app>/<kind>
+  /// Views that could not be served (their backing directory can't be reached without a
+  /// symlink, or is gone): listed, and answer EIO, so the app sees an error, not an absence.
+  std::vector<std::string> unservable;       // sorted
   std::vector<std::string> subdirs;          // sorted names of synthetic children
 };
 
@@ -74,9 +77,11 @@ class ViewRegistry {
     std::vector<ViewId> killed;       // force-revoked
   };
 
-  /// Replaces the set of views. Opens each backing dir (O_PATH|O_DIRECTORY|O_NOFOLLOW); a
-  /// view whose backing dir can't be opened is left out and reported in `errors` (one line
-  /// each). `killed` views' open handles start failing.
+  /// Replaces the set of views. Opens each backing dir from its anchor one component at a
+  /// time, never through a symlink (common/beneath.hpp); a view whose backing dir can't be
+  /// reached that way is not served (listed as unservable) and reported in `errors`, one line
+  /// naming app, directory and the component at fault. `killed` views' open handles start
+  /// failing.
   Change set(const policy::ViewSpecs& specs, const policy::ViewSpecs& killed,
              std::vector<std::string>* errors);
 

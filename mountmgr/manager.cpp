@@ -56,6 +56,142 @@ Manager::Impl::Impl(ManagerConfig cfg, ViewsChanged changed, StatusProvider stat
   } catch (const std::exception& e) {
     throw StateError(store.path() + ": " + e.what());
   }
+  // A purge or prune that a crash interrupted: finish moving it out of the way now, before
+  // anything is served (the trash itself is emptied by the worker).
+  if (auto error = carry_out_removals(); !error.empty()) common::log(common::LogLevel::error, error);
+}
+
+Manager::Impl::~Impl() {
+  {
+    std::lock_guard lock(work_mutex);
+    work_stop = true;
+  }
+  work_cv.notify_all();
+  if (worker.joinable()) worker.join();
+}
+
+std::string Manager::Impl::save(const State& next) {
+  std::string error = store.save(next);
+  if (error.empty() && !unsaved.empty()) {
+    common::log(common::LogLevel::warn, "state saved again to " + store.path());
+    unsaved.clear();
+  }
+  return error;
+}
+
+std::string Manager::Impl::carry_out_removals() {
+  if (state.removals.empty()) return "";
+  std::string first_error;
+  try {
+    const StorageRoot root = open_root();
+    for (const auto& path : state.removals) {
+      try {
+        move_to_trash(root, split_path(path));
+      } catch (const ProvisionError& e) {
+        // Not retried: what can't be moved now (a mount point) won't move at the next start.
+        common::log(common::LogLevel::error, std::string("not deleted: ") + e.what());
+        if (first_error.empty()) first_error = e.what();
+      }
+    }
+  } catch (const ProvisionError& e) {
+    return e.what();  // the storage root itself: keep the records for the next try
+  }
+  State next = state;
+  next.removals.clear();
+  if (auto error = save(next); !error.empty()) {
+    // Harmless: a record whose tree is gone is dropped at the next start.
+    common::log(common::LogLevel::warn, "after moving deleted data to the trash: " + error);
+  }
+  state = std::move(next);
+  wake_worker();
+  return first_error;
+}
+
+std::function<void()> Manager::Impl::remove_recorded(const std::string& what) {
+  return [this, what] {
+    if (auto error = carry_out_removals(); !error.empty()) failed(what + " failed: " + error);
+  };
+}
+
+void Manager::Impl::start_worker() {
+  std::lock_guard lock(work_mutex);
+  if (!worker.joinable() && !work_stop) worker = std::thread([this] { worker_loop(); });
+}
+
+void Manager::Impl::wake_worker() {
+  start_worker();
+  {
+    std::lock_guard lock(work_mutex);
+    trash_dirty = true;
+  }
+  work_cv.notify_all();
+}
+
+void Manager::Impl::retry_unsaved() {
+  std::lock_guard lock(mutex);
+  if (unsaved.empty()) return;
+  if (auto error = save(state); !error.empty()) unsaved = error;
+}
+
+void Manager::Impl::worker_loop() {
+  constexpr auto kRetry = std::chrono::seconds(1);  // how often an unsaved state is retried
+  while (true) {
+    {
+      std::unique_lock lock(work_mutex);
+      work_cv.wait_for(lock, kRetry, [&] { return work_stop || trash_dirty; });
+      if (work_stop) return;
+      if (!trash_dirty) {
+        lock.unlock();
+        retry_unsaved();
+        work_cv.notify_all();
+        continue;
+      }
+      trash_dirty = false;
+      trash_busy = true;
+    }
+    try {
+      const StorageRoot root = open_root();
+      const TrashReport report = empty_trash(root, [this] {
+        std::lock_guard lock(work_mutex);
+        return !work_stop;
+      });
+      if (report.deleted > 0) {
+        common::log(common::LogLevel::info, "trash: deleted " + std::to_string(report.deleted) + " entries");
+      }
+      if (report.left > 0) {
+        common::log(common::LogLevel::warn, "trash: " + std::to_string(report.left) +
+                                                " entries left in " + root.display(trash_components()) + ": " +
+                                                report.problem);
+      }
+    } catch (const std::exception& e) {
+      common::log(common::LogLevel::error, std::string("trash: ") + e.what());
+    }
+    retry_unsaved();
+    {
+      std::lock_guard lock(work_mutex);
+      trash_busy = false;
+    }
+    work_cv.notify_all();
+  }
+}
+
+void Manager::start() {
+  impl_->start_worker();
+  impl_->wake_worker();  // what a crash left in the trash
+}
+
+bool Manager::wait_idle(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    bool saved = false;
+    {
+      std::lock_guard lock(impl_->mutex);
+      saved = impl_->unsaved.empty();
+    }
+    std::unique_lock lock(impl_->work_mutex);
+    if (saved && !impl_->trash_dirty && !impl_->trash_busy) return true;
+    if (impl_->work_cv.wait_until(lock, deadline) == std::cv_status::timeout) return false;
+  }
 }
 
 Manager::Manager(ManagerConfig config, ViewsChanged on_views_changed, StatusProvider status)
@@ -82,9 +218,17 @@ nlohmann::json Manager::handle(const nlohmann::json& request) {
     if (out.next && *out.next != impl_->state) {
       // Views first: nothing may fail between the save and the swap.
       policy::ViewSpecs next_views = build_views(*out.next, impl_->config.storage_root);
-      if (auto error = impl_->store.save(*out.next); !error.empty()) {
-        if (out.undo) out.undo();
-        failed(error);
+      if (auto error = impl_->save(*out.next); !error.empty()) {
+        if (!out.takes_away) {
+          if (out.undo) out.undo();
+          failed(error);
+        }
+        // In force now, saved by the worker once it can be (manager_impl.hpp).
+        common::log(common::LogLevel::error, "STATE NOT SAVED, change in force in memory only until it is: " + error);
+        impl_->unsaved = error;
+        const std::string warning = "warning: " + error + "; the change is in force, and is saved as soon as there is room";
+        response["warning"] = warning;  // portalctl prints it to stderr
+        impl_->start_worker();
       }
       impl_->state = std::move(*out.next);
       if (next_views != impl_->views || !out.killed.empty()) {
@@ -225,7 +369,9 @@ Outcome Manager::Impl::status(const Request& req) const {
                         {"state_file", store.path()},
                         {"apps", state.apps.size()},
                         {"views", view_count},
-                        {"attachments", state.attachments.size()}};
+                        {"attachments", state.attachments.size()},
+                        {"state_saved", unsaved.empty()}};
+  if (!unsaved.empty()) out["state_error"] = unsaved;
   if (status_provider) {
     try {
       out["filesystem"] = status_provider();
@@ -241,6 +387,7 @@ Outcome Manager::Impl::status(const Request& req) const {
   text += "apps: " + std::to_string(state.apps.size()) + "\n";
   text += "views: " + std::to_string(view_count) + "\n";
   text += "attachments: " + std::to_string(state.attachments.size()) + "\n";
+  if (!unsaved.empty()) text += "state: NOT SAVED (" + unsaved + ")\n";
   if (out.contains("filesystem") && out["filesystem"].is_object()) {
     for (const auto& item : out["filesystem"].items()) {
       const auto& v = item.value();
@@ -290,9 +437,13 @@ void Manager::Impl::provision_app(const State& next, const std::string& app, App
     DataDirRecord rec{grant.name, record.version, false};
     const auto old = std::find_if(previous.begin(), previous.end(),
                                   [&](const DataDirRecord& d) { return d.name == grant.name; });
+    if (ensured.repair) {
+      common::log(common::LogLevel::warn, "app " + app + ": data dir " + grant.name + " was unfinished (" +
+                                              escape_controls(*ensured.repair) + "); finished it");
+    }
     if (!ensured.created) {
       // Existing data: it keeps the version that made it, from our records or (after a remove
-      // without purge) from its marker.
+      // without purge) from its marker; an unfinished one counts as made by this version.
       if (old != previous.end()) {
         rec.created_by_version = old->created_by_version;
       } else if (ensured.marker) {

@@ -10,8 +10,10 @@
 //   request:  {"verb": "app.install", "format": "text"|"json", "args": {...}}
 //   response: {"ok": true,  "output": "<exactly what portalctl prints>"}
 //             {"ok": false, "code": 2|1, "error": "<one line>"}
+//             an ok response may add "warning": "<one line>" (a change in force but not saved)
 // code 2 = bad input (nothing changed), code 1 = runtime failure.
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <stdexcept>
@@ -72,6 +74,15 @@ class Manager {
 
   /// Carries out one request (see above). Thread-safe; never throws.
   nlohmann::json handle(const nlohmann::json& request);
+
+  /// Starts the background work (emptying the trash of purged and pruned trees, saving a
+  /// state that could not be saved): call once the process will not fork any more. Requests
+  /// that need it start it too.
+  void start();
+
+  /// Waits until the trash is empty (or what is left can't be deleted) and the state is
+  /// saved; false after `timeout`. For tests and for a clean stop.
+  bool wait_idle(std::chrono::milliseconds timeout);
 
   /// After the filesystem is mounted (at start, or again after a crash): re-attaches every
   /// recorded attachment whose process still exists and forgets the others. Returns how many

@@ -10,20 +10,25 @@
 //   2. the verb validates everything, builds the next state on a copy and provisions what it
 //      needs on disk; a refusal (code 2) happens before any of that, so it changes nothing;
 //   3. save the next state atomically (failure: code 1, the state in memory stays as it was,
-//      and the verb's undo takes back what it did outside the state),
-//      swap it in, run the verb's after_commit work (purge, prune: deletion only ever follows a
-//      saved state that no longer refers to what is deleted);
+//      and the verb's undo takes back what it did outside the state — except for a change
+//      that takes rights away (revoke, remove, unmount, detach): that takes effect in memory
+//      anyway, with a loud log line, and the worker saves it once the disk has room again, so
+//      an app filling the disk can't keep the admin from cutting it off),
+//      swap it in, run the verb's after_commit work (purge, prune: deletion only ever follows
+//      a state that no longer refers to what is deleted and records what is being deleted);
 //   4. a commit that changed the views takes a ticket (under `mutex`); after dropping `mutex`
 //      the request waits until every earlier ticket was delivered, then calls ViewsChanged with
 //      no lock held, then marks its ticket delivered. So callbacks arrive in commit order and
 //      the callback may call views(); it must not call handle() (that would wait for itself).
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "mountmgr/manager.hpp"
@@ -47,10 +52,14 @@ struct Outcome {
   std::function<void()> after_commit;
   /// Takes back what the verb did outside the state (attach) when `next` can't be saved.
   std::function<void()> undo;
+  /// The change takes rights away (revoke, remove): it applies even when `next` can't be
+  /// saved (see the file comment).
+  bool takes_away = false;
 };
 
 struct Manager::Impl {
   Impl(ManagerConfig config, ViewsChanged on_views_changed, StatusProvider status);
+  ~Impl();
 
   ManagerConfig config;  // paths made absolute
   ViewsChanged on_views_changed;
@@ -66,6 +75,29 @@ struct Manager::Impl {
   std::mutex delivery_mutex;  // guards tickets_delivered; never held with `mutex`
   std::condition_variable delivery_cv;
   uint64_t tickets_delivered = 0;
+
+  /// Non-empty while the state in memory is newer than state.json (a save failed for a change
+  /// that takes rights away): why. Guarded by `mutex`.
+  std::string unsaved;
+
+  // The worker: empties the trash and retries an unsaved state, off the request path.
+  std::mutex work_mutex;  // guards the four below; never held while taking `mutex`
+  std::condition_variable work_cv;
+  std::thread worker;
+  bool work_stop = false;
+  bool trash_dirty = false;  // something was moved to the trash
+  bool trash_busy = false;   // empty_trash() is running
+  /// Starts the worker if it is not running (never before portalfsd forked: see start()).
+  void start_worker();
+  void wake_worker();
+  void worker_loop();
+  void retry_unsaved();
+
+  /// Saves `next` as the state: "" or the one-line error.
+  std::string save(const State& next);
+  /// Moves every recorded removal into the trash and drops the records (under `mutex`, or
+  /// before the manager is shared). Returns the first failure, or "".
+  std::string carry_out_removals();
 
   /// Calls ViewsChanged for `ticket` once all earlier tickets are delivered; no lock held
   /// during the call.
@@ -98,6 +130,8 @@ struct Manager::Impl {
   int heal();
 
   // Helpers shared by the verbs.
+  /// after_commit work of a purge or prune: carry out the removals recorded in the state.
+  std::function<void()> remove_recorded(const std::string& what);
   /// The app named by argument `key` (validated), which must be installed.
   [[nodiscard]] std::string app_arg(const Args& args, std::string_view key = "app") const;
   /// The app's record; refuses (code 2) when it is not installed.

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <system_error>
 
+#include "common/beneath.hpp"
 #include "mountmgr/paths.hpp"
 
 namespace portalfs::mountmgr {
@@ -20,6 +21,8 @@ using common::UniqueFd;
 
 constexpr mode_t kIntermediateMode = 0700;
 constexpr off_t kMaxMarkerBytes = 256;
+constexpr const char* kTrash = "trash";
+constexpr const char* kNewPrefix = ".portalfs-new-";
 
 [[noreturn]] void fail(const std::string& path, const std::string& what, int err) {
   throw ProvisionError(path + ": " + what + ": " + std::strerror(err));
@@ -30,9 +33,8 @@ constexpr off_t kMaxMarkerBytes = 256;
 }
 
 void check_component(const StorageRoot& root, const std::vector<std::string>& components, std::size_t i) {
-  const std::string& c = components[i];
-  if (c.empty() || c == "." || c == ".." || c.find('/') != std::string::npos || c.find('\0') != std::string::npos) {
-    throw ProvisionError(root.display(components) + ": bad path component \"" + c + "\"");
+  if (!common::valid_component(components[i])) {
+    throw ProvisionError(root.display(components) + ": bad path component \"" + components[i] + "\"");
   }
 }
 
@@ -65,84 +67,147 @@ UniqueFd walk(const StorageRoot& root, const std::vector<std::string>& component
   return cur;
 }
 
-std::optional<std::string> read_marker(int dir_fd) {
-  UniqueFd fd(::openat(dir_fd, kVersionMarker, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-  if (!fd) return std::nullopt;
+UniqueFd open_trash(const StorageRoot& root, bool create) {
+  UniqueFd parent = walk(root, trash_components(), 1, create);
+  if (!parent) return {};
+  UniqueFd fd(::openat(parent.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) fail(root.display(trash_components()), "cannot open", errno);
+  return fd;
+}
+
+// Renames parent/name into the trash under a name no other entry has (its inode number).
+// Returns errno (0 on success).
+int rename_into_trash(int parent_fd, const char* name, int trash_fd) {
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > kMaxMarkerBytes) return std::nullopt;
+  if (::fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return errno;
+  const std::string base = "i" + std::to_string(st.st_ino);
+  for (int n = 0; n < 1000; ++n) {
+    const std::string target = n == 0 ? base : base + "." + std::to_string(n);
+    if (::renameat2(parent_fd, name, trash_fd, target.c_str(), RENAME_NOREPLACE) == 0) return 0;
+    if (errno != EEXIST) return errno;
+  }
+  return EEXIST;
+}
+
+// The marker as written by write_marker: at most kMaxMarkerBytes, ends with "\n", and the
+// version before it is displayable. Anything else is a problem, one line naming the file.
+struct Marker {
+  std::optional<std::string> version;
+  std::string problem;  // "" when the version is good (or there is no marker at all: missing)
+};
+
+Marker read_marker(int dir_fd, const std::string& display) {
+  const std::string file = display + "/" + kVersionMarker;
+  UniqueFd fd(::openat(dir_fd, kVersionMarker, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (!fd) return {std::nullopt, file + (errno == ENOENT ? ": missing" : ": cannot open: " + std::string(std::strerror(errno)))};
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return {std::nullopt, file + ": not a regular file"};
+  if (st.st_size > kMaxMarkerBytes) return {std::nullopt, file + ": larger than " + std::to_string(kMaxMarkerBytes) + " bytes"};
   char buf[kMaxMarkerBytes + 1];
   const ssize_t n = ::read(fd.get(), buf, sizeof buf);
-  if (n < 0) return std::nullopt;
+  if (n < 0) return {std::nullopt, file + ": cannot read: " + std::strerror(errno)};
   std::string text(buf, static_cast<std::size_t>(n));
-  if (text.ends_with('\n')) text.pop_back();
-  return text;
+  if (!text.ends_with('\n')) return {std::nullopt, file + ": incomplete (no final newline)"};
+  text.pop_back();
+  if (!displayable_version(text)) return {std::nullopt, file + ": not a version (invalid UTF-8 or control characters)"};
+  return {std::move(text), ""};
 }
 
 void write_marker(int dir_fd, const std::string& version, const std::string& display) {
+  const std::string file = display + "/" + kVersionMarker;
+  // A leftover (an incomplete marker, or whatever the app put there) goes first.
+  if (::unlinkat(dir_fd, kVersionMarker, 0) != 0 && errno != ENOENT) fail(file, "cannot replace", errno);
   UniqueFd fd(::openat(dir_fd, kVersionMarker, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444));
-  if (!fd) fail(display + "/" + kVersionMarker, "cannot create", errno);
+  if (!fd) fail(file, "cannot create", errno);
   const std::string text = version + "\n";
   if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
-    fail(display + "/" + kVersionMarker, "cannot write", errno ? errno : EIO);
+    fail(file, "cannot write", errno ? errno : EIO);
   }
   // The umask may have taken bits off; the marker is read-only for everyone, on purpose.
-  if (::fchmod(fd.get(), 0444) != 0) fail(display + "/" + kVersionMarker, "cannot chmod", errno);
+  if (::fchmod(fd.get(), 0444) != 0) fail(file, "cannot chmod", errno);
+  if (::fsync(fd.get()) != 0) fail(file, "cannot sync", errno);
 }
 
-std::vector<std::string> list_dir(int dir_fd, const std::string& display) {
+// Gives a directory its marker (when asked), owner and mode: the last step before it opens up.
+void set_up(int fd, const LeafSpec& leaf, const std::string& display) {
+  if (leaf.version_marker) write_marker(fd, *leaf.version_marker, display);
+  if (leaf.owner && ::fchown(fd, leaf.owner->uid, leaf.owner->gid) != 0) fail(display, "cannot chown", errno);
+  if (::fchmod(fd, leaf.mode) != 0) fail(display, "cannot chmod", errno);
+}
+
+// Makes parent/name complete or not at all: made as a temporary name, set up, renamed into
+// place. Returns false when `name` appeared meanwhile (made by someone else).
+bool make_leaf(const StorageRoot& root, int parent_fd, const std::string& name, const LeafSpec& leaf,
+               const std::string& display) {
+  const std::string tmp = kNewPrefix + std::to_string(std::hash<std::string>()(name));
+  UniqueFd trash = open_trash(root, /*create=*/true);
+  // A leftover of a crash (or something planted under that name) is not reused.
+  if (int err = rename_into_trash(parent_fd, tmp.c_str(), trash.get()); err != 0 && err != ENOENT) {
+    fail(display, "cannot clear the leftover " + tmp, err);
+  }
+  if (::mkdirat(parent_fd, tmp.c_str(), 0700) != 0) fail(display, "cannot create", errno);
+  auto discard = [&] { rename_into_trash(parent_fd, tmp.c_str(), trash.get()); };
+  try {
+    UniqueFd fd(::openat(parent_fd, tmp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) fail(display, "cannot open", errno);
+    set_up(fd.get(), leaf, display);
+    if (::renameat2(parent_fd, tmp.c_str(), parent_fd, name.c_str(), RENAME_NOREPLACE) != 0) {
+      if (errno != EEXIST) fail(display, "cannot rename into place", errno);
+      discard();
+      return false;
+    }
+    return true;
+  } catch (...) {
+    discard();
+    throw;
+  }
+}
+
+// Deletes every entry of `dir_fd` (a trash entry): files and links at once, empty directories
+// at once, others moved up into the trash for a later pass. Counts what it deleted and moved;
+// `problem` gets the first reason something stays.
+struct Drained {
+  std::size_t deleted = 0;
+  std::size_t moved = 0;
+};
+
+Drained drain(int dir_fd, int trash_fd, dev_t dev, const std::string& display, std::string& problem) {
   const int dup_fd = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
   if (dup_fd < 0) fail(display, "cannot list", errno);
   DIR* dir = ::fdopendir(dup_fd);
   if (!dir) {
-    const int err = errno;
     ::close(dup_fd);
-    fail(display, "cannot list", err);
+    fail(display, "cannot list", errno);
   }
-  std::vector<std::string> names;
-  errno = 0;
+  auto note = [&](const char* name, const std::string& why) {
+    if (problem.empty()) problem = display + "/" + name + ": " + why;
+  };
+  Drained out;
   while (const dirent* entry = ::readdir(dir)) {
-    const std::string_view name = entry->d_name;
-    if (name != "." && name != "..") names.emplace_back(name);
-    errno = 0;
+    const char* name = entry->d_name;
+    if (std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0) continue;
+    struct stat st {};
+    if (::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone meanwhile
+    if (!S_ISDIR(st.st_mode)) {
+      if (::unlinkat(dir_fd, name, 0) == 0) {
+        ++out.deleted;
+      } else {
+        note(name, std::string("cannot delete: ") + std::strerror(errno));
+      }
+    } else if (st.st_dev != dev) {
+      note(name, "another file system is mounted here; not deleted");
+    } else if (::unlinkat(dir_fd, name, AT_REMOVEDIR) == 0) {
+      ++out.deleted;
+    } else if (errno != ENOTEMPTY && errno != EEXIST) {
+      note(name, std::string("cannot delete: ") + std::strerror(errno));  // EBUSY: a mount point
+    } else if (int err = rename_into_trash(dir_fd, name, trash_fd); err == 0) {
+      ++out.moved;
+    } else {
+      note(name, std::string("cannot move: ") + std::strerror(err));
+    }
   }
-  const int err = errno;
   ::closedir(dir);
-  if (err != 0) fail(display, "cannot list", err);
-  return names;
-}
-
-// Removes `name` below `parent_fd`: a directory with everything in it, anything else by
-// unlinkat (a symlink itself, never what it points to). One fd per directory level is open at a
-// time; names are read per directory before deleting them, so deletion can't skip entries.
-void remove_entry(int parent_fd, const std::string& name, dev_t dev, const std::string& display) {
-  struct stat st {};
-  if (::fstatat(parent_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-    if (errno == ENOENT) return;
-    fail(display, "cannot stat", errno);
-  }
-  if (!S_ISDIR(st.st_mode)) {
-    if (::unlinkat(parent_fd, name.c_str(), 0) != 0 && errno != ENOENT) fail(display, "cannot delete", errno);
-    return;
-  }
-  if (st.st_dev != dev) {
-    throw ProvisionError(display + ": is another filesystem mounted here; refusing to delete across it");
-  }
-  UniqueFd fd(::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd) {
-    if (errno == ELOOP || errno == ENOTDIR) refuse_not_dir(display);  // swapped under us
-    fail(display, "cannot open", errno);
-  }
-  struct stat opened {};
-  if (::fstat(fd.get(), &opened) != 0) fail(display, "cannot stat", errno);
-  if (opened.st_dev != st.st_dev || opened.st_ino != st.st_ino) {
-    throw ProvisionError(display + ": changed while being deleted; refusing to go on");
-  }
-  for (const auto& child : list_dir(fd.get(), display)) {
-    remove_entry(fd.get(), child, dev, display + "/" + child);
-  }
-  if (::unlinkat(parent_fd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
-    fail(display, "cannot delete", errno);
-  }
+  return out;
 }
 
 }  // namespace
@@ -167,53 +232,136 @@ Ensured ensure_dir(const StorageRoot& root, const std::vector<std::string>& comp
   UniqueFd parent = walk(root, components, last, /*create=*/true);
   check_component(root, components, last);
   const std::string display = root.display(components);
-  const char* name = components[last].c_str();
+  const std::string& name = components[last];
 
   constexpr int kOpenFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
   Ensured out;
-  UniqueFd fd(::openat(parent.get(), name, kOpenFlags));
+  UniqueFd fd(::openat(parent.get(), name.c_str(), kOpenFlags));
   if (!fd && errno == ENOENT) {
-    // Made closed (0700, root) and opened up only once owner and marker are in place.
-    if (::mkdirat(parent.get(), name, 0700) == 0) {
-      out.created = true;
-    } else if (errno != EEXIST) {
-      fail(display, "cannot create", errno);
-    }
-    fd.reset(::openat(parent.get(), name, kOpenFlags));
+    out.created = make_leaf(root, parent.get(), name, leaf, display);
+    fd.reset(::openat(parent.get(), name.c_str(), kOpenFlags));
   }
   if (!fd) {
     if (errno == ELOOP || errno == ENOTDIR) refuse_not_dir(display);
     fail(display, "cannot open", errno);
   }
+  if (out.created) return out;
 
-  if (out.created) {
-    if (leaf.version_marker) write_marker(fd.get(), *leaf.version_marker, display);
-    if (leaf.owner && ::fchown(fd.get(), leaf.owner->uid, leaf.owner->gid) != 0) fail(display, "cannot chown", errno);
-    if (::fchmod(fd.get(), leaf.mode) != 0) fail(display, "cannot chmod", errno);
-    return out;
+  if (leaf.version_marker) {
+    Marker marker = read_marker(fd.get(), display);
+    if (!marker.version) {
+      // Unfinished (or tampered with): finish it as if it were new.
+      set_up(fd.get(), leaf, display);
+      out.repair = marker.problem;
+      return out;
+    }
+    out.marker = std::move(marker.version);
   }
   if (leaf.chown_existing && leaf.owner && ::fchown(fd.get(), leaf.owner->uid, leaf.owner->gid) != 0) {
     fail(display, "cannot chown", errno);
   }
-  out.marker = read_marker(fd.get());
   return out;
 }
 
-bool remove_tree(const StorageRoot& root, const std::vector<std::string>& components) {
+bool move_to_trash(const StorageRoot& root, const std::vector<std::string>& components) {
   if (components.empty()) throw ProvisionError(root.path() + ": refusing to delete the storage root itself");
   const std::size_t last = components.size() - 1;
   UniqueFd parent = walk(root, components, last, /*create=*/false);
   if (!parent) return false;
   check_component(root, components, last);
-  struct stat parent_st {};
-  if (::fstat(parent.get(), &parent_st) != 0) fail(root.display(prefix(components, last)), "cannot stat", errno);
-  struct stat st {};
-  if (::fstatat(parent.get(), components[last].c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-    if (errno == ENOENT) return false;
-    fail(root.display(components), "cannot stat", errno);
+  UniqueFd trash = open_trash(root, /*create=*/true);
+  const int err = rename_into_trash(parent.get(), components[last].c_str(), trash.get());
+  if (err == ENOENT) return false;
+  if (err == EXDEV || err == EBUSY) {
+    throw ProvisionError(root.display(components) + ": is another file system (a mount point); unmount it first");
   }
-  remove_entry(parent.get(), components[last], parent_st.st_dev, root.display(components));
+  if (err != 0) fail(root.display(components), "cannot move to " + root.display(trash_components()), err);
   return true;
+}
+
+TrashReport empty_trash(const StorageRoot& root, const std::function<bool()>& keep_going) {
+  TrashReport report;
+  UniqueFd trash = open_trash(root, /*create=*/false);
+  if (!trash) return report;
+  const std::string display = root.display(trash_components());
+  struct stat trash_st {};
+  if (::fstat(trash.get(), &trash_st) != 0) fail(display, "cannot stat", errno);
+
+  // Passes over the top level until it is empty or a pass changes nothing. Each pass deletes
+  // files, drains directories one level deep and moves deeper ones up to the top.
+  auto note = [&](const char* name, const std::string& why) {
+    if (report.problem.empty()) report.problem = display + "/" + name + ": " + why;
+  };
+  // A pass that meets no entry ends it: entries moved up during a pass may not show in it.
+  for (bool progress = true, seen = true; progress && seen;) {
+    progress = false;
+    seen = false;
+    report.left = 0;
+    const int dup_fd = ::fcntl(trash.get(), F_DUPFD_CLOEXEC, 0);
+    if (dup_fd < 0) fail(display, "cannot list", errno);
+    DIR* top = ::fdopendir(dup_fd);
+    if (!top) {
+      ::close(dup_fd);
+      fail(display, "cannot list", errno);
+    }
+    ::rewinddir(top);
+    while (const dirent* entry = ::readdir(top)) {
+      if (keep_going && !keep_going()) {
+        ::closedir(top);
+        return report;
+      }
+      const char* name = entry->d_name;
+      if (std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0) continue;
+      seen = true;
+      struct stat st {};
+      if (::fstatat(trash.get(), name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      if (::unlinkat(trash.get(), name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) == 0) {
+        ++report.deleted;
+        progress = true;
+        continue;
+      }
+      if (!S_ISDIR(st.st_mode) || errno != ENOTEMPTY) {
+        note(name, std::string("cannot delete: ") + std::strerror(errno));
+        ++report.left;
+        continue;
+      }
+      UniqueFd dir(::openat(trash.get(), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      struct stat opened {};
+      if (!dir || ::fstat(dir.get(), &opened) != 0 || opened.st_dev != trash_st.st_dev) {
+        note(name, "cannot open (a mount point?)");
+        ++report.left;
+        continue;
+      }
+      const Drained drained = drain(dir.get(), trash.get(), trash_st.st_dev, display + "/" + name, report.problem);
+      report.deleted += drained.deleted;
+      progress = progress || drained.deleted > 0 || drained.moved > 0;
+      if (::unlinkat(trash.get(), name, AT_REMOVEDIR) == 0) {
+        ++report.deleted;
+        progress = true;
+      } else {
+        ++report.left;
+      }
+    }
+    ::closedir(top);
+  }
+  return report;
+}
+
+bool trash_pending(const StorageRoot& root) {
+  UniqueFd trash = open_trash(root, /*create=*/false);
+  if (!trash) return false;
+  const int dup_fd = ::fcntl(trash.get(), F_DUPFD_CLOEXEC, 0);
+  DIR* dir = dup_fd < 0 ? nullptr : ::fdopendir(dup_fd);
+  if (!dir) return false;
+  bool any = false;
+  while (const dirent* entry = ::readdir(dir)) {
+    if (std::strcmp(entry->d_name, ".") != 0 && std::strcmp(entry->d_name, "..") != 0) {
+      any = true;
+      break;
+    }
+  }
+  ::closedir(dir);
+  return any;
 }
 
 bool dir_exists(const StorageRoot& root, const std::vector<std::string>& components) {
@@ -236,5 +384,33 @@ std::vector<std::string> data_dir_components(const std::string& app, const std::
 std::vector<std::string> share_dir_components(const std::string& share) { return {"shared", share}; }
 
 std::vector<std::string> storage_dir_components(const std::string& name) { return {"storage", name}; }
+
+std::vector<std::string> trash_components() { return {kTrash}; }
+
+bool displayable_version(std::string_view text) {
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c == 0x7f) return false;
+    std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (len == 0 || i + len > text.size()) return false;
+    for (std::size_t k = 1; k < len; ++k) {
+      if ((static_cast<unsigned char>(text[i + k]) & 0xc0) != 0x80) return false;
+    }
+    // Overlong forms, surrogates and values past U+10FFFF: not UTF-8 either.
+    if (len == 2 && c < 0xc2) return false;
+    if (len == 3) {
+      const auto d = static_cast<unsigned char>(text[i + 1]);
+      if ((c == 0xe0 && d < 0xa0) || (c == 0xed && d >= 0xa0)) return false;
+    }
+    if (len == 4) {
+      const auto d = static_cast<unsigned char>(text[i + 1]);
+      if ((c == 0xf0 && d < 0x90) || c > 0xf4 || (c == 0xf4 && d >= 0x90)) return false;
+    }
+    // C1 controls (U+0080..U+009F) are terminal controls too.
+    if (len == 2 && c == 0xc2 && static_cast<unsigned char>(text[i + 1]) < 0xa0) return false;
+    i += len;
+  }
+  return true;
+}
 
 }  // namespace portalfs::mountmgr

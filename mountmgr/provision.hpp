@@ -13,16 +13,27 @@
 // is ever created or removed outside the root, whoever owns the directories on the way (an app
 // owns its data directory and may plant anything in it).
 //
-// Directories made on the way are root-owned 0700: only the daemon walks the storage tree. The
-// leaf gets its owner, its mode and, for data directories, the read-only marker
-// .portalfs-version (the version that created it) before it is opened up, so a directory never
-// shows half set up to its app.
+// Directories made on the way are root-owned 0700: only the daemon walks the storage tree. A
+// new leaf is made under a temporary name (.portalfs-new-*), given its owner, its mode and, for
+// data directories, the read-only marker .portalfs-version (the version that created it, then
+// "\n"), and only then renamed into place: a directory at its real name is complete, or it was
+// not made by this code. An existing data directory without a complete, valid marker (a crash
+// of an older version, or its app meddled) is finished again, never trusted as it is.
+//
+// Deleting (purge, prune) is two steps. move_to_trash() renames the tree into <root>/trash at
+// once (atomic: it is gone from its place, and a new directory of the same name starts empty).
+// empty_trash() then deletes what is in the trash, in constant stack and a few fds whatever the
+// depth: a subdirectory that is not empty is moved up to the trash's top level and dealt with
+// later, so no walk ever goes more than one level down. The trash is its own to-do list: what
+// a crash interrupts is finished by the next empty_trash().
 
 #include <sys/types.h>
 
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/unique_fd.hpp"
@@ -67,7 +78,10 @@ struct LeafSpec {
 
 struct Ensured {
   bool created = false;
-  /// For an existing directory: the content of its kVersionMarker (without the "\n"), if any.
+  /// An existing data directory whose marker was missing, incomplete or invalid: it was given
+  /// its owner, mode and a new marker (`repair` says what was wrong, one line naming the file).
+  std::optional<std::string> repair;
+  /// For an existing directory with a valid marker: the version in it.
   std::optional<std::string> marker;
 };
 
@@ -75,10 +89,24 @@ struct Ensured {
 /// Throws ProvisionError.
 Ensured ensure_dir(const StorageRoot& root, const std::vector<std::string>& components, const LeafSpec& leaf);
 
-/// Deletes <root>/<components...> and everything below it: *at calls only, symlinks removed
-/// (never followed), and never into another filesystem mounted below it. Returns false when it
-/// did not exist. Throws ProvisionError (what was deleted before the failure stays deleted).
-bool remove_tree(const StorageRoot& root, const std::vector<std::string>& components);
+/// Renames <root>/<components...> (anything: a directory tree, a file, a symlink itself) into
+/// <root>/trash. Returns false when it did not exist. Throws ProvisionError (a symlink on the
+/// way, or another file system mounted there).
+bool move_to_trash(const StorageRoot& root, const std::vector<std::string>& components);
+
+struct TrashReport {
+  std::size_t deleted = 0;  // entries deleted (files, links, directories)
+  std::size_t left = 0;     // top-level trash entries that could not be deleted
+  std::string problem;      // the first reason something was left, one line
+};
+
+/// Deletes what is in <root>/trash (see the file comment): *at calls only, symlinks removed
+/// (never followed), nothing on another file system mounted below. Stops early, leaving the
+/// rest for the next call, once `keep_going` returns false (checked between entries).
+TrashReport empty_trash(const StorageRoot& root, const std::function<bool()>& keep_going = {});
+
+/// Whether <root>/trash holds anything.
+bool trash_pending(const StorageRoot& root);
 
 /// Whether <root>/<components...> exists as a directory (reached without following symlinks).
 bool dir_exists(const StorageRoot& root, const std::vector<std::string>& components);
@@ -88,5 +116,9 @@ std::vector<std::string> app_dir_components(const std::string& app);
 std::vector<std::string> data_dir_components(const std::string& app, const std::string& name);
 std::vector<std::string> share_dir_components(const std::string& share);
 std::vector<std::string> storage_dir_components(const std::string& name);
+std::vector<std::string> trash_components();
+
+/// Whether `text` may be shown as a version: valid UTF-8 without control characters.
+bool displayable_version(std::string_view text);
 
 }  // namespace portalfs::mountmgr

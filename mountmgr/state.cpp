@@ -257,15 +257,17 @@ json to_json(const State& state) {
     }
     attachments.push_back({{"app", a.app}, {"pid", a.pid}, {"binds", std::move(binds)}});
   }
-  return {{"schema_version", kStateSchemaVersion},
-          {"apps", std::move(apps)},
-          {"shares", std::move(shares)},
-          {"attachments", std::move(attachments)}};
+  json doc = {{"schema_version", kStateSchemaVersion},
+              {"apps", std::move(apps)},
+              {"shares", std::move(shares)},
+              {"attachments", std::move(attachments)}};
+  if (!state.removals.empty()) doc["removals"] = state.removals;
+  return doc;
 }
 
 State state_from_json(const json& doc) {
   const JsonReader root(doc);
-  root.expect_object({"schema_version", "apps", "shares", "attachments"});
+  root.expect_object({"schema_version", "apps", "shares", "attachments", "removals"});
   const JsonReader version = root.member("schema_version", "an integer");
   if (version.as_integer(0, INT32_MAX) != kStateSchemaVersion) {
     version.fail("expected " + std::to_string(kStateSchemaVersion) + " (the schema this portalfs knows), got " +
@@ -292,6 +294,18 @@ State state_from_json(const json& doc) {
   attachments.expect_array();
   for (std::size_t i = 0; i < attachments.size(); ++i) {
     state.attachments.push_back(read_attachment(attachments.at(i)));
+  }
+  if (auto removals = root.opt_member("removals")) {
+    removals->expect_array();
+    for (std::size_t i = 0; i < removals->size(); ++i) {
+      const JsonReader item = removals->at(i);
+      std::string path = item.as_string();
+      // Only what a purge or a prune deletes: an app's directory or one below it.
+      if (auto e = check_data_dir_name(path); !e.empty() || !path.starts_with("apps/")) {
+        item.fail(R"(expected "apps/<app>[/<data dir>]", got )" + describe_json(item.json()));
+      }
+      state.removals.push_back(std::move(path));
+    }
   }
   return state;
 }

@@ -14,7 +14,8 @@
 //        "storage_mounts": [{"host_path": "/srv/x", "container_path": "/x", "read_only": true}]}},
 //    "shares": {"own_media": {"owner": "0:0"}},
 //    "attachments": [{"app": "navidrome", "pid": 4242,
-//                     "binds": [{"source": "...", "target": "/data", "read_only": false}]}]}
+//                     "binds": [{"source": "...", "target": "/data", "read_only": false}]}],
+//    "removals": ["apps/old-app"]}                  (absent when empty)
 //   Grant = {"kind": "data"|"shared"|"host", "name", "container_path",
 //            "access": "read"|"read-write", "owner"?: "UID:GID"}
 //
@@ -81,6 +82,11 @@ struct State {
   std::map<std::string, AppRecord> apps;
   std::map<std::string, policy::Owner> shares;  // share name -> owner of its directory
   std::vector<Attachment> attachments;
+  /// Trees to delete (purge, prune), as paths below the storage root ("apps/notes",
+  /// "apps/notes/cache"): recorded before the deletion starts, dropped once the tree is in the
+  /// trash (mountmgr/provision.hpp), which the daemon empties in the background. A record
+  /// found at start-up is carried out then.
+  std::vector<std::string> removals;
   friend bool operator==(const State&, const State&) = default;
 };
 

@@ -68,6 +68,11 @@ bool holds(const std::string& name, const std::string& other) {
   return other == name || other.starts_with(name + "/");
 }
 
+// A version for the admin's terminal: "-" for none, control characters written out.
+std::string shown_version(const std::string& version) {
+  return version.empty() ? "-" : escape_controls(version);
+}
+
 std::string maps_text(const std::vector<policy::IdRange>& ranges) {
   if (ranges.empty()) return "identity";
   std::string out;
@@ -145,20 +150,11 @@ Outcome Manager::Impl::app_upgrade(const Request& req) {
     rec.data_dirs = std::move(kept);
   }
 
+  // Recorded in the state before anything is deleted, so a crash can't leave it half done.
+  for (const auto& name : doomed) next.removals.push_back("apps/" + app + "/" + name);
   Outcome out{mounts_output(app, rec, req.json)};
   out.next = std::move(next);
-  if (!doomed.empty()) {
-    out.after_commit = [this, app, doomed] {
-      const StorageRoot root = open_root();
-      for (const auto& name : doomed) {
-        try {
-          remove_tree(root, data_dir_components(app, name));
-        } catch (const ProvisionError& e) {
-          failed("app " + app + " upgraded, but pruning data dir " + name + " failed: " + e.what());
-        }
-      }
-    };
-  }
+  if (!doomed.empty()) out.after_commit = remove_recorded("app " + app + " upgraded, but pruning");
   return out;
 }
 
@@ -168,30 +164,25 @@ Outcome Manager::Impl::app_remove(const Request& req) {
   const bool purge = args.flag("purge");
   const std::string data_path = config.storage_root + "/apps/" + app;
 
-  auto purge_data = [this, app] {
-    try {
-      remove_tree(open_root(), app_dir_components(app));
-    } catch (const ProvisionError& e) {
-      failed("deleting the data of app " + app + " failed: " + e.what());
-    }
-  };
-
   Outcome out;
+  out.takes_away = true;
+  out.after_commit = remove_recorded("deleting the data of app " + app);
+  State next = state;
+  // The purge is recorded before it starts (carried out at the next start after a crash).
+  if (purge) next.removals.push_back("apps/" + app);
   if (!state.apps.contains(app)) {
     // A purge of what a remove without --purge left behind.
     if (!purge || !dir_exists(open_root(), app_dir_components(app))) refuse("app " + app + " is not installed");
     out.output = req.json ? nlohmann::json({{"app", app}, {"purged", true}}).dump(2) + "\n"
                           : "deleted the data of app " + app + " (" + data_path + ")\n";
-    out.after_commit = purge_data;
+    out.next = std::move(next);
     return out;
   }
 
-  State next = state;
   next.apps.erase(app);
   // Its attachments can't be healed without it.
   std::erase_if(next.attachments, [&](const Attachment& a) { return a.app == app; });
   out.next = std::move(next);
-  if (purge) out.after_commit = purge_data;
   if (req.json) {
     out.output = nlohmann::json({{"app", app}, {"purged", purge}}).dump(2) + "\n";
   } else if (purge) {
@@ -211,7 +202,7 @@ Outcome Manager::Impl::app_list(const Request& req) const {
     return {out.dump(2) + "\n"};
   }
   std::string out;
-  for (const auto& [name, rec] : state.apps) out += name + " " + (rec.version.empty() ? "-" : rec.version) + "\n";
+  for (const auto& [name, rec] : state.apps) out += name + " " + shown_version(rec.version) + "\n";
   return {out};
 }
 
@@ -231,7 +222,7 @@ Outcome Manager::Impl::app_show(const Request& req) const {
     return {out.dump(2) + "\n"};
   }
   std::string out = "app: " + app + "\n";
-  out += "version: " + (rec.version.empty() ? std::string("-") : rec.version) + "\n";
+  out += "version: " + shown_version(rec.version) + "\n";
   out += "uid_maps: " + maps_text(rec.uid_maps) + "\n";
   out += "gid_maps: " + maps_text(rec.gid_maps) + "\n";
   for (const auto& g : effective_grants(rec)) {
@@ -240,7 +231,7 @@ Outcome Manager::Impl::app_show(const Request& req) const {
   }
   for (const auto& share : rec.revoked) out += "revoked: share " + share + "\n";
   for (const auto& d : rec.data_dirs) {
-    out += "data_dir: " + d.name + " (created by " + (d.created_by_version.empty() ? "-" : d.created_by_version) +
+    out += "data_dir: " + d.name + " (created by " + shown_version(d.created_by_version) +
            (d.removed ? "; no longer in the manifest, kept on disk" : "") + ")\n";
   }
   for (int pid : pids) out += "attached: pid " + std::to_string(pid) + "\n";

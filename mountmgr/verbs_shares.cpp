@@ -106,6 +106,8 @@ Outcome Manager::Impl::grant(const Request& req) {
   ensure_dir(open_root(), share_dir_components(share), LeafSpec{next.shares[share], 0755, false, std::nullopt});
 
   Outcome out;
+  // Turning a grant read-only takes a right away: it applies even on a full disk.
+  out.takes_away = current && current->access == policy::Access::read_write && *access == policy::Access::read;
   out.output = req.json ? nlohmann::json({{"app", app}, {"share", share}, {"access", policy::to_string(*access)}, {"path", path}})
                                   .dump(2) + "\n"
                         : "granted share " + share + " to app " + app + " at " + path + " (" +
@@ -131,6 +133,7 @@ Outcome Manager::Impl::revoke(const Request& req) {
   }
 
   Outcome out;
+  out.takes_away = true;
   if (force) out.killed.push_back(make_view(state, config.storage_root, app, current, *revoked));
   out.output = req.json ? nlohmann::json({{"app", app}, {"share", share}, {"force", force}}).dump(2) + "\n"
                         : "revoked share " + share + " from app " + app +

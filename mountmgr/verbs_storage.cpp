@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: MIT
 // mounts, attach, detach and the Dokku-compatible storage.* verbs.
 
+#include <fcntl.h>
+
 #include <algorithm>
 #include <filesystem>
 
+#include "common/beneath.hpp"
 #include "common/log.hpp"
 #include "mountmgr/manager_impl.hpp"
 #include "mountmgr/mount_spec.hpp"
@@ -149,6 +152,17 @@ Outcome Manager::Impl::storage_mount(const Request& req) {
     refuse("storage.mount: " + mount.host_path + " is not an existing directory (Dokku never creates it either; " +
            "storage:ensure-directory makes one)");
   }
+  // The view is reached from "/" one component at a time, never through a symlink (a symlink
+  // on the way could be swapped for another target before the next start): say so now.
+  {
+    const auto components = common::split_components(std::string_view(mount.host_path).substr(1));
+    common::UniqueFd slash(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    common::WalkFailure failure;
+    if (!common::open_beneath(slash.get(), components, O_PATH, &failure)) {
+      refuse("storage.mount: " + common::describe_walk_failure("/", components, failure) +
+             "; give the directory without symbolic links");
+    }
+  }
   // Serving the filesystem inside itself would loop; serving the backing store would bypass
   // every app's policy. Compared with symlinks resolved.
   const std::string host = resolved(mount.host_path);
@@ -157,7 +171,8 @@ Outcome Manager::Impl::storage_mount(const Request& req) {
   if (path_within(mountpoint, host) || path_within(host, mountpoint)) {
     refuse("storage.mount: " + mount.host_path + " overlaps the portalfs mountpoint " + config.mountpoint);
   }
-  if (path_within(root, host) || path_within(host, root + "/apps") || path_within(host, root + "/shared")) {
+  if (path_within(root, host) || path_within(host, root + "/apps") || path_within(host, root + "/shared") ||
+      path_within(host, root + "/trash")) {
     refuse("storage.mount: " + mount.host_path + " is app data or a share of portalfs' storage root; " +
            "use grant to give an app a share");
   }
@@ -193,6 +208,7 @@ Outcome Manager::Impl::storage_unmount(const Request& req) {
     refuse("app " + app + " has no storage mount " + mount.host_path + ":" + mount.container_path);
   }
   Outcome out;
+  out.takes_away = true;
   if (req.json) out.output = nlohmann::json({{"host_path", mount.host_path}, {"container_path", mount.container_path}}).dump(2) + "\n";
   out.next = std::move(next);
   return out;

@@ -69,9 +69,11 @@ policy::ViewSpec make_view(const State& state, const std::string& storage_root, 
     case policy::GrantKind::data:
       // A data grant's owner is only the provisioned directory's owner: never a squash.
       view.backing = storage_root + "/apps/" + app + "/" + grant.name;
+      view.anchor = storage_root;
       break;
     case policy::GrantKind::shared:
       view.backing = storage_root + "/shared/" + grant.name;
+      view.anchor = storage_root;
       if (grant.owner) {
         const auto share = state.shares.find(grant.name);
         const policy::Owner store = share != state.shares.end() ? share->second : policy::Owner{};
@@ -80,6 +82,7 @@ policy::ViewSpec make_view(const State& state, const std::string& storage_root, 
       }
       break;
     case policy::GrantKind::host:
+      // The admin's path, walked from "/" like the rest: no symlink on the way either.
       view.backing = grant.name;
       break;
   }

@@ -17,6 +17,10 @@ struct ViewSpec {
   GrantKind kind = GrantKind::data;
   std::string dir_name;   // view_dir_name(grant): served at apps/<app>/<kind>/<dir_name>
   std::string backing;    // absolute host path of the backing directory
+  /// The part of `backing` that is trusted as a path string (the storage root the admin
+  /// configured; "" = "/"). Below it, the backing directory is reached one component at a
+  /// time and never through a symlink (common/beneath.hpp): apps own directories there.
+  std::string anchor;
   Access access = Access::read_write;
   IdPolicy ids;
   friend bool operator==(const ViewSpec&, const ViewSpec&) = default;

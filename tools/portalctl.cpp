@@ -14,6 +14,7 @@
 
 #include "common/unique_fd.hpp"
 #include "mountmgr/control_client.hpp"
+#include "mountmgr/json_reader.hpp"
 #include "policy/manifest.hpp"
 #include "tools/exit_codes.hpp"
 #include "tools/options.hpp"
@@ -129,6 +130,10 @@ ExitCode run(CtlCommand cmd) {
   }
   if (response["ok"].get<bool>()) {
     std::cout << response["output"].get<std::string>() << std::flush;
+    // A change in force but not saved (--format json keeps stdout pure JSON).
+    if (response.contains("warning") && response["warning"].is_string()) {
+      std::cerr << "portalctl: " << portalfs::mountmgr::escape_controls(response["warning"].get<std::string>()) << "\n";
+    }
     return ExitCode::ok;
   }
   // The daemon's codes are the exit codes; anything else it might send is a runtime failure.

@@ -187,6 +187,7 @@ int run(const portalfs::tools::DaemonOptions& o) {
   }
 
   // Threads start only now: daemon() forks, and a fork keeps only the calling thread.
+  manager->start();  // empties the trash of purges and prunes a stop interrupted
   portalfs::mountmgr::ControlServer server(o.socket, admin_gid,
                                            [&](const nlohmann::json& r) { return manager->handle(r); });
   server.start();

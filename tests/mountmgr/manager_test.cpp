@@ -361,6 +361,7 @@ TEST_F(ManagerTest, RemovePurge) {
             (json{{"app", "navidrome"}, {"purged", true}}));
   EXPECT_FALSE(fs::exists(data("navidrome")));
   EXPECT_TRUE(fs::exists(storage + "/shared/own_media"));  // shares are not the app's
+  EXPECT_TRUE(mgr->wait_idle(std::chrono::seconds(30)));
   refused("app.remove", {{"app", "navidrome"}}, 2, "app navidrome is not installed");
   refused("app.remove", {{"app", "navidrome"}, {"purge", true}}, 2, "app navidrome is not installed");
   refused("app.remove", {{"app", "../etc"}}, 2, R"(app.remove: argument "app": expected an app id)");
@@ -370,6 +371,52 @@ TEST_F(ManagerTest, RemovePurge) {
   ok("app.remove", {{"app", "navidrome"}});
   EXPECT_THAT(ok("app.remove", {{"app", "navidrome"}, {"purge", true}}), HasSubstr("deleted the data of app navidrome"));
   EXPECT_FALSE(fs::exists(data("navidrome")));
+}
+
+// Issue #18: a purge is recorded in the state before it starts; the tree leaves its place at
+// once and is deleted by the worker, off the request path.
+TEST_F(ManagerTest, PurgeMovesTheTreeToTheTrashAndTheWorkerEmptiesIt) {
+  install(kNavidrome);
+  for (int i = 0; i < 50; ++i) fs::create_directories(data("navidrome/data/" + std::to_string(i) + "/a/b/c"));
+  ok("app.remove", {{"app", "navidrome"}, {"purge", true}});
+  EXPECT_FALSE(fs::exists(data("navidrome")));
+  EXPECT_TRUE(mgr->wait_idle(std::chrono::seconds(30)));
+  EXPECT_TRUE(fs::is_empty(storage + "/trash"));
+  // Nothing is left recorded once done.
+  EXPECT_FALSE(json::parse(read_file(state_dir + "/state.json")).contains("removals"));
+}
+
+TEST_F(ManagerTest, ARemovalRecordedBeforeACrashIsCarriedOutAtStart) {
+  install(kNavidrome);
+  write_file(data("navidrome/data/x"), "x");
+  mgr.reset();
+  // What a crash between saving the state and moving the tree leaves.
+  json doc = json::parse(read_file(state_dir + "/state.json"));
+  doc["apps"].erase("navidrome");
+  doc["removals"] = {"apps/navidrome"};
+  write_file(state_dir + "/state.json", doc.dump());
+  start();
+  EXPECT_FALSE(fs::exists(data("navidrome")));
+  mgr->start();
+  EXPECT_TRUE(mgr->wait_idle(std::chrono::seconds(30)));
+  EXPECT_TRUE(fs::is_empty(storage + "/trash"));
+  EXPECT_FALSE(json::parse(read_file(state_dir + "/state.json")).contains("removals"));
+}
+
+TEST_F(ManagerTest, ARemovalRecordOutsideTheAppsIsRefusedWithOneLine) {
+  mgr.reset();
+  for (const std::string bad : {"shared/own_media", "apps/../shared", "apps", "/etc"}) {
+    json doc = to_json(fresh_state());
+    doc["removals"] = {bad};
+    write_file(state_dir + "/state.json", doc.dump());
+    try {
+      start();
+      ADD_FAILURE() << bad << " accepted";
+    } catch (const StateError& e) {
+      EXPECT_THAT(e.what(), HasSubstr("/removals/0"));
+      EXPECT_THAT(e.what(), HasSubstr(R"(expected "apps/<app>[/<data dir>]")"));
+    }
+  }
 }
 
 TEST_F(ManagerTest, AppList) {
