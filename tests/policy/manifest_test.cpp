@@ -548,15 +548,18 @@ TEST(ManifestChecks, AppIdFromName) {
 // ---------------------------------------------------------------------------------------------
 // The platform's real manifests.
 
+// The fixtures in the repository (every shape), and the store's corpus beside it when present.
 std::filesystem::path manifests_dir() {
+  return std::filesystem::path(testutil::source_dir()) / "tests" / "fixtures" / "manifests";
+}
+std::filesystem::path shared_corpus_dir() {
   return std::filesystem::path(testutil::source_dir()) / ".." / "shared" / "manifests";
 }
 
 constexpr const char* kInvalidManifest = "ubuntu-web-shell-f0d6f20c.json";
 
-TEST(RealManifests, AllAcceptedButTheInvalidOne) {
-  const auto dir = manifests_dir();
-  ASSERT_TRUE(std::filesystem::is_directory(dir)) << dir << " is missing";
+// Every manifest of `dir` is accepted but the invalid one, refused with FILE:LINE:COL.
+void expect_all_accepted_but_the_invalid_one(const std::filesystem::path& dir) {
   int accepted = 0;
   bool saw_invalid = false;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
@@ -584,6 +587,16 @@ TEST(RealManifests, AllAcceptedButTheInvalidOne) {
   }
   EXPECT_TRUE(saw_invalid) << kInvalidManifest << " is missing from " << dir;
   EXPECT_GE(accepted, 30);
+}
+
+TEST(RealManifests, AllAcceptedButTheInvalidOne) { expect_all_accepted_but_the_invalid_one(manifests_dir()); }
+
+TEST(RealManifests, SharedCorpus) {
+  const auto dir = shared_corpus_dir();
+  if (!std::filesystem::is_directory(dir)) {
+    GTEST_SKIP() << "no shared manifest corpus at " << dir << " (the repository's fixtures are tested above)";
+  }
+  expect_all_accepted_but_the_invalid_one(dir);
 }
 
 AppSpec parse_real(const std::string& file) {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The built portalctl binary: exit codes, the one stderr line, what it sends to a fake daemon
 // (a ControlServer in this process) and what it prints; `validate` over the real manifests in
-// shared/manifests.
+// tests/fixtures/manifests (copies of shared/manifests).
 
 #include <fcntl.h>
 #include <gmock/gmock.h>
@@ -253,8 +253,9 @@ TEST_F(PortalctlDaemonTest, MountsFormatPicksTheStyle) {
 
 // ---- validate (offline) ------------------------------------------------------------------
 
+// The repository's copies of the store's manifests (tests/fixtures/manifests/README.md).
 std::string manifests_dir() {
-  return source_dir() + "/../shared/manifests";
+  return source_dir() + "/tests/fixtures/manifests";
 }
 
 constexpr const char* kInvalid = "ubuntu-web-shell-f0d6f20c.json";
@@ -273,7 +274,7 @@ std::vector<std::string> valid_manifests() {
 
 TEST_F(PortalctlTest, ValidateAcceptsEveryRealManifestButOne) {
   auto files = valid_manifests();
-  if (files.empty()) GTEST_SKIP() << "no manifests at " << manifests_dir();
+  ASSERT_GE(files.size(), 30u) << "manifests missing from " << manifests_dir();
   for (const auto& file : files) {
     CtlRun r = run_portalctl({"validate", file});
     EXPECT_EQ(r.code, 0) << file << ": " << r.err;
@@ -287,7 +288,6 @@ TEST_F(PortalctlTest, ValidateAcceptsEveryRealManifestButOne) {
 
 TEST_F(PortalctlTest, ValidatePrintsGrants) {
   std::string convos = manifests_dir() + "/convos-af51e444.json";
-  if (!std::filesystem::exists(convos)) GTEST_SKIP() << "no " << convos;
   CtlRun text = run_portalctl({"validate", convos});
   EXPECT_EQ(text.code, 0) << text.err;
   EXPECT_EQ(text.out, "convos: data /data rw\n");
@@ -305,7 +305,6 @@ TEST_F(PortalctlTest, ValidatePrintsGrants) {
 
 TEST_F(PortalctlTest, ValidateRefusesInvalidJsonWithFileLineColumn) {
   std::string bad = manifests_dir() + "/" + kInvalid;
-  if (!std::filesystem::exists(bad)) GTEST_SKIP() << "no " << bad;
   CtlRun r = run_portalctl({"validate", bad});
   EXPECT_EQ(r.code, 2);
   EXPECT_EQ(r.out, "");
@@ -318,7 +317,7 @@ TEST_F(PortalctlTest, ValidateRefusesInvalidJsonWithFileLineColumn) {
 
   // The first invalid file stops the run; nothing is printed for the valid ones before it.
   auto files = valid_manifests();
-  if (files.empty()) return;
+  ASSERT_FALSE(files.empty());
   CtlRun mixed = run_portalctl({"validate", files.front(), bad, files.back()});
   EXPECT_EQ(mixed.code, 2);
   EXPECT_EQ(mixed.out, "");
