@@ -109,7 +109,9 @@ std::string Manager::Impl::carry_out_removals() {
 
 std::function<void()> Manager::Impl::remove_recorded(const std::string& what) {
   return [this, what] {
-    if (auto error = carry_out_removals(); !error.empty()) failed(what + " failed: " + error);
+    const std::string error = carry_out_removals();
+    start_worker();  // a request runs after portalfsd forked: the worker may start now
+    if (!error.empty()) failed(what + " failed: " + error);
   };
 }
 
@@ -119,7 +121,6 @@ void Manager::Impl::start_worker() {
 }
 
 void Manager::Impl::wake_worker() {
-  start_worker();
   {
     std::lock_guard lock(work_mutex);
     trash_dirty = true;

@@ -87,8 +87,10 @@ struct Manager::Impl {
   bool work_stop = false;
   bool trash_dirty = false;  // something was moved to the trash
   bool trash_busy = false;   // empty_trash() is running
-  /// Starts the worker if it is not running (never before portalfsd forked: see start()).
+  /// Starts the worker if it is not running. Never from the constructor: portalfsd makes the
+  /// manager before it forks, and a fork keeps only the calling thread (see Manager::start).
   void start_worker();
+  /// Tells the worker the trash has work (it starts on it once started).
   void wake_worker();
   void worker_loop();
   void retry_unsaved();
