@@ -1,18 +1,13 @@
 // SPDX-License-Identifier: MIT
 #include "mountmgr/paths.hpp"
 
+#include "common/beneath.hpp"
+
 namespace portalfs::mountmgr {
 
 std::vector<std::string> split_path(std::string_view relative) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (true) {
-    const std::size_t end = relative.find('/', start);
-    out.emplace_back(relative.substr(start, end == std::string_view::npos ? end : end - start));
-    if (end == std::string_view::npos) break;
-    start = end + 1;
-  }
-  return out;
+  // "" is one empty segment here, so that the checks below refuse it.
+  return relative.empty() ? std::vector<std::string>{""} : common::split_components(relative);
 }
 
 std::string check_data_dir_name(std::string_view name) {
