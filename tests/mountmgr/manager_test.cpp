@@ -12,7 +12,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <map>
-#include <set>
+#include <optional>
 #include <thread>
 
 #include "mountmgr/control_protocol.hpp"
@@ -66,10 +66,10 @@ class ManagerTest : public ::testing::Test {
   std::string state_dir = tmp / "state";
   std::string mnt = tmp / "mnt";
   std::vector<Notice> notices;
-  // Fake container side.
-  std::set<int> live_pids;
-  std::vector<std::pair<int, std::vector<Bind>>> attached;
-  std::vector<std::pair<int, std::vector<std::string>>> detached;
+  // Fake container side: the processes running now, and every attach/detach asked of them.
+  std::map<int, ProcessIdentity> processes;
+  std::vector<std::pair<ProcessIdentity, std::vector<Bind>>> attached;
+  std::vector<std::pair<ProcessIdentity, std::vector<std::string>>> detached;
   std::string attach_error;
   std::unique_ptr<Manager> mgr;
 
@@ -83,17 +83,30 @@ class ManagerTest : public ::testing::Test {
     c.storage_root = storage;
     c.state_dir = state_dir;
     c.mountpoint = mnt;
-    c.attach_ops.attach = [this](int pid, const std::vector<Bind>& binds) {
-      if (!attach_error.empty()) return attach_error;
-      attached.emplace_back(pid, binds);
-      return std::string();
+    // Like the real ones, attach and detach refuse a process that is not the one given.
+    c.attach_ops.attach = [this](const ProcessIdentity& process, const std::vector<Bind>& binds) {
+      attached.emplace_back(process, binds);
+      if (auto change = identity_change(process, identify(process.pid)); !change.empty()) return change;
+      return attach_error;
     };
-    c.attach_ops.detach = [this](int pid, const std::vector<std::string>& targets) {
-      detached.emplace_back(pid, targets);
-      return std::string();
+    c.attach_ops.detach = [this](const ProcessIdentity& process, const std::vector<std::string>& targets) {
+      detached.emplace_back(process, targets);
+      return identity_change(process, identify(process.pid));
     };
-    c.attach_ops.alive = [this](int pid) { return live_pids.contains(pid); };
+    c.attach_ops.identify = [this](int pid) { return identify(pid); };
     return c;
+  }
+
+  std::optional<ProcessIdentity> identify(int pid) const {
+    const auto it = processes.find(pid);
+    if (it == processes.end()) return std::nullopt;
+    return it->second;
+  }
+
+  /// Starts a fake process with `pid` (at tick `start`, in a mount namespace of its own).
+  ProcessIdentity run(int pid, uint64_t start = 1000) {
+    processes[pid] = ProcessIdentity{pid, start, 4, 4026532000u + static_cast<uint64_t>(pid) * 7 + start, "boot-1"};
+    return processes[pid];
   }
 
   void start() {
@@ -586,29 +599,33 @@ TEST_F(ManagerTest, StorageEnsureDirectory) {
 
 TEST_F(ManagerTest, AttachDetachAndHeal) {
   install(kNavidrome);
-  live_pids = {100, 200};
+  const ProcessIdentity p100 = run(100);
+  const ProcessIdentity p200 = run(200);
   EXPECT_EQ(ok("attach", {{"app", "navidrome"}, {"pid", 100}}), "attached 2 mount(s) of app navidrome to pid 100\n");
   ASSERT_EQ(attached.size(), 1u);
+  EXPECT_EQ(attached[0].first, p100);
   EXPECT_EQ(attached[0].second, (std::vector<Bind>{{mnt + "/apps/navidrome/data/data", "/data", false},
                                                    {mnt + "/apps/navidrome/shared/own_media", "/music", true}}));
   ok("attach", {{"app", "navidrome"}, {"pid", 200}});
-  EXPECT_EQ(saved_state().attachments.size(), 2u);
+  ASSERT_EQ(saved_state().attachments.size(), 2u);
+  EXPECT_EQ(saved_state().attachments[0].process, p100);  // what tells it from a later pid 100
+  EXPECT_EQ(saved_state().attachments[1].process, p200);
   EXPECT_THAT(ok("app.show", {{"app", "navidrome"}}), HasSubstr("attached: pid 100\nattached: pid 200\n"));
 
   ok("detach", {{"app", "navidrome"}, {"pid", 200}});
   ASSERT_EQ(detached.size(), 1u);
-  EXPECT_EQ(detached[0], (std::pair<int, std::vector<std::string>>{200, {"/music", "/data"}}));
+  EXPECT_EQ(detached[0], (std::pair<ProcessIdentity, std::vector<std::string>>{p200, {"/music", "/data"}}));
   EXPECT_EQ(saved_state().attachments.size(), 1u);
   refused("detach", {{"app", "navidrome"}, {"pid", 200}}, 2, "app navidrome is not attached to pid 200");
 
   // A daemon restart: the live attachment comes back, a dead one is forgotten.
   ok("attach", {{"app", "navidrome"}, {"pid", 200}});
-  live_pids = {100};
+  processes.erase(200);
   attached.clear();
   start();
   EXPECT_EQ(mgr->heal_attachments(), 1);
   ASSERT_EQ(attached.size(), 1u);
-  EXPECT_EQ(attached[0].first, 100);
+  EXPECT_EQ(attached[0].first, p100);
   ASSERT_EQ(saved_state().attachments.size(), 1u);
   EXPECT_EQ(saved_state().attachments[0].pid, 100);
 
@@ -632,7 +649,7 @@ TEST_F(ManagerTest, AttachRefusalsAndFailures) {
   refused("attach", {{"app", "navidrome"}, {"pid", 999}}, 2, "process 999 does not exist");
   refused("attach", {{"app", "navidrome"}, {"pid", 0}}, 2, R"(attach: argument "pid": expected an integer from 1)");
   refused("attach", {{"app", "navidrome"}, {"pid", "1"}}, 2, R"(attach: argument "pid")");
-  live_pids = {100};
+  run(100);
   attach_error = "setns: Operation not permitted";
   refused("attach", {{"app", "navidrome"}, {"pid", 100}}, 1,
           "attaching app navidrome to pid 100: setns: Operation not permitted");
@@ -643,7 +660,7 @@ TEST_F(ManagerTest, SaveFailureChangesNothing) {
   const auto views_before = mgr->views();
   const std::size_t notices_before = notices.size();
   fs::remove_all(state_dir);  // the next save can't create its temp file
-  live_pids = {100};
+  const ProcessIdentity p100 = run(100);
   const json r = call("grant", {{"app", "navidrome"}, {"share", "own_documents"}, {"access", "read"}, {"path", "/docs"}});
   EXPECT_EQ(r["code"], 1);
   EXPECT_THAT(r["error"].get<std::string>(), HasSubstr("cannot save " + state_dir + "/state.json"));
@@ -654,7 +671,7 @@ TEST_F(ManagerTest, SaveFailureChangesNothing) {
   // An attach whose record can't be saved is taken back out.
   EXPECT_EQ(call("attach", {{"app", "navidrome"}, {"pid", 100}})["code"], 1);
   ASSERT_EQ(detached.size(), 1u);
-  EXPECT_EQ(detached[0].first, 100);
+  EXPECT_EQ(detached[0].first, p100);
 }
 
 TEST_F(ManagerTest, Status) {

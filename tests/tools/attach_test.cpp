@@ -99,6 +99,10 @@ class Sleeper {
 
   [[nodiscard]] bool ready() const { return ready_; }
   [[nodiscard]] int pid() const { return pid_; }
+  /// What attach_binds is given for this process (a record of it).
+  [[nodiscard]] ProcessIdentity identity() const {
+    return identify_process(pid_).value_or(ProcessIdentity{pid_, 0, 0, 0, ""});
+  }
   /// `path` as this process sees it.
   [[nodiscard]] std::string inside(const std::string& path) const {
     return "/proc/" + std::to_string(pid_) + "/root" + path;
@@ -147,7 +151,7 @@ class AttachTest : public ::testing::Test {
 
 TEST_F(AttachTest, BindIsVisibleInsideOnlyAndWritable) {
   const std::string target = dir_ / "ctr/target";
-  ASSERT_EQ(attach_binds(sleeper_->pid(), {{dir_ / "src", target, false}}), "");
+  ASSERT_EQ(attach_binds(sleeper_->identity(), {{dir_ / "src", target, false}}), "");
   EXPECT_EQ(read_file(sleeper_->inside(target + "/hello")), "from the view\n");
   EXPECT_FALSE(exists(target + "/hello")) << "the mount leaked into the host namespace";
   write_file(sleeper_->inside(target + "/written"), "x");
@@ -162,7 +166,7 @@ TEST_F(AttachTest, BindIsVisibleInsideOnlyAndWritable) {
 
 TEST_F(AttachTest, ReadOnlyBindRefusesWritesWithErofs) {
   const std::string target = dir_ / "ctr/target";
-  ASSERT_EQ(attach_binds(sleeper_->pid(), {{dir_ / "src", target, true}}), "");
+  ASSERT_EQ(attach_binds(sleeper_->identity(), {{dir_ / "src", target, true}}), "");
   EXPECT_EQ(read_file(sleeper_->inside(target + "/hello")), "from the view\n");
 
   errno = 0;
@@ -183,18 +187,18 @@ TEST_F(AttachTest, ReadOnlyBindRefusesWritesWithErofs) {
 
 TEST_F(AttachTest, DetachRemovesTheBind) {
   const std::string target = dir_ / "ctr/target";
-  ASSERT_EQ(attach_binds(sleeper_->pid(), {{dir_ / "src", target, false}}), "");
+  ASSERT_EQ(attach_binds(sleeper_->identity(), {{dir_ / "src", target, false}}), "");
   ASSERT_TRUE(exists(sleeper_->inside(target + "/hello")));
-  EXPECT_EQ(detach_binds(sleeper_->pid(), {target}), "");
+  EXPECT_EQ(detach_binds(sleeper_->identity(), {target}), "");
   EXPECT_FALSE(exists(sleeper_->inside(target + "/hello")));
   EXPECT_TRUE(sleeper_->mounts_at(target).empty());
   // Nothing mounted there any more (and a target that does not exist): not an error.
-  EXPECT_EQ(detach_binds(sleeper_->pid(), {target, dir_ / "ctr/never"}), "");
+  EXPECT_EQ(detach_binds(sleeper_->identity(), {target, dir_ / "ctr/never"}), "");
 }
 
 TEST_F(AttachTest, MissingTargetDirectoriesAreCreated) {
   const std::string target = dir_ / "ctr/a/b/c";
-  ASSERT_EQ(attach_binds(sleeper_->pid(), {{dir_ / "src", target, false}}), "");
+  ASSERT_EQ(attach_binds(sleeper_->identity(), {{dir_ / "src", target, false}}), "");
   EXPECT_EQ(read_file(sleeper_->inside(target + "/hello")), "from the view\n");
   EXPECT_TRUE(
       std::filesystem::is_directory(dir_ / "ctr/a/b/c"));  // directories are not per-namespace
@@ -204,87 +208,134 @@ TEST_F(AttachTest, NestedBindsParentsFirstDetachChildrenFirst) {
   const std::string parent = dir_ / "ctr/target";
   const std::string child = parent + "/sub";
   ASSERT_EQ(
-      attach_binds(sleeper_->pid(), {{dir_ / "src", parent, false}, {dir_ / "src2", child, true}}),
+      attach_binds(sleeper_->identity(), {{dir_ / "src", parent, false}, {dir_ / "src2", child, true}}),
       "");
   EXPECT_EQ(read_file(sleeper_->inside(parent + "/hello")), "from the view\n");
   EXPECT_EQ(read_file(sleeper_->inside(child + "/other")), "second view\n");
   EXPECT_EQ(sleeper_->mounts_at(child).size(), 1u);
 
-  EXPECT_EQ(detach_binds(sleeper_->pid(), {parent, child}), "");
+  EXPECT_EQ(detach_binds(sleeper_->identity(), {parent, child}), "");
   EXPECT_TRUE(sleeper_->mounts_at(parent).empty());
   EXPECT_TRUE(sleeper_->mounts_at(child).empty());
 }
 
 TEST_F(AttachTest, AttachingAgainReplacesTheMountThere) {
   const std::string target = dir_ / "ctr/target";
-  ASSERT_EQ(attach_binds(sleeper_->pid(), {{dir_ / "src", target, false}}), "");
-  ASSERT_EQ(attach_binds(sleeper_->pid(), {{dir_ / "src2", target, false}}), "");
+  ASSERT_EQ(attach_binds(sleeper_->identity(), {{dir_ / "src", target, false}}), "");
+  ASSERT_EQ(attach_binds(sleeper_->identity(), {{dir_ / "src2", target, false}}), "");
   EXPECT_EQ(sleeper_->mounts_at(target).size(), 1u);
   EXPECT_TRUE(exists(sleeper_->inside(target + "/other")));
   EXPECT_FALSE(exists(sleeper_->inside(target + "/hello")));
 }
 
 TEST_F(AttachTest, ErrorsAreOneLine) {
-  const int pid = sleeper_->pid();
-  const std::string p = std::to_string(pid);
+  const ProcessIdentity process = sleeper_->identity();
+  const std::string p = std::to_string(process.pid);
   const std::string target = dir_ / "ctr/target";
 
-  EXPECT_EQ(attach_binds(pid, {{dir_ / "nope", target, false}}),
+  EXPECT_EQ(attach_binds(process, {{dir_ / "nope", target, false}}),
             "attach " + target + " into pid " + p + ": open_tree " + (dir_ / "nope") +
                 ": No such file or directory");
-  EXPECT_EQ(attach_binds(pid, {{dir_ / "src", "relative/x", false}}),
+  EXPECT_EQ(attach_binds(process, {{dir_ / "src", "relative/x", false}}),
             "attach relative/x into pid " + p +
                 ": expected an absolute target path other than / without . or .. components");
-  EXPECT_THAT(attach_binds(pid, {{dir_ / "src", "/", false}}), HasSubstr("other than /"));
-  EXPECT_THAT(attach_binds(pid, {{dir_ / "src", "/a/../etc", false}}), HasSubstr(".. components"));
+  EXPECT_THAT(attach_binds(process, {{dir_ / "src", "/", false}}), HasSubstr("other than /"));
+  EXPECT_THAT(attach_binds(process, {{dir_ / "src", "/a/../etc", false}}), HasSubstr(".. components"));
 
   // A regular file where the target directory should be.
   write_file(dir_ / "ctr/file", "");
-  EXPECT_EQ(attach_binds(pid, {{dir_ / "src", dir_ / "ctr/file", false}}),
+  EXPECT_EQ(attach_binds(process, {{dir_ / "src", dir_ / "ctr/file", false}}),
             "attach " + (dir_ / "ctr/file") + " into pid " + p + ": stat " + (dir_ / "ctr/file") +
                 ": Not a directory");
-  EXPECT_EQ(attach_binds(pid, {{dir_ / "src", dir_ / "ctr/file/x", false}}),
+  EXPECT_EQ(attach_binds(process, {{dir_ / "src", dir_ / "ctr/file/x", false}}),
             "attach " + (dir_ / "ctr/file/x") + " into pid " + p + ": stat " + (dir_ / "ctr/file") +
                 ": Not a directory");
   // A directory that cannot be created: its parent is read-only inside the container.
-  ASSERT_EQ(attach_binds(pid, {{dir_ / "src", target, true}}), "");
-  EXPECT_EQ(attach_binds(pid, {{dir_ / "src2", target + "/sub", false}}),
+  ASSERT_EQ(attach_binds(process, {{dir_ / "src", target, true}}), "");
+  EXPECT_EQ(attach_binds(process, {{dir_ / "src2", target + "/sub", false}}),
             "attach " + target + "/sub into pid " + p + ": mkdir " + target +
                 "/sub: Read-only file system");
   // A symlink as the target itself is refused (move_mount does not follow it).
   ASSERT_EQ(::symlink("target", (dir_ / "ctr/link").c_str()), 0);
-  EXPECT_EQ(attach_binds(pid, {{dir_ / "src", dir_ / "ctr/link", false}}),
+  EXPECT_EQ(attach_binds(process, {{dir_ / "src", dir_ / "ctr/link", false}}),
             "attach " + (dir_ / "ctr/link") + " into pid " + p + ": stat " + (dir_ / "ctr/link") +
                 ": Not a directory");
 
-  EXPECT_EQ(attach_binds(999999999, {{dir_ / "src", target, false}}),
-            "attach into pid 999999999: no such process");
-  EXPECT_EQ(detach_binds(999999999, {target}), "detach from pid 999999999: no such process");
-  EXPECT_EQ(attach_binds(static_cast<int>(::getpid()), {{dir_ / "src", target, false}}),
+  const ProcessIdentity nobody{999999999, 1, 2, 3, ""};
+  EXPECT_EQ(attach_binds(nobody, {{dir_ / "src", target, false}}), "attach into pid 999999999: no such process");
+  EXPECT_EQ(detach_binds(nobody, {target}), "detach from pid 999999999: no such process");
+  EXPECT_EQ(attach_binds(*identify_process(static_cast<int>(::getpid())), {{dir_ / "src", target, false}}),
             "attach into pid " + std::to_string(::getpid()) +
                 ": the process is in portalfsd's own mount namespace (not in a container)");
-  EXPECT_EQ(attach_binds(pid, {}), "");
-  EXPECT_EQ(detach_binds(pid, {}), "");
+  EXPECT_EQ(attach_binds(process, {}), "");
+  EXPECT_EQ(detach_binds(process, {}), "");
 }
 
-TEST(ProcessAlive, LiveDeadAndZombie) {
-  EXPECT_TRUE(process_alive(static_cast<int>(::getpid())));
-  EXPECT_FALSE(process_alive(0));
-  EXPECT_FALSE(process_alive(-1));
-  EXPECT_FALSE(process_alive(999999999));
+/// Field 22 of /proc/PID/stat, read the plain way (to check identify_process against).
+uint64_t start_time_of(int pid) {
+  const std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  std::istringstream fields(stat.substr(stat.rfind(')') + 1));
+  std::string field;
+  for (int number = 3; number <= 22; ++number) fields >> field;
+  return std::stoull(field);
+}
+
+TEST(IdentifyProcess, LiveDeadAndZombie) {
+  const int self = static_cast<int>(::getpid());
+  const auto me = identify_process(self);
+  ASSERT_TRUE(me.has_value());
+  struct stat ns {};
+  ASSERT_EQ(::stat("/proc/self/ns/mnt", &ns), 0);
+  std::string boot = read_file("/proc/sys/kernel/random/boot_id");
+  boot.pop_back();  // the newline
+  EXPECT_EQ(*me, (ProcessIdentity{self, start_time_of(self), ns.st_dev, ns.st_ino, boot}));
+  EXPECT_EQ(identity_change(*me, identify_process(self)), "");
+  EXPECT_FALSE(identify_process(0));
+  EXPECT_FALSE(identify_process(-1));
+  EXPECT_FALSE(identify_process(999999999));
 
   pid_t child = ::fork();
   if (child == 0) ::_exit(0);
   ASSERT_GT(child, 0);
-  // Until it is reaped the child is a zombie: not alive.
+  // Until it is reaped the child is a zombie: nothing to identify.
   bool zombie = false;
   for (int i = 0; i < 200 && !zombie; ++i) {
-    zombie = !process_alive(child);
+    zombie = !identify_process(child);
     if (!zombie) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_TRUE(zombie);
   ::waitpid(child, nullptr, 0);
-  EXPECT_FALSE(process_alive(child));
+  EXPECT_FALSE(identify_process(child));
+}
+
+// A comm with ')' and spaces does not shift the fields: the identity is the same before and
+// after the process renames itself.
+TEST(IdentifyProcess, CommWithParenthesesAndSpaces) {
+  int go[2];
+  ASSERT_EQ(::pipe2(go, O_CLOEXEC), 0);
+  common::UniqueFd go_r(go[0]), go_w(go[1]);
+  pid_t child = ::fork();
+  if (child == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    char c;
+    if (::read(go_r.get(), &c, 1) == 1) ::prctl(PR_SET_NAME, "a) b) Z 9 9");
+    for (;;) ::pause();
+  }
+  ASSERT_GT(child, 0);
+  const std::string comm = "/proc/" + std::to_string(child) + "/comm";
+  const auto before = identify_process(child);
+  ASSERT_EQ(::write(go_w.get(), "g", 1), 1);
+  bool renamed = false;
+  for (int i = 0; i < 200 && !renamed; ++i) {
+    renamed = read_file(comm) == "a) b) Z 9 9\n";
+    if (!renamed) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const auto after = identify_process(child);
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  ASSERT_TRUE(renamed);
+  ASSERT_TRUE(before.has_value());
+  EXPECT_EQ(after, before);
 }
 
 // E4c: in a user-namespaced container the mount point is created as the container's root;
@@ -300,13 +351,13 @@ TEST(AttachUserns, MountPointCreatedAsTheContainersRoot) {
   if (!sleeper.ready()) GTEST_SKIP() << "cannot create a user namespace here";
 
   const std::string target = dir / "ctr/views/app1";
-  ASSERT_EQ(attach_binds(sleeper.pid(), {{dir / "src", target, false}}), "");
+  ASSERT_EQ(attach_binds(sleeper.identity(), {{dir / "src", target, false}}), "");
   EXPECT_EQ(read_file(sleeper.inside(target + "/hello")), "hi\n");
   struct stat st {};
   ASSERT_EQ(::stat(sleeper.inside(dir / "ctr/views").c_str(), &st), 0);
   EXPECT_EQ(st.st_uid, 100000u);
   EXPECT_EQ(st.st_gid, 100000u);
-  EXPECT_EQ(detach_binds(sleeper.pid(), {target}), "");
+  EXPECT_EQ(detach_binds(sleeper.identity(), {target}), "");
   EXPECT_FALSE(exists(sleeper.inside(target + "/hello")));
 }
 
