@@ -9,12 +9,14 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <map>
 #include <optional>
 #include <thread>
 
+#include "common/log.hpp"
 #include "mountmgr/control_protocol.hpp"
 #include "mountmgr/request.hpp"
 #include "mountmgr/state.hpp"
@@ -147,6 +149,17 @@ class ManagerTest : public ::testing::Test {
     extra["manifest"] = manifest;
     extra["source"] = "app.json";
     return ok("app.install", extra);
+  }
+
+  /// What `body` logs, at info and above (the tests run at warn).
+  static std::string logged(const std::function<void()>& body) {
+    const common::LogLevel level = common::log_level();
+    common::set_log_level(common::LogLevel::info);
+    ::testing::internal::CaptureStderr();
+    body();
+    std::string out = ::testing::internal::GetCapturedStderr();
+    common::set_log_level(level);
+    return out;
   }
 
   State saved_state() { return state_from_json(json::parse(read_file(state_dir + "/state.json"))); }
@@ -653,6 +666,104 @@ TEST_F(ManagerTest, AttachRefusalsAndFailures) {
   attach_error = "setns: Operation not permitted";
   refused("attach", {{"app", "navidrome"}, {"pid", 100}}, 1,
           "attaching app navidrome to pid 100: setns: Operation not permitted");
+}
+
+// The security bug this guards against: after a restart, a recorded pid may belong to another
+// container's process. Healing must not give it the app's views.
+TEST_F(ManagerTest, HealDropsARecordWhoseProcessIsAnotherOneNow) {
+  install(kNavidrome);
+  run(100);
+  run(200);
+  const ProcessIdentity p300 = run(300);
+  run(400);
+  for (int pid : {100, 200, 300, 400}) ok("attach", {{"app", "navidrome"}, {"pid", pid}});
+
+  // While the daemon was down: pid 100 went to a newcomer, the process 200 moved to another
+  // mount namespace, 300 is untouched, and 400 is a process of the next boot that happens to
+  // look like the recorded one in everything else.
+  const ProcessIdentity newcomer = run(100, 5000);
+  processes[200].mnt_ns_ino = 4026539999u;
+  processes[400].boot_id = "boot-2";
+  attached.clear();
+  detached.clear();
+  start();
+  const std::string log = logged([&] { EXPECT_EQ(mgr->heal_attachments(), 1); });
+
+  ASSERT_EQ(attached.size(), 1u);
+  EXPECT_EQ(attached[0].first, p300);
+  EXPECT_TRUE(detached.empty());
+  EXPECT_THAT(log, HasSubstr("portalfs[info]: forgetting the attachment of navidrome to pid 100: pid 100 is another "
+                             "process now (started at tick 5000, the recorded one at tick 1000)\n"));
+  EXPECT_THAT(log, HasSubstr("portalfs[info]: forgetting the attachment of navidrome to pid 200: the process is in "
+                             "another mount namespace now (4:4026539999, recorded 4:"));
+  EXPECT_THAT(log, HasSubstr("portalfs[info]: forgetting the attachment of navidrome to pid 400: pid 400 is another "
+                             "process now (recorded before a reboot: boot boot-1, now boot-2)\n"));
+  ASSERT_EQ(saved_state().attachments.size(), 1u);
+  EXPECT_EQ(saved_state().attachments[0].process, p300);
+
+  // The newcomer can be attached in its own right, and is recorded as itself.
+  ok("attach", {{"app", "navidrome"}, {"pid", 100}});
+  EXPECT_EQ(attached.back().first, newcomer);
+  EXPECT_EQ(saved_state().attachments.back().process, newcomer);
+}
+
+// A state file from before identities were kept: it loads, but its records can't be verified,
+// so they are dropped at heal, never re-attached (not even to a pid that is alive).
+TEST_F(ManagerTest, HealDropsARecordWithoutAnIdentity) {
+  install(kNavidrome);
+  run(100);
+  ok("attach", {{"app", "navidrome"}, {"pid", 100}});
+  json doc = json::parse(read_file(state_dir + "/state.json"));
+  doc["attachments"][0].erase("start_time");
+  doc["attachments"][0].erase("mnt_ns");
+  doc["attachments"][0].erase("boot_id");
+  write_file(state_dir + "/state.json", doc.dump(2));
+  attached.clear();
+  start();
+  ASSERT_EQ(saved_state().attachments.size(), 1u);
+  EXPECT_EQ(saved_state().attachments[0].process, std::nullopt);
+
+  const std::string log = logged([&] { EXPECT_EQ(mgr->heal_attachments(), 0); });
+  EXPECT_TRUE(attached.empty());
+  EXPECT_TRUE(detached.empty());
+  EXPECT_THAT(log, HasSubstr("portalfs[info]: forgetting the attachment of navidrome to pid 100: recorded without "
+                             "the process's start time and mount namespace (by an older portalfs), so it can't be "
+                             "told from another process with that pid\n"));
+  EXPECT_TRUE(saved_state().attachments.empty());
+}
+
+// detach of a record whose pid now belongs to a newcomer (or to no one) drops the record and
+// touches no namespace: the newcomer may have mounts of its own at those paths.
+TEST_F(ManagerTest, DetachOfARecycledPidForgetsWithoutTouchingTheNewcomer) {
+  install(kNavidrome);
+  run(100);
+  run(200);
+  ok("attach", {{"app", "navidrome"}, {"pid", 100}});
+  ok("attach", {{"app", "navidrome"}, {"pid", 200}});
+  run(100, 7000);
+  processes.erase(200);
+
+  json gone;
+  const std::string log = logged([&] {
+    EXPECT_EQ(ok("detach", {{"app", "navidrome"}, {"pid", 100}}),
+              "forgot the attachment of app navidrome to pid 100 without touching any mount: pid 100 is another "
+              "process now (started at tick 7000, the recorded one at tick 1000)\n");
+    gone = json::parse(ok("detach", {{"app", "navidrome"}, {"pid", 200}}, true));
+  });
+  EXPECT_EQ(gone["detached"], false);
+  EXPECT_EQ(gone["forgotten_because"], "no such process");
+  EXPECT_THAT(log, HasSubstr("portalfs[info]: forgetting the attachment of navidrome to pid 100: pid 100 is another"));
+  EXPECT_THAT(log, HasSubstr("portalfs[info]: forgetting the attachment of navidrome to pid 200: no such process\n"));
+  EXPECT_TRUE(detached.empty());
+  EXPECT_TRUE(saved_state().attachments.empty());
+
+  // The recorded process itself is detached, as before.
+  const ProcessIdentity p300 = run(300);
+  ok("attach", {{"app", "navidrome"}, {"pid", 300}});
+  const json done = json::parse(ok("detach", {{"app", "navidrome"}, {"pid", 300}}, true));
+  EXPECT_EQ(done["detached"], true);
+  ASSERT_EQ(detached.size(), 1u);
+  EXPECT_EQ(detached[0].first, p300);
 }
 
 TEST_F(ManagerTest, SaveFailureChangesNothing) {
