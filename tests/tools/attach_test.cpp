@@ -3,6 +3,8 @@
 // for a container): a forked child that unshares its mount namespace (and, in one test, a user
 // namespace), makes its mounts private and sleeps. Plain temp directories stand in for the FUSE
 // views. What the "container" sees is checked through /proc/PID/root and /proc/PID/mountinfo.
+// The recycled-pid tests give a second such process the pid of a first one that is gone (through
+// /proc/sys/kernel/ns_last_pid), and the last one does it across a restart of the real portalfsd.
 // Needs root.
 
 #include "mountmgr/attach.hpp"
@@ -15,6 +17,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,10 +25,15 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <thread>
 
 #include "common/unique_fd.hpp"
+#include "mountmgr/state.hpp"
+#include "tests/testutil/daemon_fixture.hpp"
 #include "tests/testutil/temp_dir.hpp"
 
 namespace portalfs::mountmgr {
@@ -33,20 +41,50 @@ namespace {
 
 using ::testing::HasSubstr;
 using testutil::read_file;
+using testutil::wait_until;
 using testutil::write_file;
+using namespace std::chrono_literals;
 
-/// A process in a new mount namespace (optionally also a user namespace mapping 0..65535 to
-/// host 100000..165535, with a tmpfs owned by its root at `tmpfs_at`) that sleeps until killed.
+struct SleeperOptions {
+  bool userns = false;    // also a user namespace mapping 0..65535 to host 100000..165535
+  std::string tmpfs_at;   // a tmpfs owned by its root mounted here
+  std::string root;       // pivot_root into this directory, as a container runtime does
+  int pid = 0;            // fork with this pid (through ns_last_pid; see sleeper_with_pid)
+};
+
+/// Options for a process whose root is `root` (with a tmpfs of its own at `tmpfs_at`, a host path
+/// below `root`, when given).
+SleeperOptions in_root(const std::string& root, const std::string& tmpfs_at = "") {
+  SleeperOptions options;
+  options.root = root;
+  options.tmpfs_at = tmpfs_at;
+  return options;
+}
+
+/// A process in a new mount namespace (see SleeperOptions) that sleeps until killed.
 class Sleeper {
  public:
-  explicit Sleeper(bool userns = false, const std::string& tmpfs_at = "") {
+  explicit Sleeper(bool userns = false, const std::string& tmpfs_at = "")
+      : Sleeper(SleeperOptions{userns, tmpfs_at, "", 0}) {}
+  explicit Sleeper(const SleeperOptions& options) {
     int ready[2];
     int go[2];
     if (::pipe2(ready, O_CLOEXEC) != 0 || ::pipe2(go, O_CLOEXEC) != 0) return;
     common::UniqueFd ready_r(ready[0]), ready_w(ready[1]), go_r(go[0]), go_w(go[1]);
-    const char* tmpfs_path = tmpfs_at.c_str();
-    const bool want_tmpfs = !tmpfs_at.empty();
+    const char* tmpfs_path = options.tmpfs_at.c_str();
+    const bool want_tmpfs = !options.tmpfs_at.empty();
+    const char* root = options.root.c_str();
+    const bool want_root = !options.root.empty();
+    const bool userns = options.userns;
 
+    if (options.pid > 0) {
+      // The next pid handed out is the one after this (racy: another process may fork first).
+      try {
+        write_file("/proc/sys/kernel/ns_last_pid", std::to_string(options.pid - 1));
+      } catch (const std::exception&) {
+        return;
+      }
+    }
     pid_t pid = ::fork();
     if (pid < 0) return;
     if (pid == 0) {
@@ -65,6 +103,14 @@ class Sleeper {
       if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail();
       if (want_tmpfs && ::mount("tmpfs", tmpfs_path, "tmpfs", 0, "mode=0755,uid=0,gid=0") != 0) {
         fail();
+      }
+      // The namespace's root becomes `root` and the host's tree is gone from it: what setns
+      // then sees as "/" (a view attached at /data lands in root/data, not in the host's /data).
+      if (want_root) {
+        if (::mount(root, root, nullptr, MS_BIND | MS_REC, nullptr) != 0 || ::chdir(root) != 0 ||
+            ::syscall(SYS_pivot_root, ".", ".") != 0 || ::umount2(".", MNT_DETACH) != 0 || ::chdir("/") != 0) {
+          fail();
+        }
       }
       (void)!::write(ready_w.get(), "R", 1);
       for (;;) ::pause();
@@ -125,6 +171,27 @@ class Sleeper {
   int pid_ = -1;
   bool ready_ = false;
 };
+
+/// A Sleeper that got the pid `pid`, free again after its process was reaped. Another process
+/// on the machine may fork between the write to ns_last_pid and ours, so a few tries; nullptr
+/// when it never got it (or did not get ready).
+std::unique_ptr<Sleeper> sleeper_with_pid(int pid, SleeperOptions options) {
+  options.pid = pid;
+  // Not in the clock tick the predecessor started in (it started before this call): the start
+  // time has tick resolution, and with the pid and the recycled namespace inode number the
+  // newcomer would look like the predecessor in every way (see ProcessIdentity).
+  std::this_thread::sleep_for(std::chrono::milliseconds(3 * 1000 / ::sysconf(_SC_CLK_TCK)));
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    auto sleeper = std::make_unique<Sleeper>(options);
+    if (sleeper->pid() == pid) {
+      ::testing::Test::RecordProperty("pid_tries", attempt + 1);
+      return sleeper->ready() ? std::move(sleeper) : nullptr;
+    }
+    sleeper.reset();  // kills the one that got another pid
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return nullptr;
+}
 
 bool exists(const std::string& path) {
   struct stat st {};
@@ -226,6 +293,58 @@ TEST_F(AttachTest, AttachingAgainReplacesTheMountThere) {
   EXPECT_EQ(sleeper_->mounts_at(target).size(), 1u);
   EXPECT_TRUE(exists(sleeper_->inside(target + "/other")));
   EXPECT_FALSE(exists(sleeper_->inside(target + "/hello")));
+}
+
+// The namespace fd setns would use is checked against the record: a record of another
+// process (another start time) or of another namespace is refused, and nothing is mounted or
+// unmounted.
+TEST_F(AttachTest, AnIdentityThatIsNotTheProcessIsRefused) {
+  const std::string target = dir_ / "ctr/target";
+  const ProcessIdentity real = sleeper_->identity();
+  const std::string p = std::to_string(real.pid);
+  ProcessIdentity earlier = real;
+  earlier.start_time -= 1;
+  EXPECT_EQ(attach_binds(earlier, {{dir_ / "src", target, false}}),
+            "attach into pid " + p + ": pid " + p + " is another process now (started at tick " +
+                std::to_string(real.start_time) + ", the recorded one at tick " +
+                std::to_string(earlier.start_time) + ")");
+  ProcessIdentity moved = real;
+  moved.mnt_ns_ino += 1;
+  EXPECT_EQ(attach_binds(moved, {{dir_ / "src", target, false}}),
+            "attach into pid " + p + ": the process is in another mount namespace now (" + format_mnt_ns(real) +
+                ", recorded " + format_mnt_ns(moved) + ")");
+  ProcessIdentity before_reboot = real;
+  before_reboot.boot_id = "00000000-0000-0000-0000-000000000000";
+  EXPECT_EQ(attach_binds(before_reboot, {{dir_ / "src", target, false}}),
+            "attach into pid " + p + ": pid " + p + " is another process now (recorded before a reboot: boot " +
+                before_reboot.boot_id + ", now " + real.boot_id + ")");
+  EXPECT_TRUE(sleeper_->mounts_at(target).empty());
+
+  ASSERT_EQ(attach_binds(real, {{dir_ / "src", target, false}}), "");
+  EXPECT_THAT(detach_binds(earlier, {target}),
+              HasSubstr("detach from pid " + p + ": pid " + p + " is another process now"));
+  EXPECT_THAT(detach_binds(moved, {target}), HasSubstr("another mount namespace now"));
+  EXPECT_EQ(sleeper_->mounts_at(target).size(), 1u);
+}
+
+// The record of a process that is gone, used against a newcomer that got its pid and has a
+// mount of its own at the target: refused, the newcomer's mount left alone.
+TEST_F(AttachTest, ARecycledPidGetsNothingFromTheRecordOfTheProcessBefore) {
+  const std::string target = dir_ / "ctr/target";
+  const ProcessIdentity recorded = sleeper_->identity();
+  const int pid = recorded.pid;
+  sleeper_.reset();
+  auto newcomer = sleeper_with_pid(pid, SleeperOptions{false, target, "", 0});
+  ASSERT_NE(newcomer, nullptr) << "no process got pid " << pid << " again in 100 tries";
+  write_file(newcomer->inside(target + "/mine"), "the newcomer's own\n");
+  ASSERT_NE(newcomer->identity(), recorded);
+
+  EXPECT_THAT(attach_binds(recorded, {{dir_ / "src", target, false}}), HasSubstr("is another process now"));
+  EXPECT_THAT(detach_binds(recorded, {target}), HasSubstr("is another process now"));
+  ASSERT_EQ(newcomer->mounts_at(target).size(), 1u);
+  EXPECT_THAT(newcomer->mounts_at(target)[0], HasSubstr(" - tmpfs "));
+  EXPECT_EQ(read_file(newcomer->inside(target + "/mine")), "the newcomer's own\n");
+  EXPECT_FALSE(exists(newcomer->inside(target + "/hello")));
 }
 
 TEST_F(AttachTest, ErrorsAreOneLine) {
@@ -359,6 +478,110 @@ TEST(AttachUserns, MountPointCreatedAsTheContainersRoot) {
   EXPECT_EQ(st.st_gid, 100000u);
   EXPECT_EQ(detach_binds(sleeper.identity(), {target}), "");
   EXPECT_FALSE(exists(sleeper.inside(target + "/hello")));
+}
+
+// The reproduction of the bug, end to end: app alpha is attached to a process; portalfsd
+// restarts; meanwhile the process is gone and a process in another mount namespace (another
+// container) got its pid. portalfsd used to log "re-attached 1 container mount set(s)" and the
+// newcomer read alpha's secret from /data. Both processes pivot_root into a directory of their
+// own, as a container runtime's do.
+class AttachRecycledPid : public testutil::DaemonFixture {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) PORTALFS_SKIP_OR_FAIL("needs root (mount namespaces, pivot_root, ns_last_pid)");
+    DaemonFixture::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    for (const char* root : {"rootfs-first", "rootfs-newcomer/data"}) {
+      std::filesystem::create_directories(dir_ / root);
+    }
+    ASSERT_NO_FATAL_FAILURE(start());
+    write_file(dir_ / "alpha.json", R"({"name": "alpha", "v": "1.0", "data_dirs": ["/data"]})");
+    const auto r = ctl({"app", "install", dir_ / "alpha.json"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    write_file(storage() + "/apps/alpha/data/secret.txt", "alpha's secret\n");
+  }
+
+  std::string log() const { return read_file(dir_ / "daemon.log"); }
+  State state() const { return state_from_json(nlohmann::json::parse(read_file(dir_ / "state/state.json"))); }
+  static std::size_t count(const std::string& text, const std::string& part) {
+    std::size_t n = 0;
+    for (auto at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) ++n;
+    return n;
+  }
+  static std::string read_or_error(const std::string& path) {
+    try {
+      return read_file(path);
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+  }
+};
+
+TEST_F(AttachRecycledPid, ARestartedDaemonGivesNothingToANewProcessWithTheRecordedPid) {
+  auto first = std::make_unique<Sleeper>(in_root(dir_ / "rootfs-first"));
+  ASSERT_TRUE(first->ready());
+  const int pid = first->pid();
+  const std::string p = std::to_string(pid);
+  const ProcessIdentity recorded = first->identity();
+  auto r = ctl({"attach", "alpha", "--pid", p});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(read_file(first->inside("/data/secret.txt")), "alpha's secret\n");
+  ASSERT_EQ(state().attachments.size(), 1u);
+  EXPECT_EQ(state().attachments[0].process, recorded);
+
+  // A restart while the process lives heals its mounts: what the check must not break.
+  ASSERT_EQ(daemon_->stop(SIGTERM), 0);
+  ASSERT_NO_FATAL_FAILURE(start());
+  EXPECT_TRUE(wait_until([&] { return read_or_error(first->inside("/data/secret.txt")) == "alpha's secret\n"; }, 10s))
+      << read_or_error(first->inside("/data/secret.txt"));
+  EXPECT_TRUE(wait_until([&] { return count(log(), "re-attached 1 container mount set(s)") == 1; }, 10s)) << log();
+
+  // Down again; the process goes, and a process in another namespace gets its pid.
+  ASSERT_EQ(daemon_->stop(SIGTERM), 0);
+  first.reset();
+  auto newcomer = sleeper_with_pid(pid, in_root(dir_ / "rootfs-newcomer"));
+  ASSERT_NE(newcomer, nullptr) << "no process got pid " << pid << " again in 100 tries";
+  ASSERT_NE(newcomer->identity(), recorded);
+
+  ASSERT_NO_FATAL_FAILURE(start());
+  const std::string forgotten = "portalfs[info]: forgetting the attachment of alpha to pid " + p + ": pid " + p +
+                                " is another process now (started at tick ";
+  // status waits for the heal (it holds the manager's lock): once it says 0, the heal is over.
+  const bool healed = wait_until(
+      [&] {
+        return count(log(), forgotten) == 1 &&
+               ctl({"status"}).out.find("attachments: 0\n") != std::string::npos;
+      },
+      10s);
+  EXPECT_TRUE(healed) << log();
+  EXPECT_FALSE(exists(newcomer->inside("/data/secret.txt"))) << read_or_error(newcomer->inside("/data/secret.txt"));
+  EXPECT_TRUE(newcomer->mounts_at("/data").empty());
+  EXPECT_EQ(count(log(), "re-attached"), 1u);  // the first restart's only
+  EXPECT_TRUE(state().attachments.empty());
+}
+
+// detach of the record while a newcomer has the pid: the record is forgotten, and the
+// newcomer's own mount at /data stays.
+TEST_F(AttachRecycledPid, DetachLeavesTheNewcomersOwnMountAlone) {
+  auto first = std::make_unique<Sleeper>(in_root(dir_ / "rootfs-first"));
+  ASSERT_TRUE(first->ready());
+  const int pid = first->pid();
+  const std::string p = std::to_string(pid);
+  auto r = ctl({"attach", "alpha", "--pid", p});
+  ASSERT_EQ(r.code, 0) << r.err;
+  first.reset();
+  auto newcomer = sleeper_with_pid(pid, in_root(dir_ / "rootfs-newcomer", dir_ / "rootfs-newcomer/data"));
+  ASSERT_NE(newcomer, nullptr) << "no process got pid " << pid << " again in 100 tries";
+  write_file(newcomer->inside("/data/mine"), "the newcomer's own\n");
+
+  r = ctl({"detach", "alpha", "--pid", p});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("forgot the attachment of app alpha to pid " + p +
+                               " without touching any mount: pid " + p + " is another process now"));
+  ASSERT_EQ(newcomer->mounts_at("/data").size(), 1u);
+  EXPECT_THAT(newcomer->mounts_at("/data")[0], HasSubstr(" - tmpfs "));
+  EXPECT_EQ(read_file(newcomer->inside("/data/mine")), "the newcomer's own\n");
+  EXPECT_TRUE(state().attachments.empty());
 }
 
 }  // namespace
