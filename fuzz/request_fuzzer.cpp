@@ -67,9 +67,13 @@ struct TempManager {
     config.state_dir = dir / "state";
     config.mountpoint = dir / "fs";  // never mounted: only view paths are made from it
     // No container is ever reached: every pid is gone.
-    config.attach_ops.attach = [](int, const std::vector<mountmgr::Bind>&) { return std::string("fuzz: no attach"); };
-    config.attach_ops.detach = [](int, const std::vector<std::string>&) { return std::string("fuzz: no detach"); };
-    config.attach_ops.alive = [](int) { return false; };
+    config.attach_ops.attach = [](const mountmgr::ProcessIdentity&, const std::vector<mountmgr::Bind>&) {
+      return std::string("fuzz: no attach");
+    };
+    config.attach_ops.detach = [](const mountmgr::ProcessIdentity&, const std::vector<std::string>&) {
+      return std::string("fuzz: no detach");
+    };
+    config.attach_ops.identify = [](int) { return std::optional<mountmgr::ProcessIdentity>(); };
     manager = std::make_unique<mountmgr::Manager>(config, nullptr);
   }
   ~TempManager() {

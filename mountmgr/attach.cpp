@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
@@ -69,10 +70,77 @@ std::vector<std::string> target_prefixes(const std::string& target) {
   return out;  // "/" itself yields nothing: mounting over a container's root is refused
 }
 
-/// The host id that id 0 inside PID's user namespace maps to, from /proc/PID/uid_map or
-/// gid_map; 0 when the process has no user namespace of its own (or the map is unreadable).
-uint32_t host_id_of_root(int pid, const char* map) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/" + map);
+/// /proc/PID as a directory fd. Whatever is opened through it belongs to that one process: once
+/// the process is gone, lookups through it fail, even after the pid was given to another one.
+UniqueFd open_proc_dir(int pid) {
+  if (pid <= 0) return {};
+  const std::string path = "/proc/" + std::to_string(pid);
+  return UniqueFd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+}
+
+/// A small file below a /proc/PID directory fd (one read: /proc files come whole); nullopt when
+/// it can't be read.
+std::optional<std::string> read_proc_file(int dir, const char* name) {
+  UniqueFd fd(::openat(dir, name, O_RDONLY | O_CLOEXEC));
+  if (!fd) return std::nullopt;
+  char buf[4096];
+  ssize_t n;
+  do {
+    n = ::read(fd.get(), buf, sizeof(buf));
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return std::nullopt;
+  return std::string(buf, static_cast<std::size_t>(n));
+}
+
+/// The start time (field 22 of stat) of the process at `dir`; nullopt when it is gone or a
+/// zombie (its pid may be handed out again at any moment).
+std::optional<uint64_t> read_start_time(int dir) {
+  const auto stat = read_proc_file(dir, "stat");
+  if (!stat) return std::nullopt;
+  // "PID (comm) S ppid ...": comm may itself hold ')' and spaces, so fields are counted from
+  // the last ')': the state is field 3, the start time field 22.
+  const auto close = stat->rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  std::istringstream fields(stat->substr(close + 1));
+  std::string field;
+  for (int number = 3; fields >> field; ++number) {
+    if (number == 3 && (field == "Z" || field == "X" || field == "x")) return std::nullopt;
+    if (number != 22) continue;
+    uint64_t ticks = 0;
+    auto [end, ec] = std::from_chars(field.data(), field.data() + field.size(), ticks);
+    if (ec != std::errc() || end != field.data() + field.size()) return std::nullopt;
+    return ticks;
+  }
+  return std::nullopt;
+}
+
+/// This boot's id ("" if unreadable: then every identity has the same one).
+const std::string& boot_id() {
+  static const std::string id = [] {
+    std::ifstream in("/proc/sys/kernel/random/boot_id");
+    std::string line;
+    std::getline(in, line);
+    return line;
+  }();
+  return id;
+}
+
+/// The identity of the process at `dir` whose mount namespace is the open `ns`. The start time
+/// is read after `ns` was opened: a pid is not reused while its process lives, so if the start
+/// time is still the recorded one, `ns` came from the recorded process.
+std::optional<ProcessIdentity> identity_of(int pid, int dir, int ns) {
+  struct stat st {};
+  if (::fstat(ns, &st) != 0) return std::nullopt;
+  const auto start = read_start_time(dir);
+  if (!start) return std::nullopt;
+  return ProcessIdentity{pid, *start, static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
+                         boot_id()};
+}
+
+/// The host id that id 0 inside the user namespace of the process at `dir` maps to, from its
+/// uid_map or gid_map; 0 when it has no user namespace of its own (or the map is unreadable).
+uint32_t host_id_of_root(int dir, const char* map) {
+  std::istringstream in(read_proc_file(dir, map).value_or(""));
   uint64_t inside = 0;
   uint64_t outside = 0;
   uint64_t count = 0;
@@ -89,26 +157,46 @@ std::optional<std::pair<dev_t, ino_t>> ns_identity(int fd) {
   return std::make_pair(st.st_dev, st.st_ino);
 }
 
-/// Opens PID's mount namespace; "" or the one-line problem in `error`.
-UniqueFd open_mount_ns(int pid, const std::string& what, std::string& error) {
-  if (pid <= 0 || !process_alive(pid)) {
+/// The recorded process, opened: its /proc directory and the mount namespace setns will enter.
+struct OpenedProcess {
+  UniqueFd dir;
+  UniqueFd ns;
+};
+
+/// Opens the mount namespace of `expected` and checks that it is the recorded one, of the
+/// recorded process; the one-line problem in `error` otherwise (and `ns` empty).
+OpenedProcess open_mount_ns(const ProcessIdentity& expected, const std::string& what, std::string& error) {
+  OpenedProcess p;
+  p.dir = open_proc_dir(expected.pid);
+  if (!p.dir) {
     error = what + ": no such process";
     return {};
   }
-  std::string path = "/proc/" + std::to_string(pid) + "/ns/mnt";
-  UniqueFd ns(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!ns) {
-    error = what + ": open " + path + ": " + std::strerror(errno);
+  p.ns.reset(::openat(p.dir.get(), "ns/mnt", O_RDONLY | O_CLOEXEC));
+  if (!p.ns) {
+    const int err = errno;
+    // ENOENT: a zombie, or the process exited after its directory was opened.
+    error = what + (err == ENOENT || err == ESRCH
+                        ? std::string(": no such process")
+                        : ": open /proc/" + std::to_string(expected.pid) + "/ns/mnt: " + std::strerror(err));
+    return {};
+  }
+  // The pid may belong to another process by now (the record is from before a daemon restart),
+  // or the process may have moved to another namespace: the fd setns will use is checked, not
+  // the pid.
+  if (auto change = identity_change(expected, identity_of(expected.pid, p.dir.get(), p.ns.get()));
+      !change.empty()) {
+    error = what + ": " + change;
     return {};
   }
   // Moving views into (or detaching them from) the daemon's own namespace would cover host
   // directories: a pid outside any container is a mistake, not a request.
   UniqueFd self(::open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC));
-  if (self && ns_identity(self.get()) == ns_identity(ns.get())) {
+  if (self && ns_identity(self.get()) == ns_identity(p.ns.get())) {
     error = what + ": the process is in portalfsd's own mount namespace (not in a container)";
     return {};
   }
-  return ns;
+  return p;
 }
 
 /// Forks a child that enters `ns_fd`'s mount namespace and runs `body`, which returns false
@@ -175,12 +263,12 @@ struct PreparedBind {
 
 }  // namespace
 
-std::string attach_binds(int pid, const std::vector<Bind>& binds) {
-  const std::string into = " into pid " + std::to_string(pid);
+std::string attach_binds(const ProcessIdentity& process, const std::vector<Bind>& binds) {
+  const std::string into = " into pid " + std::to_string(process.pid);
   if (binds.empty()) return "";
   std::string error;
-  UniqueFd ns = open_mount_ns(pid, "attach" + into, error);
-  if (!ns) return error;
+  const OpenedProcess opened = open_mount_ns(process, "attach" + into, error);
+  if (!opened.ns) return error;
 
   // Everything that can be done in the host namespace is done here, in the daemon: clone each
   // source and set its flags on the detached clone (so the mount is never visible without
@@ -211,8 +299,8 @@ std::string attach_binds(int pid, const std::vector<Bind>& binds) {
   // In a user-namespaced container, directories the host's root creates are owned by an id the
   // container's filesystems may not map (tmpfs: EOVERFLOW); create them as the container's root
   // (research E4c).
-  const auto root_uid = static_cast<uid_t>(host_id_of_root(pid, "uid_map"));
-  const auto root_gid = static_cast<gid_t>(host_id_of_root(pid, "gid_map"));
+  const auto root_uid = static_cast<uid_t>(host_id_of_root(opened.dir.get(), "uid_map"));
+  const auto root_gid = static_cast<gid_t>(host_id_of_root(opened.dir.get(), "gid_map"));
   const bool switch_ids = root_uid != 0 || root_gid != 0;
 
   // -- Runs in the forked child: syscalls only. --
@@ -270,7 +358,7 @@ std::string attach_binds(int pid, const std::vector<Bind>& binds) {
   };
 
   std::string failure;
-  auto child_error = run_in_namespace(ns.get(), body, failure);
+  auto child_error = run_in_namespace(opened.ns.get(), body, failure);
   if (!failure.empty()) return "attach" + into + ": " + failure;
   if (!child_error) return "";
   const ChildError& e = *child_error;
@@ -284,12 +372,12 @@ std::string attach_binds(int pid, const std::vector<Bind>& binds) {
   return msg + ": " + std::strerror(e.err);
 }
 
-std::string detach_binds(int pid, const std::vector<std::string>& targets) {
-  const std::string from = " from pid " + std::to_string(pid);
+std::string detach_binds(const ProcessIdentity& process, const std::vector<std::string>& targets) {
+  const std::string from = " from pid " + std::to_string(process.pid);
   if (targets.empty()) return "";
   std::string error;
-  UniqueFd ns = open_mount_ns(pid, "detach" + from, error);
-  if (!ns) return error;
+  const OpenedProcess opened = open_mount_ns(process, "detach" + from, error);
+  if (!opened.ns) return error;
 
   std::vector<std::string> normalised;
   normalised.reserve(targets.size());
@@ -316,7 +404,7 @@ std::string detach_binds(int pid, const std::vector<std::string>& targets) {
   };
 
   std::string failure;
-  auto child_error = run_in_namespace(ns.get(), body, failure);
+  auto child_error = run_in_namespace(opened.ns.get(), body, failure);
   if (!failure.empty()) return "detach" + from + ": " + failure;
   if (!child_error) return "";
   const ChildError& e = *child_error;
@@ -325,20 +413,34 @@ std::string detach_binds(int pid, const std::vector<std::string>& targets) {
   return msg + from + ": " + step_name(e.step) + ": " + std::strerror(e.err);
 }
 
-bool process_alive(int pid) {
-  if (pid <= 0) return false;
-  std::string path = "/proc/" + std::to_string(pid) + "/stat";
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return false;
-  char buf[1024];
-  ssize_t n = ::read(fd.get(), buf, sizeof(buf) - 1);
-  if (n <= 0) return false;
-  std::string_view stat(buf, static_cast<std::size_t>(n));
-  // "PID (comm) S ...": comm may itself hold ')' and spaces, so the state follows the last ')'.
-  auto close = stat.rfind(')');
-  if (close == std::string_view::npos || close + 2 >= stat.size()) return false;
-  char state = stat[close + 2];
-  return state != 'Z' && state != 'X' && state != 'x';
+std::optional<ProcessIdentity> identify_process(int pid) {
+  const UniqueFd dir = open_proc_dir(pid);
+  if (!dir) return std::nullopt;
+  const UniqueFd ns(::openat(dir.get(), "ns/mnt", O_RDONLY | O_CLOEXEC));
+  if (!ns) return std::nullopt;
+  return identity_of(pid, dir.get(), ns.get());
+}
+
+std::string identity_change(const ProcessIdentity& recorded, const std::optional<ProcessIdentity>& now) {
+  if (!now) return "no such process";
+  if (now->boot_id != recorded.boot_id) {
+    return "pid " + std::to_string(recorded.pid) + " is another process now (recorded before a reboot: boot " +
+           recorded.boot_id + ", now " + now->boot_id + ")";
+  }
+  if (now->start_time != recorded.start_time) {
+    return "pid " + std::to_string(recorded.pid) + " is another process now (started at tick " +
+           std::to_string(now->start_time) + ", the recorded one at tick " +
+           std::to_string(recorded.start_time) + ")";
+  }
+  if (now->mnt_ns_dev != recorded.mnt_ns_dev || now->mnt_ns_ino != recorded.mnt_ns_ino) {
+    return "the process is in another mount namespace now (" + format_mnt_ns(*now) + ", recorded " +
+           format_mnt_ns(recorded) + ")";
+  }
+  return "";
+}
+
+std::string format_mnt_ns(const ProcessIdentity& process) {
+  return std::to_string(process.mnt_ns_dev) + ":" + std::to_string(process.mnt_ns_ino);
 }
 
 }  // namespace portalfs::mountmgr

@@ -34,7 +34,7 @@ ManagerConfig with_defaults(ManagerConfig config) {
   AttachOps& ops = config.attach_ops;
   if (!ops.attach) ops.attach = attach_binds;
   if (!ops.detach) ops.detach = detach_binds;
-  if (!ops.alive) ops.alive = process_alive;
+  if (!ops.identify) ops.identify = identify_process;
   return config;
 }
 
@@ -322,13 +322,17 @@ int Manager::Impl::heal() {
   std::vector<Attachment> kept;
   for (const Attachment& a : next.attachments) {
     const auto app = next.apps.find(a.app);
-    if (app == next.apps.end() || !ops.alive(a.pid)) {
-      common::log(common::LogLevel::info, "forgetting the attachment of " + a.app + " to pid " +
-                                              std::to_string(a.pid) + (app == next.apps.end() ? " (app removed)" : " (process gone)"));
+    // Never re-attach to a process that merely has the recorded pid: it may be another
+    // container's, and would get this app's views.
+    const std::string why = app == next.apps.end() ? "app removed" : not_the_recorded_process(a, ops);
+    if (!why.empty()) {
+      common::log(common::LogLevel::info,
+                  "forgetting the attachment of " + a.app + " to pid " + std::to_string(a.pid) + ": " + why);
       continue;
     }
+    const ProcessIdentity& process = *a.process;
     // Re-attach what the app has now: a view revoked meanwhile is taken out, not put back.
-    Attachment now{a.app, a.pid, app_binds(config.mountpoint, a.app, app->second)};
+    Attachment now{a.app, a.pid, app_binds(config.mountpoint, a.app, app->second), a.process};
     std::vector<Bind> stale;
     for (const Bind& b : a.binds) {
       const bool current = std::any_of(now.binds.begin(), now.binds.end(),
@@ -336,13 +340,13 @@ int Manager::Impl::heal() {
       if (!current) stale.push_back(b);
     }
     if (!stale.empty()) {
-      if (auto error = ops.detach(a.pid, detach_targets(stale)); !error.empty()) {
+      if (auto error = ops.detach(process, detach_targets(stale)); !error.empty()) {
         common::log(common::LogLevel::warn, "detaching revoked views of " + a.app + " from pid " +
                                                 std::to_string(a.pid) + ": " + error);
       }
     }
-    if (auto error = ops.attach(a.pid, now.binds); !error.empty()) {
-      // Keep the record: the process lives, a later heal may succeed.
+    if (auto error = ops.attach(process, now.binds); !error.empty()) {
+      // Keep the record: the process lives, a later heal may succeed (and checks it again).
       common::log(common::LogLevel::warn, "re-attaching " + a.app + " to pid " + std::to_string(a.pid) + ": " + error);
       kept.push_back(a);
       continue;
@@ -498,6 +502,14 @@ void require_share(const State& state, const std::string& share) {
   if (!state.shares.contains(share)) {
     refuse("share '" + share + "' does not exist; create it with: portalctl share create " + share);
   }
+}
+
+std::string not_the_recorded_process(const Attachment& attachment, const AttachOps& ops) {
+  if (!attachment.process) {
+    return "recorded without the process's start time and mount namespace (by an older portalfs), so it can't be "
+           "told from another process with that pid";
+  }
+  return identity_change(*attachment.process, ops.identify(attachment.pid));
 }
 
 std::string describe_grant(const policy::Grant& grant) {

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -30,9 +31,10 @@ namespace portalfs::mountmgr {
 /// How the manager reaches into containers. An empty member means the real function from
 /// mountmgr/attach.hpp; tests put fakes here to check the attachment bookkeeping.
 struct AttachOps {
-  std::function<std::string(int pid, const std::vector<Bind>& binds)> attach;       // attach_binds
-  std::function<std::string(int pid, const std::vector<std::string>& targets)> detach;  // detach_binds
-  std::function<bool(int pid)> alive;                                                  // process_alive
+  std::function<std::string(const ProcessIdentity& process, const std::vector<Bind>& binds)> attach;  // attach_binds
+  std::function<std::string(const ProcessIdentity& process, const std::vector<std::string>& targets)>
+      detach;                                                     // detach_binds
+  std::function<std::optional<ProcessIdentity>(int pid)> identify;  // identify_process
 };
 
 struct ManagerConfig {
@@ -85,8 +87,8 @@ class Manager {
   bool wait_idle(std::chrono::milliseconds timeout);
 
   /// After the filesystem is mounted (at start, or again after a crash): re-attaches every
-  /// recorded attachment whose process still exists and forgets the others. Returns how many
-  /// were re-attached.
+  /// recorded attachment whose process is still the one recorded (same start time and mount
+  /// namespace) and forgets the others. Returns how many were re-attached.
   int heal_attachments();
 
  private:

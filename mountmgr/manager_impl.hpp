@@ -154,6 +154,10 @@ struct Manager::Impl {
 /// "share 'music' does not exist; create it with: portalctl share create music" unless it does.
 void require_share(const State& state, const std::string& share);
 
+/// Why the process of `attachment` is not the one recorded (gone, another process with its pid,
+/// another mount namespace, or a record without an identity); "" when it still is.
+std::string not_the_recorded_process(const Attachment& attachment, const AttachOps& ops);
+
 /// A grant as people name it: "data dir data", "share music", "storage mount /srv/x".
 std::string describe_grant(const policy::Grant& grant);
 

@@ -167,8 +167,19 @@ AppRecord read_app(const JsonReader& r) {
   return app;
 }
 
+/// "DEV:INO" of a mount namespace into `out`; false when the text is not that.
+bool parse_mnt_ns(std::string_view text, ProcessIdentity& out) {
+  const auto colon = text.find(':');
+  if (colon == std::string_view::npos) return false;
+  auto parse = [](std::string_view part, uint64_t& v) {
+    auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+    return !part.empty() && ec == std::errc() && end == part.data() + part.size();
+  };
+  return parse(text.substr(0, colon), out.mnt_ns_dev) && parse(text.substr(colon + 1), out.mnt_ns_ino);
+}
+
 Attachment read_attachment(const JsonReader& r) {
-  r.expect_object({"app", "pid", "binds"});
+  r.expect_object({"app", "pid", "binds", "start_time", "mnt_ns", "boot_id"});
   Attachment a;
   a.app = r.string("app");
   a.pid = static_cast<int>(r.integer("pid", 1, INT32_MAX));
@@ -179,6 +190,18 @@ Attachment read_attachment(const JsonReader& r) {
     b.expect_object({"source", "target", "read_only"});
     a.binds.push_back({b.string("source"), b.string("target"), b.boolean("read_only")});
   }
+  // All or none: none is a record from before identities were kept (loaded, never
+  // re-attached); some alone are a damaged file.
+  if (!r.has("start_time") && !r.has("mnt_ns") && !r.has("boot_id")) return a;
+  ProcessIdentity process;
+  process.pid = a.pid;
+  process.start_time = static_cast<uint64_t>(r.integer("start_time", 0, INT64_MAX));
+  const JsonReader ns = r.member("mnt_ns", "\"DEV:INO\"");
+  if (!parse_mnt_ns(ns.as_string(), process)) {
+    ns.fail("expected \"DEV:INO\" (two unsigned integers), got " + describe_json(ns.json()));
+  }
+  process.boot_id = r.string("boot_id");
+  a.process = process;
   return a;
 }
 
@@ -255,7 +278,13 @@ json to_json(const State& state) {
     for (const auto& b : a.binds) {
       binds.push_back({{"source", b.source}, {"target", b.target}, {"read_only", b.read_only}});
     }
-    attachments.push_back({{"app", a.app}, {"pid", a.pid}, {"binds", std::move(binds)}});
+    json record = {{"app", a.app}, {"pid", a.pid}, {"binds", std::move(binds)}};
+    if (a.process) {
+      record["start_time"] = a.process->start_time;
+      record["mnt_ns"] = format_mnt_ns(*a.process);
+      record["boot_id"] = a.process->boot_id;
+    }
+    attachments.push_back(std::move(record));
   }
   json doc = {{"schema_version", kStateSchemaVersion},
               {"apps", std::move(apps)},

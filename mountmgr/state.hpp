@@ -14,7 +14,12 @@
 //        "storage_mounts": [{"host_path": "/srv/x", "container_path": "/x", "read_only": true}]}},
 //    "shares": {"own_media": {"owner": "0:0"}},
 //    "attachments": [{"app": "navidrome", "pid": 4242,
-//                     "binds": [{"source": "...", "target": "/data", "read_only": false}]}],
+//                     "binds": [{"source": "...", "target": "/data", "read_only": false}],
+//                     "start_time": 1234567, "mnt_ns": "4:4026532712",
+//                     "boot_id": "5df01789-32de-436b-b19c-ee51f4da9472"}],
+//                     (start_time, mnt_ns and boot_id identify the process beyond its pid:
+//                     mountmgr/attach.hpp ProcessIdentity; a file from before they were kept
+//                     has none of them)
 //    "removals": ["apps/old-app"]}                  (absent when empty)
 //   Grant = {"kind": "data"|"shared"|"host", "name", "container_path",
 //            "access": "read"|"read-write", "owner"?: "UID:GID"}
@@ -27,6 +32,7 @@
 // names the JSON pointer; nothing is half-read.
 
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -75,6 +81,10 @@ struct Attachment {
   std::string app;
   int pid = 0;
   std::vector<Bind> binds;
+  /// The process attached to (its pid is `pid`), so that a record is never applied to a later
+  /// process with the same pid. Missing in a record from an older state file: such a record
+  /// can't be verified, and healing drops it.
+  std::optional<ProcessIdentity> process;
   friend bool operator==(const Attachment&, const Attachment&) = default;
 };
 

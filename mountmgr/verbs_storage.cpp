@@ -88,21 +88,26 @@ Outcome Manager::Impl::attach(const Request& req) {
   const int pid = static_cast<int>(args.integer("pid", 1, INT32_MAX));
   const AppRecord& rec = installed(app);
   const AttachOps& ops = config.attach_ops;
-  if (!ops.alive(pid)) refuse("process " + std::to_string(pid) + " does not exist");
+  // The process as it is now is what gets recorded, and attach_binds enters its namespace only
+  // if it is still that one.
+  const auto process = ops.identify(pid);
+  if (!process) refuse("process " + std::to_string(pid) + " does not exist");
 
   const std::vector<Bind> binds = app_binds(config.mountpoint, app, rec);
-  if (auto error = ops.attach(pid, binds); !error.empty()) {
+  if (auto error = ops.attach(*process, binds); !error.empty()) {
     failed("attaching app " + app + " to pid " + std::to_string(pid) + ": " + error);
   }
   State next = state;
+  // A record of the same pid may be of an earlier process that had it: replaced all the same.
   std::erase_if(next.attachments, [&](const Attachment& a) { return a.app == app && a.pid == pid; });
-  next.attachments.push_back({app, pid, binds});
+  next.attachments.push_back({app, pid, binds, *process});
   Outcome out;
   // The mounts are in; if the record can't be saved they must come out again, or a restart
   // would leave them dead and unrecorded.
-  out.undo = [&ops, pid, binds, app] {
-    if (auto error = ops.detach(pid, detach_targets(binds)); !error.empty()) {
-      common::log(common::LogLevel::error, "undoing the attach of " + app + " to pid " + std::to_string(pid) + ": " + error);
+  out.undo = [&ops, process = *process, binds, app] {
+    if (auto error = ops.detach(process, detach_targets(binds)); !error.empty()) {
+      common::log(common::LogLevel::error,
+                  "undoing the attach of " + app + " to pid " + std::to_string(process.pid) + ": " + error);
     }
   };
   out.output = req.json ? nlohmann::json({{"app", app}, {"pid", pid}, {"binds", binds_json(binds)}}).dump(2) + "\n"
@@ -120,17 +125,32 @@ Outcome Manager::Impl::detach(const Request& req) {
                                [&](const Attachment& a) { return a.app == app && a.pid == pid; });
   if (it == state.attachments.end()) refuse("app " + app + " is not attached to pid " + std::to_string(pid));
   const AttachOps& ops = config.attach_ops;
-  // A process that is gone took its mount namespace with it: only the record is left to drop.
-  if (ops.alive(pid)) {
-    if (auto error = ops.detach(pid, detach_targets(it->binds)); !error.empty()) {
+  // Only the recorded process's namespace is touched. A process that is gone took its namespace
+  // with it, and one that now has its pid is someone else (maybe another container, with mounts
+  // of its own at these paths): either way only the record is left to drop.
+  const std::string why = not_the_recorded_process(*it, ops);
+  if (why.empty()) {
+    if (auto error = ops.detach(*it->process, detach_targets(it->binds)); !error.empty()) {
       failed("detaching app " + app + " from pid " + std::to_string(pid) + ": " + error);
     }
+  } else {
+    common::log(common::LogLevel::info,
+                "forgetting the attachment of " + app + " to pid " + std::to_string(pid) + ": " + why);
   }
   State next = state;
   std::erase_if(next.attachments, [&](const Attachment& a) { return a.app == app && a.pid == pid; });
   Outcome out;
-  out.output = req.json ? nlohmann::json({{"app", app}, {"pid", pid}}).dump(2) + "\n"
-                        : "detached app " + app + " from pid " + std::to_string(pid) + "\n";
+  out.takes_away = true;  // the mounts are gone: the record must go too, saved or not
+  if (req.json) {
+    nlohmann::json result = {{"app", app}, {"pid", pid}, {"detached", why.empty()}};
+    if (!why.empty()) result["forgotten_because"] = why;
+    out.output = result.dump(2) + "\n";
+  } else if (why.empty()) {
+    out.output = "detached app " + app + " from pid " + std::to_string(pid) + "\n";
+  } else {
+    out.output = "forgot the attachment of app " + app + " to pid " + std::to_string(pid) +
+                 " without touching any mount: " + why + "\n";
+  }
   out.next = std::move(next);
   return out;
 }

@@ -9,12 +9,14 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <map>
-#include <set>
+#include <optional>
 #include <thread>
 
+#include "common/log.hpp"
 #include "mountmgr/control_protocol.hpp"
 #include "mountmgr/request.hpp"
 #include "mountmgr/state.hpp"
@@ -66,10 +68,10 @@ class ManagerTest : public ::testing::Test {
   std::string state_dir = tmp / "state";
   std::string mnt = tmp / "mnt";
   std::vector<Notice> notices;
-  // Fake container side.
-  std::set<int> live_pids;
-  std::vector<std::pair<int, std::vector<Bind>>> attached;
-  std::vector<std::pair<int, std::vector<std::string>>> detached;
+  // Fake container side: the processes running now, and every attach/detach asked of them.
+  std::map<int, ProcessIdentity> processes;
+  std::vector<std::pair<ProcessIdentity, std::vector<Bind>>> attached;
+  std::vector<std::pair<ProcessIdentity, std::vector<std::string>>> detached;
   std::string attach_error;
   std::unique_ptr<Manager> mgr;
 
@@ -83,17 +85,30 @@ class ManagerTest : public ::testing::Test {
     c.storage_root = storage;
     c.state_dir = state_dir;
     c.mountpoint = mnt;
-    c.attach_ops.attach = [this](int pid, const std::vector<Bind>& binds) {
-      if (!attach_error.empty()) return attach_error;
-      attached.emplace_back(pid, binds);
-      return std::string();
+    // Like the real ones, attach and detach refuse a process that is not the one given.
+    c.attach_ops.attach = [this](const ProcessIdentity& process, const std::vector<Bind>& binds) {
+      attached.emplace_back(process, binds);
+      if (auto change = identity_change(process, identify(process.pid)); !change.empty()) return change;
+      return attach_error;
     };
-    c.attach_ops.detach = [this](int pid, const std::vector<std::string>& targets) {
-      detached.emplace_back(pid, targets);
-      return std::string();
+    c.attach_ops.detach = [this](const ProcessIdentity& process, const std::vector<std::string>& targets) {
+      detached.emplace_back(process, targets);
+      return identity_change(process, identify(process.pid));
     };
-    c.attach_ops.alive = [this](int pid) { return live_pids.contains(pid); };
+    c.attach_ops.identify = [this](int pid) { return identify(pid); };
     return c;
+  }
+
+  std::optional<ProcessIdentity> identify(int pid) const {
+    const auto it = processes.find(pid);
+    if (it == processes.end()) return std::nullopt;
+    return it->second;
+  }
+
+  /// Starts a fake process with `pid` (at tick `start`, in a mount namespace of its own).
+  ProcessIdentity run(int pid, uint64_t start = 1000) {
+    processes[pid] = ProcessIdentity{pid, start, 4, 4026532000u + static_cast<uint64_t>(pid) * 7 + start, "boot-1"};
+    return processes[pid];
   }
 
   void start() {
@@ -134,6 +149,17 @@ class ManagerTest : public ::testing::Test {
     extra["manifest"] = manifest;
     extra["source"] = "app.json";
     return ok("app.install", extra);
+  }
+
+  /// What `body` logs, at info and above (the tests run at warn).
+  static std::string logged(const std::function<void()>& body) {
+    const common::LogLevel level = common::log_level();
+    common::set_log_level(common::LogLevel::info);
+    ::testing::internal::CaptureStderr();
+    body();
+    std::string out = ::testing::internal::GetCapturedStderr();
+    common::set_log_level(level);
+    return out;
   }
 
   State saved_state() { return state_from_json(json::parse(read_file(state_dir + "/state.json"))); }
@@ -633,29 +659,33 @@ TEST_F(ManagerTest, StorageEnsureDirectory) {
 
 TEST_F(ManagerTest, AttachDetachAndHeal) {
   install(kNavidrome);
-  live_pids = {100, 200};
+  const ProcessIdentity p100 = run(100);
+  const ProcessIdentity p200 = run(200);
   EXPECT_EQ(ok("attach", {{"app", "navidrome"}, {"pid", 100}}), "attached 2 mount(s) of app navidrome to pid 100\n");
   ASSERT_EQ(attached.size(), 1u);
+  EXPECT_EQ(attached[0].first, p100);
   EXPECT_EQ(attached[0].second, (std::vector<Bind>{{mnt + "/apps/navidrome/data/data", "/data", false},
                                                    {mnt + "/apps/navidrome/shared/own_media", "/music", true}}));
   ok("attach", {{"app", "navidrome"}, {"pid", 200}});
-  EXPECT_EQ(saved_state().attachments.size(), 2u);
+  ASSERT_EQ(saved_state().attachments.size(), 2u);
+  EXPECT_EQ(saved_state().attachments[0].process, p100);  // what tells it from a later pid 100
+  EXPECT_EQ(saved_state().attachments[1].process, p200);
   EXPECT_THAT(ok("app.show", {{"app", "navidrome"}}), HasSubstr("attached: pid 100\nattached: pid 200\n"));
 
   ok("detach", {{"app", "navidrome"}, {"pid", 200}});
   ASSERT_EQ(detached.size(), 1u);
-  EXPECT_EQ(detached[0], (std::pair<int, std::vector<std::string>>{200, {"/music", "/data"}}));
+  EXPECT_EQ(detached[0], (std::pair<ProcessIdentity, std::vector<std::string>>{p200, {"/music", "/data"}}));
   EXPECT_EQ(saved_state().attachments.size(), 1u);
   refused("detach", {{"app", "navidrome"}, {"pid", 200}}, 2, "app navidrome is not attached to pid 200");
 
   // A daemon restart: the live attachment comes back, a dead one is forgotten.
   ok("attach", {{"app", "navidrome"}, {"pid", 200}});
-  live_pids = {100};
+  processes.erase(200);
   attached.clear();
   start();
   EXPECT_EQ(mgr->heal_attachments(), 1);
   ASSERT_EQ(attached.size(), 1u);
-  EXPECT_EQ(attached[0].first, 100);
+  EXPECT_EQ(attached[0].first, p100);
   ASSERT_EQ(saved_state().attachments.size(), 1u);
   EXPECT_EQ(saved_state().attachments[0].pid, 100);
 
@@ -679,10 +709,108 @@ TEST_F(ManagerTest, AttachRefusalsAndFailures) {
   refused("attach", {{"app", "navidrome"}, {"pid", 999}}, 2, "process 999 does not exist");
   refused("attach", {{"app", "navidrome"}, {"pid", 0}}, 2, R"(attach: argument "pid": expected an integer from 1)");
   refused("attach", {{"app", "navidrome"}, {"pid", "1"}}, 2, R"(attach: argument "pid")");
-  live_pids = {100};
+  run(100);
   attach_error = "setns: Operation not permitted";
   refused("attach", {{"app", "navidrome"}, {"pid", 100}}, 1,
           "attaching app navidrome to pid 100: setns: Operation not permitted");
+}
+
+// The security bug this guards against: after a restart, a recorded pid may belong to another
+// container's process. Healing must not give it the app's views.
+TEST_F(ManagerTest, HealDropsARecordWhoseProcessIsAnotherOneNow) {
+  install(kNavidrome);
+  run(100);
+  run(200);
+  const ProcessIdentity p300 = run(300);
+  run(400);
+  for (int pid : {100, 200, 300, 400}) ok("attach", {{"app", "navidrome"}, {"pid", pid}});
+
+  // While the daemon was down: pid 100 went to a newcomer, the process 200 moved to another
+  // mount namespace, 300 is untouched, and 400 is a process of the next boot that happens to
+  // look like the recorded one in everything else.
+  const ProcessIdentity newcomer = run(100, 5000);
+  processes[200].mnt_ns_ino = 4026539999u;
+  processes[400].boot_id = "boot-2";
+  attached.clear();
+  detached.clear();
+  start();
+  const std::string log = logged([&] { EXPECT_EQ(mgr->heal_attachments(), 1); });
+
+  ASSERT_EQ(attached.size(), 1u);
+  EXPECT_EQ(attached[0].first, p300);
+  EXPECT_TRUE(detached.empty());
+  EXPECT_THAT(log, HasSubstr("portalfs[info]: forgetting the attachment of navidrome to pid 100: pid 100 is another "
+                             "process now (started at tick 5000, the recorded one at tick 1000)\n"));
+  EXPECT_THAT(log, HasSubstr("portalfs[info]: forgetting the attachment of navidrome to pid 200: the process is in "
+                             "another mount namespace now (4:4026539999, recorded 4:"));
+  EXPECT_THAT(log, HasSubstr("portalfs[info]: forgetting the attachment of navidrome to pid 400: pid 400 is another "
+                             "process now (recorded before a reboot: boot boot-1, now boot-2)\n"));
+  ASSERT_EQ(saved_state().attachments.size(), 1u);
+  EXPECT_EQ(saved_state().attachments[0].process, p300);
+
+  // The newcomer can be attached in its own right, and is recorded as itself.
+  ok("attach", {{"app", "navidrome"}, {"pid", 100}});
+  EXPECT_EQ(attached.back().first, newcomer);
+  EXPECT_EQ(saved_state().attachments.back().process, newcomer);
+}
+
+// A state file from before identities were kept: it loads, but its records can't be verified,
+// so they are dropped at heal, never re-attached (not even to a pid that is alive).
+TEST_F(ManagerTest, HealDropsARecordWithoutAnIdentity) {
+  install(kNavidrome);
+  run(100);
+  ok("attach", {{"app", "navidrome"}, {"pid", 100}});
+  json doc = json::parse(read_file(state_dir + "/state.json"));
+  doc["attachments"][0].erase("start_time");
+  doc["attachments"][0].erase("mnt_ns");
+  doc["attachments"][0].erase("boot_id");
+  write_file(state_dir + "/state.json", doc.dump(2));
+  attached.clear();
+  start();
+  ASSERT_EQ(saved_state().attachments.size(), 1u);
+  EXPECT_EQ(saved_state().attachments[0].process, std::nullopt);
+
+  const std::string log = logged([&] { EXPECT_EQ(mgr->heal_attachments(), 0); });
+  EXPECT_TRUE(attached.empty());
+  EXPECT_TRUE(detached.empty());
+  EXPECT_THAT(log, HasSubstr("portalfs[info]: forgetting the attachment of navidrome to pid 100: recorded without "
+                             "the process's start time and mount namespace (by an older portalfs), so it can't be "
+                             "told from another process with that pid\n"));
+  EXPECT_TRUE(saved_state().attachments.empty());
+}
+
+// detach of a record whose pid now belongs to a newcomer (or to no one) drops the record and
+// touches no namespace: the newcomer may have mounts of its own at those paths.
+TEST_F(ManagerTest, DetachOfARecycledPidForgetsWithoutTouchingTheNewcomer) {
+  install(kNavidrome);
+  run(100);
+  run(200);
+  ok("attach", {{"app", "navidrome"}, {"pid", 100}});
+  ok("attach", {{"app", "navidrome"}, {"pid", 200}});
+  run(100, 7000);
+  processes.erase(200);
+
+  json gone;
+  const std::string log = logged([&] {
+    EXPECT_EQ(ok("detach", {{"app", "navidrome"}, {"pid", 100}}),
+              "forgot the attachment of app navidrome to pid 100 without touching any mount: pid 100 is another "
+              "process now (started at tick 7000, the recorded one at tick 1000)\n");
+    gone = json::parse(ok("detach", {{"app", "navidrome"}, {"pid", 200}}, true));
+  });
+  EXPECT_EQ(gone["detached"], false);
+  EXPECT_EQ(gone["forgotten_because"], "no such process");
+  EXPECT_THAT(log, HasSubstr("portalfs[info]: forgetting the attachment of navidrome to pid 100: pid 100 is another"));
+  EXPECT_THAT(log, HasSubstr("portalfs[info]: forgetting the attachment of navidrome to pid 200: no such process\n"));
+  EXPECT_TRUE(detached.empty());
+  EXPECT_TRUE(saved_state().attachments.empty());
+
+  // The recorded process itself is detached, as before.
+  const ProcessIdentity p300 = run(300);
+  ok("attach", {{"app", "navidrome"}, {"pid", 300}});
+  const json done = json::parse(ok("detach", {{"app", "navidrome"}, {"pid", 300}}, true));
+  EXPECT_EQ(done["detached"], true);
+  ASSERT_EQ(detached.size(), 1u);
+  EXPECT_EQ(detached[0].first, p300);
 }
 
 TEST_F(ManagerTest, SaveFailureChangesNothing) {
@@ -690,7 +818,7 @@ TEST_F(ManagerTest, SaveFailureChangesNothing) {
   const auto views_before = mgr->views();
   const std::size_t notices_before = notices.size();
   fs::remove_all(state_dir);  // the next save can't create its temp file
-  live_pids = {100};
+  const ProcessIdentity p100 = run(100);
   const json r = call("grant", {{"app", "navidrome"}, {"share", "own_documents"}, {"access", "read"}, {"path", "/docs"}});
   EXPECT_EQ(r["code"], 1);
   EXPECT_THAT(r["error"].get<std::string>(), HasSubstr("cannot save " + state_dir + "/state.json"));
@@ -701,7 +829,7 @@ TEST_F(ManagerTest, SaveFailureChangesNothing) {
   // An attach whose record can't be saved is taken back out.
   EXPECT_EQ(call("attach", {{"app", "navidrome"}, {"pid", 100}})["code"], 1);
   ASSERT_EQ(detached.size(), 1u);
-  EXPECT_EQ(detached[0].first, 100);
+  EXPECT_EQ(detached[0].first, p100);
 }
 
 TEST_F(ManagerTest, Status) {

@@ -42,7 +42,8 @@ State rich_state() {
   app.data_dirs = {{"data", "3.1", false}, {"data/documents", "3.2", false}, {"cache", "3.0", true}};
   app.storage_mounts = {{"/srv/x", "/x", true}};
   s.apps["navidrome"] = app;
-  s.attachments = {{"navidrome", 4242, {{"/run/portalfs/fs/apps/navidrome/data/data", "/data", false}}}};
+  s.attachments = {{"navidrome", 4242, {{"/run/portalfs/fs/apps/navidrome/data/data", "/data", false}},
+                    ProcessIdentity{4242, 987654321, 4, 4026532712, "5df01789-32de-436b-b19c-ee51f4da9472"}}};
   return s;
 }
 
@@ -60,6 +61,27 @@ TEST(StateTest, JsonRoundTrip) {
   const State s = rich_state();
   EXPECT_EQ(state_from_json(to_json(s)), s);
   EXPECT_EQ(state_from_json(nlohmann::json::parse(to_json(s).dump(2))), s);
+}
+
+TEST(StateTest, AttachmentKeepsTheProcessIdentity) {
+  const nlohmann::json a = to_json(rich_state())["attachments"][0];
+  EXPECT_EQ(a["start_time"], 987654321);
+  EXPECT_EQ(a["mnt_ns"], "4:4026532712");
+  EXPECT_EQ(a["boot_id"], "5df01789-32de-436b-b19c-ee51f4da9472");
+}
+
+// A state file from before identities were kept still loads; the record has no identity (and
+// is dropped at heal: tests/mountmgr/manager_test.cpp).
+TEST(StateTest, AttachmentWithoutIdentityFromAnOlderFileLoads) {
+  nlohmann::json doc = to_json(rich_state());
+  doc["attachments"][0].erase("start_time");
+  doc["attachments"][0].erase("mnt_ns");
+  doc["attachments"][0].erase("boot_id");
+  const State s = state_from_json(doc);
+  ASSERT_EQ(s.attachments.size(), 1u);
+  EXPECT_EQ(s.attachments[0].pid, 4242);
+  EXPECT_EQ(s.attachments[0].process, std::nullopt);
+  EXPECT_FALSE(to_json(s)["attachments"][0].contains("start_time"));  // never made up
 }
 
 TEST(StateTest, FreshStateHasTheDefaultShares) {
@@ -92,6 +114,23 @@ TEST(StateTest, StrictReadingNamesThePointer) {
       {"escaping data dir", [](auto& j) { j["apps"]["navidrome"]["grants"][0]["name"] = "../../etc"; },
        "/apps/navidrome/grants/0/name", ""},
       {"bad pid", [](auto& j) { j["attachments"][0]["pid"] = -1; }, "/attachments/0/pid", ""},
+      {"unknown attachment field", [](auto& j) { j["attachments"][0]["comm"] = "sleep"; }, "/attachments/0/comm",
+       "unknown field"},
+      {"start time without mnt_ns", [](auto& j) { j["attachments"][0].erase("mnt_ns"); }, "/attachments/0/mnt_ns",
+       R"(missing, expected "DEV:INO")"},
+      {"mnt_ns without start time", [](auto& j) { j["attachments"][0].erase("start_time"); },
+       "/attachments/0/start_time", "missing, expected an integer"},
+      {"no boot id", [](auto& j) { j["attachments"][0].erase("boot_id"); }, "/attachments/0/boot_id",
+       "missing, expected a string"},
+      {"only a boot id",
+       [](auto& j) {
+         j["attachments"][0].erase("start_time");
+         j["attachments"][0].erase("mnt_ns");
+       },
+       "/attachments/0/start_time", "missing, expected an integer"},
+      {"bad start time", [](auto& j) { j["attachments"][0]["start_time"] = -5; }, "/attachments/0/start_time", ""},
+      {"bad mnt_ns", [](auto& j) { j["attachments"][0]["mnt_ns"] = "4026532712"; }, "/attachments/0/mnt_ns",
+       R"(expected "DEV:INO" (two unsigned integers), got "4026532712")"},
       {"schema version", [](auto& j) { j["schema_version"] = 2; }, "/schema_version", ""},
       {"bad app name", [](auto& j) { j["apps"]["Bad Name"] = j["apps"]["navidrome"]; }, "/apps/Bad Name", ""},
   };
