@@ -133,9 +133,21 @@ void Attack::SetUp() {
   struct stat st {};
   ASSERT_TRUE(Stat(a_, &st));
   fuse_dev_ = st.st_dev;
+  take_snapshots();
+}
+
+void Attack::take_snapshots() {
   before_b_ = snapshot_tree(b_backing_);
   before_s2_ = snapshot_tree(s2_backing_);
   before_outside_ = snapshot_tree(outside_.path());
+}
+
+std::vector<std::string> Attack::restart() {
+  auto errors = m_.restart();
+  struct stat st {};
+  EXPECT_TRUE(Stat(m_.mountpoint(), &st)) << "after the restart";
+  fuse_dev_ = st.st_dev;
+  return errors;
 }
 
 void Attack::TearDown() {

@@ -21,6 +21,7 @@
 #include <functional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "tests/integration/fs_helpers.hpp"
 #include "tests/integration/mounted_fs.hpp"
@@ -60,6 +61,15 @@ class Attack : public ::testing::Test {
   /// result (an errno, 0 = success); 249 and above mean the jail could not be set up. S2 is
   /// bound read-write on purpose: the refusals checked through it are the daemon's.
   int in_jail(uid_t uid, gid_t gid, const std::function<int()>& fn);
+
+  /// Stops and starts the daemon over the same storage and views (MountedFs::restart: no fd
+  /// may stay open on the mount across it) and takes the new mount's st_dev into fuse_dev_.
+  /// Returns the lines the daemon logs for views it cannot serve.
+  std::vector<std::string> restart();
+
+  /// Takes the snapshots TearDown compares with. SetUp does; a fixture that adds to B's data
+  /// or the read-only share after it takes them again.
+  void take_snapshots();
 
   MountedFs m_;
   TempDir outside_{"portalfs-outside"};  // the host, outside the storage root

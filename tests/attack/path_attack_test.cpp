@@ -19,6 +19,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -108,9 +109,39 @@ void open_and_check(int dirfd, const std::string& path, dev_t dev, const std::se
   }
 }
 
+// ---- the restart pass ----
+//
+// The attacks that plant names (symlinks above all) run twice: as they are, and with the
+// daemon stopped and started again between planting and using what was planted (a portalfsd
+// restart over the same storage: MountedFs::restart). A fresh daemon knows nothing of what
+// the app made, and reaches every view root again from disk (issue #18), so whatever it
+// trusted of the running daemon's state must hold for the disk alone. The planted names and
+// every check are the same in both passes; restart_attack_test.cpp has the attacks only a
+// restart makes possible.
+
+enum class Pass { no_restart, restart_between_plant_and_use };
+const char* name_of(Pass pass) {
+  return pass == Pass::no_restart ? "NoRestart" : "RestartBetweenPlantAndUse";
+}
+void PrintTo(Pass pass, std::ostream* os) { *os << name_of(pass); }
+
+class SymlinkAttack : public Attack, public ::testing::WithParamInterface<Pass> {
+ protected:
+  /// Between planting and using: restarts the daemon in the second pass, which must serve
+  /// every view again.
+  void between_plant_and_use() {
+    if (GetParam() == Pass::no_restart) return;
+    ASSERT_EQ(restart(), std::vector<std::string>{});
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(, SymlinkAttack,
+                         ::testing::Values(Pass::no_restart, Pass::restart_between_plant_and_use),
+                         [](const ::testing::TestParamInfo<Pass>& p) { return name_of(p.param); });
+
 // ---- symlinks pointing out ----
 
-TEST_F(Attack, SymlinkToTheHostSecretIsStoredLiterallyAndDanglesInTheContainer) {
+TEST_P(SymlinkAttack, SymlinkToTheHostSecretIsStoredLiterallyAndDanglesInTheContainer) {
   // The app, as its unprivileged user in its container, links to the host's secret and
   // opens it for reading and for writing through the link.
   const std::string target = host_secret_;
@@ -118,6 +149,7 @@ TEST_F(Attack, SymlinkToTheHostSecretIsStoredLiterallyAndDanglesInTheContainer) 
               return rc_errno(::symlink(target.c_str(), "/data/abs"));
             })},
             kOk);
+  ASSERT_NO_FATAL_FAILURE(between_plant_and_use());
   EXPECT_EQ(Err{in_jail(kAppUid, kAppGid, [] { return open_errno("/data/abs", O_RDONLY); })},
             Err{ENOENT});
   EXPECT_EQ(Err{in_jail(kAppUid, kAppGid,
@@ -136,7 +168,7 @@ TEST_F(Attack, SymlinkToTheHostSecretIsStoredLiterallyAndDanglesInTheContainer) 
   // checks the secret is unchanged.)
 }
 
-TEST_F(Attack, RelativeSymlinkClimbingOutOfTheViewFindsNothing) {
+TEST_P(SymlinkAttack, RelativeSymlinkClimbingOutOfTheViewFindsNothing) {
   // "../b-v/secret" is B's secret on the backing side (storage/a-v/../b-v), nothing through
   // the mount; "../" x 40 + the host path climbs to / of whoever follows it.
   std::string climb;
@@ -146,6 +178,7 @@ TEST_F(Attack, RelativeSymlinkClimbingOutOfTheViewFindsNothing) {
   ASSERT_EQ(sys(::symlink(deep.c_str(), (a_ + "/deep").c_str())), kOk);
   EXPECT_EQ(readlink_str(a_backing_ + "/rel"), "../b-v/secret");
   EXPECT_EQ(readlink_str(a_backing_ + "/deep"), deep);
+  ASSERT_NO_FATAL_FAILURE(between_plant_and_use());
 
   EXPECT_EQ(open_err(a_ + "/rel", O_RDONLY), Err{ENOENT});
   EXPECT_EQ(open_err(a_ + "/rel", O_WRONLY | O_TRUNC), Err{ENOENT});
@@ -161,7 +194,7 @@ TEST_F(Attack, RelativeSymlinkClimbingOutOfTheViewFindsNothing) {
   EXPECT_FALSE(exists(m_.mountpoint() + "/apps/a/data/b-v"));
 }
 
-TEST_F(Attack, SymlinkChainsAreFollowedOnlyByTheKernelAndOnlyInsideTheMount) {
+TEST_P(SymlinkAttack, SymlinkChainsAreFollowedOnlyByTheKernelAndOnlyInsideTheMount) {
   // A chain of eight links ending in the backing-side path to B's secret, a link to the view's
   // parent used as a directory, and a chain one longer than the kernel's limit of 40.
   for (int i = 0; i < 8; ++i) {
@@ -174,6 +207,7 @@ TEST_F(Attack, SymlinkChainsAreFollowedOnlyByTheKernelAndOnlyInsideTheMount) {
     const std::string next = i == 40 ? "f" : "l" + std::to_string(i + 1);
     ASSERT_EQ(sys(::symlink(next.c_str(), (a_ + "/l" + std::to_string(i)).c_str())), kOk);
   }
+  ASSERT_NO_FATAL_FAILURE(between_plant_and_use());
 
   EXPECT_EQ(open_err(a_ + "/c0", O_RDONLY), Err{ENOENT});
   EXPECT_EQ(open_err(a_ + "/c0", O_WRONLY | O_TRUNC), Err{ENOENT});
@@ -187,7 +221,7 @@ TEST_F(Attack, SymlinkChainsAreFollowedOnlyByTheKernelAndOnlyInsideTheMount) {
   EXPECT_EQ(read_file(a_ + "/l1"), "A's own file\n");  // 40 links are fine
 }
 
-TEST_F(Attack, SymlinkSwappedForADirectoryDuringLookupsNeverLeadsOut) {
+TEST_P(SymlinkAttack, SymlinkSwappedForADirectoryDuringLookupsNeverLeadsOut) {
   // "d" is a directory holding a decoy named like B's secret; "l" is a symlink to B's
   // backing directory (backing side only). Two threads keep exchanging the two names, one
   // through the view and one on the backing disk (as another view or the host would), while
@@ -195,6 +229,7 @@ TEST_F(Attack, SymlinkSwappedForADirectoryDuringLookupsNeverLeadsOut) {
   ASSERT_EQ(sys(::mkdir((a_ + "/d").c_str(), 0755)), kOk);
   write_file(a_ + "/d/secret", "A's decoy\n");
   ASSERT_EQ(sys(::symlink("../b-v", (a_ + "/l").c_str())), kOk);
+  ASSERT_NO_FATAL_FAILURE(between_plant_and_use());
   struct stat decoy {};
   ASSERT_TRUE(Stat(a_ + "/d/secret", &decoy));
   const std::set<ino_t> allowed = {decoy.st_ino};
@@ -242,8 +277,9 @@ TEST_F(Attack, SymlinkSwappedForADirectoryDuringLookupsNeverLeadsOut) {
 
 // ---- ".." at a view root ----
 
-TEST_F(Attack, DotDotAtTheViewRootReachesNeitherTheBackingParentNorOtherApps) {
+TEST_P(SymlinkAttack, DotDotAtTheViewRootReachesNeitherTheBackingParentNorOtherApps) {
   write_file(a_ + "/f", "A's file\n");
+  ASSERT_NO_FATAL_FAILURE(between_plant_and_use());
   const auto storage_before = list_dir(m_.storage());
   // Names made through ".." would land in the synthetic directory above the view (read-only),
   // or, resolved on the backing side, in the storage root next to B's data.
@@ -275,10 +311,11 @@ TEST_F(Attack, DotDotAtTheViewRootReachesNeitherTheBackingParentNorOtherApps) {
 
 // ---- openat2 ----
 
-TEST_F(Attack, Openat2ResolveFlagsKeepTheirMeaningOnTheMount) {
+TEST_P(SymlinkAttack, Openat2ResolveFlagsKeepTheirMeaningOnTheMount) {
   ASSERT_EQ(sys(::symlink("../b-v/secret", (a_ + "/rel").c_str())), kOk);
   ASSERT_EQ(sys(::symlink(host_secret_.c_str(), (a_ + "/abs").c_str())), kOk);
   write_file(a_ + "/f", "A's file\n");
+  ASSERT_NO_FATAL_FAILURE(between_plant_and_use());
   auto view = open_fd(a_, O_PATH | O_DIRECTORY);
   auto ro = open_fd(s2_, O_PATH | O_DIRECTORY);
   auto file = open_fd(s2_ + "/ro_file", O_PATH);
@@ -341,17 +378,21 @@ TEST_F(Attack, OPathReopenForWriteOfAReadOnlyShareFileIsErofs) {
 
 // ---- names ----
 
-TEST_F(Attack, NamesWithNewlinesInASharedDirStayExactlyWhatTheyAre) {
+TEST_P(SymlinkAttack, NamesWithNewlinesInASharedDirStayExactlyWhatTheyAre) {
   // The app's user, in its container, makes names meant to confuse line-based tools.
-  const int rc = in_jail(kAppUid, kAppGid, [] {
-    if (int fd = ::open("/s1/evil\nname", O_CREAT | O_WRONLY | O_CLOEXEC, 0644); fd < 0) return errno;
-    else ::close(fd);
-    if (::mkdir("/s1/\n", 0755) != 0) return errno;
-    if (::rename("/s1/evil\nname", "/s1/\n/..\nsecret") != 0) return errno;
-    if (::symlink("\n../b-v/secret", "/s1/link\n") != 0) return errno;
-    return open_errno("/s1/link\n", O_RDONLY);  // dangling, wherever it is resolved
-  });
-  EXPECT_EQ(Err{rc}, Err{ENOENT});
+  ASSERT_EQ(Err{in_jail(kAppUid, kAppGid, [] {
+              if (int fd = ::open("/s1/evil\nname", O_CREAT | O_WRONLY | O_CLOEXEC, 0644); fd < 0) return errno;
+              else ::close(fd);
+              if (::mkdir("/s1/\n", 0755) != 0) return errno;
+              if (::rename("/s1/evil\nname", "/s1/\n/..\nsecret") != 0) return errno;
+              return rc_errno(::symlink("\n../b-v/secret", "/s1/link\n"));
+            })},
+            kOk);
+  ASSERT_NO_FATAL_FAILURE(between_plant_and_use());
+  EXPECT_EQ(Err{in_jail(kAppUid, kAppGid, [] {
+              return open_errno("/s1/link\n", O_RDONLY);  // dangling, wherever it is resolved
+            })},
+            Err{ENOENT});
   EXPECT_EQ(list_dir(s1_backing_), (std::vector<std::string>{"\n", ".", "..", "link\n"}));
   EXPECT_EQ(list_dir(s1_backing_ + "/\n"), (std::vector<std::string>{".", "..", "..\nsecret"}));
   EXPECT_EQ(list_dir(s1_ + "/\n"), (std::vector<std::string>{".", "..", "..\nsecret"}));
@@ -362,7 +403,7 @@ TEST_F(Attack, NamesWithNewlinesInASharedDirStayExactlyWhatTheyAre) {
   EXPECT_EQ(st.st_size, 0);
 }
 
-TEST_F(Attack, NamesOf256BytesAndSymlinkTargetsOf4096AreRefused) {
+TEST_P(SymlinkAttack, NamesOf256BytesAndSymlinkTargetsOf4096AreRefused) {
   const std::string n255(255, 'n');
   const std::string n256(256, 'n');
   const std::string t4095(4095, 't');
@@ -378,6 +419,7 @@ TEST_F(Attack, NamesOf256BytesAndSymlinkTargetsOf4096AreRefused) {
   EXPECT_EQ(as_app([&] { return rc_errno(::symlink(t4095.c_str(), "/s1/long")); }), kOk);
   EXPECT_EQ(as_app([&] { return rc_errno(::symlink(t4096.c_str(), "/s1/longer")); }),
             Err{ENAMETOOLONG});
+  ASSERT_NO_FATAL_FAILURE(between_plant_and_use());
   // Exactly what succeeded is on disk, nothing cut short.
   EXPECT_EQ(list_dir(s1_backing_), (std::vector<std::string>{".", "..", "long", n255}));
   EXPECT_EQ(readlink_str(s1_backing_ + "/long"), t4095);

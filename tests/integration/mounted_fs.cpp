@@ -134,15 +134,26 @@ const char* to_string(ViewKind kind) {
   return "?";
 }
 
-MountedFs::MountedFs(fuse::Options options, std::chrono::seconds watchdog) {
+MountedFs::MountedFs(fuse::Options options, std::chrono::seconds watchdog) : options_(options) {
   std::filesystem::create_directories(storage());
   std::filesystem::create_directories(mountpoint());
   ::chmod(dir_.path().c_str(), 0755);  // so forked non-root callers can reach the mount
-  fs_ = std::make_unique<fuse::Filesystem>(options);
+  fs_ = std::make_unique<fuse::Filesystem>(options_);
   if (::access("/dev/fuse", R_OK | W_OK) != 0) {
     error_ = "/dev/fuse is not accessible";
     return;
   }
+  if (const char* env = std::getenv("PORTALFS_MOUNT_WATCHDOG_SECONDS"); env && *env) {
+    watchdog = std::chrono::seconds(std::atol(env));
+  }
+  watchdog_seconds_ = watchdog;
+  watchdog_deadline_ = std::chrono::steady_clock::now() + watchdog;
+  mount();
+}
+
+MountedFs::~MountedFs() { unmount(); }
+
+void MountedFs::mount() {
   try {
     session_ = std::make_unique<fuse::Session>(*fs_, fuse::SessionOptions{mountpoint(), 0, false});
   } catch (const std::exception& e) {
@@ -150,27 +161,27 @@ MountedFs::MountedFs(fuse::Options options, std::chrono::seconds watchdog) {
     return;
   }
   install_crash_handler();
+  loop_done_.store(false);
   loop_ = std::thread([this] {
     session_->run();
     loop_done_.store(true);
   });
   // The connection's number (the minor of the mount's st_dev), in case it must be aborted.
+  connection_ = -1;
   struct stat st {};
   if (::stat(mountpoint().c_str(), &st) == 0) connection_ = static_cast<int>(minor(st.st_dev));
   slot_ = claim_slot(mountpoint(), connection_);
-  if (const char* env = std::getenv("PORTALFS_MOUNT_WATCHDOG_SECONDS"); env && *env) {
-    watchdog = std::chrono::seconds(std::atol(env));
-  }
-  watchdog_ = std::thread([this, watchdog] {
+  watchdog_stop_ = false;  // no watchdog thread runs here: unmount() joined the last one
+  watchdog_ = std::thread([this] {
     std::unique_lock lock(watchdog_mutex_);
-    if (watchdog_cv_.wait_for(lock, watchdog, [this] { return watchdog_stop_; })) return;
+    if (watchdog_cv_.wait_until(lock, watchdog_deadline_, [this] { return watchdog_stop_; })) return;
     std::fprintf(stderr, "MountedFs: still mounted after %lld s, aborting the FUSE connection at %s\n",
-                 static_cast<long long>(watchdog.count()), mountpoint().c_str());
+                 static_cast<long long>(watchdog_seconds_.count()), mountpoint().c_str());
     if (connection_ >= 0) abort_connection(static_cast<unsigned>(connection_));
   });
 }
 
-MountedFs::~MountedFs() {
+void MountedFs::unmount() {
   if (!session_) return;
   {
     std::lock_guard lock(watchdog_mutex_);
@@ -195,6 +206,20 @@ MountedFs::~MountedFs() {
   loop_.join();
   session_.reset();
   release_slot(slot_);
+  slot_ = -1;
+}
+
+std::vector<std::string> MountedFs::restart() {
+  if (!session_) throw std::runtime_error("MountedFs::restart: not mounted (" + error_ + ")");
+  unmount();
+  // The old daemon is gone entirely (portalfsd's Filesystem lives as long as its process)...
+  fs_.reset();
+  // ...and the new one gets its views before it mounts, as portalfsd's start-up does.
+  fs_ = std::make_unique<fuse::Filesystem>(options_);
+  auto errors = fs_->set_views(views_);
+  mount();
+  if (!session_) throw std::runtime_error("MountedFs::restart: cannot mount again: " + error_);
+  return errors;
 }
 
 policy::ViewSpec MountedFs::preset(const std::string& app, ViewKind kind, const std::string& name,
@@ -222,6 +247,7 @@ std::string MountedFs::add_view(const std::string& app, ViewKind kind, const std
   std::string b = backing.empty() ? storage() + "/" + app + "-" + name : backing;
   std::filesystem::create_directories(b);
   auto spec = preset(app, kind, name, b);
+  if (b.starts_with(storage() + "/")) spec.anchor = storage();
   if (kind == ViewKind::shared_squash) ::chown(b.c_str(), 2000, 2000);
   views_.push_back(spec);
   set_views(views_);

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "fuse/filesystem.hpp"
 #include "fuse/session.hpp"
@@ -44,12 +45,26 @@ class MountedFs {
   MountedFs(const MountedFs&) = delete;
   MountedFs& operator=(const MountedFs&) = delete;
 
+  /// Stops and starts the daemon as a portalfsd restart does: unmounts (the loop ends once
+  /// nothing uses the mount), destroys the Filesystem, then makes a fresh one over the same
+  /// storage, gives it the views last set (a view killed with set_views is one the set no
+  /// longer has, as for the mount manager) and mounts it at the same mountpoint. Nothing of
+  /// the old daemon is kept: each backing directory is reached again from its anchor. Returns
+  /// the lines the daemon would log for views it cannot serve (listed, answering EIO).
+  ///
+  /// Every fd and cwd on the mount must be gone first: the unmount waits for them, and after
+  /// 10 s fails the test and aborts the old connection. The mount's st_dev changes, and fs()
+  /// is the new Filesystem. Throws std::runtime_error when mounting again fails (ok() is then
+  /// false).
+  std::vector<std::string> restart();
+
   /// False when /dev/fuse (or mounting) is not available; the test then skips or fails.
   [[nodiscard]] bool ok() const { return session_ != nullptr; }
   [[nodiscard]] const std::string& error() const { return error_; }
 
   /// Adds a view (replacing the whole set) and returns its path through the mount. Its
-  /// backing directory <storage>/<app>-<name> is created first.
+  /// backing directory <storage>/<app>-<name> is created first. A backing below storage() is
+  /// anchored there (as portalfsd anchors views at its storage root).
   std::string add_view(const std::string& app, ViewKind kind, const std::string& name = "v",
                        const std::string& backing = "");
   /// Sets the views directly.
@@ -65,7 +80,15 @@ class MountedFs {
   fuse::Filesystem& fs() { return *fs_; }
 
  private:
+  /// Mounts fs_ and starts the loop, the crash handler's slot and the watchdog; sets error_
+  /// and leaves session_ null when mounting fails.
+  void mount();
+  /// Unmounts and waits for the loop to end (see restart()); releases the slot and stops
+  /// the watchdog. Nothing to do when not mounted.
+  void unmount();
+
   TempDir dir_;
+  fuse::Options options_;
   std::unique_ptr<fuse::Filesystem> fs_;
   std::unique_ptr<fuse::Session> session_;
   std::thread loop_;
@@ -74,6 +97,10 @@ class MountedFs {
   int slot_ = -1;  // in the crash handler's table of mountpoints to detach
   std::atomic<bool> loop_done_{false};
   int connection_ = -1;  // the FUSE connection's number (for aborting a stuck teardown)
+  // The watchdog's deadline counts from the construction, restarts included; one thread per
+  // mount (joined before the next mount changes connection_).
+  std::chrono::seconds watchdog_seconds_{0};
+  std::chrono::steady_clock::time_point watchdog_deadline_;
   std::thread watchdog_;
   std::mutex watchdog_mutex_;
   std::condition_variable watchdog_cv_;
