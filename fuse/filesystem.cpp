@@ -151,6 +151,7 @@ std::vector<std::string> Filesystem::set_views(const policy::ViewSpecs& views,
       if (it == layout->dirs.end()) continue;
       for (const auto& n : it->second.subdirs) names.insert(n);
       for (const auto& [n, id] : it->second.views) names.insert(n);
+      for (const auto& n : it->second.unservable) names.insert(n);
     }
     fuse_ino_t ino = dir == root_ ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(dir);
     fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);

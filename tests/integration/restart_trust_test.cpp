@@ -65,6 +65,7 @@ class RestartTrust : public DaemonFixture {
     EXPECT_EQ(errno, EIO);
     EXPECT_EQ(::open((nested_view + "/planted.txt").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644), -1);
     EXPECT_FALSE(fs::exists(victim + "/planted.txt"));
+    fs::remove(victim + "/planted.txt");  // should it ever regress: nothing left in /etc
     // Listed, so the app sees an error rather than an absence.
     bool listed = false;
     for (const auto& e : fs::directory_iterator(fs::path(nested_view).parent_path())) {
