@@ -22,8 +22,13 @@ bool writes(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TR
 // Flags the daemon may pass on when it re-opens a file for a caller: O_CREAT/O_EXCL are
 // handled by create(), O_NOCTTY means nothing here, and O_NOFOLLOW is implied (the fd
 // names the inode itself).
+// O_DIRECT stays the kernel's: it already sends a caller's O_DIRECT reads and writes to the
+// daemon as they come, past its page cache (fs/fuse/file.c, fuse_direct_IO), but their bytes
+// then sit at whatever offset the daemon's request buffer gives them, and their offsets and
+// sizes need not be aligned at all (FUSE asks for no alignment). An O_DIRECT fd of the
+// daemon's would fail them with EINVAL; a plain one does them through the backing file's cache.
 int reopen_flags(int flags) {
-  return (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC;
+  return (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW | O_DIRECT)) | O_CLOEXEC;
 }
 
 // A one-buffer vector that reads or writes `fd` at `pos` (FUSE_BUFVEC_INIT without its
@@ -43,9 +48,10 @@ bool dead(const FileHandle* fh) { return fh->killed && fh->killed->load(std::mem
 
 // Flags that leave a file struct fit to be a backing file: the kernel does a passthrough
 // I/O with the backing file's own flags (plus the caller's per-call ones), so O_APPEND,
-// O_DIRECT, O_SYNC... on it would apply to every open of the inode.
-constexpr int kPlainFlags =
-    O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC | O_LARGEFILE;
+// O_SYNC... on it would apply to every open of the inode. O_DIRECT never reaches the
+// daemon's file struct (reopen_flags).
+constexpr int kPlainFlags = O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_NOFOLLOW |
+                            O_CLOEXEC | O_LARGEFILE | O_DIRECT;
 
 // The daemon's own open of a file the caller opens with `flags`. A plain write-only open of a
 // file that will pass through is made read-write, so that it can be the backing of the later

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <new>
 #include <sstream>
 #include <thread>
 
@@ -104,6 +105,13 @@ bool write_all(int fd, std::string_view data) {
     data.remove_prefix(static_cast<size_t>(n));
   }
   return true;
+}
+
+AlignedBlock aligned_block(size_t size, char fill) {
+  void* p = nullptr;
+  if (::posix_memalign(&p, 4096, size) != 0) throw std::bad_alloc();
+  std::memset(p, fill, size);
+  return AlignedBlock(static_cast<char*>(p));
 }
 
 std::optional<std::string> pread_str(int fd, size_t n, off_t off) {

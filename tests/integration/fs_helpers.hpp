@@ -10,7 +10,9 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -78,6 +80,14 @@ std::vector<std::string> list_dir_fd(int dirfd);
 bool write_all(int fd, std::string_view data);
 /// pread of up to `n` bytes at `off` (fewer at EOF); nullopt on error.
 std::optional<std::string> pread_str(int fd, size_t n, off_t off);
+
+/// A block of memory aligned to 4096 bytes, as O_DIRECT on a disk needs its buffers
+/// (posix_memalign), filled with `fill`; freed with the owner.
+struct FreeDeleter {
+  void operator()(char* p) const { std::free(p); }
+};
+using AlignedBlock = std::unique_ptr<char[], FreeDeleter>;
+AlignedBlock aligned_block(size_t size, char fill);
 
 /// Entries in /proc/self/fd (this process's open fds, the daemon's included).
 size_t count_open_fds();

@@ -23,6 +23,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -712,6 +713,47 @@ TEST_P(Posix, OpenWithOTruncTruncates) {
   EXPECT_EQ(st.st_size, 0);
   fd.reset();
   EXPECT_EQ(read_file(at("f")), "");
+}
+
+// O_DIRECT through both kinds of open (OPEN of an existing file, CREATE of a new one) and a
+// write-only open: the kernel sends such reads and writes on as they come, from the caller's
+// aligned buffers to wherever the daemon's request buffer puts them, and every view must
+// still do them (ops_file.cpp, reopen_flags). What is written is on disk at once, and what is
+// read is what is on disk.
+TEST_P(Posix, ODirectBlocksAreWrittenReadBackAndOnDisk) {
+  constexpr size_t kBlock = 4096;
+  const AlignedBlock out = aligned_block(kBlock, 'd');
+  const AlignedBlock in = aligned_block(kBlock, '\0');
+  const std::string_view written(out.get(), kBlock);
+  ASSERT_EQ(make_file("opened", ""), kOk);
+  ASSERT_EQ(make_file("write-only", ""), kOk);
+  const std::pair<const char*, int> opens[] = {
+      {"opened", O_RDWR}, {"created", O_RDWR | O_CREAT | O_EXCL}, {"write-only", O_WRONLY}};
+  for (const auto& [rel, flags] : opens) {
+    SCOPED_TRACE(rel);
+    auto fd = open_fd(at(rel), flags | O_DIRECT, 0644);
+    ASSERT_TRUE(fd) << std::strerror(errno);
+    EXPECT_EQ(::pwrite(fd.get(), out.get(), kBlock, 0), static_cast<ssize_t>(kBlock))
+        << std::strerror(errno);
+    if ((flags & O_ACCMODE) != O_WRONLY) {
+      EXPECT_EQ(::pread(fd.get(), in.get(), kBlock, 0), static_cast<ssize_t>(kBlock))
+          << std::strerror(errno);
+      EXPECT_TRUE(std::string_view(in.get(), kBlock) == written) << "read back other bytes";
+      // Past the kernel's page cache: a change made on the host shows at once.
+      const std::string host(kBlock, 'h');
+      {
+        FsIds root(0, 0);
+        auto disk = open_fd(on_disk(rel), O_WRONLY);
+        ASSERT_EQ(::pwrite(disk.get(), host.data(), kBlock, 0), static_cast<ssize_t>(kBlock));
+      }
+      EXPECT_EQ(::pread(fd.get(), in.get(), kBlock, 0), static_cast<ssize_t>(kBlock));
+      EXPECT_TRUE(std::string_view(in.get(), kBlock) == host) << "read the kernel's cached page";
+      ASSERT_EQ(::pwrite(fd.get(), out.get(), kBlock, 0), static_cast<ssize_t>(kBlock));
+    }
+    fd.reset();
+    const std::string disk = disk_read(rel);
+    EXPECT_TRUE(disk == written) << disk.size() << " bytes on disk, not the block written";
+  }
 }
 
 TEST_P(Posix, SetgidDirectoryGivesItsGroupOnlyInDataViews) {

@@ -94,7 +94,11 @@ const Mutation kMutations[] = {
     {"OpenReadWrite", [](const Paths& p) { return open_err(p("file"), O_RDWR); }},
     {"OpenAppend", [](const Paths& p) { return open_err(p("file"), O_WRONLY | O_APPEND); }},
     {"OpenReadOnlyTrunc", [](const Paths& p) { return open_err(p("file"), O_RDONLY | O_TRUNC); }},
+    {"OpenWriteOnlyDirect", [](const Paths& p) { return open_err(p("file"), O_WRONLY | O_DIRECT); }},
+    {"OpenReadWriteDirect", [](const Paths& p) { return open_err(p("file"), O_RDWR | O_DIRECT); }},
     {"CreatNew", [](const Paths& p) { return open_err(p("new"), O_CREAT | O_WRONLY | O_TRUNC); }},
+    {"CreatNewDirect",
+     [](const Paths& p) { return open_err(p("new"), O_CREAT | O_EXCL | O_RDWR | O_DIRECT); }},
     {"CreatExisting",
      [](const Paths& p) { return open_err(p("file"), O_CREAT | O_WRONLY | O_TRUNC); }},
     {"CreateExclusiveReadOnly",
@@ -197,6 +201,40 @@ TEST_F(ReadOnlyView, ReadsWork) {
   EXPECT_EQ(sys(::fsync(fd.get())), kOk);  // durability ops are not mutations
   fd.reset();
   EXPECT_EQ(snapshot(backing_), before_);
+}
+
+// O_DIRECT changes how, not whether: a read-only open reads, and its fd cannot write.
+TEST_F(ReadOnlyView, ODirectReadsWorkAndWritesAreRefused) {
+  constexpr size_t kBlock = 4096;
+  const AlignedBlock block = aligned_block(kBlock, 'x');
+  auto fd = open_fd(paths_("file"), O_RDONLY | O_DIRECT);
+  ASSERT_TRUE(fd) << std::strerror(errno);
+  ASSERT_EQ(::pread(fd.get(), block.get(), kBlock, 0), 9) << std::strerror(errno);
+  EXPECT_EQ(std::string(block.get(), 9), "readable\n");
+  EXPECT_EQ(sys(::pwrite(fd.get(), block.get(), kBlock, 0)), Err{EBADF});
+  fd.reset();
+  EXPECT_EQ(snapshot(backing_), before_);
+}
+
+// A share turned read-only refuses the O_DIRECT writes of a file opened before, as any write
+// (the daemon checks the grant on every write).
+TEST_F(ReadOnlyView, ODirectWritesStopWhenTheShareTurnsReadOnly) {
+  const std::string rw = m_.add_view("app", ViewKind::shared_squash, "rw");
+  const std::string rw_backing = m_.views().back().backing;
+  write_file(rw_backing + "/f", std::string(4096, '.'));
+  constexpr size_t kBlock = 4096;
+  const AlignedBlock block = aligned_block(kBlock, 'w');
+  auto fd = open_fd(rw + "/f", O_RDWR | O_DIRECT);
+  ASSERT_TRUE(fd) << std::strerror(errno);
+  ASSERT_EQ(::pwrite(fd.get(), block.get(), kBlock, 0), static_cast<ssize_t>(kBlock))
+      << std::strerror(errno);
+  auto views = m_.views();
+  views.back().access = policy::Access::read;
+  m_.set_views(views);
+  block.get()[0] = 'X';
+  EXPECT_EQ(sys(::pwrite(fd.get(), block.get(), kBlock, 0)), Err{EROFS});
+  fd.reset();
+  EXPECT_EQ(read_file(rw_backing + "/f"), std::string(kBlock, 'w'));
 }
 
 TEST_F(ReadOnlyView, CopyFileRangeOutOfTheViewWorks) {
