@@ -2,19 +2,15 @@
 #include "mountmgr/json_reader.hpp"
 
 namespace portalfs::mountmgr {
-namespace {
-constexpr std::size_t kMaxDescribed = 60;
-}  // namespace
-
 FieldError::FieldError(std::string pointer, std::string problem)
     : std::runtime_error((pointer.empty() ? std::string("(document)") : pointer) + ": " + problem),
       pointer_(std::move(pointer)),
       problem_(std::move(problem)) {}
 
-std::string describe_json(const nlohmann::json& value) {
+std::string describe_json(const nlohmann::json& value, std::size_t max) {
   std::string text = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  if (text.size() > kMaxDescribed) {
-    std::size_t cut = kMaxDescribed;
+  if (text.size() > max) {
+    std::size_t cut = max;
     // Never cut inside a UTF-8 sequence.
     while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
     text.resize(cut);

@@ -30,8 +30,9 @@ class FieldError : public std::runtime_error {
   std::string problem_;
 };
 
-/// A value as compact one-line JSON, cut to a readable length ("3", "\"x\"", "{...}").
-std::string describe_json(const nlohmann::json& value);
+/// A value as compact one-line JSON, cut to a readable length ("3", "\"x\"", "{...}"): `max`
+/// bytes and "...".
+std::string describe_json(const nlohmann::json& value, std::size_t max = 60);
 
 /// One reference token of a JSON pointer: '~' -> "~0", '/' -> "~1".
 std::string pointer_token(std::string_view key);

@@ -153,9 +153,10 @@ std::vector<std::string> read_share_names(const JsonReader& r) {
 }
 
 AppRecord read_app(const JsonReader& r) {
-  r.expect_object({"version", "uid_maps", "gid_maps", "grants", "admin_grants", "revoked",
-                   "data_dirs", "storage_mounts"});
+  r.expect_object({"installed_as", "version", "uid_maps", "gid_maps", "grants", "admin_grants",
+                   "revoked", "data_dirs", "storage_mounts"});
   AppRecord app;
+  app.installed_as = r.opt_string("installed_as").value_or("");
   app.version = r.string("version");
   app.uid_maps = read_ranges(r.member("uid_maps", "an array"));
   app.gid_maps = read_ranges(r.member("gid_maps", "an array"));
@@ -257,14 +258,16 @@ json app_to_json(const AppRecord& app) {
   for (const auto& m : app.storage_mounts) {
     mounts.push_back({{"host_path", m.host_path}, {"container_path", m.container_path}, {"read_only", m.read_only}});
   }
-  return {{"version", app.version},
-          {"uid_maps", ranges_to_json(app.uid_maps)},
-          {"gid_maps", ranges_to_json(app.gid_maps)},
-          {"grants", std::move(grants)},
-          {"admin_grants", std::move(admin)},
-          {"revoked", app.revoked},
-          {"data_dirs", std::move(dirs)},
-          {"storage_mounts", std::move(mounts)}};
+  json out = {{"version", app.version},
+              {"uid_maps", ranges_to_json(app.uid_maps)},
+              {"gid_maps", ranges_to_json(app.gid_maps)},
+              {"grants", std::move(grants)},
+              {"admin_grants", std::move(admin)},
+              {"revoked", app.revoked},
+              {"data_dirs", std::move(dirs)},
+              {"storage_mounts", std::move(mounts)}};
+  if (!app.installed_as.empty()) out["installed_as"] = app.installed_as;
+  return out;
 }
 
 json to_json(const State& state) {

@@ -5,6 +5,7 @@
 //
 //   {"schema_version": 1,
 //    "apps": {"navidrome": {
+//        "installed_as": "Navidrome",    the name given at install (absent in older states)
 //        "version": "3.2",
 //        "uid_maps": ["0:100000:65536"], "gid_maps": ["0:100000:65536"],
 //        "grants": [Grant...],          what the manifest asked for, as installed/upgraded
@@ -64,6 +65,10 @@ struct StorageMount {
 };
 
 struct AppRecord {
+  /// The name the app was installed (or last upgraded) under: AppSpec::given_name. Another
+  /// name that gives the same id is another app, and is refused. "" in a record from before
+  /// names were kept: then any name giving the id is taken for this app's.
+  std::string installed_as;
   std::string version;
   std::vector<policy::IdRange> uid_maps;
   std::vector<policy::IdRange> gid_maps;

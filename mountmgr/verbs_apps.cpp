@@ -73,6 +73,29 @@ std::string shown_version(const std::string& version) {
   return version.empty() ? "-" : escape_controls(version);
 }
 
+// Long enough for two names that give one id (ids are cut at 63 characters) to show apart.
+constexpr std::size_t kMaxShownName = 256;
+
+// A name as messages show it: quoted, control characters escaped ("a\nb"), so it stays on
+// its line.
+std::string shown_name(const std::string& name) { return describe_json(name, kMaxShownName); }
+
+// Two names that give one id would be one app: the second would get the first one's data and
+// mounts. So only the name an app was installed under installs or upgrades it again (a record
+// from before names were kept takes any name that gives its id).
+void require_same_name(const std::string& app, const AppRecord& rec, const policy::AppSpec& spec) {
+  if (rec.installed_as.empty() || rec.installed_as == spec.given_name) return;
+  refuse("app name " + shown_name(spec.given_name) + " is served as id " + app + ", which app " +
+         shown_name(rec.installed_as) + " already has; pick another name with --name");
+}
+
+// Says that the name had to be made into an id, as a line above the mounts. Text only: the
+// json output is the mounts array (app show has installed_as).
+std::string name_note(const policy::AppSpec& spec, bool json) {
+  if (json || spec.given_name == spec.name) return "";
+  return "note: app name " + shown_name(spec.given_name) + " is served as id " + spec.name + "\n";
+}
+
 std::string maps_text(const std::vector<policy::IdRange>& ranges) {
   if (ranges.empty()) return "identity";
   std::string out;
@@ -86,25 +109,29 @@ Outcome Manager::Impl::app_install(const Request& req) {
   const Args args(req, {"manifest", "source", "name", "uid_maps", "gid_maps"});
   ManifestArgs m = manifest_args(args);
   const std::string& app = m.spec.name;
+  const auto installed_app = state.apps.find(app);
+  if (installed_app != state.apps.end()) require_same_name(app, installed_app->second, m.spec);
   require_shares(state, m.spec.grants);
+  const std::string note = name_note(m.spec, req.json);
 
-  if (const auto it = state.apps.find(app); it != state.apps.end()) {
+  if (installed_app != state.apps.end()) {
     // Installing again what is installed is no change; anything else is an upgrade.
-    const AppRecord& rec = it->second;
+    const AppRecord& rec = installed_app->second;
     const bool same = rec.version == m.spec.version && rec.grants == m.spec.grants &&
                       (!m.uid_maps || *m.uid_maps == rec.uid_maps) && (!m.gid_maps || *m.gid_maps == rec.gid_maps);
     if (!same) refuse("app " + app + " is installed; use app upgrade");
-    return {mounts_output(app, rec, req.json)};
+    return {note + mounts_output(app, rec, req.json)};
   }
 
   State next = state;
   AppRecord& rec = next.apps[app];
+  rec.installed_as = m.spec.given_name;
   rec.version = m.spec.version;
   rec.uid_maps = m.uid_maps.value_or(std::vector<policy::IdRange>{});
   rec.gid_maps = m.gid_maps.value_or(std::vector<policy::IdRange>{});
   rec.grants = std::move(m.spec.grants);
   provision_app(next, app, rec, {});
-  Outcome out{mounts_output(app, rec, req.json)};
+  Outcome out{note + mounts_output(app, rec, req.json)};
   out.next = std::move(next);
   return out;
 }
@@ -115,11 +142,13 @@ Outcome Manager::Impl::app_upgrade(const Request& req) {
   const bool prune = args.flag("prune");
   const std::string& app = m.spec.name;
   if (!state.apps.contains(app)) refuse("app " + app + " is not installed; use app install");
+  require_same_name(app, state.apps.at(app), m.spec);
   require_shares(state, m.spec.grants);
 
   State next = state;
   AppRecord& rec = next.apps[app];
   const std::vector<DataDirRecord> previous = rec.data_dirs;
+  rec.installed_as = m.spec.given_name;  // recorded now if the record is older than names
   rec.version = m.spec.version;
   if (m.uid_maps) rec.uid_maps = *m.uid_maps;
   if (m.gid_maps) rec.gid_maps = *m.gid_maps;
@@ -152,7 +181,7 @@ Outcome Manager::Impl::app_upgrade(const Request& req) {
 
   // Recorded in the state before anything is deleted, so a crash can't leave it half done.
   for (const auto& name : doomed) next.removals.push_back("apps/" + app + "/" + name);
-  Outcome out{mounts_output(app, rec, req.json)};
+  Outcome out{name_note(m.spec, req.json) + mounts_output(app, rec, req.json)};
   out.next = std::move(next);
   if (!doomed.empty()) out.after_commit = remove_recorded("app " + app + " upgraded, but pruning");
   return out;

@@ -41,7 +41,11 @@ struct Grant {
 /// A validated app: its id, its version and its grants, ordered so that a parent container
 /// path always comes before a path below it (the order to mount them in).
 struct AppSpec {
-  std::string name;
+  std::string name;  // the app id
+  /// The name it was given: the manifest's `name` as written, or the override. Differs from
+  /// `name` when the id had to be derived from it ("Home Assistant" -> "home-assistant"), and
+  /// tells apart two names that derive the same id ("a/b" and "a b").
+  std::string given_name;
   std::string version;  // "" when the manifest has none
   std::vector<Grant> grants;
 };

@@ -199,7 +199,7 @@ class ManifestReader {
     }
     if (!root.is_object()) fail("", "expected an object", describe(root));
 
-    std::optional<std::string> name;
+    std::optional<std::string> name;  // as written
     std::optional<std::string> v;
     std::optional<std::string> app_version;
     for (const auto& item : root.items()) {
@@ -218,7 +218,8 @@ class ManifestReader {
     }
     if (!name) fail("/name", "expected an app name", "nothing");
 
-    spec_.name = override_name.empty() ? *name : override_name;
+    spec_.given_name = override_name.empty() ? *name : override_name;
+    spec_.name = override_name.empty() ? id_of(*name) : override_name;
     // Newer manifests carry both: then "v" is the schema's version and "app_version" the app's.
     spec_.version = app_version ? *app_version : v.value_or("");
     std::stable_sort(spec_.grants.begin(), spec_.grants.end(), path_less);
@@ -240,16 +241,19 @@ class ManifestReader {
     throw ManifestError(message);
   }
 
-  // The app id: the name itself when it is one, else derived from it ("home assistant").
+  // The name as written, which must give an app id unless an override gives one.
   std::string read_name(const Json& value, bool must_yield_id) {
     if (!value.is_string()) fail("/name", "expected a string", describe(value));
     const auto& name = value.get_ref<const std::string&>();
-    if (check_app_name(name).empty()) return name;
-    std::string id = app_id_from_name(name);
-    if (id.empty() && must_yield_id) {
+    if (must_yield_id && id_of(name).empty()) {
       fail("/name", "expected an app id or a name with a letter or digit", describe(value));
     }
-    return id;
+    return name;
+  }
+
+  // The app id: the name itself when it is one, else derived from it ("home assistant").
+  static std::string id_of(const std::string& name) {
+    return check_app_name(name).empty() ? name : app_id_from_name(name);
   }
 
   // A string, or a number kept as its JSON text (2.0 -> "2.0"); null is no version.

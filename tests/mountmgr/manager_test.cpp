@@ -251,6 +251,80 @@ TEST_F(ManagerTest, InstallRefusals) {
   refused("app.install", {{"manifest", kNavidrome}, {"source", "a"}, {"name", "Bad Name"}}, 2, R"(argument "name")");
 }
 
+// Two names that give one id are two apps: the second is refused with one line naming both,
+// escaped, and the id, and nothing changes. Before, it got the first one's mounts (and data).
+TEST_F(ManagerTest, AnotherNameThatGivesAnInstalledIdIsRefused) {
+  const std::string first = install(R"({"name": "a/b", "data_dirs": ["/data"]})");
+  const std::string same_but_name = R"({"name": "a\nb", "data_dirs": ["/data"]})";  // a newline
+  const std::string message =
+      R"(app name "a\nb" is served as id a-b, which app "a/b" already has; pick another name with --name)";
+  refused("app.install", {{"manifest", same_but_name}, {"source", "app.json"}}, 2, message);
+  refused("app.upgrade", {{"manifest", same_but_name}, {"source", "app.json"}}, 2, message);
+  // An id given with --name is a name too.
+  refused("app.install", {{"manifest", same_but_name}, {"source", "app.json"}, {"name", "a-b"}}, 2,
+          R"(app name "a-b" is served as id a-b, which app "a/b" already has)");
+  EXPECT_EQ(saved_state().apps.at("a-b").installed_as, "a/b");
+
+  // The way out the message names.
+  EXPECT_EQ(install(same_but_name, {{"name", "a-b-2"}}), "-v " + mnt + "/apps/a-b-2/data/data:/data\n");
+  EXPECT_EQ(saved_state().apps.at("a-b-2").installed_as, "a-b-2");
+  // And the first app is still installed under its own name.
+  EXPECT_EQ(install(R"({"name": "a/b", "data_dirs": ["/data"]})"), first);
+}
+
+// Ids are cut at 63 characters: names that differ only after that give one id.
+TEST_F(ManagerTest, LongNamesThatShareTheirFirst63CharactersAreRefused) {
+  const std::string stem(63, 'x');
+  const std::string one = stem + "-1234567", two = stem + "-abcdefg";
+  install(json({{"name", one}}).dump());
+  ASSERT_TRUE(saved_state().apps.contains(stem));
+  refused("app.install", {{"manifest", json({{"name", two}}).dump()}, {"source", "app.json"}}, 2,
+          "app name \"" + two + "\" is served as id " + stem + ", which app \"" + one +
+              "\" already has; pick another name with --name");
+}
+
+// A name that is not an id says what it is served as, above the mounts (not in json, whose
+// output is the mounts array); installing it again is still no change.
+TEST_F(ManagerTest, ANameMadeIntoAnIdSaysSoAndInstallsAgainUnchanged) {
+  const std::string manifest = R"({"v": "1", "name": "Home Assistant", "data_dirs": ["/config"]})";
+  const std::string out = install(manifest);
+  EXPECT_EQ(out, "note: app name \"Home Assistant\" is served as id home-assistant\n"
+                 "-v " + mnt + "/apps/home-assistant/data/config:/config\n");
+  EXPECT_EQ(saved_state().apps.at("home-assistant").installed_as, "Home Assistant");
+  const std::string before = snapshot(tmp.path());
+  EXPECT_EQ(install(manifest), out);
+  EXPECT_EQ(snapshot(tmp.path()), before);
+  const json as_json = json::parse(ok("app.install", {{"manifest", manifest}, {"source", "app.json"}}, true));
+  ASSERT_TRUE(as_json.is_array());
+  EXPECT_EQ(as_json[0]["container_path"], "/config");
+  EXPECT_EQ(json::parse(ok("app.show", {{"app", "home-assistant"}}, true))["installed_as"], "Home Assistant");
+  // An upgrade under the same name says so too; a name that is an id has no note.
+  EXPECT_THAT(ok("app.upgrade", {{"manifest", R"({"v": "2", "name": "Home Assistant", "data_dirs": ["/config"]})"},
+                                 {"source", "app.json"}}),
+              ::testing::StartsWith("note: app name \"Home Assistant\" is served as id home-assistant\n-v "));
+  EXPECT_THAT(install(kNavidrome), ::testing::StartsWith("-v "));
+}
+
+// A record from before names were kept takes any name that gives its id; an upgrade records it.
+TEST_F(ManagerTest, ARecordWithoutItsNameTakesAnyNameUntilUpgraded) {
+  const std::string manifest = R"({"v": "1", "name": "Home Assistant", "data_dirs": ["/config"]})";
+  install(manifest);
+  mgr.reset();
+  json doc = json::parse(read_file(state_dir + "/state.json"));
+  doc["apps"]["home-assistant"].erase("installed_as");
+  write_file(state_dir + "/state.json", doc.dump(2));
+  start();
+  EXPECT_EQ(install(R"({"v": "1", "name": "home assistant", "data_dirs": ["/config"]})"),
+            "note: app name \"home assistant\" is served as id home-assistant\n"
+            "-v " + mnt + "/apps/home-assistant/data/config:/config\n");
+  EXPECT_EQ(saved_state().apps.at("home-assistant").installed_as, "") << "no change is no change";
+  ok("app.upgrade", {{"manifest", manifest}, {"source", "app.json"}});
+  EXPECT_EQ(saved_state().apps.at("home-assistant").installed_as, "Home Assistant");
+  refused("app.upgrade", {{"manifest", R"({"v": "1", "name": "home assistant", "data_dirs": ["/config"]})"},
+                          {"source", "app.json"}},
+          2, R"(app name "home assistant" is served as id home-assistant, which app "Home Assistant" already has)");
+}
+
 TEST_F(ManagerTest, MalformedRequests) {
   auto code_of = [&](const json& request) { return mgr->handle(request).value("code", 0); };
   EXPECT_EQ(code_of(json::array()), 2);

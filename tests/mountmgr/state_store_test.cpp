@@ -31,6 +31,7 @@ State rich_state() {
   State s = fresh_state();
   s.shares["music"] = {1000, 1000};
   AppRecord app;
+  app.installed_as = "Navidrome";
   app.version = "3.2";
   app.uid_maps = {{0, 100000, 65536}};
   app.gid_maps = {{0, 100000, 65536}, {70000, 300000, 10}};
@@ -84,6 +85,16 @@ TEST(StateTest, AttachmentWithoutIdentityFromAnOlderFileLoads) {
   EXPECT_FALSE(to_json(s)["attachments"][0].contains("start_time"));  // never made up
 }
 
+// A state written before installed names were kept loads: the record knows no name.
+TEST(StateTest, AnAppRecordWithoutItsInstalledNameLoads) {
+  nlohmann::json doc = to_json(rich_state());
+  ASSERT_EQ(doc["apps"]["navidrome"]["installed_as"], "Navidrome");
+  doc["apps"]["navidrome"].erase("installed_as");
+  const State s = state_from_json(doc);
+  EXPECT_EQ(s.apps.at("navidrome").installed_as, "");
+  EXPECT_FALSE(to_json(s)["apps"]["navidrome"].contains("installed_as")) << "written back as it was";
+}
+
 TEST(StateTest, FreshStateHasTheDefaultShares) {
   const State s = fresh_state();
   ASSERT_EQ(s.shares.size(), 2u);
@@ -105,6 +116,8 @@ TEST(StateTest, StrictReadingNamesThePointer) {
       {"unknown app field", [](auto& j) { j["apps"]["navidrome"]["color"] = "red"; }, "/apps/navidrome/color", "unknown field"},
       {"wrong type", [](auto& j) { j["apps"]["navidrome"]["version"] = 3; }, "/apps/navidrome/version",
        "expected a string, got 3"},
+      {"installed name not a string", [](auto& j) { j["apps"]["navidrome"]["installed_as"] = 3; },
+       "/apps/navidrome/installed_as", "expected a string, got 3"},
       {"missing field", [](auto& j) { j["apps"]["navidrome"].erase("data_dirs"); }, "/apps/navidrome/data_dirs",
        "missing, expected an array"},
       {"bad access", [](auto& j) { j["apps"]["navidrome"]["grants"][2]["access"] = "write"; },

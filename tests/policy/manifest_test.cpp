@@ -545,6 +545,33 @@ TEST(ManifestChecks, AppIdFromName) {
   }
 }
 
+// The name as given is kept next to the id it gives, so that two names giving one id can be
+// told apart (the mount manager refuses the second).
+TEST(ManifestName, TheGivenNameIsKeptAsWritten) {
+  const std::string stem(63, 'x');
+  const struct {
+    std::string json;
+    std::string name_override;
+    std::string id;
+    std::string given;
+  } cases[] = {
+      {R"({"name": "app"})", "", "app", "app"},
+      {R"({"name": "0-a-"})", "", "0-a-", "0-a-"},  // an id as it is, trailing '-' and all
+      {R"({"name": "Home Assistant"})", "", "home-assistant", "Home Assistant"},
+      {R"({"name": "a/b"})", "", "a-b", "a/b"},
+      {R"({"name": "a\nb"})", "", "a-b", "a\nb"},
+      {R"({"name": ")" + stem + R"(-1234567"})", "", stem, stem + "-1234567"},
+      {R"({"name": ")" + stem + R"(-abcdefg"})", "", stem, stem + "-abcdefg"},
+      {R"({"name": "app"})", "custom", "custom", "custom"},
+      {R"({"name": "!!!"})", "ok", "ok", "ok"},
+  };
+  for (const auto& c : cases) {
+    const AppSpec spec = parse_manifest(c.json, kSource, {.name_override = c.name_override});
+    EXPECT_EQ(spec.name, c.id) << c.json;
+    EXPECT_EQ(spec.given_name, c.given) << c.json;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The platform's real manifests.
 
