@@ -13,6 +13,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "tests/testutil/daemon_fixture.hpp"
 
 namespace portalfs::testutil {
@@ -50,6 +52,28 @@ TEST_F(Daemon, ServesAnInstalledAppAndStopsCleanly) {
   EXPECT_FALSE(mounted(mnt()));
 }
 
+// The background daemon started with this test's socket: the process whose command line names
+// it (-1 if none). Killed by pid when the test ends early.
+pid_t background_daemon(const std::string& sock) {
+  pid_t pid = -1;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = read_file(e.path() / "cmdline");
+    if (cmdline.find(sock) != std::string::npos && cmdline.find("portalfsd") != std::string::npos) {
+      pid = std::stoi(name);
+    }
+  }
+  return pid;
+}
+
+struct KillOnExit {
+  pid_t pid;
+  ~KillOnExit() {
+    if (pid > 0 && ::kill(pid, 0) == 0) ::kill(pid, SIGKILL);
+  }
+};
+
 // Without --foreground portalfsd forks after mounting (the parent exits 0) and must still
 // stop cleanly: no thread of the parent may be expected in the child.
 TEST_F(Daemon, InTheBackgroundStopsCleanlyOnSigterm) {
@@ -58,26 +82,41 @@ TEST_F(Daemon, InTheBackgroundStopsCleanlyOnSigterm) {
   Child parent(argv, dir_ / "daemon.log");
   ASSERT_EQ(parent.wait(10s), 0) << read_file(dir_ / "daemon.log");
   ASSERT_TRUE(wait_until([&] { return ctl({"status"}).code == 0; }, 10s));
-  // The background daemon: the process whose command line names this test's socket.
-  pid_t pid = -1;
-  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-    const std::string name = e.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string cmdline = read_file(e.path() / "cmdline");
-    if (cmdline.find(sock()) != std::string::npos && cmdline.find("portalfsd") != std::string::npos) {
-      pid = std::stoi(name);
-    }
-  }
+  const pid_t pid = background_daemon(sock());
   ASSERT_GT(pid, 0) << "no background portalfsd found";
-  struct Reaper {  // kills it by pid if the test ends early
-    pid_t pid;
-    ~Reaper() {
-      if (::kill(pid, 0) == 0) ::kill(pid, SIGKILL);
-    }
-  } reaper{pid};
+  KillOnExit reaper{pid};
   ASSERT_EQ(::kill(pid, SIGTERM), 0);
   EXPECT_TRUE(wait_until([&] { return ::kill(pid, 0) != 0; }, 10s)) << "it did not exit";
   EXPECT_FALSE(mounted(mnt())) << "the mount was left behind";
+}
+
+// A purge recorded before a crash is carried out at the next start, which forks: the worker
+// that empties the trash must start in the child, not in the parent that exits.
+TEST_F(Daemon, InTheBackgroundFinishesARecordedPurgeAndStopsCleanly) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  ASSERT_EQ(ctl({"app", "install", dir_ / "app.json"}).code, 0);
+  for (int i = 0; i < 100; ++i) std::filesystem::create_directories(storage() + "/apps/demo/data/d" + std::to_string(i) + "/x");
+  ASSERT_EQ(daemon_->stop(SIGKILL), 128 + SIGKILL);
+  ::umount2(mnt().c_str(), MNT_DETACH);
+  // What a crash between saving the purge and carrying it out leaves.
+  auto state = nlohmann::json::parse(read_file(dir_ / "state/state.json"));
+  state["apps"].erase("demo");
+  state["removals"] = {"apps/demo"};
+  write_file(dir_ / "state/state.json", state.dump());
+
+  auto argv = daemon_argv();
+  argv.erase(std::remove(argv.begin(), argv.end(), std::string("--foreground")), argv.end());
+  Child parent(argv, dir_ / "daemon.log");
+  ASSERT_EQ(parent.wait(10s), 0) << read_file(dir_ / "daemon.log");
+  const pid_t pid = background_daemon(sock());
+  ASSERT_GT(pid, 0) << "no background portalfsd found";
+  KillOnExit reaper{pid};
+  EXPECT_FALSE(std::filesystem::exists(storage() + "/apps/demo"));
+  EXPECT_TRUE(wait_until([&] { return std::filesystem::is_empty(storage() + "/trash"); }, 30s));
+  EXPECT_EQ(read_file(dir_ / "state/state.json").find("removals"), std::string::npos);
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  EXPECT_TRUE(wait_until([&] { return ::kill(pid, 0) != 0; }, 10s)) << "it did not exit";
+  EXPECT_FALSE(mounted(mnt()));
 }
 
 TEST_F(Daemon, RestartsOverTheDeadMountOfACrashedDaemon) {
