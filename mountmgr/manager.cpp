@@ -438,7 +438,10 @@ void Manager::Impl::provision_app(const State& next, const std::string& app, App
     LeafSpec leaf;
     leaf.owner = grant.owner;
     leaf.version_marker = record.version;
-    const Ensured ensured = ensure_dir(root, data_dir_components(app, grant.name), leaf);
+    // A compose app's tree may be Freeshard's own (app_data/<app>/...): taken as it is.
+    leaf.adopt_unmarked = !record.storage_app.empty();
+    const std::string& owner_app = record.storage_app.empty() ? app : record.storage_app;
+    const Ensured ensured = ensure_dir(root, data_dir_components(owner_app, grant.name), leaf);
     DataDirRecord rec{grant.name, record.version, false};
     const auto old = std::find_if(previous.begin(), previous.end(),
                                   [&](const DataDirRecord& d) { return d.name == grant.name; });

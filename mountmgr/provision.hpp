@@ -74,6 +74,10 @@ struct LeafSpec {
   bool chown_existing = false;
   /// Write kVersionMarker with this version in a directory this call creates.
   std::optional<std::string> version_marker;
+  /// An existing directory without a marker is taken as it is (a tree another platform made,
+  /// such as Freeshard's app_data/<app>/...): no owner, mode or marker is given to it. One
+  /// with a bad marker is still refinished.
+  bool adopt_unmarked = false;
 };
 
 struct Ensured {

@@ -154,7 +154,7 @@ std::vector<std::string> read_share_names(const JsonReader& r) {
 
 AppRecord read_app(const JsonReader& r) {
   r.expect_object({"version", "uid_maps", "gid_maps", "grants", "admin_grants", "revoked",
-                   "data_dirs", "storage_mounts"});
+                   "data_dirs", "storage_mounts", "storage_app"});
   AppRecord app;
   app.version = r.string("version");
   app.uid_maps = read_ranges(r.member("uid_maps", "an array"));
@@ -164,6 +164,12 @@ AppRecord read_app(const JsonReader& r) {
   app.revoked = read_share_names(r.member("revoked", "an array"));
   app.data_dirs = read_data_dirs(r.member("data_dirs", "an array"));
   app.storage_mounts = read_storage_mounts(r.member("storage_mounts", "an array"));
+  if (auto storage_app = r.opt_member("storage_app")) {
+    app.storage_app = storage_app->as_string();
+    if (auto e = policy::check_app_name(app.storage_app); !e.empty()) {
+      storage_app->fail(e + ", got " + describe_json(storage_app->json()));
+    }
+  }
   return app;
 }
 
@@ -257,7 +263,7 @@ json app_to_json(const AppRecord& app) {
   for (const auto& m : app.storage_mounts) {
     mounts.push_back({{"host_path", m.host_path}, {"container_path", m.container_path}, {"read_only", m.read_only}});
   }
-  return {{"version", app.version},
+  json out = {{"version", app.version},
           {"uid_maps", ranges_to_json(app.uid_maps)},
           {"gid_maps", ranges_to_json(app.gid_maps)},
           {"grants", std::move(grants)},
@@ -265,6 +271,8 @@ json app_to_json(const AppRecord& app) {
           {"revoked", app.revoked},
           {"data_dirs", std::move(dirs)},
           {"storage_mounts", std::move(mounts)}};
+  if (!app.storage_app.empty()) out["storage_app"] = app.storage_app;
+  return out;
 }
 
 json to_json(const State& state) {

@@ -83,6 +83,7 @@ std::string maps_text(const std::vector<policy::IdRange>& ranges) {
 }  // namespace
 
 Outcome Manager::Impl::app_install(const Request& req) {
+  if (req.args.contains("compose")) return compose_install(req, false);
   const Args args(req, {"manifest", "source", "name", "uid_maps", "gid_maps"});
   ManifestArgs m = manifest_args(args);
   const std::string& app = m.spec.name;
@@ -110,6 +111,7 @@ Outcome Manager::Impl::app_install(const Request& req) {
 }
 
 Outcome Manager::Impl::app_upgrade(const Request& req) {
+  if (req.args.contains("compose")) return compose_install(req, true);
   const Args args(req, {"manifest", "source", "prune", "name", "uid_maps", "gid_maps"});
   ManifestArgs m = manifest_args(args);
   const bool prune = args.flag("prune");
@@ -161,6 +163,7 @@ Outcome Manager::Impl::app_upgrade(const Request& req) {
 Outcome Manager::Impl::app_remove(const Request& req) {
   const Args args(req, {"app", "purge"});
   const std::string app = app_arg(args);
+  if (!state.apps.contains(app) && is_compose_app(app)) return compose_remove(req);
   const bool purge = args.flag("purge");
   const std::string data_path = config.storage_root + "/apps/" + app;
 

@@ -67,9 +67,15 @@ policy::ViewSpec make_view(const State& state, const std::string& storage_root, 
   view.ids.gids = make_map(record.gid_maps);
   switch (grant.kind) {
     case policy::GrantKind::data:
-      // A data grant's owner is only the provisioned directory's owner: never a squash.
-      view.backing = storage_root + "/apps/" + app + "/" + grant.name;
+      // A data grant's owner is only the provisioned directory's owner: never a squash, but
+      // for a service of a compose app, whose data dirs several services with their own ids
+      // share: each service's view presents and stores its own files as its own user.
+      view.backing = storage_root + "/apps/" + (record.storage_app.empty() ? app : record.storage_app) + "/" + grant.name;
       view.anchor = storage_root;
+      if (!record.storage_app.empty() && grant.owner) {
+        view.ids.squash = policy::Squash{grant.owner->uid, grant.owner->gid, view.ids.uids.present(grant.owner->uid),
+                                         view.ids.gids.present(grant.owner->gid)};
+      }
       break;
     case policy::GrantKind::shared:
       view.backing = storage_root + "/shared/" + grant.name;

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <map>
 
 #include "policy/id_map.hpp"
 
@@ -328,6 +329,85 @@ std::string render_compose(std::string_view text, const ComposeApp& app,
   }
   out.append(text.substr(at));
   return out;
+}
+
+std::string service_app_id(std::string_view app, std::string_view service, std::string_view source) {
+  std::string id = std::string(app) + "--" + app_id_from_name(service);
+  if (app_id_from_name(service).empty() || !check_app_name(id).empty()) {
+    throw ManifestError(std::string(source) + ": service " + std::string(service) + ": \"" + id +
+                        "\" is not a valid app id for it (" + check_app_name(id) + ")");
+  }
+  return id;
+}
+
+std::vector<ServicePlan> plan_compose(const ComposeApp& app, const ComposePlanOptions& options,
+                                      std::string_view source) {
+  if (auto expected = check_app_name(options.app); !expected.empty()) {
+    throw ManifestError(std::string(source) + ": app name \"" + options.app + "\": " + expected);
+  }
+  std::vector<ServicePlan> plans;
+  for (const auto& s : app.services) {
+    ServicePlan plan;
+    plan.service = &s;
+    plan.app_id = service_app_id(options.app, s.name, source);
+    std::map<std::string, std::string> views;  // kind/name -> the volume that has it
+    for (const auto& v : s.volumes) {
+      auto fail = [&](const std::string& problem) {
+        throw ManifestError(std::string(source) + ":" + std::to_string(v.line) + ":" + std::to_string(v.column) +
+                            ": service " + s.name + ", volume " + std::to_string(v.index + 1) + " (\"" + v.text +
+                            "\"): " + problem);
+      };
+      if (!v.mediated) {
+        plan.not_mediated.push_back(&v);
+        continue;
+      }
+      PlannedVolume pv;
+      pv.volume = &v;
+      pv.grant.container_path = v.target;
+      pv.grant.access = v.access;
+      switch (v.var) {
+        case FsVar::app_data:
+          if (v.sub.empty()) fail("{{ fs.app_data }} alone is not supported yet; mount a sub-directory of it");
+          pv.grant.kind = GrantKind::data;
+          pv.grant.name = v.sub;
+          pv.grant.owner = s.user;
+          break;
+        case FsVar::shared: {
+          const auto slash = v.sub.find('/');
+          if (slash != std::string::npos) pv.deeper = v.sub.substr(slash + 1);
+          if (v.sub.empty() || !pv.deeper.empty()) {
+            // Every share, or a folder inside one: a view of that host directory.
+            pv.grant.kind = GrantKind::host;
+            pv.grant.name = options.storage_root + "/shared" + (v.sub.empty() ? "" : "/" + v.sub);
+            break;
+          }
+          pv.grant.kind = GrantKind::shared;
+          pv.grant.name = v.sub;
+          pv.grant.owner = s.user;
+          break;
+        }
+        case FsVar::installation_dir:
+          pv.grant.kind = GrantKind::host;
+          pv.grant.name = options.installation_dir + (v.sub.empty() ? "" : "/" + v.sub);
+          pv.grant.access = Access::read;
+          break;
+        case FsVar::all_app_data:
+          if (!options.allow_all_app_data) {
+            fail("{{ fs.all_app_data }} gives every app's data; allow it with --allow-all-app-data");
+          }
+          pv.grant.kind = GrantKind::host;
+          pv.grant.name = options.storage_root + "/apps" + (v.sub.empty() ? "" : "/" + v.sub);
+          break;
+      }
+      const std::string key = std::string(to_string(pv.grant.kind)) + "/" + pv.grant.name;
+      if (auto [it, fresh] = views.emplace(key, v.text); !fresh) {
+        fail("the same " + std::string(to_string(pv.grant.kind)) + " view as \"" + it->second + "\"");
+      }
+      plan.volumes.push_back(std::move(pv));
+    }
+    plans.push_back(std::move(plan));
+  }
+  return plans;
 }
 
 }  // namespace portalfs::policy

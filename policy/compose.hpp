@@ -77,4 +77,48 @@ ComposeApp parse_compose(std::string_view text, std::string_view source);
 std::string render_compose(std::string_view text, const ComposeApp& app,
                            const std::function<std::string(const ComposeService&, const ComposeVolume&)>& view_path);
 
+// ---- What portalfs serves for a template ---------------------------------------------------
+//
+// Each service is served as its own portalfs app, `<app>--<service>` (service_app_id), so that
+// every service has its own views, owners and `mounts`; their data directories are the compose
+// app's, below <storage>/apps/<app>/. A volume becomes:
+//   {{ fs.app_data }}/SUB              data dir SUB (nested SUBs nest), owner = the service's user
+//   {{ fs.shared }}/NAME               share NAME, owner = the service's user
+//   {{ fs.shared }}/NAME/DEEPER        <storage>/shared/NAME/DEEPER as a host view
+//   {{ fs.shared }}                    <storage>/shared as a host view: every share, also later ones
+//   {{ fs.installation_dir }}[/X]      the installed file or folder X, read-only, as a host view
+//   {{ fs.all_app_data }}[/X]          <storage>/apps[/X] as a host view: refused unless allowed
+
+struct ComposePlanOptions {
+  std::string app;               // the app id (checked with check_app_name)
+  std::string storage_root;      // for fs.all_app_data
+  std::string installation_dir;  // absolute: the folder the template was installed from
+  bool allow_all_app_data = false;
+};
+
+/// What one mediated volume is served as.
+struct PlannedVolume {
+  const ComposeVolume* volume = nullptr;
+  Grant grant;
+  std::string deeper;  // fs.shared/NAME/DEEPER: DEEPER (for messages; the grant is a host view)
+};
+
+/// Points into the ComposeApp it was planned from, which must outlive it.
+struct ServicePlan {
+  const ComposeService* service = nullptr;
+  std::string app_id;  // service_app_id()
+  std::vector<PlannedVolume> volumes;     // mediated volumes, in the service's order
+  std::vector<const ComposeVolume*> not_mediated;
+};
+
+/// `<app>--<service>`, the service name turned into an id as app_id_from_name() does;
+/// throws ManifestError when that is not a valid app id (too long, nothing left).
+std::string service_app_id(std::string_view app, std::string_view service, std::string_view source);
+
+/// The plan for every service. Throws ManifestError ("SOURCE: service S, volume N (...): ...")
+/// for fs.all_app_data without allow_all_app_data, a bare fs.app_data, a bad app id, or two
+/// volumes of one service that would be one view.
+std::vector<ServicePlan> plan_compose(const ComposeApp& app, const ComposePlanOptions& options,
+                                      std::string_view source);
+
 }  // namespace portalfs::policy
