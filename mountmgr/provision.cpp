@@ -250,6 +250,7 @@ Ensured ensure_dir(const StorageRoot& root, const std::vector<std::string>& comp
     fail(display, "cannot open", errno);
   }
   if (out.created) return out;
+  if (struct stat st {}; ::fstat(fd.get(), &st) == 0) out.existing_owner = policy::Owner{st.st_uid, st.st_gid};
 
   if (leaf.version_marker) {
     Marker marker = read_marker(fd.get(), display);
@@ -378,10 +379,13 @@ bool dir_exists(const StorageRoot& root, const std::vector<std::string>& compone
   }
 }
 
-std::vector<std::string> app_dir_components(const std::string& app) { return {"apps", app}; }
+std::vector<std::string> app_dir_components(const std::string& app, const std::string& apps_dir) {
+  return {apps_dir, app};
+}
 
-std::vector<std::string> data_dir_components(const std::string& app, const std::string& name) {
-  std::vector<std::string> out = app_dir_components(app);
+std::vector<std::string> data_dir_components(const std::string& app, const std::string& name,
+                                             const std::string& apps_dir) {
+  std::vector<std::string> out = app_dir_components(app, apps_dir);
   for (auto& segment : split_path(name)) out.push_back(std::move(segment));
   return out;
 }

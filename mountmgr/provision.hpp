@@ -87,6 +87,8 @@ struct Ensured {
   std::optional<std::string> repair;
   /// For an existing directory with a valid marker: the version in it.
   std::optional<std::string> marker;
+  /// For an existing directory: its owner as found (before any chown_existing).
+  std::optional<policy::Owner> existing_owner;
 };
 
 /// Makes sure <root>/<components...> is a directory (see the file comment). Idempotent.
@@ -116,8 +118,9 @@ bool trash_pending(const StorageRoot& root);
 bool dir_exists(const StorageRoot& root, const std::vector<std::string>& components);
 
 /// The layout.
-std::vector<std::string> app_dir_components(const std::string& app);
-std::vector<std::string> data_dir_components(const std::string& app, const std::string& name);
+std::vector<std::string> app_dir_components(const std::string& app, const std::string& apps_dir = "apps");
+std::vector<std::string> data_dir_components(const std::string& app, const std::string& name,
+                                             const std::string& apps_dir = "apps");
 std::vector<std::string> share_dir_components(const std::string& share);
 std::vector<std::string> storage_dir_components(const std::string& name);
 std::vector<std::string> trash_components();

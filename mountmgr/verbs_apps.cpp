@@ -165,7 +165,7 @@ Outcome Manager::Impl::app_remove(const Request& req) {
   const std::string app = app_arg(args);
   if (!state.apps.contains(app) && is_compose_app(app)) return compose_remove(req);
   const bool purge = args.flag("purge");
-  const std::string data_path = config.storage_root + "/apps/" + app;
+  const std::string data_path = config.storage_root + "/" + config.apps_dir + "/" + app;
 
   Outcome out;
   out.takes_away = true;
@@ -175,7 +175,7 @@ Outcome Manager::Impl::app_remove(const Request& req) {
   if (purge) next.removals.push_back("apps/" + app);
   if (!state.apps.contains(app)) {
     // A purge of what a remove without --purge left behind.
-    if (!purge || !dir_exists(open_root(), app_dir_components(app))) refuse("app " + app + " is not installed");
+    if (!purge || !dir_exists(open_root(), app_dir_components(app, config.apps_dir))) refuse("app " + app + " is not installed");
     out.output = req.json ? nlohmann::json({{"app", app}, {"purged", true}}).dump(2) + "\n"
                           : "deleted the data of app " + app + " (" + data_path + ")\n";
     out.next = std::move(next);

@@ -70,6 +70,7 @@ Outcome Manager::Impl::compose_install(const Request& req, bool upgrade) {
     policy::ComposePlanOptions options;
     options.app = app;
     options.storage_root = config.storage_root;
+    options.apps_dir = config.apps_dir;
     options.installation_dir = installation_dir;
     options.allow_all_app_data = args.flag("allow_all_app_data");
     plans = policy::plan_compose(compose, options, source);
@@ -181,7 +182,7 @@ Outcome Manager::Impl::compose_remove(const Request& req) {
   } else if (purge) {
     out.output = "removed app " + app + " (" + list + ") and deleted its data\n";
   } else {
-    out.output = "removed app " + app + " (" + list + "); its data stays in " + config.storage_root + "/apps/" +
+    out.output = "removed app " + app + " (" + list + "); its data stays in " + config.storage_root + "/" + config.apps_dir + "/" +
                  app + " (installing it again brings it back; app remove --purge deletes it)\n";
   }
   return out;

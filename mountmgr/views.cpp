@@ -57,7 +57,7 @@ std::vector<policy::Grant> effective_grants(const AppRecord& app) {
 }
 
 policy::ViewSpec make_view(const State& state, const std::string& storage_root, const std::string& app,
-                           const AppRecord& record, const policy::Grant& grant) {
+                           const AppRecord& record, const policy::Grant& grant, const std::string& apps_dir) {
   policy::ViewSpec view;
   view.app = app;
   view.kind = grant.kind;
@@ -70,7 +70,7 @@ policy::ViewSpec make_view(const State& state, const std::string& storage_root, 
       // A data grant's owner is only the provisioned directory's owner: never a squash, but
       // for a service of a compose app, whose data dirs several services with their own ids
       // share: each service's view presents and stores its own files as its own user.
-      view.backing = storage_root + "/apps/" + (record.storage_app.empty() ? app : record.storage_app) + "/" + grant.name;
+      view.backing = storage_root + "/" + apps_dir + "/" + (record.storage_app.empty() ? app : record.storage_app) + "/" + grant.name;
       view.anchor = storage_root;
       if (!record.storage_app.empty() && grant.owner) {
         view.ids.squash = policy::Squash{grant.owner->uid, grant.owner->gid, view.ids.uids.present(grant.owner->uid),
@@ -95,11 +95,11 @@ policy::ViewSpec make_view(const State& state, const std::string& storage_root, 
   return view;
 }
 
-policy::ViewSpecs build_views(const State& state, const std::string& storage_root) {
+policy::ViewSpecs build_views(const State& state, const std::string& storage_root, const std::string& apps_dir) {
   policy::ViewSpecs views;
   for (const auto& [name, record] : state.apps) {
     for (const auto& grant : effective_grants(record)) {
-      views.push_back(make_view(state, storage_root, name, record, grant));
+      views.push_back(make_view(state, storage_root, name, record, grant, apps_dir));
     }
   }
   return views;

@@ -396,7 +396,7 @@ std::vector<ServicePlan> plan_compose(const ComposeApp& app, const ComposePlanOp
             fail("{{ fs.all_app_data }} gives every app's data; allow it with --allow-all-app-data");
           }
           pv.grant.kind = GrantKind::host;
-          pv.grant.name = options.storage_root + "/apps" + (v.sub.empty() ? "" : "/" + v.sub);
+          pv.grant.name = options.storage_root + "/" + options.apps_dir + (v.sub.empty() ? "" : "/" + v.sub);
           break;
       }
       const std::string key = std::string(to_string(pv.grant.kind)) + "/" + pv.grant.name;

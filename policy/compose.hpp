@@ -91,7 +91,8 @@ std::string render_compose(std::string_view text, const ComposeApp& app,
 
 struct ComposePlanOptions {
   std::string app;               // the app id (checked with check_app_name)
-  std::string storage_root;      // for fs.all_app_data
+  std::string storage_root;      // for fs.all_app_data and fs.shared views
+  std::string apps_dir = "apps";  // the folder of apps' data below it ("app_data": Freeshard)
   std::string installation_dir;  // absolute: the folder the template was installed from
   bool allow_all_app_data = false;
 };

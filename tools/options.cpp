@@ -101,6 +101,9 @@ po::options_description daemon_description() {
      "group (name or gid) whose members may use the control socket besides root")
     ("recover-from-backup", po::bool_switch(),
      "start from state.json.bak when state.json is corrupt")
+    ("layout", po::value<std::string>()->value_name("portalfs|freeshard"),
+     "where apps' data lives below the storage root: apps/<app>/ (portalfs, the default) or "
+     "app_data/<app>/ (freeshard: serve an existing Freeshard user_data tree in place)")
     ("no-passthrough", po::bool_switch(),
      "serve every read and write of data views in the daemon, not by kernel passthrough")
     ("example", po::bool_switch(),
@@ -115,7 +118,7 @@ std::string daemon_usage() {
   return "Usage: portalfsd [--storage-root DIR] [--mountpoint DIR] [--state-dir DIR]\n"
          "                 [--socket PATH] [--foreground] [--threads N] [--log-level L]\n"
          "                 [--admin-group G] [--recover-from-backup] [--no-passthrough]\n"
-         "                 [--example]\n\n"
+         "                 [--layout portalfs|freeshard] [--example]\n\n"
          "Serves every app's data and shared directories as per-app views through one FUSE\n"
          "filesystem, and takes portalctl's requests on the control socket.\n\n" +
          help_text(daemon_description()) +
@@ -667,6 +670,12 @@ DaemonOptions parse_daemon_options(const std::vector<std::string>& args) {
   o.recover_from_backup = vm["recover-from-backup"].as<bool>();
   o.example = vm["example"].as<bool>();
   o.passthrough = !vm["no-passthrough"].as<bool>();
+  if (vm.count("layout")) {
+    o.layout = vm["layout"].as<std::string>();
+    if (o.layout != "portalfs" && o.layout != "freeshard") {
+      throw UsageError(kDaemon, "--layout: expected portalfs or freeshard, got " + json_quoted(o.layout));
+    }
+  }
   if (vm.count("threads")) {
     const auto& text = vm["threads"].as<std::string>();
     // libfuse caps its own pool far below this; the bound only catches typos.
