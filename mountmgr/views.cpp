@@ -15,6 +15,14 @@ policy::IdMap make_map(const std::vector<policy::IdRange>& ranges) {
   return *map;
 }
 
+// The owner of the app's first data directory that names one.
+std::optional<policy::Owner> known_user(const AppRecord& record) {
+  for (const auto& g : record.grants) {
+    if (g.kind == policy::GrantKind::data && g.owner) return g.owner;
+  }
+  return std::nullopt;
+}
+
 bool is_share(const policy::Grant& g, const std::string& share) {
   return g.kind == policy::GrantKind::shared && g.name == share;
 }
@@ -77,16 +85,23 @@ policy::ViewSpec make_view(const State& state, const std::string& storage_root, 
                                          view.ids.gids.present(grant.owner->gid)};
       }
       break;
-    case policy::GrantKind::shared:
+    case policy::GrantKind::shared: {
       view.backing = storage_root + "/shared/" + grant.name;
       view.anchor = storage_root;
-      if (grant.owner) {
+      // A read-write grant means the app can write, whatever uid it runs as (#11). Without an
+      // owner in the grant, a read-write share is presented as the app's known user: the
+      // owner of its first data directory that names one (app.json's uid/gid; a compose
+      // service's user: or PUID/PGID, which compose grants carry themselves).
+      std::optional<policy::Owner> who = grant.owner;
+      if (!who && grant.access == policy::Access::read_write) who = known_user(record);
+      if (who) {
         const auto share = state.shares.find(grant.name);
         const policy::Owner store = share != state.shares.end() ? share->second : policy::Owner{};
-        view.ids.squash = policy::Squash{store.uid, store.gid, view.ids.uids.present(grant.owner->uid),
-                                         view.ids.gids.present(grant.owner->gid)};
+        view.ids.squash = policy::Squash{store.uid, store.gid, view.ids.uids.present(who->uid),
+                                         view.ids.gids.present(who->gid)};
       }
       break;
+    }
     case policy::GrantKind::host:
       // The admin's path, walked from "/" like the rest: no symlink on the way either.
       view.backing = grant.name;

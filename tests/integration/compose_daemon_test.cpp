@@ -136,5 +136,34 @@ TEST_F(ComposeDaemon, BadTemplateIsOneLineExit2AndChangesNothing) {
   EXPECT_FALSE(std::filesystem::exists(storage() + "/apps/shop"));
 }
 
+// The owner decision (#11): a read-write share whose grant names no owner is presented as the
+// app's known user, so an app running as 1000 creates files in a root-owned 0755 share. Both
+// manifest formats: app.json (the data dir's uid) and compose (the service's user:).
+TEST_F(ComposeDaemon, ReadWriteShareWithoutOwnerIsWritableByTheAppsUser) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  write_file(dir_ / "notes.json", R"({"name": "notes", "data_dirs": [{"path": "/data", "uid": 1000, "gid": 1000}],
+    "shared_dirs": [{"name": "own_documents", "path": "/documents", "access": "read-write"}]})");
+  auto r = ctl({"app", "install", dir_ / "notes.json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  struct stat share {};
+  ASSERT_EQ(::stat((storage() + "/shared/own_documents").c_str(), &share), 0);
+  ASSERT_EQ(share.st_uid, 0u);  // root-owned on disk
+  ASSERT_EQ(share.st_mode & 0777, 0755u);
+  EXPECT_EQ(as_user(1000, 1000, [&] { return create_file(mnt() + "/apps/notes/shared/own_documents/n.txt", "n"); }), 0);
+
+  write_file(tmpl(), "services:\n  web:\n    user: \"1000:1000\"\n    volumes:\n"
+                     "      - \"{{ fs.shared }}/own_documents:/documents\"\n");
+  r = ctl({"app", "install", "--compose", tmpl()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(as_user(1000, 1000, [&] { return create_file(mnt() + "/apps/shop--web/shared/own_documents/w.txt", "w"); }), 0);
+
+  // Stored as the share's owner; each app sees them as its own.
+  struct stat st {};
+  ASSERT_EQ(::stat((storage() + "/shared/own_documents/w.txt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0u);
+  ASSERT_EQ(::stat((mnt() + "/apps/notes/shared/own_documents/w.txt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1000u);
+}
+
 }  // namespace
 }  // namespace portalfs::testutil
