@@ -10,6 +10,8 @@
 #include <map>
 
 #include "mountmgr/manager.hpp"
+#include "policy/compose.hpp"
+#include "tests/testutil/process.hpp"
 #include "tests/testutil/temp_dir.hpp"
 
 namespace portalfs::mountmgr {
@@ -195,6 +197,65 @@ TEST_F(ComposeInstall, AllAppDataWhenAllowed) {
   ASSERT_TRUE(by_backing.contains(storage + "/shared"));
   ASSERT_TRUE(by_backing.contains(tmp / "app/conf"));
   EXPECT_EQ(by_backing[tmp / "app/conf"]->access, policy::Access::read);
+}
+
+// Every app of a store folder installs (its shares created first), gives mounts for every
+// service, and is removed again. Returns how many apps.
+int install_store(const fs::path& store) {
+  TempDir tmp;
+  fs::create_directories(tmp / "mnt");
+  ManagerConfig c;
+  c.storage_root = tmp / "storage";
+  c.state_dir = tmp / "state";
+  c.mountpoint = tmp / "mnt";
+  Manager mgr(c, [](const policy::ViewSpecs&, const policy::ViewSpecs&) {});
+  auto call = [&](const std::string& verb, json args) {
+    return mgr.handle({{"verb", verb}, {"format", "text"}, {"args", std::move(args)}});
+  };
+  int apps = 0;
+  for (const auto& entry : fs::directory_iterator(store)) {
+    const fs::path file = entry.path() / "docker-compose.yml.template";
+    // shapes has a bare {{ fs.app_data }}, refused for now (compose_cli_test checks that).
+    if (!fs::exists(file) || entry.path().filename() == "shapes") continue;
+    SCOPED_TRACE(file.string());
+    const std::string text = testutil::read_file(file.string());
+    const std::string app = policy::app_id_from_name(entry.path().filename().string());
+    const auto compose = policy::parse_compose(text, file.string());
+    for (const auto& s : compose.services) {
+      for (const auto& v : s.volumes) {
+        if (v.mediated && v.var == policy::FsVar::shared && !v.sub.empty()) {
+          call("share.create", {{"name", v.sub.substr(0, v.sub.find('/'))}});  // "exists" is fine
+        }
+      }
+    }
+    const json r = call("app.install", {{"manifest", text}, {"source", file.string()}, {"compose", true},
+                                        {"name", app}, {"installation_dir", entry.path().string()},
+                                        {"allow_all_app_data", true}});
+    EXPECT_TRUE(r.value("ok", false)) << r.dump();
+    for (const auto& s : compose.services) {
+      const json m = call("mounts", {{"app", policy::service_app_id(app, s.name, "")}, {"style", "oci"}});
+      EXPECT_TRUE(m.value("ok", false)) << m.dump();
+      if (!m.value("ok", false)) continue;
+      std::size_t mediated = 0;
+      for (const auto& v : s.volumes) mediated += v.mediated ? 1 : 0;
+      EXPECT_EQ(json::parse(m["output"].get<std::string>()).size(), mediated) << s.name;
+    }
+    EXPECT_TRUE(call("app.remove", {{"app", app}}).value("ok", false));
+    ++apps;
+  }
+  return apps;
+}
+
+TEST(ComposeStoreInstall, RepositoryFixtures) {
+  EXPECT_EQ(install_store(fs::path(testutil::source_dir()) / "tests/fixtures/compose"), 5);
+}
+
+TEST(ComposeStoreInstall, SharedFreeshardApps) {
+  const fs::path store = (fs::path(testutil::source_dir()) / ".." / "shared" / "freeshard-apps").lexically_normal();
+  if (!fs::is_directory(store)) {
+    GTEST_SKIP() << "no Freeshard app store at " << store << " (the repository's fixtures are tested above)";
+  }
+  EXPECT_EQ(install_store(store), 14);
 }
 
 }  // namespace
