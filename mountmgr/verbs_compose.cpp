@@ -139,7 +139,24 @@ Outcome Manager::Impl::compose_install(const Request& req, bool upgrade) {
     AppRecord rec = wanted.at(plan.app_id);
     std::vector<DataDirRecord> previous;
     if (const auto it = state.apps.find(plan.app_id); it != state.apps.end()) previous = it->second.data_dirs;
-    provision_app(next, plan.app_id, rec, previous);
+    try {
+      provision_app(next, plan.app_id, rec, previous);
+    } catch (const ProvisionError& e) {
+      // A data dir whose path leads through a symlink (or a file) the app planted: a bad
+      // request naming the service and the volume that asked for it (code 2).
+      const std::string what = e.what();
+      const std::string path = what.substr(0, what.find(": "));
+      for (const auto& pv : plan.volumes) {
+        if (pv.grant.kind != policy::GrantKind::data) continue;
+        const std::string backing = config.storage_root + "/" + config.apps_dir + "/" + app + "/" + pv.grant.name;
+        if (backing == path || backing.starts_with(path + "/")) {
+          refuse(source + ":" + std::to_string(pv.volume->line) + ":" + std::to_string(pv.volume->column) +
+                 ": service " + plan.service->name + ", volume " + std::to_string(pv.volume->index + 1) + " (\"" +
+                 pv.volume->text + "\"): " + what);
+        }
+      }
+      throw;
+    }
     if (!req.json) output += "service " + plan.service->name + " (app " + plan.app_id + "):\n";
     output += mounts_output(plan.app_id, rec, req.json);
     for (const auto* v : plan.not_mediated) {

@@ -184,6 +184,20 @@ TEST_F(ComposeInstall, RefusalsChangeNothing) {
   refused("app.upgrade", install_args(kTemplate), "app shop is not installed; use app install");
 }
 
+TEST_F(ComposeInstall, SymlinkPlantedInTheBackingStoreIsRefused) {
+  fs::create_directories(storage + "/apps/shop");
+  fs::create_directories(tmp / "elsewhere");
+  fs::create_symlink(tmp / "elsewhere", storage + "/apps/shop/data");
+  const std::string before = snapshot(tmp.path());
+  const json r = request("app.install", install_args(kTemplate));
+  EXPECT_FALSE(r.value("ok", true)) << r.dump();
+  EXPECT_EQ(r.value("code", 0), 2);
+  EXPECT_EQ(r.value("error", ""), "t.yml:6:9: service web, volume 1 (\"{{ fs.app_data }}/data:/srv/data\"): " + storage +
+                                      "/apps/shop/data: is a symbolic link or not a directory; refusing to follow it");
+  EXPECT_EQ(snapshot(tmp.path()), before);
+  EXPECT_TRUE(fs::is_empty(tmp / "elsewhere"));
+}
+
 TEST_F(ComposeInstall, AllAppDataWhenAllowed) {
   json args = install_args("services:\n  files:\n    volumes:\n      - \"{{ fs.all_app_data }}:/all\"\n"
                            "      - \"{{ fs.shared }}:/shared\"\n      - \"{{ fs.installation_dir }}/conf:/conf\"\n",
