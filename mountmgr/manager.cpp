@@ -52,7 +52,7 @@ Manager::Impl::Impl(ManagerConfig cfg, ViewsChanged changed, StatusProvider stat
   }
   state = std::move(loaded.state);
   try {
-    views = build_views(state, config.storage_root);
+    views = build_views(state, config.storage_root, config.apps_dir);
   } catch (const std::exception& e) {
     throw StateError(store.path() + ": " + e.what());
   }
@@ -86,7 +86,9 @@ std::string Manager::Impl::carry_out_removals() {
     const StorageRoot root = open_root();
     for (const auto& path : state.removals) {
       try {
-        move_to_trash(root, split_path(path));
+        auto components = split_path(path);  // "apps/<app>[/<dir>]": apps/ is config.apps_dir on disk
+        if (!components.empty() && components.front() == "apps") components.front() = config.apps_dir;
+        move_to_trash(root, components);
       } catch (const ProvisionError& e) {
         // Not retried: what can't be moved now (a mount point) won't move at the next start.
         common::log(common::LogLevel::error, std::string("not deleted: ") + e.what());
@@ -218,7 +220,7 @@ nlohmann::json Manager::handle(const nlohmann::json& request) {
     response = ok_response(std::move(out.output));
     if (out.next && *out.next != impl_->state) {
       // Views first: nothing may fail between the save and the swap.
-      policy::ViewSpecs next_views = build_views(*out.next, impl_->config.storage_root);
+      policy::ViewSpecs next_views = build_views(*out.next, impl_->config.storage_root, impl_->config.apps_dir);
       if (auto error = impl_->save(*out.next); !error.empty()) {
         if (!out.takes_away) {
           if (out.undo) out.undo();
@@ -438,7 +440,10 @@ void Manager::Impl::provision_app(const State& next, const std::string& app, App
     LeafSpec leaf;
     leaf.owner = grant.owner;
     leaf.version_marker = record.version;
-    const Ensured ensured = ensure_dir(root, data_dir_components(app, grant.name), leaf);
+    // A compose app's tree may be Freeshard's own (app_data/<app>/...): taken as it is.
+    leaf.adopt_unmarked = !record.storage_app.empty();
+    const std::string& owner_app = record.storage_app.empty() ? app : record.storage_app;
+    const Ensured ensured = ensure_dir(root, data_dir_components(owner_app, grant.name, config.apps_dir), leaf);
     DataDirRecord rec{grant.name, record.version, false};
     const auto old = std::find_if(previous.begin(), previous.end(),
                                   [&](const DataDirRecord& d) { return d.name == grant.name; });

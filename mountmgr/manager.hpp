@@ -43,6 +43,10 @@ struct ManagerConfig {
   std::string mountpoint = "/run/portalfs/fs";
   /// Start from state.json.bak when state.json is corrupt (--recover-from-backup).
   bool recover_from_backup = false;
+  /// The folder below storage_root that holds one folder per app: "apps", or "app_data" for a
+  /// Freeshard tree served in place (portalfsd --layout freeshard). Shares are in "shared" in
+  /// both. State and removal records always say "apps/<app>"; only the disk path differs.
+  std::string apps_dir = "apps";
   /// attach/detach/heal go through these (default: mountmgr/attach.hpp).
   AttachOps attach_ops = {};
 };

@@ -113,6 +113,10 @@ struct Manager::Impl {
   Outcome app_remove(const Request& request);
   Outcome app_list(const Request& request) const;
   Outcome app_show(const Request& request) const;
+  // verbs_compose.cpp: apps installed from a docker-compose.yml.template (args.compose)
+  Outcome compose_install(const Request& request, bool upgrade);
+  Outcome compose_remove(const Request& request);
+  [[nodiscard]] bool is_compose_app(const std::string& app) const;
   // verbs_shares.cpp
   Outcome share_create(const Request& request);
   Outcome share_list(const Request& request) const;

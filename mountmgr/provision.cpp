@@ -94,12 +94,16 @@ int rename_into_trash(int parent_fd, const char* name, int trash_fd) {
 struct Marker {
   std::optional<std::string> version;
   std::string problem;  // "" when the version is good (or there is no marker at all: missing)
+  bool missing = false;  // there is no marker file at all
 };
 
 Marker read_marker(int dir_fd, const std::string& display) {
   const std::string file = display + "/" + kVersionMarker;
   UniqueFd fd(::openat(dir_fd, kVersionMarker, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-  if (!fd) return {std::nullopt, file + (errno == ENOENT ? ": missing" : ": cannot open: " + std::string(std::strerror(errno)))};
+  if (!fd) {
+    const bool missing = errno == ENOENT;
+    return {std::nullopt, file + (missing ? ": missing" : ": cannot open: " + std::string(std::strerror(errno))), missing};
+  }
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return {std::nullopt, file + ": not a regular file"};
   if (st.st_size > kMaxMarkerBytes) return {std::nullopt, file + ": larger than " + std::to_string(kMaxMarkerBytes) + " bytes"};
@@ -246,9 +250,11 @@ Ensured ensure_dir(const StorageRoot& root, const std::vector<std::string>& comp
     fail(display, "cannot open", errno);
   }
   if (out.created) return out;
+  if (struct stat st {}; ::fstat(fd.get(), &st) == 0) out.existing_owner = policy::Owner{st.st_uid, st.st_gid};
 
   if (leaf.version_marker) {
     Marker marker = read_marker(fd.get(), display);
+    if (!marker.version && leaf.adopt_unmarked && marker.missing) return out;
     if (!marker.version) {
       // Unfinished (or tampered with): finish it as if it were new.
       set_up(fd.get(), leaf, display);
@@ -373,10 +379,13 @@ bool dir_exists(const StorageRoot& root, const std::vector<std::string>& compone
   }
 }
 
-std::vector<std::string> app_dir_components(const std::string& app) { return {"apps", app}; }
+std::vector<std::string> app_dir_components(const std::string& app, const std::string& apps_dir) {
+  return {apps_dir, app};
+}
 
-std::vector<std::string> data_dir_components(const std::string& app, const std::string& name) {
-  std::vector<std::string> out = app_dir_components(app);
+std::vector<std::string> data_dir_components(const std::string& app, const std::string& name,
+                                             const std::string& apps_dir) {
+  std::vector<std::string> out = app_dir_components(app, apps_dir);
   for (auto& segment : split_path(name)) out.push_back(std::move(segment));
   return out;
 }

@@ -74,6 +74,10 @@ struct LeafSpec {
   bool chown_existing = false;
   /// Write kVersionMarker with this version in a directory this call creates.
   std::optional<std::string> version_marker;
+  /// An existing directory without a marker is taken as it is (a tree another platform made,
+  /// such as Freeshard's app_data/<app>/...): no owner, mode or marker is given to it. One
+  /// with a bad marker is still refinished.
+  bool adopt_unmarked = false;
 };
 
 struct Ensured {
@@ -83,6 +87,8 @@ struct Ensured {
   std::optional<std::string> repair;
   /// For an existing directory with a valid marker: the version in it.
   std::optional<std::string> marker;
+  /// For an existing directory: its owner as found (before any chown_existing).
+  std::optional<policy::Owner> existing_owner;
 };
 
 /// Makes sure <root>/<components...> is a directory (see the file comment). Idempotent.
@@ -112,8 +118,9 @@ bool trash_pending(const StorageRoot& root);
 bool dir_exists(const StorageRoot& root, const std::vector<std::string>& components);
 
 /// The layout.
-std::vector<std::string> app_dir_components(const std::string& app);
-std::vector<std::string> data_dir_components(const std::string& app, const std::string& name);
+std::vector<std::string> app_dir_components(const std::string& app, const std::string& apps_dir = "apps");
+std::vector<std::string> data_dir_components(const std::string& app, const std::string& name,
+                                             const std::string& apps_dir = "apps");
 std::vector<std::string> share_dir_components(const std::string& share);
 std::vector<std::string> storage_dir_components(const std::string& name);
 std::vector<std::string> trash_components();

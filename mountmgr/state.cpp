@@ -154,7 +154,7 @@ std::vector<std::string> read_share_names(const JsonReader& r) {
 
 AppRecord read_app(const JsonReader& r) {
   r.expect_object({"installed_as", "version", "uid_maps", "gid_maps", "grants", "admin_grants",
-                   "revoked", "data_dirs", "storage_mounts"});
+                   "revoked", "data_dirs", "storage_mounts", "storage_app"});
   AppRecord app;
   app.installed_as = r.opt_string("installed_as").value_or("");
   app.version = r.string("version");
@@ -165,6 +165,12 @@ AppRecord read_app(const JsonReader& r) {
   app.revoked = read_share_names(r.member("revoked", "an array"));
   app.data_dirs = read_data_dirs(r.member("data_dirs", "an array"));
   app.storage_mounts = read_storage_mounts(r.member("storage_mounts", "an array"));
+  if (auto storage_app = r.opt_member("storage_app")) {
+    app.storage_app = storage_app->as_string();
+    if (auto e = policy::check_app_name(app.storage_app); !e.empty()) {
+      storage_app->fail(e + ", got " + describe_json(storage_app->json()));
+    }
+  }
   return app;
 }
 
@@ -267,6 +273,7 @@ json app_to_json(const AppRecord& app) {
               {"data_dirs", std::move(dirs)},
               {"storage_mounts", std::move(mounts)}};
   if (!app.installed_as.empty()) out["installed_as"] = app.installed_as;
+  if (!app.storage_app.empty()) out["storage_app"] = app.storage_app;
   return out;
 }
 

@@ -77,6 +77,10 @@ struct AppRecord {
   std::vector<std::string> revoked;         // shares of the manifest hidden by `revoke`
   std::vector<DataDirRecord> data_dirs;
   std::vector<StorageMount> storage_mounts;
+  /// A service of a compose app (mountmgr/verbs_compose.cpp): the compose app's id, whose
+  /// directory below <storage>/apps/ holds this record's data dirs; "" = the record's own.
+  /// Written to state.json only when set ("storage_app").
+  std::string storage_app;
   friend bool operator==(const AppRecord&, const AppRecord&) = default;
 };
 

@@ -106,6 +106,7 @@ std::string maps_text(const std::vector<policy::IdRange>& ranges) {
 }  // namespace
 
 Outcome Manager::Impl::app_install(const Request& req) {
+  if (req.args.contains("compose")) return compose_install(req, false);
   const Args args(req, {"manifest", "source", "name", "uid_maps", "gid_maps"});
   ManifestArgs m = manifest_args(args);
   const std::string& app = m.spec.name;
@@ -137,6 +138,7 @@ Outcome Manager::Impl::app_install(const Request& req) {
 }
 
 Outcome Manager::Impl::app_upgrade(const Request& req) {
+  if (req.args.contains("compose")) return compose_install(req, true);
   const Args args(req, {"manifest", "source", "prune", "name", "uid_maps", "gid_maps"});
   ManifestArgs m = manifest_args(args);
   const bool prune = args.flag("prune");
@@ -190,8 +192,9 @@ Outcome Manager::Impl::app_upgrade(const Request& req) {
 Outcome Manager::Impl::app_remove(const Request& req) {
   const Args args(req, {"app", "purge"});
   const std::string app = app_arg(args);
+  if (!state.apps.contains(app) && is_compose_app(app)) return compose_remove(req);
   const bool purge = args.flag("purge");
-  const std::string data_path = config.storage_root + "/apps/" + app;
+  const std::string data_path = config.storage_root + "/" + config.apps_dir + "/" + app;
 
   Outcome out;
   out.takes_away = true;
@@ -201,7 +204,7 @@ Outcome Manager::Impl::app_remove(const Request& req) {
   if (purge) next.removals.push_back("apps/" + app);
   if (!state.apps.contains(app)) {
     // A purge of what a remove without --purge left behind.
-    if (!purge || !dir_exists(open_root(), app_dir_components(app))) refuse("app " + app + " is not installed");
+    if (!purge || !dir_exists(open_root(), app_dir_components(app, config.apps_dir))) refuse("app " + app + " is not installed");
     out.output = req.json ? nlohmann::json({{"app", app}, {"purged", true}}).dump(2) + "\n"
                           : "deleted the data of app " + app + " (" + data_path + ")\n";
     out.next = std::move(next);

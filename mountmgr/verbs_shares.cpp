@@ -30,6 +30,7 @@ Outcome Manager::Impl::share_create(const Request& req) {
   const Args args(req, {"name", "owner"});
   const std::string share = share_arg(args, "name");
   policy::Owner owner;
+  const bool owner_given = args.opt_str("owner").has_value();
   if (auto text = args.opt_str("owner")) {
     if (auto expected = parse_owner(*text, owner); !expected.empty()) {
       args.bad("owner", expected + ", got " + describe_json(*text));
@@ -39,11 +40,17 @@ Outcome Manager::Impl::share_create(const Request& req) {
 
   State next = state;
   next.shares[share] = owner;
-  // The create names the owner, so an existing directory (left from before) gets it too.
+  // A create that names the owner gives it to an existing directory (left from before) too;
+  // one that does not takes an existing directory as it is (a Freeshard share adopted in
+  // place) and records the owner it has.
   LeafSpec leaf;
   leaf.owner = owner;
-  leaf.chown_existing = true;
-  ensure_dir(open_root(), share_dir_components(share), leaf);
+  leaf.chown_existing = owner_given;
+  const Ensured ensured = ensure_dir(open_root(), share_dir_components(share), leaf);
+  if (!owner_given && ensured.existing_owner) {
+    owner = *ensured.existing_owner;
+    next.shares[share] = owner;
+  }
 
   const std::string path = config.storage_root + "/shared/" + share;
   Outcome out;
@@ -134,7 +141,7 @@ Outcome Manager::Impl::revoke(const Request& req) {
 
   Outcome out;
   out.takes_away = true;
-  if (force) out.killed.push_back(make_view(state, config.storage_root, app, current, *revoked));
+  if (force) out.killed.push_back(make_view(state, config.storage_root, app, current, *revoked, config.apps_dir));
   out.output = req.json ? nlohmann::json({{"app", app}, {"share", share}, {"force", force}}).dump(2) + "\n"
                         : "revoked share " + share + " from app " + app +
                               (force ? " (its open files stop working now)\n" : "\n");

@@ -191,7 +191,7 @@ Outcome Manager::Impl::storage_mount(const Request& req) {
   if (path_within(mountpoint, host) || path_within(host, mountpoint)) {
     refuse("storage.mount: " + mount.host_path + " overlaps the portalfs mountpoint " + config.mountpoint);
   }
-  if (path_within(root, host) || path_within(host, root + "/apps") || path_within(host, root + "/shared") ||
+  if (path_within(root, host) || path_within(host, root + "/" + config.apps_dir) || path_within(host, root + "/shared") ||
       path_within(host, root + "/trash")) {
     refuse("storage.mount: " + mount.host_path + " is app data or a share of portalfs' storage root; " +
            "use grant to give an app a share");

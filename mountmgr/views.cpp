@@ -15,6 +15,14 @@ policy::IdMap make_map(const std::vector<policy::IdRange>& ranges) {
   return *map;
 }
 
+// The owner of the app's first data directory that names one.
+std::optional<policy::Owner> known_user(const AppRecord& record) {
+  for (const auto& g : record.grants) {
+    if (g.kind == policy::GrantKind::data && g.owner) return g.owner;
+  }
+  return std::nullopt;
+}
+
 bool is_share(const policy::Grant& g, const std::string& share) {
   return g.kind == policy::GrantKind::shared && g.name == share;
 }
@@ -57,7 +65,7 @@ std::vector<policy::Grant> effective_grants(const AppRecord& app) {
 }
 
 policy::ViewSpec make_view(const State& state, const std::string& storage_root, const std::string& app,
-                           const AppRecord& record, const policy::Grant& grant) {
+                           const AppRecord& record, const policy::Grant& grant, const std::string& apps_dir) {
   policy::ViewSpec view;
   view.app = app;
   view.kind = grant.kind;
@@ -67,20 +75,33 @@ policy::ViewSpec make_view(const State& state, const std::string& storage_root, 
   view.ids.gids = make_map(record.gid_maps);
   switch (grant.kind) {
     case policy::GrantKind::data:
-      // A data grant's owner is only the provisioned directory's owner: never a squash.
-      view.backing = storage_root + "/apps/" + app + "/" + grant.name;
+      // A data grant's owner is only the provisioned directory's owner: never a squash, but
+      // for a service of a compose app, whose data dirs several services with their own ids
+      // share: each service's view presents and stores its own files as its own user.
+      view.backing = storage_root + "/" + apps_dir + "/" + (record.storage_app.empty() ? app : record.storage_app) + "/" + grant.name;
       view.anchor = storage_root;
-      break;
-    case policy::GrantKind::shared:
-      view.backing = storage_root + "/shared/" + grant.name;
-      view.anchor = storage_root;
-      if (grant.owner) {
-        const auto share = state.shares.find(grant.name);
-        const policy::Owner store = share != state.shares.end() ? share->second : policy::Owner{};
-        view.ids.squash = policy::Squash{store.uid, store.gid, view.ids.uids.present(grant.owner->uid),
+      if (!record.storage_app.empty() && grant.owner) {
+        view.ids.squash = policy::Squash{grant.owner->uid, grant.owner->gid, view.ids.uids.present(grant.owner->uid),
                                          view.ids.gids.present(grant.owner->gid)};
       }
       break;
+    case policy::GrantKind::shared: {
+      view.backing = storage_root + "/shared/" + grant.name;
+      view.anchor = storage_root;
+      // A read-write grant means the app can write, whatever uid it runs as (#11). Without an
+      // owner in the grant, a read-write share is presented as the app's known user: the
+      // owner of its first data directory that names one (app.json's uid/gid; a compose
+      // service's user: or PUID/PGID, which compose grants carry themselves).
+      std::optional<policy::Owner> who = grant.owner;
+      if (!who && grant.access == policy::Access::read_write) who = known_user(record);
+      if (who) {
+        const auto share = state.shares.find(grant.name);
+        const policy::Owner store = share != state.shares.end() ? share->second : policy::Owner{};
+        view.ids.squash = policy::Squash{store.uid, store.gid, view.ids.uids.present(who->uid),
+                                         view.ids.gids.present(who->gid)};
+      }
+      break;
+    }
     case policy::GrantKind::host:
       // The admin's path, walked from "/" like the rest: no symlink on the way either.
       view.backing = grant.name;
@@ -89,11 +110,11 @@ policy::ViewSpec make_view(const State& state, const std::string& storage_root, 
   return view;
 }
 
-policy::ViewSpecs build_views(const State& state, const std::string& storage_root) {
+policy::ViewSpecs build_views(const State& state, const std::string& storage_root, const std::string& apps_dir) {
   policy::ViewSpecs views;
   for (const auto& [name, record] : state.apps) {
     for (const auto& grant : effective_grants(record)) {
-      views.push_back(make_view(state, storage_root, name, record, grant));
+      views.push_back(make_view(state, storage_root, name, record, grant, apps_dir));
     }
   }
   return views;

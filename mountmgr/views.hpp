@@ -31,10 +31,13 @@ bool mount_order_less(const policy::Grant& a, const policy::Grant& b);
 /// path; ids from the app's maps, and for a shared grant with an owner a squash (stored as the
 /// share's owner, presented as the grant's owner mapped to host ids by the app's maps).
 policy::ViewSpec make_view(const State& state, const std::string& storage_root, const std::string& app,
-                           const AppRecord& record, const policy::Grant& grant);
+                           const AppRecord& record, const policy::Grant& grant,
+                           const std::string& apps_dir = "apps");
 
 /// Every view of every app, apps by name, each app's views in mount order.
-policy::ViewSpecs build_views(const State& state, const std::string& storage_root);
+/// `apps_dir`: ManagerConfig::apps_dir ("apps", or "app_data" for a Freeshard tree).
+policy::ViewSpecs build_views(const State& state, const std::string& storage_root,
+                              const std::string& apps_dir = "apps");
 
 /// <mountpoint>/apps/<app>/<data|shared|host>/<view_dir_name(grant)>
 std::string view_path(const std::string& mountpoint, const std::string& app, const policy::Grant& grant);

@@ -101,6 +101,9 @@ po::options_description daemon_description() {
      "group (name or gid) whose members may use the control socket besides root")
     ("recover-from-backup", po::bool_switch(),
      "start from state.json.bak when state.json is corrupt")
+    ("layout", po::value<std::string>()->value_name("portalfs|freeshard"),
+     "where apps' data lives below the storage root: apps/<app>/ (portalfs, the default) or "
+     "app_data/<app>/ (freeshard: serve an existing Freeshard user_data tree in place)")
     ("no-passthrough", po::bool_switch(),
      "serve every read and write of data views in the daemon, not by kernel passthrough")
     ("example", po::bool_switch(),
@@ -115,7 +118,7 @@ std::string daemon_usage() {
   return "Usage: portalfsd [--storage-root DIR] [--mountpoint DIR] [--state-dir DIR]\n"
          "                 [--socket PATH] [--foreground] [--threads N] [--log-level L]\n"
          "                 [--admin-group G] [--recover-from-backup] [--no-passthrough]\n"
-         "                 [--example]\n\n"
+         "                 [--layout portalfs|freeshard] [--example]\n\n"
          "Serves every app's data and shared directories as per-app views through one FUSE\n"
          "filesystem, and takes portalctl's requests on the control socket.\n\n" +
          help_text(daemon_description()) +
@@ -215,7 +218,11 @@ void define_manifest_options(po::options_description& d) {
       "uid-map", po::value<std::vector<std::string>>()->composing()->value_name("C:H:N"),
       "container uid C..C+N-1 is host uid H..H+N-1 (repeatable; as the container's uid_map)")(
       "gid-map", po::value<std::vector<std::string>>()->composing()->value_name("C:H:N"),
-      "the same for gids (repeatable)");
+      "the same for gids (repeatable)")(
+      "compose", po::bool_switch(), "FILE is a docker-compose.yml.template (Freeshard)")(
+      "meta", po::value<std::string>()->value_name("app_meta.json"),
+      "with --compose: the app's app_meta.json (default: the one beside the template)")(
+      "allow-all-app-data", po::bool_switch(), "with --compose: allow {{ fs.all_app_data }}");
 }
 
 void build_manifest_args(const char* verb, const VerbInput& in, CtlCommand& cmd) {
@@ -227,6 +234,57 @@ void build_manifest_args(const char* verb, const VerbInput& in, CtlCommand& cmd)
     for (const auto& m : maps) check_id_range(verb, (std::string("--") + opt).c_str(), m);
     cmd.args[std::string(opt) == "uid-map" ? "uid_maps" : "gid_maps"] = maps;
   }
+  // --compose: portalctl adds the app id, version and installation_dir (tools/ctl_compose.cpp).
+  if (in.vm["compose"].as<bool>()) {
+    cmd.args["compose"] = true;
+    cmd.args["allow_all_app_data"] = in.vm["allow-all-app-data"].as<bool>();
+    if (in.vm.count("meta")) cmd.args["meta"] = in.vm["meta"].as<std::string>();
+  } else if (in.vm.count("meta") || in.vm["allow-all-app-data"].as<bool>()) {
+    usage(std::string(verb) + ": --meta and --allow-all-app-data need --compose");
+  }
+}
+
+// policy::app_id_from_name, which this library does not link: lowercased, runs of other
+// characters as one '-', trimmed.
+std::string app_id_from_service(const std::string& name) {
+  std::string id;
+  bool in_run = false;
+  for (char c : name) {
+    const char lower = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+    const bool keep = (lower >= 'a' && lower <= 'z') || (lower >= '0' && lower <= '9') || lower == '-';
+    if (keep) {
+      id += lower;
+    } else if (!in_run) {
+      id += '-';
+    }
+    in_run = !keep;
+  }
+  id.erase(0, id.find_first_not_of('-'));
+  id.erase(id.find_last_not_of('-') + 1);
+  return id;
+}
+
+// validate --compose and render: how a template is read (tools/ctl_compose.cpp).
+void define_compose_options(po::options_description& d) {
+  d.add_options()("compose", po::bool_switch(), "the files are docker-compose.yml.template files")(
+      "allow-all-app-data", po::bool_switch(), "allow {{ fs.all_app_data }} (every app's data)")(
+      "name", po::value<std::string>()->value_name("N"), "the app id (default: app_meta.json's name)")(
+      "mountpoint", po::value<std::string>()->value_name("DIR"), "portalfsd's mountpoint (default /run/portalfs/fs)")(
+      "storage-root", po::value<std::string>()->value_name("DIR"),
+      "portalfsd's storage root (default /var/lib/portalfs/storage)");
+}
+
+void build_compose_args(const VerbInput& in, CtlCommand& cmd) {
+  cmd.args["compose"] = in.vm["compose"].as<bool>();
+  cmd.args["allow_all_app_data"] = in.vm["allow-all-app-data"].as<bool>();
+  for (const char* opt : {"name", "mountpoint", "storage-root"}) {
+    if (!in.vm.count(opt)) continue;
+    const auto value = in.vm[opt].as<std::string>();
+    if (std::string(opt) != "name" && (value.empty() || value.front() != '/')) {
+      usage(std::string("--") + opt + ": expected an absolute path, got " + json_quoted(value));
+    }
+    cmd.args[std::string(opt) == "storage-root" ? "storage_root" : opt] = value;
+  }
 }
 
 // The verb table. Each entry's build() turns checked arguments into the request args documented
@@ -234,10 +292,30 @@ void build_manifest_args(const char* verb, const VerbInput& in, CtlCommand& cmd)
 const std::vector<Verb>& verbs() {
   // clang-format off
   static const std::vector<Verb> table = {
-      {"validate", "validate", "FILE...",
-       "check app.json files offline (no daemon needed) and print their grants",
-       {"FILE..."}, no_options,
-       [](const VerbInput& in, CtlCommand& cmd) { cmd.files = in.positional; }},
+      {"validate", "validate", "FILE... [--compose [--allow-all-app-data] [--name N]]",
+       "check app.json files (or, with --compose, docker-compose.yml.template files) offline "
+       "and print their grants",
+       {"FILE..."}, define_compose_options,
+       [](const VerbInput& in, CtlCommand& cmd) {
+         cmd.files = in.positional;
+         build_compose_args(in, cmd);
+       }},
+      {"render", "render", "APP TEMPLATE [-o FILE] [--allow-all-app-data]",
+       "print TEMPLATE (a docker-compose.yml.template) with every {{ fs.* }} volume source "
+       "replaced by its portalfs view and every other byte unchanged (offline)",
+       {"APP", "TEMPLATE"},
+       [](po::options_description& d) {
+         define_compose_options(d);
+         d.add_options()("output,o", po::value<std::string>()->value_name("FILE"),
+                         "write to FILE (atomically) instead of stdout");
+       },
+       [](const VerbInput& in, CtlCommand& cmd) {
+         cmd.args["name"] = in.positional.at(0);
+         cmd.files = {in.positional.at(1)};
+         build_compose_args(in, cmd);
+         cmd.args["compose"] = true;
+         if (in.vm.count("output")) cmd.args["output"] = in.vm["output"].as<std::string>();
+       }},
       {"app install", "app.install", "FILE [--name N] [--uid-map C:H:N]... [--gid-map C:H:N]...",
        "install an app from its app.json: create its data directories and print its mounts",
        {"FILE"}, define_manifest_options,
@@ -328,10 +406,16 @@ const std::vector<Verb>& verbs() {
        {"APP"},
        [](po::options_description& d) {
          d.add_options()("format", po::value<std::string>()->value_name("docker|oci|json"),
-                         "docker -v options, OCI mounts[] entries, or JSON (default docker)");
+                         "docker -v options, OCI mounts[] entries, or JSON (default docker)")(
+             "service", po::value<std::string>()->value_name("S"),
+             "the mounts of service S of an app installed with --compose");
        },
        [](const VerbInput& in, CtlCommand& cmd) {
          cmd.args["app"] = in.positional.at(0);
+         // A compose app's service is recorded as app <app>--<service> (mountmgr/verbs_compose.cpp).
+         if (in.vm.count("service")) {
+           cmd.args["app"] = in.positional.at(0) + "--" + app_id_from_service(in.vm["service"].as<std::string>());
+         }
          // The global --format json means JSON here too; otherwise docker is the default.
          std::string style = cmd.format == OutputFormat::json ? "json" : "docker";
          if (in.vm.count("format")) style = in.vm["format"].as<std::string>();
@@ -586,6 +670,12 @@ DaemonOptions parse_daemon_options(const std::vector<std::string>& args) {
   o.recover_from_backup = vm["recover-from-backup"].as<bool>();
   o.example = vm["example"].as<bool>();
   o.passthrough = !vm["no-passthrough"].as<bool>();
+  if (vm.count("layout")) {
+    o.layout = vm["layout"].as<std::string>();
+    if (o.layout != "portalfs" && o.layout != "freeshard") {
+      throw UsageError(kDaemon, "--layout: expected portalfs or freeshard, got " + json_quoted(o.layout));
+    }
+  }
   if (vm.count("threads")) {
     const auto& text = vm["threads"].as<std::string>();
     // libfuse caps its own pool far below this; the bound only catches typos.

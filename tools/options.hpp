@@ -64,6 +64,8 @@ struct DaemonOptions {
   std::string admin_group;
   bool recover_from_backup = false;
   bool example = false;
+  /// "portalfs" (apps/<app>/) or "freeshard" (app_data/<app>/, a Freeshard user_data tree).
+  std::string layout = "portalfs";
 };
 
 /// Parses portalfsd's arguments (without argv[0]). Every path must be absolute, because the

@@ -16,6 +16,7 @@
 #include "mountmgr/control_client.hpp"
 #include "mountmgr/json_reader.hpp"
 #include "policy/manifest.hpp"
+#include "tools/ctl_compose.hpp"
 #include "tools/exit_codes.hpp"
 #include "tools/options.hpp"
 
@@ -112,6 +113,8 @@ ExitCode run_validate(const CtlCommand& cmd) {
 }
 
 ExitCode run(CtlCommand cmd) {
+  if (cmd.verb == "validate" && cmd.args.value("compose", false)) return portalfs::tools::run_validate_compose(cmd);
+  if (cmd.verb == "render") return portalfs::tools::run_render(cmd);
   if (cmd.verb == "validate") return run_validate(cmd);
 
   if (!cmd.manifest_file.empty()) {
@@ -120,6 +123,9 @@ ExitCode run(CtlCommand cmd) {
     if (!text) return fail(ExitCode::usage, error);
     cmd.args["manifest"] = std::move(*text);
     cmd.args["source"] = cmd.manifest_file;
+    if (cmd.args.value("compose", false)) {
+      if (const ExitCode code = portalfs::tools::prepare_compose_request(cmd); code != ExitCode::ok) return code;
+    }
   }
 
   nlohmann::json response;

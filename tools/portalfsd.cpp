@@ -168,6 +168,7 @@ int run(const portalfs::tools::DaemonOptions& o) {
     cfg.state_dir = o.state_dir;
     cfg.mountpoint = o.mountpoint;
     cfg.recover_from_backup = o.recover_from_backup;
+    cfg.apps_dir = o.layout == "freeshard" ? "app_data" : "apps";
     manager = std::make_unique<portalfs::mountmgr::Manager>(
         cfg,
         [&fs](const portalfs::policy::ViewSpecs& views, const portalfs::policy::ViewSpecs& killed) {

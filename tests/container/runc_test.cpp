@@ -52,15 +52,16 @@ class Container : public DaemonFixture {
   }
 
   /// Makes a bundle (busybox rootfs, the given portalfs mounts) and starts `sleep` in it,
-  /// detached, as uid/gid 1000.
-  void start_container(const std::string& id, const json& mounts, std::optional<UserNs> userns = {}) {
+  /// detached, as uid/gid `uid` (default 1000).
+  void start_container(const std::string& id, const json& mounts, std::optional<UserNs> userns = {},
+                       uint32_t uid = 1000) {
     std::string bundle = dir_ / ("bundle-" + id);
     fs::create_directories(bundle + "/rootfs/bin");
     for (const char* d : {"data", "media", "documents", "tmp", "proc", "dev", "sys"}) {
       fs::create_directories(bundle + "/rootfs/" + d);
     }
     fs::copy_file(kBusybox, bundle + "/rootfs/bin/busybox");
-    for (const char* tool : {"sh", "cat", "echo", "ls", "sleep", "touch", "test", "stat", "id"}) {
+    for (const char* tool : {"sh", "cat", "echo", "ls", "sleep", "touch", "test", "stat", "id", "mkdir"}) {
       fs::create_symlink("busybox", bundle + "/rootfs/bin/" + tool);
     }
     auto spec = run_command({kRunc, "spec", "--bundle", bundle});
@@ -75,7 +76,7 @@ class Container : public DaemonFixture {
     for (const auto& m : mounts) kept.push_back(m);
     cfg["mounts"] = kept;
     cfg["process"]["terminal"] = false;
-    cfg["process"]["user"] = {{"uid", 1000}, {"gid", 1000}};
+    cfg["process"]["user"] = {{"uid", uid}, {"gid", uid}};
     cfg["process"]["args"] = {"/bin/sleep", "600"};
     cfg["root"]["readonly"] = true;
     if (userns) {
@@ -209,6 +210,60 @@ TEST_F(Container, AttachedMountsComeBackAfterTheDaemonIsKilled) {
   RecordProperty("heal_ms", static_cast<int>(took.count()));
   EXPECT_EQ(exec("boxlive", "echo more > /data/after.txt").code, 0);
   EXPECT_EQ(read_file(storage() + "/apps/box/data/after.txt"), "more\n");
+}
+
+// A compose app of two services sharing one data directory (#11): the database runs as 999,
+// like postgres, and writes its own directory with no chown and no `user: "0:0"`; the web
+// service runs as 1000, reads the database's files as its own and gets EROFS on its
+// read-only share.
+TEST_F(Container, ComposeServicesShareTheirDataDirectoryEachAsItself) {
+  fs::create_directories(dir_ / "store/shop");
+  write_file(dir_ / "store/shop/app_meta.json", R"({"name": "shop", "app_version": "1.0"})");
+  write_file(dir_ / "store/shop/docker-compose.yml.template", R"(services:
+  web:
+    image: example/web
+    user: "1000:1000"
+    volumes:
+      - "{{ fs.app_data }}/data:/data"
+      - "{{ fs.shared }}/own_media:/media:ro"
+  db:
+    image: postgres:16
+    environment:
+      PUID: 999
+      PGID: 999
+    volumes:
+      - type: bind
+        source: "{{ fs.app_data }}/data"
+        target: /data
+)");
+  auto r = ctl({"app", "install", "--compose", dir_ / "store/shop/docker-compose.yml.template"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  write_file(storage() + "/shared/own_media/song.txt", "la\n");
+  auto mounts = [&](const std::string& service) {
+    auto m = ctl({"mounts", "shop", "--service", service, "--format", "oci"});
+    EXPECT_EQ(m.code, 0) << m.err;
+    return json::parse(m.out);
+  };
+  ASSERT_NO_FATAL_FAILURE(start_container("shopdb", mounts("db"), {}, 999));
+  ASSERT_NO_FATAL_FAILURE(start_container("shopweb", mounts("web"), {}, 1000));
+
+  r = exec("shopdb", "id -u && mkdir -m 700 /data/pg && echo 16 > /data/pg/PG_VERSION && stat -c %u:%g:%a /data/pg");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "999\n999:999:700\n");
+  auto pg = host_stat(storage() + "/apps/shop/data/pg/PG_VERSION");
+  EXPECT_EQ(pg.st_uid, 999u);  // on disk as the database's user, made without any chown
+  EXPECT_EQ(pg.st_gid, 999u);
+
+  r = exec("shopweb", "id -u && stat -c %u /data/pg && cat /data/pg/PG_VERSION && echo up > /data/upload.txt");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "1000\n1000\n16\n");  // the web service sees the same files as its own
+  EXPECT_EQ(host_stat(storage() + "/apps/shop/data/upload.txt").st_uid, 1000u);
+
+  r = exec("shopweb", "cat /media/song.txt && touch /media/new.txt");
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(r.out, "la\n");
+  EXPECT_THAT(r.err, HasSubstr("Read-only file system"));
+  EXPECT_FALSE(fs::exists(storage() + "/shared/own_media/new.txt"));
 }
 
 }  // namespace

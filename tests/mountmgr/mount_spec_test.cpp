@@ -179,7 +179,10 @@ TEST(ViewsTest, MapsAndSquash) {
   EXPECT_EQ(views[0].ids.uids.to_host(1000), 101000u);
 
   EXPECT_EQ(views[1].backing, "/st/shared/own_media");
-  EXPECT_FALSE(views[1].ids.squash);
+  // A read-write share without an owner is presented as the app's known user, the data dir's
+  // owner 1000:1000 (#11), and stores new files as the share's owner 0:0.
+  ASSERT_TRUE(views[1].ids.squash);
+  EXPECT_EQ(*views[1].ids.squash, (policy::Squash{0, 0, 101000, 201000}));
 
   EXPECT_EQ(views[2].backing, "/st/shared/music");
   EXPECT_EQ(views[2].access, Access::read);

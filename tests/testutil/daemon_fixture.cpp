@@ -57,6 +57,7 @@ std::vector<std::string> DaemonFixture::daemon_argv() const {
                         dir_ / "state", std::string("--socket"), sock()}) {
     argv.push_back(a);
   }
+  argv.insert(argv.end(), extra_daemon_args_.begin(), extra_daemon_args_.end());
   return argv;
 }
 

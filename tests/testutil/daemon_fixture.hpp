@@ -32,6 +32,8 @@ class DaemonFixture : public ::testing::Test {
   static bool mounted(const std::string& path);
 
   TempDir dir_{"portalfs-daemon"};
+  /// Appended to daemon_argv() (e.g. {"--layout", "freeshard"}).
+  std::vector<std::string> extra_daemon_args_;
   std::unique_ptr<Child> daemon_;
 };
 

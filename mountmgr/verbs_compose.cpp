@@ -1,0 +1,208 @@
+// SPDX-License-Identifier: MIT
+// app.install / app.upgrade with args.compose, and app.remove of such an app: an app installed
+// from a docker-compose.yml.template (policy/compose.hpp).
+//
+// Each service is recorded as its own app, `<app>--<service>` (policy::service_app_id), with
+// storage_app = <app>: its own views, owners and mounts (`portalctl mounts APP --service S`
+// asks for `<app>--<service>`), while the data dirs of all services are the compose app's,
+// below <storage>/apps/<app>/. The compose app itself has no record: it is the set of records
+// whose storage_app names it.
+//
+// Request args: "manifest" (the template's text), "source" (its name for messages), "compose":
+// true, "name" (the app id), "version" (optional, from app_meta.json), "installation_dir" (the
+// absolute folder the template came from), "allow_all_app_data", "uid_maps"/"gid_maps" (applied
+// to every service), "prune" (upgrade; refused for now).
+
+#include <algorithm>
+
+#include "mountmgr/json_reader.hpp"
+#include "mountmgr/manager_impl.hpp"
+#include "mountmgr/paths.hpp"
+#include "mountmgr/views.hpp"
+#include "policy/compose.hpp"
+
+namespace portalfs::mountmgr {
+namespace {
+
+std::optional<std::vector<policy::IdRange>> ranges_arg(const Args& args, std::string_view key) {
+  auto texts = args.opt_str_list(key);
+  if (!texts) return std::nullopt;
+  std::vector<policy::IdRange> ranges;
+  for (const auto& text : *texts) {
+    std::string error;
+    auto range = policy::IdMap::parse_range(text, &error);
+    if (!range) args.bad(key, "expected \"inside:outside:count\" (" + error + "), got " + describe_json(text));
+    ranges.push_back(*range);
+  }
+  std::string error;
+  if (!policy::IdMap::make(ranges, &error)) args.bad(key, error);
+  return ranges;
+}
+
+}  // namespace
+
+bool Manager::Impl::is_compose_app(const std::string& app) const {
+  return std::any_of(state.apps.begin(), state.apps.end(),
+                     [&](const auto& item) { return item.second.storage_app == app; });
+}
+
+Outcome Manager::Impl::compose_install(const Request& req, bool upgrade) {
+  const Args args(req, {"manifest", "source", "compose", "name", "version", "installation_dir",
+                        "allow_all_app_data", "uid_maps", "gid_maps", "prune"});
+  if (!args.flag("compose")) args.bad("compose", "expected true");
+  if (args.flag("prune")) args.bad("prune", "pruning is not supported for compose apps yet");
+  const std::string app = args.str("name");
+  if (auto e = policy::check_app_name(app); !e.empty()) args.bad("name", e + ", got " + describe_json(app));
+  const std::string installation_dir = args.str("installation_dir");
+  if (auto e = check_host_path(installation_dir); !e.empty()) {
+    args.bad("installation_dir", e + ", got " + describe_json(installation_dir));
+  }
+  const std::string version = args.opt_str("version").value_or("");
+  const auto uid_maps = ranges_arg(args, "uid_maps");
+  const auto gid_maps = ranges_arg(args, "gid_maps");
+  const std::string source = args.str("source");
+  const std::string text = args.str("manifest");
+
+  policy::ComposeApp compose;
+  std::vector<policy::ServicePlan> plans;
+  try {
+    compose = policy::parse_compose(text, source);
+    policy::ComposePlanOptions options;
+    options.app = app;
+    options.storage_root = config.storage_root;
+    options.apps_dir = config.apps_dir;
+    options.installation_dir = installation_dir;
+    options.allow_all_app_data = args.flag("allow_all_app_data");
+    plans = policy::plan_compose(compose, options, source);
+  } catch (const policy::ManifestError& e) {
+    refuse(e.what());
+  }
+
+  if (state.apps.contains(app)) refuse("app " + app + " is installed from an app.json; remove it first");
+  const bool installed = is_compose_app(app);
+  if (upgrade && !installed) refuse("app " + app + " is not installed; use app install");
+
+  // The records the template asks for.
+  std::map<std::string, AppRecord> wanted;
+  for (const auto& plan : plans) {
+    if (const auto it = state.apps.find(plan.app_id); it != state.apps.end() && it->second.storage_app != app) {
+      refuse("service " + plan.service->name + " of app " + app + " would be app " + plan.app_id +
+             ", which is installed already");
+    }
+    AppRecord rec;
+    if (const auto it = state.apps.find(plan.app_id); it != state.apps.end()) {
+      rec.uid_maps = it->second.uid_maps;
+      rec.gid_maps = it->second.gid_maps;
+      rec.admin_grants = it->second.admin_grants;
+      rec.revoked = it->second.revoked;
+      rec.storage_mounts = it->second.storage_mounts;
+    }
+    if (uid_maps) rec.uid_maps = *uid_maps;
+    if (gid_maps) rec.gid_maps = *gid_maps;
+    rec.version = version;
+    rec.storage_app = app;
+    for (const auto& pv : plan.volumes) rec.grants.push_back(pv.grant);
+    std::stable_sort(rec.grants.begin(), rec.grants.end(), mount_order_less);
+    for (const auto& g : rec.grants) {
+      if (g.kind == policy::GrantKind::shared) require_share(state, g.name);
+    }
+    check_no_clash(plan.app_id, rec);
+    wanted.emplace(plan.app_id, std::move(rec));
+  }
+
+  if (installed && !upgrade) {
+    // Installing again what is installed is no change; anything else is an upgrade.
+    bool same = true;
+    for (const auto& [id, rec] : state.apps) {
+      if (rec.storage_app != app) continue;
+      const auto it = wanted.find(id);
+      same = same && it != wanted.end() && it->second.grants == rec.grants && it->second.version == rec.version &&
+             it->second.uid_maps == rec.uid_maps && it->second.gid_maps == rec.gid_maps;
+    }
+    for (const auto& [id, rec] : wanted) same = same && state.apps.contains(id);
+    if (!same) refuse("app " + app + " is installed; use app upgrade");
+  }
+
+  State next = state;
+  // Services the new template no longer has go (their data stays with the app).
+  for (auto it = next.apps.begin(); it != next.apps.end();) {
+    if (it->second.storage_app == app && !wanted.contains(it->first)) {
+      const std::string gone = it->first;
+      std::erase_if(next.attachments, [&](const Attachment& a) { return a.app == gone; });
+      it = next.apps.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  std::string output;
+  for (const auto& plan : plans) {
+    AppRecord rec = wanted.at(plan.app_id);
+    std::vector<DataDirRecord> previous;
+    if (const auto it = state.apps.find(plan.app_id); it != state.apps.end()) previous = it->second.data_dirs;
+    try {
+      provision_app(next, plan.app_id, rec, previous);
+    } catch (const ProvisionError& e) {
+      // A data dir whose path leads through a symlink (or a file) the app planted: a bad
+      // request naming the service and the volume that asked for it (code 2).
+      const std::string what = e.what();
+      const std::string path = what.substr(0, what.find(": "));
+      for (const auto& pv : plan.volumes) {
+        if (pv.grant.kind != policy::GrantKind::data) continue;
+        const std::string backing = config.storage_root + "/" + config.apps_dir + "/" + app + "/" + pv.grant.name;
+        if (backing == path || backing.starts_with(path + "/")) {
+          refuse(source + ":" + std::to_string(pv.volume->line) + ":" + std::to_string(pv.volume->column) +
+                 ": service " + plan.service->name + ", volume " + std::to_string(pv.volume->index + 1) + " (\"" +
+                 pv.volume->text + "\"): " + what);
+        }
+      }
+      throw;
+    }
+    if (!req.json) output += "service " + plan.service->name + " (app " + plan.app_id + "):\n";
+    output += mounts_output(plan.app_id, rec, req.json);
+    for (const auto* v : plan.not_mediated) {
+      if (!req.json && !v->host_source.empty()) {
+        output += "  " + v->host_source + " at " + v->target + ": not mediated by portalfs\n";
+      }
+    }
+    next.apps[plan.app_id] = std::move(rec);
+  }
+  Outcome out{output};
+  out.next = std::move(next);
+  return out;
+}
+
+Outcome Manager::Impl::compose_remove(const Request& req) {
+  const Args args(req, {"app", "purge"});
+  const std::string app = app_arg(args);
+  const bool purge = args.flag("purge");
+  Outcome out;
+  out.takes_away = true;
+  out.after_commit = remove_recorded("deleting the data of app " + app);
+  State next = state;
+  std::vector<std::string> services;
+  for (auto it = next.apps.begin(); it != next.apps.end();) {
+    if (it->second.storage_app != app) {
+      ++it;
+      continue;
+    }
+    const std::string gone = it->first;
+    services.push_back(gone);
+    std::erase_if(next.attachments, [&](const Attachment& a) { return a.app == gone; });
+    it = next.apps.erase(it);
+  }
+  if (purge) next.removals.push_back("apps/" + app);
+  out.next = std::move(next);
+  std::string list;
+  for (const auto& s : services) list += (list.empty() ? "" : ", ") + s;
+  if (req.json) {
+    out.output = nlohmann::json({{"app", app}, {"purged", purge}, {"services", services}}).dump(2) + "\n";
+  } else if (purge) {
+    out.output = "removed app " + app + " (" + list + ") and deleted its data\n";
+  } else {
+    out.output = "removed app " + app + " (" + list + "); its data stays in " + config.storage_root + "/" + config.apps_dir + "/" +
+                 app + " (installing it again brings it back; app remove --purge deletes it)\n";
+  }
+  return out;
+}
+
+}  // namespace portalfs::mountmgr
