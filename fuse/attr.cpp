@@ -16,6 +16,9 @@ struct stat present(const View& view, const struct stat& backing) {
   if (ids.squash) {
     st.st_uid = ids.squash->present_uid;
     st.st_gid = ids.squash->present_gid;
+    if (ids.squash->writable_by_all && (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode))) {
+      st.st_mode |= S_ISDIR(st.st_mode) ? 0777 : 0666;
+    }
   } else {
     st.st_uid = ids.uids.present(backing.st_uid);
     st.st_gid = ids.gids.present(backing.st_gid);

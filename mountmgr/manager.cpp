@@ -462,6 +462,7 @@ void Manager::Impl::provision_app(const State& next, const std::string& app, App
     }
     dirs.push_back(std::move(rec));
   }
+  make_mount_points(root, app, record);
   for (const auto& old : previous) {
     const bool kept = std::any_of(dirs.begin(), dirs.end(), [&](const DataDirRecord& d) { return d.name == old.name; });
     if (!kept) {
@@ -471,6 +472,32 @@ void Manager::Impl::provision_app(const State& next, const std::string& app, App
     }
   }
   record.data_dirs = std::move(dirs);
+}
+
+void Manager::Impl::make_mount_points(const StorageRoot& root, const std::string& app, const AppRecord& record) const {
+  const auto grants = effective_grants(record);
+  const std::string& owner_app = record.storage_app.empty() ? app : record.storage_app;
+  for (const auto& inner : grants) {
+    // The innermost data dir mounted above this grant's container path.
+    const policy::Grant* outer = nullptr;
+    for (const auto& g : grants) {
+      if (g.kind != policy::GrantKind::data || g.container_path == inner.container_path ||
+          !path_within(inner.container_path, g.container_path)) {
+        continue;
+      }
+      if (!outer || g.container_path.size() > outer->container_path.size()) outer = &g;
+    }
+    if (!outer) continue;
+    // Each directory on the way, owned as the data dir is (never root-only inside an app's dir).
+    LeafSpec leaf;
+    leaf.owner = outer->owner;
+    std::string name = outer->name;
+    const std::string rest = inner.container_path.substr(outer->container_path == "/" ? 1 : outer->container_path.size() + 1);
+    for (const auto& part : split_path(rest)) {
+      name += "/" + part;
+      ensure_dir(root, data_dir_components(owner_app, name, config.apps_dir), leaf);
+    }
+  }
 }
 
 std::string Manager::Impl::mounts_output(const std::string& app, const AppRecord& record, bool json) const {

@@ -147,6 +147,10 @@ struct Manager::Impl {
   /// data_dirs from `previous` (records of an earlier version, kept or marked removed).
   void provision_app(const State& next, const std::string& app, AppRecord& record,
                      const std::vector<DataDirRecord>& previous) const;
+  /// Makes the mount point of every grant mounted inside one of the app's data dirs (immich's
+  /// share at upload/library, inside data dir "upload") in that data dir: a runtime binds it
+  /// there, and the view must already show it.
+  void make_mount_points(const StorageRoot& root, const std::string& app, const AppRecord& record) const;
   /// The app's mounts as install/upgrade print them: docker lines (text) or the json style.
   /// Never throws for a path docker can't take: the text is then a note pointing to --format oci.
   [[nodiscard]] std::string mounts_output(const std::string& app, const AppRecord& record, bool json) const;

@@ -5,6 +5,7 @@
 
 #include "mountmgr/json_reader.hpp"
 #include "mountmgr/paths.hpp"
+#include "policy/compose.hpp"
 #include "policy/manifest.hpp"
 
 namespace portalfs::mountmgr {
@@ -154,7 +155,7 @@ std::vector<std::string> read_share_names(const JsonReader& r) {
 
 AppRecord read_app(const JsonReader& r) {
   r.expect_object({"installed_as", "version", "uid_maps", "gid_maps", "grants", "admin_grants",
-                   "revoked", "data_dirs", "storage_mounts", "storage_app"});
+                   "revoked", "data_dirs", "storage_mounts", "storage_app", "share_access"});
   AppRecord app;
   app.installed_as = r.opt_string("installed_as").value_or("");
   app.version = r.string("version");
@@ -169,6 +170,17 @@ AppRecord read_app(const JsonReader& r) {
     app.storage_app = storage_app->as_string();
     if (auto e = policy::check_app_name(app.storage_app); !e.empty()) {
       storage_app->fail(e + ", got " + describe_json(storage_app->json()));
+    }
+  }
+  if (auto rules = r.opt_member("share_access")) {
+    rules->expect_array();
+    std::map<std::string, policy::Access> parsed;
+    for (std::size_t i = 0; i < rules->size(); ++i) {
+      const JsonReader item = rules->at(i);
+      app.share_access.push_back(item.as_string());
+      if (auto e = policy::parse_share_access(app.share_access.back(), parsed); !e.empty()) {
+        item.fail(e + ", got " + describe_json(item.json()));
+      }
     }
   }
   return app;
@@ -274,6 +286,7 @@ json app_to_json(const AppRecord& app) {
               {"storage_mounts", std::move(mounts)}};
   if (!app.installed_as.empty()) out["installed_as"] = app.installed_as;
   if (!app.storage_app.empty()) out["storage_app"] = app.storage_app;
+  if (!app.share_access.empty()) out["share_access"] = app.share_access;
   return out;
 }
 

@@ -81,6 +81,10 @@ struct AppRecord {
   /// directory below <storage>/apps/ holds this record's data dirs; "" = the record's own.
   /// Written to state.json only when set ("storage_app").
   std::string storage_app;
+  /// A compose app's operator rules for its shares ("pictures=read", "*=read-write"), given
+  /// with --share at install or upgrade and kept for the next upgrade that gives none.
+  /// Written to state.json only when set ("share_access").
+  std::vector<std::string> share_access;
   friend bool operator==(const AppRecord&, const AppRecord&) = default;
 };
 

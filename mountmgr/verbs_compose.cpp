@@ -11,7 +11,9 @@
 // Request args: "manifest" (the template's text), "source" (its name for messages), "compose":
 // true, "name" (the app id), "version" (optional, from app_meta.json), "installation_dir" (the
 // absolute folder the template came from), "allow_all_app_data", "uid_maps"/"gid_maps" (applied
-// to every service), "prune" (upgrade; refused for now).
+// to every service), "share_access" (["NAME=read", "*=read-write"]: the operator's access for
+// shares, over the template's; kept in the records and used again by an upgrade that gives
+// none, [] clears them), "prune" (upgrade; refused for now).
 
 #include <algorithm>
 
@@ -48,7 +50,7 @@ bool Manager::Impl::is_compose_app(const std::string& app) const {
 
 Outcome Manager::Impl::compose_install(const Request& req, bool upgrade) {
   const Args args(req, {"manifest", "source", "compose", "name", "version", "installation_dir",
-                        "allow_all_app_data", "uid_maps", "gid_maps", "prune"});
+                        "allow_all_app_data", "uid_maps", "gid_maps", "prune", "share_access"});
   if (!args.flag("compose")) args.bad("compose", "expected true");
   if (args.flag("prune")) args.bad("prune", "pruning is not supported for compose apps yet");
   const std::string app = args.str("name");
@@ -63,6 +65,16 @@ Outcome Manager::Impl::compose_install(const Request& req, bool upgrade) {
   const std::string source = args.str("source");
   const std::string text = args.str("manifest");
 
+  // The operator's share rules: the ones given, else the ones the app was installed with.
+  std::vector<std::string> share_rules;
+  if (auto given = args.opt_str_list("share_access")) {
+    share_rules = *given;
+  } else {
+    for (const auto& [id, rec] : state.apps) {
+      if (rec.storage_app == app) share_rules = rec.share_access;
+    }
+  }
+
   policy::ComposeApp compose;
   std::vector<policy::ServicePlan> plans;
   try {
@@ -73,6 +85,11 @@ Outcome Manager::Impl::compose_install(const Request& req, bool upgrade) {
     options.apps_dir = config.apps_dir;
     options.installation_dir = installation_dir;
     options.allow_all_app_data = args.flag("allow_all_app_data");
+    for (const auto& rule : share_rules) {
+      if (auto expected = policy::parse_share_access(rule, options.share_access); !expected.empty()) {
+        args.bad("share_access", expected + ", got " + describe_json(rule));
+      }
+    }
     plans = policy::plan_compose(compose, options, source);
   } catch (const policy::ManifestError& e) {
     refuse(e.what());
@@ -101,6 +118,7 @@ Outcome Manager::Impl::compose_install(const Request& req, bool upgrade) {
     if (gid_maps) rec.gid_maps = *gid_maps;
     rec.version = version;
     rec.storage_app = app;
+    rec.share_access = share_rules;
     for (const auto& pv : plan.volumes) rec.grants.push_back(pv.grant);
     std::stable_sort(rec.grants.begin(), rec.grants.end(), mount_order_less);
     for (const auto& g : rec.grants) {
@@ -117,7 +135,8 @@ Outcome Manager::Impl::compose_install(const Request& req, bool upgrade) {
       if (rec.storage_app != app) continue;
       const auto it = wanted.find(id);
       same = same && it != wanted.end() && it->second.grants == rec.grants && it->second.version == rec.version &&
-             it->second.uid_maps == rec.uid_maps && it->second.gid_maps == rec.gid_maps;
+             it->second.uid_maps == rec.uid_maps && it->second.gid_maps == rec.gid_maps &&
+             it->second.share_access == rec.share_access;
     }
     for (const auto& [id, rec] : wanted) same = same && state.apps.contains(id);
     if (!same) refuse("app " + app + " is installed; use app upgrade");
@@ -146,10 +165,24 @@ Outcome Manager::Impl::compose_install(const Request& req, bool upgrade) {
       // request naming the service and the volume that asked for it (code 2).
       const std::string what = e.what();
       const std::string path = what.substr(0, what.find(": "));
+      const std::string app_dir = config.storage_root + "/" + config.apps_dir + "/" + app;
       for (const auto& pv : plan.volumes) {
-        if (pv.grant.kind != policy::GrantKind::data) continue;
-        const std::string backing = config.storage_root + "/" + config.apps_dir + "/" + app + "/" + pv.grant.name;
-        if (backing == path || backing.starts_with(path + "/")) {
+        // Where the volume is on disk: a data dir, or the mount point of a grant mounted
+        // inside one (make_mount_points).
+        std::string on_disk;
+        std::size_t outer_length = 0;
+        for (const auto& outer : plan.volumes) {
+          const auto& g = outer.grant;
+          if (g.kind != policy::GrantKind::data || g.container_path.size() < outer_length ||
+              !path_within(pv.grant.container_path, g.container_path)) {
+            continue;
+          }
+          const std::size_t skip = g.container_path == "/" ? 0 : g.container_path.size();
+          on_disk = app_dir + "/" + g.name + pv.grant.container_path.substr(skip);
+          outer_length = g.container_path.size();
+        }
+        if (pv.grant.kind == policy::GrantKind::data) on_disk = app_dir + "/" + pv.grant.name;
+        if (!on_disk.empty() && (on_disk == path || on_disk.starts_with(path + "/"))) {
           refuse(source + ":" + std::to_string(pv.volume->line) + ":" + std::to_string(pv.volume->column) +
                  ": service " + plan.service->name + ", volume " + std::to_string(pv.volume->index + 1) + " (\"" +
                  pv.volume->text + "\"): " + what);

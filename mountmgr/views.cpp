@@ -94,11 +94,18 @@ policy::ViewSpec make_view(const State& state, const std::string& storage_root, 
       // service's user: or PUID/PGID, which compose grants carry themselves).
       std::optional<policy::Owner> who = grant.owner;
       if (!who && grant.access == policy::Access::read_write) who = known_user(record);
+      const auto share = state.shares.find(grant.name);
+      const policy::Owner store = share != state.shares.end() ? share->second : policy::Owner{};
       if (who) {
-        const auto share = state.shares.find(grant.name);
-        const policy::Owner store = share != state.shares.end() ? share->second : policy::Owner{};
         view.ids.squash = policy::Squash{store.uid, store.gid, view.ids.uids.present(who->uid),
                                          view.ids.gids.present(who->gid)};
+      } else if (grant.access == policy::Access::read_write) {
+        // Nobody says who the app runs as (no owner in the grant, no data dir with one, a
+        // compose service without user:/PUID): whatever uid it runs as must be able to write
+        // a read-write share, root-owned or not. Stored as the share's owner, shown as the
+        // container's root, writable by all.
+        view.ids.squash = policy::Squash{store.uid, store.gid, view.ids.uids.present(0), view.ids.gids.present(0),
+                                         /*writable_by_all=*/true};
       }
       break;
     }

@@ -367,7 +367,12 @@ std::vector<ServicePlan> plan_compose(const ComposeApp& app, const ComposePlanOp
       pv.grant.access = v.access;
       switch (v.var) {
         case FsVar::app_data:
-          if (v.sub.empty()) fail("{{ fs.app_data }} alone is not supported yet; mount a sub-directory of it");
+          if (v.sub.empty()) {
+            // The app's whole directory, its data dirs and anything else in it.
+            pv.grant.kind = GrantKind::host;
+            pv.grant.name = options.storage_root + "/" + options.apps_dir + "/" + options.app;
+            break;
+          }
           pv.grant.kind = GrantKind::data;
           pv.grant.name = v.sub;
           pv.grant.owner = s.user;
@@ -399,6 +404,13 @@ std::vector<ServicePlan> plan_compose(const ComposeApp& app, const ComposePlanOp
           pv.grant.name = options.storage_root + "/" + options.apps_dir + (v.sub.empty() ? "" : "/" + v.sub);
           break;
       }
+      if (v.var == FsVar::shared) {
+        // The operator's word wins over the template's, for the share and for folders in it.
+        const std::string share = v.sub.substr(0, v.sub.find('/'));
+        auto named = share.empty() ? options.share_access.end() : options.share_access.find(share);
+        if (named == options.share_access.end()) named = options.share_access.find("*");
+        if (named != options.share_access.end()) pv.grant.access = named->second;
+      }
       const std::string key = std::string(to_string(pv.grant.kind)) + "/" + pv.grant.name;
       if (auto [it, fresh] = views.emplace(key, v.text); !fresh) {
         fail("the same " + std::string(to_string(pv.grant.kind)) + " view as \"" + it->second + "\"");
@@ -408,6 +420,17 @@ std::vector<ServicePlan> plan_compose(const ComposeApp& app, const ComposePlanOp
     plans.push_back(std::move(plan));
   }
   return plans;
+}
+
+std::string parse_share_access(std::string_view text, std::map<std::string, Access>& out) {
+  const auto eq = text.find('=');
+  const std::string_view name = text.substr(0, eq);
+  const auto access = eq == std::string_view::npos ? std::nullopt : parse_access(text.substr(eq + 1));
+  if (!access || (name != "*" && !check_share_name(name).empty())) {
+    return "expected NAME=read or NAME=read-write (NAME a share, or * for every share)";
+  }
+  out[std::string(name)] = *access;
+  return "";
 }
 
 }  // namespace portalfs::policy

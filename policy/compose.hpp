@@ -19,6 +19,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -88,6 +89,9 @@ std::string render_compose(std::string_view text, const ComposeApp& app,
 //   {{ fs.shared }}                    <storage>/shared as a host view: every share, also later ones
 //   {{ fs.installation_dir }}[/X]      the installed file or folder X, read-only, as a host view
 //   {{ fs.all_app_data }}[/X]          <storage>/apps[/X] as a host view: refused unless allowed
+//   {{ fs.app_data }}                  <storage>/apps/<app> as a host view: all the app's data
+// The operator's share_access overrides the template's access for a share ("immich may only
+// read pictures"), "*" for every share (also {{ fs.shared }} alone).
 
 struct ComposePlanOptions {
   std::string app;               // the app id (checked with check_app_name)
@@ -95,7 +99,12 @@ struct ComposePlanOptions {
   std::string apps_dir = "apps";  // the folder of apps' data below it ("app_data": Freeshard)
   std::string installation_dir;  // absolute: the folder the template was installed from
   bool allow_all_app_data = false;
+  /// share name (or "*") -> the access the operator allows, whatever the template says.
+  std::map<std::string, Access> share_access;
 };
+
+/// "NAME=read" / "NAME=read-write" / "*=read" -> share_access; "" or what was expected.
+std::string parse_share_access(std::string_view text, std::map<std::string, Access>& out);
 
 /// What one mediated volume is served as.
 struct PlannedVolume {
@@ -117,7 +126,7 @@ struct ServicePlan {
 std::string service_app_id(std::string_view app, std::string_view service, std::string_view source);
 
 /// The plan for every service. Throws ManifestError ("SOURCE: service S, volume N (...): ...")
-/// for fs.all_app_data without allow_all_app_data, a bare fs.app_data, a bad app id, or two
+/// for fs.all_app_data without allow_all_app_data, a bad app id, or two
 /// volumes of one service that would be one view.
 std::vector<ServicePlan> plan_compose(const ComposeApp& app, const ComposePlanOptions& options,
                                       std::string_view source);

@@ -69,6 +69,9 @@ class IdMap {
 struct Squash {
   uint32_t store_uid = 0, store_gid = 0;      // disk ids new files get
   uint32_t present_uid = 0, present_gid = 0;  // host ids every file shows
+  /// Every file shows as writable by all (directories 0777, files rw for all): a read-write
+  /// share of an app whose user is unknown, so that any uid the app runs as can write it.
+  bool writable_by_all = false;
   friend bool operator==(const Squash&, const Squash&) = default;
 };
 

@@ -72,6 +72,9 @@ Loaded load(const CtlCommand& cmd, const std::string& file) {
     options.storage_root = cmd.args.value("storage_root", std::string(kDefaultStorageRoot));
     options.installation_dir = dir.string();
     options.allow_all_app_data = cmd.args.value("allow_all_app_data", false);
+    for (const auto& text : cmd.args.value("share_access", std::vector<std::string>{})) {
+      (void)policy::parse_share_access(text, options.share_access);  // checked by options.cpp
+    }
     l.plans = policy::plan_compose(l.app, options, file);
   } catch (const policy::ManifestError& e) {
     throw Refused{e.what()};
@@ -94,7 +97,8 @@ std::string describe(const policy::PlannedVolume& pv) {
       switch (pv.volume->var) {
         case policy::FsVar::all_app_data: what = "every app's data " + g.name; break;
         case policy::FsVar::installation_dir: what = "installed files " + g.name; break;
-        default:
+        case policy::FsVar::app_data: what = "the app's whole directory " + g.name; break;
+        case policy::FsVar::shared:
           what = pv.volume->sub.empty() ? "every share (including shares created later) " + g.name
                                         : "folder " + pv.deeper + " of share " + pv.volume->sub.substr(0, pv.volume->sub.find('/')) + " " + g.name;
       }

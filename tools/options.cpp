@@ -10,7 +10,10 @@
 #include <climits>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <sstream>
+
+#include "policy/compose.hpp"
 
 #ifndef PORTALFS_VERSION
 #define PORTALFS_VERSION "unknown"
@@ -210,6 +213,24 @@ void build_storage_spec(const char* verb, const VerbInput& in, CtlCommand& cmd) 
   cmd.args["spec"] = spec;
 }
 
+// --share: the operator's access for a share of a compose app, over the template's (checked
+// by policy::parse_share_access where the template is read).
+constexpr const char* kShareHelp =
+    "with --compose: share NAME gets MODE (read or read-write) whatever the template says; "
+    "* is every share (repeatable; kept for later upgrades, which replace them only when they give --share)";
+
+// --share values, checked here so that a bad one is a usage error before anything is read.
+std::vector<std::string> share_rules(const VerbInput& in) {
+  auto rules = in.vm["share"].as<std::vector<std::string>>();
+  std::map<std::string, policy::Access> parsed;
+  for (const auto& rule : rules) {
+    if (auto expected = policy::parse_share_access(rule, parsed); !expected.empty()) {
+      usage("--share: " + expected + ", got " + json_quoted(rule));
+    }
+  }
+  return rules;
+}
+
 // app install and app upgrade: the manifest file plus the app id and id maps (an app installed
 // with --name needs the same --name to be upgraded).
 void define_manifest_options(po::options_description& d) {
@@ -222,7 +243,9 @@ void define_manifest_options(po::options_description& d) {
       "compose", po::bool_switch(), "FILE is a docker-compose.yml.template (Freeshard)")(
       "meta", po::value<std::string>()->value_name("app_meta.json"),
       "with --compose: the app's app_meta.json (default: the one beside the template)")(
-      "allow-all-app-data", po::bool_switch(), "with --compose: allow {{ fs.all_app_data }}");
+      "allow-all-app-data", po::bool_switch(), "with --compose: allow {{ fs.all_app_data }}")(
+      "share", po::value<std::vector<std::string>>()->composing()->value_name("NAME=MODE"),
+      kShareHelp);
 }
 
 void build_manifest_args(const char* verb, const VerbInput& in, CtlCommand& cmd) {
@@ -239,8 +262,9 @@ void build_manifest_args(const char* verb, const VerbInput& in, CtlCommand& cmd)
     cmd.args["compose"] = true;
     cmd.args["allow_all_app_data"] = in.vm["allow-all-app-data"].as<bool>();
     if (in.vm.count("meta")) cmd.args["meta"] = in.vm["meta"].as<std::string>();
-  } else if (in.vm.count("meta") || in.vm["allow-all-app-data"].as<bool>()) {
-    usage(std::string(verb) + ": --meta and --allow-all-app-data need --compose");
+    if (in.vm.count("share")) cmd.args["share_access"] = share_rules(in);
+  } else if (in.vm.count("meta") || in.vm["allow-all-app-data"].as<bool>() || in.vm.count("share")) {
+    usage(std::string(verb) + ": --meta, --allow-all-app-data and --share need --compose");
   }
 }
 
@@ -268,6 +292,7 @@ std::string app_id_from_service(const std::string& name) {
 void define_compose_options(po::options_description& d) {
   d.add_options()("compose", po::bool_switch(), "the files are docker-compose.yml.template files")(
       "allow-all-app-data", po::bool_switch(), "allow {{ fs.all_app_data }} (every app's data)")(
+      "share", po::value<std::vector<std::string>>()->composing()->value_name("NAME=MODE"), kShareHelp)(
       "name", po::value<std::string>()->value_name("N"), "the app id (default: app_meta.json's name)")(
       "mountpoint", po::value<std::string>()->value_name("DIR"), "portalfsd's mountpoint (default /run/portalfs/fs)")(
       "storage-root", po::value<std::string>()->value_name("DIR"),
@@ -277,6 +302,7 @@ void define_compose_options(po::options_description& d) {
 void build_compose_args(const VerbInput& in, CtlCommand& cmd) {
   cmd.args["compose"] = in.vm["compose"].as<bool>();
   cmd.args["allow_all_app_data"] = in.vm["allow-all-app-data"].as<bool>();
+  if (in.vm.count("share")) cmd.args["share_access"] = share_rules(in);
   for (const char* opt : {"name", "mountpoint", "storage-root"}) {
     if (!in.vm.count(opt)) continue;
     const auto value = in.vm[opt].as<std::string>();

@@ -165,5 +165,62 @@ TEST_F(ComposeDaemon, ReadWriteShareWithoutOwnerIsWritableByTheAppsUser) {
   EXPECT_EQ(st.st_uid, 1000u);
 }
 
+// When nothing says who the app runs as (app.json: no uid on any data dir; compose: no user:
+// or PUID), a read-write share lets any uid of the app write: stored as the share's owner,
+// shown as the container's root with every directory 0777. A read-only share stays as it is.
+TEST_F(ComposeDaemon, ReadWriteShareOfAnUnknownUserIsWritableByAnyUid) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  write_file(dir_ / "notes.json", R"({"name": "notes", "data_dirs": [{"path": "/data"}],
+    "shared_dirs": [{"name": "own_documents", "path": "/documents", "access": "read-write"},
+                    {"name": "own_media", "path": "/media", "access": "read"}]})");
+  auto r = ctl({"app", "install", dir_ / "notes.json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  write_file(tmpl(), "services:\n  web:\n    image: x\n    volumes:\n"
+                     "      - \"{{ fs.shared }}/own_documents:/documents\"\n");
+  r = ctl({"app", "install", "--compose", tmpl()});
+  ASSERT_EQ(r.code, 0) << r.err;
+
+  for (const std::string app : {"notes", "shop--web"}) {
+    const std::string docs = mnt() + "/apps/" + app + "/shared/own_documents";
+    EXPECT_EQ(as_user(1000, 1000, [&] { return create_file(docs + "/" + app + "-1000", "a"); }), 0) << app;
+    EXPECT_EQ(as_user(33, 33, [&] { return ::mkdir((docs + "/" + app + "-33").c_str(), 0755) == 0 ? 0 : errno; }), 0)
+        << app;
+    // Another uid of the app writes into what the first made.
+    EXPECT_EQ(as_user(1000, 1000, [&] { return create_file(docs + "/" + app + "-33/x", "x"); }), 0) << app;
+    struct stat st {};
+    ASSERT_EQ(::stat(docs.c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, 0u);
+    EXPECT_EQ(st.st_mode & 0777, 0777u);
+    ASSERT_EQ(::stat((storage() + "/shared/own_documents/" + app + "-33").c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, 0u) << "stored as the share's owner";
+    EXPECT_EQ(st.st_mode & 0777, 0755u) << "the disk keeps the mode asked for";
+  }
+  // The read-only share keeps its real owners and modes: uid 1000 is refused by the kernel's
+  // permission check on the root-owned 0755 directory, root by the view.
+  EXPECT_EQ(as_user(1000, 1000, [&] { return create_file(mnt() + "/apps/notes/shared/own_media/x", "x"); }), EACCES);
+  EXPECT_EQ(create_file(mnt() + "/apps/notes/shared/own_media/x", "x"), EROFS);
+  struct stat media {};
+  ASSERT_EQ(::stat((mnt() + "/apps/notes/shared/own_media").c_str(), &media), 0);
+  EXPECT_EQ(media.st_mode & 0777, 0755u);
+}
+
+// --share own_documents=read makes a template's read-write share read-only, in the running
+// view; an upgrade without --share keeps it so.
+TEST_F(ComposeDaemon, OperatorMakesAShareReadOnlyWithOneOption) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  write_file(tmpl(), "services:\n  web:\n    user: \"1000:1000\"\n    volumes:\n"
+                     "      - \"{{ fs.shared }}/own_documents:/documents\"\n");
+  auto r = ctl({"app", "install", "--compose", tmpl(), "--share", "own_documents=read"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string docs = mnt() + "/apps/shop--web/shared/own_documents";
+  EXPECT_EQ(as_user(1000, 1000, [&] { return create_file(docs + "/a", "a"); }), EROFS);
+  r = ctl({"app", "upgrade", "--compose", tmpl()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(as_user(1000, 1000, [&] { return create_file(docs + "/a", "a"); }), EROFS);
+  r = ctl({"app", "upgrade", "--compose", tmpl(), "--share", "*=read-write"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(as_user(1000, 1000, [&] { return create_file(docs + "/a", "a"); }), 0);
+}
+
 }  // namespace
 }  // namespace portalfs::testutil

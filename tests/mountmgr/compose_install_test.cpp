@@ -167,10 +167,114 @@ TEST_F(ComposeInstall, ExistingDataKeepsItsBytesOwnersAndModes) {
   const std::string before = snapshot(storage + "/apps/shop/data");
   const auto pg_before = stat_of(storage + "/apps/shop/data/pg");
   ASSERT_TRUE(request("app.install", install_args(kTemplate)).value("ok", false));
+  // The one thing added: the mount point of own_media (at /srv/data/media, inside data), owned
+  // as data is; a runtime binds the share there.
+  const auto media = stat_of(storage + "/apps/shop/data/media");
+  EXPECT_TRUE(S_ISDIR(media.st_mode));
+  EXPECT_EQ(media.st_uid, 1000u);
+  ASSERT_EQ(::rmdir((storage + "/apps/shop/data/media").c_str()), 0);
   EXPECT_EQ(snapshot(storage + "/apps/shop/data"), before);  // no marker, chown or chmod inside
   const auto pg = stat_of(storage + "/apps/shop/data/pg");
   EXPECT_EQ(pg.st_mode, pg_before.st_mode);
   EXPECT_EQ(pg.st_uid, pg_before.st_uid);
+}
+
+// immich: the share pictures is mounted at upload/library, inside the data dir upload. The
+// mount point exists in the data dir (each component owned as upload), an existing one is kept
+// as it is, and a symlink planted there is refused.
+TEST_F(ComposeInstall, ShareMountedInsideADataDirHasItsMountPoint) {
+  constexpr auto kImmich = R"(services:
+  server:
+    user: "1000:1000"
+    volumes:
+      - "{{ fs.app_data }}/upload:/usr/src/app/upload"
+      - "{{ fs.shared }}/pictures:/usr/src/app/upload/library/pictures"
+)";
+  ASSERT_TRUE(request("share.create", {{"name", "pictures"}}).value("ok", false));
+  const json r = request("app.install", install_args(kImmich));
+  ASSERT_TRUE(r.value("ok", false)) << r.dump();
+  for (const char* rel : {"upload/library", "upload/library/pictures"}) {
+    const auto st = stat_of(storage + "/apps/shop/" + rel);
+    EXPECT_TRUE(S_ISDIR(st.st_mode)) << rel;
+    EXPECT_EQ(st.st_uid, 1000u) << rel;
+    EXPECT_EQ(st.st_gid, 1000u) << rel;
+  }
+  const std::string m = request("mounts", {{"app", "shop--server"}, {"style", "docker"}})["output"];
+  EXPECT_LT(m.find(":/usr/src/app/upload\n"), m.find(":/usr/src/app/upload/library/pictures")) << m;
+
+  // Upgrading keeps what is there (an app's own files in library/ stay).
+  testutil::write_file(storage + "/apps/shop/upload/library/pictures/.keep", "k");
+  ASSERT_EQ(::chown((storage + "/apps/shop/upload/library").c_str(), 1234, 1234), 0);
+  ASSERT_TRUE(request("app.upgrade", install_args(kImmich)).value("ok", false));
+  EXPECT_EQ(stat_of(storage + "/apps/shop/upload/library").st_uid, 1234u);
+  EXPECT_EQ(testutil::read_file(storage + "/apps/shop/upload/library/pictures/.keep"), "k");
+}
+
+TEST_F(ComposeInstall, SymlinkPlantedOnAMountPointIsRefused) {
+  constexpr auto kImmich = R"(services:
+  server:
+    volumes:
+      - "{{ fs.app_data }}/upload:/usr/src/app/upload"
+      - "{{ fs.shared }}/pictures:/usr/src/app/upload/library"
+)";
+  ASSERT_TRUE(request("share.create", {{"name", "pictures"}}).value("ok", false));
+  fs::create_directories(storage + "/apps/shop/upload");
+  fs::create_directories(tmp / "elsewhere");
+  fs::create_directory_symlink(tmp / "elsewhere", storage + "/apps/shop/upload/library");
+  const std::string before = snapshot(tmp.path());
+  const json r = request("app.install", install_args(kImmich));
+  EXPECT_FALSE(r.value("ok", true)) << r.dump();
+  EXPECT_EQ(r.value("code", 0), 2) << r.dump();
+  EXPECT_NE(r.value("error", "").find("service server"), std::string::npos) << r.dump();
+  EXPECT_EQ(snapshot(tmp.path()), before);
+  EXPECT_TRUE(fs::is_empty(tmp / "elsewhere"));
+}
+
+// --share: the operator's access for a share wins over the template's, is kept by an upgrade
+// that gives none, and is replaced by one that gives some.
+TEST_F(ComposeInstall, OperatorShareRulesWinAndAreKept) {
+  auto args = install_args(kTemplate);  // own_media is :ro in the template
+  args["share_access"] = {"own_media=read-write"};
+  ASSERT_TRUE(request("app.install", args).value("ok", false));
+  ASSERT_NE(view("shop--web", "own_media"), nullptr);
+  EXPECT_EQ(view("shop--web", "own_media")->access, policy::Access::read_write);
+  // The same install again (same rules) is no change; without the rules it still is.
+  EXPECT_TRUE(request("app.install", args).value("ok", false));
+  ASSERT_TRUE(request("app.upgrade", install_args(kTemplate)).value("ok", false));
+  EXPECT_EQ(view("shop--web", "own_media")->access, policy::Access::read_write);
+  args["share_access"] = {"*=read"};
+  ASSERT_TRUE(request("app.upgrade", args).value("ok", false));
+  EXPECT_EQ(view("shop--web", "own_media")->access, policy::Access::read);
+  args["share_access"] = json::array();  // back to the template's
+  ASSERT_TRUE(request("app.upgrade", args).value("ok", false));
+  EXPECT_EQ(view("shop--web", "own_media")->access, policy::Access::read);
+  // The rules are kept across a restart (state.json).
+  args["share_access"] = {"own_media=read-write"};
+  ASSERT_TRUE(request("app.upgrade", args).value("ok", false));
+  mgr.reset();
+  SetUp();
+  mgr->start();
+  ASSERT_TRUE(request("app.upgrade", install_args(kTemplate)).value("ok", false));
+  EXPECT_EQ(view("shop--web", "own_media")->access, policy::Access::read_write);
+
+  args["share_access"] = {"own_media=write"};
+  refused("app.upgrade", args,
+          "app.upgrade: argument \"share_access\": expected NAME=read or NAME=read-write (NAME a share, or * for every share), "
+          "got \"own_media=write\"");
+}
+
+// {{ fs.app_data }} alone: the app's whole directory (its data dirs and anything else in it).
+TEST_F(ComposeInstall, BareAppDataIsTheAppsWholeDirectory) {
+  const json r = request("app.install", install_args("services:\n  web:\n    volumes:\n"
+                                                     "      - \"{{ fs.app_data }}:/data\"\n"
+                                                     "      - \"{{ fs.app_data }}/db:/db\"\n"));
+  ASSERT_TRUE(r.value("ok", false)) << r.dump();
+  bool found = false;
+  for (const auto& v : last_views) {
+    if (v.app == "shop--web" && v.backing == storage + "/apps/shop") found = true;
+  }
+  EXPECT_TRUE(found);
+  EXPECT_TRUE(fs::is_directory(storage + "/apps/shop/db"));
 }
 
 TEST_F(ComposeInstall, RefusalsChangeNothing) {

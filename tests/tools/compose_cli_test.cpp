@@ -68,11 +68,36 @@ TEST(ComposeCli, ValidateShapes) {
   EXPECT_EQ(refused.out, "");
   EXPECT_EQ(refused.err, file + ":46:9: service files, volume 2 (\"{{ fs.all_app_data }}:/data/app_data:rw,z\"): "
                                 "{{ fs.all_app_data }} gives every app's data; allow it with --allow-all-app-data\n");
-  const auto r = portalctl(dir, {"validate", "--compose", "--allow-all-app-data", "--name", "shapes", file});
-  EXPECT_EQ(r.code, 2) << "a bare {{ fs.app_data }} is not supported yet";
-  EXPECT_NE(r.err.find("service files, volume 3 (\"{{ fs.app_data }}:/data/own\"): {{ fs.app_data }} alone"),
-            std::string::npos)
-      << r.err;
+  const auto r = portalctl(dir, {"validate", "--compose", "--allow-all-app-data", "--name", "shapes",
+                                 "--storage-root", "/srv/st", file});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "shapes: service web: data dir upload at /srv/upload rw (as 1000:1000)\n"
+            "shapes: service web: share pictures at /srv/upload/library ro (as 1000:1000)\n"
+            "shapes: service web: data dir upload/cache at /srv/cache rw (as 1000:1000)\n"
+            "shapes: service web: installed files " + (fixtures() / "shapes" / "web.conf").string() +
+                " at /etc/web.conf ro (as 1000:1000)\n"
+            "shapes: service web: folder albums of share music /srv/st/shared/music/albums at /music ro (as 1000:1000)\n"
+            "shapes: service web: /var/run/docker.sock at /var/run/docker.sock: not mediated by portalfs\n"
+            "shapes: service web: web-cache at /var/cache/web: not mediated by portalfs\n"
+            "shapes: service db: data dir pgdata at /var/lib/postgresql/data rw (as 999:999)\n"
+            "shapes: service db: (anonymous volume) at /tmp/anonymous: not mediated by portalfs\n"
+            "shapes: service files: every share (including shares created later) /srv/st/shared at /data/shared rw "
+            "(as 1001:1001)\n"
+            "shapes: service files: every app's data /srv/st/apps at /data/app_data rw (as 1001:1001)\n"
+            "shapes: service files: the app's whole directory /srv/st/apps/shapes at /data/own rw (as 1001:1001)\n"
+            "shapes: service worker: no volumes\n");
+  // The operator's rules: every share read-only, pictures read-write, whatever the template says.
+  const auto ruled = portalctl(dir, {"validate", "--compose", "--allow-all-app-data", "--share", "*=read", "--share",
+                                     "pictures=read-write", file});
+  ASSERT_EQ(ruled.code, 0) << ruled.err;
+  EXPECT_NE(ruled.out.find("share pictures at /srv/upload/library rw"), std::string::npos) << ruled.out;
+  EXPECT_NE(ruled.out.find("/shared at /data/shared ro"), std::string::npos) << ruled.out;
+  EXPECT_NE(ruled.out.find("data dir upload at /srv/upload rw"), std::string::npos) << "rules are for shares only";
+  const auto bad = portalctl(dir, {"validate", "--compose", "--share", "pictures=write", file});
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_EQ(bad.err, "portalctl: --share: expected NAME=read or NAME=read-write (NAME a share, or * for every share), "
+                     "got \"pictures=write\"; see portalctl --help\n");
 }
 
 TEST(ComposeCli, ValidateReportsUnmediatedPaths) {
