@@ -261,6 +261,123 @@ struct PreparedBind {
   std::vector<std::string> prefixes;  // every directory down to the target (the last one)
 };
 
+/// Everything that can be done in the host namespace, in the daemon: clones each source and
+/// sets its flags on the detached clone (so the mount is never visible without
+/// nosuid,nodev,ro), and builds every path the child will need. Empty with `error` set on a
+/// failure.
+std::vector<PreparedBind> prepare_binds(const std::vector<Bind>& binds, const std::string& into, std::string& error) {
+  std::vector<PreparedBind> prepared;
+  prepared.reserve(binds.size());
+  for (const auto& bind : binds) {
+    const std::string what = "attach " + bind.target + into;
+    PreparedBind p;
+    p.prefixes = target_prefixes(bind.target);
+    if (p.prefixes.empty()) {
+      error = what + ": expected an absolute target path other than / without . or .. components";
+      return {};
+    }
+    p.tree.reset(::open_tree(AT_FDCWD, bind.source.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+    if (!p.tree) {
+      error = what + ": open_tree " + bind.source + ": " + std::strerror(errno);
+      return {};
+    }
+    mount_attr attr{};
+    attr.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    if (bind.read_only) attr.attr_set |= MOUNT_ATTR_RDONLY;
+    // The clone would otherwise join the source's peer group when the FUSE mount is shared,
+    // and mounts made below it in the container would propagate back to the host.
+    attr.propagation = MS_PRIVATE;
+    if (::mount_setattr(p.tree.get(), "", AT_EMPTY_PATH, &attr, sizeof(attr)) != 0) {
+      error = what + ": mount_setattr: " + std::strerror(errno);
+      return {};
+    }
+    prepared.push_back(std::move(p));
+  }
+  return prepared;
+}
+
+/// Who creates missing target directories in the container. In a user-namespaced container,
+/// directories the host's root creates are owned by an id the container's filesystems may not
+/// map (tmpfs: EOVERFLOW); they are created as the container's root instead.
+struct CreatorIds {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  [[nodiscard]] bool switch_needed() const { return uid != 0 || gid != 0; }
+};
+
+/// mkdir -p of `p`'s target, in the forked child (syscalls only). Directories on the way may be
+/// symlinks inside the container (stat follows them); the target itself must be a real
+/// directory (move_mount would say only EINVAL). Switches the fs ids to `ids` before the first
+/// mkdir; `switched` tells whether it did.
+bool make_target_dirs(const PreparedBind& p, int32_t index, CreatorIds ids, bool& switched, ChildError& e) {
+  const std::size_t last = p.prefixes.size() - 1;
+  for (std::size_t j = 0; j <= last; ++j) {
+    const char* dir = p.prefixes[j].c_str();
+    struct stat st {};
+    int err = 0;
+    Step step = Step::stat;
+    int rc = j == last ? ::lstat(dir, &st) : ::stat(dir, &st);
+    if (rc == 0) {
+      if (S_ISDIR(st.st_mode)) continue;
+      err = ENOTDIR;
+    } else if (errno != ENOENT) {
+      err = errno;
+    } else {
+      if (ids.switch_needed() && !switched) {
+        ::setfsgid(ids.gid);
+        ::setfsuid(ids.uid);
+        switched = true;
+      }
+      if (::mkdir(dir, 0755) == 0 || errno == EEXIST) continue;
+      err = errno;
+      step = Step::mkdir;
+    }
+    e = ChildError{step, err, index, static_cast<int32_t>(j)};
+    return false;
+  }
+  return true;
+}
+
+/// Mounts every prepared bind at its target, in the forked child (syscalls only).
+bool mount_prepared(const std::vector<PreparedBind>& prepared, CreatorIds ids, ChildError& e) {
+  for (std::size_t i = 0; i < prepared.size(); ++i) {
+    const auto idx = static_cast<int32_t>(i);
+    const auto& p = prepared[i];
+    const char* target = p.prefixes.back().c_str();
+    // Replace what is mounted there: after a daemon crash, a dead FUSE bind. EINVAL: not a
+    // mount point; ENOENT/ENOTDIR: the path does not exist (yet).
+    if (::umount2(target, MNT_DETACH | UMOUNT_NOFOLLOW) != 0 && errno != EINVAL && errno != ENOENT &&
+        errno != ENOTDIR) {
+      e = ChildError{Step::umount_old, errno, idx, -1};
+      return false;
+    }
+    bool switched = false;
+    if (!make_target_dirs(p, idx, ids, switched, e)) return false;
+    if (switched) {
+      // Back to root for move_mount (setfsuid(0) restores the fs capabilities).
+      ::setfsuid(0);
+      ::setfsgid(0);
+    }
+    if (::move_mount(p.tree.get(), "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+      e = ChildError{Step::move_mount, errno, idx, -1};
+      return false;
+    }
+  }
+  return true;
+}
+
+/// The one line for what the child reported: the bind, the step, the directory, the errno.
+std::string describe_attach_error(const ChildError& e, const std::vector<Bind>& binds,
+                                  const std::vector<PreparedBind>& prepared, const std::string& into) {
+  std::string msg = "attach";
+  if (e.index >= 0) msg += " " + binds[static_cast<std::size_t>(e.index)].target;
+  msg += into + ": " + step_name(e.step);
+  if ((e.step == Step::stat || e.step == Step::mkdir) && e.index >= 0 && e.prefix >= 0) {
+    msg += " " + prepared[static_cast<std::size_t>(e.index)].prefixes[static_cast<std::size_t>(e.prefix)];
+  }
+  return msg + ": " + std::strerror(e.err);
+}
+
 }  // namespace
 
 std::string attach_binds(const ProcessIdentity& process, const std::vector<Bind>& binds) {
@@ -269,107 +386,17 @@ std::string attach_binds(const ProcessIdentity& process, const std::vector<Bind>
   std::string error;
   const OpenedProcess opened = open_mount_ns(process, "attach" + into, error);
   if (!opened.ns) return error;
-
-  // Everything that can be done in the host namespace is done here, in the daemon: clone each
-  // source and set its flags on the detached clone (so the mount is never visible without
-  // nosuid,nodev,ro), and build every path the child will need.
-  std::vector<PreparedBind> prepared;
-  prepared.reserve(binds.size());
-  for (const auto& bind : binds) {
-    const std::string what = "attach " + bind.target + into;
-    PreparedBind p;
-    p.prefixes = target_prefixes(bind.target);
-    if (p.prefixes.empty()) {
-      return what + ": expected an absolute target path other than / without . or .. components";
-    }
-    p.tree.reset(::open_tree(AT_FDCWD, bind.source.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
-    if (!p.tree) return what + ": open_tree " + bind.source + ": " + std::strerror(errno);
-    mount_attr attr{};
-    attr.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
-    if (bind.read_only) attr.attr_set |= MOUNT_ATTR_RDONLY;
-    // The clone would otherwise join the source's peer group when the FUSE mount is shared,
-    // and mounts made below it in the container would propagate back to the host.
-    attr.propagation = MS_PRIVATE;
-    if (::mount_setattr(p.tree.get(), "", AT_EMPTY_PATH, &attr, sizeof(attr)) != 0) {
-      return what + ": mount_setattr: " + std::strerror(errno);
-    }
-    prepared.push_back(std::move(p));
-  }
-
-  // In a user-namespaced container, directories the host's root creates are owned by an id the
-  // container's filesystems may not map (tmpfs: EOVERFLOW); create them as the container's root
-  // (research E4c).
-  const auto root_uid = static_cast<uid_t>(host_id_of_root(opened.dir.get(), "uid_map"));
-  const auto root_gid = static_cast<gid_t>(host_id_of_root(opened.dir.get(), "gid_map"));
-  const bool switch_ids = root_uid != 0 || root_gid != 0;
-
-  // -- Runs in the forked child: syscalls only. --
-  auto body = [&prepared, root_uid, root_gid, switch_ids](ChildError& e) {
-    for (std::size_t i = 0; i < prepared.size(); ++i) {
-      const auto idx = static_cast<int32_t>(i);
-      const auto& p = prepared[i];
-      const char* target = p.prefixes.back().c_str();
-      // Replace what is mounted there: after a daemon crash, a dead FUSE bind. EINVAL: not a
-      // mount point; ENOENT/ENOTDIR: the path does not exist (yet).
-      if (::umount2(target, MNT_DETACH | UMOUNT_NOFOLLOW) != 0 && errno != EINVAL &&
-          errno != ENOENT && errno != ENOTDIR) {
-        e = ChildError{Step::umount_old, errno, idx, -1};
-        return false;
-      }
-      // mkdir -p. Directories on the way may be symlinks inside the container (stat follows
-      // them); the target itself must be a real directory (move_mount would say only EINVAL).
-      bool switched = false;
-      const std::size_t last = p.prefixes.size() - 1;
-      for (std::size_t j = 0; j <= last; ++j) {
-        const char* dir = p.prefixes[j].c_str();
-        struct stat st {};
-        int err = 0;
-        Step step = Step::stat;
-        int rc = j == last ? ::lstat(dir, &st) : ::stat(dir, &st);
-        if (rc == 0) {
-          if (S_ISDIR(st.st_mode)) continue;
-          err = ENOTDIR;
-        } else if (errno != ENOENT) {
-          err = errno;
-        } else {
-          if (switch_ids && !switched) {
-            ::setfsgid(root_gid);
-            ::setfsuid(root_uid);
-            switched = true;
-          }
-          if (::mkdir(dir, 0755) == 0 || errno == EEXIST) continue;
-          err = errno;
-          step = Step::mkdir;
-        }
-        e = ChildError{step, err, idx, static_cast<int32_t>(j)};
-        return false;
-      }
-      if (switched) {
-        // Back to root for move_mount (setfsuid(0) restores the fs capabilities).
-        ::setfsuid(0);
-        ::setfsgid(0);
-      }
-      if (::move_mount(p.tree.get(), "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) != 0) {
-        e = ChildError{Step::move_mount, errno, idx, -1};
-        return false;
-      }
-    }
-    return true;
-  };
+  const std::vector<PreparedBind> prepared = prepare_binds(binds, into, error);
+  if (!error.empty()) return error;
+  const CreatorIds ids{static_cast<uid_t>(host_id_of_root(opened.dir.get(), "uid_map")),
+                       static_cast<gid_t>(host_id_of_root(opened.dir.get(), "gid_map"))};
 
   std::string failure;
-  auto child_error = run_in_namespace(opened.ns.get(), body, failure);
+  auto child_error = run_in_namespace(
+      opened.ns.get(), [&prepared, ids](ChildError& e) { return mount_prepared(prepared, ids, e); }, failure);
   if (!failure.empty()) return "attach" + into + ": " + failure;
   if (!child_error) return "";
-  const ChildError& e = *child_error;
-  std::string msg = "attach";
-  if (e.index >= 0) msg += " " + binds[static_cast<std::size_t>(e.index)].target;
-  msg += into + ": " + step_name(e.step);
-  if ((e.step == Step::stat || e.step == Step::mkdir) && e.index >= 0 && e.prefix >= 0) {
-    msg += " " +
-           prepared[static_cast<std::size_t>(e.index)].prefixes[static_cast<std::size_t>(e.prefix)];
-  }
-  return msg + ": " + std::strerror(e.err);
+  return describe_attach_error(*child_error, binds, prepared, into);
 }
 
 std::string detach_binds(const ProcessIdentity& process, const std::vector<std::string>& targets) {

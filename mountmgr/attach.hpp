@@ -4,8 +4,8 @@
 // Live attach/detach of views into a running container's mount namespace:
 // open_tree(OPEN_TREE_CLONE) in the host namespace, mount_setattr(ro,nosuid,nodev) on the
 // detached clone, then setns(/proc/PID/ns/mnt) in a single-threaded forked child (setns
-// refuses a threaded process) and move_mount onto the target. See
-// shared/research/container-feasibility.md E4 and E5.
+// refuses a threaded process) and move_mount onto the target. Setting the attributes on the
+// clone before it is moved means the mount is never visible in the container without them.
 
 #include <cstdint>
 #include <optional>

@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "mountmgr/json_reader.hpp"
+#include "common/escape.hpp"
 
 namespace portalfs::mountmgr {
 
@@ -21,7 +21,7 @@ namespace portalfs::mountmgr {
 /// response) are escaped ("\n", "\x7f").
 class ControlError : public std::runtime_error {
  public:
-  explicit ControlError(const std::string& message) : std::runtime_error(escape_controls(message)) {}
+  explicit ControlError(const std::string& message) : std::runtime_error(common::escape_for_message(message)) {}
 };
 
 class ControlClient {

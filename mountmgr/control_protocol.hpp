@@ -9,28 +9,9 @@
 // Response: {"ok": true, "output": "<what portalctl prints, newline-terminated or empty>"}
 //           {"ok": false, "code": 2|1, "error": "<one line, no trailing newline>"}
 //
-// Verbs and their args (every field not marked optional is required):
-//   app.install   {manifest: "<file contents>", source: "<file name for messages>",
-//                  name?: "<id>", uid_maps?: ["C:H:N",...], gid_maps?: ["C:H:N",...]}
-//   app.upgrade   {manifest, source, prune?: bool,
-//                  name?, uid_maps?, gid_maps?}  (as for app.install; maps given replace the
-//                  app's, maps left out keep them)
-//   app.remove    {app, purge?: bool}
-//   app.list      {}
-//   app.show      {app}
-//   share.create  {name, owner?: "UID:GID"}
-//   share.list    {}
-//   grant         {app, share, access: "read"|"read-write", path: "/in/container"}
-//   revoke        {app, share, force?: bool}
-//   mounts        {app, style: "docker"|"oci"|"json"}
-//   attach        {app, pid: int}
-//   detach        {app, pid: int}
-//   storage.list            {app}
-//   storage.mount           {app, spec: "HOST:CTR[:ro]"}
-//   storage.unmount         {app, spec: "HOST:CTR"}
-//   storage.report          {app?, only?: "deploy"|"run"|"build"}
-//   storage.ensure-directory {name, chown?: "herokuish"|"heroku"|"packeto"|"false"}
-//   status        {}
+// The verbs and their args are listed in the verb tables, next to their handlers:
+// app_verbs() in mountmgr/verbs_apps.cpp, share_verbs() in verbs_shares.cpp, storage_verbs() in
+// verbs_storage.cpp, and status in manager.cpp.
 
 #include <optional>
 #include <string>

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "mountmgr/json_reader.hpp"
 
+#include "common/escape.hpp"
+
 namespace portalfs::mountmgr {
 FieldError::FieldError(std::string pointer, std::string problem)
     : std::runtime_error((pointer.empty() ? std::string("(document)") : pointer) + ": " + problem),
@@ -9,14 +11,7 @@ FieldError::FieldError(std::string pointer, std::string problem)
 
 std::string describe_json(const nlohmann::json& value, std::size_t max) {
   std::string text = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  if (text.size() > max) {
-    std::size_t cut = max;
-    // Never cut inside a UTF-8 sequence.
-    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
-    text.resize(cut);
-    text += "...";
-  }
-  return text;
+  return common::truncated_utf8(std::move(text), max);
 }
 
 std::string pointer_token(std::string_view key) {
@@ -29,29 +24,6 @@ std::string pointer_token(std::string_view key) {
       out += "~1";
     } else {
       out += c;
-    }
-  }
-  return out;
-}
-
-std::string escape_controls(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (byte >= 0x20 && byte != 0x7f) {
-      out += c;
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else {
-      constexpr char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[byte >> 4];
-      out += kHex[byte & 0xf];
     }
   }
   return out;

@@ -37,10 +37,6 @@ std::string describe_json(const nlohmann::json& value, std::size_t max = 60);
 /// One reference token of a JSON pointer: '~' -> "~0", '/' -> "~1".
 std::string pointer_token(std::string_view key);
 
-/// The text with every control character written out ("\n", "\t", "\r", else "\xNN"), so
-/// that a message quoting it stays one line. Other bytes are kept.
-std::string escape_controls(std::string_view text);
-
 /// A view of one value at a known pointer. Getters by key read a member of an object.
 class JsonReader {
  public:

@@ -9,6 +9,7 @@
 #include <map>
 #include <stdexcept>
 
+#include "common/escape.hpp"
 #include "common/log.hpp"
 #include "mountmgr/control_protocol.hpp"
 #include "mountmgr/manager_impl.hpp"
@@ -282,36 +283,6 @@ void Manager::Impl::deliver(uint64_t ticket, const policy::ViewSpecs& views_now,
   delivery_cv.notify_all();
 }
 
-Outcome Manager::Impl::dispatch(const Request& req) {
-  using Verb = Outcome (Manager::Impl::*)(const Request&);
-  using ConstVerb = Outcome (Manager::Impl::*)(const Request&) const;
-  static const std::map<std::string, Verb, std::less<>> kVerbs = {
-      {"app.install", &Impl::app_install},
-      {"app.upgrade", &Impl::app_upgrade},
-      {"app.remove", &Impl::app_remove},
-      {"share.create", &Impl::share_create},
-      {"grant", &Impl::grant},
-      {"revoke", &Impl::revoke},
-      {"attach", &Impl::attach},
-      {"detach", &Impl::detach},
-      {"storage.mount", &Impl::storage_mount},
-      {"storage.unmount", &Impl::storage_unmount},
-      {"storage.ensure-directory", &Impl::storage_ensure_directory},
-  };
-  static const std::map<std::string, ConstVerb, std::less<>> kReadVerbs = {
-      {"app.list", &Impl::app_list},
-      {"app.show", &Impl::app_show},
-      {"share.list", &Impl::share_list},
-      {"mounts", &Impl::mounts},
-      {"storage.list", &Impl::storage_list},
-      {"storage.report", &Impl::storage_report},
-      {"status", &Impl::status},
-  };
-  if (auto it = kVerbs.find(req.verb); it != kVerbs.end()) return (this->*(it->second))(req);
-  if (auto it = kReadVerbs.find(req.verb); it != kReadVerbs.end()) return (this->*(it->second))(req);
-  refuse("unknown verb " + describe_json(req.verb));
-}
-
 int Manager::heal_attachments() {
   std::lock_guard lock(impl_->mutex);
   return impl_->heal();
@@ -367,34 +338,36 @@ int Manager::Impl::heal() {
   return healed;
 }
 
-Outcome Manager::Impl::status(const Request& req) const {
+namespace {
+
+Outcome status(const Manager::Impl& mgr, const Request& req) {
   Args args(req, {});
-  std::size_t view_count = views.size();
+  std::size_t view_count = mgr.views.size();
   nlohmann::json out = {{"version", PORTALFS_VERSION},
-                        {"mountpoint", config.mountpoint},
-                        {"storage_root", config.storage_root},
-                        {"state_file", store.path()},
-                        {"apps", state.apps.size()},
+                        {"mountpoint", mgr.config.mountpoint},
+                        {"storage_root", mgr.config.storage_root},
+                        {"state_file", mgr.store.path()},
+                        {"apps", mgr.state.apps.size()},
                         {"views", view_count},
-                        {"attachments", state.attachments.size()},
-                        {"state_saved", unsaved.empty()}};
-  if (!unsaved.empty()) out["state_error"] = unsaved;
-  if (status_provider) {
+                        {"attachments", mgr.state.attachments.size()},
+                        {"state_saved", mgr.unsaved.empty()}};
+  if (!mgr.unsaved.empty()) out["state_error"] = mgr.unsaved;
+  if (mgr.status_provider) {
     try {
-      out["filesystem"] = status_provider();
+      out["filesystem"] = mgr.status_provider();
     } catch (const std::exception& e) {
       out["filesystem"] = {{"error", e.what()}};
     }
   }
   if (req.json) return {out.dump(2) + "\n"};
   std::string text = "portalfs " + std::string(PORTALFS_VERSION) + "\n";
-  text += "mountpoint: " + config.mountpoint + "\n";
-  text += "storage root: " + config.storage_root + "\n";
-  text += "state file: " + store.path() + "\n";
-  text += "apps: " + std::to_string(state.apps.size()) + "\n";
+  text += "mountpoint: " + mgr.config.mountpoint + "\n";
+  text += "storage root: " + mgr.config.storage_root + "\n";
+  text += "state file: " + mgr.store.path() + "\n";
+  text += "apps: " + std::to_string(mgr.state.apps.size()) + "\n";
   text += "views: " + std::to_string(view_count) + "\n";
-  text += "attachments: " + std::to_string(state.attachments.size()) + "\n";
-  if (!unsaved.empty()) text += "state: NOT SAVED (" + unsaved + ")\n";
+  text += "attachments: " + std::to_string(mgr.state.attachments.size()) + "\n";
+  if (!mgr.unsaved.empty()) text += "state: NOT SAVED (" + mgr.unsaved + ")\n";
   if (out.contains("filesystem") && out["filesystem"].is_object()) {
     for (const auto& item : out["filesystem"].items()) {
       const auto& v = item.value();
@@ -404,6 +377,23 @@ Outcome Manager::Impl::status(const Request& req) const {
     text += "filesystem: " + out["filesystem"].dump() + "\n";
   }
   return {text};
+}
+
+// The daemon's own verbs; the others are in the verb files (manager_impl.hpp).
+constexpr Verb kManagerVerbs[] = {
+    {"status", status},  // {}
+};
+
+}  // namespace
+
+Outcome Manager::Impl::dispatch(const Request& req) {
+  for (const std::span<const Verb> table : {app_verbs(), share_verbs(), storage_verbs(), std::span<const Verb>(kManagerVerbs)}) {
+    for (const Verb& verb : table) {
+      if (verb.name != req.verb) continue;
+      return verb.read_only() ? verb.reads(*this, req) : verb.changes(*this, req);
+    }
+  }
+  refuse("unknown verb " + describe_json(req.verb));
 }
 
 // ---- helpers shared by the verbs ---------------------------------------------------------------
@@ -449,7 +439,7 @@ void Manager::Impl::provision_app(const State& next, const std::string& app, App
                                   [&](const DataDirRecord& d) { return d.name == grant.name; });
     if (ensured.repair) {
       common::log(common::LogLevel::warn, "app " + app + ": data dir " + grant.name + " was unfinished (" +
-                                              escape_controls(*ensured.repair) + "); finished it");
+                                              common::escape_for_message(*ensured.repair) + "); finished it");
     }
     if (!ensured.created) {
       // Existing data: it keeps the version that made it, from our records or (after a remove

@@ -95,8 +95,10 @@ class Manager {
   /// namespace) and forgets the others. Returns how many were re-attached.
   int heal_attachments();
 
- private:
+  /// Defined in manager_impl.hpp; named outside only by the verb files (mountmgr/verbs_*.cpp).
   struct Impl;
+
+ private:
   std::unique_ptr<Impl> impl_;
 };
 

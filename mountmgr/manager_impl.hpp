@@ -4,6 +4,11 @@
 // Manager's insides, shared by manager.cpp (construction, the request cycle, healing) and the
 // verb files verbs_apps.cpp, verbs_shares.cpp and verbs_storage.cpp.
 //
+// A verb is a function next to the others of its kind in one verb file, and one line in that
+// file's table (app_verbs(), ...), which also documents its args; dispatch() looks the name up
+// in every table. Adding a verb to a file touches only that file here, plus its portalctl
+// command in tools/options.cpp; a new verb file adds its table to dispatch().
+//
 // The request cycle (Manager::handle):
 //   1. parse the request; take `mutex` (held for the whole request: requests are rare and small,
 //      and a read-modify-write of the state must not interleave with another);
@@ -27,6 +32,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -56,6 +62,10 @@ struct Outcome {
   /// saved (see the file comment).
   bool takes_away = false;
 };
+
+/// Request args uid_maps / gid_maps: each "C:H:N", together a valid IdMap; nullopt when
+/// absent (verbs_apps.cpp; app.json and compose apps alike).
+std::optional<std::vector<policy::IdRange>> maps_arg(const Args& args, std::string_view key);
 
 struct Manager::Impl {
   Impl(ManagerConfig config, ViewsChanged on_views_changed, StatusProvider status);
@@ -105,34 +115,14 @@ struct Manager::Impl {
   /// during the call.
   void deliver(uint64_t ticket, const policy::ViewSpecs& views_now, const policy::ViewSpecs& killed);
 
+  /// Carries out a request through the verb table; refuses (code 2) an unknown verb.
   Outcome dispatch(const Request& request);
 
-  // verbs_apps.cpp
-  Outcome app_install(const Request& request);
-  Outcome app_upgrade(const Request& request);
-  Outcome app_remove(const Request& request);
-  Outcome app_list(const Request& request) const;
-  Outcome app_show(const Request& request) const;
-  // verbs_compose.cpp: apps installed from a docker-compose.yml.template (args.compose)
+  // verbs_compose.cpp: apps installed from a docker-compose.yml.template (args.compose);
+  // app.install, app.upgrade and app.remove hand such requests over.
   Outcome compose_install(const Request& request, bool upgrade);
   Outcome compose_remove(const Request& request);
   [[nodiscard]] bool is_compose_app(const std::string& app) const;
-  // verbs_shares.cpp
-  Outcome share_create(const Request& request);
-  Outcome share_list(const Request& request) const;
-  Outcome grant(const Request& request);
-  Outcome revoke(const Request& request);
-  // verbs_storage.cpp
-  Outcome mounts(const Request& request) const;
-  Outcome attach(const Request& request);
-  Outcome detach(const Request& request);
-  Outcome storage_list(const Request& request) const;
-  Outcome storage_mount(const Request& request);
-  Outcome storage_unmount(const Request& request);
-  Outcome storage_report(const Request& request) const;
-  Outcome storage_ensure_directory(const Request& request);
-  // manager.cpp
-  Outcome status(const Request& request) const;
   int heal();
 
   // Helpers shared by the verbs.
@@ -158,6 +148,25 @@ struct Manager::Impl {
   /// same view.
   static void check_no_clash(const std::string& app, const AppRecord& record);
 };
+
+/// One verb of the control protocol. The handler's type says whether it may change the state:
+/// a read-only verb gets the manager as const (status, lists, reports).
+struct Verb {
+  using Changes = Outcome (*)(Manager::Impl&, const Request&);
+  using Reads = Outcome (*)(const Manager::Impl&, const Request&);
+  constexpr Verb(std::string_view verb, Changes handler) : name(verb), changes(handler) {}
+  constexpr Verb(std::string_view verb, Reads handler) : name(verb), reads(handler) {}
+
+  std::string_view name;  // as in the request: "app.install"
+  Changes changes = nullptr;
+  Reads reads = nullptr;
+  [[nodiscard]] bool read_only() const { return reads != nullptr; }
+};
+
+/// The verb tables, one per verb file.
+std::span<const Verb> app_verbs();      // verbs_apps.cpp
+std::span<const Verb> share_verbs();    // verbs_shares.cpp
+std::span<const Verb> storage_verbs();  // verbs_storage.cpp
 
 /// "share 'music' does not exist; create it with: portalctl share create music" unless it does.
 void require_share(const State& state, const std::string& share);

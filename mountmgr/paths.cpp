@@ -45,4 +45,16 @@ bool path_within(std::string_view path, std::string_view base) {
   return path.starts_with(base) && (path.size() == base.size() || path[base.size()] == '/');
 }
 
+std::optional<StorageSpec> split_storage_spec(std::string_view spec) {
+  std::vector<std::string_view> parts;
+  for (std::size_t colon; (colon = spec.find(':')) != std::string_view::npos; spec.remove_prefix(colon + 1)) {
+    parts.push_back(spec.substr(0, colon));
+  }
+  parts.push_back(spec);
+  if (parts.size() < 2 || parts.size() > 3 || (parts.size() == 3 && parts[2] != "ro" && parts[2] != "rw")) {
+    return std::nullopt;
+  }
+  return StorageSpec{std::string(parts[0]), std::string(parts[1]), parts.size() == 3 && parts[2] == "ro"};
+}
+
 }  // namespace portalfs::mountmgr

@@ -4,6 +4,7 @@
 // Small path helpers shared by the state reader, provisioning and the verbs. They work on
 // strings only; nothing here touches the filesystem.
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,5 +28,16 @@ std::string normalise_host_path(std::string_view path);
 /// Whether `path` is `base` or below it, segment-wise ("/a/b" is within "/a", "/ab" is not).
 /// Both must be normalised.
 bool path_within(std::string_view path, std::string_view base);
+
+/// Dokku's storage mount spec "HOST:CTR[:ro|:rw]" split at ':', its paths not yet checked.
+struct StorageSpec {
+  std::string host;
+  std::string container;
+  bool read_only = false;
+};
+
+/// The spec's parts, or nullopt unless it has two or three parts and a third is "ro" or "rw".
+/// The one grammar of the spec: portalctl checks with it before sending, the daemon parses it.
+std::optional<StorageSpec> split_storage_spec(std::string_view spec);
 
 }  // namespace portalfs::mountmgr

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/escape.hpp"
 #include "mountmgr/json_reader.hpp"
 
 namespace portalfs::mountmgr {
@@ -25,7 +26,7 @@ inline constexpr int kCodeRuntime = 1;  // the request was good, carrying it out
 /// The message is one line whatever it quotes: control characters are escaped ("\n", "\xNN").
 class RequestError : public std::runtime_error {
  public:
-  RequestError(int code, const std::string& message) : std::runtime_error(escape_controls(message)), code_(code) {}
+  RequestError(int code, const std::string& message) : std::runtime_error(common::escape_for_message(message)), code_(code) {}
   [[nodiscard]] int code() const { return code_; }
 
  private:

@@ -12,6 +12,7 @@
 #include <optional>
 #include <system_error>
 
+#include "common/escape.hpp"
 #include "common/log.hpp"
 #include "mountmgr/json_reader.hpp"
 
@@ -107,7 +108,7 @@ ReadOutcome read_state_file(int dir_fd, const char* name) {
     out.state = state_from_json(doc);
   } catch (const FieldError& e) {
     // A key in the pointer may hold a newline: escaped, the message stays one line.
-    out.problem = e.pointer().empty() ? e.problem() : escape_controls(e.pointer()) + ": " + e.problem();
+    out.problem = e.pointer().empty() ? e.problem() : common::escape_for_message(e.pointer()) + ": " + e.problem();
   }
   return out;
 }

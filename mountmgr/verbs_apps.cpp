@@ -3,13 +3,13 @@
 
 #include <algorithm>
 
+#include "common/escape.hpp"
 #include "common/log.hpp"
 #include "mountmgr/manager_impl.hpp"
 #include "mountmgr/paths.hpp"
 #include "mountmgr/views.hpp"
 
 namespace portalfs::mountmgr {
-namespace {
 
 // uid_maps / gid_maps: each "C:H:N", together a valid IdMap.
 std::optional<std::vector<policy::IdRange>> maps_arg(const Args& args, std::string_view key) {
@@ -29,6 +29,8 @@ std::optional<std::vector<policy::IdRange>> maps_arg(const Args& args, std::stri
   if (!policy::IdMap::make(ranges, &error)) args.bad(key, error);
   return ranges;
 }
+
+namespace {
 
 struct ManifestArgs {
   policy::AppSpec spec;
@@ -70,7 +72,7 @@ bool holds(const std::string& name, const std::string& other) {
 
 // A version for the admin's terminal: "-" for none, control characters written out.
 std::string shown_version(const std::string& version) {
-  return version.empty() ? "-" : escape_controls(version);
+  return version.empty() ? "-" : common::escape_for_message(version);
 }
 
 // Long enough for two names that give one id (ids are cut at 63 characters) to show apart.
@@ -103,51 +105,49 @@ std::string maps_text(const std::vector<policy::IdRange>& ranges) {
   return out;
 }
 
-}  // namespace
-
-Outcome Manager::Impl::app_install(const Request& req) {
-  if (req.args.contains("compose")) return compose_install(req, false);
+Outcome app_install(Manager::Impl& mgr, const Request& req) {
+  if (req.args.contains("compose")) return mgr.compose_install(req, false);
   const Args args(req, {"manifest", "source", "name", "uid_maps", "gid_maps"});
   ManifestArgs m = manifest_args(args);
   const std::string& app = m.spec.name;
-  const auto installed_app = state.apps.find(app);
-  if (installed_app != state.apps.end()) require_same_name(app, installed_app->second, m.spec);
-  require_shares(state, m.spec.grants);
+  const auto installed_app = mgr.state.apps.find(app);
+  if (installed_app != mgr.state.apps.end()) require_same_name(app, installed_app->second, m.spec);
+  require_shares(mgr.state, m.spec.grants);
   const std::string note = name_note(m.spec, req.json);
 
-  if (installed_app != state.apps.end()) {
+  if (installed_app != mgr.state.apps.end()) {
     // Installing again what is installed is no change; anything else is an upgrade.
     const AppRecord& rec = installed_app->second;
     const bool same = rec.version == m.spec.version && rec.grants == m.spec.grants &&
                       (!m.uid_maps || *m.uid_maps == rec.uid_maps) && (!m.gid_maps || *m.gid_maps == rec.gid_maps);
     if (!same) refuse("app " + app + " is installed; use app upgrade");
-    return {note + mounts_output(app, rec, req.json)};
+    return {note + mgr.mounts_output(app, rec, req.json)};
   }
 
-  State next = state;
+  State next = mgr.state;
   AppRecord& rec = next.apps[app];
   rec.installed_as = m.spec.given_name;
   rec.version = m.spec.version;
   rec.uid_maps = m.uid_maps.value_or(std::vector<policy::IdRange>{});
   rec.gid_maps = m.gid_maps.value_or(std::vector<policy::IdRange>{});
   rec.grants = std::move(m.spec.grants);
-  provision_app(next, app, rec, {});
-  Outcome out{note + mounts_output(app, rec, req.json)};
+  mgr.provision_app(next, app, rec, {});
+  Outcome out{note + mgr.mounts_output(app, rec, req.json)};
   out.next = std::move(next);
   return out;
 }
 
-Outcome Manager::Impl::app_upgrade(const Request& req) {
-  if (req.args.contains("compose")) return compose_install(req, true);
+Outcome app_upgrade(Manager::Impl& mgr, const Request& req) {
+  if (req.args.contains("compose")) return mgr.compose_install(req, true);
   const Args args(req, {"manifest", "source", "prune", "name", "uid_maps", "gid_maps"});
   ManifestArgs m = manifest_args(args);
   const bool prune = args.flag("prune");
   const std::string& app = m.spec.name;
-  if (!state.apps.contains(app)) refuse("app " + app + " is not installed; use app install");
-  require_same_name(app, state.apps.at(app), m.spec);
-  require_shares(state, m.spec.grants);
+  if (!mgr.state.apps.contains(app)) refuse("app " + app + " is not installed; use app install");
+  require_same_name(app, mgr.state.apps.at(app), m.spec);
+  require_shares(mgr.state, m.spec.grants);
 
-  State next = state;
+  State next = mgr.state;
   AppRecord& rec = next.apps[app];
   const std::vector<DataDirRecord> previous = rec.data_dirs;
   rec.installed_as = m.spec.given_name;  // recorded now if the record is older than names
@@ -156,8 +156,8 @@ Outcome Manager::Impl::app_upgrade(const Request& req) {
   if (m.gid_maps) rec.gid_maps = *m.gid_maps;
   rec.grants = std::move(m.spec.grants);
   // What the admin decided (grants, revokes, storage mounts) stays, and must still fit.
-  check_no_clash(app, rec);
-  provision_app(next, app, rec, previous);
+  mgr.check_no_clash(app, rec);
+  mgr.provision_app(next, app, rec, previous);
 
   // Prune: the data directories no longer in the manifest go, after the state without them is
   // saved. One that holds a directory still in use stays (deleting it would delete that too).
@@ -183,28 +183,30 @@ Outcome Manager::Impl::app_upgrade(const Request& req) {
 
   // Recorded in the state before anything is deleted, so a crash can't leave it half done.
   for (const auto& name : doomed) next.removals.push_back("apps/" + app + "/" + name);
-  Outcome out{name_note(m.spec, req.json) + mounts_output(app, rec, req.json)};
+  Outcome out{name_note(m.spec, req.json) + mgr.mounts_output(app, rec, req.json)};
   out.next = std::move(next);
-  if (!doomed.empty()) out.after_commit = remove_recorded("app " + app + " upgraded, but pruning");
+  if (!doomed.empty()) out.after_commit = mgr.remove_recorded("app " + app + " upgraded, but pruning");
   return out;
 }
 
-Outcome Manager::Impl::app_remove(const Request& req) {
+Outcome app_remove(Manager::Impl& mgr, const Request& req) {
   const Args args(req, {"app", "purge"});
-  const std::string app = app_arg(args);
-  if (!state.apps.contains(app) && is_compose_app(app)) return compose_remove(req);
+  const std::string app = mgr.app_arg(args);
+  if (!mgr.state.apps.contains(app) && mgr.is_compose_app(app)) return mgr.compose_remove(req);
   const bool purge = args.flag("purge");
-  const std::string data_path = config.storage_root + "/" + config.apps_dir + "/" + app;
+  const std::string data_path = mgr.config.storage_root + "/" + mgr.config.apps_dir + "/" + app;
 
   Outcome out;
   out.takes_away = true;
-  out.after_commit = remove_recorded("deleting the data of app " + app);
-  State next = state;
+  out.after_commit = mgr.remove_recorded("deleting the data of app " + app);
+  State next = mgr.state;
   // The purge is recorded before it starts (carried out at the next start after a crash).
   if (purge) next.removals.push_back("apps/" + app);
-  if (!state.apps.contains(app)) {
+  if (!mgr.state.apps.contains(app)) {
     // A purge of what a remove without --purge left behind.
-    if (!purge || !dir_exists(open_root(), app_dir_components(app, config.apps_dir))) refuse("app " + app + " is not installed");
+    if (!purge || !dir_exists(mgr.open_root(), app_dir_components(app, mgr.config.apps_dir))) {
+      refuse("app " + app + " is not installed");
+    }
     out.output = req.json ? nlohmann::json({{"app", app}, {"purged", true}}).dump(2) + "\n"
                           : "deleted the data of app " + app + " (" + data_path + ")\n";
     out.next = std::move(next);
@@ -226,30 +228,30 @@ Outcome Manager::Impl::app_remove(const Request& req) {
   return out;
 }
 
-Outcome Manager::Impl::app_list(const Request& req) const {
+Outcome app_list(const Manager::Impl& mgr, const Request& req) {
   const Args args(req, {});
   if (req.json) {
     nlohmann::json out = nlohmann::json::array();
-    for (const auto& [name, rec] : state.apps) out.push_back({{"name", name}, {"version", rec.version}});
+    for (const auto& [name, rec] : mgr.state.apps) out.push_back({{"name", name}, {"version", rec.version}});
     return {out.dump(2) + "\n"};
   }
   std::string out;
-  for (const auto& [name, rec] : state.apps) out += name + " " + shown_version(rec.version) + "\n";
+  for (const auto& [name, rec] : mgr.state.apps) out += name + " " + shown_version(rec.version) + "\n";
   return {out};
 }
 
-Outcome Manager::Impl::app_show(const Request& req) const {
+Outcome app_show(const Manager::Impl& mgr, const Request& req) {
   const Args args(req, {"app"});
-  const std::string app = app_arg(args);
-  const AppRecord& rec = installed(app);
+  const std::string app = mgr.app_arg(args);
+  const AppRecord& rec = mgr.installed(app);
   std::vector<int> pids;
-  for (const auto& a : state.attachments) {
+  for (const auto& a : mgr.state.attachments) {
     if (a.app == app) pids.push_back(a.pid);
   }
   if (req.json) {
     nlohmann::json out = app_to_json(rec);
     out["name"] = app;
-    out["mounts"] = nlohmann::json::parse(mounts_output(app, rec, true));
+    out["mounts"] = nlohmann::json::parse(mgr.mounts_output(app, rec, true));
     out["attached_pids"] = pids;
     return {out.dump(2) + "\n"};
   }
@@ -268,6 +270,24 @@ Outcome Manager::Impl::app_show(const Request& req) const {
   }
   for (int pid : pids) out += "attached: pid " + std::to_string(pid) + "\n";
   return {out};
+}
+
+}  // namespace
+
+// The args of each verb; a field not marked optional is required.
+std::span<const Verb> app_verbs() {
+  static constexpr Verb kVerbs[] = {
+      // {manifest: "<file contents>", source: "<file name for messages>", name?: "<id>",
+      //  uid_maps?: ["C:H:N",...], gid_maps?: ["C:H:N",...]}
+      {"app.install", app_install},
+      // {manifest, source, prune?: bool, name?, uid_maps?, gid_maps?}: as for app.install; maps
+      // given replace the app's, maps left out keep them
+      {"app.upgrade", app_upgrade},
+      {"app.remove", app_remove},  // {app, purge?: bool}
+      {"app.list", app_list},      // {}
+      {"app.show", app_show},      // {app}
+  };
+  return kVerbs;
 }
 
 }  // namespace portalfs::mountmgr

@@ -24,24 +24,6 @@
 #include "policy/compose.hpp"
 
 namespace portalfs::mountmgr {
-namespace {
-
-std::optional<std::vector<policy::IdRange>> ranges_arg(const Args& args, std::string_view key) {
-  auto texts = args.opt_str_list(key);
-  if (!texts) return std::nullopt;
-  std::vector<policy::IdRange> ranges;
-  for (const auto& text : *texts) {
-    std::string error;
-    auto range = policy::IdMap::parse_range(text, &error);
-    if (!range) args.bad(key, "expected \"inside:outside:count\" (" + error + "), got " + describe_json(text));
-    ranges.push_back(*range);
-  }
-  std::string error;
-  if (!policy::IdMap::make(ranges, &error)) args.bad(key, error);
-  return ranges;
-}
-
-}  // namespace
 
 bool Manager::Impl::is_compose_app(const std::string& app) const {
   return std::any_of(state.apps.begin(), state.apps.end(),
@@ -60,8 +42,8 @@ Outcome Manager::Impl::compose_install(const Request& req, bool upgrade) {
     args.bad("installation_dir", e + ", got " + describe_json(installation_dir));
   }
   const std::string version = args.opt_str("version").value_or("");
-  const auto uid_maps = ranges_arg(args, "uid_maps");
-  const auto gid_maps = ranges_arg(args, "gid_maps");
+  const auto uid_maps = maps_arg(args, "uid_maps");
+  const auto gid_maps = maps_arg(args, "gid_maps");
   const std::string source = args.str("source");
   const std::string text = args.str("manifest");
 
@@ -120,7 +102,7 @@ Outcome Manager::Impl::compose_install(const Request& req, bool upgrade) {
     rec.storage_app = app;
     rec.share_access = share_rules;
     for (const auto& pv : plan.volumes) rec.grants.push_back(pv.grant);
-    std::stable_sort(rec.grants.begin(), rec.grants.end(), mount_order_less);
+    std::stable_sort(rec.grants.begin(), rec.grants.end(), policy::mount_order_less);
     for (const auto& g : rec.grants) {
       if (g.kind == policy::GrantKind::shared) require_share(state, g.name);
     }

@@ -24,9 +24,7 @@ std::optional<policy::Grant> find_share_grant(const std::vector<policy::Grant>& 
   return std::nullopt;
 }
 
-}  // namespace
-
-Outcome Manager::Impl::share_create(const Request& req) {
+Outcome share_create(Manager::Impl& mgr, const Request& req) {
   const Args args(req, {"name", "owner"});
   const std::string share = share_arg(args, "name");
   policy::Owner owner;
@@ -36,9 +34,9 @@ Outcome Manager::Impl::share_create(const Request& req) {
       args.bad("owner", expected + ", got " + describe_json(*text));
     }
   }
-  if (state.shares.contains(share)) refuse("share '" + share + "' exists");
+  if (mgr.state.shares.contains(share)) refuse("share '" + share + "' exists");
 
-  State next = state;
+  State next = mgr.state;
   next.shares[share] = owner;
   // A create that names the owner gives it to an existing directory (left from before) too;
   // one that does not takes an existing directory as it is (a Freeshard share adopted in
@@ -46,13 +44,13 @@ Outcome Manager::Impl::share_create(const Request& req) {
   LeafSpec leaf;
   leaf.owner = owner;
   leaf.chown_existing = owner_given;
-  const Ensured ensured = ensure_dir(open_root(), share_dir_components(share), leaf);
+  const Ensured ensured = ensure_dir(mgr.open_root(), share_dir_components(share), leaf);
   if (!owner_given && ensured.existing_owner) {
     owner = *ensured.existing_owner;
     next.shares[share] = owner;
   }
 
-  const std::string path = config.storage_root + "/shared/" + share;
+  const std::string path = mgr.config.storage_root + "/shared/" + share;
   Outcome out;
   out.output = req.json ? nlohmann::json({{"name", share}, {"owner", format_owner(owner)}, {"path", path}}).dump(2) + "\n"
                         : "created share " + share + " at " + path + " (owner " + format_owner(owner) + ")\n";
@@ -60,33 +58,33 @@ Outcome Manager::Impl::share_create(const Request& req) {
   return out;
 }
 
-Outcome Manager::Impl::share_list(const Request& req) const {
+Outcome share_list(const Manager::Impl& mgr, const Request& req) {
   const Args args(req, {});
   // Which apps are served each share, for the admin deciding what to grant or revoke.
   std::map<std::string, std::vector<std::string>> users;
-  for (const auto& [app, rec] : state.apps) {
+  for (const auto& [app, rec] : mgr.state.apps) {
     for (const auto& g : effective_grants(rec)) {
       if (g.kind == policy::GrantKind::shared) users[g.name].push_back(app);
     }
   }
   if (req.json) {
     nlohmann::json out = nlohmann::json::array();
-    for (const auto& [name, owner] : state.shares) {
+    for (const auto& [name, owner] : mgr.state.shares) {
       out.push_back({{"name", name},
                      {"owner", format_owner(owner)},
-                     {"path", config.storage_root + "/shared/" + name},
+                     {"path", mgr.config.storage_root + "/shared/" + name},
                      {"apps", users[name]}});
     }
     return {out.dump(2) + "\n"};
   }
   std::string out;
-  for (const auto& [name, owner] : state.shares) out += name + " " + format_owner(owner) + "\n";
+  for (const auto& [name, owner] : mgr.state.shares) out += name + " " + format_owner(owner) + "\n";
   return {out};
 }
 
-Outcome Manager::Impl::grant(const Request& req) {
+Outcome grant(Manager::Impl& mgr, const Request& req) {
   const Args args(req, {"app", "share", "access", "path"});
-  const std::string app = app_arg(args);
+  const std::string app = mgr.app_arg(args);
   const std::string share = share_arg(args, "share");
   const std::string access_text = args.str("access");
   const auto access = policy::parse_access(access_text);
@@ -95,10 +93,10 @@ Outcome Manager::Impl::grant(const Request& req) {
   if (auto expected = policy::check_container_path(path); !expected.empty()) {
     args.bad("path", expected + ", got " + describe_json(path));
   }
-  installed(app);
-  require_share(state, share);
+  mgr.installed(app);
+  require_share(mgr.state, share);
 
-  State next = state;
+  State next = mgr.state;
   AppRecord& rec = next.apps[app];
   // A grant of a share the app already has replaces it (a change of access or path); the owner
   // it is presented as stays, as the app's files expect it.
@@ -109,8 +107,8 @@ Outcome Manager::Impl::grant(const Request& req) {
   // An admin grant equal to the manifest's is no override: keep the record minimal.
   const auto manifest = find_share_grant(rec.grants, share);
   if (!manifest || *manifest != granted) rec.admin_grants.push_back(granted);
-  check_no_clash(app, rec);
-  ensure_dir(open_root(), share_dir_components(share), LeafSpec{next.shares[share], 0755, false, std::nullopt});
+  mgr.check_no_clash(app, rec);
+  ensure_dir(mgr.open_root(), share_dir_components(share), LeafSpec{next.shares[share], 0755, false, std::nullopt});
 
   Outcome out;
   // Turning a grant read-only takes a right away: it applies even on a full disk.
@@ -123,16 +121,16 @@ Outcome Manager::Impl::grant(const Request& req) {
   return out;
 }
 
-Outcome Manager::Impl::revoke(const Request& req) {
+Outcome revoke(Manager::Impl& mgr, const Request& req) {
   const Args args(req, {"app", "share", "force"});
-  const std::string app = app_arg(args);
+  const std::string app = mgr.app_arg(args);
   const std::string share = share_arg(args, "share");
   const bool force = args.flag("force");
-  const AppRecord& current = installed(app);
+  const AppRecord& current = mgr.installed(app);
   const auto revoked = find_share_grant(effective_grants(current), share);
   if (!revoked) refuse("app " + app + " has no grant of share " + share);
 
-  State next = state;
+  State next = mgr.state;
   AppRecord& rec = next.apps[app];
   std::erase_if(rec.admin_grants, [&](const policy::Grant& g) { return g.name == share; });
   if (find_share_grant(rec.grants, share) && std::find(rec.revoked.begin(), rec.revoked.end(), share) == rec.revoked.end()) {
@@ -141,12 +139,25 @@ Outcome Manager::Impl::revoke(const Request& req) {
 
   Outcome out;
   out.takes_away = true;
-  if (force) out.killed.push_back(make_view(state, config.storage_root, app, current, *revoked, config.apps_dir));
+  if (force) out.killed.push_back(make_view(mgr.state, mgr.config.storage_root, app, current, *revoked, mgr.config.apps_dir));
   out.output = req.json ? nlohmann::json({{"app", app}, {"share", share}, {"force", force}}).dump(2) + "\n"
                         : "revoked share " + share + " from app " + app +
                               (force ? " (its open files stop working now)\n" : "\n");
   out.next = std::move(next);
   return out;
+}
+
+}  // namespace
+
+// The args of each verb; a field not marked optional is required.
+std::span<const Verb> share_verbs() {
+  static constexpr Verb kVerbs[] = {
+      {"share.create", share_create},  // {name, owner?: "UID:GID"}
+      {"share.list", share_list},      // {}
+      {"grant", grant},                // {app, share, access: "read"|"read-write", path: "/in/container"}
+      {"revoke", revoke},              // {app, share, force?: bool}
+  };
+  return kVerbs;
 }
 
 }  // namespace portalfs::mountmgr

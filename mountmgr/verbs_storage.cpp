@@ -28,25 +28,18 @@ nlohmann::json binds_json(const std::vector<Bind>& binds) {
 // "HOST:CTR[:ro|:rw]" as Dokku takes it.
 StorageMount parse_spec(const Args& args) {
   const std::string spec = args.str("spec");
-  std::vector<std::string> parts;
-  std::size_t start = 0;
-  for (std::size_t colon; (colon = spec.find(':', start)) != std::string::npos; start = colon + 1) {
-    parts.push_back(spec.substr(start, colon - start));
-  }
-  parts.push_back(spec.substr(start));
-  if (parts.size() < 2 || parts.size() > 3 || (parts.size() == 3 && parts[2] != "ro" && parts[2] != "rw")) {
-    args.bad("spec", "expected HOST:CONTAINER or HOST:CONTAINER:ro, got " + describe_json(spec));
-  }
+  const auto parts = split_storage_spec(spec);
+  if (!parts) args.bad("spec", "expected HOST:CONTAINER or HOST:CONTAINER:ro, got " + describe_json(spec));
   StorageMount m;
-  m.host_path = normalise_host_path(parts[0]);
+  m.host_path = normalise_host_path(parts->host);
   if (auto expected = check_host_path(m.host_path); !expected.empty()) {
-    args.bad("spec", expected + ", got " + describe_json(parts[0]));
+    args.bad("spec", expected + ", got " + describe_json(parts->host));
   }
-  m.container_path = policy::normalise_container_path(parts[1]);
+  m.container_path = policy::normalise_container_path(parts->container);
   if (auto expected = policy::check_container_path(m.container_path); !expected.empty()) {
-    args.bad("spec", "container path: " + expected + ", got " + describe_json(parts[1]));
+    args.bad("spec", "container path: " + expected + ", got " + describe_json(parts->container));
   }
-  m.read_only = parts.size() == 3 && parts[2] == "ro";
+  m.read_only = parts->read_only;
   return m;
 }
 
@@ -66,38 +59,36 @@ std::vector<StorageEntry> storage_entries(const std::string& mountpoint, const s
   return out;
 }
 
-}  // namespace
-
-Outcome Manager::Impl::mounts(const Request& req) const {
+Outcome mounts(const Manager::Impl& mgr, const Request& req) {
   const Args args(req, {"app", "style"});
-  const std::string app = app_arg(args);
+  const std::string app = mgr.app_arg(args);
   const std::string style_text = args.str("style");
   const auto style = parse_mount_style(style_text);
   if (!style) args.bad("style", R"(expected "docker", "oci" or "json", got )" + describe_json(style_text));
-  const AppRecord& rec = installed(app);
+  const AppRecord& rec = mgr.installed(app);
   try {
-    return {render_mounts(mount_entries(config.mountpoint, app, effective_grants(rec)), *style)};
+    return {render_mounts(mount_entries(mgr.config.mountpoint, app, effective_grants(rec)), *style)};
   } catch (const std::invalid_argument& e) {
     refuse("app " + app + ": " + e.what());
   }
 }
 
-Outcome Manager::Impl::attach(const Request& req) {
+Outcome attach(Manager::Impl& mgr, const Request& req) {
   const Args args(req, {"app", "pid"});
-  const std::string app = app_arg(args);
+  const std::string app = mgr.app_arg(args);
   const int pid = static_cast<int>(args.integer("pid", 1, INT32_MAX));
-  const AppRecord& rec = installed(app);
-  const AttachOps& ops = config.attach_ops;
+  const AppRecord& rec = mgr.installed(app);
+  const AttachOps& ops = mgr.config.attach_ops;
   // The process as it is now is what gets recorded, and attach_binds enters its namespace only
   // if it is still that one.
   const auto process = ops.identify(pid);
   if (!process) refuse("process " + std::to_string(pid) + " does not exist");
 
-  const std::vector<Bind> binds = app_binds(config.mountpoint, app, rec);
+  const std::vector<Bind> binds = app_binds(mgr.config.mountpoint, app, rec);
   if (auto error = ops.attach(*process, binds); !error.empty()) {
     failed("attaching app " + app + " to pid " + std::to_string(pid) + ": " + error);
   }
-  State next = state;
+  State next = mgr.state;
   // A record of the same pid may be of an earlier process that had it: replaced all the same.
   std::erase_if(next.attachments, [&](const Attachment& a) { return a.app == app && a.pid == pid; });
   next.attachments.push_back({app, pid, binds, *process});
@@ -117,14 +108,14 @@ Outcome Manager::Impl::attach(const Request& req) {
   return out;
 }
 
-Outcome Manager::Impl::detach(const Request& req) {
+Outcome detach(Manager::Impl& mgr, const Request& req) {
   const Args args(req, {"app", "pid"});
-  const std::string app = app_arg(args);
+  const std::string app = mgr.app_arg(args);
   const int pid = static_cast<int>(args.integer("pid", 1, INT32_MAX));
-  const auto it = std::find_if(state.attachments.begin(), state.attachments.end(),
+  const auto it = std::find_if(mgr.state.attachments.begin(), mgr.state.attachments.end(),
                                [&](const Attachment& a) { return a.app == app && a.pid == pid; });
-  if (it == state.attachments.end()) refuse("app " + app + " is not attached to pid " + std::to_string(pid));
-  const AttachOps& ops = config.attach_ops;
+  if (it == mgr.state.attachments.end()) refuse("app " + app + " is not attached to pid " + std::to_string(pid));
+  const AttachOps& ops = mgr.config.attach_ops;
   // Only the recorded process's namespace is touched. A process that is gone took its namespace
   // with it, and one that now has its pid is someone else (maybe another container, with mounts
   // of its own at these paths): either way only the record is left to drop.
@@ -137,7 +128,7 @@ Outcome Manager::Impl::detach(const Request& req) {
     common::log(common::LogLevel::info,
                 "forgetting the attachment of " + app + " to pid " + std::to_string(pid) + ": " + why);
   }
-  State next = state;
+  State next = mgr.state;
   std::erase_if(next.attachments, [&](const Attachment& a) { return a.app == app && a.pid == pid; });
   Outcome out;
   out.takes_away = true;  // the mounts are gone: the record must go too, saved or not
@@ -155,17 +146,17 @@ Outcome Manager::Impl::detach(const Request& req) {
   return out;
 }
 
-Outcome Manager::Impl::storage_list(const Request& req) const {
+Outcome storage_list(const Manager::Impl& mgr, const Request& req) {
   const Args args(req, {"app"});
-  const std::string app = app_arg(args);
-  return {render_storage_list(storage_entries(config.mountpoint, app, installed(app)), req.json)};
+  const std::string app = mgr.app_arg(args);
+  return {render_storage_list(storage_entries(mgr.config.mountpoint, app, mgr.installed(app)), req.json)};
 }
 
-Outcome Manager::Impl::storage_mount(const Request& req) {
+Outcome storage_mount(Manager::Impl& mgr, const Request& req) {
   const Args args(req, {"app", "spec"});
-  const std::string app = app_arg(args);
+  const std::string app = mgr.app_arg(args);
   const StorageMount mount = parse_spec(args);
-  installed(app);
+  mgr.installed(app);
 
   std::error_code ec;
   if (!fs::is_directory(mount.host_path, ec)) {
@@ -186,25 +177,25 @@ Outcome Manager::Impl::storage_mount(const Request& req) {
   // Serving the filesystem inside itself would loop; serving the backing store would bypass
   // every app's policy. Compared with symlinks resolved.
   const std::string host = resolved(mount.host_path);
-  const std::string mountpoint = resolved(config.mountpoint);
-  const std::string root = resolved(config.storage_root);
+  const std::string mountpoint = resolved(mgr.config.mountpoint);
+  const std::string root = resolved(mgr.config.storage_root);
   if (path_within(mountpoint, host) || path_within(host, mountpoint)) {
-    refuse("storage.mount: " + mount.host_path + " overlaps the portalfs mountpoint " + config.mountpoint);
+    refuse("storage.mount: " + mount.host_path + " overlaps the portalfs mountpoint " + mgr.config.mountpoint);
   }
-  if (path_within(root, host) || path_within(host, root + "/" + config.apps_dir) || path_within(host, root + "/shared") ||
+  if (path_within(root, host) || path_within(host, root + "/" + mgr.config.apps_dir) || path_within(host, root + "/shared") ||
       path_within(host, root + "/trash")) {
     refuse("storage.mount: " + mount.host_path + " is app data or a share of portalfs' storage root; " +
            "use grant to give an app a share");
   }
 
-  State next = state;
+  State next = mgr.state;
   AppRecord& rec = next.apps[app];
   // Dokku upserts: the same host and container path again replaces the mount (ro <-> rw).
   std::erase_if(rec.storage_mounts, [&](const StorageMount& m) {
     return m.host_path == mount.host_path && m.container_path == mount.container_path;
   });
   rec.storage_mounts.push_back(mount);
-  check_no_clash(app, rec);
+  mgr.check_no_clash(app, rec);
 
   Outcome out;
   if (req.json) {
@@ -214,12 +205,12 @@ Outcome Manager::Impl::storage_mount(const Request& req) {
   return out;
 }
 
-Outcome Manager::Impl::storage_unmount(const Request& req) {
+Outcome storage_unmount(Manager::Impl& mgr, const Request& req) {
   const Args args(req, {"app", "spec"});
-  const std::string app = app_arg(args);
+  const std::string app = mgr.app_arg(args);
   const StorageMount mount = parse_spec(args);
-  installed(app);
-  State next = state;
+  mgr.installed(app);
+  State next = mgr.state;
   AppRecord& rec = next.apps[app];
   const auto removed = std::erase_if(rec.storage_mounts, [&](const StorageMount& m) {
     return m.host_path == mount.host_path && m.container_path == mount.container_path;
@@ -234,7 +225,7 @@ Outcome Manager::Impl::storage_unmount(const Request& req) {
   return out;
 }
 
-Outcome Manager::Impl::storage_report(const Request& req) const {
+Outcome storage_report(const Manager::Impl& mgr, const Request& req) {
   const Args args(req, {"app", "only"});
   std::optional<Phase> only;
   if (auto text = args.opt_str("only")) {
@@ -243,15 +234,15 @@ Outcome Manager::Impl::storage_report(const Request& req) const {
   }
   std::vector<std::pair<std::string, std::vector<StorageEntry>>> apps;
   if (args.opt_str("app")) {
-    const std::string app = app_arg(args);
-    apps.emplace_back(app, storage_entries(config.mountpoint, app, installed(app)));
+    const std::string app = mgr.app_arg(args);
+    apps.emplace_back(app, storage_entries(mgr.config.mountpoint, app, mgr.installed(app)));
   } else {
-    for (const auto& [name, rec] : state.apps) apps.emplace_back(name, storage_entries(config.mountpoint, name, rec));
+    for (const auto& [name, rec] : mgr.state.apps) apps.emplace_back(name, storage_entries(mgr.config.mountpoint, name, rec));
   }
   return {render_storage_report(apps, only, req.json)};
 }
 
-Outcome Manager::Impl::storage_ensure_directory(const Request& req) {
+Outcome storage_ensure_directory(Manager::Impl& mgr, const Request& req) {
   const Args args(req, {"name", "chown"});
   const std::string name = args.str("name");
   if (auto expected = check_storage_dir_name(name); !expected.empty()) {
@@ -268,8 +259,26 @@ Outcome Manager::Impl::storage_ensure_directory(const Request& req) {
   LeafSpec leaf;
   leaf.owner = owner;
   leaf.chown_existing = true;
-  ensure_dir(open_root(), storage_dir_components(name), leaf);
-  return {render_ensure_directory(config.storage_root + "/storage/" + name, owner, req.json)};
+  ensure_dir(mgr.open_root(), storage_dir_components(name), leaf);
+  return {render_ensure_directory(mgr.config.storage_root + "/storage/" + name, owner, req.json)};
+}
+
+}  // namespace
+
+// The args of each verb; a field not marked optional is required.
+std::span<const Verb> storage_verbs() {
+  static constexpr Verb kVerbs[] = {
+      {"mounts", mounts},                  // {app, style: "docker"|"oci"|"json"}
+      {"attach", attach},                  // {app, pid: int}
+      {"detach", detach},                  // {app, pid: int}
+      {"storage.list", storage_list},      // {app}
+      {"storage.mount", storage_mount},    // {app, spec: "HOST:CTR[:ro]"}
+      {"storage.unmount", storage_unmount},  // {app, spec: "HOST:CTR"}
+      {"storage.report", storage_report},  // {app?, only?: "deploy"|"run"|"build"}
+      // {name, chown?: "herokuish"|"heroku"|"packeto"|"false"}
+      {"storage.ensure-directory", storage_ensure_directory},
+  };
+  return kVerbs;
 }
 
 }  // namespace portalfs::mountmgr

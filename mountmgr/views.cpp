@@ -29,14 +29,6 @@ bool is_share(const policy::Grant& g, const std::string& share) {
 
 }  // namespace
 
-bool mount_order_less(const policy::Grant& a, const policy::Grant& b) {
-  auto rank = [](char c) { return c == '/' ? 0 : static_cast<unsigned char>(c); };
-  const auto& x = a.container_path;
-  const auto& y = b.container_path;
-  return std::lexicographical_compare(x.begin(), x.end(), y.begin(), y.end(),
-                                      [&](char p, char q) { return rank(p) < rank(q); });
-}
-
 policy::Grant host_grant(const StorageMount& mount) {
   return {policy::GrantKind::host, mount.host_path, mount.container_path,
           mount.read_only ? policy::Access::read : policy::Access::read_write, std::nullopt};
@@ -60,7 +52,7 @@ std::vector<policy::Grant> effective_grants(const AppRecord& app) {
     if (!in_manifest) out.push_back(a);
   }
   for (const auto& m : app.storage_mounts) out.push_back(host_grant(m));
-  std::stable_sort(out.begin(), out.end(), mount_order_less);
+  std::stable_sort(out.begin(), out.end(), policy::mount_order_less);
   return out;
 }
 

@@ -23,10 +23,6 @@ std::vector<policy::Grant> effective_grants(const AppRecord& app);
 /// The host grant a storage mount is served as (kind host, name = host path).
 policy::Grant host_grant(const StorageMount& mount);
 
-/// Parent container paths before the paths below them, then by name: a byte compare in which
-/// '/' sorts first ("/data" < "/data/x" < "/data-old"). The same order as policy::AppSpec.
-bool mount_order_less(const policy::Grant& a, const policy::Grant& b);
-
 /// The view of one grant: backing <root>/apps/<app>/<name> | <root>/shared/<share> | the host
 /// path; ids from the app's maps, and for a shared grant with an owner a squash (stored as the
 /// share's owner, presented as the grant's owner mapped to host ids by the app's maps).

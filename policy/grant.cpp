@@ -1,7 +1,18 @@
 // SPDX-License-Identifier: MIT
 #include "policy/grant.hpp"
 
+#include <algorithm>
+
 namespace portalfs::policy {
+
+// A string compare in which '/' sorts below every other byte is a segment-by-segment compare,
+// since paths hold no NUL.
+bool mount_order_less(const Grant& a, const Grant& b) {
+  auto rank = [](char c) { return c == '/' ? 0 : static_cast<unsigned char>(c); };
+  return std::lexicographical_compare(a.container_path.begin(), a.container_path.end(),
+                                      b.container_path.begin(), b.container_path.end(),
+                                      [&](char x, char y) { return rank(x) < rank(y); });
+}
 
 std::string view_dir_name(const Grant& grant) {
   // '%' is escaped first-class (not left as is) so that a literal "%2F" in a name can't collide

@@ -50,6 +50,11 @@ struct AppSpec {
   std::vector<Grant> grants;
 };
 
+/// Parent container paths before the paths below them, then by name: a byte compare in which
+/// '/' sorts first ("/data" < "/data/x" < "/data-old"). The order AppSpec keeps its grants in
+/// and the order to mount them in.
+bool mount_order_less(const Grant& a, const Grant& b);
+
 /// The name of a view directory below apps/<app>/data/ or apps/<app>/shared/: the grant's
 /// name with '%' written "%25" and '/' written "%2F" (so "data/documents" -> "data%2Fdocuments"),
 /// which keeps nested data directories distinct and the mapping reversible.

@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 
+#include "common/escape.hpp"
 #include "policy/id_map.hpp"
 
 namespace portalfs::policy {
@@ -32,72 +33,12 @@ constexpr std::size_t kMaxPathBytes = 4096;
 constexpr std::size_t kMaxFoundBytes = 60;
 constexpr std::size_t kMaxReasonBytes = 160;
 
-bool is_continuation_byte(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
-
-// Cuts to at most `max` bytes plus "...", never inside a UTF-8 sequence.
-std::string truncated(std::string text, std::size_t max) {
-  if (text.size() <= max) return text;
-  std::size_t cut = max;
-  while (cut > 0 && is_continuation_byte(text[cut])) --cut;
-  text.resize(cut);
-  return text + "...";
-}
-
-// The length of the valid UTF-8 sequence at the start of `text`, 0 if it does not start with one
-// (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF).
-std::size_t utf8_sequence(std::string_view text) {
-  const auto at = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
-  const unsigned char lead = at(0);
-  if (lead < 0x80) return 1;
-  std::size_t n = 0;
-  unsigned char lo = 0x80, hi = 0xBF;  // the range of the second byte
-  if (lead >= 0xC2 && lead <= 0xDF) {
-    n = 2;
-  } else if (lead >= 0xE0 && lead <= 0xEF) {
-    n = 3;
-    if (lead == 0xE0) lo = 0xA0;
-    if (lead == 0xED) hi = 0x9F;
-  } else if (lead >= 0xF0 && lead <= 0xF4) {
-    n = 4;
-    if (lead == 0xF0) lo = 0x90;
-    if (lead == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  if (text.size() < n || at(1) < lo || at(1) > hi) return 0;
-  for (std::size_t i = 2; i < n; ++i) {
-    if (!is_continuation_byte(text[i])) return 0;
-  }
-  return n;
-}
-
-// The text with every control character and every byte that is not part of valid UTF-8
-// written as "\xNN": nlohmann quotes the raw bytes it read ("last read: '...'"; C0 controls it
-// writes as <U+000A> itself, but not DEL), and a message must be one line of valid UTF-8.
-std::string escape_for_message(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  while (!text.empty()) {
-    const std::size_t n = utf8_sequence(text);
-    const auto lead = static_cast<unsigned char>(text.front());
-    if (n > 0 && lead >= 0x20 && lead != 0x7f) {
-      out += text.substr(0, n);
-      text.remove_prefix(n);
-      continue;
-    }
-    constexpr char kHex[] = "0123456789abcdef";
-    out += "\\x";
-    out += kHex[lead >> 4];
-    out += kHex[lead & 0xf];
-    text.remove_prefix(1);
-  }
-  return out;
-}
-
-// A found value as compact JSON: one line whatever it holds (dump escapes control characters
-// but DEL; `replace` keeps invalid UTF-8 from a name override from throwing).
+// A found value as compact JSON, one line of valid UTF-8 whatever it holds: dump escapes control
+// characters but DEL, and `replace` keeps invalid UTF-8 from a name override from throwing.
 std::string describe(const Json& value) {
-  return escape_for_message(truncated(value.dump(-1, ' ', false, Json::error_handler_t::replace), kMaxFoundBytes));
+  const std::string text = value.dump(-1, ' ', false, Json::error_handler_t::replace);
+  return common::escape_for_message(common::truncated_utf8(text, kMaxFoundBytes),
+                                    common::Escape::controls_and_invalid_utf8);
 }
 
 std::string json_string(std::string_view text) { return describe(Json(std::string(text))); }
@@ -108,15 +49,6 @@ bool is_id(std::string_view name, bool allow_underscore) {
   auto head = [&](char c) { return is_lower_alnum(c) || (allow_underscore && c == '_'); };
   return !name.empty() && name.size() <= kMaxIdLength && head(name.front()) &&
          std::all_of(name.begin(), name.end(), [&](char c) { return head(c) || c == '-'; });
-}
-
-// Parent before child: a string compare in which '/' sorts below every other byte is a
-// segment-by-segment compare ("/data" < "/data/x" < "/data-old"), since paths hold no NUL.
-bool path_less(const Grant& a, const Grant& b) {
-  auto rank = [](char c) { return c == '/' ? 0 : static_cast<unsigned char>(c); };
-  return std::lexicographical_compare(
-      a.container_path.begin(), a.container_path.end(), b.container_path.begin(),
-      b.container_path.end(), [&](char x, char y) { return rank(x) < rank(y); });
 }
 
 // Where and why a text is not JSON. parse() reports a number too big for a double
@@ -158,7 +90,10 @@ class SyntaxErrorLocator final : public nlohmann::json_sax<Json> {
       const auto end = reason.find(": ");
       if (end != std::string_view::npos) reason.remove_prefix(end + 2);
     }
-    return escape_for_message(truncated(std::string(reason), kMaxReasonBytes));
+    // nlohmann quotes the raw bytes it read ("last read: '...'"; C0 controls it writes as
+    // <U+000A> itself, but not DEL), and a message must be one line of valid UTF-8.
+    return common::escape_for_message(common::truncated_utf8(std::string(reason), kMaxReasonBytes),
+                                      common::Escape::controls_and_invalid_utf8);
   }
 
  private:
@@ -179,7 +114,7 @@ class SyntaxErrorLocator final : public nlohmann::json_sax<Json> {
       newline == std::string_view::npos ? before : before.substr(newline + 1);
   const auto line = 1 + std::count(before.begin(), before.end(), '\n');
   const auto column = 1 + std::count_if(line_text.begin(), line_text.end(),
-                                        [](char c) { return !is_continuation_byte(c); });
+                                        [](char c) { return !common::is_utf8_continuation(c); });
   throw ManifestError(std::string(source) + ":" + std::to_string(line) + ":" +
                       std::to_string(column) + ": " + locator.short_reason());
 }
@@ -222,7 +157,7 @@ class ManifestReader {
     spec_.name = override_name.empty() ? id_of(*name) : override_name;
     // Newer manifests carry both: then "v" is the schema's version and "app_version" the app's.
     spec_.version = app_version ? *app_version : v.value_or("");
-    std::stable_sort(spec_.grants.begin(), spec_.grants.end(), path_less);
+    std::stable_sort(spec_.grants.begin(), spec_.grants.end(), mount_order_less);
     return std::move(spec_);
   }
 

@@ -13,7 +13,10 @@
 #include <map>
 #include <sstream>
 
+#include "mountmgr/paths.hpp"
 #include "policy/compose.hpp"
+#include "policy/id_map.hpp"
+#include "policy/manifest.hpp"
 
 #ifndef PORTALFS_VERSION
 #define PORTALFS_VERSION "unknown"
@@ -182,11 +185,9 @@ int pid_arg(const char* verb, const po::variables_map& vm) {
   return static_cast<int>(*pid);
 }
 
+// The daemon parses the same way; checked here too so that the message names the option.
 void check_id_range(const char* verb, const char* option, const std::string& text) {
-  auto parts = split(text, ':');
-  bool ok = parts.size() == 3 && parse_number(parts[0], 0, UINT32_MAX) &&
-            parse_number(parts[1], 0, UINT32_MAX) && parse_number(parts[2], 1, UINT32_MAX);
-  if (!ok) {
+  if (!policy::IdMap::parse_range(text)) {
     usage(std::string(verb) + ": " + option +
           ": expected CONTAINER:HOST:COUNT (like 0:100000:65536), got " + json_quoted(text));
   }
@@ -205,10 +206,8 @@ void no_options(po::options_description&) {}
 void build_storage_spec(const char* verb, const VerbInput& in, CtlCommand& cmd) {
   cmd.args["app"] = in.positional.at(0);
   const auto& spec = in.positional.at(1);
-  auto parts = split(spec, ':');
-  bool ok = (parts.size() == 2 || parts.size() == 3) && !parts[0].empty() && !parts[1].empty() &&
-            (parts.size() == 2 || parts[2] == "ro" || parts[2] == "rw");
-  if (!ok)
+  const auto parts = mountmgr::split_storage_spec(spec);
+  if (!parts || parts->host.empty() || parts->container.empty())
     usage(std::string(verb) + ": expected HOST:CTR or HOST:CTR:ro, got " + json_quoted(spec));
   cmd.args["spec"] = spec;
 }
@@ -268,26 +267,6 @@ void build_manifest_args(const char* verb, const VerbInput& in, CtlCommand& cmd)
   }
 }
 
-// policy::app_id_from_name, which this library does not link: lowercased, runs of other
-// characters as one '-', trimmed.
-std::string app_id_from_service(const std::string& name) {
-  std::string id;
-  bool in_run = false;
-  for (char c : name) {
-    const char lower = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-    const bool keep = (lower >= 'a' && lower <= 'z') || (lower >= '0' && lower <= '9') || lower == '-';
-    if (keep) {
-      id += lower;
-    } else if (!in_run) {
-      id += '-';
-    }
-    in_run = !keep;
-  }
-  id.erase(0, id.find_first_not_of('-'));
-  id.erase(id.find_last_not_of('-') + 1);
-  return id;
-}
-
 // validate --compose and render: how a template is read (tools/ctl_compose.cpp).
 void define_compose_options(po::options_description& d) {
   d.add_options()("compose", po::bool_switch(), "the files are docker-compose.yml.template files")(
@@ -313,11 +292,38 @@ void build_compose_args(const VerbInput& in, CtlCommand& cmd) {
   }
 }
 
-// The verb table. Each entry's build() turns checked arguments into the request args documented
-// in mountmgr/control_protocol.hpp; the daemon validates names and paths in depth.
-const std::vector<Verb>& verbs() {
+// The verb table, in pieces by area; the order of the pieces is the order of portalctl --help.
+// Each entry's build() turns checked arguments into the request args documented next to the
+// daemon's handler (mountmgr/verbs_*.cpp); the daemon validates names and paths in depth.
+
+void build_nothing(const VerbInput&, CtlCommand&) {}
+
+void build_app(const VerbInput& in, CtlCommand& cmd) { cmd.args["app"] = in.positional.at(0); }
+
+// ---- validate, app * ----
+
+void define_upgrade(po::options_description& d) {
+  define_manifest_options(d);
+  d.add_options()("prune", po::bool_switch(), "delete the data directories the new version no longer has");
+}
+
+void build_upgrade(const VerbInput& in, CtlCommand& cmd) {
+  build_manifest_args("app upgrade", in, cmd);
+  cmd.args["prune"] = in.vm["prune"].as<bool>();
+}
+
+void define_remove(po::options_description& d) {
+  d.add_options()("purge", po::bool_switch(), "also delete its data directories");
+}
+
+void build_remove(const VerbInput& in, CtlCommand& cmd) {
+  cmd.args["app"] = in.positional.at(0);
+  cmd.args["purge"] = in.vm["purge"].as<bool>();
+}
+
+std::vector<Verb> app_verbs() {
   // clang-format off
-  static const std::vector<Verb> table = {
+  return {
       {"validate", "validate", "FILE... [--compose [--allow-all-app-data] [--name N]]",
        "check app.json files (or, with --compose, docker-compose.yml.template files) offline "
        "and print their grants",
@@ -349,133 +355,183 @@ const std::vector<Verb>& verbs() {
       {"app upgrade", "app.upgrade",
        "FILE [--prune] [--name N] [--uid-map C:H:N]... [--gid-map C:H:N]...",
        "upgrade an installed app to a new app.json, keeping its data",
-       {"FILE"},
-       [](po::options_description& d) {
-         define_manifest_options(d);
-         d.add_options()("prune", po::bool_switch(),
-                         "delete the data directories the new version no longer has");
-       },
-       [](const VerbInput& in, CtlCommand& cmd) {
-         build_manifest_args("app upgrade", in, cmd);
-         cmd.args["prune"] = in.vm["prune"].as<bool>();
-       }},
+       {"FILE"}, define_upgrade, build_upgrade},
       {"app remove", "app.remove", "APP [--purge]", "remove an app",
-       {"APP"},
-       [](po::options_description& d) {
-         d.add_options()("purge", po::bool_switch(), "also delete its data directories");
-       },
-       [](const VerbInput& in, CtlCommand& cmd) {
-         cmd.args["app"] = in.positional.at(0);
-         cmd.args["purge"] = in.vm["purge"].as<bool>();
-       }},
-      {"app list", "app.list", "", "list the installed apps", {}, no_options,
-       [](const VerbInput&, CtlCommand&) {}},
+       {"APP"}, define_remove, build_remove},
+      {"app list", "app.list", "", "list the installed apps", {}, no_options, build_nothing},
       {"app show", "app.show", "APP", "show one app: version, grants, attachments", {"APP"},
-       no_options,
-       [](const VerbInput& in, CtlCommand& cmd) { cmd.args["app"] = in.positional.at(0); }},
+       no_options, build_app},
+  };
+  // clang-format on
+}
+
+// ---- share *, grant, revoke ----
+
+void define_share_create(po::options_description& d) {
+  d.add_options()("owner", po::value<std::string>()->value_name("UID:GID"),
+                  "who owns its files on disk (default 0:0)");
+}
+
+void build_share_create(const VerbInput& in, CtlCommand& cmd) {
+  cmd.args["name"] = in.positional.at(0);
+  if (!in.vm.count("owner")) return;
+  auto owner = in.vm["owner"].as<std::string>();
+  auto parts = split(owner, ':');
+  if (parts.size() != 2 || !parse_number(parts[0], 0, UINT32_MAX - 1) ||
+      !parse_number(parts[1], 0, UINT32_MAX - 1)) {
+    usage("share create: --owner: expected UID:GID (like 1000:1000), got " + json_quoted(owner));
+  }
+  cmd.args["owner"] = owner;
+}
+
+void define_grant(po::options_description& d) {
+  d.add_options()("path", po::value<std::string>()->value_name("/in/container"),
+                  "where the container sees the share");
+}
+
+void build_grant(const VerbInput& in, CtlCommand& cmd) {
+  cmd.args["app"] = in.positional.at(0);
+  cmd.args["share"] = in.positional.at(1);
+  const auto& access = in.positional.at(2);
+  if (access == "read" || access == "ro") {
+    cmd.args["access"] = "read";
+  } else if (access == "read-write" || access == "rw") {
+    cmd.args["access"] = "read-write";
+  } else {
+    usage("grant: expected read or read-write, got " + json_quoted(access));
+  }
+  if (!in.vm.count("path")) usage("grant: missing --path /in/container");
+  auto path = in.vm["path"].as<std::string>();
+  check_container_path("grant", "--path", path);
+  cmd.args["path"] = path;
+}
+
+void define_revoke(po::options_description& d) {
+  d.add_options()("force", po::bool_switch(), "also make files the app already has open fail");
+}
+
+void build_revoke(const VerbInput& in, CtlCommand& cmd) {
+  cmd.args["app"] = in.positional.at(0);
+  cmd.args["share"] = in.positional.at(1);
+  cmd.args["force"] = in.vm["force"].as<bool>();
+}
+
+std::vector<Verb> share_verbs() {
+  // clang-format off
+  return {
       {"share create", "share.create", "NAME [--owner UID:GID]", "create a shared directory",
-       {"NAME"},
-       [](po::options_description& d) {
-         d.add_options()("owner", po::value<std::string>()->value_name("UID:GID"),
-                         "who owns its files on disk (default 0:0)");
-       },
-       [](const VerbInput& in, CtlCommand& cmd) {
-         cmd.args["name"] = in.positional.at(0);
-         if (!in.vm.count("owner")) return;
-         auto owner = in.vm["owner"].as<std::string>();
-         auto parts = split(owner, ':');
-         if (parts.size() != 2 || !parse_number(parts[0], 0, UINT32_MAX - 1) ||
-             !parse_number(parts[1], 0, UINT32_MAX - 1)) {
-           usage("share create: --owner: expected UID:GID (like 1000:1000), got " +
-                 json_quoted(owner));
-         }
-         cmd.args["owner"] = owner;
-       }},
-      {"share list", "share.list", "", "list the shared directories", {}, no_options,
-       [](const VerbInput&, CtlCommand&) {}},
+       {"NAME"}, define_share_create, build_share_create},
+      {"share list", "share.list", "", "list the shared directories", {}, no_options, build_nothing},
       {"grant", "grant", "APP SHARE read|read-write --path /in/container",
        "give an app a shared directory (takes effect at once)",
-       {"APP", "SHARE", "read|read-write"},
-       [](po::options_description& d) {
-         d.add_options()("path", po::value<std::string>()->value_name("/in/container"),
-                         "where the container sees the share");
-       },
-       [](const VerbInput& in, CtlCommand& cmd) {
-         cmd.args["app"] = in.positional.at(0);
-         cmd.args["share"] = in.positional.at(1);
-         const auto& access = in.positional.at(2);
-         if (access == "read" || access == "ro") {
-           cmd.args["access"] = "read";
-         } else if (access == "read-write" || access == "rw") {
-           cmd.args["access"] = "read-write";
-         } else {
-           usage("grant: expected read or read-write, got " + json_quoted(access));
-         }
-         if (!in.vm.count("path")) usage("grant: missing --path /in/container");
-         auto path = in.vm["path"].as<std::string>();
-         check_container_path("grant", "--path", path);
-         cmd.args["path"] = path;
-       }},
+       {"APP", "SHARE", "read|read-write"}, define_grant, build_grant},
       {"revoke", "revoke", "APP SHARE [--force]", "take a shared directory away from an app",
-       {"APP", "SHARE"},
-       [](po::options_description& d) {
-         d.add_options()("force", po::bool_switch(),
-                         "also make files the app already has open fail");
-       },
-       [](const VerbInput& in, CtlCommand& cmd) {
-         cmd.args["app"] = in.positional.at(0);
-         cmd.args["share"] = in.positional.at(1);
-         cmd.args["force"] = in.vm["force"].as<bool>();
-       }},
+       {"APP", "SHARE"}, define_revoke, build_revoke},
+  };
+  // clang-format on
+}
+
+// ---- mounts, attach, detach ----
+
+void define_mounts(po::options_description& d) {
+  d.add_options()("format", po::value<std::string>()->value_name("docker|oci|json"),
+                  "docker -v options, OCI mounts[] entries, or JSON (default docker)")(
+      "service", po::value<std::string>()->value_name("S"),
+      "the mounts of service S of an app installed with --compose");
+}
+
+void build_mounts(const VerbInput& in, CtlCommand& cmd) {
+  cmd.args["app"] = in.positional.at(0);
+  // A compose app's service is recorded as app <app>--<service> (policy::service_app_id).
+  if (in.vm.count("service")) {
+    cmd.args["app"] = in.positional.at(0) + "--" + policy::app_id_from_name(in.vm["service"].as<std::string>());
+  }
+  // The global --format json means JSON here too; otherwise docker is the default.
+  std::string style = cmd.format == OutputFormat::json ? "json" : "docker";
+  if (in.vm.count("format")) style = in.vm["format"].as<std::string>();
+  if (style != "docker" && style != "oci" && style != "json") {
+    usage("mounts: --format: expected docker, oci or json, got " + json_quoted(style));
+  }
+  cmd.args["style"] = style;
+  cmd.format = style == "json" ? OutputFormat::json : OutputFormat::text;
+}
+
+void define_attach(po::options_description& d) {
+  d.add_options()("pid", po::value<std::string>()->value_name("PID"),
+                  "a process in the container (its mount namespace is used)");
+}
+
+void define_detach(po::options_description& d) {
+  d.add_options()("pid", po::value<std::string>()->value_name("PID"), "a process in the container");
+}
+
+void build_attach(const VerbInput& in, CtlCommand& cmd) {
+  cmd.args["app"] = in.positional.at(0);
+  cmd.args["pid"] = pid_arg("attach", in.vm);
+}
+
+void build_detach(const VerbInput& in, CtlCommand& cmd) {
+  cmd.args["app"] = in.positional.at(0);
+  cmd.args["pid"] = pid_arg("detach", in.vm);
+}
+
+std::vector<Verb> container_verbs() {
+  // clang-format off
+  return {
       {"mounts", "mounts", "APP [--format docker|oci|json]",
        "print the mounts to start APP's container with",
-       {"APP"},
-       [](po::options_description& d) {
-         d.add_options()("format", po::value<std::string>()->value_name("docker|oci|json"),
-                         "docker -v options, OCI mounts[] entries, or JSON (default docker)")(
-             "service", po::value<std::string>()->value_name("S"),
-             "the mounts of service S of an app installed with --compose");
-       },
-       [](const VerbInput& in, CtlCommand& cmd) {
-         cmd.args["app"] = in.positional.at(0);
-         // A compose app's service is recorded as app <app>--<service> (mountmgr/verbs_compose.cpp).
-         if (in.vm.count("service")) {
-           cmd.args["app"] = in.positional.at(0) + "--" + app_id_from_service(in.vm["service"].as<std::string>());
-         }
-         // The global --format json means JSON here too; otherwise docker is the default.
-         std::string style = cmd.format == OutputFormat::json ? "json" : "docker";
-         if (in.vm.count("format")) style = in.vm["format"].as<std::string>();
-         if (style != "docker" && style != "oci" && style != "json") {
-           usage("mounts: --format: expected docker, oci or json, got " + json_quoted(style));
-         }
-         cmd.args["style"] = style;
-         cmd.format = style == "json" ? OutputFormat::json : OutputFormat::text;
-       },
-       true},
+       {"APP"}, define_mounts, build_mounts, true},
       {"attach", "attach", "APP --pid PID",
        "put APP's views into the running container whose process is PID",
-       {"APP"},
-       [](po::options_description& d) {
-         d.add_options()("pid", po::value<std::string>()->value_name("PID"),
-                         "a process in the container (its mount namespace is used)");
-       },
-       [](const VerbInput& in, CtlCommand& cmd) {
-         cmd.args["app"] = in.positional.at(0);
-         cmd.args["pid"] = pid_arg("attach", in.vm);
-       }},
+       {"APP"}, define_attach, build_attach},
       {"detach", "detach", "APP --pid PID",
        "take APP's views out of the running container whose process is PID",
-       {"APP"},
-       [](po::options_description& d) {
-         d.add_options()("pid", po::value<std::string>()->value_name("PID"),
-                         "a process in the container");
-       },
-       [](const VerbInput& in, CtlCommand& cmd) {
-         cmd.args["app"] = in.positional.at(0);
-         cmd.args["pid"] = pid_arg("detach", in.vm);
-       }},
+       {"APP"}, define_detach, build_detach},
+  };
+  // clang-format on
+}
+
+// ---- storage:* (Dokku) and status ----
+
+void define_report(po::options_description& d) {
+  d.add_options()("storage-deploy-mounts", po::bool_switch(), "only the deploy mounts")(
+      "storage-run-mounts", po::bool_switch(), "only the run mounts")(
+      "storage-build-mounts", po::bool_switch(), "only the build mounts");
+}
+
+void build_report(const VerbInput& in, CtlCommand& cmd) {
+  if (!in.positional.empty()) cmd.args["app"] = in.positional.at(0);
+  const char* only = nullptr;
+  for (const char* phase : {"deploy", "run", "build"}) {
+    if (!in.vm[std::string("storage-") + phase + "-mounts"].as<bool>()) continue;
+    if (only) usage("storage:report: give at most one --storage-*-mounts flag");
+    only = phase;
+  }
+  if (only) cmd.args["only"] = only;
+}
+
+void define_ensure_directory(po::options_description& d) {
+  d.add_options()("chown", po::value<std::string>()->value_name("herokuish|heroku|packeto|false"),
+                  "32767:32767 (herokuish, the default), 1000:1000 (heroku), 2000:2000 "
+                  "(packeto), or leave the owner alone (false)");
+}
+
+void build_ensure_directory(const VerbInput& in, CtlCommand& cmd) {
+  cmd.args["name"] = in.positional.at(0);
+  if (!in.vm.count("chown")) return;
+  auto chown = in.vm["chown"].as<std::string>();
+  if (chown != "herokuish" && chown != "heroku" && chown != "packeto" && chown != "false") {
+    usage("storage:ensure-directory: --chown: expected herokuish, heroku, packeto or false, got " +
+          json_quoted(chown));
+  }
+  cmd.args["chown"] = chown;
+}
+
+std::vector<Verb> storage_verbs() {
+  // clang-format off
+  return {
       {"storage:list", "storage.list", "APP", "list APP's mounts (Dokku)", {"APP"}, no_options,
-       [](const VerbInput& in, CtlCommand& cmd) { cmd.args["app"] = in.positional.at(0); }},
+       build_app},
       {"storage:mount", "storage.mount", "APP HOST:CTR[:ro]",
        "add a hand-made mount of a host directory (Dokku)",
        {"APP", "HOST:CTR[:ro]"}, no_options,
@@ -484,52 +540,29 @@ const std::vector<Verb>& verbs() {
       {"storage:unmount", "storage.unmount", "APP HOST:CTR",
        "remove a hand-made mount (Dokku)",
        {"APP", "HOST:CTR"}, no_options,
-       [](const VerbInput& in, CtlCommand& cmd) {
-         build_storage_spec("storage:unmount", in, cmd);
-       }},
+       [](const VerbInput& in, CtlCommand& cmd) { build_storage_spec("storage:unmount", in, cmd); }},
       {"storage:report", "storage.report",
        "[APP] [--storage-deploy-mounts|--storage-run-mounts|--storage-build-mounts]",
        "report the mounts of one app or of all apps (Dokku)",
-       {"[APP]"},
-       [](po::options_description& d) {
-         d.add_options()("storage-deploy-mounts", po::bool_switch(), "only the deploy mounts")(
-             "storage-run-mounts", po::bool_switch(), "only the run mounts")(
-             "storage-build-mounts", po::bool_switch(), "only the build mounts");
-       },
-       [](const VerbInput& in, CtlCommand& cmd) {
-         if (!in.positional.empty()) cmd.args["app"] = in.positional.at(0);
-         const char* only = nullptr;
-         for (const char* phase : {"deploy", "run", "build"}) {
-           if (!in.vm[std::string("storage-") + phase + "-mounts"].as<bool>()) continue;
-           if (only) usage("storage:report: give at most one --storage-*-mounts flag");
-           only = phase;
-         }
-         if (only) cmd.args["only"] = only;
-       }},
+       {"[APP]"}, define_report, build_report},
       {"storage:ensure-directory", "storage.ensure-directory",
        "[--chown herokuish|heroku|packeto|false] NAME",
        "create a storage directory and chown it for a buildpack's user (Dokku)",
-       {"NAME"},
-       [](po::options_description& d) {
-         d.add_options()("chown",
-                         po::value<std::string>()->value_name("herokuish|heroku|packeto|false"),
-                         "32767:32767 (herokuish, the default), 1000:1000 (heroku), 2000:2000 "
-                         "(packeto), or leave the owner alone (false)");
-       },
-       [](const VerbInput& in, CtlCommand& cmd) {
-         cmd.args["name"] = in.positional.at(0);
-         if (!in.vm.count("chown")) return;
-         auto chown = in.vm["chown"].as<std::string>();
-         if (chown != "herokuish" && chown != "heroku" && chown != "packeto" && chown != "false") {
-           usage("storage:ensure-directory: --chown: expected herokuish, heroku, packeto or false, "
-                 "got " + json_quoted(chown));
-         }
-         cmd.args["chown"] = chown;
-       }},
+       {"NAME"}, define_ensure_directory, build_ensure_directory},
       {"status", "status", "", "show the daemon's state: mount, apps, attachments", {}, no_options,
-       [](const VerbInput&, CtlCommand&) {}},
+       build_nothing},
   };
   // clang-format on
+}
+
+const std::vector<Verb>& verbs() {
+  static const std::vector<Verb> table = [] {
+    std::vector<Verb> all;
+    for (auto&& part : {app_verbs(), share_verbs(), container_verbs(), storage_verbs()}) {
+      all.insert(all.end(), part.begin(), part.end());
+    }
+    return all;
+  }();
   return table;
 }
 

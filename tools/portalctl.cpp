@@ -12,9 +12,9 @@
 #include <optional>
 #include <string>
 
+#include "common/escape.hpp"
 #include "common/unique_fd.hpp"
 #include "mountmgr/control_client.hpp"
-#include "mountmgr/json_reader.hpp"
 #include "policy/manifest.hpp"
 #include "tools/ctl_compose.hpp"
 #include "tools/exit_codes.hpp"
@@ -138,7 +138,7 @@ ExitCode run(CtlCommand cmd) {
     std::cout << response["output"].get<std::string>() << std::flush;
     // A change in force but not saved (--format json keeps stdout pure JSON).
     if (response.contains("warning") && response["warning"].is_string()) {
-      std::cerr << "portalctl: " << portalfs::mountmgr::escape_controls(response["warning"].get<std::string>()) << "\n";
+      std::cerr << "portalctl: " << portalfs::common::escape_for_message(response["warning"].get<std::string>()) << "\n";
     }
     return ExitCode::ok;
   }
