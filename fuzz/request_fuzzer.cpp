@@ -68,10 +68,10 @@ struct TempManager {
     config.mountpoint = dir / "fs";  // never mounted: only view paths are made from it
     // No container is ever reached: every pid is gone.
     config.attach_ops.attach = [](const mountmgr::ProcessIdentity&, const std::vector<mountmgr::Bind>&) {
-      return std::string("fuzz: no attach");
+      throw std::runtime_error("fuzz: no attach");
     };
     config.attach_ops.detach = [](const mountmgr::ProcessIdentity&, const std::vector<std::string>&) {
-      return std::string("fuzz: no detach");
+      throw std::runtime_error("fuzz: no detach");
     };
     config.attach_ops.identify = [](int) { return std::optional<mountmgr::ProcessIdentity>(); };
     manager = std::make_unique<mountmgr::Manager>(config, nullptr);

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <optional>
 #include <sstream>
+#include <stdexcept>
 
 #include "common/unique_fd.hpp"
 
@@ -164,64 +165,53 @@ struct OpenedProcess {
 };
 
 /// Opens the mount namespace of `expected` and checks that it is the recorded one, of the
-/// recorded process; the one-line problem in `error` otherwise (and `ns` empty).
-OpenedProcess open_mount_ns(const ProcessIdentity& expected, const std::string& what, std::string& error) {
+/// recorded process; throws std::runtime_error ("WHAT: problem") otherwise.
+OpenedProcess open_mount_ns(const ProcessIdentity& expected, const std::string& what) {
   OpenedProcess p;
   p.dir = open_proc_dir(expected.pid);
-  if (!p.dir) {
-    error = what + ": no such process";
-    return {};
-  }
+  if (!p.dir) throw std::runtime_error(what + ": no such process");
   p.ns.reset(::openat(p.dir.get(), "ns/mnt", O_RDONLY | O_CLOEXEC));
   if (!p.ns) {
     const int err = errno;
     // ENOENT: a zombie, or the process exited after its directory was opened.
-    error = what + (err == ENOENT || err == ESRCH
-                        ? std::string(": no such process")
-                        : ": open /proc/" + std::to_string(expected.pid) + "/ns/mnt: " + std::strerror(err));
-    return {};
+    throw std::runtime_error(what + (err == ENOENT || err == ESRCH
+                                         ? std::string(": no such process")
+                                         : ": open /proc/" + std::to_string(expected.pid) + "/ns/mnt: " +
+                                               std::strerror(err)));
   }
   // The pid may belong to another process by now (the record is from before a daemon restart),
   // or the process may have moved to another namespace: the fd setns will use is checked, not
   // the pid.
   if (auto change = identity_change(expected, identity_of(expected.pid, p.dir.get(), p.ns.get()));
       !change.empty()) {
-    error = what + ": " + change;
-    return {};
+    throw std::runtime_error(what + ": " + change);
   }
   // Moving views into (or detaching them from) the daemon's own namespace would cover host
   // directories: a pid outside any container is a mistake, not a request.
   UniqueFd self(::open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC));
   if (self && ns_identity(self.get()) == ns_identity(p.ns.get())) {
-    error = what + ": the process is in portalfsd's own mount namespace (not in a container)";
-    return {};
+    throw std::runtime_error(what + ": the process is in portalfsd's own mount namespace (not in a container)");
   }
   return p;
 }
 
 /// Forks a child that enters `ns_fd`'s mount namespace and runs `body`, which returns false
-/// after filling in the ChildError. Returns the child's error, or a parent-side failure in
-/// `failure`.
+/// after filling in the ChildError. Returns the child's error; a parent-side failure throws
+/// std::runtime_error ("WHAT: problem").
 ///
 /// Why a child: setns(CLONE_NEWNS) refuses a multi-threaded process (EINVAL), and the daemon has
 /// FUSE and control threads; the child of fork() has one thread. It must use only
 /// async-signal-safe calls (another thread may have held the malloc lock at the fork), so every
 /// string it needs is built before the fork and it allocates nothing.
 template <typename Body>
-std::optional<ChildError> run_in_namespace(int ns_fd, Body body, std::string& failure) {
+std::optional<ChildError> run_in_namespace(int ns_fd, const std::string& what, Body body) {
   int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
-    failure = std::string("pipe: ") + std::strerror(errno);
-    return std::nullopt;
-  }
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error(what + ": pipe: " + std::strerror(errno));
   UniqueFd read_end(pipe_fds[0]);
   UniqueFd write_end(pipe_fds[1]);
 
   pid_t child = ::fork();
-  if (child < 0) {
-    failure = std::string("fork: ") + std::strerror(errno);
-    return std::nullopt;
-  }
+  if (child < 0) throw std::runtime_error(what + ": fork: " + std::strerror(errno));
   if (child == 0) {
     ChildError error;
     bool ok = true;
@@ -249,9 +239,10 @@ std::optional<ChildError> run_in_namespace(int ns_fd, Body body, std::string& fa
   }
   if (n == static_cast<ssize_t>(sizeof(error))) return error;
   if (WIFSIGNALED(status)) {
-    failure = "helper process killed by signal " + std::to_string(WTERMSIG(status));
-  } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    failure = "helper process failed without a report";
+    throw std::runtime_error(what + ": helper process killed by signal " + std::to_string(WTERMSIG(status)));
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    throw std::runtime_error(what + ": helper process failed without a report");
   }
   return std::nullopt;
 }
@@ -263,9 +254,8 @@ struct PreparedBind {
 
 /// Everything that can be done in the host namespace, in the daemon: clones each source and
 /// sets its flags on the detached clone (so the mount is never visible without
-/// nosuid,nodev,ro), and builds every path the child will need. Empty with `error` set on a
-/// failure.
-std::vector<PreparedBind> prepare_binds(const std::vector<Bind>& binds, const std::string& into, std::string& error) {
+/// nosuid,nodev,ro), and builds every path the child will need. Throws std::runtime_error.
+std::vector<PreparedBind> prepare_binds(const std::vector<Bind>& binds, const std::string& into) {
   std::vector<PreparedBind> prepared;
   prepared.reserve(binds.size());
   for (const auto& bind : binds) {
@@ -273,14 +263,10 @@ std::vector<PreparedBind> prepare_binds(const std::vector<Bind>& binds, const st
     PreparedBind p;
     p.prefixes = target_prefixes(bind.target);
     if (p.prefixes.empty()) {
-      error = what + ": expected an absolute target path other than / without . or .. components";
-      return {};
+      throw std::runtime_error(what + ": expected an absolute target path other than / without . or .. components");
     }
     p.tree.reset(::open_tree(AT_FDCWD, bind.source.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
-    if (!p.tree) {
-      error = what + ": open_tree " + bind.source + ": " + std::strerror(errno);
-      return {};
-    }
+    if (!p.tree) throw std::runtime_error(what + ": open_tree " + bind.source + ": " + std::strerror(errno));
     mount_attr attr{};
     attr.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
     if (bind.read_only) attr.attr_set |= MOUNT_ATTR_RDONLY;
@@ -288,8 +274,7 @@ std::vector<PreparedBind> prepare_binds(const std::vector<Bind>& binds, const st
     // and mounts made below it in the container would propagate back to the host.
     attr.propagation = MS_PRIVATE;
     if (::mount_setattr(p.tree.get(), "", AT_EMPTY_PATH, &attr, sizeof(attr)) != 0) {
-      error = what + ": mount_setattr: " + std::strerror(errno);
-      return {};
+      throw std::runtime_error(what + ": mount_setattr: " + std::strerror(errno));
     }
     prepared.push_back(std::move(p));
   }
@@ -380,39 +365,31 @@ std::string describe_attach_error(const ChildError& e, const std::vector<Bind>& 
 
 }  // namespace
 
-std::string attach_binds(const ProcessIdentity& process, const std::vector<Bind>& binds) {
+void attach_binds(const ProcessIdentity& process, const std::vector<Bind>& binds) {
   const std::string into = " into pid " + std::to_string(process.pid);
-  if (binds.empty()) return "";
-  std::string error;
-  const OpenedProcess opened = open_mount_ns(process, "attach" + into, error);
-  if (!opened.ns) return error;
-  const std::vector<PreparedBind> prepared = prepare_binds(binds, into, error);
-  if (!error.empty()) return error;
+  if (binds.empty()) return;
+  const OpenedProcess opened = open_mount_ns(process, "attach" + into);
+  const std::vector<PreparedBind> prepared = prepare_binds(binds, into);
   const CreatorIds ids{static_cast<uid_t>(host_id_of_root(opened.dir.get(), "uid_map")),
                        static_cast<gid_t>(host_id_of_root(opened.dir.get(), "gid_map"))};
 
-  std::string failure;
-  auto child_error = run_in_namespace(
-      opened.ns.get(), [&prepared, ids](ChildError& e) { return mount_prepared(prepared, ids, e); }, failure);
-  if (!failure.empty()) return "attach" + into + ": " + failure;
-  if (!child_error) return "";
-  return describe_attach_error(*child_error, binds, prepared, into);
+  auto child_error = run_in_namespace(opened.ns.get(), "attach" + into,
+                                      [&prepared, ids](ChildError& e) { return mount_prepared(prepared, ids, e); });
+  if (child_error) throw std::runtime_error(describe_attach_error(*child_error, binds, prepared, into));
 }
 
-std::string detach_binds(const ProcessIdentity& process, const std::vector<std::string>& targets) {
+void detach_binds(const ProcessIdentity& process, const std::vector<std::string>& targets) {
   const std::string from = " from pid " + std::to_string(process.pid);
-  if (targets.empty()) return "";
-  std::string error;
-  const OpenedProcess opened = open_mount_ns(process, "detach" + from, error);
-  if (!opened.ns) return error;
+  if (targets.empty()) return;
+  const OpenedProcess opened = open_mount_ns(process, "detach" + from);
 
   std::vector<std::string> normalised;
   normalised.reserve(targets.size());
   for (const auto& t : targets) {
     auto prefixes = target_prefixes(t);
     if (prefixes.empty()) {
-      return "detach " + t + from +
-             ": expected an absolute target path other than / without . or .. components";
+      throw std::runtime_error("detach " + t + from +
+                               ": expected an absolute target path other than / without . or .. components");
     }
     normalised.push_back(prefixes.back());
   }
@@ -430,14 +407,12 @@ std::string detach_binds(const ProcessIdentity& process, const std::vector<std::
     return ok;
   };
 
-  std::string failure;
-  auto child_error = run_in_namespace(opened.ns.get(), body, failure);
-  if (!failure.empty()) return "detach" + from + ": " + failure;
-  if (!child_error) return "";
+  auto child_error = run_in_namespace(opened.ns.get(), "detach" + from, body);
+  if (!child_error) return;
   const ChildError& e = *child_error;
   std::string msg = "detach";
   if (e.index >= 0) msg += " " + targets[static_cast<std::size_t>(e.index)];
-  return msg + from + ": " + step_name(e.step) + ": " + std::strerror(e.err);
+  throw std::runtime_error(msg + from + ": " + step_name(e.step) + ": " + std::strerror(e.err));
 }
 
 std::optional<ProcessIdentity> identify_process(int pid) {

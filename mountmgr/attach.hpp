@@ -52,11 +52,11 @@ std::string format_mnt_ns(const ProcessIdentity& process);
 /// namespace). Every mount carries nosuid,nodev, and ro when read_only. A mount already at a
 /// target is detached first (so a dead FUSE bind is replaced). Nothing is done unless the
 /// namespace opened for setns is the recorded one and the process is still the one recorded
-/// after it was opened. Returns "" on success, else one line.
-std::string attach_binds(const ProcessIdentity& process, const std::vector<Bind>& binds);
+/// after it was opened. Throws std::runtime_error (one line) on failure.
+void attach_binds(const ProcessIdentity& process, const std::vector<Bind>& binds);
 
 /// Detaches (MNT_DETACH) the mounts at `targets` inside the mount namespace of `process`,
-/// children first, with the same check as attach_binds. Returns "" on success, else one line.
-std::string detach_binds(const ProcessIdentity& process, const std::vector<std::string>& targets);
+/// children first, with the same check as attach_binds. Throws std::runtime_error (one line).
+void detach_binds(const ProcessIdentity& process, const std::vector<std::string>& targets);
 
 }  // namespace portalfs::mountmgr

@@ -313,14 +313,19 @@ int Manager::Impl::heal() {
       if (!current) stale.push_back(b);
     }
     if (!stale.empty()) {
-      if (auto error = ops.detach(process, detach_targets(stale)); !error.empty()) {
+      try {
+        ops.detach(process, detach_targets(stale));
+      } catch (const std::runtime_error& e) {
         common::log(common::LogLevel::warn, "detaching revoked views of " + a.app + " from pid " +
-                                                std::to_string(a.pid) + ": " + error);
+                                                std::to_string(a.pid) + ": " + e.what());
       }
     }
-    if (auto error = ops.attach(process, now.binds); !error.empty()) {
+    try {
+      ops.attach(process, now.binds);
+    } catch (const std::runtime_error& e) {
       // Keep the record: the process lives, a later heal may succeed (and checks it again).
-      common::log(common::LogLevel::warn, "re-attaching " + a.app + " to pid " + std::to_string(a.pid) + ": " + error);
+      common::log(common::LogLevel::warn,
+                  "re-attaching " + a.app + " to pid " + std::to_string(a.pid) + ": " + e.what());
       kept.push_back(a);
       continue;
     }

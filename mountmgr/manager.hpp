@@ -29,10 +29,11 @@
 namespace portalfs::mountmgr {
 
 /// How the manager reaches into containers. An empty member means the real function from
-/// mountmgr/attach.hpp; tests put fakes here to check the attachment bookkeeping.
+/// mountmgr/attach.hpp; tests put fakes here to check the attachment bookkeeping. attach and
+/// detach throw std::runtime_error (one line) on failure.
 struct AttachOps {
-  std::function<std::string(const ProcessIdentity& process, const std::vector<Bind>& binds)> attach;  // attach_binds
-  std::function<std::string(const ProcessIdentity& process, const std::vector<std::string>& targets)>
+  std::function<void(const ProcessIdentity& process, const std::vector<Bind>& binds)> attach;  // attach_binds
+  std::function<void(const ProcessIdentity& process, const std::vector<std::string>& targets)>
       detach;                                                     // detach_binds
   std::function<std::optional<ProcessIdentity>(int pid)> identify;  // identify_process
 };

@@ -85,8 +85,10 @@ Outcome attach(Manager::Impl& mgr, const Request& req) {
   if (!process) refuse("process " + std::to_string(pid) + " does not exist");
 
   const std::vector<Bind> binds = app_binds(mgr.config.mountpoint, app, rec);
-  if (auto error = ops.attach(*process, binds); !error.empty()) {
-    failed("attaching app " + app + " to pid " + std::to_string(pid) + ": " + error);
+  try {
+    ops.attach(*process, binds);
+  } catch (const std::runtime_error& e) {
+    failed("attaching app " + app + " to pid " + std::to_string(pid) + ": " + e.what());
   }
   State next = mgr.state;
   // A record of the same pid may be of an earlier process that had it: replaced all the same.
@@ -96,9 +98,11 @@ Outcome attach(Manager::Impl& mgr, const Request& req) {
   // The mounts are in; if the record can't be saved they must come out again, or a restart
   // would leave them dead and unrecorded.
   out.undo = [&ops, process = *process, binds, app] {
-    if (auto error = ops.detach(process, detach_targets(binds)); !error.empty()) {
+    try {
+      ops.detach(process, detach_targets(binds));
+    } catch (const std::runtime_error& e) {
       common::log(common::LogLevel::error,
-                  "undoing the attach of " + app + " to pid " + std::to_string(process.pid) + ": " + error);
+                  "undoing the attach of " + app + " to pid " + std::to_string(process.pid) + ": " + e.what());
     }
   };
   out.output = req.json ? nlohmann::json({{"app", app}, {"pid", pid}, {"binds", binds_json(binds)}}).dump(2) + "\n"
@@ -121,8 +125,10 @@ Outcome detach(Manager::Impl& mgr, const Request& req) {
   // of its own at these paths): either way only the record is left to drop.
   const std::string why = not_the_recorded_process(*it, ops);
   if (why.empty()) {
-    if (auto error = ops.detach(*it->process, detach_targets(it->binds)); !error.empty()) {
-      failed("detaching app " + app + " from pid " + std::to_string(pid) + ": " + error);
+    try {
+      ops.detach(*it->process, detach_targets(it->binds));
+    } catch (const std::runtime_error& e) {
+      failed("detaching app " + app + " from pid " + std::to_string(pid) + ": " + e.what());
     }
   } else {
     common::log(common::LogLevel::info,

@@ -88,12 +88,16 @@ class ManagerTest : public ::testing::Test {
     // Like the real ones, attach and detach refuse a process that is not the one given.
     c.attach_ops.attach = [this](const ProcessIdentity& process, const std::vector<Bind>& binds) {
       attached.emplace_back(process, binds);
-      if (auto change = identity_change(process, identify(process.pid)); !change.empty()) return change;
-      return attach_error;
+      if (auto change = identity_change(process, identify(process.pid)); !change.empty()) {
+        throw std::runtime_error(change);
+      }
+      if (!attach_error.empty()) throw std::runtime_error(attach_error);
     };
     c.attach_ops.detach = [this](const ProcessIdentity& process, const std::vector<std::string>& targets) {
       detached.emplace_back(process, targets);
-      return identity_change(process, identify(process.pid));
+      if (auto change = identity_change(process, identify(process.pid)); !change.empty()) {
+        throw std::runtime_error(change);
+      }
     };
     c.attach_ops.identify = [this](int pid) { return identify(pid); };
     return c;
