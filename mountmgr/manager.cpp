@@ -49,7 +49,7 @@ Manager::Impl::Impl(ManagerConfig cfg, ViewsChanged changed, StatusProvider stat
   StateStore::Loaded loaded = store.load(config.recover_from_backup);
   if (loaded.from_backup) {
     // Make state.json good again at once, rather than at the first change.
-    if (auto error = store.save(loaded.state); !error.empty()) throw StateError(error);
+    store.save(loaded.state);
   }
   state = std::move(loaded.state);
   try {
@@ -59,7 +59,11 @@ Manager::Impl::Impl(ManagerConfig cfg, ViewsChanged changed, StatusProvider stat
   }
   // A purge or prune that a crash interrupted: finish moving it out of the way now, before
   // anything is served (the trash itself is emptied by the worker).
-  if (auto error = carry_out_removals(); !error.empty()) common::log(common::LogLevel::error, error);
+  try {
+    carry_out_removals();
+  } catch (const ProvisionError& e) {
+    common::log(common::LogLevel::error, e.what());
+  }
 }
 
 Manager::Impl::~Impl() {
@@ -71,50 +75,52 @@ Manager::Impl::~Impl() {
   if (worker.joinable()) worker.join();
 }
 
-std::string Manager::Impl::save(const State& next) {
-  std::string error = store.save(next);
-  if (error.empty() && !unsaved.empty()) {
+void Manager::Impl::save(const State& next) {
+  store.save(next);
+  if (!unsaved.empty()) {
     common::log(common::LogLevel::warn, "state saved again to " + store.path());
     unsaved.clear();
   }
-  return error;
 }
 
-std::string Manager::Impl::carry_out_removals() {
-  if (state.removals.empty()) return "";
-  std::string first_error;
-  try {
-    const StorageRoot root = open_root();
-    for (const auto& path : state.removals) {
-      try {
-        auto components = split_path(path);  // "apps/<app>[/<dir>]": apps/ is config.apps_dir on disk
-        if (!components.empty() && components.front() == "apps") components.front() = config.apps_dir;
-        move_to_trash(root, components);
-      } catch (const ProvisionError& e) {
-        // Not retried: what can't be moved now (a mount point) won't move at the next start.
-        common::log(common::LogLevel::error, std::string("not deleted: ") + e.what());
-        if (first_error.empty()) first_error = e.what();
-      }
+void Manager::Impl::carry_out_removals() {
+  if (state.removals.empty()) return;
+  std::optional<ProvisionError> first_error;
+  // A failure to open the storage root itself propagates: the records are kept for the next try.
+  const StorageRoot root = open_root();
+  for (const auto& path : state.removals) {
+    try {
+      auto components = split_path(path);  // "apps/<app>[/<dir>]": apps/ is config.apps_dir on disk
+      if (!components.empty() && components.front() == "apps") components.front() = config.apps_dir;
+      move_to_trash(root, components);
+    } catch (const ProvisionError& e) {
+      // Not retried: what can't be moved now (a mount point) won't move at the next start.
+      common::log(common::LogLevel::error, std::string("not deleted: ") + e.what());
+      if (!first_error) first_error = e;
     }
-  } catch (const ProvisionError& e) {
-    return e.what();  // the storage root itself: keep the records for the next try
   }
   State next = state;
   next.removals.clear();
-  if (auto error = save(next); !error.empty()) {
+  try {
+    save(next);
+  } catch (const StateError& e) {
     // Harmless: a record whose tree is gone is dropped at the next start.
-    common::log(common::LogLevel::warn, "after moving deleted data to the trash: " + error);
+    common::log(common::LogLevel::warn, std::string("after moving deleted data to the trash: ") + e.what());
   }
   state = std::move(next);
   wake_worker();
-  return first_error;
+  if (first_error) throw *first_error;
 }
 
 std::function<void()> Manager::Impl::remove_recorded(const std::string& what) {
   return [this, what] {
-    const std::string error = carry_out_removals();
-    start_worker();  // a request runs after portalfsd forked: the worker may start now
-    if (!error.empty()) failed(what + " failed: " + error);
+    try {
+      carry_out_removals();
+    } catch (const ProvisionError& e) {
+      start_worker();  // a request runs after portalfsd forked: the worker may start now
+      failed(what + " failed: " + e.what());
+    }
+    start_worker();
   };
 }
 
@@ -134,7 +140,11 @@ void Manager::Impl::wake_worker() {
 void Manager::Impl::retry_unsaved() {
   std::lock_guard lock(mutex);
   if (unsaved.empty()) return;
-  if (auto error = save(state); !error.empty()) unsaved = error;
+  try {
+    save(state);
+  } catch (const StateError& e) {
+    unsaved = e.what();
+  }
 }
 
 void Manager::Impl::worker_loop() {
@@ -222,7 +232,10 @@ nlohmann::json Manager::handle(const nlohmann::json& request) {
     if (out.next && *out.next != impl_->state) {
       // Views first: nothing may fail between the save and the swap.
       policy::ViewSpecs next_views = build_views(*out.next, impl_->config.storage_root, impl_->config.apps_dir);
-      if (auto error = impl_->save(*out.next); !error.empty()) {
+      try {
+        impl_->save(*out.next);
+      } catch (const StateError& e) {
+        const std::string error = e.what();
         if (!out.takes_away) {
           if (out.undo) out.undo();
           failed(error);
@@ -334,8 +347,10 @@ int Manager::Impl::heal() {
   }
   next.attachments = std::move(kept);
   if (next != state) {
-    if (auto error = store.save(next); !error.empty()) {
-      common::log(common::LogLevel::error, "after healing attachments: " + error);
+    try {
+      store.save(next);
+    } catch (const StateError& e) {
+      common::log(common::LogLevel::error, std::string("after healing attachments: ") + e.what());
       return healed;
     }
     state = std::move(next);

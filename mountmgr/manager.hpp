@@ -61,8 +61,8 @@ using ViewsChanged =
 /// Extra facts for `status` that only the daemon knows (FUSE features, ...), as JSON.
 using StatusProvider = std::function<nlohmann::json()>;
 
-/// Thrown by the constructor when the state cannot be loaded; what() is the one-line message
-/// that names the file, the problem and what to do.
+/// Thrown when the state cannot be loaded (by the constructor) or saved; what() is the one-line
+/// message that names the file and the problem (and, when loading, what to do).
 class StateError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;

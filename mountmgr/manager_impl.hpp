@@ -105,11 +105,12 @@ struct Manager::Impl {
   void worker_loop();
   void retry_unsaved();
 
-  /// Saves `next` as the state: "" or the one-line error.
-  std::string save(const State& next);
+  /// Saves `next` as the state; throws StateError.
+  void save(const State& next);
   /// Moves every recorded removal into the trash and drops the records (under `mutex`, or
-  /// before the manager is shared). Returns the first failure, or "".
-  std::string carry_out_removals();
+  /// before the manager is shared). Throws ProvisionError: the first failure, once the others
+  /// are moved (or the storage root's, with nothing moved).
+  void carry_out_removals();
 
   /// Calls ViewsChanged for `ticket` once all earlier tickets are delivered; no lock held
   /// during the call.

@@ -196,19 +196,19 @@ StateStore::Loaded StateStore::load(bool recover_from_backup) {
   return loaded;
 }
 
-std::string StateStore::save(const State& state) {
+void StateStore::save(const State& state) {
   const std::string text = to_json(state).dump(2) + "\n";
   const int dir = dir_fd_.get();
   auto failed = [&](const std::string& step, int err) {
     ::unlinkat(dir, kTemp, 0);
-    return "cannot save " + path() + ": " + step + ": " + errno_text(err);
+    throw StateError("cannot save " + path() + ": " + step + ": " + errno_text(err));
   };
 
   UniqueFd fd(::openat(dir, kTemp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));
-  if (!fd) return "cannot save " + path() + ": creating " + kTemp + ": " + errno_text(errno);
-  if (!write_all(fd.get(), text)) return failed(std::string("writing ") + kTemp, errno ? errno : EIO);
-  if (::fsync(fd.get()) != 0) return failed(std::string("fsync of ") + kTemp, errno);
-  if (::close(fd.release()) != 0) return failed(std::string("closing ") + kTemp, errno);
+  if (!fd) throw StateError("cannot save " + path() + ": creating " + kTemp + ": " + errno_text(errno));
+  if (!write_all(fd.get(), text)) failed(std::string("writing ") + kTemp, errno ? errno : EIO);
+  if (::fsync(fd.get()) != 0) failed(std::string("fsync of ") + kTemp, errno);
+  if (::close(fd.release()) != 0) failed(std::string("closing ") + kTemp, errno);
 
   if (current_is_good_) {
     // The .bak gets the current file's inode (no copy): link it under a temporary name, then
@@ -218,21 +218,20 @@ std::string StateStore::save(const State& state) {
       if (::renameat(dir, kBackupTemp, dir, kBackup) != 0) {
         const int err = errno;
         ::unlinkat(dir, kBackupTemp, 0);
-        return failed(std::string("keeping the previous state as ") + kBackup, err);
+        failed(std::string("keeping the previous state as ") + kBackup, err);
       }
     } else if (errno != ENOENT) {
-      return failed(std::string("keeping the previous state as ") + kBackup, errno);
+      failed(std::string("keeping the previous state as ") + kBackup, errno);
     }
   }
-  if (::renameat(dir, kTemp, dir, kState) != 0) return failed(std::string("renaming ") + kTemp, errno);
+  if (::renameat(dir, kTemp, dir, kState) != 0) failed(std::string("renaming ") + kTemp, errno);
   current_is_good_ = true;
   // The rename is durable only once the directory is. If that fsync fails the new document is
   // in place all the same, and the caller's memory must follow what state.json now holds: so it
-  // is reported, not returned as a failure.
+  // is logged, not thrown.
   if (::fsync(dir) != 0) {
     common::log(common::LogLevel::error, "fsync of " + dir_ + " after saving the state: " + errno_text(errno));
   }
-  return "";
 }
 
 }  // namespace portalfs::mountmgr

@@ -39,9 +39,9 @@ class StateStore {
   /// Throws StateError.
   Loaded load(bool recover_from_backup);
 
-  /// Writes `state` atomically (see above). Returns "" or a one-line error; on error state.json
-  /// is unchanged.
-  std::string save(const State& state);
+  /// Writes `state` atomically (see above). Throws StateError (one line); state.json is then
+  /// unchanged.
+  void save(const State& state);
 
   [[nodiscard]] std::string path() const { return dir_ + "/state.json"; }
   [[nodiscard]] std::string backup_path() const { return dir_ + "/state.json.bak"; }

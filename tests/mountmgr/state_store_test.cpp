@@ -176,7 +176,7 @@ TEST(StateStoreTest, SaveThenLoad) {
   {
     StateStore store(tmp.path());
     (void)store.load(false);
-    EXPECT_EQ(store.save(rich_state()), "");
+    EXPECT_NO_THROW(store.save(rich_state()));
   }
   StateStore store(tmp.path());
   const auto loaded = store.load(false);
@@ -194,12 +194,12 @@ TEST(StateStoreTest, SaveKeepsThePreviousGoodCopyAsBak) {
   (void)store.load(false);
   State a = fresh_state();
   State b = rich_state();
-  ASSERT_EQ(store.save(a), "");
+  ASSERT_NO_THROW(store.save(a));
   EXPECT_FALSE(std::filesystem::exists(tmp / "state.json.bak"));  // nothing before the first save
-  ASSERT_EQ(store.save(b), "");
+  ASSERT_NO_THROW(store.save(b));
   EXPECT_EQ(state_from_json(nlohmann::json::parse(read_file(tmp / "state.json"))), b);
   EXPECT_EQ(state_from_json(nlohmann::json::parse(read_file(tmp / "state.json.bak"))), a);
-  ASSERT_EQ(store.save(a), "");
+  ASSERT_NO_THROW(store.save(a));
   EXPECT_EQ(state_from_json(nlohmann::json::parse(read_file(tmp / "state.json.bak"))), b);
 }
 
@@ -209,14 +209,14 @@ TEST(StateStoreTest, SaveReplacesAtomically) {
   TempDir tmp;
   StateStore store(tmp.path());
   (void)store.load(false);
-  ASSERT_EQ(store.save(fresh_state()), "");
+  ASSERT_NO_THROW(store.save(fresh_state()));
   const std::string old_text = read_file(tmp / "state.json");
   const int old_fd = ::open((tmp / "state.json").c_str(), O_RDONLY | O_CLOEXEC);
   ASSERT_GE(old_fd, 0);
   struct stat before {};
   ASSERT_EQ(::fstat(old_fd, &before), 0);
 
-  ASSERT_EQ(store.save(rich_state()), "");
+  ASSERT_NO_THROW(store.save(rich_state()));
   std::string seen(static_cast<std::size_t>(before.st_size), '\0');
   ASSERT_EQ(::pread(old_fd, seen.data(), seen.size(), 0), before.st_size);
   ::close(old_fd);
@@ -234,12 +234,12 @@ TEST(StateStoreTest, TornTempFileFromACrashIsIgnored) {
   {
     StateStore store(tmp.path());
     (void)store.load(false);
-    ASSERT_EQ(store.save(rich_state()), "");
+    ASSERT_NO_THROW(store.save(rich_state()));
   }
   write_file(tmp / "state.json.tmp", R"({"schema_version": 1, "apps": {"nav)");
   StateStore store(tmp.path());
   EXPECT_EQ(store.load(false).state, rich_state());
-  ASSERT_EQ(store.save(fresh_state()), "");
+  ASSERT_NO_THROW(store.save(fresh_state()));
   EXPECT_FALSE(std::filesystem::exists(tmp / "state.json.tmp"));
 }
 
@@ -290,8 +290,8 @@ TEST(StateStoreTest, RecoverFromBackup) {
   {
     StateStore store(tmp.path());
     (void)store.load(false);
-    ASSERT_EQ(store.save(rich_state()), "");
-    ASSERT_EQ(store.save(fresh_state()), "");  // .bak = rich_state
+    ASSERT_NO_THROW(store.save(rich_state()));
+    ASSERT_NO_THROW(store.save(fresh_state()));  // .bak = rich_state
   }
   write_file(tmp / "state.json", R"({"schema_version": 1, "apps": {)");
   EXPECT_THAT(state_error(tmp.path()), HasSubstr("torn or corrupt"));
@@ -302,7 +302,7 @@ TEST(StateStoreTest, RecoverFromBackup) {
   EXPECT_EQ(loaded.state, rich_state());
   // The bad file is kept aside, and the next save does not make it the backup.
   EXPECT_EQ(read_file(tmp / "state.json.corrupt"), R"({"schema_version": 1, "apps": {)");
-  ASSERT_EQ(store.save(loaded.state), "");
+  ASSERT_NO_THROW(store.save(loaded.state));
   EXPECT_EQ(state_from_json(nlohmann::json::parse(read_file(tmp / "state.json.bak"))), rich_state());
 }
 
@@ -325,7 +325,7 @@ TEST(StateStoreTest, RecoverFlagWithAGoodFileLoadsIt) {
   TempDir tmp;
   {
     StateStore store(tmp.path());
-    ASSERT_EQ(store.save(rich_state()), "");
+    ASSERT_NO_THROW(store.save(rich_state()));
   }
   StateStore store(tmp.path());
   const auto loaded = store.load(true);
@@ -350,11 +350,15 @@ TEST(StateStoreTest, SecondStoreOnTheSameDirectoryIsRefused) {
 TEST(StateStoreTest, SaveFailureReportsAndLeavesTheFile) {
   TempDir tmp;
   StateStore store(tmp / "state");
-  ASSERT_EQ(store.save(fresh_state()), "");
+  ASSERT_NO_THROW(store.save(fresh_state()));
   // A directory where the temp file goes: the save can't even start.
   std::filesystem::create_directory(tmp / "state/state.json.tmp");
-  const std::string error = store.save(rich_state());
-  EXPECT_THAT(error, HasSubstr("cannot save " + tmp / "state/state.json"));
+  try {
+    store.save(rich_state());
+    FAIL() << "saved";
+  } catch (const StateError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("cannot save " + tmp / "state/state.json"));
+  }
   EXPECT_EQ(state_from_json(nlohmann::json::parse(read_file(tmp / "state/state.json"))), fresh_state());
 }
 
