@@ -157,7 +157,11 @@ void decode_creating_verb(const mountmgr::Request& req) {
   } else {  // storage.ensure-directory
     const mountmgr::Args args(req, {"name", "chown"});
     const std::string name = args.str("name");
-    if (auto expected = mountmgr::check_storage_dir_name(name); !expected.empty()) args.bad("name", expected);
+    try {
+      mountmgr::check_storage_dir_name(name);
+    } catch (const std::invalid_argument& e) {
+      args.bad("name", e.what());
+    }
     if (!mountmgr::parse_chown_preset(args.opt_str("chown").value_or("herokuish"))) args.bad("chown", "bad preset");
   }
 }

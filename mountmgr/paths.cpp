@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "mountmgr/paths.hpp"
 
+#include <stdexcept>
+
 #include "common/beneath.hpp"
 
 namespace portalfs::mountmgr {
@@ -10,23 +12,23 @@ std::vector<std::string> split_path(std::string_view relative) {
   return relative.empty() ? std::vector<std::string>{""} : common::split_components(relative);
 }
 
-std::string check_data_dir_name(std::string_view name) {
+void check_data_dir_name(std::string_view name) {
   constexpr auto kExpected = R"(expected a relative path without empty, "." or ".." segments)";
-  if (name.empty() || name.find('\0') != std::string_view::npos) return kExpected;
+  if (name.empty() || name.find('\0') != std::string_view::npos) throw std::invalid_argument(kExpected);
   for (const auto& segment : split_path(name)) {
-    if (segment.empty() || segment == "." || segment == "..") return kExpected;
+    if (segment.empty() || segment == "." || segment == "..") throw std::invalid_argument(kExpected);
   }
-  return "";
 }
 
-std::string check_host_path(std::string_view path) {
-  if (!path.starts_with('/')) return "expected an absolute host path";
-  if (path.find('\0') != std::string_view::npos) return "expected a host path without NUL";
-  if (path.find(':') != std::string_view::npos) return "expected a host path without ':'";
+void check_host_path(std::string_view path) {
+  if (!path.starts_with('/')) throw std::invalid_argument("expected an absolute host path");
+  if (path.find('\0') != std::string_view::npos) throw std::invalid_argument("expected a host path without NUL");
+  if (path.find(':') != std::string_view::npos) throw std::invalid_argument("expected a host path without ':'");
   for (const auto& segment : split_path(path.substr(1))) {
-    if (segment == "." || segment == "..") return R"(expected a host path without "." or ".." segments)";
+    if (segment == "." || segment == "..") {
+      throw std::invalid_argument(R"(expected a host path without "." or ".." segments)");
+    }
   }
-  return "";
 }
 
 std::string normalise_host_path(std::string_view path) {

@@ -15,12 +15,12 @@ namespace portalfs::mountmgr {
 std::vector<std::string> split_path(std::string_view relative);
 
 /// A data directory name: relative, '/'-separated, no empty, "." or ".." segment, no NUL.
-/// Returns "" when valid, else what was expected.
-std::string check_data_dir_name(std::string_view name);
+/// Throws std::invalid_argument: what was expected.
+void check_data_dir_name(std::string_view name);
 
 /// A host directory for storage:mount: absolute, no "." or ".." segment, no NUL, no ':' (the
-/// docker -v separator). Returns "" when valid, else what was expected.
-std::string check_host_path(std::string_view path);
+/// docker -v separator). Throws std::invalid_argument: what was expected.
+void check_host_path(std::string_view path);
 
 /// Collapses repeated '/' and drops a trailing '/' ("/srv//x/" -> "/srv/x"); "/" stays "/".
 std::string normalise_host_path(std::string_view path);

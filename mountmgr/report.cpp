@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <stdexcept>
 
 #include <nlohmann/json.hpp>
 
@@ -113,11 +114,11 @@ std::optional<ChownPreset> parse_chown_preset(std::string_view text) {
   return std::nullopt;
 }
 
-std::string check_storage_dir_name(std::string_view name) {
+void check_storage_dir_name(std::string_view name) {
   auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); };
   const bool ok = !name.empty() && name.size() <= 64 && alnum(name.front()) &&
                   std::all_of(name.begin(), name.end(), [&](char c) { return alnum(c) || c == '.' || c == '_' || c == '-'; });
-  return ok ? "" : "expected a directory name matching [A-Za-z0-9][A-Za-z0-9._-]{0,63}";
+  if (!ok) throw std::invalid_argument("expected a directory name matching [A-Za-z0-9][A-Za-z0-9._-]{0,63}");
 }
 
 std::string render_ensure_directory(const std::string& path, const std::optional<policy::Owner>& owner, bool json) {

@@ -56,8 +56,8 @@ struct ChownPreset {
 std::optional<ChownPreset> parse_chown_preset(std::string_view text);
 
 /// A storage directory name: 1 to 64 of [A-Za-z0-9._-], starting with a letter or digit.
-/// Returns "" when valid, else what was expected.
-std::string check_storage_dir_name(std::string_view name);
+/// Throws std::invalid_argument: what was expected.
+void check_storage_dir_name(std::string_view name);
 
 std::string render_ensure_directory(const std::string& path, const std::optional<policy::Owner>& owner, bool json);
 

@@ -2,6 +2,7 @@
 #include "mountmgr/state.hpp"
 
 #include <charconv>
+#include <stdexcept>
 
 #include "mountmgr/json_reader.hpp"
 #include "mountmgr/paths.hpp"
@@ -30,12 +31,18 @@ json ranges_to_json(const std::vector<policy::IdRange>& ranges) {
 
 // ---- reading ----------------------------------------------------------------------------------
 
+/// Fails `r` with what `e` (from a check of its value) says was expected, and the value.
+[[noreturn]] void fail_with(const JsonReader& r, const std::invalid_argument& e) {
+  r.fail(std::string(e.what()) + ", got " + describe_json(r.json()));
+}
+
 policy::Owner read_owner(const JsonReader& r) {
-  policy::Owner owner;
-  if (auto expected = parse_owner(r.as_string(), owner); !expected.empty()) {
-    r.fail(expected + ", got " + describe_json(r.json()));
+  const std::string text = r.as_string();
+  try {
+    return parse_owner(text);
+  } catch (const std::invalid_argument& e) {
+    fail_with(r, e);
   }
-  return owner;
 }
 
 policy::Grant read_grant(const JsonReader& r) {
@@ -55,13 +62,17 @@ policy::Grant read_grant(const JsonReader& r) {
 
   const JsonReader name = r.member("name", "a string");
   grant.name = name.as_string();
-  std::string expected;
-  switch (grant.kind) {
-    case policy::GrantKind::data: expected = check_data_dir_name(grant.name); break;
-    case policy::GrantKind::shared: expected = policy::check_share_name(grant.name); break;
-    case policy::GrantKind::host: expected = check_host_path(grant.name); break;
+  try {
+    switch (grant.kind) {
+      case policy::GrantKind::data: check_data_dir_name(grant.name); break;
+      case policy::GrantKind::shared:  // policy's checks return what was expected
+        if (auto e = policy::check_share_name(grant.name); !e.empty()) throw std::invalid_argument(e);
+        break;
+      case policy::GrantKind::host: check_host_path(grant.name); break;
+    }
+  } catch (const std::invalid_argument& e) {
+    fail_with(name, e);
   }
-  if (!expected.empty()) name.fail(expected + ", got " + describe_json(name.json()));
 
   const JsonReader path = r.member("container_path", "a string");
   grant.container_path = path.as_string();
@@ -113,7 +124,11 @@ std::vector<DataDirRecord> read_data_dirs(const JsonReader& r) {
     DataDirRecord rec;
     const JsonReader name = item.member("name", "a string");
     rec.name = name.as_string();
-    if (auto e = check_data_dir_name(rec.name); !e.empty()) name.fail(e + ", got " + describe_json(name.json()));
+    try {
+      check_data_dir_name(rec.name);
+    } catch (const std::invalid_argument& e) {
+      fail_with(name, e);
+    }
     rec.created_by_version = item.string("created_by_version");
     rec.removed = item.boolean("removed");
     out.push_back(std::move(rec));
@@ -130,7 +145,11 @@ std::vector<StorageMount> read_storage_mounts(const JsonReader& r) {
     StorageMount m;
     const JsonReader host = item.member("host_path", "a string");
     m.host_path = host.as_string();
-    if (auto e = check_host_path(m.host_path); !e.empty()) host.fail(e + ", got " + describe_json(host.json()));
+    try {
+      check_host_path(m.host_path);
+    } catch (const std::invalid_argument& e) {
+      fail_with(host, e);
+    }
     const JsonReader ctr = item.member("container_path", "a string");
     m.container_path = ctr.as_string();
     if (auto e = policy::check_container_path(m.container_path); !e.empty()) {
@@ -237,10 +256,10 @@ std::string format_owner(const policy::Owner& owner) {
   return std::to_string(owner.uid) + ":" + std::to_string(owner.gid);
 }
 
-std::string parse_owner(std::string_view text, policy::Owner& out) {
+policy::Owner parse_owner(std::string_view text) {
   constexpr auto kExpected = "expected UID:GID (two integers from 0 to 4294967294)";
   const auto colon = text.find(':');
-  if (colon == std::string_view::npos) return kExpected;
+  if (colon == std::string_view::npos) throw std::invalid_argument(kExpected);
   auto parse_id = [](std::string_view part, uint32_t& id) {
     uint64_t v = 0;
     auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
@@ -252,10 +271,9 @@ std::string parse_owner(std::string_view text, policy::Owner& out) {
   };
   policy::Owner owner;
   if (!parse_id(text.substr(0, colon), owner.uid) || !parse_id(text.substr(colon + 1), owner.gid)) {
-    return kExpected;
+    throw std::invalid_argument(kExpected);
   }
-  out = owner;
-  return "";
+  return owner;
 }
 
 std::string format_range(const policy::IdRange& range) {
@@ -353,9 +371,13 @@ State state_from_json(const json& doc) {
       const JsonReader item = removals->at(i);
       std::string path = item.as_string();
       // Only what a purge or a prune deletes: an app's directory or one below it.
-      if (auto e = check_data_dir_name(path); !e.empty() || !path.starts_with("apps/")) {
-        item.fail(R"(expected "apps/<app>[/<data dir>]", got )" + describe_json(item.json()));
+      bool valid = path.starts_with("apps/");
+      try {
+        check_data_dir_name(path);
+      } catch (const std::invalid_argument&) {
+        valid = false;
       }
+      if (!valid) item.fail(R"(expected "apps/<app>[/<data dir>]", got )" + describe_json(item.json()));
       state.removals.push_back(std::move(path));
     }
   }

@@ -123,9 +123,9 @@ State state_from_json(const nlohmann::json& doc);
 /// The JSON of one app record, as app.show prints it.
 nlohmann::json app_to_json(const AppRecord& app);
 
-/// "UID:GID" <-> Owner. parse_owner returns "" and sets `out`, or returns what was expected.
+/// "UID:GID" <-> Owner. parse_owner throws std::invalid_argument: what was expected.
 std::string format_owner(const policy::Owner& owner);
-std::string parse_owner(std::string_view text, policy::Owner& out);
+policy::Owner parse_owner(std::string_view text);
 
 /// "inside:outside:count".
 std::string format_range(const policy::IdRange& range);

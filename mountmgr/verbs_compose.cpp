@@ -38,8 +38,10 @@ Outcome Manager::Impl::compose_install(const Request& req, bool upgrade) {
   const std::string app = args.str("name");
   if (auto e = policy::check_app_name(app); !e.empty()) args.bad("name", e + ", got " + describe_json(app));
   const std::string installation_dir = args.str("installation_dir");
-  if (auto e = check_host_path(installation_dir); !e.empty()) {
-    args.bad("installation_dir", e + ", got " + describe_json(installation_dir));
+  try {
+    check_host_path(installation_dir);
+  } catch (const std::invalid_argument& e) {
+    args.bad("installation_dir", e.what() + std::string(", got ") + describe_json(installation_dir));
   }
   const std::string version = args.opt_str("version").value_or("");
   const auto uid_maps = maps_arg(args, "uid_maps");

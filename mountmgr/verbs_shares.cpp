@@ -30,8 +30,10 @@ Outcome share_create(Manager::Impl& mgr, const Request& req) {
   policy::Owner owner;
   const bool owner_given = args.opt_str("owner").has_value();
   if (auto text = args.opt_str("owner")) {
-    if (auto expected = parse_owner(*text, owner); !expected.empty()) {
-      args.bad("owner", expected + ", got " + describe_json(*text));
+    try {
+      owner = parse_owner(*text);
+    } catch (const std::invalid_argument& e) {
+      args.bad("owner", e.what() + std::string(", got ") + describe_json(*text));
     }
   }
   if (mgr.state.shares.contains(share)) refuse("share '" + share + "' exists");

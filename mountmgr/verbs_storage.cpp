@@ -32,8 +32,10 @@ StorageMount parse_spec(const Args& args) {
   if (!parts) args.bad("spec", "expected HOST:CONTAINER or HOST:CONTAINER:ro, got " + describe_json(spec));
   StorageMount m;
   m.host_path = normalise_host_path(parts->host);
-  if (auto expected = check_host_path(m.host_path); !expected.empty()) {
-    args.bad("spec", expected + ", got " + describe_json(parts->host));
+  try {
+    check_host_path(m.host_path);
+  } catch (const std::invalid_argument& e) {
+    args.bad("spec", e.what() + std::string(", got ") + describe_json(parts->host));
   }
   m.container_path = policy::normalise_container_path(parts->container);
   if (auto expected = policy::check_container_path(m.container_path); !expected.empty()) {
@@ -251,8 +253,10 @@ Outcome storage_report(const Manager::Impl& mgr, const Request& req) {
 Outcome storage_ensure_directory(Manager::Impl& mgr, const Request& req) {
   const Args args(req, {"name", "chown"});
   const std::string name = args.str("name");
-  if (auto expected = check_storage_dir_name(name); !expected.empty()) {
-    args.bad("name", expected + ", got " + describe_json(name));
+  try {
+    check_storage_dir_name(name);
+  } catch (const std::invalid_argument& e) {
+    args.bad("name", e.what() + std::string(", got ") + describe_json(name));
   }
   const std::string preset_name = args.opt_str("chown").value_or("herokuish");
   const auto preset = parse_chown_preset(preset_name);

@@ -6,6 +6,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <stdexcept>
 
 #include "mountmgr/report.hpp"
 #include "mountmgr/views.hpp"
@@ -243,10 +244,10 @@ TEST(ReportTest, EnsureDirectoryAndPresets) {
   EXPECT_EQ(parse_chown_preset("packeto"), (ChownPreset{true, {2000, 2000}}));
   EXPECT_FALSE(parse_chown_preset("false")->chown);
   EXPECT_FALSE(parse_chown_preset("root"));
-  EXPECT_EQ(check_storage_dir_name("n8n_apk-cache.1"), "");
-  EXPECT_NE(check_storage_dir_name("../x"), "");
-  EXPECT_NE(check_storage_dir_name(".hidden"), "");
-  EXPECT_NE(check_storage_dir_name(""), "");
+  EXPECT_NO_THROW(check_storage_dir_name("n8n_apk-cache.1"));
+  EXPECT_THROW(check_storage_dir_name("../x"), std::invalid_argument);
+  EXPECT_THROW(check_storage_dir_name(".hidden"), std::invalid_argument);
+  EXPECT_THROW(check_storage_dir_name(""), std::invalid_argument);
 }
 
 }  // namespace
