@@ -282,32 +282,34 @@ void ControlServer::accept_loop() {
   }
 }
 
-std::string ControlServer::check_peer(int fd) const {
+void ControlServer::check_peer(int fd) const {
   ucred cred{};
   socklen_t len = sizeof(cred);
   if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-    return "cannot read the peer's credentials: " + errno_text(errno);
+    throw std::runtime_error("cannot read the peer's credentials: " + errno_text(errno));
   }
-  if (cred.uid == 0) return "";
+  if (cred.uid == 0) return;
   if (admin_group_) {
-    if (cred.gid == *admin_group_) return "";
+    if (cred.gid == *admin_group_) return;
     for (gid_t g : peer_groups(fd, cred.pid)) {
-      if (g == *admin_group_) return "";
+      if (g == *admin_group_) return;
     }
-    return "uid " + std::to_string(cred.uid) + " is neither root nor a member of group " +
-           std::to_string(*admin_group_) + " (portalfsd --admin-group)";
+    throw std::runtime_error("uid " + std::to_string(cred.uid) + " is neither root nor a member of group " +
+                             std::to_string(*admin_group_) + " (portalfsd --admin-group)");
   }
-  return "uid " + std::to_string(cred.uid) +
-         " is not root (start portalfsd with --admin-group to let a group in)";
+  throw std::runtime_error("uid " + std::to_string(cred.uid) +
+                           " is not root (start portalfsd with --admin-group to let a group in)");
 }
 
 void ControlServer::serve(UniqueFd client) {
   const int fd = client.get();
   const int stop_fd = stop_fd_.get();
 
-  if (auto why = check_peer(fd); !why.empty()) {
-    common::log(LogLevel::info, "control: refused a connection: " + why);
-    send_response(fd, stop_fd, error_response(1, "permission denied: " + why));
+  try {
+    check_peer(fd);
+  } catch (const std::runtime_error& e) {
+    common::log(LogLevel::info, std::string("control: refused a connection: ") + e.what());
+    send_response(fd, stop_fd, error_response(1, std::string("permission denied: ") + e.what()));
     return;
   }
 

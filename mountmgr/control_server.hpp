@@ -66,8 +66,9 @@ class ControlServer {
 
   void accept_loop();
   void serve(common::UniqueFd client);
-  /// "" when the peer may talk to us, else why not (for the permission-denied response).
-  [[nodiscard]] std::string check_peer(int fd) const;
+  /// Throws std::runtime_error (why not, for the permission-denied response) unless the peer
+  /// may talk to us.
+  void check_peer(int fd) const;
   void reap_connections(bool all);
 
   std::string socket_path_;
