@@ -10,6 +10,7 @@
 #include <cstring>
 #include <iostream>
 #include <optional>
+#include <stdexcept>
 #include <string>
 
 #include "common/escape.hpp"
@@ -40,8 +41,8 @@ ExitCode fail(ExitCode code, const std::string& message) {
   return code;
 }
 
-/// Reads a whole file; nullopt and `error` ("cannot read FILE: <strerror>") on failure.
-std::optional<std::string> read_file(const std::string& path, std::string& error) {
+/// Reads a whole file; throws std::runtime_error ("cannot read FILE: <strerror>").
+std::string read_file(const std::string& path) {
   portalfs::common::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   std::string text;
   if (fd) {
@@ -56,8 +57,7 @@ std::optional<std::string> read_file(const std::string& path, std::string& error
       if (errno != EINTR) break;
     }
   }
-  error = "cannot read " + path + ": " + std::strerror(errno);
-  return std::nullopt;
+  throw std::runtime_error("cannot read " + path + ": " + std::strerror(errno));
 }
 
 std::string grant_line(const std::string& app, const portalfs::policy::Grant& g) {
@@ -83,11 +83,14 @@ nlohmann::json grant_json(const portalfs::policy::Grant& g) {
 ExitCode run_validate(const CtlCommand& cmd) {
   std::vector<std::pair<std::string, portalfs::policy::AppSpec>> specs;
   for (const auto& file : cmd.files) {
-    std::string error;
-    auto text = read_file(file, error);
-    if (!text) return fail(ExitCode::usage, error);
+    std::string text;
     try {
-      specs.emplace_back(file, portalfs::policy::parse_manifest(*text, file));
+      text = read_file(file);
+    } catch (const std::runtime_error& e) {
+      return fail(ExitCode::usage, e.what());
+    }
+    try {
+      specs.emplace_back(file, portalfs::policy::parse_manifest(text, file));
     } catch (const portalfs::policy::ManifestError& e) {
       // Already "FILE:LINE:COL: ..." or "FILE: /pointer: ...", like a compiler's message.
       std::cerr << one_line(e.what()) << '\n';
@@ -118,10 +121,11 @@ ExitCode run(CtlCommand cmd) {
   if (cmd.verb == "validate") return run_validate(cmd);
 
   if (!cmd.manifest_file.empty()) {
-    std::string error;
-    auto text = read_file(cmd.manifest_file, error);
-    if (!text) return fail(ExitCode::usage, error);
-    cmd.args["manifest"] = std::move(*text);
+    try {
+      cmd.args["manifest"] = read_file(cmd.manifest_file);
+    } catch (const std::runtime_error& e) {
+      return fail(ExitCode::usage, e.what());
+    }
     cmd.args["source"] = cmd.manifest_file;
     if (cmd.args.value("compose", false)) {
       if (const ExitCode code = portalfs::tools::prepare_compose_request(cmd); code != ExitCode::ok) return code;
