@@ -34,24 +34,33 @@ Inode* Filesystem::inode_of(fuse_ino_t ino) {
   return reinterpret_cast<Inode*>(ino);
 }
 
-Result<Filesystem::Node> Filesystem::resolve(fuse_ino_t ino) {
+Filesystem::Node Filesystem::resolve(fuse_ino_t ino) {
   Inode* inode = inode_of(ino);
   if (inode->view == kNoView) return Node{inode, nullptr};
-  const View* view = views_.get(inode->view);
-  if (!view) return Errno{ENOENT};  // the view was revoked: the app may not see it any more
-  return Node{inode, view};
+  return Node{inode, views_.get(inode->view)};  // nullptr: the view was revoked or removed
+}
+
+policy::Target Filesystem::target_of(const Node& node) {
+  if (node.synthetic()) return policy::Target::above();
+  if (!node.view) return policy::Target::hidden();
+  return policy::Target::view(node.view->spec.access);
 }
 
 Result<Filesystem::Node> Filesystem::resolve_for(fuse_ino_t ino, policy::Op op) {
-  auto node = resolve(ino);
-  if (!node) return node;
-  if (node->synthetic()) {
-    if (policy::is_mutation(op)) return Errno{EROFS};
-    return node;
-  }
-  auto d = policy::decide(op, policy::Target{true, node->view->spec.access});
-  if (!d.allowed()) return Errno{d.err};
+  Node node = resolve(ino);
+  if (auto d = policy::decide(op, target_of(node)); !d.allowed()) return Errno{d.err};
   return node;
+}
+
+Result<std::pair<Filesystem::Node, Filesystem::Node>> Filesystem::resolve_for(
+    fuse_ino_t from, fuse_ino_t to, policy::Op op) {
+  Node a = resolve(from);
+  Node b = resolve(to);
+  const bool same_view = a.inode->view == b.inode->view;
+  if (auto d = policy::decide(op, target_of(a), target_of(b), same_view); !d.allowed()) {
+    return Errno{d.err};
+  }
+  return std::pair{a, b};
 }
 
 Result<FdRef> Filesystem::fd_of(const Node& node) {

@@ -23,6 +23,8 @@
 #define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
 #include <fuse_lowlevel.h>
 
+#include <fcntl.h>
+
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -31,6 +33,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "common/result.hpp"
@@ -61,6 +64,12 @@ struct FileHandle {
   Inode* inode = nullptr;
   std::shared_ptr<std::atomic<bool>> killed;  // the view's forced-revoke flag
   bool counted = false;  // counted by Passthrough::acquire
+  int accmode = O_RDONLY;  // of fd: the daemon's own open, decided once by open() or create()
+  bool readable = true;
+  void set_accmode(int flags) {
+    accmode = flags & O_ACCMODE;
+    readable = accmode != O_WRONLY;
+  }
 };
 
 struct DirEntry;
@@ -175,10 +184,14 @@ class Filesystem {
   struct SynthInode;
 
   Inode* inode_of(fuse_ino_t ino);
-  /// ino -> Node; a backed inode whose view is gone is ENOENT (revoked or removed).
-  common::Result<Node> resolve(fuse_ino_t ino);
-  /// resolve() + policy::decide(op) for a backed inode; synthetic dirs are read-only.
+  /// ino -> Node (its view nullptr when the view is gone: revoked or removed).
+  Node resolve(fuse_ino_t ino);
+  /// What policy::decide() is told about a node: hidden, above the views, or a view's access.
+  static policy::Target target_of(const Node& node);
+  /// resolve() + policy::decide(op): the node, or the errno the policy gives.
   common::Result<Node> resolve_for(fuse_ino_t ino, policy::Op op);
+  /// The same for the two places of link, rename and copy_file_range (source, destination).
+  common::Result<std::pair<Node, Node>> resolve_for(fuse_ino_t from, fuse_ino_t to, policy::Op op);
   common::Result<FdRef> fd_of(const Node& node);
   /// "N" for /proc/self/fd/N through proc_fd_.
   static std::string fd_name(int fd);
@@ -189,9 +202,10 @@ class Filesystem {
   common::Result<fuse_entry_param> make_entry(const View& view, int path_fd);
   fuse_entry_param negative_entry(const View* view) const;
   /// The shared body of mknod, mkdir and symlink: resolve and check the parent, run `make`
-  /// (a *at call relative to the parent's fd) as the caller's disk owner, reply the entry.
+  /// (a *at call relative to the parent's fd, in the parent's view) as the caller's disk
+  /// owner, reply the entry.
   void make_node(fuse_req_t req, fuse_ino_t parent, const char* name, policy::Op op,
-                 const std::function<int(int dirfd)>& make);
+                 const std::function<int(int dirfd, const View& view)>& make);
 
   // Synthetic directories (synthetic.cpp).
   SynthInode* synth_inode(const std::string& path);

@@ -80,22 +80,25 @@ int daemon_flags(int flags, bool passes_through) {
 //  - Any other file keeps its page cache across opens.
 //  - FLUSH (at every close) is asked for only where the daemon wrote through its own fd: a
 //    file system may report a write error at close. Read-only and passthrough opens skip it.
+// Decided once per open: open() and create() pick the daemon's flags (daemon_flags(), with
+// one fallback) and record the access mode the fd got in the FileHandle; this function
+// derives the rest from it. The backing id reaches the kernel by a patch of the reply
+// (Passthrough::mark_next_reply): libfuse 3.14's fuse_file_info has no field for it, and the
+// reply is written by this very thread inside fuse_reply_open/fuse_reply_create.
 void Filesystem::set_io_mode(fuse_file_info* fi, const View& view, FileHandle& fh) {
   fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY;
   if (passes_through(view)) {
     fh.counted = true;
     common::UniqueFd fresh;
-    auto b = passthrough_.acquire(fh.inode, [&] {
-      // The caller's own fd, if it reads: a write-only open was made read-write by
-      // daemon_flags() unless that failed, which only the write-only case needs to ask.
-      const bool plain = (fi->flags & ~kPlainFlags) == 0;
-      const bool readable = (fi->flags & O_ACCMODE) != O_WRONLY ||
-                            (::fcntl(fh.fd.get(), F_GETFL) & O_ACCMODE) == O_RDWR;
-      if (plain && readable) return fh.fd.get();
-      // A write-only or unusual open: a plain read-write one of the same file serves as
-      // the backing, so later readers pass through too.
+    auto b = passthrough_.acquire(fh.inode, [&]() -> Passthrough::Candidate {
+      // The daemon's own fd, if it reads (daemon_flags() made a plain write-only open
+      // read-write where it could) and carries no per-open flag the backing would impose on
+      // every open of the inode.
+      if ((fi->flags & ~kPlainFlags) == 0 && fh.readable) return {fh.fd.get(), fh.accmode};
+      // Else a plain read-write open of the same file serves as the backing, so later
+      // readers pass through too.
       fresh.reset(::openat(proc_fd_.get(), fd_name(fh.fd.get()).c_str(), O_RDWR | O_CLOEXEC));
-      return fresh ? fresh.get() : -1;
+      return {fresh ? fresh.get() : -1, O_RDWR};
     });
     if (b.id > 0) {
       const int acc = fi->flags & O_ACCMODE;
@@ -122,14 +125,16 @@ void Filesystem::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto fd = fd_of(*n);
   if (!fd) return reply_err(req, fd.error());
   const std::string name = fd_name(fd->get());
-  const int flags = daemon_flags(fi->flags, passes_through(*n->view));
+  int flags = daemon_flags(fi->flags, passes_through(*n->view));
   int data = ::openat(proc_fd_.get(), name.c_str(), flags);
   if (data < 0 && flags != reopen_flags(fi->flags)) {
-    data = ::openat(proc_fd_.get(), name.c_str(), reopen_flags(fi->flags));
+    flags = reopen_flags(fi->flags);
+    data = ::openat(proc_fd_.get(), name.c_str(), flags);
   }
   if (data < 0) return reply_err(req, errno);
   auto fh = std::make_unique<FileHandle>();
   fh->fd.reset(data);
+  fh->set_accmode(flags);
   fh->inode = n->inode;
   fh->killed = n->view->killed;
   table_.opened(n->inode);
@@ -153,6 +158,7 @@ void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mod
   auto pfd = fd_of(*p);
   if (!pfd) return reply_err(req, pfd.error());
   int data;
+  int flags;
   {
     FsCredsGuard as_caller(owner->uid, owner->gid);
     // O_NOFOLLOW: a symlink planted under this name (by another view or the host) is not
@@ -161,16 +167,18 @@ void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mod
     // Read-write if it will pass through (daemon_flags): a new file needs no permission to
     // open; an existing one the caller may only write is opened as asked.
     const int extra = O_CREAT | (fi->flags & O_EXCL) | O_NOFOLLOW;
-    const int flags = daemon_flags(fi->flags, passes_through(view));
+    flags = daemon_flags(fi->flags, passes_through(view));
     const mode_t m = allowed_mode(view, mode & 07777, false);
     data = ::openat(pfd->get(), name, flags | extra, m);
     if (data < 0 && errno == EACCES && flags != reopen_flags(fi->flags)) {
-      data = ::openat(pfd->get(), name, reopen_flags(fi->flags) | extra, m);
+      flags = reopen_flags(fi->flags);
+      data = ::openat(pfd->get(), name, flags | extra, m);
     }
   }
   if (data < 0) return reply_err(req, errno);
   auto fh = std::make_unique<FileHandle>();
   fh->fd.reset(data);
+  fh->set_accmode(flags);
   // The entry's O_PATH fd comes from the open file itself, so it is the same inode even if
   // the name changed in between.
   int path_fd = ::openat(proc_fd_.get(), fd_name(data).c_str(), O_PATH | O_CLOEXEC);
@@ -253,13 +261,9 @@ void Filesystem::lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_f
 void Filesystem::copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
                                  fuse_file_info* fi_in, fuse_ino_t ino_out, off_t off_out,
                                  fuse_file_info* fi_out, size_t len, int flags) {
-  auto src = resolve(ino_in);
-  auto dst = resolve(ino_out);
-  if (!src) return reply_err(req, src.error());
-  if (!dst) return reply_err(req, dst.error());
-  auto d = policy::decide(Op::copy_into, {true, src->view->spec.access},
-                          {true, dst->view->spec.access}, src->view->id == dst->view->id);
-  if (!d.allowed()) return reply_err(req, d.err);
+  if (auto places = resolve_for(ino_in, ino_out, Op::copy_into); !places) {
+    return reply_err(req, places.error());
+  }
   FileHandle* in = file_of(fi_in);
   FileHandle* out = file_of(fi_out);
   if (dead(in) || dead(out)) return reply_err(req, EIO);

@@ -22,7 +22,7 @@ void Filesystem::getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size
   auto n = resolve_for(ino, Op::getxattr);
   if (!n) return reply_err(req, n.error());
   if (n->synthetic()) return reply_err(req, ENODATA);
-  auto d = policy::decide_xattr(Op::getxattr, {true, n->view->spec.access}, name);
+  auto d = policy::decide_xattr(Op::getxattr, target_of(*n), name);
   if (!d.allowed()) return reply_err(req, d.err);
   auto fd = fd_of(*n);
   if (!fd) return reply_err(req, fd.error());
@@ -53,7 +53,7 @@ void Filesystem::listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   for (size_t i = 0; i < static_cast<size_t>(len);) {
     const char* name = all.data() + i;
     size_t l = std::strlen(name) + 1;
-    if (policy::decide_xattr(Op::getxattr, {true, n->view->spec.access}, name).allowed()) {
+    if (policy::decide_xattr(Op::getxattr, target_of(*n), name).allowed()) {
       shown.insert(shown.end(), name, name + l);
     }
     i += l;
@@ -67,7 +67,7 @@ void Filesystem::setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, cons
                           size_t size, int flags) {
   auto n = resolve_for(ino, Op::setxattr);
   if (!n) return reply_err(req, n.error());
-  auto d = policy::decide_xattr(Op::setxattr, {true, n->view->spec.access}, name);
+  auto d = policy::decide_xattr(Op::setxattr, target_of(*n), name);
   if (!d.allowed()) return reply_err(req, d.err);
   auto fd = fd_of(*n);
   if (!fd) return reply_err(req, fd.error());
@@ -82,7 +82,7 @@ void Filesystem::setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, cons
 void Filesystem::removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   auto n = resolve_for(ino, Op::removexattr);
   if (!n) return reply_err(req, n.error());
-  auto d = policy::decide_xattr(Op::removexattr, {true, n->view->spec.access}, name);
+  auto d = policy::decide_xattr(Op::removexattr, target_of(*n), name);
   if (!d.allowed()) return reply_err(req, d.err);
   auto fd = fd_of(*n);
   if (!fd) return reply_err(req, fd.error());

@@ -164,7 +164,7 @@ void Passthrough::mark_next_reply(int32_t backing, bool direct_io) {
 }
 
 Passthrough::Backing Passthrough::acquire(const Inode* inode,
-                                          const std::function<int()>& open_backing) {
+                                          const std::function<Candidate()>& open_backing) {
   if (!active()) return {};
   std::lock_guard lock(mutex_);
   auto [it, first] = backings_.try_emplace(inode, Entry{{}, 0});
@@ -173,17 +173,16 @@ Passthrough::Backing Passthrough::acquire(const Inode* inode,
   if (!first) return e.backing;
   // An inode that could not get a backing is served by the daemon until its last close (the
   // kernel refuses passthrough opens of an inode open in its page-cache mode).
-  const int fd = open_backing();
-  if (fd < 0) return e.backing;
-  BackingMap map{fd, 0, 0};
+  const Candidate file = open_backing();
+  if (file.fd < 0) return e.backing;
+  BackingMap map{file.fd, 0, 0};
   const int id = ::ioctl(dev_fd_, kBackingOpen, &map);
   if (id <= 0) {
     common::log(common::LogLevel::debug,
                 std::string("passthrough: backing refused: ") + std::strerror(errno));
     return e.backing;
   }
-  const int acc = ::fcntl(fd, F_GETFL) & O_ACCMODE;
-  e.backing = {id, acc != O_WRONLY, acc != O_RDONLY};
+  e.backing = {id, file.accmode != O_WRONLY, file.accmode != O_RDONLY};
   return e.backing;
 }
 

@@ -20,6 +20,7 @@
 // a shared view's grant can turn read-only or be revoked with --force, which must stop the
 // reads and writes of files already open, and only the daemon can refuse those.
 
+#include <fcntl.h>
 #include <sys/uio.h>
 
 #include <atomic>
@@ -50,10 +51,15 @@ class Passthrough {
     int32_t id = 0;
     bool readable = false, writable = false;
   };
-  /// Counts one open of `inode` and returns its backing. The first open registers the fd
-  /// `open_backing()` returns (-1: none; the caller keeps it, the kernel takes its own
-  /// reference); the later ones share it, as the kernel requires. No-op while inactive.
-  Backing acquire(const Inode* inode, const std::function<int()>& open_backing);
+  /// A file the caller offers as the backing: its fd (-1: none) and access mode (O_ACCMODE).
+  struct Candidate {
+    int fd = -1;
+    int accmode = O_RDONLY;
+  };
+  /// Counts one open of `inode` and returns its backing. The first open registers the file
+  /// `open_backing()` offers (the caller keeps its fd, the kernel takes its own reference);
+  /// the later ones share it, as the kernel requires. No-op while inactive.
+  Backing acquire(const Inode* inode, const std::function<Candidate()>& open_backing);
   /// Drops the count of one open counted by acquire(); the last closes the backing.
   void release(const Inode* inode);
 

@@ -85,13 +85,14 @@ bool is_mutation(Op op) {
 
 Decision decide(Op op, Target target) {
   if (!target.granted) return {ENOENT};
-  if (is_mutation(op) && !writable(target)) return {EROFS};
+  if (is_mutation(op) && (target.above_views || !writable(target))) return {EROFS};
   return {};
 }
 
 Decision decide(Op op, Target from, Target to, bool same_view) {
   const TwoPlaceRule rule = two_place_rule(op);
   if (!from.granted || !to.granted) return {ENOENT};
+  if (from.above_views || to.above_views) return {EROFS};
   if (rule.same_view_only && !same_view) return {EXDEV};
   if ((rule.from_writable && !writable(from)) || (rule.to_writable && !writable(to))) {
     return {EROFS};

@@ -6,9 +6,11 @@
 //
 // Hide or deny, ranked (the first that applies wins):
 //   1. ENOENT  the target is not granted to the app at all (another app's files, a revoked share)
-//   2. EXDEV   link or rename between two different views
-//   3. EROFS   a mutation through a read-only view
-//   4. EPERM   an xattr write outside the user.* namespace; a device node
+//   2. EROFS   a mutation of the read-only directories above the views (/, apps/<app>/...)
+//   3. EXDEV   link or rename between two different views
+//   4. EROFS   a mutation through a read-only view
+//   5. EPERM   an xattr write outside the user.* namespace; a device node; a fifo or socket
+//              where several apps meet
 
 #include <cstdint>
 #include <string_view>
@@ -27,10 +29,17 @@ enum class Op {
 /// True for every op that changes the filesystem (the ones a read-only view refuses).
 bool is_mutation(Op op);
 
-/// What the op is aimed at: a granted view and its access, or nothing (not granted).
+/// What the op is aimed at: a granted view and its access, a directory above the views, or
+/// nothing (a view that is not, or no longer, granted: it is hidden).
 struct Target {
   bool granted = false;
   Access access = Access::read;
+  bool above_views = false;  // /, apps/, apps/<app>/, apps/<app>/<kind>/: read-only
+
+  static constexpr Target hidden() { return {}; }
+  static constexpr Target view(Access access) { return {true, access}; }
+  static constexpr Target above() { return {true, Access::read, true}; }
+  friend bool operator==(const Target&, const Target&) = default;
 };
 
 /// 0 = allowed, else a positive errno.
@@ -55,8 +64,9 @@ Decision decide_xattr(Op op, Target target, std::string_view name);
 bool is_user_xattr(std::string_view name);
 
 /// mknod of a file of type `mode & S_IFMT` in a view of `kind`: decide(Op::mknod, target), then
-/// EPERM for a device node in any view, and for a fifo or socket in a shared or host view (only
-/// an app's own data directory may hold them). Regular files are allowed.
+/// EPERM for a device node in any view, and for a fifo or socket in a shared or host view (a
+/// channel between apps; only an app's own data directory may hold them). Regular files (and a
+/// mode without a type, which mknod(2) makes a regular file) are allowed.
 Decision decide_mknod(Target target, GrantKind kind, uint32_t mode);
 
 }  // namespace portalfs::policy

@@ -203,6 +203,22 @@ INSTANTIATE_TEST_SUITE_P(
         XattrCase{"list_hidden", Op::listxattr, kNone, "", ENOENT}),
     [](const auto& test_info) { return std::string(test_info.param.test_name); });
 
+// The directories above the views (/, apps/<app>/<kind>/) can be read and never changed, and
+// a link or rename into or out of them is EROFS before any EXDEV between views.
+TEST(Access, AboveTheViewsIsReadOnly) {
+  for (const OpRow& row : kOps) {
+    EXPECT_EQ(decide(row.op, Target::above()), Decision{row.mutation ? EROFS : 0}) << row.name;
+  }
+  for (Op op : {Op::link, Op::rename, Op::copy_into}) {
+    EXPECT_EQ(decide(op, Target::above(), kReadWrite, false), Decision{EROFS});
+    EXPECT_EQ(decide(op, kReadWrite, Target::above(), false), Decision{EROFS});
+    EXPECT_EQ(decide(op, Target::above(), Target::above(), true), Decision{EROFS});
+    EXPECT_EQ(decide(op, kNone, Target::above(), false), Decision{ENOENT});
+  }
+  EXPECT_EQ(Target::hidden(), kNone);
+  EXPECT_EQ(Target::view(Access::read), kRead);
+}
+
 TEST(Access, IsUserXattr) {
   EXPECT_TRUE(is_user_xattr("user.comment"));
   EXPECT_TRUE(is_user_xattr("user.mime_type"));
@@ -247,7 +263,8 @@ INSTANTIATE_TEST_SUITE_P(
         MknodCase{"char_ro_is_erofs", kRead, GrantKind::data, S_IFCHR | 0600, EROFS},
         MknodCase{"fifo_shared_ro_is_erofs", kRead, GrantKind::shared, S_IFIFO | 0600, EROFS},
         MknodCase{"char_hidden", kNone, GrantKind::data, S_IFCHR | 0600, ENOENT},
-        MknodCase{"regular_hidden", kNone, GrantKind::shared, S_IFREG | 0644, ENOENT}),
+        MknodCase{"regular_hidden", kNone, GrantKind::shared, S_IFREG | 0644, ENOENT},
+        MknodCase{"fifo_above_views", Target::above(), GrantKind::data, S_IFIFO | 0600, EROFS}),
     [](const auto& test_info) { return std::string(test_info.param.test_name); });
 
 }  // namespace
