@@ -219,12 +219,16 @@ Filesystem::Siblings Filesystem::siblings_of(const Inode* inode) {
   return out;
 }
 
-void Filesystem::inval_data(const Siblings& siblings, off_t off, off_t len) {
-  for (fuse_ino_t s : siblings) notifier_.inval_inode(s, off, len);
-}
-
-void Filesystem::inval_entry(const Siblings& parents, const char* name) {
-  for (fuse_ino_t p : parents) notifier_.inval_entry(p, name);
+void Filesystem::send_after(Call& call) noexcept {
+  try {
+    for (auto& i : call.after) {
+      if (i.name.empty()) notifier_.inval_inode(i.ino, i.off, i.len);
+      else notifier_.inval_entry(i.ino, std::move(i.name));
+    }
+  } catch (const std::exception& e) {  // out of memory: the siblings see it at their timeout
+    common::log(common::LogLevel::error, std::string("invalidation lost: ") + e.what());
+  }
+  call.after.clear();
 }
 
 double Filesystem::entry_timeout(const View* view) const {

@@ -22,6 +22,7 @@
 
 #define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
 #include <fuse_lowlevel.h>
+#include <sys/statvfs.h>
 
 #include <fcntl.h>
 
@@ -103,6 +104,68 @@ class OpenHandles {
   std::unordered_set<Handle*> open_;
 };
 
+using common::Errno;
+using common::Result;
+
+/// One request as an op sees it: who asks, and the invalidations the op owes the sibling views
+/// (other views showing what it changed). They are collected BEFORE the reply (after it the
+/// kernel may forget an inode at any moment) and queued for the Notifier AFTER it (see the
+/// top of this file); they carry only inode numbers.
+struct Call {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  struct Inval {
+    fuse_ino_t ino;
+    off_t off = -1, len = 0;  // data from off (len 0: to the end); off -1: attributes only
+    std::string name;         // non-empty: the entry `name` in the directory `ino`
+  };
+  std::vector<Inval> after;
+
+  void entry_changed(const std::vector<fuse_ino_t>& parents, const char* name) {
+    for (fuse_ino_t p : parents) after.push_back({p, -1, 0, name});
+  }
+  void data_changed(const std::vector<fuse_ino_t>& inodes, off_t off, off_t len) {
+    for (fuse_ino_t i : inodes) after.push_back({i, off, len, {}});
+  }
+  void attr_changed(const std::vector<fuse_ino_t>& inodes) { data_changed(inodes, -1, 0); }
+};
+
+// What ops answer besides an errno, an entry (fuse_entry_param) and a statvfs.
+struct NoReply {};  // forget: the kernel expects no answer
+struct Attr {
+  struct stat st;
+  double timeout;
+};
+struct LinkTarget {
+  std::string target;
+};
+struct Opened {
+  fuse_file_info fi;  // fh: a FileHandle (0 for a directory)
+};
+struct Created {
+  fuse_entry_param entry;
+  fuse_file_info fi;
+};
+struct FileData {  // `size` bytes of `fd` at `off`, sent by splice where the kernel can
+  int fd;
+  size_t size;
+  off_t off;
+};
+struct Written {
+  size_t size;
+};
+struct Offset {
+  off_t off;
+};
+struct Bytes {
+  std::vector<char> data;
+};
+struct Xattr {  // size_only: the caller asked for the size (size 0), data is empty
+  bool size_only;
+  size_t size;
+  std::vector<char> data;
+};
+
 class Filesystem {
  public:
   explicit Filesystem(Options options = {});
@@ -134,45 +197,64 @@ class Filesystem {
   };
   Stats stats();
 
-  // ---- ops (called by the trampolines in ops_table.cpp) ----
+  // ---- ops ----
+  // Each op does its work and returns what to answer: a value, or an errno. The trampolines
+  // of ops_table.cpp build the Call from the request, send the one reply (reply.cpp) and then
+  // queue the invalidations the op collected. Tests call the ops directly, without a mount.
   void init(fuse_conn_info* conn);
-  void lookup(fuse_req_t req, fuse_ino_t parent, const char* name);
-  void forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
-  void forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets);
-  void getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
-  void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi);
-  void readlink(fuse_req_t req, fuse_ino_t ino);
-  void mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev);
-  void mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode);
-  void symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name);
-  void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname);
-  void unlink(fuse_req_t req, fuse_ino_t parent, const char* name);
-  void rmdir(fuse_req_t req, fuse_ino_t parent, const char* name);
-  void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
-              const char* newname, unsigned int flags);
-  void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
-  void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi);
-  void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
-  void write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* bufv, off_t off, fuse_file_info* fi);
-  void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
-  void fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
-  void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
-  void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
-                 fuse_file_info* fi);
-  void lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi);
-  void copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info* fi_in,
-                       fuse_ino_t ino_out, off_t off_out, fuse_file_info* fi_out, size_t len,
-                       int flags);
-  void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
-  void readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus);
-  void fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
-  void statfs(fuse_req_t req, fuse_ino_t ino);
-  void access(fuse_req_t req, fuse_ino_t ino, int mask);
-  void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
-                int flags);
-  void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size);
-  void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
-  void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name);
+  Result<fuse_entry_param> lookup(Call& call, fuse_ino_t parent, const char* name);
+  NoReply forget(Call& call, fuse_ino_t ino, uint64_t nlookup);
+  NoReply forget_multi(Call& call, size_t count, fuse_forget_data* forgets);
+  Result<Attr> getattr(Call& call, fuse_ino_t ino, fuse_file_info* fi);
+  Result<Attr> setattr(Call& call, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi);
+  Result<LinkTarget> readlink(Call& call, fuse_ino_t ino);
+  Result<fuse_entry_param> mknod(Call& call, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev);
+  Result<fuse_entry_param> mkdir(Call& call, fuse_ino_t parent, const char* name, mode_t mode);
+  Result<fuse_entry_param> symlink(Call& call, const char* link, fuse_ino_t parent, const char* name);
+  Result<fuse_entry_param> link(Call& call, fuse_ino_t ino, fuse_ino_t newparent, const char* newname);
+  Result<void> unlink(Call& call, fuse_ino_t parent, const char* name);
+  Result<void> rmdir(Call& call, fuse_ino_t parent, const char* name);
+  Result<void> rename(Call& call, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+                      const char* newname, unsigned int flags);
+  Result<Opened> open(Call& call, fuse_ino_t ino, fuse_file_info* fi);
+  Result<Created> create(Call& call, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi);
+  Result<FileData> read(Call& call, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
+  Result<Written> write_buf(Call& call, fuse_ino_t ino, fuse_bufvec* bufv, off_t off, fuse_file_info* fi);
+  Result<void> flush(Call& call, fuse_ino_t ino, fuse_file_info* fi);
+  Result<void> fsync(Call& call, fuse_ino_t ino, int datasync, fuse_file_info* fi);
+  Result<void> release(Call& call, fuse_ino_t ino, fuse_file_info* fi);
+  Result<void> fallocate(Call& call, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                         fuse_file_info* fi);
+  Result<Offset> lseek(Call& call, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi);
+  Result<Written> copy_file_range(Call& call, fuse_ino_t ino_in, off_t off_in, fuse_file_info* fi_in,
+                                  fuse_ino_t ino_out, off_t off_out, fuse_file_info* fi_out,
+                                  size_t len, int flags);
+  Result<Opened> opendir(Call& call, fuse_ino_t ino, fuse_file_info* fi);
+  /// `size` bytes at most of the listing from `off`, as READDIR (plus: READDIRPLUS) wants them.
+  Result<Bytes> readdir(Call& call, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus);
+  Result<void> fsyncdir(Call& call, fuse_ino_t ino, int datasync, fuse_file_info* fi);
+  Result<struct statvfs> statfs(Call& call, fuse_ino_t ino);
+  Result<void> access(Call& call, fuse_ino_t ino, int mask);
+  Result<void> setxattr(Call& call, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                        int flags);
+  Result<Xattr> getxattr(Call& call, fuse_ino_t ino, const char* name, size_t size);
+  Result<Xattr> listxattr(Call& call, fuse_ino_t ino, size_t size);
+  Result<void> removexattr(Call& call, fuse_ino_t ino, const char* name);
+
+  // ---- replies (reply.cpp): each sends one answer, then queues call.after ----
+  void reply(fuse_req_t req, Call& call, Result<void> r);
+  void reply(fuse_req_t req, Call& call, NoReply);
+  void reply(fuse_req_t req, Call& call, Result<fuse_entry_param> r);
+  void reply(fuse_req_t req, Call& call, Result<Attr> r);
+  void reply(fuse_req_t req, Call& call, Result<LinkTarget> r);
+  void reply(fuse_req_t req, Call& call, Result<Opened> r);
+  void reply(fuse_req_t req, Call& call, Result<Created> r);
+  void reply(fuse_req_t req, Call& call, Result<FileData> r);
+  void reply(fuse_req_t req, Call& call, Result<Written> r);
+  void reply(fuse_req_t req, Call& call, Result<Offset> r);
+  void reply(fuse_req_t req, Call& call, Result<Bytes> r);
+  void reply(fuse_req_t req, Call& call, Result<struct statvfs> r);
+  void reply(fuse_req_t req, Call& call, Result<Xattr> r);
 
  private:
   /// An inode resolved for an op: the inode and its current view (nullptr for synthetic).
@@ -203,25 +285,22 @@ class Filesystem {
   fuse_entry_param negative_entry(const View* view) const;
   /// The shared body of mknod, mkdir and symlink: resolve and check the parent, run `make`
   /// (a *at call relative to the parent's fd, in the parent's view) as the caller's disk
-  /// owner, reply the entry.
-  void make_node(fuse_req_t req, fuse_ino_t parent, const char* name, policy::Op op,
-                 const std::function<int(int dirfd, const View& view)>& make);
+  /// owner, return the entry.
+  Result<fuse_entry_param> make_node(Call& call, fuse_ino_t parent, const char* name, policy::Op op,
+                                     const std::function<int(int dirfd, const View& view)>& make);
 
   // Synthetic directories (synthetic.cpp).
   SynthInode* synth_inode(const std::string& path);
   SynthInode* find_synth(const std::string& path);
-  void synth_lookup(fuse_req_t req, const SynthInode& dir, const char* name);
+  Result<fuse_entry_param> synth_lookup(const SynthInode& dir, const char* name);
   struct stat synth_stat(const SynthInode& dir) const;
   std::vector<DirEntry> synth_listing(const SynthInode& dir);
 
-  // Coherence. The siblings are collected BEFORE the reply (after it the kernel may forget
-  // the inode at any moment); the invalidations are queued AFTER it, for the notifier (see
-  // the top of this file), and carry only inode numbers.
+  // Coherence: the other views' inodes of the same backing file (see Call).
   using Siblings = std::vector<fuse_ino_t>;
   Siblings siblings_of(const Inode* inode);
-  void inval_data(const Siblings& siblings, off_t off, off_t len);
-  void inval_attr(const Siblings& siblings) { inval_data(siblings, -1, 0); }
-  void inval_entry(const Siblings& parents, const char* name);
+  /// Queues what `call` collected for the notifier (after the reply).
+  void send_after(Call& call) noexcept;
   /// Sets how the kernel serves an open file: through its backing file (data views, if the
   /// kernel can), else from the page cache or, for files with siblings, by the daemon.
   void set_io_mode(fuse_file_info* fi, const View& view, FileHandle& fh);

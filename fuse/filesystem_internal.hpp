@@ -26,7 +26,5 @@ struct Filesystem::SynthInode : Inode {
 inline FileHandle* file_of(const fuse_file_info* fi) {
   return reinterpret_cast<FileHandle*>(fi->fh);
 }
-/// Replies with an errno.
-inline void reply_err(fuse_req_t req, int err) { fuse_reply_err(req, err); }
 
 }  // namespace portalfs::fuse

@@ -36,12 +36,13 @@ struct Stream {
 
 }  // namespace
 
-void Filesystem::opendir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  if (no_opendir_) return reply_err(req, ENOSYS);
+Result<Opened> Filesystem::opendir(Call&, fuse_ino_t, fuse_file_info* fi) {
+  if (no_opendir_) return Errno{ENOSYS};
   // A kernel without FUSE_CAP_NO_OPENDIR_SUPPORT (before 5.1): the same, one request later.
+  fi->fh = 0;
   fi->cache_readdir = 1;
   fi->keep_cache = 1;
-  fuse_reply_open(req, fi);
+  return Opened{*fi};
 }
 
 std::vector<DirEntry> Filesystem::synth_listing(const SynthInode& dir) {
@@ -64,10 +65,13 @@ std::vector<DirEntry> Filesystem::synth_listing(const SynthInode& dir) {
   return out;
 }
 
-void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                         fuse_file_info*, bool plus) {
+Result<Bytes> Filesystem::readdir(Call&, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*,
+                                  bool plus) {
   auto n = resolve_for(ino, Op::readdir);
-  if (!n) return reply_err(req, n.error());
+  if (!n) return n.err();
+  // fuse_add_direntry*() take a request only to ignore it (libfuse 3.14): the listing is
+  // built without one, so an op needs no mount.
+  constexpr fuse_req_t req = nullptr;
   std::vector<char> buf(size);
   size_t used = 0;
 
@@ -93,20 +97,20 @@ void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
       if (want > size - used) break;
       used += want;
     }
-    fuse_reply_buf(req, buf.data(), used);
-    return;
+    buf.resize(used);
+    return Bytes{std::move(buf)};
   }
 
   auto fd = fd_of(*n);
-  if (!fd) return reply_err(req, fd.error());
+  if (!fd) return fd.err();
   int dfd = ::openat(proc_fd_.get(), fd_name(fd->get()).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return reply_err(req, errno);
+  if (dfd < 0) return Errno{errno};
   Stream s;
   s.dir = ::fdopendir(dfd);
   if (!s.dir) {
     const int err = errno;
     ::close(dfd);
-    return reply_err(req, err);
+    return Errno{err};
   }
   if (off != 0) ::seekdir(s.dir, off);
   int err = 0;
@@ -151,21 +155,21 @@ void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     }
     used += want;
   }
-  if (err != 0 && used == 0) return reply_err(req, err);
-  fuse_reply_buf(req, buf.data(), used);
+  if (err != 0 && used == 0) return Errno{err};
+  buf.resize(used);
+  return Bytes{std::move(buf)};
 }
 
-void Filesystem::fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
+Result<void> Filesystem::fsyncdir(Call&, fuse_ino_t ino, int datasync, fuse_file_info*) {
   auto n = resolve_for(ino, Op::readdir);
-  if (!n) return reply_err(req, n.error());
-  if (n->synthetic()) return reply_err(req, 0);
+  if (!n) return n.err();
+  if (n->synthetic()) return {};
   auto fd = fd_of(*n);
-  if (!fd) return reply_err(req, fd.error());
+  if (!fd) return fd.err();
   common::UniqueFd dir(::openat(proc_fd_.get(), fd_name(fd->get()).c_str(),
                                 O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir) return reply_err(req, errno);
-  int rc = datasync ? ::fdatasync(dir.get()) : ::fsync(dir.get());
-  reply_err(req, rc == 0 ? 0 : errno);
+  if (!dir) return Errno{errno};
+  return common::check_syscall(datasync ? ::fdatasync(dir.get()) : ::fsync(dir.get()));
 }
 
 }  // namespace portalfs::fuse

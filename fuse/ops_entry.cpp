@@ -17,91 +17,79 @@ using common::Errno;
 using common::Result;
 using policy::Op;
 
-void Filesystem::lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+Result<fuse_entry_param> Filesystem::lookup(Call&, fuse_ino_t parent, const char* name) {
   auto p = resolve_for(parent, Op::lookup);
-  if (!p) return reply_err(req, p.error());
-  if (p->synthetic()) return synth_lookup(req, *static_cast<SynthInode*>(p->inode), name);
+  if (!p) return p.err();
+  if (p->synthetic()) return synth_lookup(*static_cast<SynthInode*>(p->inode), name);
   auto e = lookup_backed(*p, name);
-  if (!e) {
-    if (e.error() == ENOENT) {
-      auto neg = negative_entry(p->view);
-      fuse_reply_entry(req, &neg);
-      return;
-    }
-    return reply_err(req, e.error());
-  }
-  fuse_reply_entry(req, &e.value());
+  if (!e && e.error() == ENOENT) return negative_entry(p->view);  // cached by the kernel
+  return e;
 }
 
-void Filesystem::forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+NoReply Filesystem::forget(Call&, fuse_ino_t ino, uint64_t nlookup) {
   Inode* inode = inode_of(ino);
   if (inode->view != kNoView) table_.forget(inode, nlookup);
-  fuse_reply_none(req);
+  return {};
 }
 
-void Filesystem::forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+NoReply Filesystem::forget_multi(Call&, size_t count, fuse_forget_data* forgets) {
   for (size_t i = 0; i < count; ++i) {
     Inode* inode = inode_of(forgets[i].ino);
     if (inode->view != kNoView) table_.forget(inode, forgets[i].nlookup);
   }
-  fuse_reply_none(req);
+  return {};
 }
 
-void Filesystem::getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+Result<Attr> Filesystem::getattr(Call&, fuse_ino_t ino, fuse_file_info* fi) {
   auto n = resolve_for(ino, Op::getattr);
-  if (!n) return reply_err(req, n.error());
-  if (n->synthetic()) {
-    auto st = synth_stat(*static_cast<SynthInode*>(n->inode));
-    fuse_reply_attr(req, &st, options_.attr_timeout);
-    return;
-  }
+  if (!n) return n.err();
+  if (n->synthetic()) return Attr{synth_stat(*static_cast<SynthInode*>(n->inode)), options_.attr_timeout};
   struct stat st {};
   int rc;
   if (fi && fi->fh) {
     rc = ::fstat(file_of(fi)->fd.get(), &st);
   } else {
     auto fd = fd_of(*n);
-    if (!fd) return reply_err(req, fd.error());
+    if (!fd) return fd.err();
     rc = ::fstatat(fd->get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
   }
-  if (rc != 0) return reply_err(req, errno);
-  auto shown = present(*n->view, st);
-  fuse_reply_attr(req, &shown, attr_timeout(*n->view, n->inode));
+  if (rc != 0) return Errno{errno};
+  return Attr{present(*n->view, st), attr_timeout(*n->view, n->inode)};
 }
 
-void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
-                         fuse_file_info* fi) {
+Result<Attr> Filesystem::setattr(Call& call, fuse_ino_t ino, struct stat* attr, int to_set,
+                                 fuse_file_info* fi) {
   auto n = resolve_for(ino, Op::setattr);
-  if (!n) return reply_err(req, n.error());
+  if (!n) return n.err();
   const View& view = *n->view;
   auto fd = fd_of(*n);
-  if (!fd) return reply_err(req, fd.error());
+  if (!fd) return fd.err();
   const int file_fd = fi && fi->fh ? file_of(fi)->fd.get() : -1;
   const std::string self = fd_name(fd->get());
   const bool is_dir = S_ISDIR(n->inode->type);
   const bool is_link = S_ISLNK(n->inode->type);
 
   if (to_set & FUSE_SET_ATTR_MODE) {
-    if (is_link) return reply_err(req, EOPNOTSUPP);
+    if (is_link) return Errno{EOPNOTSUPP};
     mode_t mode = allowed_mode(view, attr->st_mode & 07777, is_dir);
     int rc = file_fd >= 0 ? ::fchmod(file_fd, mode) : ::fchmodat(proc_fd_.get(), self.c_str(), mode, 0);
-    if (rc != 0) return reply_err(req, errno);
+    if (rc != 0) return Errno{errno};
   }
   if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
     uid_t uid = static_cast<uid_t>(-1);
     gid_t gid = static_cast<gid_t>(-1);
     if (to_set & FUSE_SET_ATTR_UID) {
       auto u = chown_uid(view, attr->st_uid);
-      if (!u) return reply_err(req, EINVAL);  // unmapped: as chown in a user namespace
+      if (!u) return Errno{EINVAL};  // unmapped: as chown in a user namespace
       uid = *u;
     }
     if (to_set & FUSE_SET_ATTR_GID) {
       auto g = chown_gid(view, attr->st_gid);
-      if (!g) return reply_err(req, EINVAL);
+      if (!g) return Errno{EINVAL};
       gid = *g;
     }
     if (::fchownat(fd->get(), "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
-      return reply_err(req, errno);
+      return Errno{errno};
     }
   }
   if (to_set & FUSE_SET_ATTR_SIZE) {
@@ -112,7 +100,7 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
       common::UniqueFd w(::openat(proc_fd_.get(), self.c_str(), O_WRONLY | O_CLOEXEC));
       rc = w ? ::ftruncate(w.get(), attr->st_size) : -1;
     }
-    if (rc != 0) return reply_err(req, errno);
+    if (rc != 0) return Errno{errno};
   }
   if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
     struct timespec tv[2];
@@ -129,58 +117,56 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
       // On the O_PATH fd itself: works for symlinks too (AT_EMPTY_PATH, Linux >= 5.8).
       rc = ::utimensat(fd->get(), "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
     }
-    if (rc != 0) return reply_err(req, errno);
+    if (rc != 0) return Errno{errno};
   }
 
   struct stat st {};
   int rc = file_fd >= 0 ? ::fstat(file_fd, &st)
                         : ::fstatat(fd->get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
-  if (rc != 0) return reply_err(req, errno);
-  auto shown = present(view, st);
-  auto siblings = siblings_of(n->inode);
-  fuse_reply_attr(req, &shown, attr_timeout(view, n->inode));
+  if (rc != 0) return Errno{errno};
   // A new size drops the siblings' pages too. Queued like every invalidation: a sibling's
   // read revalidates the size itself (attr_timeout() is 0 for files with siblings), and an
   // invalidation that lands during its read would keep a zero-filled short page at the old size.
-  if (to_set & FUSE_SET_ATTR_SIZE) inval_data(siblings, 0, 0);
-  else inval_attr(siblings);
+  auto siblings = siblings_of(n->inode);
+  if (to_set & FUSE_SET_ATTR_SIZE) call.data_changed(siblings, 0, 0);
+  else call.attr_changed(siblings);
+  return Attr{present(view, st), attr_timeout(view, n->inode)};
 }
 
-void Filesystem::readlink(fuse_req_t req, fuse_ino_t ino) {
+Result<LinkTarget> Filesystem::readlink(Call&, fuse_ino_t ino) {
   auto n = resolve_for(ino, Op::readlink);
-  if (!n) return reply_err(req, n.error());
-  if (n->synthetic()) return reply_err(req, EINVAL);
+  if (!n) return n.err();
+  if (n->synthetic()) return Errno{EINVAL};
   auto fd = fd_of(*n);
-  if (!fd) return reply_err(req, fd.error());
+  if (!fd) return fd.err();
   char buf[PATH_MAX + 1];
   ssize_t len = ::readlinkat(fd->get(), "", buf, sizeof(buf));
-  if (len < 0) return reply_err(req, errno);
-  if (static_cast<size_t>(len) >= sizeof(buf)) return reply_err(req, ENAMETOOLONG);
-  buf[len] = '\0';
-  fuse_reply_readlink(req, buf);
+  if (len < 0) return Errno{errno};
+  if (static_cast<size_t>(len) >= sizeof(buf)) return Errno{ENAMETOOLONG};
+  return LinkTarget{std::string(buf, static_cast<size_t>(len))};
 }
 
-void Filesystem::access(fuse_req_t req, fuse_ino_t ino, int mask) {
+Result<void> Filesystem::access(Call&, fuse_ino_t ino, int mask) {
   // Only sent without default_permissions (the daemon always mounts with it); kept so the
   // read-only rule holds for any mount: W_OK on a read-only view is EROFS.
   auto n = resolve_for(ino, (mask & W_OK) ? Op::setattr : Op::getattr);
-  reply_err(req, n ? 0 : n.error());
+  if (!n) return n.err();
+  return {};
 }
 
-void Filesystem::statfs(fuse_req_t req, fuse_ino_t ino) {
+Result<struct statvfs> Filesystem::statfs(Call&, fuse_ino_t ino) {
   auto n = resolve_for(ino, Op::statfs);
-  if (!n) return reply_err(req, n.error());
+  if (!n) return n.err();
   struct statvfs sv {};
   if (n->synthetic()) {
     sv.f_bsize = sv.f_frsize = 4096;
     sv.f_namemax = 255;
-    fuse_reply_statfs(req, &sv);
-    return;
+    return sv;
   }
   auto fd = fd_of(*n);
-  if (!fd) return reply_err(req, fd.error());
-  if (::fstatvfs(fd->get(), &sv) != 0) return reply_err(req, errno);
-  fuse_reply_statfs(req, &sv);
+  if (!fd) return fd.err();
+  if (::fstatvfs(fd->get(), &sv) != 0) return Errno{errno};
+  return sv;
 }
 
 }  // namespace portalfs::fuse

@@ -118,12 +118,12 @@ void Filesystem::close_handle(std::unique_ptr<FileHandle> fh) {
   table_.closed(fh->inode);
 }
 
-void Filesystem::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+Result<Opened> Filesystem::open(Call& call, fuse_ino_t ino, fuse_file_info* fi) {
   auto n = resolve_for(ino, writes(fi->flags) ? Op::open_write : Op::open_read);
-  if (!n) return reply_err(req, n.error());
-  if (n->synthetic()) return reply_err(req, EISDIR);
+  if (!n) return n.err();
+  if (n->synthetic()) return Errno{EISDIR};
   auto fd = fd_of(*n);
-  if (!fd) return reply_err(req, fd.error());
+  if (!fd) return fd.err();
   const std::string name = fd_name(fd->get());
   int flags = daemon_flags(fi->flags, passes_through(*n->view));
   int data = ::openat(proc_fd_.get(), name.c_str(), flags);
@@ -131,7 +131,7 @@ void Filesystem::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     flags = reopen_flags(fi->flags);
     data = ::openat(proc_fd_.get(), name.c_str(), flags);
   }
-  if (data < 0) return reply_err(req, errno);
+  if (data < 0) return Errno{errno};
   auto fh = std::make_unique<FileHandle>();
   fh->fd.reset(data);
   fh->set_accmode(flags);
@@ -141,22 +141,19 @@ void Filesystem::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   set_io_mode(fi, *n->view, *fh);
   fi->fh = files_.add(std::move(fh));
   // O_TRUNC changed the size: the siblings drop their pages (as after setattr).
-  auto siblings = fi->flags & O_TRUNC ? siblings_of(n->inode) : Siblings{};
-  // An interrupted open is not delivered, and the kernel will not release what it never had.
-  if (fuse_reply_open(req, fi) == -ENOENT) close_handle(files_.take(fi->fh));
-  inval_data(siblings, 0, 0);
+  if (fi->flags & O_TRUNC) call.data_changed(siblings_of(n->inode), 0, 0);
+  return Opened{*fi};
 }
 
-void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
-                        fuse_file_info* fi) {
+Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* name, mode_t mode,
+                                   fuse_file_info* fi) {
   auto p = resolve_for(parent, Op::create);
-  if (!p) return reply_err(req, p.error());
+  if (!p) return p.err();
   const View& view = *p->view;
-  const fuse_ctx* ctx = fuse_req_ctx(req);
-  auto owner = creator(view, ctx->uid, ctx->gid);
-  if (!owner) return reply_err(req, EOVERFLOW);
+  auto owner = creator(view, call.uid, call.gid);
+  if (!owner) return Errno{EOVERFLOW};
   auto pfd = fd_of(*p);
-  if (!pfd) return reply_err(req, pfd.error());
+  if (!pfd) return pfd.err();
   int data;
   int flags;
   {
@@ -175,104 +172,93 @@ void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mod
       data = ::openat(pfd->get(), name, flags | extra, m);
     }
   }
-  if (data < 0) return reply_err(req, errno);
+  if (data < 0) return Errno{errno};
   auto fh = std::make_unique<FileHandle>();
   fh->fd.reset(data);
   fh->set_accmode(flags);
   // The entry's O_PATH fd comes from the open file itself, so it is the same inode even if
   // the name changed in between.
   int path_fd = ::openat(proc_fd_.get(), fd_name(data).c_str(), O_PATH | O_CLOEXEC);
-  if (path_fd < 0) return reply_err(req, errno);
+  if (path_fd < 0) return Errno{errno};
   auto e = make_entry(view, path_fd);
-  if (!e) return reply_err(req, e.error());
+  if (!e) return e.err();
   fh->inode = reinterpret_cast<Inode*>(e->ino);
   fh->killed = view.killed;
   table_.opened(fh->inode);
   set_io_mode(fi, view, *fh);
   fi->fh = files_.add(std::move(fh));
-  auto parents = siblings_of(p->inode);
-  if (fuse_reply_create(req, &e.value(), fi) == -ENOENT) {
-    // Nor will it forget the entry it never learnt.
-    close_handle(files_.take(fi->fh));
-    table_.forget(reinterpret_cast<Inode*>(e->ino), 1);
-  }
-  inval_entry(parents, name);
+  call.entry_changed(siblings_of(p->inode), name);
+  return Created{*e, *fi};
 }
 
-void Filesystem::read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+Result<FileData> Filesystem::read(Call&, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
   FileHandle* fh = file_of(fi);
-  if (dead(fh)) return reply_err(req, EIO);
-  fuse_bufvec buf = fd_bufvec(size, fh->fd.get(), off);
-  fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+  if (dead(fh)) return Errno{EIO};
+  return FileData{fh->fd.get(), size, off};
 }
 
-void Filesystem::write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off,
-                           fuse_file_info* fi) {
+Result<Written> Filesystem::write_buf(Call& call, fuse_ino_t ino, fuse_bufvec* in, off_t off,
+                                      fuse_file_info* fi) {
   // The grant is checked on every write, not only at open: a share turned read-only refuses
   // the writes of files opened before (as ftruncate and fallocate do). A lock-free lookup.
-  if (auto n = resolve_for(ino, Op::write); !n) return reply_err(req, n.error());
+  if (auto n = resolve_for(ino, Op::write); !n) return n.err();
   FileHandle* fh = file_of(fi);
-  if (dead(fh)) return reply_err(req, EIO);
+  if (dead(fh)) return Errno{EIO};
   fuse_bufvec out = fd_bufvec(fuse_buf_size(in), fh->fd.get(), off);
   ssize_t n = fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_NONBLOCK);
-  if (n < 0) return reply_err(req, static_cast<int>(-n));
-  auto siblings = siblings_of(fh->inode);
-  fuse_reply_write(req, static_cast<size_t>(n));
-  inval_data(siblings, off, n);
+  if (n < 0) return Errno{static_cast<int>(-n)};
+  call.data_changed(siblings_of(fh->inode), off, n);
+  return Written{static_cast<size_t>(n)};
 }
 
-void Filesystem::flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+Result<void> Filesystem::flush(Call&, fuse_ino_t, fuse_file_info* fi) {
   // close() of a duplicate reports the errors a network file system would give at close
   // and releases POSIX locks the way close() does; the handle stays open.
   int dup = ::dup(file_of(fi)->fd.get());
-  if (dup < 0) return reply_err(req, errno);
-  reply_err(req, ::close(dup) == 0 ? 0 : errno);
+  if (dup < 0) return Errno{errno};
+  return common::check_syscall(::close(dup));
 }
 
-void Filesystem::fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
+Result<void> Filesystem::fsync(Call&, fuse_ino_t, int datasync, fuse_file_info* fi) {
   int fd = file_of(fi)->fd.get();
-  int rc = datasync ? ::fdatasync(fd) : ::fsync(fd);
-  reply_err(req, rc == 0 ? 0 : errno);
+  return common::check_syscall(datasync ? ::fdatasync(fd) : ::fsync(fd));
 }
 
-void Filesystem::release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+Result<void> Filesystem::release(Call&, fuse_ino_t, fuse_file_info* fi) {
   close_handle(files_.take(fi->fh));
-  reply_err(req, 0);
+  return {};
 }
 
-void Filesystem::fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
-                           fuse_file_info* fi) {
+Result<void> Filesystem::fallocate(Call& call, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                                   fuse_file_info* fi) {
   auto n = resolve_for(ino, Op::fallocate);
-  if (!n) return reply_err(req, n.error());
+  if (!n) return n.err();
   FileHandle* fh = file_of(fi);
-  if (dead(fh)) return reply_err(req, EIO);
-  if (::fallocate(fh->fd.get(), mode, offset, length) != 0) return reply_err(req, errno);
-  auto siblings = siblings_of(fh->inode);
-  reply_err(req, 0);
-  inval_data(siblings, offset, length);
+  if (dead(fh)) return Errno{EIO};
+  if (::fallocate(fh->fd.get(), mode, offset, length) != 0) return Errno{errno};
+  call.data_changed(siblings_of(fh->inode), offset, length);
+  return {};
 }
 
-void Filesystem::lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
+Result<Offset> Filesystem::lseek(Call&, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
   off_t res = ::lseek(file_of(fi)->fd.get(), off, whence);
-  if (res < 0) return reply_err(req, errno);
-  fuse_reply_lseek(req, res);
+  if (res < 0) return Errno{errno};
+  return Offset{res};
 }
 
-void Filesystem::copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
-                                 fuse_file_info* fi_in, fuse_ino_t ino_out, off_t off_out,
-                                 fuse_file_info* fi_out, size_t len, int flags) {
-  if (auto places = resolve_for(ino_in, ino_out, Op::copy_into); !places) {
-    return reply_err(req, places.error());
-  }
+Result<Written> Filesystem::copy_file_range(Call& call, fuse_ino_t ino_in, off_t off_in,
+                                            fuse_file_info* fi_in, fuse_ino_t ino_out,
+                                            off_t off_out, fuse_file_info* fi_out, size_t len,
+                                            int flags) {
+  if (auto places = resolve_for(ino_in, ino_out, Op::copy_into); !places) return places.err();
   FileHandle* in = file_of(fi_in);
   FileHandle* out = file_of(fi_out);
-  if (dead(in) || dead(out)) return reply_err(req, EIO);
+  if (dead(in) || dead(out)) return Errno{EIO};
   ssize_t n = ::copy_file_range(in->fd.get(), &off_in, out->fd.get(), &off_out, len,
                                 static_cast<unsigned>(flags));
-  if (n < 0) return reply_err(req, errno);
-  auto siblings = siblings_of(out->inode);
-  fuse_reply_write(req, static_cast<size_t>(n));
-  inval_data(siblings, off_out - n, n);
+  if (n < 0) return Errno{errno};
+  call.data_changed(siblings_of(out->inode), off_out - n, n);
+  return Written{static_cast<size_t>(n)};
 }
 
 }  // namespace portalfs::fuse

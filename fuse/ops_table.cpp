@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 // The libfuse op table. Each entry is a trampoline that finds the Filesystem through
-// fuse_req_userdata() and calls its member; the one try/catch of the filesystem lives here,
-// so no exception ever crosses into libfuse (it becomes EIO and a log line).
+// fuse_req_userdata(), calls its op with a Call made from the request and sends the op's
+// Result as the one reply (reply.cpp). The one try/catch of the filesystem lives here, so no
+// exception ever crosses into libfuse (an op that throws is answered EIO, with a log line).
 #include <exception>
+#include <optional>
 #include <string>
 
 #include "common/log.hpp"
@@ -14,15 +16,19 @@ namespace {
 template <auto Member, typename... Args>
 void call(fuse_req_t req, Args... args) {
   auto* fs = static_cast<Filesystem*>(fuse_req_userdata(req));
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  Call c{ctx->uid, ctx->gid, {}};
+  std::optional<decltype((fs->*Member)(c, args...))> result;
   try {
-    (fs->*Member)(req, args...);
+    result.emplace((fs->*Member)(c, args...));
   } catch (const std::exception& e) {
     common::log(common::LogLevel::error, std::string("request failed: ") + e.what());
-    fuse_reply_err(req, EIO);
+    return (void)fuse_reply_err(req, EIO);
   } catch (...) {
     common::log(common::LogLevel::error, "request failed with an unknown exception");
-    fuse_reply_err(req, EIO);
+    return (void)fuse_reply_err(req, EIO);
   }
+  fs->reply(req, c, std::move(*result));  // never throws: a request is answered exactly once
 }
 
 void init(void* userdata, fuse_conn_info* conn) { static_cast<Filesystem*>(userdata)->init(conn); }

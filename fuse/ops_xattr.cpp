@@ -18,36 +18,33 @@ namespace {
 std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 }  // namespace
 
-void Filesystem::getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+Result<Xattr> Filesystem::getxattr(Call&, fuse_ino_t ino, const char* name, size_t size) {
   auto n = resolve_for(ino, Op::getxattr);
-  if (!n) return reply_err(req, n.error());
-  if (n->synthetic()) return reply_err(req, ENODATA);
+  if (!n) return n.err();
+  if (n->synthetic()) return Errno{ENODATA};
   auto d = policy::decide_xattr(Op::getxattr, target_of(*n), name);
-  if (!d.allowed()) return reply_err(req, d.err);
+  if (!d.allowed()) return Errno{d.err};
   auto fd = fd_of(*n);
-  if (!fd) return reply_err(req, fd.error());
+  if (!fd) return fd.err();
   std::vector<char> buf(size);
   ssize_t len = ::getxattr(proc_path(fd->get()).c_str(), name, size ? buf.data() : nullptr, size);
-  if (len < 0) return reply_err(req, errno);
-  if (size == 0) {
-    fuse_reply_xattr(req, static_cast<size_t>(len));
-  } else {
-    fuse_reply_buf(req, buf.data(), static_cast<size_t>(len));
-  }
+  if (len < 0) return Errno{errno};
+  buf.resize(size ? static_cast<size_t>(len) : 0);
+  return Xattr{size == 0, static_cast<size_t>(len), std::move(buf)};
 }
 
-void Filesystem::listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+Result<Xattr> Filesystem::listxattr(Call&, fuse_ino_t ino, size_t size) {
   auto n = resolve_for(ino, Op::listxattr);
-  if (!n) return reply_err(req, n.error());
-  if (n->synthetic()) return size == 0 ? (void)fuse_reply_xattr(req, 0) : (void)fuse_reply_buf(req, nullptr, 0);
+  if (!n) return n.err();
+  if (n->synthetic()) return Xattr{size == 0, 0, {}};
   auto fd = fd_of(*n);
-  if (!fd) return reply_err(req, fd.error());
+  if (!fd) return fd.err();
   const std::string path = proc_path(fd->get());
   ssize_t len = ::listxattr(path.c_str(), nullptr, 0);
-  if (len < 0) return reply_err(req, errno);
+  if (len < 0) return Errno{errno};
   std::vector<char> all(static_cast<size_t>(len) + 1);
   len = ::listxattr(path.c_str(), all.data(), all.size());
-  if (len < 0) return reply_err(req, errno);
+  if (len < 0) return Errno{errno};
   // Keep only the names a view shows.
   std::vector<char> shown;
   for (size_t i = 0; i < static_cast<size_t>(len);) {
@@ -58,38 +55,35 @@ void Filesystem::listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
     }
     i += l;
   }
-  if (size == 0) return (void)fuse_reply_xattr(req, shown.size());
-  if (shown.size() > size) return reply_err(req, ERANGE);
-  fuse_reply_buf(req, shown.data(), shown.size());
+  if (size == 0) return Xattr{true, shown.size(), {}};
+  if (shown.size() > size) return Errno{ERANGE};
+  const size_t total = shown.size();
+  return Xattr{false, total, std::move(shown)};
 }
 
-void Filesystem::setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
-                          size_t size, int flags) {
+Result<void> Filesystem::setxattr(Call& call, fuse_ino_t ino, const char* name, const char* value,
+                                  size_t size, int flags) {
   auto n = resolve_for(ino, Op::setxattr);
-  if (!n) return reply_err(req, n.error());
+  if (!n) return n.err();
   auto d = policy::decide_xattr(Op::setxattr, target_of(*n), name);
-  if (!d.allowed()) return reply_err(req, d.err);
+  if (!d.allowed()) return Errno{d.err};
   auto fd = fd_of(*n);
-  if (!fd) return reply_err(req, fd.error());
-  if (::setxattr(proc_path(fd->get()).c_str(), name, value, size, flags) != 0) {
-    return reply_err(req, errno);
-  }
-  auto siblings = siblings_of(n->inode);
-  reply_err(req, 0);
-  inval_attr(siblings);
+  if (!fd) return fd.err();
+  if (::setxattr(proc_path(fd->get()).c_str(), name, value, size, flags) != 0) return Errno{errno};
+  call.attr_changed(siblings_of(n->inode));
+  return {};
 }
 
-void Filesystem::removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+Result<void> Filesystem::removexattr(Call& call, fuse_ino_t ino, const char* name) {
   auto n = resolve_for(ino, Op::removexattr);
-  if (!n) return reply_err(req, n.error());
+  if (!n) return n.err();
   auto d = policy::decide_xattr(Op::removexattr, target_of(*n), name);
-  if (!d.allowed()) return reply_err(req, d.err);
+  if (!d.allowed()) return Errno{d.err};
   auto fd = fd_of(*n);
-  if (!fd) return reply_err(req, fd.error());
-  if (::removexattr(proc_path(fd->get()).c_str(), name) != 0) return reply_err(req, errno);
-  auto siblings = siblings_of(n->inode);
-  reply_err(req, 0);
-  inval_attr(siblings);
+  if (!fd) return fd.err();
+  if (::removexattr(proc_path(fd->get()).c_str(), name) != 0) return Errno{errno};
+  call.attr_changed(siblings_of(n->inode));
+  return {};
 }
 
 }  // namespace portalfs::fuse

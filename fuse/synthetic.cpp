@@ -44,13 +44,10 @@ struct stat Filesystem::synth_stat(const SynthInode& dir) const {
   return st;
 }
 
-void Filesystem::synth_lookup(fuse_req_t req, const SynthInode& dir, const char* name) {
+Result<fuse_entry_param> Filesystem::synth_lookup(const SynthInode& dir, const char* name) {
   auto layout = views_.layout();
   auto it = layout->dirs.find(dir.path);
-  if (it == layout->dirs.end()) {
-    reply_err(req, ENOENT);  // the app went away
-    return;
-  }
+  if (it == layout->dirs.end()) return Errno{ENOENT};  // the app went away
   const SynthDir& d = it->second;
   std::string child = dir.path.empty() ? name : dir.path + "/" + name;
   if (std::binary_search(d.subdirs.begin(), d.subdirs.end(), std::string(name))) {
@@ -60,31 +57,17 @@ void Filesystem::synth_lookup(fuse_req_t req, const SynthInode& dir, const char*
     e.attr = synth_stat(*s);
     e.attr_timeout = options_.attr_timeout;
     e.entry_timeout = options_.entry_timeout;
-    fuse_reply_entry(req, &e);
-    return;
+    return e;
   }
   if (std::binary_search(d.unservable.begin(), d.unservable.end(), std::string(name))) {
-    reply_err(req, EIO);  // its backing dir can't be reached safely (logged by set_views)
-    return;
+    return Errno{EIO};  // its backing dir can't be reached safely (logged by set_views)
   }
   auto v = d.views.find(name);
   const View* view = v == d.views.end() ? nullptr : views_.get(v->second);
-  if (!view) {
-    auto e = negative_entry(nullptr);
-    fuse_reply_entry(req, &e);
-    return;
-  }
+  if (!view) return negative_entry(nullptr);
   int fd = ::openat(view->root->get(), ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    reply_err(req, errno);
-    return;
-  }
-  auto e = make_entry(*view, fd);
-  if (!e) {
-    reply_err(req, e.error());
-    return;
-  }
-  fuse_reply_entry(req, &e.value());
+  if (fd < 0) return Errno{errno};
+  return make_entry(*view, fd);
 }
 
 }  // namespace portalfs::fuse
