@@ -21,7 +21,7 @@ using common::Result;
 static_assert(sizeof(fuse_ino_t) >= sizeof(void*), "an Inode* must fit in a fuse_ino_t");
 
 Filesystem::Filesystem(Options options)
-    : options_(options), table_(options.fd_cache), passthrough_(options.passthrough) {
+    : options_(options), table_(options.fd_cache), io_(options.passthrough) {
   proc_fd_.reset(::open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!proc_fd_) throw std::runtime_error(std::string("cannot open /proc/self/fd: ") + std::strerror(errno));
   root_ = synth_inode("");

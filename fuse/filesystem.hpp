@@ -139,12 +139,19 @@ struct Attr {
 struct LinkTarget {
   std::string target;
 };
+/// How an open file passes through to its backing file (id 0: it does not), for the reply.
+struct PassthroughReply {
+  int32_t backing = 0;
+  bool direct_io = false;  // reads and writes still come to the daemon; mmap passes through
+};
 struct Opened {
   fuse_file_info fi;  // fh: a FileHandle (0 for a directory)
+  PassthroughReply passthrough;
 };
 struct Created {
   fuse_entry_param entry;
   fuse_file_info fi;
+  PassthroughReply passthrough;
 };
 struct FileData {  // `size` bytes of `fd` at `off`, sent by splice where the kernel can
   int fd;
@@ -182,6 +189,7 @@ class Filesystem {
   /// Notifier::stop: abort the connection, then call again).
   bool detach_session(std::chrono::milliseconds patience = std::chrono::milliseconds(2000));
   Passthrough& passthrough() { return passthrough_; }
+  SessionIo& session_io() { return io_; }
   /// Waits until the queued sibling invalidations were sent (tests).
   bool wait_invalidations(std::chrono::milliseconds timeout) { return notifier_.wait_idle(timeout); }
 
@@ -302,8 +310,9 @@ class Filesystem {
   /// Queues what `call` collected for the notifier (after the reply).
   void send_after(Call& call) noexcept;
   /// Sets how the kernel serves an open file: through its backing file (data views, if the
-  /// kernel can), else from the page cache or, for files with siblings, by the daemon.
-  void set_io_mode(fuse_file_info* fi, const View& view, FileHandle& fh);
+  /// kernel can; the returned value goes into the reply), else from the page cache or, for
+  /// files with siblings, by the daemon.
+  PassthroughReply set_io_mode(fuse_file_info* fi, const View& view, FileHandle& fh);
   /// Whether the open files of `view` pass through to their backing files.
   bool passes_through(const View& view) const { return !view.is_shared() && passthrough_.active(); }
   /// Frees a handle the kernel will not release (its open reply was not delivered) or did.
@@ -319,7 +328,8 @@ class Filesystem {
   common::UniqueFd proc_fd_;  // /proc/self/fd, for re-opening O_PATH fds
   std::atomic<fuse_session*> se_{nullptr};
   Notifier notifier_;
-  Passthrough passthrough_;
+  SessionIo io_;
+  Passthrough passthrough_{io_};
   bool no_opendir_ = false;  // set by init(): the kernel can do without OPENDIR
 
   OpenHandles<FileHandle> files_;  // before table_ is gone: a FileHandle names an Inode

@@ -42,7 +42,7 @@ Result<Opened> Filesystem::opendir(Call&, fuse_ino_t, fuse_file_info* fi) {
   fi->fh = 0;
   fi->cache_readdir = 1;
   fi->keep_cache = 1;
-  return Opened{*fi};
+  return Opened{*fi, {}};
 }
 
 std::vector<DirEntry> Filesystem::synth_listing(const SynthInode& dir) {

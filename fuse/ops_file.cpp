@@ -82,10 +82,9 @@ int daemon_flags(int flags, bool passes_through) {
 //    file system may report a write error at close. Read-only and passthrough opens skip it.
 // Decided once per open: open() and create() pick the daemon's flags (daemon_flags(), with
 // one fallback) and record the access mode the fd got in the FileHandle; this function
-// derives the rest from it. The backing id reaches the kernel by a patch of the reply
-// (Passthrough::mark_next_reply): libfuse 3.14's fuse_file_info has no field for it, and the
-// reply is written by this very thread inside fuse_reply_open/fuse_reply_create.
-void Filesystem::set_io_mode(fuse_file_info* fi, const View& view, FileHandle& fh) {
+// derives the rest from it, and the backing id travels in the op's result to the reply
+// (SessionIo patches it in).
+PassthroughReply Filesystem::set_io_mode(fuse_file_info* fi, const View& view, FileHandle& fh) {
   fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY;
   if (passes_through(view)) {
     fh.counted = true;
@@ -104,13 +103,13 @@ void Filesystem::set_io_mode(fuse_file_info* fi, const View& view, FileHandle& f
       const int acc = fi->flags & O_ACCMODE;
       const bool served = (acc != O_WRONLY && !b.readable) || (acc != O_RDONLY && !b.writable);
       fi->noflush = fi->noflush || !served;
-      Passthrough::mark_next_reply(b.id, served);
-      return;
+      return {b.id, served};
     }
   }
   const bool shared = InodeTable::has_siblings(fh.inode);
   fi->direct_io = shared;
   fi->keep_cache = !shared;
+  return {};
 }
 
 void Filesystem::close_handle(std::unique_ptr<FileHandle> fh) {
@@ -138,11 +137,11 @@ Result<Opened> Filesystem::open(Call& call, fuse_ino_t ino, fuse_file_info* fi) 
   fh->inode = n->inode;
   fh->killed = n->view->killed;
   table_.opened(n->inode);
-  set_io_mode(fi, *n->view, *fh);
+  const PassthroughReply pass = set_io_mode(fi, *n->view, *fh);
   fi->fh = files_.add(std::move(fh));
   // O_TRUNC changed the size: the siblings drop their pages (as after setattr).
   if (fi->flags & O_TRUNC) call.data_changed(siblings_of(n->inode), 0, 0);
-  return Opened{*fi};
+  return Opened{*fi, pass};
 }
 
 Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* name, mode_t mode,
@@ -185,10 +184,10 @@ Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* na
   fh->inode = reinterpret_cast<Inode*>(e->ino);
   fh->killed = view.killed;
   table_.opened(fh->inode);
-  set_io_mode(fi, view, *fh);
+  const PassthroughReply pass = set_io_mode(fi, view, *fh);
   fi->fh = files_.add(std::move(fh));
   call.entry_changed(siblings_of(p->inode), name);
-  return Created{*e, *fi};
+  return Created{*e, *fi, pass};
 }
 
 Result<FileData> Filesystem::read(Call&, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {

@@ -1,58 +1,18 @@
 // SPDX-License-Identifier: MIT
 #include "fuse/passthrough.hpp"
 
-#include <fcntl.h>
 #include <sys/ioctl.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <string>
-#include <utility>
 
 #include "common/log.hpp"
-#include "fuse/filesystem.hpp"
 
 namespace portalfs::fuse {
 
 namespace {
-
-// The parts of the kernel's FUSE protocol (include/uapi/linux/fuse.h, 7.40+) that libfuse
-// 3.14 and Debian 12's kernel headers do not have.
-constexpr uint32_t kOpInit = 26;
-constexpr uint32_t kInitExt = 1u << 30;              // flags: flags2 is valid
-constexpr uint32_t kWritebackCache = 1u << 16;       // flags: excludes passthrough
-constexpr uint32_t kPassthrough2 = 1u << (37 - 32);  // flags2: FUSE_PASSTHROUGH
-constexpr uint32_t kOpenDirectIo = 1u << 0;
-constexpr uint32_t kOpenKeepCache = 1u << 1;
-constexpr uint32_t kOpenPassthrough = 1u << 7;
-
-struct InHeader {
-  uint32_t len, opcode;
-  uint64_t unique, nodeid;
-  uint32_t uid, gid, pid;
-  uint16_t total_extlen, padding;
-};
-struct InitIn {
-  uint32_t major, minor, max_readahead, flags, flags2;
-};
-struct OutHeader {
-  uint32_t len;
-  int32_t error;
-  uint64_t unique;
-};
-struct InitOut {
-  uint32_t major, minor, max_readahead, flags;
-  uint16_t max_background, congestion_threshold;
-  uint32_t max_write, time_gran;
-  uint16_t max_pages, map_alignment;
-  uint32_t flags2, max_stack_depth;
-};
-struct OpenOut {
-  uint64_t fh;
-  uint32_t open_flags;
-  int32_t backing_id;
-};
+// The backing-file ioctls of /dev/fuse (include/uapi/linux/fuse.h, 6.9+).
 struct BackingMap {
   int32_t fd;
   uint32_t flags;
@@ -61,111 +21,11 @@ struct BackingMap {
 const unsigned long kBackingOpen = _IOW(229, 1, BackingMap);
 const unsigned long kBackingClose = _IOW(229, 2, uint32_t);
 
-// The passthrough of the open or create reply this thread is about to send.
-struct Mark {
-  int32_t id = 0;
-  bool direct_io = false;
-};
-thread_local Mark next_reply;
-
-Passthrough& of(void* userdata) { return static_cast<Filesystem*>(userdata)->passthrough(); }
-
-// ThreadSanitizer does not know that the kernel orders the requests it sends after the replies
-// it got: the kernel sends RELEASE only once every request on the file was answered, so the
-// worker that frees a FileHandle runs after the last one that used it, with nothing in the
-// daemon to say so. Under TSan, every reply publishes what its thread did, and every request
-// received acquires it.
-#if defined(__SANITIZE_THREAD__)
-extern "C" void __tsan_acquire(void* addr);
-extern "C" void __tsan_release(void* addr);
-char kernel_order;
-void replied() { __tsan_release(&kernel_order); }
-void received() { __tsan_acquire(&kernel_order); }
-#else
-void replied() {}
-void received() {}
-#endif
-
-ssize_t splice_receive_hook(int in, off_t* in_off, int out, off_t* out_off, size_t len,
-                            unsigned int flags, void*) {
-  const ssize_t n = ::splice(in, in_off, out, out_off, len, flags);
-  received();
-  return n;
-}
-
-ssize_t splice_send_hook(int in, off_t* in_off, int out, off_t* out_off, size_t len,
-                         unsigned int flags, void*) {
-  replied();
-  return ::splice(in, in_off, out, out_off, len, flags);
-}
-
 }  // namespace
-
-void Passthrough::install(fuse_session* se) {
-  // The hooks go on whether or not passthrough is wanted (they only watch then): one I/O path.
-  dev_fd_ = fuse_session_fd(se);
-  fuse_custom_io io{};
-  io.read = read_hook;
-  io.writev = writev_hook;
-  io.splice_receive = splice_receive_hook;
-  io.splice_send = splice_send_hook;
-  if (fuse_session_custom_io(se, &io, dev_fd_) != 0) {
-    common::log(common::LogLevel::warn,
-                "passthrough: cannot hook the FUSE session; files are served by the daemon");
-  }
-}
-
-ssize_t Passthrough::read_hook(int fd, void* buf, size_t len, void* userdata) {
-  const ssize_t n = ::read(fd, buf, len);
-  received();
-  if (of(userdata).wanted_ && n >= static_cast<ssize_t>(sizeof(InHeader) + sizeof(InitIn))) {
-    InHeader h;
-    std::memcpy(&h, buf, sizeof h);
-    if (h.opcode == kOpInit) {
-      InitIn in;
-      std::memcpy(&in, static_cast<char*>(buf) + sizeof h, sizeof in);
-      Passthrough& self = of(userdata);
-      self.kernel_offers_ = (in.flags & kInitExt) && (in.flags2 & kPassthrough2);
-      self.init_unique_ = h.unique;
-    }
-  }
-  return n;
-}
-
-ssize_t Passthrough::writev_hook(int fd, struct iovec* iov, int count, void* userdata) {
-  const Mark mark = std::exchange(next_reply, Mark{});
-  OutHeader h;
-  if (count >= 2 && iov[0].iov_len >= sizeof h) {
-    std::memcpy(&h, iov[0].iov_base, sizeof h);
-    Passthrough& self = of(userdata);
-    if (h.error == 0 && h.unique == self.init_unique_ && self.kernel_offers_ &&
-        iov[1].iov_len >= sizeof(InitOut)) {
-      auto* out = static_cast<InitOut*>(iov[1].iov_base);
-      if ((out->flags & kInitExt) && !(out->flags & kWritebackCache)) {
-        out->flags2 |= kPassthrough2;
-        out->max_stack_depth = 1;  // files on a plain (not stacked) file system
-        self.active_ = true;
-      }
-    } else if (h.error == 0 && mark.id > 0 && iov[count - 1].iov_len >= sizeof(OpenOut)) {
-      // open: the payload is fuse_open_out; create: fuse_entry_out then fuse_open_out.
-      auto* out = reinterpret_cast<OpenOut*>(static_cast<char*>(iov[count - 1].iov_base) +
-                                             iov[count - 1].iov_len - sizeof(OpenOut));
-      out->open_flags &= ~(kOpenKeepCache | kOpenDirectIo);
-      out->open_flags |= kOpenPassthrough | (mark.direct_io ? kOpenDirectIo : 0);
-      out->backing_id = mark.id;
-    }
-  }
-  replied();
-  return ::writev(fd, iov, count);
-}
-
-void Passthrough::mark_next_reply(int32_t backing, bool direct_io) {
-  next_reply = {backing, direct_io};
-}
 
 Passthrough::Backing Passthrough::acquire(const Inode* inode,
                                           const std::function<Candidate()>& open_backing) {
-  if (!active()) return {};
+  if (!io_.active()) return {};
   std::lock_guard lock(mutex_);
   auto [it, first] = backings_.try_emplace(inode, Entry{{}, 0});
   Entry& e = it->second;
@@ -176,7 +36,7 @@ Passthrough::Backing Passthrough::acquire(const Inode* inode,
   const Candidate file = open_backing();
   if (file.fd < 0) return e.backing;
   BackingMap map{file.fd, 0, 0};
-  const int id = ::ioctl(dev_fd_, kBackingOpen, &map);
+  const int id = ::ioctl(io_.dev_fd(), kBackingOpen, &map);
   if (id <= 0) {
     common::log(common::LogLevel::debug,
                 std::string("passthrough: backing refused: ") + std::strerror(errno));
@@ -199,7 +59,7 @@ void Passthrough::release(const Inode* inode) {
   if (it == backings_.end() || --it->second.opens > 0) return;
   if (it->second.backing.id > 0) {
     auto id = static_cast<uint32_t>(it->second.backing.id);
-    ::ioctl(dev_fd_, kBackingClose, &id);
+    ::ioctl(io_.dev_fd(), kBackingClose, &id);
   }
   backings_.erase(it);
 }

@@ -7,6 +7,17 @@ namespace portalfs::fuse {
 
 namespace {
 // Sends the errno of a failed op; true if there was one.
+// Arms the passthrough patch of the open or create reply this thread writes next, sends it
+// with `send`, and disarms it (in case the reply never reached the write). Returns what
+// `send` returned.
+template <class Send>
+int with_passthrough(const PassthroughReply& pass, Send send) {
+  if (pass.backing > 0) SessionIo::arm_open_reply(pass.backing, pass.direct_io);
+  const int rc = send();
+  if (pass.backing > 0) SessionIo::arm_open_reply(0, false);
+  return rc;
+}
+
 template <class T>
 bool failed(fuse_req_t req, const Result<T>& r) {
   if (r) return false;
@@ -46,7 +57,8 @@ void Filesystem::reply(fuse_req_t req, Call& call, Result<LinkTarget> r) {
 void Filesystem::reply(fuse_req_t req, Call& call, Result<Opened> r) {
   if (failed(req, r)) return;
   // An interrupted open is not delivered, and the kernel will not release what it never had.
-  if (fuse_reply_open(req, &r->fi) == -ENOENT && r->fi.fh != 0) {
+  const int rc = with_passthrough(r->passthrough, [&] { return fuse_reply_open(req, &r->fi); });
+  if (rc == -ENOENT && r->fi.fh != 0) {
     close_handle(files_.take(r->fi.fh));
   }
   send_after(call);
@@ -54,7 +66,9 @@ void Filesystem::reply(fuse_req_t req, Call& call, Result<Opened> r) {
 
 void Filesystem::reply(fuse_req_t req, Call& call, Result<Created> r) {
   if (failed(req, r)) return;
-  if (fuse_reply_create(req, &r->entry, &r->fi) == -ENOENT) {
+  const int rc = with_passthrough(r->passthrough,
+                                  [&] { return fuse_reply_create(req, &r->entry, &r->fi); });
+  if (rc == -ENOENT) {
     // Nor will it forget the entry it never learnt.
     close_handle(files_.take(r->fi.fh));
     table_.forget(reinterpret_cast<Inode*>(r->entry.ino), 1);

@@ -55,7 +55,7 @@ Session::Session(Filesystem& fs, SessionOptions options) : fs_(fs), options_(std
                              " (is /dev/fuse there, and are you root?)");
   }
   mounted_ = true;
-  fs_.passthrough().install(se_);
+  fs_.session_io().install(se_);
   connection_ = connection_of(options_.mountpoint);
 }
 

@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// The session's own I/O layer: every request the kernel sends and every reply goes through
+// these hooks (libfuse's fuse_session_custom_io). libfuse 3.14 predates kernel passthrough
+// (Linux 6.9+), so they add what it lacks:
+//   - INIT: the kernel's offer is read from its request, and the reply patched to accept it
+//     (FUSE_PASSTHROUGH in flags2, max_stack_depth 1);
+//   - OPEN/CREATE: the reply of an open that passes through is patched with FOPEN_PASSTHROUGH
+//     and the backing id (libfuse's fuse_file_info has no field for either). The op decides;
+//     Filesystem::reply() arms the patch (arm_open_reply) right before fuse_reply_open or
+//     fuse_reply_create, which write the reply on the same thread.
+// They also splice plainly for libfuse's splice paths, and tell ThreadSanitizer how the kernel
+// orders requests after replies. The hooks are on for every session (they only watch when
+// passthrough is off): one I/O path.
+
+#include <sys/uio.h>
+
+#include <atomic>
+#include <cstdint>
+
+#define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
+#include <fuse_lowlevel.h>
+
+namespace portalfs::fuse {
+
+class SessionIo {
+ public:
+  explicit SessionIo(bool passthrough_wanted) : wanted_(passthrough_wanted) {}
+
+  /// Puts the hooks on `se` (after fuse_session_mount, before the loop). The session's
+  /// userdata must be the Filesystem that owns this object.
+  void install(fuse_session* se);
+  /// Whether the kernel accepted passthrough for this connection.
+  [[nodiscard]] bool active() const { return active_.load(std::memory_order_acquire); }
+  /// The session's /dev/fuse fd (-1 before install()): the backing ioctls go there.
+  [[nodiscard]] int dev_fd() const { return dev_fd_; }
+
+  /// Patches the next open or create reply this thread writes: passthrough of `backing`
+  /// (`direct_io`: reads and writes still come to the daemon, only mmap passes through).
+  static void arm_open_reply(int32_t backing, bool direct_io);
+
+ private:
+  static ssize_t read_hook(int fd, void* buf, size_t len, void* userdata);
+  static ssize_t writev_hook(int fd, struct iovec* iov, int count, void* userdata);
+
+  const bool wanted_;
+  std::atomic<bool> active_{false};
+  std::atomic<bool> kernel_offers_{false};
+  std::atomic<uint64_t> init_unique_{0};
+  int dev_fd_ = -1;
+};
+
+}  // namespace portalfs::fuse
