@@ -3,8 +3,9 @@
 
 // The filesystem: one FUSE mount, one view per grant, every op enforced and id-mapped.
 //
-// Every op has one shape: resolve the inode (and its view), ask policy::decide(), act with
-// *at syscalls on O_PATH fds, reply exactly once, then tell sibling views what changed.
+// Every op has one shape: resolve the inode (and its view), ask policy::decide() (the only
+// place rules live), act with *at syscalls on O_PATH fds and return a Result; its trampoline
+// replies exactly once (reply.cpp), then tells sibling views what changed.
 // Sibling invalidations go to the Notifier's thread (notifier.hpp), never sent by a worker:
 // the kernel holds the directory (or page) locks of the request until it is answered, and a
 // worker invalidating a sibling view's directory could wait for a request of that sibling
@@ -18,7 +19,8 @@
 //
 // Files: ops_entry.cpp (lookup, attrs, links), ops_namespace.cpp (create, remove, rename),
 // ops_file.cpp (open, I/O), ops_dir.cpp (directories), ops_xattr.cpp, synthetic.cpp (the
-// read-only directories above the views), ops_table.cpp (the libfuse op table).
+// read-only directories above the views), ops_table.cpp (the libfuse op table), reply.cpp
+// (Results to replies), session_io.hpp (the session's I/O hooks), passthrough.hpp.
 
 #define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
 #include <fuse_lowlevel.h>
