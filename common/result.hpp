@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-// Errors inside portalfs are values: a positive errno wrapped in Errno (the sign libfuse's
-// fuse_reply_err() expects), carried by Result<T>. from_syscall() is the one place that turns
-// the -1/errno convention into a value.
+// Errors of the filesystem's ops are values: a positive errno wrapped in Errno (the sign
+// libfuse's fuse_reply_err() expects), carried by Result<T> to the one reply (fuse/reply.cpp).
+// The mount manager reports failures by exceptions instead (mountmgr/manager.hpp).
 
 #include <cassert>
 #include <cerrno>
@@ -57,14 +57,7 @@ class [[nodiscard]] Result<void> {
   int err_ = 0;
 };
 
-/// Converts a syscall's return value: -1 becomes Errno{errno}, anything else is returned.
-template <typename T>
-Result<T> from_syscall(T rv) {
-  if (rv == T(-1)) return Errno{errno ? errno : EIO};
-  return rv;
-}
-
-/// For syscalls whose only success value is 0.
+/// A syscall whose only success value is 0: -1 becomes Errno{errno}.
 inline Result<void> check_syscall(long rv) {
   if (rv == -1) return Errno{errno ? errno : EIO};
   return {};

@@ -22,8 +22,7 @@
 // read-only directories above the views), ops_table.cpp (the libfuse op table), reply.cpp
 // (Results to replies), session_io.hpp (the session's I/O hooks), passthrough.hpp.
 
-#define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
-#include <fuse_lowlevel.h>
+#include "fuse/fuse_api.hpp"
 #include <sys/statvfs.h>
 
 #include <fcntl.h>

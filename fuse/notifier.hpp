@@ -13,8 +13,7 @@
 // Invalidations carry inode numbers only: one the kernel forgot in the meantime is answered
 // with ENOENT and ignored.
 
-#define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
-#include <fuse_lowlevel.h>
+#include "fuse/fuse_api.hpp"
 
 #include <chrono>
 #include <condition_variable>

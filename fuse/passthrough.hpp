@@ -47,6 +47,9 @@ class Passthrough {
   /// Counts one open of `inode` and returns its backing. The first open registers the file
   /// `open_backing()` offers (the caller keeps its fd, the kernel takes its own reference);
   /// the later ones share it, as the kernel requires. No-op while inactive.
+  /// Locking: the table's mutex is held across the first open's openat and ioctl, so that two
+  /// first opens of one inode can't register two backings (the kernel would refuse the second
+  /// open). It is the innermost lock: open_backing() must take no other.
   Backing acquire(const Inode* inode, const std::function<Candidate()>& open_backing);
   /// Drops the count of one open counted by acquire(); the last closes the backing.
   void release(const Inode* inode);

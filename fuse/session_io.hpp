@@ -19,8 +19,7 @@
 #include <atomic>
 #include <cstdint>
 
-#define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
-#include <fuse_lowlevel.h>
+#include "fuse/fuse_api.hpp"
 
 namespace portalfs::fuse {
 

@@ -36,7 +36,6 @@ struct View {
   uint64_t mnt_id = 0;  // the mount the backing dir is on (statx STATX_MNT_ID)
   /// Set by a forced revoke: open handles of this view fail with EIO from then on.
   std::shared_ptr<std::atomic<bool>> killed;
-  [[nodiscard]] bool read_only() const { return spec.access == policy::Access::read; }
   [[nodiscard]] bool is_shared() const { return spec.kind != policy::GrantKind::data; }
 };
 

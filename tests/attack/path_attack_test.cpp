@@ -31,18 +31,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string readlink_str(const std::string& path) {
-  char buf[PATH_MAX + 1];
-  ssize_t n = ::readlink(path.c_str(), buf, sizeof(buf));
-  return n < 0 ? std::string("<readlink: ") + std::strerror(errno) + ">"
-               : std::string(buf, static_cast<size_t>(n));
-}
-
-bool exists(const std::string& path) {
-  struct stat st {};
-  return ::lstat(path.c_str(), &st) == 0;
-}
-
 /// openat2() as an errno (a descriptor it got is closed). RESOLVE_IN_ROOT and RESOLVE_BENEATH
 /// answer EAGAIN when a rename or mount anywhere raced the walk (the kernel's seqcount check);
 /// that is "try again", not a verdict, so it is retried.

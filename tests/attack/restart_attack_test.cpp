@@ -35,18 +35,6 @@ constexpr const char kNestedName[] = "v%2Fx%2Fetc";
 // What a write through the nested view tries to create (unique enough for the host's /etc).
 constexpr const char kPlanted[] = "portalfs-attack-planted";
 
-std::string readlink_str(const std::string& path) {
-  char buf[PATH_MAX + 1];
-  ssize_t n = ::readlink(path.c_str(), buf, sizeof(buf));
-  return n < 0 ? std::string("<readlink: ") + std::strerror(errno) + ">"
-               : std::string(buf, static_cast<size_t>(n));
-}
-
-bool exists(const std::string& path) {
-  struct stat st {};
-  return ::lstat(path.c_str(), &st) == 0;
-}
-
 /// Where the app points "x", so that the nested view's "x/etc" lands on that target's "etc".
 enum class Target {
   b_data,           // "../b-v": B's data (relative, resolved next to A's backing)

@@ -67,7 +67,7 @@ class Container : public DaemonFixture {
     auto spec = run_command({kRunc, "spec", "--bundle", bundle});
     ASSERT_EQ(spec.code, 0) << spec.err;
     json cfg = json::parse(read_file(bundle + "/config.json"));
-    cfg["linux"].erase("resources");  // no cgroup setup on these hosts (research note)
+    cfg["linux"].erase("resources");  // no cgroup controllers are delegated on these hosts
     cfg["linux"].erase("cgroupsPath");
     json kept = json::array();
     for (const auto& m : cfg["mounts"]) {

@@ -59,7 +59,9 @@ pid_t background_daemon(const std::string& sock) {
   for (const auto& e : std::filesystem::directory_iterator("/proc")) {
     const std::string name = e.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string cmdline = read_file(e.path() / "cmdline");
+    std::ifstream in(e.path() / "cmdline", std::ios::binary);
+    if (!in) continue;  // the process ended since the listing (other tests run alongside)
+    const std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (cmdline.find(sock) != std::string::npos && cmdline.find("portalfsd") != std::string::npos) {
       pid = std::stoi(name);
     }
