@@ -579,9 +579,6 @@ TEST(ManifestName, TheGivenNameIsKeptAsWritten) {
 std::filesystem::path manifests_dir() {
   return std::filesystem::path(testutil::source_dir()) / "tests" / "fixtures" / "manifests";
 }
-std::filesystem::path shared_corpus_dir() {
-  return std::filesystem::path(testutil::source_dir()) / ".." / "shared" / "manifests";
-}
 
 constexpr const char* kInvalidManifest = "ubuntu-web-shell-f0d6f20c.json";
 
@@ -618,12 +615,8 @@ void expect_all_accepted_but_the_invalid_one(const std::filesystem::path& dir) {
 
 TEST(RealManifests, AllAcceptedButTheInvalidOne) { expect_all_accepted_but_the_invalid_one(manifests_dir()); }
 
-TEST(RealManifests, SharedCorpus) {
-  const auto dir = shared_corpus_dir();
-  if (!std::filesystem::is_directory(dir)) {
-    GTEST_SKIP() << "no shared manifest corpus at " << dir << " (the repository's fixtures are tested above)";
-  }
-  expect_all_accepted_but_the_invalid_one(dir);
+TEST(RealManifests, OptionalSharedCorpusWhenPresent) {
+  if (const auto dir = testutil::optional_corpus("manifests")) expect_all_accepted_but_the_invalid_one(*dir);
 }
 
 AppSpec parse_real(const std::string& file) {

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
+#include <iostream>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -37,6 +39,22 @@ std::string build_dir() {
 std::string source_dir() {
   const char* dir = std::getenv("PORTALFS_SOURCE_DIR");
   return dir && *dir ? dir : PORTALFS_TEST_SOURCE_DIR;
+}
+
+std::optional<std::string> optional_corpus(const std::string& name) {
+  const auto dir = (std::filesystem::path(source_dir()) / ".." / "shared" / name).lexically_normal();
+  if (std::filesystem::is_directory(dir)) return dir.string();
+  std::cout << "[ CORPUS   ] " << dir.string() << " is absent (a plain clone): nothing more to check"
+            << " beyond tests/fixtures\n";
+  return std::nullopt;
+}
+
+int count_compose_apps(const std::string& store) {
+  int apps = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(store)) {
+    apps += std::filesystem::exists(entry.path() / "docker-compose.yml.template");
+  }
+  return apps;
 }
 
 std::string program(const std::string& name) { return build_dir() + "/tools/" + name; }

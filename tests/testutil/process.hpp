@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,13 @@ CommandResult run_command(const std::vector<std::string>& argv,
 std::string build_dir();
 /// The source checkout ($PORTALFS_SOURCE_DIR, else the one CMake configured).
 std::string source_dir();
+/// The corpus `name` beside the checkout (source_dir()/../shared/<name>: the store's app.json
+/// versions, its compose apps). CI has it; a plain clone does not. When it is absent this
+/// prints one line naming it and returns nullopt, and the test over it passes: the fixtures in
+/// tests/fixtures cover every shape without it.
+std::optional<std::string> optional_corpus(const std::string& name);
+/// The apps of a compose store: its subdirectories holding a docker-compose.yml.template.
+int count_compose_apps(const std::string& store);
 /// A built program: build_dir()/tools/<name>.
 std::string program(const std::string& name);
 
