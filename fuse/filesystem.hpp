@@ -67,11 +67,7 @@ struct FileHandle {
   std::shared_ptr<std::atomic<bool>> killed;  // the view's forced-revoke flag
   bool counted = false;  // counted by Passthrough::acquire
   int accmode = O_RDONLY;  // of fd: the daemon's own open, decided once by open() or create()
-  bool readable = true;
-  void set_accmode(int flags) {
-    accmode = flags & O_ACCMODE;
-    readable = accmode != O_WRONLY;
-  }
+  [[nodiscard]] bool readable() const { return accmode != O_WRONLY; }
 };
 
 struct DirEntry;
@@ -292,10 +288,10 @@ class Filesystem {
   /// Registers an O_PATH fd of a just-found/created file as an entry (takes the fd).
   common::Result<fuse_entry_param> make_entry(const View& view, int path_fd);
   fuse_entry_param negative_entry(const View* view) const;
-  /// The shared body of mknod, mkdir and symlink: resolve and check the parent, run `make`
-  /// (a *at call relative to the parent's fd, in the parent's view) as the caller's disk
+  /// The shared body of mknod, mkdir and symlink, once the policy allowed the op on the parent
+  /// `p` (a view): run `make` (a *at call relative to the parent's fd) as the caller's disk
   /// owner, return the entry.
-  Result<fuse_entry_param> make_node(Call& call, fuse_ino_t parent, const char* name, policy::Op op,
+  Result<fuse_entry_param> make_node(Call& call, const Node& p, const char* name,
                                      const std::function<int(int dirfd, const View& view)>& make);
 
   // Synthetic directories (synthetic.cpp).

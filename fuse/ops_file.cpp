@@ -93,7 +93,7 @@ PassthroughReply Filesystem::set_io_mode(fuse_file_info* fi, const View& view, F
       // The daemon's own fd, if it reads (daemon_flags() made a plain write-only open
       // read-write where it could) and carries no per-open flag the backing would impose on
       // every open of the inode.
-      if ((fi->flags & ~kPlainFlags) == 0 && fh.readable) return {fh.fd.get(), fh.accmode};
+      if ((fi->flags & ~kPlainFlags) == 0 && fh.readable()) return {fh.fd.get(), fh.accmode};
       // Else a plain read-write open of the same file serves as the backing, so later
       // readers pass through too.
       fresh.reset(::openat(proc_fd_.get(), fd_name(fh.fd.get()).c_str(), O_RDWR | O_CLOEXEC));
@@ -133,7 +133,7 @@ Result<Opened> Filesystem::open(Call& call, fuse_ino_t ino, fuse_file_info* fi) 
   if (data < 0) return Errno{errno};
   auto fh = std::make_unique<FileHandle>();
   fh->fd.reset(data);
-  fh->set_accmode(flags);
+  fh->accmode = flags & O_ACCMODE;
   fh->inode = n->inode;
   fh->killed = n->view->killed;
   table_.opened(n->inode);
@@ -174,7 +174,7 @@ Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* na
   if (data < 0) return Errno{errno};
   auto fh = std::make_unique<FileHandle>();
   fh->fd.reset(data);
-  fh->set_accmode(flags);
+  fh->accmode = flags & O_ACCMODE;
   // The entry's O_PATH fd comes from the open file itself, so it is the same inode even if
   // the name changed in between.
   int path_fd = ::openat(proc_fd_.get(), fd_name(data).c_str(), O_PATH | O_CLOEXEC);

@@ -15,14 +15,12 @@ using common::Errno;
 using policy::Op;
 
 Result<fuse_entry_param> Filesystem::make_node(
-    Call& call, fuse_ino_t parent, const char* name, Op op,
+    Call& call, const Node& p, const char* name,
     const std::function<int(int dirfd, const View& view)>& make) {
-  auto p = resolve_for(parent, op);
-  if (!p) return p.err();
-  const View& view = *p->view;
+  const View& view = *p.view;
   auto owner = creator(view, call.uid, call.gid);
   if (!owner) return Errno{EOVERFLOW};  // the caller has no id on this view's disk
-  auto pfd = fd_of(*p);
+  auto pfd = fd_of(p);
   if (!pfd) return pfd.err();
   {
     FsCredsGuard as_caller(owner->uid, owner->gid);
@@ -31,7 +29,7 @@ Result<fuse_entry_param> Filesystem::make_node(
   int fd = ::openat(pfd->get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return Errno{errno};
   auto e = make_entry(view, fd);
-  if (e) call.entry_changed(siblings_of(p->inode), name);
+  if (e) call.entry_changed(siblings_of(p.inode), name);
   return e;
 }
 
@@ -40,14 +38,16 @@ Result<fuse_entry_param> Filesystem::mknod(Call& call, fuse_ino_t parent, const 
   const Node p = resolve(parent);
   const auto kind = p.view ? p.view->spec.kind : policy::GrantKind::data;
   if (auto d = policy::decide_mknod(target_of(p), kind, mode); !d.allowed()) return Errno{d.err};
-  return make_node(call, parent, name, Op::mknod, [&](int dirfd, const View& view) {
+  return make_node(call, p, name, [&](int dirfd, const View& view) {
     const mode_t type = (mode & S_IFMT) ? (mode & S_IFMT) : S_IFREG;
     return ::mknodat(dirfd, name, type | allowed_mode(view, mode & 07777, false), 0);
   });
 }
 
 Result<fuse_entry_param> Filesystem::mkdir(Call& call, fuse_ino_t parent, const char* name, mode_t mode) {
-  return make_node(call, parent, name, Op::mkdir, [&](int dirfd, const View& view) {
+  auto p = resolve_for(parent, Op::mkdir);
+  if (!p) return p.err();
+  return make_node(call, *p, name, [&](int dirfd, const View& view) {
     return ::mkdirat(dirfd, name, allowed_mode(view, mode & 07777, true));
   });
 }
@@ -56,7 +56,9 @@ Result<fuse_entry_param> Filesystem::symlink(Call& call, const char* link, fuse_
                                              const char* name) {
   // The target is stored as given and resolved by the kernel in the caller's own view;
   // the daemon never follows it.
-  return make_node(call, parent, name, Op::symlink,
+  auto p = resolve_for(parent, Op::symlink);
+  if (!p) return p.err();
+  return make_node(call, *p, name,
                    [&](int dirfd, const View&) { return ::symlinkat(link, dirfd, name); });
 }
 

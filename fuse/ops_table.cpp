@@ -28,7 +28,12 @@ void call(fuse_req_t req, Args... args) {
     common::log(common::LogLevel::error, "request failed with an unknown exception");
     return (void)fuse_reply_err(req, EIO);
   }
-  fs->reply(req, c, std::move(*result));  // never throws: a request is answered exactly once
+  // Answered exactly once: what the reply's own clean-up throws is logged, never answered again.
+  try {
+    fs->reply(req, c, std::move(*result));
+  } catch (const std::exception& e) {
+    common::log(common::LogLevel::error, std::string("after a reply: ") + e.what());
+  }
 }
 
 void init(void* userdata, fuse_conn_info* conn) { static_cast<Filesystem*>(userdata)->init(conn); }

@@ -19,18 +19,6 @@
 
 namespace portalfs::testutil {
 
-std::string readlink_str(const std::string& path) {
-  char buf[PATH_MAX + 1];
-  ssize_t n = ::readlink(path.c_str(), buf, sizeof(buf));
-  return n < 0 ? std::string("<readlink: ") + std::strerror(errno) + ">"
-               : std::string(buf, static_cast<size_t>(n));
-}
-
-bool exists(const std::string& path) {
-  struct stat st {};
-  return ::lstat(path.c_str(), &st) == 0;
-}
-
 namespace {
 
 std::string hex(const char* data, size_t n) {

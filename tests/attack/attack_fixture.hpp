@@ -46,11 +46,6 @@ std::set<ino_t> inodes_of_tree(const std::string& root);
 
 /// The errno of a syscall that returns -1 on failure, 0 on success (for forked children,
 /// which report it as their exit status).
-/// The target of the symlink at `path`, or "<readlink: reason>".
-std::string readlink_str(const std::string& path);
-/// Whether anything (a dangling symlink too) is at `path`.
-bool exists(const std::string& path);
-
 inline int rc_errno(long rc) { return rc < 0 ? errno : 0; }
 /// open() as an errno; a descriptor it got is closed.
 int open_errno(const char* path, int flags, mode_t mode = 0644);

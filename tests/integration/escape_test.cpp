@@ -27,18 +27,6 @@
 namespace portalfs::testutil {
 namespace {
 
-std::string readlink_str(const std::string& path) {
-  char buf[PATH_MAX];
-  ssize_t n = ::readlink(path.c_str(), buf, sizeof(buf));
-  return n < 0 ? std::string("<readlink failed: ") + std::strerror(errno) + ">"
-               : std::string(buf, static_cast<size_t>(n));
-}
-
-bool exists(const std::string& path) {
-  struct stat st {};
-  return ::lstat(path.c_str(), &st) == 0;
-}
-
 class Escape : public ::testing::Test {
  protected:
   void SetUp() override {

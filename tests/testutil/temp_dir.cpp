@@ -1,7 +1,13 @@
 // SPDX-License-Identifier: MIT
 #include "tests/testutil/temp_dir.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -37,6 +43,18 @@ std::string read_file(const std::string& path) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+std::string readlink_str(const std::string& path) {
+  char buf[PATH_MAX + 1];
+  ssize_t n = ::readlink(path.c_str(), buf, sizeof(buf));
+  return n < 0 ? std::string("<readlink: ") + std::strerror(errno) + ">"
+               : std::string(buf, static_cast<size_t>(n));
+}
+
+bool exists(const std::string& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0;
 }
 
 bool require_fuse() {

@@ -30,6 +30,11 @@ std::string read_file(const std::string& path);
 /// through PORTALFS_REQUIRE_FUSE=1.
 bool require_fuse();
 
+/// The target of the symlink at `path`, or "<readlink: reason>".
+std::string readlink_str(const std::string& path);
+/// Whether anything (a dangling symlink too) is at `path`.
+bool exists(const std::string& path);
+
 }  // namespace portalfs::testutil
 
 /// Skips the test with `reason`, or fails it when PORTALFS_REQUIRE_FUSE=1 (CI).

@@ -205,10 +205,7 @@ std::unique_ptr<Sleeper> sleeper_with_pid(int pid, SleeperOptions options) {
   return nullptr;
 }
 
-bool exists(const std::string& path) {
-  struct stat st {};
-  return ::lstat(path.c_str(), &st) == 0;
-}
+using testutil::exists;
 
 class AttachTest : public ::testing::Test {
  protected:
