@@ -80,15 +80,10 @@ policy::Grant read_grant(const JsonReader& r) {
     path.fail(e + ", got " + describe_json(path.json()));
   }
 
-  const JsonReader access = r.member("access", R"("read" or "read-write")");
-  const std::string access_text = access.as_string();
-  if (access_text == "read") {
-    grant.access = policy::Access::read;
-  } else if (access_text == "read-write") {
-    grant.access = policy::Access::read_write;
-  } else {
-    access.fail(R"(expected "read" or "read-write", got )" + describe_json(access.json()));
-  }
+  const JsonReader access = r.member("access", "a grant mode (" + policy::access_names() + ")");
+  const auto mode = policy::parse_access(access.as_string(), false);
+  if (!mode) access.fail("expected one of " + policy::access_names() + ", got " + describe_json(access.json()));
+  grant.access = *mode;
   if (auto owner = r.opt_member("owner")) grant.owner = read_owner(*owner);
   return grant;
 }

@@ -90,7 +90,7 @@ Outcome grant(Manager::Impl& mgr, const Request& req) {
   const std::string share = share_arg(args, "share");
   const std::string access_text = args.str("access");
   const auto access = policy::parse_access(access_text);
-  if (!access) args.bad("access", R"(expected "read" or "read-write", got )" + describe_json(access_text));
+  if (!access) args.bad("access", "expected one of " + policy::access_names() + ", got " + describe_json(access_text));
   const std::string path = policy::normalise_container_path(args.str("path"));
   if (auto expected = policy::check_container_path(path); !expected.empty()) {
     args.bad("path", expected + ", got " + describe_json(path));
@@ -113,8 +113,8 @@ Outcome grant(Manager::Impl& mgr, const Request& req) {
   ensure_dir(mgr.open_root(), share_dir_components(share), LeafSpec{next.shares[share], 0755, false, std::nullopt});
 
   Outcome out;
-  // Turning a grant read-only takes a right away: it applies even on a full disk.
-  out.takes_away = current && current->access == policy::Access::read_write && *access == policy::Access::read;
+  // A narrower mode takes a right away: it applies even on a full disk.
+  out.takes_away = current && policy::narrower(*access, current->access);
   out.output = req.json ? nlohmann::json({{"app", app}, {"share", share}, {"access", policy::to_string(*access)}, {"path", path}})
                                   .dump(2) + "\n"
                         : "granted share " + share + " to app " + app + " at " + path + " (" +

@@ -80,18 +80,18 @@ policy::ViewSpec make_view(const State& state, const std::string& storage_root, 
     case policy::GrantKind::shared: {
       view.backing = storage_root + "/shared/" + grant.name;
       view.anchor = storage_root;
-      // A read-write grant means the app can write, whatever uid it runs as (#11). Without an
+      // A grant that writes means the app can write, whatever uid it runs as (#11). Without an
       // owner in the grant, a read-write share is presented as the app's known user: the
       // owner of its first data directory that names one (app.json's uid/gid; a compose
       // service's user: or PUID/PGID, which compose grants carry themselves).
       std::optional<policy::Owner> who = grant.owner;
-      if (!who && grant.access == policy::Access::read_write) who = known_user(record);
+      if (!who && policy::writes(grant.access)) who = known_user(record);
       const auto share = state.shares.find(grant.name);
       const policy::Owner store = share != state.shares.end() ? share->second : policy::Owner{};
       if (who) {
         view.ids.squash = policy::Squash{store.uid, store.gid, view.ids.uids.present(who->uid),
                                          view.ids.gids.present(who->gid)};
-      } else if (grant.access == policy::Access::read_write) {
+      } else if (policy::writes(grant.access)) {
         // Nobody says who the app runs as (no owner in the grant, no data dir with one, a
         // compose service without user:/PUID): whatever uid it runs as must be able to write
         // a read-write share, root-owned or not. Stored as the share's owner, shown as the

@@ -44,7 +44,8 @@ TwoPlaceRule two_place_rule(Op op) {
   }
 }
 
-bool writable(Target target) { return target.access == Access::read_write; }
+// Every mode but read changes something; what it may change is decide_made()'s.
+bool writable(Target target) { return writes(target.access); }
 
 }  // namespace
 
@@ -78,6 +79,7 @@ bool is_mutation(Op op) {
     case Op::removexattr:
     case Op::fallocate:
     case Op::copy_into:
+    case Op::truncate:
       return true;
   }
   return true;  // a value outside the enum: fail closed
@@ -98,6 +100,73 @@ Decision decide(Op op, Target from, Target to, bool same_view) {
     return {EROFS};
   }
   return {};
+}
+
+namespace {
+// Ops decide_made() always allows: they add an entry to the (parent) directory they act on,
+// or are I/O on a file whose open was decided.
+bool adds_entry_or_io(Op op) {
+  switch (op) {
+    case Op::create:
+    case Op::mknod:
+    case Op::mkdir:
+    case Op::symlink:
+    case Op::write:
+    case Op::fallocate:
+    case Op::copy_into:
+    case Op::flush:
+    case Op::fsync:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool reads_contents(Op op) {
+  switch (op) {
+    case Op::open_read:
+    case Op::read:
+    case Op::readlink:
+    case Op::getxattr:
+    case Op::listxattr:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool removes_or_moves(Op op) {
+  return op == Op::unlink || op == Op::rmdir || op == Op::rename || op == Op::truncate;
+}
+}  // namespace
+
+Decision decide_made(Op op, Access access, Maker maker) {
+  if (!protects(access) || adds_entry_or_io(op)) return {};
+  const bool other = maker == Maker::other;
+  switch (access) {
+    case Access::create_only:
+      if (other) {
+        if (reads_contents(op)) return {EACCES};
+        return is_mutation(op) ? Decision{EPERM} : Decision{};
+      }
+      return op == Op::open_write || op == Op::truncate ? Decision{EPERM} : Decision{};
+    case Access::no_delete:
+      return other && removes_or_moves(op) ? Decision{EPERM} : Decision{};
+    case Access::own_files:
+      return other && is_mutation(op) ? Decision{EPERM} : Decision{};
+    case Access::read:
+    case Access::read_write:
+      return {};
+  }
+  return {EPERM};  // a value outside the enum: fail closed
+}
+
+bool may_refuse(Op op, Access access) {
+  return !decide_made(op, access, Maker::app).allowed() || !decide_made(op, access, Maker::other).allowed();
+}
+
+bool shows(Access access, Maker maker, bool is_dir) {
+  return access != Access::create_only || maker == Maker::app || is_dir;
 }
 
 bool is_user_xattr(std::string_view name) { return name.starts_with("user."); }

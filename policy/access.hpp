@@ -24,6 +24,7 @@ enum class Op {
   flush, fsync,
   open_write, write, create, mknod, mkdir, symlink, link, unlink, rmdir, rename, setattr,
   setxattr, removexattr, fallocate, copy_into,
+  truncate,  // a setattr or open that shortens a file (O_TRUNC, a smaller size)
 };
 
 /// True for every op that changes the filesystem (the ones a read-only view refuses).
@@ -59,6 +60,32 @@ Decision decide(Op op, Target from, Target to, bool same_view);
 /// Extended attributes: reading and writing is for the "user." namespace only; a write
 /// (set/remove) elsewhere is EPERM, a read elsewhere is ENODATA (it is simply not there).
 Decision decide_xattr(Op op, Target target, std::string_view name);
+
+/// Who made a file or directory, as the grant modes that protect see it (policy::protects()):
+/// the app asking (its provenance names the view's app), or anyone else (another app, the
+/// host, or nobody recorded: a file from before, or made on the host).
+enum class Maker { app, other };
+
+/// The grant modes that protect: `op` on a file or directory made by `maker`, once decide()
+/// allowed `op` on the view. Asked of the inode the op acts on; for unlink, rmdir and rename
+/// of the entry they remove or move (and of a rename's replaced destination). The ops that add
+/// an entry (create, mknod, mkdir, symlink) act on the parent and are always allowed: adding is
+/// what each of these modes is for. I/O on open files (write, fallocate, copy_into, flush, fsync) was
+/// decided at its open. Any other mode allows everything decide() allowed.
+///   create_only  other: reads EACCES, changes EPERM; own: reopening to write and truncation
+///                EPERM (a drop is sealed once closed), the rest allowed
+///   no_delete    other: unlink, rmdir, rename, truncate EPERM
+///   own_files    other: every change EPERM
+Decision decide_made(Op op, Access access, Maker maker);
+
+/// Whether decide_made() refuses `op` in `access` for some maker: the filesystem looks at the
+/// target (and reads its provenance, if the answer depends on it) only then.
+bool may_refuse(Op op, Access access);
+
+/// Whether a view of `access` shows an entry (lookup and readdir): a create-only view hides
+/// the files others made (ENOENT, unlisted) and shows directories, so the app can drop into
+/// the folders the user made.
+bool shows(Access access, Maker maker, bool is_dir);
 
 /// Whether an xattr name is in the namespace views show ("user."); listxattr filters by it.
 bool is_user_xattr(std::string_view name);

@@ -427,7 +427,7 @@ std::string parse_share_access(std::string_view text, std::map<std::string, Acce
   const std::string_view name = text.substr(0, eq);
   const auto access = eq == std::string_view::npos ? std::nullopt : parse_access(text.substr(eq + 1));
   if (!access || (name != "*" && !check_share_name(name).empty())) {
-    return "expected NAME=read or NAME=read-write (NAME a share, or * for every share)";
+    return "expected NAME=MODE, MODE one of " + access_names() + " (NAME a share, or * for every share)";
   }
   out[std::string(name)] = *access;
   return "";

@@ -35,6 +35,9 @@ const char* to_string(Access access) {
   switch (access) {
     case Access::read: return "read";
     case Access::read_write: return "read-write";
+    case Access::create_only: return "create-only";
+    case Access::no_delete: return "no-delete";
+    case Access::own_files: return "own-files";
   }
   return "?";
 }
@@ -48,10 +51,54 @@ const char* to_string(GrantKind kind) {
   return "?";
 }
 
-std::optional<Access> parse_access(std::string_view text) {
-  if (text == "read" || text == "ro") return Access::read;
-  if (text == "read-write" || text == "rw") return Access::read_write;
+namespace {
+constexpr Access kAccesses[] = {Access::read, Access::read_write, Access::create_only,
+                                Access::no_delete, Access::own_files};
+}  // namespace
+
+std::optional<Access> parse_access(std::string_view text, bool shorthands) {
+  for (Access a : kAccesses) {
+    if (text == to_string(a)) return a;
+  }
+  if (shorthands && text == "ro") return Access::read;
+  if (shorthands && text == "rw") return Access::read_write;
   return std::nullopt;
+}
+
+std::string access_names() {
+  std::string out;
+  for (Access a : kAccesses) out += std::string(out.empty() ? "" : ", ") + to_string(a);
+  return out;
+}
+
+bool writes(Access access) { return access != Access::read; }
+
+std::string short_text(Access access) {
+  if (!writes(access)) return "ro";
+  return protects(access) ? std::string("rw (") + to_string(access) + ")" : "rw";
+}
+
+namespace {
+// What each mode allows, as rights.
+enum Right : unsigned {
+  kReadOwn = 1, kReadOthers = 2, kCreate = 4, kChangeOwn = 8, kChangeOthers = 16, kDeleteOthers = 32,
+};
+unsigned rights(Access access) {
+  switch (access) {
+    case Access::read: return kReadOwn | kReadOthers;
+    case Access::read_write: return kReadOwn | kReadOthers | kCreate | kChangeOwn | kChangeOthers | kDeleteOthers;
+    case Access::create_only: return kReadOwn | kCreate | kChangeOwn;
+    case Access::no_delete: return kReadOwn | kReadOthers | kCreate | kChangeOwn | kChangeOthers;
+    case Access::own_files: return kReadOwn | kReadOthers | kCreate | kChangeOwn;
+  }
+  return 0;
+}
+}  // namespace
+
+bool narrower(Access to, Access from) { return (rights(from) & ~rights(to)) != 0; }
+
+bool protects(Access access) {
+  return access == Access::create_only || access == Access::no_delete || access == Access::own_files;
 }
 
 }  // namespace portalfs::policy

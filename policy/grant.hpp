@@ -10,7 +10,17 @@
 
 namespace portalfs::policy {
 
-enum class Access { read, read_write };
+/// What a view lets its app do (a grant's mode). Three modes protect what others put in a
+/// share, by who created each file (its provenance, policy/provenance.hpp):
+///   read         read only (EROFS for every change)
+///   read_write   everything
+///   create_only  a drop box: create files and directories and write what it creates while it
+///                holds it open; it lists only its own entries and can't read, change, rename
+///                or delete anything it did not create
+///   no_delete    read-write, but deleting, renaming or truncating what it did not create fails
+///   own_files    reads everything; changes and deletes only what it created
+/// The rules are policy::decide() and policy::decide_made() (policy/access.hpp).
+enum class Access { read, read_write, create_only, no_delete, own_files };
 /// data: a private directory below <storage>/apps/<app>/; shared: <storage>/shared/<share>/;
 /// host: a host directory given by hand (Dokku's storage:mount), served like a share.
 enum class GrantKind { data, shared, host };
@@ -60,9 +70,23 @@ bool mount_order_less(const Grant& a, const Grant& b);
 /// which keeps nested data directories distinct and the mapping reversible.
 std::string view_dir_name(const Grant& grant);
 
-const char* to_string(Access access);   // "read" | "read-write"
+/// "read" | "read-write" | "create-only" | "no-delete" | "own-files"
+const char* to_string(Access access);
 const char* to_string(GrantKind kind);  // "data" | "shared" | "host"
-/// Parses "read" | "read-write" (also "ro" | "rw"); nullopt otherwise.
-std::optional<Access> parse_access(std::string_view text);
+/// How a mount shows it, for one-line summaries: "ro", "rw", or "rw (no-delete)".
+std::string short_text(Access access);
+/// Parses a mode's name; with `shorthands` (the command line) also "ro" and "rw". nullopt
+/// otherwise.
+std::optional<Access> parse_access(std::string_view text, bool shorthands = true);
+/// The names parse_access() takes, for error messages: "read, read-write, create-only, ...".
+std::string access_names();
+/// Whether the view may change anything (every mode but read): it is mounted read-write.
+bool writes(Access access);
+/// Whether the view's rules depend on who created each file (create-only, no-delete,
+/// own-files).
+bool protects(Access access);
+/// Whether changing a grant from `from` to `to` takes away something `from` allowed (then it
+/// must apply even when the change can't be saved).
+bool narrower(Access to, Access from);
 
 }  // namespace portalfs::policy

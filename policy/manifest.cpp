@@ -284,7 +284,7 @@ class ManifestReader {
     }
     if (!share) fail(where + "/name", "expected a share name", "nothing");
     if (!path) fail(where + "/path", "expected a path", "nothing");
-    if (!access) fail(where + "/access", R"(expected "read" or "read-write")", "nothing");
+    if (!access) fail(where + "/access", "expected one of " + access_names(), "nothing");
     spec_.grants.push_back(
         {GrantKind::shared, *share, *path, *access, read_owner(uid, gid, where)});
   }
@@ -315,12 +315,13 @@ class ManifestReader {
     return share;
   }
 
-  // Exactly these two spellings: parse_access()'s "ro"/"rw" are command-line shorthands, not
-  // part of the file format.
+  // The modes' names only: parse_access()'s "ro"/"rw" are command-line shorthands, not part
+  // of the file format.
   Access read_access(const Json& value, const std::string& where) {
-    if (value == "read") return Access::read;
-    if (value == "read-write") return Access::read_write;
-    fail(where, R"(expected "read" or "read-write")", describe(value));
+    if (value.is_string()) {
+      if (auto access = parse_access(value.get<std::string>(), false)) return *access;
+    }
+    fail(where, "expected one of " + access_names(), describe(value));
   }
 
   // A JSON integer, not 1000.0 nor "1000": a float or a string id is a typo worth refusing.

@@ -104,7 +104,7 @@ std::string describe(const policy::PlannedVolume& pv) {
       }
       break;
   }
-  return what + " at " + g.container_path + (g.access == policy::Access::read ? " ro" : " rw");
+  return what + " at " + g.container_path + " " + policy::short_text(g.access);
 }
 
 std::string owner_text(const policy::ComposeService& s) {

@@ -215,7 +215,7 @@ void build_storage_spec(const char* verb, const VerbInput& in, CtlCommand& cmd) 
 // --share: the operator's access for a share of a compose app, over the template's (checked
 // by policy::parse_share_access where the template is read).
 constexpr const char* kShareHelp =
-    "with --compose: share NAME gets MODE (read or read-write) whatever the template says; "
+    "with --compose: share NAME gets MODE (read, read-write, create-only, no-delete or own-files) whatever the template says; "
     "* is every share (repeatable; kept for later upgrades, which replace them only when they give --share)";
 
 // --share values, checked here so that a bad one is a usage error before anything is read.
@@ -393,13 +393,9 @@ void build_grant(const VerbInput& in, CtlCommand& cmd) {
   cmd.args["app"] = in.positional.at(0);
   cmd.args["share"] = in.positional.at(1);
   const auto& access = in.positional.at(2);
-  if (access == "read" || access == "ro") {
-    cmd.args["access"] = "read";
-  } else if (access == "read-write" || access == "rw") {
-    cmd.args["access"] = "read-write";
-  } else {
-    usage("grant: expected read or read-write, got " + json_quoted(access));
-  }
+  const auto mode = portalfs::policy::parse_access(access);
+  if (!mode) usage("grant: expected one of " + portalfs::policy::access_names() + ", got " + json_quoted(access));
+  cmd.args["access"] = portalfs::policy::to_string(*mode);
   if (!in.vm.count("path")) usage("grant: missing --path /in/container");
   auto path = in.vm["path"].as<std::string>();
   check_container_path("grant", "--path", path);
@@ -422,9 +418,9 @@ std::vector<Verb> share_verbs() {
       {"share create", "share.create", "NAME [--owner UID:GID]", "create a shared directory",
        {"NAME"}, define_share_create, build_share_create},
       {"share list", "share.list", "", "list the shared directories", {}, no_options, build_nothing},
-      {"grant", "grant", "APP SHARE read|read-write --path /in/container",
-       "give an app a shared directory (takes effect at once)",
-       {"APP", "SHARE", "read|read-write"}, define_grant, build_grant},
+      {"grant", "grant", "APP SHARE MODE --path /in/container",
+       "give an app a shared directory; MODE is read, read-write, create-only, no-delete or own-files (takes effect at once)",
+       {"APP", "SHARE", "MODE"}, define_grant, build_grant},
       {"revoke", "revoke", "APP SHARE [--force]", "take a shared directory away from an app",
        {"APP", "SHARE"}, define_revoke, build_revoke},
   };

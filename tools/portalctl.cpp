@@ -63,7 +63,7 @@ std::string read_file(const std::string& path) {
 std::string grant_line(const std::string& app, const portalfs::policy::Grant& g) {
   using portalfs::policy::GrantKind;
   std::string line = app + ": " + portalfs::policy::to_string(g.kind) + " " + g.container_path +
-                     (g.access == portalfs::policy::Access::read ? " ro" : " rw");
+                     " " + portalfs::policy::short_text(g.access);
   if (g.kind != GrantKind::data) line += " from " + g.name;
   if (g.owner)
     line += " owner " + std::to_string(g.owner->uid) + ":" + std::to_string(g.owner->gid);

@@ -259,7 +259,7 @@ TEST_F(ComposeInstall, OperatorShareRulesWinAndAreKept) {
 
   args["share_access"] = {"own_media=write"};
   refused("app.upgrade", args,
-          "app.upgrade: argument \"share_access\": expected NAME=read or NAME=read-write (NAME a share, or * for every share), "
+          "app.upgrade: argument \"share_access\": expected NAME=MODE, MODE one of read, read-write, create-only, no-delete, own-files (NAME a share, or * for every share), "
           "got \"own_media=write\"");
 }
 

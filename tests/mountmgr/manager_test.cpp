@@ -613,7 +613,7 @@ TEST_F(ManagerTest, GrantRefusals) {
   refused("grant", {{"app", "ghost"}, {"share", "own_media"}, {"access", "read"}, {"path", "/m"}}, 2,
           "app ghost is not installed");
   refused("grant", {{"app", "navidrome"}, {"share", "own_documents"}, {"access", "write"}, {"path", "/m"}}, 2,
-          R"(grant: argument "access": expected "read" or "read-write", got "write")");
+          R"(grant: argument "access": expected one of read, read-write, create-only, no-delete, own-files, got "write")");
   refused("grant", {{"app", "navidrome"}, {"share", "own_documents"}, {"access", "read"}, {"path", "relative"}}, 2,
           R"(grant: argument "path": expected an absolute path)");
   refused("grant", {{"app", "navidrome"}, {"share", "own_documents"}, {"access", "read"}, {"path", "/proc/x"}}, 2,

@@ -121,7 +121,7 @@ TEST(StateTest, StrictReadingNamesThePointer) {
       {"missing field", [](auto& j) { j["apps"]["navidrome"].erase("data_dirs"); }, "/apps/navidrome/data_dirs",
        "missing, expected an array"},
       {"bad access", [](auto& j) { j["apps"]["navidrome"]["grants"][2]["access"] = "write"; },
-       "/apps/navidrome/grants/2/access", R"(expected "read" or "read-write", got "write")"},
+       "/apps/navidrome/grants/2/access", R"(expected one of read, read-write, create-only, no-delete, own-files, got "write")"},
       {"bad owner", [](auto& j) { j["shares"]["music"]["owner"] = "1000"; }, "/shares/music/owner",
        R"(expected UID:GID (two integers from 0 to 4294967294), got "1000")"},
       {"escaping data dir", [](auto& j) { j["apps"]["navidrome"]["grants"][0]["name"] = "../../etc"; },

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <set>
 #include <tuple>
@@ -32,16 +33,17 @@ constexpr OpRow kOps[] = {
     {Op::rename, "rename", true},          {Op::setattr, "setattr", true},
     {Op::setxattr, "setxattr", true},      {Op::removexattr, "removexattr", true},
     {Op::fallocate, "fallocate", true},    {Op::copy_into, "copy_into", true},
+    {Op::truncate, "truncate", true},
 };
 
 TEST(Access, OpTableListsEveryOp) {
-  // copy_into is the last enumerator: every value from 0 to it must be in kOps exactly once.
+  // truncate is the last enumerator: every value from 0 to it must be in kOps exactly once.
   std::set<int> seen;
   for (const OpRow& row : kOps) seen.insert(static_cast<int>(row.op));
   EXPECT_EQ(seen.size(), std::size(kOps));
   EXPECT_EQ(*seen.begin(), 0);
-  EXPECT_EQ(*seen.rbegin(), static_cast<int>(Op::copy_into));
-  EXPECT_EQ(static_cast<int>(std::size(kOps)), static_cast<int>(Op::copy_into) + 1);
+  EXPECT_EQ(*seen.rbegin(), static_cast<int>(Op::truncate));
+  EXPECT_EQ(static_cast<int>(std::size(kOps)), static_cast<int>(Op::truncate) + 1);
 }
 
 TEST(Access, IsMutation) {
@@ -51,10 +53,15 @@ TEST(Access, IsMutation) {
 constexpr Target kNone{};
 constexpr Target kRead{true, Access::read};
 constexpr Target kReadWrite{true, Access::read_write};
+constexpr Target kCreateOnly{true, Access::create_only};
+constexpr Target kNoDelete{true, Access::no_delete};
+constexpr Target kOwnFiles{true, Access::own_files};
 
-const char* target_name(Target t) {
+std::string target_name(Target t) {
   if (!t.granted) return "not_granted";
-  return t.access == Access::read ? "read" : "read_write";
+  std::string name = to_string(t.access);
+  std::replace(name.begin(), name.end(), '-', '_');
+  return name;
 }
 
 std::string errno_name(int err) {
@@ -64,6 +71,7 @@ std::string errno_name(int err) {
     case EXDEV: return "EXDEV";
     case EROFS: return "EROFS";
     case EPERM: return "EPERM";
+    case EACCES: return "EACCES";
     case ENODATA: return "ENODATA";
     default: return std::to_string(err);
   }
@@ -93,7 +101,8 @@ TEST_P(DecideMatrix, HidesThenRefusesMutationsOnReadOnly) {
 
 INSTANTIATE_TEST_SUITE_P(AllOps, DecideMatrix,
                          ::testing::Combine(::testing::ValuesIn(kOps),
-                                            ::testing::Values(kNone, kRead, kReadWrite)),
+                                            ::testing::Values(kNone, kRead, kReadWrite, kCreateOnly,
+                                                              kNoDelete, kOwnFiles)),
                          [](const auto& test_info) {
                            return std::string(std::get<0>(test_info.param).name) + "_" +
                                   target_name(std::get<1>(test_info.param));
@@ -266,6 +275,104 @@ INSTANTIATE_TEST_SUITE_P(
         MknodCase{"regular_hidden", kNone, GrantKind::shared, S_IFREG | 0644, ENOENT},
         MknodCase{"fifo_above_views", Target::above(), GrantKind::data, S_IFIFO | 0600, EROFS}),
     [](const auto& test_info) { return std::string(test_info.param.test_name); });
+
+}  // namespace
+}  // namespace portalfs::policy
+
+namespace portalfs::policy {
+namespace {
+
+// decide_made(): every op x every mode that protects x who made the target, written out.
+// Columns: create-only (own, other's), no-delete (own, other's), own-files (own, other's).
+struct MadeRow {
+  Op op;
+  const char* name;
+  int create_only_own, create_only_other, no_delete_own, no_delete_other, own_files_own,
+      own_files_other;
+};
+
+constexpr int A = 0;  // allowed
+constexpr MadeRow kMade[] = {
+    // Looking and listing: allowed (a create-only view filters what it shows: shows()).
+    {Op::lookup, "lookup", A, A, A, A, A, A},
+    {Op::getattr, "getattr", A, A, A, A, A, A},
+    {Op::readdir, "readdir", A, A, A, A, A, A},
+    {Op::statfs, "statfs", A, A, A, A, A, A},
+    // Reading contents: a drop box reads only its own.
+    {Op::readlink, "readlink", A, EACCES, A, A, A, A},
+    {Op::open_read, "open_read", A, EACCES, A, A, A, A},
+    {Op::read, "read", A, EACCES, A, A, A, A},
+    {Op::getxattr, "getxattr", A, EACCES, A, A, A, A},
+    {Op::listxattr, "listxattr", A, EACCES, A, A, A, A},
+    // I/O on an open file: decided at its open.
+    {Op::flush, "flush", A, A, A, A, A, A},
+    {Op::fsync, "fsync", A, A, A, A, A, A},
+    {Op::write, "write", A, A, A, A, A, A},
+    {Op::fallocate, "fallocate", A, A, A, A, A, A},
+    {Op::copy_into, "copy_into", A, A, A, A, A, A},
+    // Adding an entry (asked of the parent directory): what every one of these modes is for.
+    {Op::create, "create", A, A, A, A, A, A},
+    {Op::mknod, "mknod", A, A, A, A, A, A},
+    {Op::mkdir, "mkdir", A, A, A, A, A, A},
+    {Op::symlink, "symlink", A, A, A, A, A, A},
+    // Changing: a drop is sealed once closed; no-delete changes anything but removes nothing.
+    {Op::open_write, "open_write", EPERM, EPERM, A, A, A, EPERM},
+    {Op::truncate, "truncate", EPERM, EPERM, A, EPERM, A, EPERM},
+    {Op::setattr, "setattr", A, EPERM, A, A, A, EPERM},
+    {Op::setxattr, "setxattr", A, EPERM, A, A, A, EPERM},
+    {Op::removexattr, "removexattr", A, EPERM, A, A, A, EPERM},
+    {Op::link, "link", A, EPERM, A, A, A, EPERM},
+    // Removing and moving (asked of the entry, and of a rename's replaced destination).
+    {Op::unlink, "unlink", A, EPERM, A, EPERM, A, EPERM},
+    {Op::rmdir, "rmdir", A, EPERM, A, EPERM, A, EPERM},
+    {Op::rename, "rename", A, EPERM, A, EPERM, A, EPERM},
+};
+
+TEST(DecideMade, TableCoversEveryOp) {
+  std::set<int> seen;
+  for (const MadeRow& row : kMade) seen.insert(static_cast<int>(row.op));
+  EXPECT_EQ(seen.size(), std::size(kOps));
+}
+
+TEST(DecideMade, EveryModeEveryOpEveryMaker) {
+  for (const MadeRow& r : kMade) {
+    EXPECT_EQ(decide_made(r.op, Access::create_only, Maker::app), Decision{r.create_only_own}) << r.name;
+    EXPECT_EQ(decide_made(r.op, Access::create_only, Maker::other), Decision{r.create_only_other}) << r.name;
+    EXPECT_EQ(decide_made(r.op, Access::no_delete, Maker::app), Decision{r.no_delete_own}) << r.name;
+    EXPECT_EQ(decide_made(r.op, Access::no_delete, Maker::other), Decision{r.no_delete_other}) << r.name;
+    EXPECT_EQ(decide_made(r.op, Access::own_files, Maker::app), Decision{r.own_files_own}) << r.name;
+    EXPECT_EQ(decide_made(r.op, Access::own_files, Maker::other), Decision{r.own_files_other}) << r.name;
+    // Modes that don't protect leave everything to decide().
+    for (Access a : {Access::read, Access::read_write}) {
+      for (Maker m : {Maker::app, Maker::other}) {
+        EXPECT_EQ(decide_made(r.op, a, m), Decision{}) << r.name << " " << to_string(a);
+      }
+      EXPECT_FALSE(may_refuse(r.op, a)) << r.name;
+    }
+  }
+}
+
+TEST(DecideMade, MayRefuseOnlyWhereSomeMakerIsRefused) {
+  for (const MadeRow& r : kMade) {
+    EXPECT_EQ(may_refuse(r.op, Access::create_only), r.create_only_own != A || r.create_only_other != A) << r.name;
+    EXPECT_EQ(may_refuse(r.op, Access::no_delete), r.no_delete_own != A || r.no_delete_other != A) << r.name;
+    EXPECT_EQ(may_refuse(r.op, Access::own_files), r.own_files_own != A || r.own_files_other != A) << r.name;
+  }
+  // The hot paths of a no-delete view read no provenance.
+  for (Op op : {Op::lookup, Op::getattr, Op::open_read, Op::open_write, Op::write, Op::create}) {
+    EXPECT_FALSE(may_refuse(op, Access::no_delete));
+  }
+}
+
+TEST(DecideMade, ACreateOnlyViewShowsDirectoriesAndItsOwnFilesOnly) {
+  EXPECT_TRUE(shows(Access::create_only, Maker::app, false));
+  EXPECT_TRUE(shows(Access::create_only, Maker::app, true));
+  EXPECT_TRUE(shows(Access::create_only, Maker::other, true));
+  EXPECT_FALSE(shows(Access::create_only, Maker::other, false));
+  for (Access a : {Access::read, Access::read_write, Access::no_delete, Access::own_files}) {
+    EXPECT_TRUE(shows(a, Maker::other, false)) << to_string(a);
+  }
+}
 
 }  // namespace
 }  // namespace portalfs::policy

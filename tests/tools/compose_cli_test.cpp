@@ -96,7 +96,7 @@ TEST(ComposeCli, ValidateShapes) {
   EXPECT_NE(ruled.out.find("data dir upload at /srv/upload rw"), std::string::npos) << "rules are for shares only";
   const auto bad = portalctl(dir, {"validate", "--compose", "--share", "pictures=write", file});
   EXPECT_EQ(bad.code, 2);
-  EXPECT_EQ(bad.err, "portalctl: --share: expected NAME=read or NAME=read-write (NAME a share, or * for every share), "
+  EXPECT_EQ(bad.err, "portalctl: --share: expected NAME=MODE, MODE one of read, read-write, create-only, no-delete, own-files (NAME a share, or * for every share), "
                      "got \"pictures=write\"; see portalctl --help\n");
 }
 

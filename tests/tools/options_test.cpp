@@ -341,12 +341,15 @@ TEST(CtlVerbs, GrantRevoke) {
   EXPECT_EQ(parse_ctl_command({"grant", "web", "s", "rw", "--path=/s"}).args["access"],
             "read-write");
   EXPECT_EQ(parse_ctl_command({"grant", "web", "s", "ro", "--path=/s"}).args["access"], "read");
+  for (const char* mode : {"create-only", "no-delete", "own-files"}) {
+    EXPECT_EQ(parse_ctl_command({"grant", "web", "s", mode, "--path=/s"}).args["access"], mode);
+  }
   EXPECT_EQ(ctl_error({"grant", "web", "s", "write", "--path", "/s"}),
-            "portalctl: grant: expected read or read-write, got \"write\"; see portalctl --help");
+            "portalctl: grant: expected one of read, read-write, create-only, no-delete, own-files, got \"write\"; see portalctl --help");
   EXPECT_EQ(ctl_error({"grant", "web", "s", "read"}),
             "portalctl: grant: missing --path /in/container; see portalctl --help");
   EXPECT_EQ(ctl_error({"grant", "web", "s"}),
-            "portalctl: grant: missing read|read-write; see portalctl --help");
+            "portalctl: grant: missing MODE; see portalctl --help");
   EXPECT_EQ(ctl_error({"grant", "web", "s", "read", "--path", "media"}),
             "portalctl: grant: --path: expected an absolute path inside the container, got "
             "\"media\"; see portalctl --help");
