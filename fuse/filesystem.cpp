@@ -46,9 +46,22 @@ policy::Target Filesystem::target_of(const Node& node) {
   return policy::Target::view(node.view->spec.access);
 }
 
+namespace {
+// Ops whose inode is the directory of the entry they act on: decide_made() is asked of the
+// entry (lookup and the ops that add one are always allowed; unlink and rmdir ask it).
+bool acts_on_entry(policy::Op op) {
+  using policy::Op;
+  return op == Op::lookup || op == Op::create || op == Op::mknod || op == Op::mkdir ||
+         op == Op::symlink || op == Op::unlink || op == Op::rmdir;
+}
+}  // namespace
+
 Result<Filesystem::Node> Filesystem::resolve_for(fuse_ino_t ino, policy::Op op) {
   Node node = resolve(ino);
   if (auto d = policy::decide(op, target_of(node)); !d.allowed()) return Errno{d.err};
+  if (!acts_on_entry(op)) {
+    if (int err = check_made(node, op)) return Errno{err};
+  }
   return node;
 }
 
@@ -59,6 +72,11 @@ Result<std::pair<Filesystem::Node, Filesystem::Node>> Filesystem::resolve_for(
   const bool same_view = a.inode->view == b.inode->view;
   if (auto d = policy::decide(op, target_of(a), target_of(b), same_view); !d.allowed()) {
     return Errno{d.err};
+  }
+  // link: the source inode gains a name. rename decides on the entries (rename()), and
+  // copy_file_range is I/O on files whose opens were decided.
+  if (op == policy::Op::link) {
+    if (int err = check_made(a, op)) return Errno{err};
   }
   return std::pair{a, b};
 }
@@ -138,6 +156,10 @@ Result<fuse_entry_param> Filesystem::lookup_backed(const Node& parent, const cha
   if (!pfd) return pfd.err();
   int fd = ::openat(pfd->get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return Errno{errno};
+  if (!shown(*parent.view, fd)) {  // a create-only view hides others' files
+    ::close(fd);
+    return Errno{ENOENT};
+  }
   return make_entry(*parent.view, fd);
 }
 

@@ -67,6 +67,8 @@ struct FileHandle {
   std::shared_ptr<std::atomic<bool>> killed;  // the view's forced-revoke flag
   bool counted = false;  // counted by Passthrough::acquire
   int accmode = O_RDONLY;  // of fd: the daemon's own open, decided once by open() or create()
+  bool made = false;       // create() made the file: its provenance says who
+  std::atomic<bool> wrote{false};  // written to (or truncated) through this handle
   [[nodiscard]] bool readable() const { return accmode != O_WRONLY; }
 };
 
@@ -293,6 +295,27 @@ class Filesystem {
   /// owner, return the entry.
   Result<fuse_entry_param> make_node(Call& call, const Node& p, const char* name,
                                      const std::function<int(int dirfd, const View& view)>& make);
+
+  // Provenance and the grant modes that protect (provenance.cpp).
+  /// Whether `view` records which app makes and changes its files (shared and host views).
+  static bool records(const View& view);
+  /// Who made the file behind `fd` (any fd of it), as `view`'s app sees it.
+  static policy::Maker maker_of(const View& view, int fd);
+  /// policy::decide_made(op) for the file behind `fd` (any fd of it): 0 or an errno; its
+  /// provenance is read only when the answer depends on it.
+  static int decide_made_for(const View& view, int fd, policy::Op op);
+  /// The same for `node` (no syscall when its view's mode can't refuse `op`).
+  int check_made(const Node& node, policy::Op op);
+  /// The same for the entry `name` of the directory `dirfd` (0 if there is none).
+  static int check_entry(const View& view, int dirfd, const char* name, policy::Op op);
+  /// policy::shows() for the file behind `fd`, or the entry `name` of `dirfd`.
+  static bool shown(const View& view, int fd);
+  static bool shown(const View& view, int dirfd, const char* name);
+  /// Records `view`'s app as the maker, or the last to change, the file behind `fd`.
+  static void record_made(const View& view, int fd);
+  static void record_changed(const View& view, int fd);
+  /// record_changed() once for the writes made through `fh` since the last call (ops_file.cpp).
+  void record_writes(fuse_ino_t ino, FileHandle& fh);
 
   // Synthetic directories (synthetic.cpp).
   SynthInode* synth_inode(const std::string& path);

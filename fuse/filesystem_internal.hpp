@@ -23,6 +23,10 @@ struct Filesystem::SynthInode : Inode {
   std::string path;
 };
 
+// A path naming the inode of `fd` itself, for the syscalls without an *at form (xattrs): its
+// /proc/self/fd entry (for a symlink's O_PATH fd, the link).
+inline std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
 inline FileHandle* file_of(const fuse_file_info* fi) {
   return reinterpret_cast<FileHandle*>(fi->fh);
 }

@@ -124,6 +124,7 @@ Result<Bytes> Filesystem::readdir(Call&, fuse_ino_t ino, size_t size, off_t off,
     const char* name = entry->d_name;
     const off_t next = entry->d_off;
     const bool dots = std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0;
+    if (!dots && !plus && !shown(*n->view, dfd, name)) continue;  // readdirplus: lookup_backed
     size_t want;
     if (plus && !dots) {
       auto e = lookup_backed(*n, name);

@@ -22,7 +22,7 @@ Result<fuse_entry_param> Filesystem::lookup(Call&, fuse_ino_t parent, const char
   if (!p) return p.err();
   if (p->synthetic()) return synth_lookup(*static_cast<SynthInode*>(p->inode), name);
   auto e = lookup_backed(*p, name);
-  if (!e && e.error() == ENOENT) return negative_entry(p->view);  // cached by the kernel
+  if (!e && e.error() == ENOENT) return negative_entry(p->view);  // cached by the kernel (or hidden)
   return e;
 }
 
@@ -64,10 +64,21 @@ Result<Attr> Filesystem::setattr(Call& call, fuse_ino_t ino, struct stat* attr, 
   const View& view = *n->view;
   auto fd = fd_of(*n);
   if (!fd) return fd.err();
-  const int file_fd = fi && fi->fh ? file_of(fi)->fd.get() : -1;
+  FileHandle* handle = fi && fi->fh ? file_of(fi) : nullptr;
+  const int file_fd = handle ? handle->fd.get() : -1;
   const std::string self = fd_name(fd->get());
   const bool is_dir = S_ISDIR(n->inode->type);
   const bool is_link = S_ISLNK(n->inode->type);
+  if ((to_set & FUSE_SET_ATTR_SIZE) && !(handle && handle->made) &&
+      policy::may_refuse(Op::truncate, view.spec.access)) {
+    // Shortening a file is a truncation (the modes that protect refuse it of others' files);
+    // the handle that made the file may (ftruncate while writing it).
+    struct stat now {};
+    if (::fstatat(fd->get(), "", &now, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return Errno{errno};
+    if (attr->st_size < now.st_size) {
+      if (int err = check_made(*n, Op::truncate)) return Errno{err};
+    }
+  }
 
   if (to_set & FUSE_SET_ATTR_MODE) {
     if (is_link) return Errno{EOPNOTSUPP};
@@ -124,6 +135,7 @@ Result<Attr> Filesystem::setattr(Call& call, fuse_ino_t ino, struct stat* attr, 
   int rc = file_fd >= 0 ? ::fstat(file_fd, &st)
                         : ::fstatat(fd->get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
   if (rc != 0) return Errno{errno};
+  if (!(handle && handle->made)) record_changed(view, fd->get());
   // A new size drops the siblings' pages too. Queued like every invalidation: a sibling's
   // read revalidates the size itself (attr_timeout() is 0 for files with siblings), and an
   // invalidation that lands during its read would keep a zero-filled short page at the old size.

@@ -121,6 +121,9 @@ Result<Opened> Filesystem::open(Call& call, fuse_ino_t ino, fuse_file_info* fi) 
   auto n = resolve_for(ino, writes(fi->flags) ? Op::open_write : Op::open_read);
   if (!n) return n.err();
   if (n->synthetic()) return Errno{EISDIR};
+  if (fi->flags & O_TRUNC) {
+    if (int err = check_made(*n, Op::truncate)) return Errno{err};
+  }
   auto fd = fd_of(*n);
   if (!fd) return fd.err();
   const std::string name = fd_name(fd->get());
@@ -136,6 +139,7 @@ Result<Opened> Filesystem::open(Call& call, fuse_ino_t ino, fuse_file_info* fi) 
   fh->accmode = flags & O_ACCMODE;
   fh->inode = n->inode;
   fh->killed = n->view->killed;
+  fh->wrote = (fi->flags & O_TRUNC) != 0;
   table_.opened(n->inode);
   const PassthroughReply pass = set_io_mode(fi, *n->view, *fh);
   fi->fh = files_.add(std::move(fh));
@@ -155,14 +159,20 @@ Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* na
   if (!pfd) return pfd.err();
   int data;
   int flags;
+  bool made = true;
   {
     FsCredsGuard as_caller(owner->uid, owner->gid);
     // O_NOFOLLOW: a symlink planted under this name (by another view or the host) is not
     // followed out of the view; the caller gets ELOOP.
-    // O_EXCL stays: two views may both have sent CREATE for one name; only one may win.
+    // O_EXCL: two views may both have sent CREATE for one name; only one may make it. Views
+    // that record provenance always make the file exclusively, to know whether they made it;
+    // if it was there (made since the kernel looked: by another view, or the host), a view
+    // whose mode protects others' files answers EEXIST (it must not open or truncate it as
+    // the caller's own), any other opens it as open() would.
     // Read-write if it will pass through (daemon_flags): a new file needs no permission to
     // open; an existing one the caller may only write is opened as asked.
-    const int extra = O_CREAT | (fi->flags & O_EXCL) | O_NOFOLLOW;
+    const bool excl = (fi->flags & O_EXCL) || records(view);
+    const int extra = O_CREAT | (excl ? O_EXCL : 0) | O_NOFOLLOW;
     flags = daemon_flags(fi->flags, passes_through(view));
     const mode_t m = allowed_mode(view, mode & 07777, false);
     data = ::openat(pfd->get(), name, flags | extra, m);
@@ -170,11 +180,19 @@ Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* na
       flags = reopen_flags(fi->flags);
       data = ::openat(pfd->get(), name, flags | extra, m);
     }
+    if (data < 0 && errno == EEXIST && !(fi->flags & O_EXCL) &&
+        !policy::protects(view.spec.access)) {
+      made = false;
+      data = ::openat(pfd->get(), name, flags | O_NOFOLLOW);
+    }
   }
   if (data < 0) return Errno{errno};
   auto fh = std::make_unique<FileHandle>();
   fh->fd.reset(data);
   fh->accmode = flags & O_ACCMODE;
+  fh->made = made;
+  fh->wrote = !made && (fi->flags & O_TRUNC);
+  if (made) record_made(view, data);
   // The entry's O_PATH fd comes from the open file itself, so it is the same inode even if
   // the name changed in between.
   int path_fd = ::openat(proc_fd_.get(), fd_name(data).c_str(), O_PATH | O_CLOEXEC);
@@ -206,11 +224,22 @@ Result<Written> Filesystem::write_buf(Call& call, fuse_ino_t ino, fuse_bufvec* i
   fuse_bufvec out = fd_bufvec(fuse_buf_size(in), fh->fd.get(), off);
   ssize_t n = fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_NONBLOCK);
   if (n < 0) return Errno{static_cast<int>(-n)};
+  fh->wrote.store(true, std::memory_order_relaxed);
   call.data_changed(siblings_of(fh->inode), off, n);
   return Written{static_cast<size_t>(n)};
 }
 
-Result<void> Filesystem::flush(Call&, fuse_ino_t, fuse_file_info* fi) {
+void Filesystem::record_writes(fuse_ino_t ino, FileHandle& fh) {
+  // Its maker is recorded as such (record_made); anyone else who wrote is recorded now.
+  if (!fh.wrote.exchange(false, std::memory_order_relaxed) || fh.made) return;
+  const Node n = resolve(ino);
+  if (n.view) record_changed(*n.view, fh.fd.get());
+}
+
+Result<void> Filesystem::flush(Call&, fuse_ino_t ino, fuse_file_info* fi) {
+  // At close(), before the caller's close returns (a release comes later, in the
+  // background): who wrote is on disk once the writer closed.
+  record_writes(ino, *file_of(fi));
   // close() of a duplicate reports the errors a network file system would give at close
   // and releases POSIX locks the way close() does; the handle stays open.
   int dup = ::dup(file_of(fi)->fd.get());
@@ -223,8 +252,10 @@ Result<void> Filesystem::fsync(Call&, fuse_ino_t, int datasync, fuse_file_info* 
   return common::check_syscall(datasync ? ::fdatasync(fd) : ::fsync(fd));
 }
 
-Result<void> Filesystem::release(Call&, fuse_ino_t, fuse_file_info* fi) {
-  close_handle(files_.take(fi->fh));
+Result<void> Filesystem::release(Call&, fuse_ino_t ino, fuse_file_info* fi) {
+  auto fh = files_.take(fi->fh);
+  record_writes(ino, *fh);  // written since the last flush, or never flushed
+  close_handle(std::move(fh));
   return {};
 }
 
@@ -235,6 +266,7 @@ Result<void> Filesystem::fallocate(Call& call, fuse_ino_t ino, int mode, off_t o
   FileHandle* fh = file_of(fi);
   if (dead(fh)) return Errno{EIO};
   if (::fallocate(fh->fd.get(), mode, offset, length) != 0) return Errno{errno};
+  fh->wrote.store(true, std::memory_order_relaxed);
   call.data_changed(siblings_of(fh->inode), offset, length);
   return {};
 }
@@ -256,6 +288,7 @@ Result<Written> Filesystem::copy_file_range(Call& call, fuse_ino_t ino_in, off_t
   ssize_t n = ::copy_file_range(in->fd.get(), &off_in, out->fd.get(), &off_out, len,
                                 static_cast<unsigned>(flags));
   if (n < 0) return Errno{errno};
+  out->wrote.store(true, std::memory_order_relaxed);
   call.data_changed(siblings_of(out->inode), off_out - n, n);
   return Written{static_cast<size_t>(n)};
 }

@@ -28,6 +28,7 @@ Result<fuse_entry_param> Filesystem::make_node(
   }
   int fd = ::openat(pfd->get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return Errno{errno};
+  record_made(view, fd);
   auto e = make_entry(view, fd);
   if (e) call.entry_changed(siblings_of(p.inode), name);
   return e;
@@ -86,6 +87,7 @@ Result<void> Filesystem::unlink(Call& call, fuse_ino_t parent, const char* name)
   if (!p) return p.err();
   auto pfd = fd_of(*p);
   if (!pfd) return pfd.err();
+  if (int err = check_entry(*p->view, pfd->get(), name, Op::unlink)) return Errno{err};
   if (::unlinkat(pfd->get(), name, 0) != 0) return Errno{errno};
   call.entry_changed(siblings_of(p->inode), name);
   return {};
@@ -96,6 +98,7 @@ Result<void> Filesystem::rmdir(Call& call, fuse_ino_t parent, const char* name) 
   if (!p) return p.err();
   auto pfd = fd_of(*p);
   if (!pfd) return pfd.err();
+  if (int err = check_entry(*p->view, pfd->get(), name, Op::rmdir)) return Errno{err};
   if (::unlinkat(pfd->get(), name, AT_REMOVEDIR) != 0) return Errno{errno};
   call.entry_changed(siblings_of(p->inode), name);
   return {};
@@ -111,6 +114,11 @@ Result<void> Filesystem::rename(Call& call, fuse_ino_t parent, const char* name,
   if (!ffd) return ffd.err();
   auto tfd = fd_of(to);
   if (!tfd) return tfd.err();
+  // The entry moved, and the one it replaces (or, exchanged, moves the other way).
+  if (int err = check_entry(*from.view, ffd->get(), name, Op::rename)) return Errno{err};
+  if (!(flags & RENAME_NOREPLACE)) {
+    if (int err = check_entry(*to.view, tfd->get(), newname, Op::rename)) return Errno{err};
+  }
   if (::renameat2(ffd->get(), name, tfd->get(), newname, flags) != 0) return Errno{errno};
   call.entry_changed(siblings_of(from.inode), name);
   call.entry_changed(siblings_of(to.inode), newname);

@@ -12,12 +12,6 @@ namespace portalfs::fuse {
 
 using policy::Op;
 
-namespace {
-// xattr syscalls have no *at form: go through the fd's /proc entry, which names the inode
-// itself (for a symlink's O_PATH fd, the link).
-std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
-}  // namespace
-
 Result<Xattr> Filesystem::getxattr(Call&, fuse_ino_t ino, const char* name, size_t size) {
   auto n = resolve_for(ino, Op::getxattr);
   if (!n) return n.err();
@@ -70,6 +64,7 @@ Result<void> Filesystem::setxattr(Call& call, fuse_ino_t ino, const char* name, 
   auto fd = fd_of(*n);
   if (!fd) return fd.err();
   if (::setxattr(proc_path(fd->get()).c_str(), name, value, size, flags) != 0) return Errno{errno};
+  record_changed(*n->view, fd->get());
   call.attr_changed(siblings_of(n->inode));
   return {};
 }
@@ -82,6 +77,7 @@ Result<void> Filesystem::removexattr(Call& call, fuse_ino_t ino, const char* nam
   auto fd = fd_of(*n);
   if (!fd) return fd.err();
   if (::removexattr(proc_path(fd->get()).c_str(), name) != 0) return Errno{errno};
+  record_changed(*n->view, fd->get());
   call.attr_changed(siblings_of(n->inode));
   return {};
 }
