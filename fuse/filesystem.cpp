@@ -56,9 +56,13 @@ bool acts_on_entry(policy::Op op) {
 }
 }  // namespace
 
-Result<Filesystem::Node> Filesystem::resolve_for(fuse_ino_t ino, policy::Op op) {
+Result<Filesystem::Node> Filesystem::resolve_for(fuse_ino_t ino, policy::Op op, const char* name) {
   Node node = resolve(ino);
-  if (auto d = policy::decide(op, target_of(node)); !d.allowed()) return Errno{d.err};
+  if (auto d = policy::decide(op, target_of(node)); !d.allowed()) {
+    if (d.err != EROFS || !has_sidecars(node)) return Errno{d.err};
+    if (int err = check_sidecar(node, op, name)) return Errno{err};
+    return node;
+  }
   if (!acts_on_entry(op)) {
     if (int err = check_made(node, op)) return Errno{err};
   }
@@ -66,11 +70,22 @@ Result<Filesystem::Node> Filesystem::resolve_for(fuse_ino_t ino, policy::Op op) 
 }
 
 Result<std::pair<Filesystem::Node, Filesystem::Node>> Filesystem::resolve_for(
-    fuse_ino_t from, fuse_ino_t to, policy::Op op) {
+    fuse_ino_t from, fuse_ino_t to, policy::Op op, const char* from_name, const char* to_name) {
   Node a = resolve(from);
   Node b = resolve(to);
   const bool same_view = a.inode->view == b.inode->view;
   if (auto d = policy::decide(op, target_of(a), target_of(b), same_view); !d.allowed()) {
+    // A read view with sidecars: renaming its own sidecars (within the view), copying into
+    // one it holds open.
+    if (d.err != EROFS || !has_sidecars(b)) return Errno{d.err};
+    if (op == policy::Op::rename && same_view) {
+      if (int err = check_sidecar_rename(a, from_name, b, to_name)) return Errno{err};
+      return std::pair{a, b};
+    }
+    if (op == policy::Op::copy_into && policy::decide(policy::Op::read, target_of(a)).allowed()) {
+      if (int err = check_sidecar(b, op, nullptr)) return Errno{err};
+      return std::pair{a, b};
+    }
     return Errno{d.err};
   }
   // link: the source inode gains a name. rename decides on the entries (rename()), and

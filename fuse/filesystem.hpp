@@ -277,10 +277,15 @@ class Filesystem {
   Node resolve(fuse_ino_t ino);
   /// What policy::decide() is told about a node: hidden, above the views, or a view's access.
   static policy::Target target_of(const Node& node);
-  /// resolve() + policy::decide(op): the node, or the errno the policy gives.
-  common::Result<Node> resolve_for(fuse_ino_t ino, policy::Op op);
-  /// The same for the two places of link, rename and copy_file_range (source, destination).
-  common::Result<std::pair<Node, Node>> resolve_for(fuse_ino_t from, fuse_ino_t to, policy::Op op);
+  /// resolve() + policy::decide(op) (+ decide_made() in a mode that protects, decide_sidecar()
+  /// in a read view with sidecars): the node, or the errno the policy gives. `name`: the entry
+  /// an op on a directory acts on (create, mknod, unlink), where the rules ask for it.
+  common::Result<Node> resolve_for(fuse_ino_t ino, policy::Op op, const char* name = nullptr);
+  /// The same for the two places of link, rename and copy_file_range (source, destination;
+  /// a rename's names).
+  common::Result<std::pair<Node, Node>> resolve_for(fuse_ino_t from, fuse_ino_t to, policy::Op op,
+                                                    const char* from_name = nullptr,
+                                                    const char* to_name = nullptr);
   common::Result<FdRef> fd_of(const Node& node);
   /// "N" for /proc/self/fd/N through proc_fd_.
   static std::string fd_name(int fd);
@@ -311,6 +316,12 @@ class Filesystem {
   /// policy::shows() for the file behind `fd`, or the entry `name` of `dirfd`.
   static bool shown(const View& view, int fd);
   static bool shown(const View& view, int dirfd, const char* name);
+  /// Whether `node` is in a read view with sidecar patterns (ViewSpec::sidecars).
+  static bool has_sidecars(const Node& node) { return node.view && !node.view->spec.sidecars.empty(); }
+  /// policy::decide_sidecar() for `op` on `node` (create, mknod, unlink: on its entry `name`).
+  int check_sidecar(const Node& node, policy::Op op, const char* name);
+  /// ...for a rename (within one view) of `name` in `from` to `new_name` in `to`.
+  int check_sidecar_rename(const Node& from, const char* name, const Node& to, const char* new_name);
   /// Records `view`'s app as the maker, or the last to change, the file behind `fd`.
   static void record_made(const View& view, int fd);
   static void record_changed(const View& view, int fd);

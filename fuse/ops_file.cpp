@@ -150,7 +150,7 @@ Result<Opened> Filesystem::open(Call& call, fuse_ino_t ino, fuse_file_info* fi) 
 
 Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* name, mode_t mode,
                                    fuse_file_info* fi) {
-  auto p = resolve_for(parent, Op::create);
+  auto p = resolve_for(parent, Op::create, name);
   if (!p) return p.err();
   const View& view = *p->view;
   auto owner = creator(view, call.uid, call.gid);
@@ -167,8 +167,8 @@ Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* na
     // O_EXCL: two views may both have sent CREATE for one name; only one may make it. Views
     // that record provenance always make the file exclusively, to know whether they made it;
     // if it was there (made since the kernel looked: by another view, or the host), a view
-    // whose mode protects others' files answers EEXIST (it must not open or truncate it as
-    // the caller's own), any other opens it as open() would.
+    // whose mode protects others' files, or a read view with sidecars, answers EEXIST (it must
+    // not open or truncate it as the caller's own), any other opens it as open() would.
     // Read-write if it will pass through (daemon_flags): a new file needs no permission to
     // open; an existing one the caller may only write is opened as asked.
     const bool excl = (fi->flags & O_EXCL) || records(view);
@@ -181,7 +181,7 @@ Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* na
       data = ::openat(pfd->get(), name, flags | extra, m);
     }
     if (data < 0 && errno == EEXIST && !(fi->flags & O_EXCL) &&
-        !policy::protects(view.spec.access)) {
+        !policy::protects(view.spec.access) && view.spec.sidecars.empty()) {
       made = false;
       data = ::openat(pfd->get(), name, flags | O_NOFOLLOW);
     }

@@ -38,7 +38,12 @@ Result<fuse_entry_param> Filesystem::mknod(Call& call, fuse_ino_t parent, const 
                                            mode_t mode, dev_t) {
   const Node p = resolve(parent);
   const auto kind = p.view ? p.view->spec.kind : policy::GrantKind::data;
-  if (auto d = policy::decide_mknod(target_of(p), kind, mode); !d.allowed()) return Errno{d.err};
+  if (auto d = policy::decide_mknod(target_of(p), kind, mode); !d.allowed()) {
+    // A read view's sidecars are regular files.
+    const bool regular = (mode & S_IFMT) == 0 || (mode & S_IFMT) == S_IFREG;
+    if (d.err != EROFS || !has_sidecars(p) || !regular) return Errno{d.err};
+    if (int err = check_sidecar(p, Op::mknod, name)) return Errno{err};
+  }
   return make_node(call, p, name, [&](int dirfd, const View& view) {
     const mode_t type = (mode & S_IFMT) ? (mode & S_IFMT) : S_IFREG;
     return ::mknodat(dirfd, name, type | allowed_mode(view, mode & 07777, false), 0);
@@ -83,7 +88,7 @@ Result<fuse_entry_param> Filesystem::link(Call& call, fuse_ino_t ino, fuse_ino_t
 }
 
 Result<void> Filesystem::unlink(Call& call, fuse_ino_t parent, const char* name) {
-  auto p = resolve_for(parent, Op::unlink);
+  auto p = resolve_for(parent, Op::unlink, name);
   if (!p) return p.err();
   auto pfd = fd_of(*p);
   if (!pfd) return pfd.err();
@@ -106,7 +111,7 @@ Result<void> Filesystem::rmdir(Call& call, fuse_ino_t parent, const char* name) 
 
 Result<void> Filesystem::rename(Call& call, fuse_ino_t parent, const char* name,
                                 fuse_ino_t newparent, const char* newname, unsigned int flags) {
-  auto places = resolve_for(parent, newparent, Op::rename);
+  auto places = resolve_for(parent, newparent, Op::rename, name, newname);
   if (!places) return places.err();
   const auto& [from, to] = *places;
   if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return Errno{EINVAL};

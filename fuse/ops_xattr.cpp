@@ -16,7 +16,7 @@ Result<Xattr> Filesystem::getxattr(Call&, fuse_ino_t ino, const char* name, size
   auto n = resolve_for(ino, Op::getxattr);
   if (!n) return n.err();
   if (n->synthetic()) return Errno{ENODATA};
-  auto d = policy::decide_xattr(Op::getxattr, target_of(*n), name);
+  auto d = policy::decide_xattr_name(Op::getxattr, name);  // resolve_for() decided the rest
   if (!d.allowed()) return Errno{d.err};
   auto fd = fd_of(*n);
   if (!fd) return fd.err();
@@ -59,7 +59,7 @@ Result<void> Filesystem::setxattr(Call& call, fuse_ino_t ino, const char* name, 
                                   size_t size, int flags) {
   auto n = resolve_for(ino, Op::setxattr);
   if (!n) return n.err();
-  auto d = policy::decide_xattr(Op::setxattr, target_of(*n), name);
+  auto d = policy::decide_xattr_name(Op::setxattr, name);  // resolve_for() decided the rest
   if (!d.allowed()) return Errno{d.err};
   auto fd = fd_of(*n);
   if (!fd) return fd.err();
@@ -72,7 +72,7 @@ Result<void> Filesystem::setxattr(Call& call, fuse_ino_t ino, const char* name, 
 Result<void> Filesystem::removexattr(Call& call, fuse_ino_t ino, const char* name) {
   auto n = resolve_for(ino, Op::removexattr);
   if (!n) return n.err();
-  auto d = policy::decide_xattr(Op::removexattr, target_of(*n), name);
+  auto d = policy::decide_xattr_name(Op::removexattr, name);  // resolve_for() decided the rest
   if (!d.allowed()) return Errno{d.err};
   auto fd = fd_of(*n);
   if (!fd) return fd.err();

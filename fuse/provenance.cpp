@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// Provenance (policy/provenance.hpp) and the grant modes that depend on it: who made a file is
+// Provenance (policy/provenance.hpp) and the rules that depend on it (the grant modes that
+// protect, a read view's sidecars): who made a file is
 // read from its backing file's trusted.portalfs.created_by when a view's mode may refuse an op
 // by it (policy::may_refuse), and recorded when a shared or host view makes or changes one.
 //
@@ -70,6 +71,43 @@ bool Filesystem::shown(const View& view, int dirfd, const char* name) {
   if (view.spec.access != policy::Access::create_only) return true;
   common::UniqueFd fd(::openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
   return fd && shown(view, fd.get());
+}
+
+// ---- sidecars: a read view's files named like its patterns ----
+
+int Filesystem::check_sidecar(const Node& node, Op op, const char* name) {
+  const auto& patterns = node.view->spec.sidecars;
+  if (op == Op::create || op == Op::mknod) {
+    return policy::decide_sidecar(op, Maker::app, name && policy::is_sidecar(patterns, name)).err;
+  }
+  if (!policy::decide_sidecar(op, Maker::app, true).allowed()) return EROFS;  // for no maker
+  auto fd = fd_of(node);
+  if (!fd) return fd.error();
+  if (op != Op::unlink) return policy::decide_sidecar(op, maker_of(*node.view, fd->get()), false).err;
+  if (!name) return EROFS;
+  common::UniqueFd entry(::openat(fd->get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!entry) return errno;
+  return policy::decide_sidecar(op, maker_of(*node.view, entry.get()), false).err;
+}
+
+int Filesystem::check_sidecar_rename(const Node& from, const char* name, const Node& to,
+                                     const char* new_name) {
+  // Both names a sidecar's (an exchange moves the replaced file to `name`), the file moved
+  // and the one it replaces (if any) the app's own.
+  const auto& patterns = to.view->spec.sidecars;
+  if (!name || !new_name || !policy::is_sidecar(patterns, name) || !policy::is_sidecar(patterns, new_name)) {
+    return EROFS;
+  }
+  auto ffd = fd_of(from);
+  if (!ffd) return ffd.error();
+  common::UniqueFd moved(::openat(ffd->get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!moved) return errno;
+  if (int err = policy::decide_sidecar(Op::rename, maker_of(*from.view, moved.get()), true).err) return err;
+  auto tfd = fd_of(to);
+  if (!tfd) return tfd.error();
+  common::UniqueFd replaced(::openat(tfd->get(), new_name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!replaced) return 0;
+  return policy::decide_sidecar(Op::rename, maker_of(*to.view, replaced.get()), true).err;
 }
 
 namespace {

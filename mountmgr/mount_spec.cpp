@@ -10,7 +10,7 @@
 namespace portalfs::mountmgr {
 namespace {
 
-bool read_only(const MountEntry& e) { return e.grant.access == policy::Access::read; }
+bool read_only(const MountEntry& e) { return policy::mounted_read_only(e.grant); }
 
 std::string render_docker(const std::vector<MountEntry>& entries) {
   std::string out;

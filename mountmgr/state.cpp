@@ -20,6 +20,7 @@ json grant_to_json(const policy::Grant& grant) {
               {"container_path", grant.container_path},
               {"access", policy::to_string(grant.access)}};
   if (grant.owner) out["owner"] = format_owner(*grant.owner);
+  if (!grant.sidecars.empty()) out["sidecars"] = grant.sidecars;
   return out;
 }
 
@@ -46,7 +47,7 @@ policy::Owner read_owner(const JsonReader& r) {
 }
 
 policy::Grant read_grant(const JsonReader& r) {
-  r.expect_object({"kind", "name", "container_path", "access", "owner"});
+  r.expect_object({"kind", "name", "container_path", "access", "owner", "sidecars"});
   policy::Grant grant;
   const JsonReader kind = r.member("kind", R"("data", "shared" or "host")");
   const std::string kind_text = kind.as_string();
@@ -85,6 +86,16 @@ policy::Grant read_grant(const JsonReader& r) {
   if (!mode) access.fail("expected one of " + policy::access_names() + ", got " + describe_json(access.json()));
   grant.access = *mode;
   if (auto owner = r.opt_member("owner")) grant.owner = read_owner(*owner);
+  if (auto sidecars = r.opt_member("sidecars")) {
+    sidecars->expect_array();
+    for (std::size_t i = 0; i < sidecars->size(); ++i) {
+      const JsonReader p = sidecars->at(i);
+      const std::string pattern = p.as_string();
+      if (auto e = policy::check_sidecar_pattern(pattern); !e.empty()) p.fail(e + ", got " + describe_json(p.json()));
+      grant.sidecars.push_back(pattern);
+    }
+    if (grant.access != policy::Access::read) r.fail("expected sidecars only in a read grant");
+  }
   return grant;
 }
 

@@ -23,7 +23,8 @@
 //                     has none of them)
 //    "removals": ["apps/old-app"]}                  (absent when empty)
 //   Grant = {"kind": "data"|"shared"|"host", "name", "container_path",
-//            "access": a mode (policy::to_string(Access)), "owner"?: "UID:GID"}
+//            "access": a mode (policy::to_string(Access)), "owner"?: "UID:GID",
+//            "sidecars"?: ["*.xmp", ...] (read grants only)}
 //
 // The manifest's grants and the admin's changes are kept apart so that re-installing the same
 // manifest is recognised as "no change", and an upgrade replaces what the app asks for without

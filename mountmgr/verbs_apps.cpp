@@ -32,6 +32,13 @@ std::optional<std::vector<policy::IdRange>> maps_arg(const Args& args, std::stri
 
 namespace {
 
+// ", sidecars *.xmp *.nfo" for a read grant with sidecars, else "".
+std::string sidecars_text(const policy::Grant& g) {
+  std::string out;
+  for (const auto& p : g.sidecars) out += (out.empty() ? ", sidecars " : " ") + p;
+  return out;
+}
+
 struct ManifestArgs {
   policy::AppSpec spec;
   std::optional<std::vector<policy::IdRange>> uid_maps;
@@ -261,7 +268,7 @@ Outcome app_show(const Manager::Impl& mgr, const Request& req) {
   out += "gid_maps: " + maps_text(rec.gid_maps) + "\n";
   for (const auto& g : effective_grants(rec)) {
     out += "grant: " + describe_grant(g) + " at " + g.container_path + " (" + policy::to_string(g.access) +
-           (g.owner ? ", owner " + format_owner(*g.owner) : "") + ")\n";
+           (g.owner ? ", owner " + format_owner(*g.owner) : "") + sidecars_text(g) + ")\n";
   }
   for (const auto& share : rec.revoked) out += "revoked: share " + share + "\n";
   for (const auto& d : rec.data_dirs) {

@@ -85,7 +85,7 @@ Outcome share_list(const Manager::Impl& mgr, const Request& req) {
 }
 
 Outcome grant(Manager::Impl& mgr, const Request& req) {
-  const Args args(req, {"app", "share", "access", "path"});
+  const Args args(req, {"app", "share", "access", "path", "sidecars"});
   const std::string app = mgr.app_arg(args);
   const std::string share = share_arg(args, "share");
   const std::string access_text = args.str("access");
@@ -95,6 +95,15 @@ Outcome grant(Manager::Impl& mgr, const Request& req) {
   if (auto expected = policy::check_container_path(path); !expected.empty()) {
     args.bad("path", expected + ", got " + describe_json(path));
   }
+  const std::vector<std::string> sidecars = args.opt_str_list("sidecars").value_or(std::vector<std::string>{});
+  for (const std::string& p : sidecars) {
+    if (auto expected = policy::check_sidecar_pattern(p); !expected.empty()) {
+      args.bad("sidecars", expected + ", got " + describe_json(p));
+    }
+  }
+  if (!sidecars.empty() && *access != policy::Access::read) {
+    args.bad("sidecars", std::string("expected none with ") + policy::to_string(*access) + ": sidecars widen a read grant");
+  }
   mgr.installed(app);
   require_share(mgr.state, share);
 
@@ -103,7 +112,7 @@ Outcome grant(Manager::Impl& mgr, const Request& req) {
   // A grant of a share the app already has replaces it (a change of access or path); the owner
   // it is presented as stays, as the app's files expect it.
   const auto current = find_share_grant(effective_grants(rec), share);
-  policy::Grant granted{policy::GrantKind::shared, share, path, *access, current ? current->owner : std::nullopt};
+  policy::Grant granted{policy::GrantKind::shared, share, path, *access, current ? current->owner : std::nullopt, sidecars};
   std::erase_if(rec.admin_grants, [&](const policy::Grant& g) { return g.name == share; });
   std::erase(rec.revoked, share);
   // An admin grant equal to the manifest's is no override: keep the record minimal.
@@ -114,7 +123,10 @@ Outcome grant(Manager::Impl& mgr, const Request& req) {
 
   Outcome out;
   // A narrower mode takes a right away: it applies even on a full disk.
-  out.takes_away = current && policy::narrower(*access, current->access);
+  out.takes_away = current && (policy::narrower(*access, current->access) ||
+                               std::any_of(current->sidecars.begin(), current->sidecars.end(), [&](const std::string& p) {
+                                 return std::find(sidecars.begin(), sidecars.end(), p) == sidecars.end();
+                               }));
   out.output = req.json ? nlohmann::json({{"app", app}, {"share", share}, {"access", policy::to_string(*access)}, {"path", path}})
                                   .dump(2) + "\n"
                         : "granted share " + share + " to app " + app + " at " + path + " (" +

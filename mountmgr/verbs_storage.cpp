@@ -56,7 +56,7 @@ std::vector<StorageEntry> storage_entries(const std::string& mountpoint, const s
   std::vector<StorageEntry> out;
   for (const auto& g : effective_grants(rec)) {
     const bool host = g.kind == policy::GrantKind::host;
-    out.push_back({host ? g.name : view_path(mountpoint, app, g), g.container_path, g.access == policy::Access::read});
+    out.push_back({host ? g.name : view_path(mountpoint, app, g), g.container_path, policy::mounted_read_only(g)});
   }
   return out;
 }

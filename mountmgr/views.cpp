@@ -63,6 +63,7 @@ policy::ViewSpec make_view(const State& state, const std::string& storage_root, 
   view.kind = grant.kind;
   view.dir_name = policy::view_dir_name(grant);
   view.access = grant.access;
+  view.sidecars = grant.sidecars;
   view.ids.uids = make_map(record.uid_maps);
   view.ids.gids = make_map(record.gid_maps);
   switch (grant.kind) {
@@ -126,7 +127,7 @@ std::string view_path(const std::string& mountpoint, const std::string& app, con
 std::vector<Bind> app_binds(const std::string& mountpoint, const std::string& app, const AppRecord& record) {
   std::vector<Bind> binds;
   for (const auto& grant : effective_grants(record)) {
-    binds.push_back({view_path(mountpoint, app, grant), grant.container_path, grant.access == policy::Access::read});
+    binds.push_back({view_path(mountpoint, app, grant), grant.container_path, policy::mounted_read_only(grant)});
   }
   return binds;
 }

@@ -161,6 +161,29 @@ Decision decide_made(Op op, Access access, Maker maker) {
   return {EPERM};  // a value outside the enum: fail closed
 }
 
+Decision decide_sidecar(Op op, Maker maker, bool sidecar_name) {
+  const bool own = maker == Maker::app;
+  switch (op) {
+    case Op::create:
+    case Op::mknod:
+      return sidecar_name ? Decision{} : Decision{EROFS};
+    case Op::rename:
+      return own && sidecar_name ? Decision{} : Decision{EROFS};
+    case Op::open_write:
+    case Op::write:
+    case Op::truncate:
+    case Op::setattr:
+    case Op::setxattr:
+    case Op::removexattr:
+    case Op::fallocate:
+    case Op::copy_into:
+    case Op::unlink:
+      return own ? Decision{} : Decision{EROFS};
+    default:
+      return {EROFS};  // mkdir, symlink, link, rmdir; reads were never refused
+  }
+}
+
 bool may_refuse(Op op, Access access) {
   return !decide_made(op, access, Maker::app).allowed() || !decide_made(op, access, Maker::other).allowed();
 }
@@ -173,12 +196,17 @@ bool is_user_xattr(std::string_view name) { return name.starts_with("user."); }
 
 Decision decide_xattr(Op op, Target target, std::string_view name) {
   const Decision base = decide(op, target);
-  if (!base.allowed() || is_user_xattr(name)) return base;
+  if (!base.allowed()) return base;
+  return decide_xattr_name(op, name);
+}
+
+Decision decide_xattr_name(Op op, std::string_view name) {
+  if (is_user_xattr(name)) return {};
   switch (op) {
     case Op::getxattr: return {ENODATA};
     case Op::setxattr:
     case Op::removexattr: return {EPERM};
-    default: return base;  // listxattr: the filesystem filters the list with is_user_xattr()
+    default: return {};  // listxattr: the filesystem filters the list with is_user_xattr()
   }
 }
 

@@ -60,6 +60,8 @@ Decision decide(Op op, Target from, Target to, bool same_view);
 /// Extended attributes: reading and writing is for the "user." namespace only; a write
 /// (set/remove) elsewhere is EPERM, a read elsewhere is ENODATA (it is simply not there).
 Decision decide_xattr(Op op, Target target, std::string_view name);
+/// The namespace part of decide_xattr(), for an op decide() (or decide_sidecar()) allowed.
+Decision decide_xattr_name(Op op, std::string_view name);
 
 /// Who made a file or directory, as the grant modes that protect see it (policy::protects()):
 /// the app asking (its provenance names the view's app), or anyone else (another app, the
@@ -86,6 +88,13 @@ bool may_refuse(Op op, Access access);
 /// the files others made (ENOENT, unlisted) and shows directories, so the app can drop into
 /// the folders the user made.
 bool shows(Access access, Maker maker, bool is_dir);
+
+/// A read view with sidecar patterns (Grant::sidecars), once decide() said EROFS: creating a
+/// regular file (create, mknod) whose name is a sidecar's (`sidecar_name`); changing, removing
+/// (unlink) and renaming to a sidecar's name (`sidecar_name`: the new one) what the app made
+/// (`maker`; a rename also asks of the entry it replaces). Everything else stays EROFS, the
+/// sidecars others made included: a read grant never changes a file the app did not make.
+Decision decide_sidecar(Op op, Maker maker, bool sidecar_name);
 
 /// Whether an xattr name is in the namespace views show ("user."); listxattr filters by it.
 bool is_user_xattr(std::string_view name);

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "policy/grant.hpp"
 
+#include <fnmatch.h>
+
 #include <algorithm>
 
 namespace portalfs::policy {
@@ -72,6 +74,26 @@ std::string access_names() {
 }
 
 bool writes(Access access) { return access != Access::read; }
+
+bool mounted_read_only(const Grant& grant) { return !writes(grant.access) && grant.sidecars.empty(); }
+
+std::string check_sidecar_pattern(std::string_view pattern) {
+  constexpr const char* kExpected = "expected a file name pattern (like *.xmp: no '/', not . or .., 1 to 255 bytes)";
+  if (pattern.empty() || pattern.size() > 255 || pattern == "." || pattern == ".." ||
+      pattern.find_first_of(std::string_view("/\0", 2)) != std::string_view::npos) {
+    return kExpected;
+  }
+  return "";
+}
+
+bool is_sidecar(const std::vector<std::string>& patterns, std::string_view name) {
+  const std::string n(name);
+  for (const std::string& p : patterns) {
+    // FNM_PERIOD: "*.xmp" does not match a hidden ".x.xmp" unless the pattern starts with '.'.
+    if (::fnmatch(p.c_str(), n.c_str(), FNM_PERIOD) == 0) return true;
+  }
+  return false;
+}
 
 std::string short_text(Access access) {
   if (!writes(access)) return "ro";

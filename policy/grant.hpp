@@ -45,6 +45,10 @@ struct Grant {
   /// shared: present every file as this owner and store new files as the share's owner
   /// (squash). Without it a shared view keeps the real ids (through the app's range map).
   std::optional<Owner> owner;
+  /// A read grant's sidecar patterns ("*.xmp"): the app may also create files whose names match
+  /// one (next to the originals), and change or remove those it made. Checked by
+  /// check_sidecar_pattern(); empty for every other grant.
+  std::vector<std::string> sidecars = {};
   friend bool operator==(const Grant&, const Grant&) = default;
 };
 
@@ -75,6 +79,13 @@ const char* to_string(Access access);
 const char* to_string(GrantKind kind);  // "data" | "shared" | "host"
 /// How a mount shows it, for one-line summaries: "ro", "rw", or "rw (no-delete)".
 std::string short_text(Access access);
+/// Whether the container gets the grant as a read-only mount: a read grant without sidecars.
+bool mounted_read_only(const Grant& grant);
+/// "" if `pattern` is a valid sidecar pattern (an fnmatch(3) pattern for one file name: not
+/// empty, at most 255 bytes, no '/', no NUL, not "." or ".."), else what is expected.
+std::string check_sidecar_pattern(std::string_view pattern);
+/// Whether the file name `name` matches one of the sidecar `patterns`.
+bool is_sidecar(const std::vector<std::string>& patterns, std::string_view name);
 /// Parses a mode's name; with `shorthands` (the command line) also "ro" and "rw". nullopt
 /// otherwise.
 std::optional<Access> parse_access(std::string_view text, bool shorthands = true);

@@ -207,7 +207,7 @@ class ManifestReader {
     }
   }
 
-  // "/path" | {"path", "uid"?, "gid"?} | {"path", "shared_dir", "access"?}
+  // "/path" | {"path", "uid"?, "gid"?} | {"path", "shared_dir", "access"?, "sidecars"?}
   void read_data_dir(const Json& entry, const std::string& where) {
     if (entry.is_string()) {
       const std::string path = read_path(entry, where);
@@ -221,6 +221,7 @@ class ManifestReader {
     std::optional<std::string> path;
     std::string share;
     Access access = Access::read_write;
+    std::vector<std::string> sidecars;
     std::optional<uint32_t> uid;
     std::optional<uint32_t> gid;
     for (const auto& item : entry.items()) {
@@ -231,19 +232,22 @@ class ManifestReader {
         share = read_share(item.value(), where + "/shared_dir");
       } else if (shared && key == "access") {
         access = read_access(item.value(), where + "/access");
+      } else if (shared && key == "sidecars") {
+        sidecars = read_sidecars(item.value(), where + "/sidecars");
       } else if (!shared && key == "uid") {
         uid = read_id(item.value(), where + "/uid");
       } else if (!shared && key == "gid") {
         gid = read_id(item.value(), where + "/gid");
       } else {
-        fail(where, shared ? "expected one of path, shared_dir, access"
+        fail(where, shared ? "expected one of path, shared_dir, access, sidecars"
                            : "expected one of path, uid, gid, shared_dir",
              "key " + json_string(key));
       }
     }
     if (!path) fail(where + "/path", "expected a path", "nothing");
     if (shared) {
-      spec_.grants.push_back({GrantKind::shared, share, *path, access, std::nullopt});
+      check_sidecars_need_read(sidecars, access, where);
+      spec_.grants.push_back({GrantKind::shared, share, *path, access, std::nullopt, sidecars});
     } else {
       spec_.grants.push_back({GrantKind::data, path->substr(1), *path, Access::read_write,
                               read_owner(uid, gid, where)});
@@ -258,12 +262,13 @@ class ManifestReader {
     }
   }
 
-  // {"name", "path", "access", "uid"?, "gid"?}
+  // {"name", "path", "access", "uid"?, "gid"?, "sidecars"?}
   void read_shared_dir(const Json& entry, const std::string& where) {
     if (!entry.is_object()) fail(where, "expected an object", describe(entry));
     std::optional<std::string> share;
     std::optional<std::string> path;
     std::optional<Access> access;
+    std::vector<std::string> sidecars;
     std::optional<uint32_t> uid;
     std::optional<uint32_t> gid;
     for (const auto& item : entry.items()) {
@@ -278,15 +283,43 @@ class ManifestReader {
         uid = read_id(item.value(), where + "/uid");
       } else if (key == "gid") {
         gid = read_id(item.value(), where + "/gid");
+      } else if (key == "sidecars") {
+        sidecars = read_sidecars(item.value(), where + "/sidecars");
       } else {
-        fail(where, "expected one of name, path, access, uid, gid", "key " + json_string(key));
+        fail(where, "expected one of name, path, access, uid, gid, sidecars", "key " + json_string(key));
       }
     }
     if (!share) fail(where + "/name", "expected a share name", "nothing");
     if (!path) fail(where + "/path", "expected a path", "nothing");
     if (!access) fail(where + "/access", "expected one of " + access_names(), "nothing");
+    check_sidecars_need_read(sidecars, *access, where);
     spec_.grants.push_back(
-        {GrantKind::shared, *share, *path, *access, read_owner(uid, gid, where)});
+        {GrantKind::shared, *share, *path, *access, read_owner(uid, gid, where), sidecars});
+  }
+
+  // ["*.xmp", ...]: file name patterns, at least one.
+  std::vector<std::string> read_sidecars(const Json& value, const std::string& where) {
+    if (!value.is_array() || value.empty()) fail(where, "expected an array of file name patterns", describe(value));
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < value.size(); ++i) {
+      const Json& p = value[i];
+      const std::string at = where + "/" + std::to_string(i);
+      if (!p.is_string()) fail(at, "expected a string", describe(p));
+      if (auto expected = check_sidecar_pattern(p.get_ref<const std::string&>()); !expected.empty()) {
+        fail(at, expected, describe(p));
+      }
+      out.push_back(p.get<std::string>());
+    }
+    return out;
+  }
+
+  // Sidecars widen a read grant; any other mode writes already.
+  void check_sidecars_need_read(const std::vector<std::string>& sidecars, Access access,
+                                const std::string& where) {
+    if (!sidecars.empty() && access != Access::read) {
+      fail(where + "/access", "expected \"read\" with sidecars (other modes write files already)",
+           json_string(to_string(access)));
+    }
   }
 
   // A normalised container path no other grant of this app has.

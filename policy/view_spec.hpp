@@ -22,6 +22,7 @@ struct ViewSpec {
   /// time and never through a symlink (common/beneath.hpp): apps own directories there.
   std::string anchor;
   Access access = Access::read_write;
+  std::vector<std::string> sidecars = {};  // a read view's sidecar patterns (Grant::sidecars)
   IdPolicy ids;
   friend bool operator==(const ViewSpec&, const ViewSpec&) = default;
 };

@@ -386,7 +386,10 @@ void build_share_create(const VerbInput& in, CtlCommand& cmd) {
 
 void define_grant(po::options_description& d) {
   d.add_options()("path", po::value<std::string>()->value_name("/in/container"),
-                  "where the container sees the share");
+                  "where the container sees the share")(
+      "sidecar", po::value<std::vector<std::string>>()->composing()->value_name("PATTERN"),
+      "with read: the app may also create files named like PATTERN (*.xmp) next to the "
+      "originals, and change or remove those it made (repeatable)");
 }
 
 void build_grant(const VerbInput& in, CtlCommand& cmd) {
@@ -396,6 +399,14 @@ void build_grant(const VerbInput& in, CtlCommand& cmd) {
   const auto mode = portalfs::policy::parse_access(access);
   if (!mode) usage("grant: expected one of " + portalfs::policy::access_names() + ", got " + json_quoted(access));
   cmd.args["access"] = portalfs::policy::to_string(*mode);
+  if (in.vm.count("sidecar")) {
+    const auto sidecars = in.vm["sidecar"].as<std::vector<std::string>>();
+    for (const auto& p : sidecars) {
+      if (auto e = portalfs::policy::check_sidecar_pattern(p); !e.empty()) usage("grant: --sidecar: " + e + ", got " + json_quoted(p));
+    }
+    if (*mode != portalfs::policy::Access::read) usage("grant: --sidecar goes with read (the other modes write files already)");
+    cmd.args["sidecars"] = sidecars;
+  }
   if (!in.vm.count("path")) usage("grant: missing --path /in/container");
   auto path = in.vm["path"].as<std::string>();
   check_container_path("grant", "--path", path);

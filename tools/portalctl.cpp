@@ -67,6 +67,7 @@ std::string grant_line(const std::string& app, const portalfs::policy::Grant& g)
   if (g.kind != GrantKind::data) line += " from " + g.name;
   if (g.owner)
     line += " owner " + std::to_string(g.owner->uid) + ":" + std::to_string(g.owner->gid);
+  for (const auto& p : g.sidecars) line += " sidecar " + p;
   return line;
 }
 
@@ -76,6 +77,7 @@ nlohmann::json grant_json(const portalfs::policy::Grant& g) {
                         {"container_path", g.container_path},
                         {"access", portalfs::policy::to_string(g.access)}};
   if (g.owner) out["owner"] = {{"uid", g.owner->uid}, {"gid", g.owner->gid}};
+  if (!g.sidecars.empty()) out["sidecars"] = g.sidecars;
   return out;
 }
 

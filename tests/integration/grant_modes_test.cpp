@@ -34,8 +34,8 @@ class GrantModes : public ::testing::Test {
     write_file(backing_ + "/orig.jpg", "ORIGINAL");  // the user's, put there on the host
   }
 
-  // Serves the share to "owner" read-write and to "app" with `mode`; returns app's view.
-  void serve(Access mode) {
+  // Serves the share to "owner" read-write and to "app" with `mode` (and `sidecars`).
+  void serve(Access mode, const std::vector<std::string>& sidecars = {}) {
     policy::ViewSpecs views;
     for (const auto& [name, access] : {std::pair{"owner", Access::read_write}, std::pair{"app", mode}}) {
       policy::ViewSpec v = MountedFs::preset(name, ViewKind::data, "media", backing_);
@@ -44,6 +44,7 @@ class GrantModes : public ::testing::Test {
       v.anchor = m_.storage();
       views.push_back(v);
     }
+    views[1].sidecars = sidecars;
     m_.set_views(views);
     owner_ = m_.path(views[0]);
     app_ = m_.path(views[1]);
@@ -254,6 +255,48 @@ TEST_F(GrantModes, AModeChangeAppliesAtOnce) {
   m_.set_views(views);
   EXPECT_EQ(sys(::unlink(app("b").c_str())), Err{EPERM});
   EXPECT_EQ(read_file(disk("b")), "B");
+}
+
+TEST_F(GrantModes, AReadGrantWithSidecarsWritesItsSidecarsAndNothingElse) {
+  serve(Access::read, {"*.xmp", "*.nfo"});
+  write_file(disk("user.xmp"), "USER XMP");  // a sidecar the user's own tool wrote
+
+  // New files named like a sidecar, next to the originals; nothing else.
+  ASSERT_EQ(make(app("orig.xmp"), "v1"), kOk);
+  EXPECT_EQ(sys(::mknod(app("albums/show.nfo").c_str(), S_IFREG | 0644, 0)), kOk);
+  EXPECT_EQ(read_file(disk("orig.xmp")), "v1");
+  EXPECT_EQ(xattr(disk("orig.xmp"), policy::kCreatedByXattr), "app");
+  EXPECT_EQ(make(app("note.txt"), "x"), Err{EROFS});
+  EXPECT_EQ(make(app(".hidden.xmp"), "x"), Err{EROFS});  // * does not match a leading dot
+  EXPECT_EQ(sys(::mkdir(app("d.xmp").c_str(), 0755)), Err{EROFS});
+  EXPECT_EQ(sys(::symlink("orig.jpg", app("l.xmp").c_str())), Err{EROFS});
+  EXPECT_EQ(sys(::link(app("orig.jpg").c_str(), app("l2.xmp").c_str())), Err{EROFS});
+
+  // Its own sidecars are its own: rewritten, renamed to another sidecar's name, removed.
+  {
+    auto fd = open_fd(app("orig.xmp"), O_WRONLY | O_TRUNC);
+    ASSERT_TRUE(fd) << std::strerror(errno);
+    ASSERT_TRUE(write_all(fd.get(), "v2"));
+  }
+  EXPECT_EQ(read_file(disk("orig.xmp")), "v2");
+  EXPECT_EQ(sys(::chmod(app("orig.xmp").c_str(), 0600)), kOk);
+  EXPECT_EQ(sys(::setxattr(app("orig.xmp").c_str(), "user.rating", "5", 1, 0)), kOk);
+  EXPECT_EQ(sys(::rename(app("orig.xmp").c_str(), app("renamed.xmp").c_str())), kOk);
+  EXPECT_EQ(sys(::rename(app("renamed.xmp").c_str(), app("renamed.txt").c_str())), Err{EROFS});
+  EXPECT_EQ(sys(::rename(app("renamed.xmp").c_str(), app("user.xmp").c_str())), Err{EROFS});
+  EXPECT_EQ(sys(::unlink(app("renamed.xmp").c_str())), kOk);
+  EXPECT_EQ(lstat_err(disk("renamed.xmp")), Err{ENOENT});
+
+  // Sidecars others made, and the originals, stay read-only.
+  EXPECT_EQ(open_err(app("user.xmp"), O_WRONLY), Err{EROFS});
+  EXPECT_EQ(open_err(app("user.xmp"), O_CREAT | O_WRONLY | O_TRUNC), Err{EROFS});
+  EXPECT_EQ(sys(::unlink(app("user.xmp").c_str())), Err{EROFS});
+  EXPECT_EQ(sys(::rename(app("user.xmp").c_str(), app("user2.xmp").c_str())), Err{EROFS});
+  EXPECT_EQ(sys(::chmod(app("user.xmp").c_str(), 0600)), Err{EROFS});
+  EXPECT_EQ(sys(::unlink(app("orig.jpg").c_str())), Err{EROFS});
+  EXPECT_EQ(open_err(app("orig.jpg"), O_WRONLY), Err{EROFS});
+  EXPECT_EQ(read_file(disk("user.xmp")), "USER XMP");
+  EXPECT_EQ(read_file(disk("orig.jpg")), "ORIGINAL");
 }
 
 }  // namespace

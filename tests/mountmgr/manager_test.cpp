@@ -606,6 +606,31 @@ TEST_F(ManagerTest, RevokeOfAManifestShareSurvivesUpgrade) {
   EXPECT_TRUE(saved_state().apps.at("navidrome").admin_grants.empty());  // back to what the manifest says
 }
 
+TEST_F(ManagerTest, GrantModesAndSidecarsReachTheViewsTheMountsAndTheState) {
+  install(R"({"v": "1", "name": "photos", "data_dirs": ["/data"]})");
+  ok("grant", {{"app", "photos"}, {"share", "own_media"}, {"access", "no-delete"}, {"path", "/media"}});
+  EXPECT_EQ(notices.back().views[1].access, policy::Access::no_delete);
+  EXPECT_THAT(ok("mounts", {{"app", "photos"}, {"style", "docker"}}), HasSubstr("shared/own_media:/media\n"));  // rw
+
+  ok("grant", {{"app", "photos"}, {"share", "own_media"}, {"access", "read"}, {"path", "/media"},
+               {"sidecars", {"*.xmp"}}});
+  EXPECT_EQ(notices.back().views[1].access, policy::Access::read);
+  EXPECT_EQ(notices.back().views[1].sidecars, (std::vector<std::string>{"*.xmp"}));
+  // A read grant with sidecars writes: the container's mount is read-write.
+  EXPECT_THAT(ok("mounts", {{"app", "photos"}, {"style", "docker"}}), HasSubstr("shared/own_media:/media\n"));
+  const auto saved = saved_state().apps.at("photos").admin_grants;
+  ASSERT_EQ(saved.size(), 1u);
+  EXPECT_EQ(saved[0].sidecars, (std::vector<std::string>{"*.xmp"}));
+  EXPECT_THAT(ok("app.show", {{"app", "photos"}}), HasSubstr("(read, sidecars *.xmp)"));
+
+  refused("grant", {{"app", "photos"}, {"share", "own_media"}, {"access", "read-write"}, {"path", "/media"},
+                    {"sidecars", {"*.xmp"}}}, 2,
+          R"(grant: argument "sidecars": expected none with read-write: sidecars widen a read grant)");
+  refused("grant", {{"app", "photos"}, {"share", "own_media"}, {"access", "read"}, {"path", "/media"},
+                    {"sidecars", {"../x"}}}, 2,
+          R"(grant: argument "sidecars": expected a file name pattern)");
+}
+
 TEST_F(ManagerTest, GrantRefusals) {
   install(kNavidrome);
   refused("grant", {{"app", "navidrome"}, {"share", "music"}, {"access", "read"}, {"path", "/m"}}, 2,

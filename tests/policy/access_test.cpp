@@ -5,6 +5,9 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <string>
+#include <string_view>
+#include <vector>
 #include <cerrno>
 #include <set>
 #include <tuple>
@@ -372,6 +375,67 @@ TEST(DecideMade, ACreateOnlyViewShowsDirectoriesAndItsOwnFilesOnly) {
   for (Access a : {Access::read, Access::read_write, Access::no_delete, Access::own_files}) {
     EXPECT_TRUE(shows(a, Maker::other, false)) << to_string(a);
   }
+}
+
+}  // namespace
+}  // namespace portalfs::policy
+
+namespace portalfs::policy {
+namespace {
+
+TEST(DecideSidecar, CreatesSidecarsChangesItsOwnAndNothingElse) {
+  struct Row {
+    Op op;
+    const char* name;
+    int own_sidecar, own_other_name, others_sidecar;
+  };
+  constexpr Row kRows[] = {
+      {Op::create, "create", 0, EROFS, 0},  // create: only the name counts
+      {Op::mknod, "mknod", 0, EROFS, 0},
+      {Op::rename, "rename", 0, EROFS, EROFS},
+      {Op::open_write, "open_write", 0, 0, EROFS},
+      {Op::write, "write", 0, 0, EROFS},
+      {Op::truncate, "truncate", 0, 0, EROFS},
+      {Op::setattr, "setattr", 0, 0, EROFS},
+      {Op::setxattr, "setxattr", 0, 0, EROFS},
+      {Op::removexattr, "removexattr", 0, 0, EROFS},
+      {Op::fallocate, "fallocate", 0, 0, EROFS},
+      {Op::copy_into, "copy_into", 0, 0, EROFS},
+      {Op::unlink, "unlink", 0, 0, EROFS},
+      {Op::mkdir, "mkdir", EROFS, EROFS, EROFS},
+      {Op::symlink, "symlink", EROFS, EROFS, EROFS},
+      {Op::link, "link", EROFS, EROFS, EROFS},
+      {Op::rmdir, "rmdir", EROFS, EROFS, EROFS},
+  };
+  for (const Row& r : kRows) {
+    EXPECT_EQ(decide_sidecar(r.op, Maker::app, true), Decision{r.own_sidecar}) << r.name;
+    EXPECT_EQ(decide_sidecar(r.op, Maker::app, false), Decision{r.own_other_name}) << r.name;
+    EXPECT_EQ(decide_sidecar(r.op, Maker::other, true), Decision{r.others_sidecar}) << r.name;
+  }
+}
+
+TEST(Sidecars, PatternsAreOneFileNameAndMatchWithoutHiddenFiles) {
+  EXPECT_EQ(check_sidecar_pattern("*.xmp"), "");
+  EXPECT_EQ(check_sidecar_pattern("[Tt]humbs.db"), "");
+  for (std::string_view bad : {std::string_view(""), std::string_view("a/*.xmp"), std::string_view("."),
+                               std::string_view(".."), std::string_view("a\0b", 3)}) {
+    EXPECT_NE(check_sidecar_pattern(bad), "") << bad;
+  }
+  EXPECT_NE(check_sidecar_pattern(std::string(256, 'x')), "");
+  const std::vector<std::string> patterns{"*.xmp", "*.nfo"};
+  EXPECT_TRUE(is_sidecar(patterns, "IMG_1.xmp"));
+  EXPECT_TRUE(is_sidecar(patterns, "movie.nfo"));
+  EXPECT_FALSE(is_sidecar(patterns, "IMG_1.jpg"));
+  EXPECT_FALSE(is_sidecar(patterns, "IMG_1.xmp.tmp"));
+  EXPECT_FALSE(is_sidecar(patterns, ".IMG_1.xmp"));
+  EXPECT_FALSE(is_sidecar({}, "IMG_1.xmp"));
+}
+
+TEST(Sidecars, AReadGrantWithSidecarsIsMountedReadWrite) {
+  Grant g{GrantKind::shared, "photos", "/photos", Access::read, std::nullopt};
+  EXPECT_TRUE(mounted_read_only(g));
+  g.sidecars = {"*.xmp"};
+  EXPECT_FALSE(mounted_read_only(g));
 }
 
 }  // namespace

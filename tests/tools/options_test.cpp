@@ -341,6 +341,13 @@ TEST(CtlVerbs, GrantRevoke) {
   EXPECT_EQ(parse_ctl_command({"grant", "web", "s", "rw", "--path=/s"}).args["access"],
             "read-write");
   EXPECT_EQ(parse_ctl_command({"grant", "web", "s", "ro", "--path=/s"}).args["access"], "read");
+  EXPECT_EQ(parse_ctl_command({"grant", "web", "s", "read", "--path=/s", "--sidecar", "*.xmp", "--sidecar=*.nfo"})
+                .args["sidecars"],
+            (nlohmann::json{"*.xmp", "*.nfo"}));
+  EXPECT_EQ(ctl_error({"grant", "web", "s", "read-write", "--path=/s", "--sidecar", "*.xmp"}),
+            "portalctl: grant: --sidecar goes with read (the other modes write files already); see portalctl --help");
+  EXPECT_EQ(ctl_error({"grant", "web", "s", "read", "--path=/s", "--sidecar", "a/b"}),
+            "portalctl: grant: --sidecar: expected a file name pattern (like *.xmp: no '/', not . or .., 1 to 255 bytes), got \"a/b\"; see portalctl --help");
   for (const char* mode : {"create-only", "no-delete", "own-files"}) {
     EXPECT_EQ(parse_ctl_command({"grant", "web", "s", mode, "--path=/s"}).args["access"], mode);
   }
