@@ -988,6 +988,29 @@ TEST_F(ManagerTest, AContainerTheGrantCantReachIsReportedAndTheGrantStands) {
                            {"path", "/papers"}}).count("warning"), 0u);
 }
 
+// An upgrade is a change of the app's grants like any other: a new data dir reaches its running
+// containers. Its JSON output is not an object, so a container it can't reach is the
+// response's warning (portalctl prints it to stderr; stdout stays the mounts' JSON).
+TEST_F(ManagerTest, AnUpgradeReachesAttachedContainersAndJsonOutputsStayJson) {
+  install(kNavidrome);
+  const ProcessIdentity p100 = run(100);
+  run(200);
+  ok("attach", {{"app", "navidrome"}, {"pid", 100}});
+  ok("attach", {{"app", "navidrome"}, {"pid", 200}});
+  clear_ops();
+  attach_error_for[200] = "attach /cache into pid 200: mkdir /cache: Read-only file system";
+
+  const json r = call("app.upgrade", {{"manifest", kNavidromeNext}, {"source", "a"}}, true);
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_TRUE(json::parse(r["output"].get<std::string>()).is_array()) << r.dump();
+  EXPECT_EQ(r["warning"], "app navidrome, pid 200: container not brought up to date: attach /cache into pid 200: "
+                          "mkdir /cache: Read-only file system");
+  ASSERT_GE(attached.size(), 1u);
+  EXPECT_EQ(attached[0], (Attached{p100, {{mnt + "/apps/navidrome/data/cache", "/cache", false}}}));
+  EXPECT_EQ(recorded_targets("navidrome", 100), (std::vector<std::string>{"/cache", "/data", "/music"}));
+  EXPECT_EQ(recorded_targets("navidrome", 200), (std::vector<std::string>{"/data", "/music"}));
+}
+
 TEST_F(ManagerTest, AttachRefusalsAndFailures) {
   install(kNavidrome);
   refused("attach", {{"app", "navidrome"}, {"pid", 999}}, 2, "process 999 does not exist");
