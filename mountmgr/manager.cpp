@@ -28,6 +28,32 @@ std::string absolute_path(const std::string& path) {
   return normalise_host_path(std::filesystem::absolute(path).lexically_normal().string());
 }
 
+/// Adds to an ok response one line per attachment the change did not reach (text), or
+/// "attachment_errors" [{app, pid, error}] to a JSON object output; any other JSON output
+/// (stdout stays pure JSON) gets them as the response's warning. A failed request's error stays
+/// its one line: the problems are logged.
+void report_attachment_problems(nlohmann::json& response, bool json_format,
+                                const std::vector<Manager::Impl::AttachmentProblem>& problems) {
+  if (problems.empty() || !response.value("ok", false)) return;
+  std::string output = response.value("output", "");
+  if (!json_format) {
+    for (const auto& p : problems) output += p.line() + "\n";
+    response["output"] = output;
+    return;
+  }
+  nlohmann::json doc = nlohmann::json::parse(output, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_object()) {
+    nlohmann::json errors = nlohmann::json::array();
+    for (const auto& p : problems) errors.push_back({{"app", p.app}, {"pid", p.pid}, {"error", p.why}});
+    doc["attachment_errors"] = std::move(errors);
+    response["output"] = doc.dump(2) + "\n";
+    return;
+  }
+  std::string warning = response.value("warning", "");
+  for (const auto& p : problems) warning += (warning.empty() ? "" : "; ") + p.line();
+  response["warning"] = warning;
+}
+
 ManagerConfig with_defaults(ManagerConfig config) {
   config.storage_root = absolute_path(config.storage_root);
   config.state_dir = absolute_path(config.state_dir);
@@ -224,8 +250,10 @@ nlohmann::json Manager::handle(const nlohmann::json& request) {
   uint64_t ticket = 0;
   std::optional<policy::ViewSpecs> changed_views;
   policy::ViewSpecs killed;
+  bool json_format = false;
   try {
     const Request req = parse_request(request);
+    json_format = req.json;
     state_lock.lock();
     Outcome out = impl_->dispatch(req);
     response = ok_response(std::move(out.output));
@@ -247,13 +275,17 @@ nlohmann::json Manager::handle(const nlohmann::json& request) {
         response["warning"] = warning;  // portalctl prints it to stderr
         impl_->start_worker();
       }
+      for (const auto& [app, record] : out.next->apps) {
+        const auto before = impl_->state.apps.find(app);
+        if (before == impl_->state.apps.end() || before->second != record) impl_->apps_to_follow.insert(app);
+      }
       impl_->state = std::move(*out.next);
       if (next_views != impl_->views || !out.killed.empty()) {
         impl_->views = next_views;
         changed_views = std::move(next_views);
         killed = std::move(out.killed);
-        ticket = ++impl_->tickets_issued;
       }
+      ticket = ++impl_->tickets_issued;  // every commit: its containers follow in commit order
     }
     if (out.after_commit) {
       try {
@@ -271,18 +303,28 @@ nlohmann::json Manager::handle(const nlohmann::json& request) {
     response = error_response(kCodeRuntime, "internal error");
   }
   if (state_lock.owns_lock()) state_lock.unlock();
-  if (changed_views) impl_->deliver(ticket, *changed_views, killed);
+  if (ticket != 0) {
+    impl_->deliver(ticket, changed_views, killed);
+    // The views are served now: the running containers of the apps changed follow them. The
+    // change itself is done whatever happens there.
+    try {
+      report_attachment_problems(response, json_format, impl_->follow_grants(ticket));
+    } catch (const std::exception& e) {
+      common::log(common::LogLevel::error, std::string("bringing attachments up to date: ") + e.what());
+    }
+  }
   return response;
 }
 
-void Manager::Impl::deliver(uint64_t ticket, const policy::ViewSpecs& views_now, const policy::ViewSpecs& killed) {
+void Manager::Impl::deliver(uint64_t ticket, const std::optional<policy::ViewSpecs>& views_now,
+                            const policy::ViewSpecs& killed) {
   {
     std::unique_lock lock(delivery_mutex);
     delivery_cv.wait(lock, [&] { return tickets_delivered + 1 == ticket; });
   }
-  if (on_views_changed) {
+  if (views_now && on_views_changed) {
     try {
-      on_views_changed(views_now, killed);
+      on_views_changed(*views_now, killed);
     } catch (const std::exception& e) {
       common::log(common::LogLevel::error, std::string("ViewsChanged callback failed: ") + e.what());
     } catch (...) {
@@ -299,63 +341,6 @@ void Manager::Impl::deliver(uint64_t ticket, const policy::ViewSpecs& views_now,
 int Manager::heal_attachments() {
   std::lock_guard lock(impl_->mutex);
   return impl_->heal();
-}
-
-int Manager::Impl::heal() {
-  State next = state;
-  const AttachOps& ops = config.attach_ops;
-  int healed = 0;
-  std::vector<Attachment> kept;
-  for (const Attachment& a : next.attachments) {
-    const auto app = next.apps.find(a.app);
-    // Never re-attach to a process that merely has the recorded pid: it may be another
-    // container's, and would get this app's views.
-    const std::string why = app == next.apps.end() ? "app removed" : not_the_recorded_process(a, ops);
-    if (!why.empty()) {
-      common::log(common::LogLevel::info,
-                  "forgetting the attachment of " + a.app + " to pid " + std::to_string(a.pid) + ": " + why);
-      continue;
-    }
-    const ProcessIdentity& process = *a.process;
-    // Re-attach what the app has now: a view revoked meanwhile is taken out, not put back.
-    Attachment now{a.app, a.pid, app_binds(config.mountpoint, a.app, app->second), a.process};
-    std::vector<Bind> stale;
-    for (const Bind& b : a.binds) {
-      const bool current = std::any_of(now.binds.begin(), now.binds.end(),
-                                       [&](const Bind& c) { return c.target == b.target; });
-      if (!current) stale.push_back(b);
-    }
-    if (!stale.empty()) {
-      try {
-        ops.detach(process, detach_targets(stale));
-      } catch (const std::runtime_error& e) {
-        common::log(common::LogLevel::warn, "detaching revoked views of " + a.app + " from pid " +
-                                                std::to_string(a.pid) + ": " + e.what());
-      }
-    }
-    try {
-      ops.attach(process, now.binds);
-    } catch (const std::runtime_error& e) {
-      // Keep the record: the process lives, a later heal may succeed (and checks it again).
-      common::log(common::LogLevel::warn,
-                  "re-attaching " + a.app + " to pid " + std::to_string(a.pid) + ": " + e.what());
-      kept.push_back(a);
-      continue;
-    }
-    ++healed;
-    kept.push_back(std::move(now));
-  }
-  next.attachments = std::move(kept);
-  if (next != state) {
-    try {
-      store.save(next);
-    } catch (const StateError& e) {
-      common::log(common::LogLevel::error, std::string("after healing attachments: ") + e.what());
-      return healed;
-    }
-    state = std::move(next);
-  }
-  return healed;
 }
 
 namespace {

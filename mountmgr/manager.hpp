@@ -10,7 +10,10 @@
 //   request:  {"verb": "app.install", "format": "text"|"json", "args": {...}}
 //   response: {"ok": true,  "output": "<exactly what portalctl prints>"}
 //             {"ok": false, "code": 2|1, "error": "<one line>"}
-//             an ok response may add "warning": "<one line>" (a change in force but not saved)
+//             an ok response may add "warning": "<one line>" (a change in force but not saved;
+//             for a JSON output that is not an object, the running containers the change did
+//             not reach, which a text output lists as lines and a JSON object as
+//             "attachment_errors")
 // code 2 = bad input (nothing changed), code 1 = runtime failure.
 
 #include <chrono>
@@ -48,7 +51,8 @@ struct ManagerConfig {
   /// Freeshard tree served in place (portalfsd --layout freeshard). Shares are in "shared" in
   /// both. State and removal records always say "apps/<app>"; only the disk path differs.
   std::string apps_dir = "apps";
-  /// attach/detach/heal go through these (default: mountmgr/attach.hpp).
+  /// attach, detach, heal and the live following of grants go through these (default:
+  /// mountmgr/attach.hpp).
   AttachOps attach_ops = {};
 };
 

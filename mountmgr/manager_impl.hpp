@@ -25,6 +25,13 @@
 //      the request waits until every earlier ticket was delivered, then calls ViewsChanged with
 //      no lock held, then marks its ticket delivered. So callbacks arrive in commit order and
 //      the callback may call views(); it must not call handle() (that would wait for itself).
+//      Every commit takes a ticket, whether or not it changed the views: after its delivery the
+//      request takes `mutex` again and brings the running containers of the apps it changed to
+//      what those apps have now (follow_grants; mountmgr/attachments.cpp), but only when its
+//      ticket is still the latest issued, so that every view a bind needs is served by then; a
+//      later commit's request does it otherwise, for both. The container work (a fork and a
+//      setns per attachment changed) runs under `mutex`, like attach and detach: requests are
+//      rare, and an attachment must not be detached or replaced halfway through.
 
 #include <chrono>
 #include <condition_variable>
@@ -32,6 +39,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <thread>
@@ -86,6 +94,10 @@ struct Manager::Impl {
   std::condition_variable delivery_cv;
   uint64_t tickets_delivered = 0;
 
+  /// Apps changed by a commit whose running containers were not yet brought up to date
+  /// (follow_grants). Guarded by `mutex`.
+  std::set<std::string> apps_to_follow;
+
   /// Non-empty while the state in memory is newer than state.json (a save failed for a change
   /// that takes rights away): why. Guarded by `mutex`.
   std::string unsaved;
@@ -112,9 +124,37 @@ struct Manager::Impl {
   /// are moved (or the storage root's, with nothing moved).
   void carry_out_removals();
 
-  /// Calls ViewsChanged for `ticket` once all earlier tickets are delivered; no lock held
-  /// during the call.
-  void deliver(uint64_t ticket, const policy::ViewSpecs& views_now, const policy::ViewSpecs& killed);
+  /// Once all earlier tickets are delivered, calls ViewsChanged for `ticket` if `views_now` is
+  /// set (the commit changed the views), then marks `ticket` delivered; no lock held during the
+  /// call.
+  void deliver(uint64_t ticket, const std::optional<policy::ViewSpecs>& views_now, const policy::ViewSpecs& killed);
+
+  // mountmgr/attachments.cpp: recorded attachments follow what their apps have now.
+  /// One recorded attachment that could not be brought to what its app has now.
+  struct AttachmentProblem {
+    std::string app;
+    int pid = 0;
+    std::string why;  // one line (the attach or detach error)
+    /// "app APP, pid PID: container not brought up to date: WHY"
+    [[nodiscard]] std::string line() const;
+  };
+  struct Followed {
+    int brought = 0;  // attachments the container work was done for, without a problem
+    std::vector<AttachmentProblem> problems;
+  };
+  /// Brings every recorded attachment that `which` selects to what its app has now (the one
+  /// function behind healing and live grants): the binds the app no longer has are detached,
+  /// those it has anew or otherwise (and every bind below them, which goes along) are attached;
+  /// with `remount_all`, every bind is attached again (the FUSE mount behind the old ones was
+  /// replaced). An attachment whose process is gone or not the recorded one any more, or whose
+  /// app is gone, is forgotten with a log line and never touched. Records what each container
+  /// has now (state.json; a failed save is logged and retried by the worker) and logs each
+  /// problem. Under `mutex`.
+  Followed follow_attachments(const std::function<bool(const Attachment&)>& which, bool remount_all);
+  /// The request of commit `ticket`, after its delivery: brings the attachments of the apps in
+  /// apps_to_follow up to date unless a later commit was made (see the file comment). Takes
+  /// `mutex`.
+  std::vector<AttachmentProblem> follow_grants(uint64_t ticket);
 
   /// Carries out a request through the verb table; refuses (code 2) an unknown verb.
   Outcome dispatch(const Request& request);
@@ -124,6 +164,8 @@ struct Manager::Impl {
   Outcome compose_install(const Request& request, bool upgrade);
   Outcome compose_remove(const Request& request);
   [[nodiscard]] bool is_compose_app(const std::string& app) const;
+  /// Manager::heal_attachments under `mutex` (mountmgr/attachments.cpp): follow_attachments of
+  /// every attachment, every bind attached again. Returns how many were.
   int heal();
 
   // Helpers shared by the verbs.

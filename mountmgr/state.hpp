@@ -90,7 +90,8 @@ struct AppRecord {
 };
 
 /// Views bound into a running container's mount namespace (attach), kept so they can be
-/// re-attached after a daemon restart.
+/// re-attached after a daemon restart; `binds` follow the app's grants as they change
+/// (mountmgr/attachments.cpp): they are what the container has now.
 struct Attachment {
   std::string app;
   int pid = 0;

@@ -251,15 +251,26 @@ Outcome app_show(const Manager::Impl& mgr, const Request& req) {
   const Args args(req, {"app"});
   const std::string app = mgr.app_arg(args);
   const AppRecord& rec = mgr.installed(app);
-  std::vector<int> pids;
+  // Each running container the app is attached to, with the container paths it has now (they
+  // follow the app's grants: mountmgr/attachments.cpp).
+  std::vector<const Attachment*> attachments;
   for (const auto& a : mgr.state.attachments) {
-    if (a.app == app) pids.push_back(a.pid);
+    if (a.app == app) attachments.push_back(&a);
   }
   if (req.json) {
     nlohmann::json out = app_to_json(rec);
     out["name"] = app;
     out["mounts"] = nlohmann::json::parse(mgr.mounts_output(app, rec, true));
-    out["attached_pids"] = pids;
+    nlohmann::json pids = nlohmann::json::array();
+    nlohmann::json attached = nlohmann::json::array();
+    for (const Attachment* a : attachments) {
+      nlohmann::json paths = nlohmann::json::array();
+      for (const Bind& b : a->binds) paths.push_back(b.target);
+      pids.push_back(a->pid);
+      attached.push_back({{"pid", a->pid}, {"paths", std::move(paths)}});
+    }
+    out["attached_pids"] = std::move(pids);
+    out["attachments"] = std::move(attached);
     return {out.dump(2) + "\n"};
   }
   std::string out = "app: " + app + "\n";
@@ -275,7 +286,11 @@ Outcome app_show(const Manager::Impl& mgr, const Request& req) {
     out += "data_dir: " + d.name + " (created by " + shown_version(d.created_by_version) +
            (d.removed ? "; no longer in the manifest, kept on disk" : "") + ")\n";
   }
-  for (int pid : pids) out += "attached: pid " + std::to_string(pid) + "\n";
+  for (const Attachment* a : attachments) {
+    std::string paths;
+    for (const Bind& b : a->binds) paths += (paths.empty() ? " at " : ", ") + b.target;
+    out += "attached: pid " + std::to_string(a->pid) + (paths.empty() ? " (no mounts)" : paths) + "\n";
+  }
   return {out};
 }
 

@@ -2,7 +2,8 @@
 // End to end with a real container runtime: portalfsd + portalctl + runc (Debian's) with a
 // busybox rootfs. An app's container writes its data dir and a read-write share, is refused on
 // a read-only share, loses a revoked share live, works in a user namespace through a range
-// map, and gets working mounts back within 2 s after the daemon is killed and restarted.
+// map, gets working mounts back within 2 s after the daemon is killed and restarted, and gets a
+// grant, a grant's new path and a revoke while it runs, once attached.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -18,6 +19,7 @@ namespace portalfs::testutil {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using nlohmann::json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
@@ -57,7 +59,7 @@ class Container : public DaemonFixture {
                        uint32_t uid = 1000) {
     std::string bundle = dir_ / ("bundle-" + id);
     fs::create_directories(bundle + "/rootfs/bin");
-    for (const char* d : {"data", "media", "documents", "tmp", "proc", "dev", "sys"}) {
+    for (const char* d : {"data", "media", "documents", "music", "tunes", "tmp", "proc", "dev", "sys"}) {
       fs::create_directories(bundle + "/rootfs/" + d);
     }
     fs::copy_file(kBusybox, bundle + "/rootfs/bin/busybox");
@@ -210,6 +212,78 @@ TEST_F(Container, AttachedMountsComeBackAfterTheDaemonIsKilled) {
   RecordProperty("heal_ms", static_cast<int>(took.count()));
   EXPECT_EQ(exec("boxlive", "echo more > /data/after.txt").code, 0);
   EXPECT_EQ(read_file(storage() + "/apps/box/data/after.txt"), "more\n");
+}
+
+// Grants reach a running container (#12): once attached, a share granted to the app appears at
+// its path without a restart, moves when granted again at another path, and is unmounted when
+// revoked. A path the container can't take (its root is read-only) does not fail the grant: the
+// reply says which container it did not reach and why.
+TEST_F(Container, GrantsMovesAndRevokesReachARunningAttachedContainer) {
+  write_file(dir_ / "box.json", kApp);
+  ASSERT_EQ(ctl({"app", "install", dir_ / "box.json"}).code, 0);
+  ASSERT_EQ(ctl({"share", "create", "music"}).code, 0);
+  write_file(storage() + "/apps/box/data/kept.txt", "kept\n");
+  write_file(storage() + "/shared/music/song.txt", "la la\n");
+  ASSERT_NO_FATAL_FAILURE(start_container("boxgrant", json::array()));
+  const int pid = container_pid("boxgrant");
+  ASSERT_GT(pid, 0);
+  auto r = ctl({"attach", "box", "--pid", std::to_string(pid)});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto mounts = [&] { return exec("boxgrant", "cat /proc/mounts").out; };
+  EXPECT_NE(exec("boxgrant", "cat /music/song.txt").code, 0);  // not granted yet
+  EXPECT_THAT(mounts(), Not(HasSubstr(" /music ")));
+
+  r = ctl({"grant", "box", "music", "read", "--path", "/music"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "granted share music to app box at /music (read)\n");  // reached every container
+  EXPECT_EQ(exec("boxgrant", "cat /music/song.txt").out, "la la\n");
+  write_file(storage() + "/shared/music/later.txt", "written on the host\n");
+  EXPECT_EQ(exec("boxgrant", "cat /music/later.txt").out, "written on the host\n");
+  EXPECT_THAT(mounts(), HasSubstr(" /music "));
+  r = exec("boxgrant", "touch /music/new.txt");  // bound read-only, like the grant
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.err, HasSubstr("Read-only file system"));
+
+  // Granted again at another path: there now, and gone from the old one.
+  r = ctl({"grant", "box", "music", "read", "--path", "/tunes"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "granted share music to app box at /tunes (read)\n");
+  EXPECT_EQ(exec("boxgrant", "cat /tunes/song.txt").out, "la la\n");
+  EXPECT_THAT(mounts(), HasSubstr(" /tunes "));
+  EXPECT_THAT(mounts(), Not(HasSubstr(" /music ")));
+  r = exec("boxgrant", "cat /music/song.txt");
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.err, HasSubstr("No such file or directory"));
+  r = ctl({"app", "show", "box", "--format", "json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json shown = json::parse(r.out);
+  ASSERT_EQ(shown["attachments"].size(), 1u);
+  EXPECT_EQ(shown["attachments"][0]["pid"], pid);
+  EXPECT_EQ(shown["attachments"][0]["paths"], json::parse(R"(["/data", "/documents", "/media", "/tunes"])"));
+  EXPECT_THAT(ctl({"app", "show", "box"}).out,
+              HasSubstr("attached: pid " + std::to_string(pid) + " at /data, /documents, /media, /tunes\n"));
+
+  // Revoked: no longer a mount in the container; the app's other mounts stay.
+  r = ctl({"revoke", "box", "music"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "revoked share music from app box\n");
+  EXPECT_THAT(mounts(), Not(HasSubstr(" /tunes ")));
+  r = exec("boxgrant", "cat /tunes/song.txt");
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.err, HasSubstr("No such file or directory"));
+  EXPECT_EQ(exec("boxgrant", "cat /data/kept.txt").out, "kept\n");
+
+  // A path the container can't make: the grant stands and is served; the reply says why the
+  // container does not have it.
+  r = ctl({"grant", "box", "music", "read", "--path", "/nowhere"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string p = std::to_string(pid);
+  EXPECT_EQ(r.out, "granted share music to app box at /nowhere (read)\napp box, pid " + p +
+                       ": container not brought up to date: attach /nowhere into pid " + p +
+                       ": mkdir /nowhere: Read-only file system\n");
+  EXPECT_EQ(read_file(mnt() + "/apps/box/shared/music/song.txt"), "la la\n");
+  EXPECT_THAT(ctl({"app", "show", "box"}).out, HasSubstr("attached: pid " + p + " at /data, /documents, /media\n"));
+  EXPECT_EQ(exec("boxgrant", "cat /data/kept.txt").out, "kept\n");
 }
 
 // A compose app of two services sharing one data directory (#11): the database runs as 999,

@@ -73,6 +73,8 @@ class ManagerTest : public ::testing::Test {
   std::vector<std::pair<ProcessIdentity, std::vector<Bind>>> attached;
   std::vector<std::pair<ProcessIdentity, std::vector<std::string>>> detached;
   std::string attach_error;
+  std::map<int, std::string> attach_error_for;  // by pid
+  std::string detach_error;
   std::unique_ptr<Manager> mgr;
 
   void SetUp() override {
@@ -92,12 +94,14 @@ class ManagerTest : public ::testing::Test {
         throw std::runtime_error(change);
       }
       if (!attach_error.empty()) throw std::runtime_error(attach_error);
+      if (attach_error_for.contains(process.pid)) throw std::runtime_error(attach_error_for.at(process.pid));
     };
     c.attach_ops.detach = [this](const ProcessIdentity& process, const std::vector<std::string>& targets) {
       detached.emplace_back(process, targets);
       if (auto change = identity_change(process, identify(process.pid)); !change.empty()) {
         throw std::runtime_error(change);
       }
+      if (!detach_error.empty()) throw std::runtime_error(detach_error);
     };
     c.attach_ops.identify = [this](int pid) { return identify(pid); };
     return c;
@@ -168,7 +172,26 @@ class ManagerTest : public ::testing::Test {
 
   State saved_state() { return state_from_json(json::parse(read_file(state_dir + "/state.json"))); }
   std::string data(const std::string& rel) { return storage + "/apps/" + rel; }
+  std::string shared_view(const std::string& app, const std::string& share) {
+    return mnt + "/apps/" + app + "/shared/" + share;
+  }
+  /// The container paths recorded for the attachment of `app` to `pid` (state.json).
+  std::vector<std::string> recorded_targets(const std::string& app, int pid) {
+    std::vector<std::string> targets;
+    for (const auto& a : saved_state().attachments) {
+      if (a.app != app || a.pid != pid) continue;
+      for (const auto& b : a.binds) targets.push_back(b.target);
+    }
+    return targets;
+  }
+  void clear_ops() {
+    attached.clear();
+    detached.clear();
+  }
 };
+
+using Attached = std::pair<ProcessIdentity, std::vector<Bind>>;
+using Detached = std::pair<ProcessIdentity, std::vector<std::string>>;
 
 TEST_F(ManagerTest, InstallProvisionsRecordsAndPrintsMounts) {
   const std::string out = install(kNavidrome);
@@ -773,7 +796,8 @@ TEST_F(ManagerTest, AttachDetachAndHeal) {
   ASSERT_EQ(saved_state().attachments.size(), 2u);
   EXPECT_EQ(saved_state().attachments[0].process, p100);  // what tells it from a later pid 100
   EXPECT_EQ(saved_state().attachments[1].process, p200);
-  EXPECT_THAT(ok("app.show", {{"app", "navidrome"}}), HasSubstr("attached: pid 100\nattached: pid 200\n"));
+  EXPECT_THAT(ok("app.show", {{"app", "navidrome"}}),
+              HasSubstr("attached: pid 100 at /data, /music\nattached: pid 200 at /data, /music\n"));
 
   ok("detach", {{"app", "navidrome"}, {"pid", 200}});
   ASSERT_EQ(detached.size(), 1u);
@@ -792,19 +816,224 @@ TEST_F(ManagerTest, AttachDetachAndHeal) {
   ASSERT_EQ(saved_state().attachments.size(), 1u);
   EXPECT_EQ(saved_state().attachments[0].pid, 100);
 
-  // A view revoked while the daemon was down is taken out, not put back.
+  // A view revoked whose live detach failed (recorded as still there) is taken out at the next
+  // heal, not put back.
+  detach_error = "umount2: Device or resource busy";
   ok("revoke", {{"app", "navidrome"}, {"share", "own_media"}});
+  EXPECT_EQ(recorded_targets("navidrome", 100), (std::vector<std::string>{"/data", "/music"}));
+  detach_error.clear();
   attached.clear();
   detached.clear();
   EXPECT_EQ(mgr->heal_attachments(), 1);
   ASSERT_EQ(detached.size(), 1u);
   EXPECT_EQ(detached[0].second, (std::vector<std::string>{"/music"}));
+  ASSERT_EQ(attached.size(), 1u);
   EXPECT_EQ(attached[0].second.size(), 1u);
-  EXPECT_EQ(saved_state().attachments[0].binds.size(), 1u);
+  EXPECT_EQ(recorded_targets("navidrome", 100), (std::vector<std::string>{"/data"}));
 
   // Removing the app forgets its attachments.
   ok("app.remove", {{"app", "navidrome"}});
   EXPECT_TRUE(saved_state().attachments.empty());
+}
+
+// Grants reach running containers (#12): a grant, a grant's new path, a new access and a
+// revoke are carried out at once in every recorded attachment of the app, and only there.
+TEST_F(ManagerTest, GrantsMovesAndRevokesReachAttachedContainersLive) {
+  install(kNavidrome);
+  install(R"({"v": "1", "name": "photos", "data_dirs": ["/data"]})");
+  const ProcessIdentity p100 = run(100);
+  const ProcessIdentity p200 = run(200);
+  const ProcessIdentity p300 = run(300);
+  ok("attach", {{"app", "navidrome"}, {"pid", 100}});
+  ok("attach", {{"app", "navidrome"}, {"pid", 200}});
+  ok("attach", {{"app", "photos"}, {"pid", 300}});
+  clear_ops();
+
+  // A new grant: bound in both containers of the app, nothing taken out, photos untouched.
+  EXPECT_EQ(ok("grant", {{"app", "navidrome"}, {"share", "own_documents"}, {"access", "read-write"}, {"path", "/docs"}}),
+            "granted share own_documents to app navidrome at /docs (read-write)\n");
+  const Bind docs{shared_view("navidrome", "own_documents"), "/docs", false};
+  EXPECT_EQ(attached, (std::vector<Attached>{{p100, {docs}}, {p200, {docs}}}));
+  EXPECT_TRUE(detached.empty());
+  EXPECT_EQ(recorded_targets("navidrome", 100), (std::vector<std::string>{"/data", "/docs", "/music"}));
+  EXPECT_EQ(recorded_targets("navidrome", 200), (std::vector<std::string>{"/data", "/docs", "/music"}));
+  EXPECT_EQ(recorded_targets("photos", 300), (std::vector<std::string>{"/data"}));
+  EXPECT_THAT(ok("app.show", {{"app", "navidrome"}}),
+              HasSubstr("attached: pid 100 at /data, /docs, /music\nattached: pid 200 at /data, /docs, /music\n"));
+  const json shown = json::parse(ok("app.show", {{"app", "navidrome"}}, true));
+  EXPECT_EQ(shown["attachments"], json::parse(R"([{"pid": 100, "paths": ["/data", "/docs", "/music"]},
+                                                  {"pid": 200, "paths": ["/data", "/docs", "/music"]}])"));
+  EXPECT_EQ(shown["attached_pids"], json::parse("[100, 200]"));
+
+  // The same grant again changes nothing, in the state or in a container.
+  clear_ops();
+  ok("grant", {{"app", "navidrome"}, {"share", "own_documents"}, {"access", "read-write"}, {"path", "/docs"}});
+  EXPECT_TRUE(attached.empty());
+  EXPECT_TRUE(detached.empty());
+
+  // Another path: the old one is detached, the new one attached.
+  clear_ops();
+  ok("grant", {{"app", "navidrome"}, {"share", "own_documents"}, {"access", "read-write"}, {"path", "/papers"}});
+  const Bind papers{shared_view("navidrome", "own_documents"), "/papers", false};
+  EXPECT_EQ(detached, (std::vector<Detached>{{p100, {"/docs"}}, {p200, {"/docs"}}}));
+  EXPECT_EQ(attached, (std::vector<Attached>{{p100, {papers}}, {p200, {papers}}}));
+  EXPECT_EQ(recorded_targets("navidrome", 100), (std::vector<std::string>{"/data", "/music", "/papers"}));
+
+  // Read-only now: attached again at the same path (attach replaces what is mounted there).
+  clear_ops();
+  ok("grant", {{"app", "navidrome"}, {"share", "own_documents"}, {"access", "read"}, {"path", "/papers"}});
+  const Bind papers_ro{shared_view("navidrome", "own_documents"), "/papers", true};
+  EXPECT_EQ(attached, (std::vector<Attached>{{p100, {papers_ro}}, {p200, {papers_ro}}}));
+  EXPECT_TRUE(detached.empty());
+  EXPECT_EQ(saved_state().attachments[0].binds.back(), papers_ro);
+
+  // A revoke: detached from both, nothing attached.
+  clear_ops();
+  EXPECT_EQ(ok("revoke", {{"app", "navidrome"}, {"share", "own_documents"}}),
+            "revoked share own_documents from app navidrome\n");
+  EXPECT_EQ(detached, (std::vector<Detached>{{p100, {"/papers"}}, {p200, {"/papers"}}}));
+  EXPECT_TRUE(attached.empty());
+  EXPECT_EQ(recorded_targets("navidrome", 100), (std::vector<std::string>{"/data", "/music"}));
+  EXPECT_EQ(recorded_targets("navidrome", 200), (std::vector<std::string>{"/data", "/music"}));
+
+  // A manifest share revoked, then granted back at its path.
+  clear_ops();
+  ok("revoke", {{"app", "navidrome"}, {"share", "own_media"}});
+  EXPECT_EQ(detached, (std::vector<Detached>{{p100, {"/music"}}, {p200, {"/music"}}}));
+  clear_ops();
+  ok("grant", {{"app", "navidrome"}, {"share", "own_media"}, {"access", "read"}, {"path", "/music"}});
+  const Bind music{shared_view("navidrome", "own_media"), "/music", true};
+  EXPECT_EQ(attached, (std::vector<Attached>{{p100, {music}}, {p200, {music}}}));
+  EXPECT_TRUE(detached.empty());
+  EXPECT_EQ(recorded_targets("photos", 300), (std::vector<std::string>{"/data"}));
+}
+
+// A mount below one that is moved, replaced or detached goes along with it (MNT_DETACH takes
+// the subtree): it is attached again, after its new parent.
+TEST_F(ManagerTest, ABindBelowAChangedOneIsAttachedAgain) {
+  install(kNavidrome);
+  const ProcessIdentity p100 = run(100);
+  ok("grant", {{"app", "navidrome"}, {"share", "own_documents"}, {"access", "read"}, {"path", "/music/notes"}});
+  ok("attach", {{"app", "navidrome"}, {"pid", 100}});
+  const Bind notes{shared_view("navidrome", "own_documents"), "/music/notes", true};
+
+  // /music turns read-write: replaced, and /music/notes with it.
+  clear_ops();
+  ok("grant", {{"app", "navidrome"}, {"share", "own_media"}, {"access", "read-write"}, {"path", "/music"}});
+  const Bind music_rw{shared_view("navidrome", "own_media"), "/music", false};
+  EXPECT_TRUE(detached.empty());
+  EXPECT_EQ(attached, (std::vector<Attached>{{p100, {music_rw, notes}}}));
+
+  // /music moves to /media: /music is detached (and /music/notes with it), both attached again.
+  clear_ops();
+  ok("grant", {{"app", "navidrome"}, {"share", "own_media"}, {"access", "read-write"}, {"path", "/media"}});
+  const Bind media{shared_view("navidrome", "own_media"), "/media", false};
+  EXPECT_EQ(detached, (std::vector<Detached>{{p100, {"/music"}}}));
+  EXPECT_EQ(attached, (std::vector<Attached>{{p100, {media, notes}}}));
+  EXPECT_EQ(recorded_targets("navidrome", 100), (std::vector<std::string>{"/data", "/media", "/music/notes"}));
+}
+
+// A recorded process that is gone, or whose pid another process has now, is forgotten (with a
+// log line) when its app's grants change, and never touched.
+TEST_F(ManagerTest, AGrantForgetsADeadOrRecycledAttachmentWithoutTouchingIt) {
+  install(kNavidrome);
+  const ProcessIdentity p100 = run(100);
+  run(200);
+  run(300);
+  for (int pid : {100, 200, 300}) ok("attach", {{"app", "navidrome"}, {"pid", pid}});
+  processes.erase(200);
+  run(300, 9000);  // a newcomer with the recorded pid
+  clear_ops();
+
+  const std::string log = logged([&] {
+    EXPECT_EQ(ok("grant", {{"app", "navidrome"}, {"share", "own_documents"}, {"access", "read"}, {"path", "/docs"}}),
+              "granted share own_documents to app navidrome at /docs (read)\n");
+  });
+  ASSERT_EQ(attached.size(), 1u);
+  EXPECT_EQ(attached[0].first, p100);
+  EXPECT_TRUE(detached.empty());
+  EXPECT_THAT(log, HasSubstr("portalfs[info]: forgetting the attachment of navidrome to pid 200: no such process\n"));
+  EXPECT_THAT(log, HasSubstr("portalfs[info]: forgetting the attachment of navidrome to pid 300: pid 300 is another "
+                             "process now (started at tick 9000, the recorded one at tick 1000)\n"));
+  ASSERT_EQ(saved_state().attachments.size(), 1u);
+  EXPECT_EQ(saved_state().attachments[0].process, p100);
+  EXPECT_THAT(ok("app.show", {{"app", "navidrome"}}), HasSubstr("attached: pid 100 at /data, /docs, /music\n"));
+}
+
+// A container the change can't reach does not fail the change: it is served and saved, and
+// the reply names the app, the pid and why (one line each); the record keeps what the
+// container has, so the next change tries again.
+TEST_F(ManagerTest, AContainerTheGrantCantReachIsReportedAndTheGrantStands) {
+  install(kNavidrome);
+  const ProcessIdentity p100 = run(100);
+  const ProcessIdentity p200 = run(200);
+  ok("attach", {{"app", "navidrome"}, {"pid", 100}});
+  ok("attach", {{"app", "navidrome"}, {"pid", 200}});
+  clear_ops();
+  attach_error_for[200] = "attach /docs into pid 200: mkdir /docs: Read-only file system";
+  const std::size_t notices_before = notices.size();
+
+  std::string output;
+  const std::string log = logged([&] {
+    output = ok("grant", {{"app", "navidrome"}, {"share", "own_documents"}, {"access", "read"}, {"path", "/docs"}});
+  });
+  const std::string line = "app navidrome, pid 200: container not brought up to date: attach /docs into pid 200: "
+                           "mkdir /docs: Read-only file system";
+  EXPECT_EQ(output, "granted share own_documents to app navidrome at /docs (read)\n" + line + "\n");
+  EXPECT_THAT(log, HasSubstr("portalfs[warn]: " + line + "\n"));
+  EXPECT_EQ(notices.size(), notices_before + 1);  // served
+  EXPECT_EQ(mgr->views().size(), 3u);
+  EXPECT_EQ(saved_state().apps.at("navidrome").admin_grants.size(), 1u);  // saved
+  EXPECT_EQ(recorded_targets("navidrome", 100), (std::vector<std::string>{"/data", "/docs", "/music"}));
+  EXPECT_EQ(recorded_targets("navidrome", 200), (std::vector<std::string>{"/data", "/music"}));
+  // The new target a failed attach may have mounted is taken out again: the record must not
+  // miss a mount.
+  EXPECT_EQ(detached, (std::vector<Detached>{{p200, {"/docs"}}}));
+
+  // --format json: the output stays one JSON object, with the problems in it.
+  clear_ops();
+  attach_error_for[200] = "attach /papers into pid 200: mkdir /papers: Read-only file system";
+  const json r = json::parse(
+      ok("grant", {{"app", "navidrome"}, {"share", "own_documents"}, {"access", "read"}, {"path", "/papers"}}, true));
+  EXPECT_EQ(r["share"], "own_documents");
+  EXPECT_EQ(r["attachment_errors"],
+            json::parse(R"([{"app": "navidrome", "pid": 200,
+                             "error": "attach /papers into pid 200: mkdir /papers: Read-only file system"}])"));
+  // pid 100 moved; pid 200, which never had /docs, was asked for /papers only.
+  EXPECT_EQ(recorded_targets("navidrome", 100), (std::vector<std::string>{"/data", "/music", "/papers"}));
+  ASSERT_GE(attached.size(), 2u);
+  EXPECT_EQ(attached[1], (Attached{p200, {{shared_view("navidrome", "own_documents"), "/papers", true}}}));
+
+  // Once the container can take it, the next change brings all of it.
+  clear_ops();
+  attach_error_for.clear();
+  ok("grant", {{"app", "navidrome"}, {"share", "own_documents"}, {"access", "read-write"}, {"path", "/papers"}});
+  EXPECT_EQ(recorded_targets("navidrome", 200), (std::vector<std::string>{"/data", "/music", "/papers"}));
+  EXPECT_EQ(call("grant", {{"app", "navidrome"}, {"share", "own_documents"}, {"access", "read-write"},
+                           {"path", "/papers"}}).count("warning"), 0u);
+}
+
+// An upgrade is a change of the app's grants like any other: a new data dir reaches its running
+// containers. Its JSON output is not an object, so a container it can't reach is the
+// response's warning (portalctl prints it to stderr; stdout stays the mounts' JSON).
+TEST_F(ManagerTest, AnUpgradeReachesAttachedContainersAndJsonOutputsStayJson) {
+  install(kNavidrome);
+  const ProcessIdentity p100 = run(100);
+  run(200);
+  ok("attach", {{"app", "navidrome"}, {"pid", 100}});
+  ok("attach", {{"app", "navidrome"}, {"pid", 200}});
+  clear_ops();
+  attach_error_for[200] = "attach /cache into pid 200: mkdir /cache: Read-only file system";
+
+  const json r = call("app.upgrade", {{"manifest", kNavidromeNext}, {"source", "a"}}, true);
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_TRUE(json::parse(r["output"].get<std::string>()).is_array()) << r.dump();
+  EXPECT_EQ(r["warning"], "app navidrome, pid 200: container not brought up to date: attach /cache into pid 200: "
+                          "mkdir /cache: Read-only file system");
+  ASSERT_GE(attached.size(), 1u);
+  EXPECT_EQ(attached[0], (Attached{p100, {{mnt + "/apps/navidrome/data/cache", "/cache", false}}}));
+  EXPECT_EQ(recorded_targets("navidrome", 100), (std::vector<std::string>{"/cache", "/data", "/music"}));
+  EXPECT_EQ(recorded_targets("navidrome", 200), (std::vector<std::string>{"/data", "/music"}));
 }
 
 TEST_F(ManagerTest, AttachRefusalsAndFailures) {
