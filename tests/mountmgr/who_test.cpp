@@ -12,9 +12,11 @@
 #include <cstring>
 #include <filesystem>
 #include <gmock/gmock.h>
+#include <memory>
 #include <gtest/gtest.h>
 #include <stdexcept>
 
+#include "mountmgr/manager.hpp"
 #include "mountmgr/paths.hpp"
 #include "policy/provenance.hpp"
 #include "tests/testutil/temp_dir.hpp"
@@ -277,6 +279,99 @@ TEST(WhoLine, SaysWhoCreatedAndWhoChanged) {
             "/p: no app recorded as its creator, no change by an app recorded\n");
   // Whatever is on disk, one line.
   EXPECT_EQ(who_line("/p\n", {"file", "a\nb", std::nullopt}), "/p\\n: created by a\\nb, not changed by another app\n");
+}
+
+// ---- the verb -----------------------------------------------------------------------------
+
+// Manager::handle("who") over real directories. The storage root and the mountpoint are
+// configured through a symlink (alias -> real), as /var/lib may be on another disk: a path
+// spelled the real way (getcwd's, for portalctl's relative paths) names the same files.
+class WhoVerb : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (trusted.* xattrs)";
+    fs::create_directories(tmp / "real/mnt");
+    fs::create_symlink(tmp / "real", tmp / "alias");
+    ManagerConfig config;
+    config.storage_root = alias + "/storage";
+    config.state_dir = tmp / "state";
+    config.mountpoint = alias + "/mnt";
+    mgr = std::make_unique<Manager>(config, [](const policy::ViewSpecs&, const policy::ViewSpecs&) {});
+    ASSERT_TRUE(call("share.create", {{"name", "music"}}).value("ok", false));
+    for (const char* app : {"alpha", "beta"}) {
+      const nlohmann::json manifest = {
+          {"name", app}, {"v", "1"}, {"shared_dirs", {{{"name", "music"}, {"path", "/music"}, {"access", "read-write"}}}}};
+      const auto r = call("app.install", {{"manifest", manifest.dump()}, {"source", "app.json"}});
+      ASSERT_TRUE(r.value("ok", false)) << r.dump();
+    }
+    write_file(alias + "/storage/shared/music/song.mp3", "x");
+    song = alias + "/storage/shared/music/song.mp3";
+  }
+
+  nlohmann::json call(const std::string& verb, nlohmann::json args, bool as_json = false) {
+    return mgr->handle({{"verb", verb}, {"format", as_json ? "json" : "text"}, {"args", std::move(args)}});
+  }
+  nlohmann::json who(const std::string& path, bool as_json = false) { return call("who", {{"path", path}}, as_json); }
+
+  TempDir tmp;
+  std::string alias = tmp / "alias";
+  std::string song;
+  std::unique_ptr<Manager> mgr;
+};
+
+TEST_F(WhoVerb, TextThroughAViewAndOnTheHost) {
+  ASSERT_EQ(::setxattr(song.c_str(), policy::kCreatedByXattr, "alpha", 5, 0), 0);
+  const std::string view = alias + "/mnt/apps/beta/shared/music/song.mp3";
+  EXPECT_EQ(who(view), (nlohmann::json{{"ok", true}, {"output", view + ": created by alpha, not changed by another app\n"}}));
+  ASSERT_EQ(::setxattr(song.c_str(), policy::kChangedByXattr, "beta", 4, 0), 0);
+  EXPECT_EQ(who(song)["output"], song + ": created by alpha, last changed by beta\n");
+  // Spelled the real way, or with dots: answered with the configured spelling.
+  EXPECT_EQ(who(tmp / "real/storage/shared/music/./song.mp3")["output"], song + ": created by alpha, last changed by beta\n");
+  EXPECT_EQ(who(tmp / "real/mnt/apps/beta/shared/music/../music/song.mp3")["output"],
+            view + ": created by alpha, last changed by beta\n");
+}
+
+TEST_F(WhoVerb, Json) {
+  ASSERT_EQ(::setxattr(song.c_str(), policy::kCreatedByXattr, "alpha", 5, 0), 0);
+  const auto r = who(alias + "/mnt/apps/alpha/shared/music/song.mp3", true);
+  ASSERT_TRUE(r.value("ok", false)) << r.dump();
+  EXPECT_EQ(nlohmann::json::parse(r["output"].get<std::string>()),
+            (nlohmann::json{{"path", alias + "/mnt/apps/alpha/shared/music/song.mp3"},
+                            {"backing", song},
+                            {"type", "file"},
+                            {"created_by", "alpha"},
+                            {"changed_by", nullptr},
+                            {"views",
+                             {{{"app", "alpha"}, {"path", alias + "/mnt/apps/alpha/shared/music/song.mp3"}, {"access", "read-write"}},
+                              {{"app", "beta"}, {"path", alias + "/mnt/apps/beta/shared/music/song.mp3"}, {"access", "read-write"}}}}}));
+  // Bytes that are not UTF-8 in an id still make valid JSON.
+  ASSERT_EQ(::setxattr(song.c_str(), policy::kChangedByXattr, "b\xff", 2, 0), 0);
+  const auto bad = who(song, true);
+  ASSERT_TRUE(bad.value("ok", false)) << bad.dump();
+  EXPECT_EQ(nlohmann::json::parse(bad["output"].get<std::string>())["changed_by"], "b\xEF\xBF\xBD");
+}
+
+TEST_F(WhoVerb, ErrorsAreOneLineWithTheirCode) {
+  const auto error = [&](const std::string& path) {
+    const auto r = who(path);
+    EXPECT_FALSE(r.value("ok", true)) << r.dump();
+    return std::to_string(r.value("code", 0)) + " " + r.value("error", "");
+  };
+  EXPECT_EQ(error("/etc/passwd"), "2 who: /etc/passwd: not below the mountpoint " + alias + "/mnt or the storage root " +
+                                      alias + "/storage; expected a file in a view or in the storage root");
+  EXPECT_EQ(error("relative"), "2 who: relative: expected an absolute path");
+  EXPECT_EQ(error(alias + "/mnt/apps/alpha"),
+            "2 who: " + alias + "/mnt/apps/alpha: not in a view (a directory portalfs makes above them); expected " +
+                alias + "/mnt/apps/APP/data|shared|host/VIEW/...");
+  EXPECT_EQ(error(alias + "/mnt/apps/gamma/shared/music/x"),
+            "1 who: " + alias + "/mnt/apps/gamma/shared/music/x: no such view: app gamma is not installed");
+  EXPECT_EQ(error(alias + "/mnt/apps/alpha/shared/music/nope"), "1 who: " + alias +
+                                                                   "/mnt/apps/alpha/shared/music/nope: no such file or "
+                                                                   "directory (backing " +
+                                                                   alias + "/storage/shared/music/nope)");
+  EXPECT_EQ(error(alias + "/mnt/apps/alpha/shared/music/a\nb"),
+            "1 who: " + alias + "/mnt/apps/alpha/shared/music/a\\nb: no such file or directory (backing " + alias +
+                "/storage/shared/music/a\\nb)");
 }
 
 }  // namespace
