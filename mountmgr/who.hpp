@@ -47,6 +47,7 @@ BackingFile locate_backing(const State& state, const ManagerConfig& config, std:
 /// What is recorded on a backing file.
 struct Provenance {
   std::string type;  // "file", "directory", "symlink" or "other"
+  // The values as stored; nullopt when absent or empty (an empty id names no app).
   std::optional<std::string> created_by;  // policy::kCreatedByXattr; nullopt: no app recorded
   std::optional<std::string> changed_by;  // policy::kChangedByXattr; nullopt: none but the creator
 };

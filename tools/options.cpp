@@ -559,8 +559,8 @@ std::vector<Verb> storage_verbs() {
       {"status", "status", "", "show the daemon's state: mount, apps, attachments", {}, no_options,
        build_nothing},
       {"who", "who", "PATH",
-       "which app created PATH (a file in a view, or below the storage root) and which last "
-       "changed it",
+       "which app created PATH (a file in a view, or below the storage root; a relative PATH is "
+       "from the current directory) and which last changed it",
        {"PATH"}, no_options, build_who},
   };
   // clang-format on
