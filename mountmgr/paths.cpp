@@ -42,6 +42,22 @@ std::string normalise_host_path(std::string_view path) {
   return out;
 }
 
+std::string normalise_lexically(std::string_view path) {
+  std::vector<std::string> kept;
+  if (path.starts_with('/')) path.remove_prefix(1);
+  for (auto& segment : common::split_components(path)) {
+    if (segment.empty() || segment == ".") continue;
+    if (segment == "..") {
+      if (!kept.empty()) kept.pop_back();
+      continue;
+    }
+    kept.push_back(std::move(segment));
+  }
+  std::string out;
+  for (const auto& segment : kept) out += "/" + segment;
+  return out.empty() ? "/" : out;
+}
+
 bool path_within(std::string_view path, std::string_view base) {
   if (base == "/") return path.starts_with('/');
   return path.starts_with(base) && (path.size() == base.size() || path[base.size()] == '/');

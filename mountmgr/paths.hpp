@@ -25,6 +25,12 @@ void check_host_path(std::string_view path);
 /// Collapses repeated '/' and drops a trailing '/' ("/srv//x/" -> "/srv/x"); "/" stays "/".
 std::string normalise_host_path(std::string_view path);
 
+/// An absolute path with "." and empty segments dropped and each ".." taking the segment before
+/// it away (never above "/"), as a string only: "/a/./b/../c//" -> "/a/c", "/.." -> "/". Nothing
+/// is resolved on disk, so the result is where the path leads if none of its segments is a
+/// symlink. `path` must start with '/'.
+std::string normalise_lexically(std::string_view path);
+
 /// Whether `path` is `base` or below it, segment-wise ("/a/b" is within "/a", "/ab" is not).
 /// Both must be normalised.
 bool path_within(std::string_view path, std::string_view base);

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// mounts, attach, detach and the Dokku-compatible storage.* verbs.
+// mounts, attach, detach, the Dokku-compatible storage.* verbs, and who (a file's provenance).
 
 #include <fcntl.h>
 
@@ -13,6 +13,7 @@
 #include "mountmgr/paths.hpp"
 #include "mountmgr/report.hpp"
 #include "mountmgr/views.hpp"
+#include "mountmgr/who.hpp"
 
 namespace portalfs::mountmgr {
 namespace {
@@ -273,6 +274,61 @@ Outcome storage_ensure_directory(Manager::Impl& mgr, const Request& req) {
   return {render_ensure_directory(mgr.config.storage_root + "/storage/" + name, owner, req.json)};
 }
 
+// `path` (normalised) with a spelling of the mountpoint or the storage root that resolves the
+// symlinks above it (as getcwd() does, and so portalctl's relative paths) put back as
+// configured. Only the mountpoint's parent is resolved: the mountpoint is this daemon's own
+// filesystem, never looked up from here.
+std::string as_configured(std::string path, const ManagerConfig& config) {
+  const auto respell = [&path](const std::string& configured, const fs::path& real_dir) {
+    const std::string real = normalise_host_path(real_dir.string());
+    if (real != configured && !path_within(path, configured) && path_within(path, real)) {
+      path = configured + path.substr(real.size());
+    }
+  };
+  const fs::path mountpoint(config.mountpoint);
+  std::error_code ec;
+  const fs::path parent = fs::weakly_canonical(mountpoint.parent_path(), ec);
+  if (!ec) respell(config.mountpoint, parent / mountpoint.filename());
+  const fs::path root = fs::weakly_canonical(config.storage_root, ec);
+  if (!ec) respell(config.storage_root, root);
+  return path;
+}
+
+nlohmann::json json_or_null(const std::optional<std::string>& value) {
+  return value ? nlohmann::json(*value) : nlohmann::json(nullptr);
+}
+
+Outcome who(const Manager::Impl& mgr, const Request& req) {
+  const Args args(req, {"path"});
+  std::string path = args.str("path");
+  if (path.starts_with('/') && path.find('\0') == std::string::npos) {
+    path = as_configured(normalise_lexically(path), mgr.config);
+  }
+  BackingFile file;
+  Provenance provenance;
+  try {
+    file = locate_backing(mgr.state, mgr.config, path);
+    provenance = read_provenance(file, path);
+  } catch (const std::invalid_argument& e) {
+    refuse(std::string("who: ") + e.what());
+  } catch (const std::runtime_error& e) {
+    failed(std::string("who: ") + e.what());
+  }
+  if (!req.json) return {who_line(path, provenance)};
+  nlohmann::json views = nlohmann::json::array();
+  for (const auto& shown : views_showing(mgr.state, mgr.config, file)) {
+    views.push_back({{"app", shown.app}, {"path", shown.path}, {"access", shown.access}});
+  }
+  const nlohmann::json out = {{"path", path},
+                              {"backing", file.path()},
+                              {"type", provenance.type},
+                              {"created_by", json_or_null(provenance.created_by)},
+                              {"changed_by", json_or_null(provenance.changed_by)},
+                              {"views", views}};
+  // The ids come from the disk: whatever bytes they hold, the answer stays valid JSON.
+  return {out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"};
+}
+
 }  // namespace
 
 // The args of each verb; a field not marked optional is required.
@@ -287,6 +343,7 @@ std::span<const Verb> storage_verbs() {
       {"storage.report", storage_report},  // {app?, only?: "deploy"|"run"|"build"}
       // {name, chown?: "herokuish"|"heroku"|"packeto"|"false"}
       {"storage.ensure-directory", storage_ensure_directory},
+      {"who", who},  // {path: "/abs/path" in a view or below the storage root}
   };
   return kVerbs;
 }

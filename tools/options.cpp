@@ -534,6 +534,13 @@ void build_ensure_directory(const VerbInput& in, CtlCommand& cmd) {
   cmd.args["chown"] = chown;
 }
 
+void build_who(const VerbInput& in, CtlCommand& cmd) {
+  const auto& path = in.positional.at(0);
+  if (path.empty()) usage("who: expected a path, got \"\"");
+  cmd.args["path"] = path;
+  cmd.path_args = {"path"};
+}
+
 std::vector<Verb> storage_verbs() {
   // clang-format off
   return {
@@ -558,6 +565,10 @@ std::vector<Verb> storage_verbs() {
        {"NAME"}, define_ensure_directory, build_ensure_directory},
       {"status", "status", "", "show the daemon's state: mount, apps, attachments", {}, no_options,
        build_nothing},
+      {"who", "who", "PATH",
+       "which app created PATH (a file in a view, or below the storage root; a relative PATH is "
+       "from the current directory) and which last changed it",
+       {"PATH"}, no_options, build_who},
   };
   // clang-format on
 }
@@ -790,6 +801,16 @@ gid_t resolve_group(std::string_view program, const std::string& group) {
 nlohmann::json CtlCommand::request() const {
   return {
       {"verb", verb}, {"format", format == OutputFormat::json ? "json" : "text"}, {"args", args}};
+}
+
+CtlCommand with_absolute_paths(CtlCommand cmd, const std::string& cwd) {
+  for (const auto& key : cmd.path_args) {
+    auto& value = cmd.args[key];
+    if (!value.is_string()) continue;
+    const auto path = value.get<std::string>();
+    if (!path.empty() && path.front() != '/') value = cwd + (cwd.ends_with('/') ? "" : "/") + path;
+  }
+  return cmd;
 }
 
 CtlCommand parse_ctl_command(const std::vector<std::string>& args,

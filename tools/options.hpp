@@ -99,6 +99,10 @@ struct CtlCommand {
   std::string manifest_file;
   /// validate: the files to check, in order.
   std::vector<std::string> files;
+  /// Keys of `args` that name a path on this machine (who: "path"). main() makes a relative
+  /// one absolute against its working directory (with_absolute_paths) before sending: the
+  /// daemon has a working directory of its own.
+  std::vector<std::string> path_args;
 
   /// The request line's object: {"verb", "format", "args"}.
   [[nodiscard]] nlohmann::json request() const;
@@ -108,6 +112,10 @@ struct CtlCommand {
 /// so the parser does not read the environment).
 CtlCommand parse_ctl_command(const std::vector<std::string>& args,
                              const std::optional<std::string>& env_socket = std::nullopt);
+
+/// `cmd` with each of its path_args that is relative put below `cwd` ("x" -> "<cwd>/x"; the
+/// daemon normalises "." and "..").
+CtlCommand with_absolute_paths(CtlCommand cmd, const std::string& cwd);
 
 /// argv[1..argc) as strings.
 std::vector<std::string> args_of(int argc, const char* const* argv);

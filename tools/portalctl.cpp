@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -132,6 +133,12 @@ ExitCode run(CtlCommand cmd) {
     if (cmd.args.value("compose", false)) {
       if (const ExitCode code = portalfs::tools::prepare_compose_request(cmd); code != ExitCode::ok) return code;
     }
+  }
+
+  if (!cmd.path_args.empty()) {
+    const std::unique_ptr<char, decltype(&std::free)> cwd(::getcwd(nullptr, 0), &std::free);
+    if (!cwd) return fail(ExitCode::runtime, std::string("cannot tell the current directory: ") + std::strerror(errno));
+    cmd = portalfs::tools::with_absolute_paths(std::move(cmd), cwd.get());
   }
 
   nlohmann::json response;

@@ -462,5 +462,26 @@ TEST(CtlVerbs, Status) {
       (nlohmann::json{{"verb", "status"}, {"format", "text"}, {"args", nlohmann::json::object()}}));
 }
 
+// A relative PATH is the caller's: main() puts it below its working directory
+// (with_absolute_paths); the daemon normalises "." and "..".
+TEST(CtlVerbs, Who) {
+  auto w = parse_ctl_command({"who", "/run/portalfs/fs/apps/a/shared/music/x"});
+  EXPECT_EQ(w.request(), (nlohmann::json{{"verb", "who"},
+                                         {"format", "text"},
+                                         {"args", {{"path", "/run/portalfs/fs/apps/a/shared/music/x"}}}}));
+  EXPECT_EQ(w.path_args, std::vector<std::string>{"path"});
+  EXPECT_EQ(parse_ctl_command({"who", "x", "--format", "json"}).format, OutputFormat::json);
+  EXPECT_EQ(with_absolute_paths(parse_ctl_command({"who", "music/x"}), "/srv/storage/shared").args["path"],
+            "/srv/storage/shared/music/x");
+  EXPECT_EQ(with_absolute_paths(parse_ctl_command({"who", "../x"}), "/").args["path"], "/../x");
+  EXPECT_EQ(with_absolute_paths(parse_ctl_command({"who", "/abs"}), "/cwd").args["path"], "/abs");
+  // Nothing else is a path to put below the working directory.
+  EXPECT_EQ(with_absolute_paths(parse_ctl_command({"status"}), "/cwd").args, nlohmann::json::object());
+  EXPECT_EQ(ctl_error({"who"}), "portalctl: who: missing PATH; see portalctl --help");
+  EXPECT_EQ(ctl_error({"who", ""}), "portalctl: who: expected a path, got \"\"; see portalctl --help");
+  EXPECT_EQ(ctl_error({"who", "a", "b"}), "portalctl: who: unexpected argument \"b\"; see portalctl --help");
+  EXPECT_THAT(ctl_exit({"--help"}).output(), HasSubstr("  who PATH"));
+}
+
 }  // namespace
 }  // namespace portalfs::tools
