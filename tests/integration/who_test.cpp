@@ -7,6 +7,7 @@
 #include <sys/xattr.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -74,6 +75,24 @@ TEST_F(Who, AnswersThroughEitherViewAndOnTheHost) {
   // The share's directory itself, made by the daemon on the host: no app.
   r = ctl({"who", mnt() + "/apps/beta/shared/music"});
   EXPECT_EQ(r.out, mnt() + "/apps/beta/shared/music: no app recorded as its creator, no change by an app recorded\n");
+}
+
+TEST_F(Who, SaysWhatTheFilesystemRecordedThroughTheViewsAcrossAnAppsRemoval) {
+  // Nothing set by hand: alpha makes the file through its view, beta appends through its own.
+  write_file(view("alpha", "live.mp3"), "la");
+  {
+    std::FILE* f = std::fopen(view("beta", "live.mp3").c_str(), "a");
+    ASSERT_NE(f, nullptr) << std::strerror(errno);
+    EXPECT_GE(std::fputs("+beta", f), 0);
+    EXPECT_EQ(std::fclose(f), 0);  // the close that records who wrote
+  }
+  auto r = ctl({"who", backing("live.mp3")});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, backing("live.mp3") + ": created by alpha, last changed by beta\n");
+  // Provenance belongs to the file: it outlives the app that changed it.
+  ASSERT_EQ(ctl({"app", "remove", "beta"}).code, 0);
+  r = ctl({"who", view("alpha", "live.mp3")});
+  EXPECT_EQ(r.out, view("alpha", "live.mp3") + ": created by alpha, last changed by beta\n");
 }
 
 TEST_F(Who, Json) {
