@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // The store identity (mountmgr/store.hpp): mountinfo parsing, the marker, the check that a
-// storage root still leads to the file system it was first served from, and its record in the
-// state.
+// storage root still leads to the file system it was first served from, its record in the
+// state, and what the manager does with it: status, offline views, no writes while offline,
+// and healing once the store is back.
 
 #include "mountmgr/store.hpp"
 
@@ -9,12 +10,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <mutex>
 
 #include "common/unique_fd.hpp"
 #include "mountmgr/json_reader.hpp"
+#include "mountmgr/manager.hpp"
 #include "mountmgr/state.hpp"
 #include "tests/testutil/temp_dir.hpp"
 
@@ -154,6 +159,110 @@ TEST(StoreState, RoundTripAndStrictReading) {
   auto old = doc;
   old.erase("stores");
   EXPECT_TRUE(state_from_json(old).stores.empty());
+}
+
+// The manager records the store at the first start and serves its views only while the
+// storage root leads to it.
+class ManagerStoreTest : public ::testing::Test {
+ protected:
+  TempDir tmp;
+  std::string storage = tmp / "storage";
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::vector<policy::ViewSpecs> notices;
+  std::unique_ptr<Manager> mgr;
+
+  void start() {
+    mgr.reset();
+    notices.clear();
+    ManagerConfig c;
+    c.storage_root = storage;
+    c.state_dir = tmp / "state";
+    c.mountpoint = tmp / "mnt";
+    mgr = std::make_unique<Manager>(c, [this](const policy::ViewSpecs& views, const policy::ViewSpecs&) {
+      std::lock_guard lock(mutex);
+      notices.push_back(views);
+      cv.notify_all();
+    });
+  }
+  nlohmann::json call(const std::string& verb, nlohmann::json args = nlohmann::json::object(), bool json = false) {
+    return mgr->handle({{"verb", verb}, {"format", json ? "json" : "text"}, {"args", std::move(args)}});
+  }
+  void install_notes() {
+    auto r = call("app.install", {{"manifest", R"({"name": "notes", "data_dirs": ["/data"]})"}, {"source", "notes.json"}});
+    ASSERT_TRUE(r.value("ok", false)) << r.dump();
+  }
+  /// Waits for a delivered set of views whose every view is offline == `offline`.
+  bool wait_views(bool offline) {
+    std::unique_lock lock(mutex);
+    return cv.wait_for(lock, std::chrono::seconds(10), [&] {
+      return !notices.empty() && !notices.back().empty() &&
+             std::all_of(notices.back().begin(), notices.back().end(),
+                         [&](const policy::ViewSpec& v) { return v.offline == offline; });
+    });
+  }
+};
+
+TEST_F(ManagerStoreTest, RecordsTheStoreAtTheFirstStart) {
+  start();
+  const std::string marker = read_file(storage + "/.portalfs-store");
+  const auto id = parse_store_marker(marker);
+  ASSERT_TRUE(id);
+  const auto state = nlohmann::json::parse(read_file(tmp / "state/state.json"));
+  ASSERT_EQ(state["stores"].size(), 1u);
+  EXPECT_EQ(state["stores"][0]["path"], storage);
+  EXPECT_EQ(state["stores"][0]["id"], *id);
+  // A restart keeps it.
+  start();
+  EXPECT_EQ(read_file(storage + "/.portalfs-store"), marker);
+  auto status = nlohmann::json::parse(call("status", nlohmann::json::object(), true)["output"].get<std::string>());
+  EXPECT_EQ(status["store"]["online"], true);
+  EXPECT_EQ(status["store"]["id"], *id);
+}
+
+TEST_F(ManagerStoreTest, OfflineStoreServesNothingAndWritesNothingThenHeals) {
+  start();
+  install_notes();
+  const std::string marker = read_file(storage + "/.portalfs-store");
+  mgr.reset();
+  // The disk is "unmounted": the storage root is now an empty directory.
+  fs::rename(storage, tmp / "disk");
+  fs::create_directories(storage);
+  start();
+  for (const auto& v : mgr->views()) EXPECT_TRUE(v.offline) << v.dir_name;
+  auto status = call("status");
+  EXPECT_THAT(status["output"].get<std::string>(), HasSubstr("store: OFFLINE"));
+  EXPECT_THAT(status["output"].get<std::string>(), HasSubstr(storage + "/.portalfs-store is missing"));
+  auto json = nlohmann::json::parse(call("status", nlohmann::json::object(), true)["output"].get<std::string>());
+  EXPECT_EQ(json["store"]["online"], false);
+  EXPECT_THAT(json["store"]["problem"].get<std::string>(), HasSubstr(storage));
+
+  // Nothing lands on the directory underneath: not a new app's data dir, not a share.
+  auto r = call("app.install", {{"manifest", R"({"name": "other", "data_dirs": ["/data"]})"}, {"source", "o.json"}});
+  EXPECT_FALSE(r.value("ok", true));
+  EXPECT_THAT(r.value("error", std::string()), HasSubstr("storage root offline, nothing written"));
+  r = call("share.create", {{"name", "music"}});
+  EXPECT_FALSE(r.value("ok", true));
+  EXPECT_TRUE(fs::is_empty(storage));
+
+  // The disk comes back: the watcher sees it and the views are served again.
+  mgr->start();
+  fs::remove(storage);
+  fs::rename(tmp / "disk", storage);
+  ASSERT_TRUE(wait_views(false));
+  json = nlohmann::json::parse(call("status", nlohmann::json::object(), true)["output"].get<std::string>());
+  EXPECT_EQ(json["store"]["online"], true);
+  const uint64_t epoch = mgr->views().front().store_epoch;
+
+  // Gone again at runtime (the marker's file system replaced): offline, with a new epoch after.
+  fs::rename(storage, tmp / "disk");
+  fs::create_directories(storage);
+  ASSERT_TRUE(wait_views(true));
+  fs::remove(storage);
+  fs::rename(tmp / "disk", storage);
+  ASSERT_TRUE(wait_views(false));
+  EXPECT_GT(mgr->views().front().store_epoch, epoch);
+  EXPECT_EQ(read_file(storage + "/.portalfs-store"), marker);
 }
 
 }  // namespace
