@@ -97,6 +97,9 @@ Result<std::pair<Filesystem::Node, Filesystem::Node>> Filesystem::resolve_for(
 }
 
 Result<FdRef> Filesystem::fd_of(const Node& node) {
+  // Every op on a view's files comes here first: a view whose store is offline answers EIO
+  // (never an empty directory, never ENOENT as if the app had no data).
+  if (!node.view->root) return Errno{EIO};
   return table_.fd(node.inode, node.view->root->get());
 }
 
@@ -184,6 +187,9 @@ std::vector<std::string> Filesystem::set_views(const policy::ViewSpecs& views,
   auto old_layout = views_.layout();
   auto change = views_.set(views, killed, &errors);
   auto new_layout = views_.layout();
+  // Cached fds of a store that went away (or of its previous mount) would keep serving it, and
+  // pin it: its inodes re-open by handle through the new root once it is back.
+  for (ViewId id : change.restored) table_.drop_fds(id);
   fuse_session* se = se_.load();
   if (!se) return errors;
 

@@ -254,6 +254,27 @@ std::vector<Inode*> InodeTable::inodes_of(ViewId view) {
   return out;
 }
 
+size_t InodeTable::drop_fds(ViewId view) {
+  std::vector<int> to_close;
+  {
+    std::lock_guard lock(table_mutex_);
+    std::lock_guard cache(cache_mutex_);
+    for (auto& [key, head] : by_backing_) {
+      Inode* i = head;
+      do {
+        if (i->view == view && i->fd >= 0 && i->pins == 0 && i->opens == 0 && i->handle.size != 0) {
+          lru_unlink_locked(i);
+          to_close.push_back(std::exchange(i->fd, -1));  // unpublished here, closed below
+          cached_--;
+        }
+        i = i->next_sibling;
+      } while (i != head);
+    }
+  }
+  close_all(to_close);
+  return to_close.size();
+}
+
 InodeTable::Stats InodeTable::stats() {
   std::lock_guard lock(table_mutex_);
   std::lock_guard cache(cache_mutex_);

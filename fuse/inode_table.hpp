@@ -122,6 +122,11 @@ class InodeTable {
   /// Every inode of a view (for invalidation when the view is revoked).
   std::vector<Inode*> inodes_of(ViewId view);
 
+  /// Closes the cached fds of a view's inodes (not those pinned by an op right now, of open
+  /// files, or without a handle): its store went away or came back on another mount, and
+  /// they must re-open by handle through the view's new root. Returns how many it closed.
+  size_t drop_fds(ViewId view);
+
   struct Stats {
     size_t inodes = 0;
     size_t cached_fds = 0;

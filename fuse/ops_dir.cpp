@@ -59,7 +59,7 @@ std::vector<DirEntry> Filesystem::synth_listing(const SynthInode& dir) {
   }
   for (const auto& [name, id] : it->second.views) {
     const View* view = views_.get(id);
-    if (view) out.push_back({name, view->root_ino, S_IFDIR});
+    if (view) out.push_back({name, view->root ? view->root_ino : 1, S_IFDIR});  // offline: no root
   }
   for (const auto& name : it->second.unservable) out.push_back({name, 1, S_IFDIR});
   return out;

@@ -65,6 +65,7 @@ Result<fuse_entry_param> Filesystem::synth_lookup(const SynthInode& dir, const c
   auto v = d.views.find(name);
   const View* view = v == d.views.end() ? nullptr : views_.get(v->second);
   if (!view) return negative_entry(nullptr);
+  if (!view->root) return Errno{EIO};  // its store is offline (logged by the mount manager)
   int fd = ::openat(view->root->get(), ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return Errno{errno};
   return make_entry(*view, fd);

@@ -98,9 +98,13 @@ ViewRegistry::Change ViewRegistry::set(const policy::ViewSpecs& specs,
   auto now = std::chrono::steady_clock::now();
   std::erase_if(retired_, [&](auto& r) { return now - r.first > kGrace; });
 
-  // Root fds by backing path, shared with the versions they replace.
-  std::map<std::string, std::shared_ptr<const common::UniqueFd>> roots;
-  for (auto& v : live_) roots.emplace(v->spec.backing, v->root);
+  // Root fds by backing path, shared with the versions they replace as long as the store was
+  // not found again since (store_epoch): a fd of a file system that went away is not reused.
+  std::map<std::string, std::pair<uint64_t, std::shared_ptr<const common::UniqueFd>>> roots;
+  for (auto& v : live_) {
+    if (v->root) roots.emplace(v->spec.backing, std::pair{v->spec.store_epoch, v->root});
+  }
+  std::set<std::string> flipped;  // synthetic dirs holding a view whose store went or came back
 
   auto layout = std::make_shared<Layout>();
   add_dir(*layout, "");
@@ -115,9 +119,29 @@ ViewRegistry::Change ViewRegistry::set(const policy::ViewSpecs& specs,
     auto view = std::make_unique<View>();
     view->id = intern(spec);
     view->spec = spec;
+    const View* old = slots_[view->id].load(std::memory_order_relaxed);
+    const bool same_store = old && old->spec.backing == spec.backing && old->spec.offline == spec.offline &&
+                            old->spec.store_epoch == spec.store_epoch;
+    if (old && !same_store) {
+      flipped.insert(view_parent_path(spec));
+      change.restored.push_back(view->id);
+    }
+    if (spec.offline) {
+      // Not opened: the path leads to another file system. Listed; every op answers EIO
+      // (Filesystem::fd_of, synth_lookup). Files opened on the store that went away fail too.
+      if (old && old->spec.backing == spec.backing && !same_store) old->killed->store(true);
+      view->killed = std::make_shared<std::atomic<bool>>(false);
+      if (old && !(old->spec == spec)) change.changed.push_back(view->id);
+      present.insert(view->id);
+      std::string parent = view_parent_path(spec);
+      add_dir(*layout, parent);
+      layout->dirs[parent].views.emplace(spec.dir_name, view->id);
+      next.push_back(std::move(view));
+      continue;
+    }
     auto rit = roots.find(spec.backing);
-    if (rit != roots.end()) {
-      view->root = rit->second;
+    if (rit != roots.end() && rit->second.first == spec.store_epoch) {
+      view->root = rit->second.second;
     } else {
       std::string error;
       auto fd = open_backing(spec, &error);
@@ -131,7 +155,7 @@ ViewRegistry::Change ViewRegistry::set(const policy::ViewSpecs& specs,
         continue;
       }
       view->root = std::make_shared<const common::UniqueFd>(std::move(*fd));
-      roots.emplace(spec.backing, view->root);
+      roots[spec.backing] = std::pair{spec.store_epoch, view->root};
     }
     struct stat st {};
     if (::fstat(view->root->get(), &st) != 0) continue;
@@ -142,9 +166,8 @@ ViewRegistry::Change ViewRegistry::set(const policy::ViewSpecs& specs,
         (sx.stx_mask & STATX_MNT_ID)) {
       view->mnt_id = sx.stx_mnt_id;
     }
-    const View* old = slots_[view->id].load(std::memory_order_relaxed);
-    view->killed = old && old->spec.backing == spec.backing ? old->killed
-                                                            : std::make_shared<std::atomic<bool>>(false);
+    if (old && old->spec.backing == spec.backing && !same_store) old->killed->store(true);
+    view->killed = same_store ? old->killed : std::make_shared<std::atomic<bool>>(false);
     if (old && !(old->spec == spec)) change.changed.push_back(view->id);
     present.insert(view->id);
 
@@ -182,6 +205,11 @@ ViewRegistry::Change ViewRegistry::set(const policy::ViewSpecs& specs,
   }
   for (const auto& [path, dir] : layout_->dirs) {
     if (!layout->dirs.count(path)) change.dirs.push_back(path);
+  }
+  // Same listing, but a view's root went offline or came back: its name in the parent must be
+  // looked up again (the kernel cached an entry that now answers EIO, or the reverse).
+  for (const auto& path : flipped) {
+    if (std::find(change.dirs.begin(), change.dirs.end(), path) == change.dirs.end()) change.dirs.push_back(path);
   }
   layout_ = std::move(layout);
   return change;

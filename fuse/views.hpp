@@ -30,7 +30,9 @@ namespace portalfs::fuse {
 struct View {
   ViewId id = kNoView;
   policy::ViewSpec spec;
-  std::shared_ptr<const common::UniqueFd> root;  // O_RDONLY|O_DIRECTORY fd of the backing dir
+  /// O_RDONLY|O_DIRECTORY fd of the backing dir; null while spec.offline (its store is not
+  /// the file system it must be: every op answers EIO, with no syscall to find out).
+  std::shared_ptr<const common::UniqueFd> root;
   dev_t dev = 0;
   ino_t root_ino = 0;
   uint64_t mnt_id = 0;  // the mount the backing dir is on (statx STATX_MNT_ID)
@@ -74,6 +76,7 @@ class ViewRegistry {
     std::vector<ViewId> changed;      // same id, new access or ids
     std::vector<std::string> dirs;    // synthetic dirs whose listing changed
     std::vector<ViewId> killed;       // force-revoked
+    std::vector<ViewId> restored;     // their store went offline, came back or was mounted again
   };
 
   /// Replaces the set of views. Opens each backing dir from its anchor one component at a

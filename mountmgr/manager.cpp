@@ -4,7 +4,14 @@
 
 #include "mountmgr/manager.hpp"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <stdexcept>
@@ -78,8 +85,9 @@ Manager::Impl::Impl(ManagerConfig cfg, ViewsChanged changed, StatusProvider stat
     store.save(loaded.state);
   }
   state = std::move(loaded.state);
+  init_store();
   try {
-    views = build_views(state, config.storage_root, config.apps_dir);
+    views = served_views(state);
   } catch (const std::exception& e) {
     throw StateError(store.path() + ": " + e.what());
   }
@@ -99,6 +107,136 @@ Manager::Impl::~Impl() {
   }
   work_cv.notify_all();
   if (worker.joinable()) worker.join();
+  if (store_watch_wake >= 0) {
+    const uint64_t one = 1;
+    if (::write(store_watch_wake, &one, sizeof(one)) < 0) {
+      common::log(common::LogLevel::warn, std::string("cannot stop the store watcher: ") + std::strerror(errno));
+    }
+  }
+  if (store_watch.joinable()) store_watch.join();
+  if (store_watch_wake >= 0) ::close(store_watch_wake);
+}
+
+// ---- the storage root's store (mountmgr/store.hpp) ---------------------------------------------
+
+void Manager::Impl::init_store() {
+  const auto recorded = std::find_if(state.stores.begin(), state.stores.end(),
+                                     [&](const StoreRecord& r) { return r.path == config.storage_root; });
+  if (recorded != state.stores.end()) {
+    root_store = *recorded;
+    const StoreProbe probe = probe_store(config.storage_root, /*describe_mount=*/true);
+    store_offline = store_mismatch(*root_store, probe);
+    store_mnt_id = probe.mnt_id;
+    if (!store_offline.empty()) {
+      common::log(common::LogLevel::error, "storage root OFFLINE: " + store_offline +
+                                               "; its views answer EIO until it is back");
+    }
+    return;
+  }
+  // The first start with this storage root: whatever it leads to now is the store (a marker
+  // already there, from a state that was lost, is taken as it is).
+  const StorageRoot root(config.storage_root);
+  const StoreProbe probe = probe_store_fd(root.fd(), /*describe_mount=*/true);
+  StoreRecord record{config.storage_root, probe.marker ? *probe.marker : new_store_id(),
+                     probe.mount ? probe.mount->fs_type : "", probe.mount ? probe.mount->source : ""};
+  if (!probe.marker) write_store_marker(root.fd(), root.path(), record.id);
+  State next = state;
+  next.stores.push_back(record);
+  store.save(next);
+  state = std::move(next);
+  common::log(common::LogLevel::info, "storage root " + record.path + ": serving the file system " +
+                                          (record.fs_type.empty() ? "?" : record.fs_type) + " from " +
+                                          (record.source.empty() ? "?" : record.source) + ", store id " +
+                                          record.id + " (in " + kStoreMarker + ")");
+  root_store = std::move(record);
+  store_mnt_id = probe.mnt_id;
+}
+
+policy::ViewSpecs Manager::Impl::served_views(const State& s) const {
+  policy::ViewSpecs out = build_views(s, config.storage_root, config.apps_dir);
+  for (auto& v : out) {
+    // Data and shared views are below the storage root; host views (storage:mount) are not.
+    if (v.anchor != config.storage_root) continue;
+    v.offline = !store_offline.empty();
+    v.store_epoch = store_epoch;
+  }
+  return out;
+}
+
+void Manager::Impl::recheck_store() {
+  if (!root_store) return;
+  StoreProbe probe = probe_store(config.storage_root, /*describe_mount=*/false);
+  std::string why = store_mismatch(*root_store, probe);
+  if (!why.empty()) {
+    // Only now is the mount worth describing (a line of /proc/self/mountinfo per mount).
+    probe = probe_store(config.storage_root, /*describe_mount=*/true);
+    why = store_mismatch(*root_store, probe);
+  }
+  uint64_t ticket = 0;
+  policy::ViewSpecs next_views;
+  {
+    std::lock_guard lock(mutex);
+    const bool was_online = store_offline.empty();
+    const bool online = why.empty();
+    // Online on another mount than before: unmounted and mounted again between two checks.
+    const bool moved = was_online && online && probe.mnt_id != store_mnt_id;
+    store_mnt_id = probe.mnt_id;
+    if (was_online == online && !moved) {
+      if (!online) store_offline = why;  // what it leads to may have changed; no new views
+      return;
+    }
+    store_offline = why;
+    ++store_epoch;
+    if (!online) {
+      common::log(common::LogLevel::error, "storage root OFFLINE: " + why + "; its views answer EIO until it is back");
+    } else if (moved) {
+      common::log(common::LogLevel::warn, "storage root " + config.storage_root +
+                                              " was mounted again: its views re-open it");
+    } else {
+      common::log(common::LogLevel::info, "storage root " + config.storage_root + " is back (store id " +
+                                              root_store->id + "): its views are served again");
+    }
+    next_views = served_views(state);
+    views = next_views;
+    ticket = ++tickets_issued;
+  }
+  deliver(ticket, next_views, {});
+}
+
+void Manager::Impl::start_store_watch() {
+  if (!root_store || store_watch.joinable()) return;
+  store_watch_wake = ::eventfd(0, EFD_CLOEXEC);
+  if (store_watch_wake < 0) {
+    common::log(common::LogLevel::error, std::string("store watcher not started: eventfd: ") + std::strerror(errno));
+    return;
+  }
+  store_watch = std::thread([this] { store_watch_loop(); });
+}
+
+void Manager::Impl::store_watch_loop() {
+  // Mount changes wake us at once; the timeout catches what makes no mount event (the admin
+  // writing the marker the offline message asks for, a mount in another namespace's view).
+  constexpr int kRecheckMs = 2000;
+  common::UniqueFd mountinfo(::open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC));
+  if (!mountinfo) {
+    common::log(common::LogLevel::warn, std::string("cannot watch /proc/self/mountinfo (") + std::strerror(errno) +
+                                            "): checking the storage root every " + std::to_string(kRecheckMs) +
+                                            " ms");
+  }
+  while (true) {
+    pollfd fds[2] = {{store_watch_wake, POLLIN, 0}, {mountinfo ? mountinfo.get() : -1, POLLPRI, 0}};
+    const int n = ::poll(fds, 2, kRecheckMs);
+    if (n < 0 && errno != EINTR) {
+      common::log(common::LogLevel::error, std::string("store watcher: poll: ") + std::strerror(errno));
+      return;
+    }
+    if (n > 0 && (fds[0].revents & POLLIN)) return;
+    try {
+      recheck_store();
+    } catch (const std::exception& e) {
+      common::log(common::LogLevel::error, std::string("store watcher: ") + e.what());
+    }
+  }
 }
 
 void Manager::Impl::save(const State& next) {
@@ -216,6 +354,7 @@ void Manager::Impl::worker_loop() {
 }
 
 void Manager::start() {
+  impl_->start_store_watch();
   impl_->start_worker();
   impl_->wake_worker();  // what a crash left in the trash
 }
@@ -259,7 +398,7 @@ nlohmann::json Manager::handle(const nlohmann::json& request) {
     response = ok_response(std::move(out.output));
     if (out.next && *out.next != impl_->state) {
       // Views first: nothing may fail between the save and the swap.
-      policy::ViewSpecs next_views = build_views(*out.next, impl_->config.storage_root, impl_->config.apps_dir);
+      policy::ViewSpecs next_views = impl_->served_views(*out.next);
       try {
         impl_->save(*out.next);
       } catch (const StateError& e) {
@@ -357,6 +496,13 @@ Outcome status(const Manager::Impl& mgr, const Request& req) {
                         {"attachments", mgr.state.attachments.size()},
                         {"state_saved", mgr.unsaved.empty()}};
   if (!mgr.unsaved.empty()) out["state_error"] = mgr.unsaved;
+  if (mgr.root_store) {
+    const StoreRecord& r = *mgr.root_store;
+    nlohmann::json store = {{"path", r.path}, {"id", r.id}, {"fs_type", r.fs_type}, {"source", r.source},
+                            {"online", mgr.store_offline.empty()}};
+    if (!mgr.store_offline.empty()) store["problem"] = mgr.store_offline;
+    out["store"] = std::move(store);
+  }
   if (mgr.status_provider) {
     try {
       out["filesystem"] = mgr.status_provider();
@@ -373,6 +519,11 @@ Outcome status(const Manager::Impl& mgr, const Request& req) {
   text += "views: " + std::to_string(view_count) + "\n";
   text += "attachments: " + std::to_string(mgr.state.attachments.size()) + "\n";
   if (!mgr.unsaved.empty()) text += "state: NOT SAVED (" + mgr.unsaved + ")\n";
+  if (mgr.root_store) {
+    text += mgr.store_offline.empty()
+                ? "store: online (" + mgr.root_store->path + ", store id " + mgr.root_store->id + ")\n"
+                : "store: OFFLINE, views answer EIO (" + mgr.store_offline + ")\n";
+  }
   if (out.contains("filesystem") && out["filesystem"].is_object()) {
     for (const auto& item : out["filesystem"].items()) {
       const auto& v = item.value();
@@ -417,7 +568,15 @@ const AppRecord& Manager::Impl::installed(const std::string& app) const {
   return it->second;
 }
 
-StorageRoot Manager::Impl::open_root() const { return StorageRoot(config.storage_root); }
+StorageRoot Manager::Impl::open_root() const {
+  if (!root_store) return StorageRoot(config.storage_root);
+  // Never created here: a missing root is a disk not mounted (its mount point is gone too).
+  StorageRoot root(config.storage_root, /*create=*/false);
+  // Checked on the fd that is then used: no window between the check and the writes.
+  const std::string why = store_mismatch(*root_store, probe_store_fd(root.fd(), /*describe_mount=*/true));
+  if (!why.empty()) throw ProvisionError("storage root offline, nothing written: " + why);
+  return root;
+}
 
 void Manager::Impl::provision_app(const State& next, const std::string& app, AppRecord& record,
                                   const std::vector<DataDirRecord>& previous) const {

@@ -50,6 +50,7 @@
 #include "mountmgr/request.hpp"
 #include "mountmgr/state.hpp"
 #include "mountmgr/state_store.hpp"
+#include "mountmgr/store.hpp"
 #include "policy/manifest.hpp"
 
 namespace portalfs::mountmgr {
@@ -117,6 +118,30 @@ struct Manager::Impl {
   void worker_loop();
   void retry_unsaved();
 
+  // The storage root's store (mountmgr/store.hpp): the file system it must lead to.
+  /// Its record, set once by the constructor (never changed after: read without `mutex`).
+  std::optional<StoreRecord> root_store;
+  /// Records the store at the first start with this storage root (writes the marker), or
+  /// checks the recorded one. Constructor only.
+  void init_store();
+  // Guarded by `mutex`:
+  std::string store_offline;  // "" = the storage root leads to its store; else why not (one line)
+  uint64_t store_epoch = 0;   // ViewSpec::store_epoch: bumped whenever the store is found again
+  uint64_t store_mnt_id = 0;  // the mount the storage root led to at the last check
+  /// build_views() of `s`, with the views on an offline store marked offline.
+  [[nodiscard]] policy::ViewSpecs served_views(const State& s) const;
+  /// Checks the store again; on a change (offline, back, another mount of it) logs one line
+  /// and delivers the views. Called by the store watcher.
+  void recheck_store();
+  // The store watcher: a thread woken by mount changes (poll(POLLPRI) on /proc/self/mountinfo)
+  // and every kStoreRecheck, so a disk mounted late, unmounted or mounted again is noticed
+  // within a second or two while ops pay nothing. Started by start(), never from the
+  // constructor (fork, as the worker).
+  std::thread store_watch;
+  int store_watch_wake = -1;  // eventfd: the destructor stops the watcher through it
+  void start_store_watch();
+  void store_watch_loop();
+
   /// Saves `next` as the state; throws StateError.
   void save(const State& next);
   /// Moves every recorded removal into the trash and drops the records (under `mutex`, or
@@ -175,6 +200,9 @@ struct Manager::Impl {
   [[nodiscard]] std::string app_arg(const Args& args, std::string_view key = "app") const;
   /// The app's record; refuses (code 2) when it is not installed.
   const AppRecord& installed(const std::string& app) const;
+  /// The storage root, opened for writing below it: refuses (ProvisionError, naming what the
+  /// path leads to and what was expected) when it is not its recorded store, so nothing is
+  /// ever provisioned, moved or deleted on the directory under an unmounted disk.
   [[nodiscard]] StorageRoot open_root() const;
   /// Makes the data directories and share directories of `record` (in `next`), filling its
   /// data_dirs from `previous` (records of an earlier version, kept or marked removed).

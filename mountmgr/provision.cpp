@@ -216,10 +216,12 @@ Drained drain(int dir_fd, int trash_fd, dev_t dev, const std::string& display, s
 
 }  // namespace
 
-StorageRoot::StorageRoot(std::string path) : path_(std::move(path)) {
-  std::error_code ec;
-  std::filesystem::create_directories(path_, ec);
-  if (ec) throw ProvisionError(path_ + ": cannot create the storage root: " + ec.message());
+StorageRoot::StorageRoot(std::string path, bool create) : path_(std::move(path)) {
+  if (create) {
+    std::error_code ec;
+    std::filesystem::create_directories(path_, ec);
+    if (ec) throw ProvisionError(path_ + ": cannot create the storage root: " + ec.message());
+  }
   fd_.reset(::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd_) fail(path_, "cannot open the storage root", errno);
 }

@@ -53,9 +53,9 @@ class ProvisionError : public std::runtime_error {
 /// The storage root, opened once per use.
 class StorageRoot {
  public:
-  /// Opens the root (creating it and its parents when missing: it is the admin's configured
-  /// path, the one path not reached by *at calls). Throws ProvisionError.
-  explicit StorageRoot(std::string path);
+  /// Opens the root (creating it and its parents when missing and `create`: it is the admin's
+  /// configured path, the one path not reached by *at calls). Throws ProvisionError.
+  explicit StorageRoot(std::string path, bool create = true);
   [[nodiscard]] int fd() const { return fd_.get(); }
   [[nodiscard]] const std::string& path() const { return path_; }
   /// path() + "/" + components joined by '/'.

@@ -338,12 +338,19 @@ json to_json(const State& state) {
               {"shares", std::move(shares)},
               {"attachments", std::move(attachments)}};
   if (!state.removals.empty()) doc["removals"] = state.removals;
+  if (!state.stores.empty()) {
+    json stores = json::array();
+    for (const auto& s : state.stores) {
+      stores.push_back({{"path", s.path}, {"id", s.id}, {"fs_type", s.fs_type}, {"source", s.source}});
+    }
+    doc["stores"] = std::move(stores);
+  }
   return doc;
 }
 
 State state_from_json(const json& doc) {
   const JsonReader root(doc);
-  root.expect_object({"schema_version", "apps", "shares", "attachments", "removals"});
+  root.expect_object({"schema_version", "apps", "shares", "attachments", "removals", "stores"});
   const JsonReader version = root.member("schema_version", "an integer");
   if (version.as_integer(0, INT32_MAX) != kStateSchemaVersion) {
     version.fail("expected " + std::to_string(kStateSchemaVersion) + " (the schema this portalfs knows), got " +
@@ -385,6 +392,24 @@ State state_from_json(const json& doc) {
       }
       if (!valid) item.fail(R"(expected "apps/<app>[/<data dir>]", got )" + describe_json(item.json()));
       state.removals.push_back(std::move(path));
+    }
+  }
+  if (auto stores = root.opt_member("stores")) {
+    stores->expect_array();
+    for (std::size_t i = 0; i < stores->size(); ++i) {
+      const JsonReader item = stores->at(i);
+      item.expect_object({"path", "id", "fs_type", "source"});
+      StoreRecord store{item.string("path"), item.string("id"), item.string("fs_type"), item.string("source")};
+      if (!store.path.starts_with('/') || normalise_host_path(store.path) != store.path) {
+        item.member("path", "").fail("expected an absolute, normalised path, got " + describe_json(store.path));
+      }
+      if (!valid_store_id(store.id)) {
+        item.member("id", "").fail("expected 32 lowercase hex digits, got " + describe_json(store.id));
+      }
+      for (const auto& other : state.stores) {
+        if (other.path == store.path) item.member("path", "").fail("recorded twice: " + describe_json(store.path));
+      }
+      state.stores.push_back(std::move(store));
     }
   }
   return state;

@@ -21,7 +21,10 @@
 //                     (start_time, mnt_ns and boot_id identify the process beyond its pid:
 //                     mountmgr/attach.hpp ProcessIdentity; a file from before they were kept
 //                     has none of them)
-//    "removals": ["apps/old-app"]}                  (absent when empty)
+//    "removals": ["apps/old-app"],                  (absent when empty)
+//    "stores": [{"path": "/var/lib/portalfs/storage", "id": "<32 hex digits>",
+//                "fs_type": "ext4", "source": "/dev/sdb1"}]}   (absent when empty;
+//                the file system each store must lead to: mountmgr/store.hpp)
 //   Grant = {"kind": "data"|"shared"|"host", "name", "container_path",
 //            "access": a mode (policy::to_string(Access)), "owner"?: "UID:GID",
 //            "sidecars"?: ["*.xmp", ...] (read grants only)}
@@ -42,6 +45,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mountmgr/attach.hpp"
+#include "mountmgr/store.hpp"
 #include "policy/grant.hpp"
 #include "policy/id_map.hpp"
 
@@ -112,6 +116,8 @@ struct State {
   /// trash (mountmgr/provision.hpp), which the daemon empties in the background. A record
   /// found at start-up is carried out then.
   std::vector<std::string> removals;
+  /// The file systems the storage root was found on (mountmgr/store.hpp), one per path.
+  std::vector<StoreRecord> stores;
   friend bool operator==(const State&, const State&) = default;
 };
 

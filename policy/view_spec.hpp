@@ -4,6 +4,7 @@
 // What the filesystem serves: one ViewSpec per view. The mount manager builds them from its
 // state; the FUSE layer serves them. Plain data, so neither layer depends on the other.
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,12 @@ struct ViewSpec {
   Access access = Access::read_write;
   std::vector<std::string> sidecars = {};  // a read view's sidecar patterns (Grant::sidecars)
   IdPolicy ids;
+  /// The backing store is not the file system it must be (a disk not mounted yet, or gone):
+  /// the view is listed and answers EIO, and its backing directory is not opened at all.
+  bool offline = false;
+  /// Changes each time the store is found again (back online, or on another mount of it): a
+  /// view with a new epoch opens its backing directory afresh instead of keeping the old fd.
+  uint64_t store_epoch = 0;
   friend bool operator==(const ViewSpec&, const ViewSpec&) = default;
 };
 

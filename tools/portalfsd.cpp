@@ -47,8 +47,9 @@ void check_environment(const portalfs::tools::DaemonOptions& o) {
   if (fs::exists(o.storage_root, ec) && !fs::is_directory(o.storage_root, ec)) {
     throw StartError{ExitCode::usage, "storage root " + o.storage_root + " is not a directory"};
   }
-  fs::create_directories(o.storage_root, ec);
-  if (ec) throw StartError{ExitCode::runtime, "cannot create storage root " + o.storage_root + ": " + ec.message()};
+  // The storage root is made (on a first start) or checked against its recorded file system
+  // by the mount manager (mountmgr/store.hpp): a missing one may be a disk not mounted yet,
+  // and nothing is created under its mount point.
   fs::create_directories(o.state_dir, ec);
   if (ec) throw StartError{ExitCode::runtime, "cannot create state dir " + o.state_dir + ": " + ec.message()};
 

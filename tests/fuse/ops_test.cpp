@@ -197,5 +197,44 @@ TEST_F(Ops, XattrsOutsideTheUserNamespaceAreNotThere) {
   EXPECT_EQ(fs_.getxattr(call_, docs, "trusted.x", 16).error(), ENODATA);
 }
 
+// Issue #12: a view whose store is offline answers EIO for every op, on inodes the kernel
+// already holds too, writes nothing, and serves again once its store is back.
+TEST_F(Ops, AnOfflineStoreAnswersEioAndComesBack) {
+  const fuse_ino_t docs = view_root("alpha", "data", "docs");
+  auto sub = fs_.mkdir(call_, docs, "sub", 0755);
+  ASSERT_TRUE(sub) << sub.error();
+  for (auto& v : views_) {
+    v.offline = true;
+    v.store_epoch = 1;
+  }
+  ASSERT_TRUE(fs_.set_views(views_).empty());
+  EXPECT_EQ(fs_.getattr(call_, docs, nullptr).error(), EIO);
+  EXPECT_EQ(fs_.getattr(call_, sub->ino, nullptr).error(), EIO);
+  EXPECT_EQ(fs_.lookup(call_, docs, "sub").error(), EIO);
+  EXPECT_EQ(fs_.readdir(call_, docs, 4096, 0, nullptr, false).error(), EIO);
+  EXPECT_EQ(fs_.mkdir(call_, sub->ino, "new", 0755).error(), EIO);
+  EXPECT_FALSE(std::filesystem::exists(storage_ / "alpha/docs/sub/new"));
+  // Still listed above, and looking it up is an error, not an absence.
+  auto app = fs_.lookup(call_, FUSE_ROOT_ID, "apps");
+  ASSERT_TRUE(app);
+  auto alpha = fs_.lookup(call_, app->ino, "alpha");
+  ASSERT_TRUE(alpha);
+  auto data = fs_.lookup(call_, alpha->ino, "data");
+  ASSERT_TRUE(data);
+  EXPECT_EQ(fs_.lookup(call_, data->ino, "docs").error(), EIO);
+
+  for (auto& v : views_) {
+    v.offline = false;
+    v.store_epoch = 2;
+  }
+  ASSERT_TRUE(fs_.set_views(views_).empty());
+  EXPECT_TRUE(fs_.getattr(call_, docs, nullptr));
+  EXPECT_TRUE(fs_.getattr(call_, sub->ino, nullptr));
+  auto made = fs_.mkdir(call_, sub->ino, "new", 0755);
+  EXPECT_TRUE(made) << made.error();
+  EXPECT_TRUE(std::filesystem::exists(storage_ / "alpha/docs/sub/new"));
+  EXPECT_NE(view_root("alpha", "data", "docs"), 0u);
+}
+
 }  // namespace
 }  // namespace portalfs::fuse

@@ -100,7 +100,10 @@ TEST_F(FreeshardLayout, AdoptedInPlaceAndLeftAsItWas) {
 
   EXPECT_EQ(ctl({"app", "remove", "notes"}).code, 0);
   ASSERT_EQ(daemon_->stop(SIGTERM), 0);
-  // Nothing copied, moved, chowned or added: the tree is what it was.
+  // Nothing copied, moved, chowned or added: the tree is what it was, but for the store marker
+  // at its top (outside every view), by which the daemon knows the disk again (mountmgr/store.hpp).
+  EXPECT_TRUE(fs::is_regular_file(shard() + "/.portalfs-store"));
+  fs::remove(shard() + "/.portalfs-store");
   EXPECT_EQ(tree(shard()), before);
   EXPECT_FALSE(fs::exists(shard() + "/apps"));
 }

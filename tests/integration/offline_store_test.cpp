@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: MIT
+// Issue #12, the offline backing store: a storage root on a disk that is not mounted (yet, or
+// any more) is never served from the directory underneath. The real portalfsd over a
+// loop-mounted ext4 image: started with the disk missing, the views answer EIO, status and the
+// log say so, nothing is written underneath, and mounting the disk heals the views without a
+// restart; the same when the disk is unmounted (umount -l) under the running daemon.
+#include <dirent.h>
+#include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "tests/integration/fs_helpers.hpp"
+#include "tests/testutil/daemon_fixture.hpp"
+
+namespace portalfs::testutil {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+// Sh, with the admin tools on the PATH whatever the test's environment.
+CommandResult sh(const std::string& script) {
+  return run_command({"/bin/sh", "-c", "PATH=/usr/sbin:/usr/bin:/sbin:/bin; " + script}, 60s);
+}
+
+int errno_of(int rc) { return rc >= 0 ? 0 : errno; }
+
+class OfflineStore : public DaemonFixture {
+ protected:
+  std::string image = dir_ / "disk.img";
+  std::string loop;  // /dev/loopN holding the image, once attached
+
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(DaemonFixture::SetUp());
+    if (::access("/dev/loop-control", R_OK | W_OK) != 0) PORTALFS_SKIP_OR_FAIL("no /dev/loop-control");
+    auto r = sh("truncate -s 64M '" + image + "' && mkfs.ext4 -q -F '" + image + "'");
+    if (r.code != 0) PORTALFS_SKIP_OR_FAIL("cannot make an ext4 image: " + r.err);
+    // An explicit loop device: mounting it again after `umount -l` gives the same super block
+    // (never a second one of the same image while the first lives on in a lazy unmount).
+    r = sh("losetup --find --show '" + image + "'");
+    if (r.code != 0) PORTALFS_SKIP_OR_FAIL("no loop device: " + r.err);
+    loop = r.out.substr(0, r.out.find('\n'));
+    fs::create_directories(storage());
+    ASSERT_NO_FATAL_FAILURE(mount_disk());
+  }
+
+  void TearDown() override {
+    if (mounted(bind())) ::umount2(bind().c_str(), MNT_DETACH);
+    DaemonFixture::TearDown();  // stops the daemon first: it holds fds on the disk
+    for (int i = 0; i < 3 && mounted(storage()); ++i) {
+      if (::umount2(storage().c_str(), 0) != 0) ::umount2(storage().c_str(), MNT_DETACH);
+    }
+    if (!loop.empty()) sh("losetup -d " + loop);
+  }
+
+  void mount_disk() {
+    auto r = sh("mount " + loop + " '" + storage() + "'");
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+  void unmount_disk(bool lazy) {
+    ASSERT_EQ(::umount2(storage().c_str(), lazy ? MNT_DETACH : 0), 0) << std::strerror(errno);
+    ASSERT_FALSE(mounted(storage()));
+  }
+
+  std::string view() { return mnt() + "/apps/notes/data/data"; }
+  // Where a container would see the view: a bind mount of it, which pins the view root.
+  std::string bind() { return dir_ / "container-data"; }
+
+  std::string status(bool json = false) {
+    auto r = json ? ctl({"status", "--format", "json"}) : ctl({"status"});
+    EXPECT_EQ(r.code, 0) << r.err;
+    return r.out;
+  }
+
+  // Waits until the view answers EIO to lstat, open and opendir alike: the kernel may still
+  // hold attributes of the view root for a moment after the daemon invalidated them.
+  void expect_views_fail_with_eio() {
+    const std::string file = view() + "/hello.txt";
+    auto all_eio = [&] {
+      struct stat st {};
+      const int lstat_err = errno_of(::lstat(view().c_str(), &st));
+      const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+      const int open_err = errno_of(fd);
+      if (fd >= 0) ::close(fd);
+      return lstat_err == EIO && open_err == EIO;
+    };
+    ASSERT_TRUE(wait_until(all_eio, 15s)) << "the view still answers: " << status();
+    struct stat st {};
+    EXPECT_EQ(sys(::stat(file.c_str(), &st)), Err{EIO});
+    EXPECT_EQ(sys(::stat(view().c_str(), &st)), Err{EIO});
+    DIR* d = ::opendir(view().c_str());
+    EXPECT_EQ(d, nullptr);
+    EXPECT_EQ(errno, EIO);
+    if (d) ::closedir(d);
+    EXPECT_EQ(sys(::open((view() + "/new.txt").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644)), Err{EIO});
+    // Listed above, so the app sees an error, never an absence.
+    bool listed = false;
+    for (const auto& e : fs::directory_iterator(mnt() + "/apps/notes/data")) listed = listed || e.path() == view();
+    EXPECT_TRUE(listed);
+    // Nothing was written to the directory under the disk.
+    EXPECT_TRUE(fs::is_empty(storage())) << "something landed under the unmounted disk";
+  }
+
+  void expect_offline_status() {
+    const std::string text = status();
+    EXPECT_THAT(text, HasSubstr("store: OFFLINE"));
+    EXPECT_THAT(text, HasSubstr(storage() + "/.portalfs-store is missing"));
+    const auto json = nlohmann::json::parse(status(true));
+    EXPECT_EQ(json["store"]["online"], false);
+    EXPECT_EQ(json["store"]["path"], storage());
+    EXPECT_EQ(json["store"]["source"], loop);
+  }
+
+  void expect_healed() {
+    const std::string file = view() + "/hello.txt";
+    auto readable = [&] {
+      try {
+        return read_file(file) == "kept on the disk";
+      } catch (const std::exception&) {
+        return false;
+      }
+    };
+    ASSERT_TRUE(wait_until(readable, 15s)) << "the view did not heal: " << status();
+    struct stat st {};
+    EXPECT_EQ(sys(::lstat(view().c_str(), &st)), Err{});
+    EXPECT_THAT(status(), HasSubstr("store: online"));
+    EXPECT_EQ(nlohmann::json::parse(status(true))["store"]["online"], true);
+  }
+};
+
+TEST_F(OfflineStore, StartWithoutTheDiskThenMountIt) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  write_file(dir_ / "notes.json", R"({"name": "notes", "data_dirs": ["/data"]})");
+  auto r = ctl({"app", "install", dir_ / "notes.json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  write_file(view() + "/hello.txt", "kept on the disk");
+  EXPECT_THAT(status(), HasSubstr("store: online"));
+  ASSERT_EQ(daemon_->stop(SIGTERM), 0);
+  ASSERT_NO_FATAL_FAILURE(unmount_disk(/*lazy=*/false));
+  ASSERT_TRUE(fs::is_empty(storage()));
+
+  // Boot order: the daemon starts before the disk is mounted.
+  ASSERT_NO_FATAL_FAILURE(start());
+  ASSERT_NO_FATAL_FAILURE(expect_offline_status());
+  ASSERT_NO_FATAL_FAILURE(expect_views_fail_with_eio());
+  EXPECT_THAT(read_file(dir_ / "daemon.log"), HasSubstr("storage root OFFLINE: " + storage()));
+  // Installing refuses rather than provisioning on the wrong disk.
+  write_file(dir_ / "other.json", R"({"name": "other", "data_dirs": ["/data"]})");
+  r = ctl({"app", "install", dir_ / "other.json"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("storage root offline, nothing written"));
+  EXPECT_TRUE(fs::is_empty(storage()));
+
+  // The disk arrives: the views heal without a restart.
+  ASSERT_NO_FATAL_FAILURE(mount_disk());
+  ASSERT_NO_FATAL_FAILURE(expect_healed());
+  EXPECT_THAT(read_file(dir_ / "daemon.log"), HasSubstr("storage root " + storage() + " is back"));
+}
+
+TEST_F(OfflineStore, DiskGoneAtRuntimeThenBack) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  write_file(dir_ / "notes.json", R"({"name": "notes", "data_dirs": ["/data"]})");
+  auto r = ctl({"app", "install", dir_ / "notes.json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  write_file(view() + "/hello.txt", "kept on the disk");
+  fs::create_directories(view() + "/sub");
+  write_file(view() + "/sub/f.txt", "deeper");
+  fs::create_directories(bind());
+  ASSERT_EQ(::mount(view().c_str(), bind().c_str(), nullptr, MS_BIND, nullptr), 0) << std::strerror(errno);
+  // The kernel has the view cached (entries, attributes, the listing), through both paths.
+  EXPECT_EQ(read_file(view() + "/hello.txt"), "kept on the disk");
+  EXPECT_EQ(read_file(bind() + "/sub/f.txt"), "deeper");
+  for (const auto& e : fs::directory_iterator(view())) (void)e;
+
+  ASSERT_NO_FATAL_FAILURE(unmount_disk(/*lazy=*/true));  // the daemon still holds fds on it
+  ASSERT_NO_FATAL_FAILURE(expect_views_fail_with_eio());
+  ASSERT_NO_FATAL_FAILURE(expect_offline_status());
+  // The container's bind (the old view root, pinned) fails too.
+  auto bind_eio = [&] {
+    const int fd = ::open((bind() + "/sub/f.txt").c_str(), O_RDONLY | O_CLOEXEC);
+    const int err = errno_of(fd);
+    if (fd >= 0) ::close(fd);
+    return err == EIO;
+  };
+  EXPECT_TRUE(wait_until(bind_eio, 15s));
+
+  ASSERT_NO_FATAL_FAILURE(mount_disk());
+  ASSERT_NO_FATAL_FAILURE(expect_healed());
+  // Writes go to the disk again, through the view and through the container's bind, below
+  // directories the kernel knew before (re-opened through the new mount, not the old one).
+  write_file(view() + "/after.txt", "back");
+  EXPECT_EQ(read_file(storage() + "/apps/notes/data/after.txt"), "back");
+  auto bind_reads = [&] {
+    try {
+      return read_file(bind() + "/sub/f.txt") == "deeper";
+    } catch (const std::exception&) {
+      return false;
+    }
+  };
+  ASSERT_TRUE(wait_until(bind_reads, 15s));
+  write_file(bind() + "/sub/g.txt", "new");
+  EXPECT_EQ(read_file(storage() + "/apps/notes/data/sub/g.txt"), "new");
+  EXPECT_EQ(read_file(view() + "/sub/g.txt"), "new");
+}
+
+}  // namespace
+}  // namespace portalfs::testutil
