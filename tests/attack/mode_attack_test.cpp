@@ -48,14 +48,8 @@ class ModeAttack : public ::testing::Test {
   // Serves the share to "owner" (read-write) and to "a" in `mode`, and snapshots what A must
   // not change: the user's albums and orig.jpg.
   void serve(Access mode) {
-    policy::ViewSpecs views;
-    for (const auto& [name, access] : {std::pair{"owner", Access::read_write}, std::pair{"a", mode}}) {
-      policy::ViewSpec v = MountedFs::preset(name, ViewKind::data, "media", backing_);
-      v.kind = policy::GrantKind::shared;
-      v.access = access;
-      v.anchor = m_.storage();
-      views.push_back(v);
-    }
+    const policy::ViewSpecs views{m_.shared_view("owner", "media", backing_, Access::read_write),
+                                  m_.shared_view("a", "media", backing_, mode)};
     m_.set_views(views);
     owner_ = m_.path(views[0]);
     a_ = m_.path(views[1]);

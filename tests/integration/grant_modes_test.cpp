@@ -36,14 +36,8 @@ class GrantModes : public ::testing::Test {
 
   // Serves the share to "owner" read-write and to "app" with `mode` (and `sidecars`).
   void serve(Access mode, const std::vector<std::string>& sidecars = {}) {
-    policy::ViewSpecs views;
-    for (const auto& [name, access] : {std::pair{"owner", Access::read_write}, std::pair{"app", mode}}) {
-      policy::ViewSpec v = MountedFs::preset(name, ViewKind::data, "media", backing_);
-      v.kind = policy::GrantKind::shared;
-      v.access = access;
-      v.anchor = m_.storage();
-      views.push_back(v);
-    }
+    policy::ViewSpecs views{m_.shared_view("owner", "media", backing_, Access::read_write),
+                            m_.shared_view("app", "media", backing_, mode)};
     views[1].sidecars = sidecars;
     m_.set_views(views);
     owner_ = m_.path(views[0]);

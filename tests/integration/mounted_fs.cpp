@@ -242,6 +242,15 @@ policy::ViewSpec MountedFs::preset(const std::string& app, ViewKind kind, const 
   return v;
 }
 
+policy::ViewSpec MountedFs::shared_view(const std::string& app, const std::string& name,
+                                       const std::string& backing, policy::Access access) const {
+  policy::ViewSpec v = preset(app, ViewKind::data, name, backing);
+  v.kind = policy::GrantKind::shared;
+  v.access = access;
+  v.anchor = storage();
+  return v;
+}
+
 std::string MountedFs::add_view(const std::string& app, ViewKind kind, const std::string& name,
                                 const std::string& backing) {
   std::string b = backing.empty() ? storage() + "/" + app + "-" + name : backing;

@@ -72,6 +72,10 @@ class MountedFs {
   [[nodiscard]] const policy::ViewSpecs& views() const { return views_; }
   static policy::ViewSpec preset(const std::string& app, ViewKind kind, const std::string& name,
                                  const std::string& backing);
+  /// A shared view `name` of `backing` for `app` in mode `access` (ids as on disk), anchored
+  /// at storage().
+  [[nodiscard]] policy::ViewSpec shared_view(const std::string& app, const std::string& name,
+                                             const std::string& backing, policy::Access access) const;
 
   [[nodiscard]] std::string storage() const { return dir_ / "storage"; }
   [[nodiscard]] std::string mountpoint() const { return dir_ / "mnt"; }
