@@ -31,6 +31,13 @@ using policy::Op;
 
 bool Filesystem::records(const View& view) { return view.is_shared(); }
 
+namespace {
+// The entry `name` of `dirfd` itself (a symlink not followed), to read its provenance.
+common::UniqueFd open_entry(int dirfd, const char* name) {
+  return common::UniqueFd(::openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+}
+}  // namespace
+
 Maker Filesystem::maker_of(const View& view, int fd) {
   char buf[256];
   const ssize_t len = ::getxattr(proc_path(fd).c_str(), policy::kCreatedByXattr, buf, sizeof(buf));
@@ -55,7 +62,7 @@ int Filesystem::check_made(const Node& node, Op op) {
 
 int Filesystem::check_entry(const View& view, int dirfd, const char* name, Op op) {
   if (!policy::may_refuse(op, view.spec.access)) return 0;
-  common::UniqueFd fd(::openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  common::UniqueFd fd = open_entry(dirfd, name);
   if (!fd) return 0;  // nothing there: the op itself says so
   return decide_made_for(view, fd.get(), op);
 }
@@ -69,7 +76,7 @@ bool Filesystem::shown(const View& view, int fd) {
 
 bool Filesystem::shown(const View& view, int dirfd, const char* name) {
   if (view.spec.access != policy::Access::create_only) return true;
-  common::UniqueFd fd(::openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  common::UniqueFd fd = open_entry(dirfd, name);
   return fd && shown(view, fd.get());
 }
 
@@ -85,7 +92,7 @@ int Filesystem::check_sidecar(const Node& node, Op op, const char* name) {
   if (!fd) return fd.error();
   if (op != Op::unlink) return policy::decide_sidecar(op, maker_of(*node.view, fd->get()), false).err;
   if (!name) return EROFS;
-  common::UniqueFd entry(::openat(fd->get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  common::UniqueFd entry = open_entry(fd->get(), name);
   if (!entry) return errno;
   return policy::decide_sidecar(op, maker_of(*node.view, entry.get()), false).err;
 }
@@ -100,12 +107,12 @@ int Filesystem::check_sidecar_rename(const Node& from, const char* name, const N
   }
   auto ffd = fd_of(from);
   if (!ffd) return ffd.error();
-  common::UniqueFd moved(::openat(ffd->get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  common::UniqueFd moved = open_entry(ffd->get(), name);
   if (!moved) return errno;
   if (int err = policy::decide_sidecar(Op::rename, maker_of(*from.view, moved.get()), true).err) return err;
   auto tfd = fd_of(to);
   if (!tfd) return tfd.error();
-  common::UniqueFd replaced(::openat(tfd->get(), new_name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  common::UniqueFd replaced = open_entry(tfd->get(), new_name);
   if (!replaced) return 0;
   return policy::decide_sidecar(Op::rename, maker_of(*to.view, replaced.get()), true).err;
 }

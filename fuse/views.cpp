@@ -65,6 +65,45 @@ void add_dir(Layout& layout, const std::string& path) {
     subs.insert(std::upper_bound(subs.begin(), subs.end(), name), name);
   }
 }
+
+// Root fds by backing path, with the store epoch they were opened in.
+using Roots = std::map<std::string, std::pair<uint64_t, std::shared_ptr<const common::UniqueFd>>>;
+
+// Gives `view` its root fd (one already open for its backing in the same store epoch, or a new
+// one) and the identity of its root. False if it can't be served: then it is listed as
+// unservable in `layout` (answering EIO) and `errors` says why.
+bool open_root(View& view, Roots& roots, Layout& layout, std::vector<std::string>* errors) {
+  auto rit = roots.find(view.spec.backing);
+  if (rit != roots.end() && rit->second.first == view.spec.store_epoch) {
+    view.root = rit->second.second;
+  } else {
+    std::string error;
+    auto fd = open_backing(view.spec, &error);
+    if (!fd) {
+      if (errors) errors->push_back("app " + view.spec.app + ": " + policy::to_string(view.spec.kind) + " view " +
+                                    view.spec.dir_name + " not served (EIO): " + error);
+      std::string parent = view_parent_path(view.spec);
+      add_dir(layout, parent);
+      auto& unservable = layout.dirs[parent].unservable;
+      unservable.insert(std::upper_bound(unservable.begin(), unservable.end(), view.spec.dir_name),
+                        view.spec.dir_name);
+      return false;
+    }
+    view.root = std::make_shared<const common::UniqueFd>(std::move(*fd));
+    roots[view.spec.backing] = std::pair{view.spec.store_epoch, view.root};
+  }
+  struct stat st {};
+  if (::fstat(view.root->get(), &st) != 0) return false;
+  view.dev = st.st_dev;
+  view.root_ino = st.st_ino;
+  struct statx sx {};
+  if (::statx(view.root->get(), "", AT_EMPTY_PATH, STATX_MNT_ID, &sx) == 0 &&
+      (sx.stx_mask & STATX_MNT_ID)) {
+    view.mnt_id = sx.stx_mnt_id;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::string view_parent_path(const policy::ViewSpec& spec) {
@@ -100,7 +139,7 @@ ViewRegistry::Change ViewRegistry::set(const policy::ViewSpecs& specs,
 
   // Root fds by backing path, shared with the versions they replace as long as the store was
   // not found again since (store_epoch): a fd of a file system that went away is not reused.
-  std::map<std::string, std::pair<uint64_t, std::shared_ptr<const common::UniqueFd>>> roots;
+  Roots roots;
   for (auto& v : live_) {
     if (v->root) roots.emplace(v->spec.backing, std::pair{v->spec.store_epoch, v->root});
   }
@@ -126,46 +165,10 @@ ViewRegistry::Change ViewRegistry::set(const policy::ViewSpecs& specs,
       flipped.insert(view_parent_path(spec));
       change.restored.push_back(view->id);
     }
-    if (spec.offline) {
-      // Not opened: the path leads to another file system. Listed; every op answers EIO
-      // (Filesystem::fd_of, synth_lookup). Files opened on the store that went away fail too.
-      if (old && old->spec.backing == spec.backing && !same_store) old->killed->store(true);
-      view->killed = std::make_shared<std::atomic<bool>>(false);
-      if (old && !(old->spec == spec)) change.changed.push_back(view->id);
-      present.insert(view->id);
-      std::string parent = view_parent_path(spec);
-      add_dir(*layout, parent);
-      layout->dirs[parent].views.emplace(spec.dir_name, view->id);
-      next.push_back(std::move(view));
-      continue;
-    }
-    auto rit = roots.find(spec.backing);
-    if (rit != roots.end() && rit->second.first == spec.store_epoch) {
-      view->root = rit->second.second;
-    } else {
-      std::string error;
-      auto fd = open_backing(spec, &error);
-      if (!fd) {
-        if (errors) errors->push_back("app " + spec.app + ": " + policy::to_string(spec.kind) + " view " +
-                                      spec.dir_name + " not served (EIO): " + error);
-        std::string parent = view_parent_path(spec);
-        add_dir(*layout, parent);
-        auto& unservable = layout->dirs[parent].unservable;
-        unservable.insert(std::upper_bound(unservable.begin(), unservable.end(), spec.dir_name), spec.dir_name);
-        continue;
-      }
-      view->root = std::make_shared<const common::UniqueFd>(std::move(*fd));
-      roots[spec.backing] = std::pair{spec.store_epoch, view->root};
-    }
-    struct stat st {};
-    if (::fstat(view->root->get(), &st) != 0) continue;
-    view->dev = st.st_dev;
-    view->root_ino = st.st_ino;
-    struct statx sx {};
-    if (::statx(view->root->get(), "", AT_EMPTY_PATH, STATX_MNT_ID, &sx) == 0 &&
-        (sx.stx_mask & STATX_MNT_ID)) {
-      view->mnt_id = sx.stx_mnt_id;
-    }
+    // A view whose store is offline is not opened (its path leads to another file system):
+    // listed, every op answers EIO (Filesystem::fd_of, synth_lookup), and files opened on the
+    // store that went away fail too.
+    if (!spec.offline && !open_root(*view, roots, *layout, errors)) continue;
     if (old && old->spec.backing == spec.backing && !same_store) old->killed->store(true);
     view->killed = same_store ? old->killed : std::make_shared<std::atomic<bool>>(false);
     if (old && !(old->spec == spec)) change.changed.push_back(view->id);

@@ -107,14 +107,13 @@ Manager::Impl::~Impl() {
   }
   work_cv.notify_all();
   if (worker.joinable()) worker.join();
-  if (store_watch_wake >= 0) {
+  if (store_watch_wake) {
     const uint64_t one = 1;
-    if (::write(store_watch_wake, &one, sizeof(one)) < 0) {
+    if (::write(store_watch_wake.get(), &one, sizeof(one)) < 0) {
       common::log(common::LogLevel::warn, std::string("cannot stop the store watcher: ") + std::strerror(errno));
     }
   }
   if (store_watch.joinable()) store_watch.join();
-  if (store_watch_wake >= 0) ::close(store_watch_wake);
 }
 
 // ---- the storage root's store (mountmgr/store.hpp) ---------------------------------------------
@@ -205,8 +204,8 @@ void Manager::Impl::recheck_store() {
 
 void Manager::Impl::start_store_watch() {
   if (!root_store || store_watch.joinable()) return;
-  store_watch_wake = ::eventfd(0, EFD_CLOEXEC);
-  if (store_watch_wake < 0) {
+  store_watch_wake.reset(::eventfd(0, EFD_CLOEXEC));
+  if (!store_watch_wake) {
     common::log(common::LogLevel::error, std::string("store watcher not started: eventfd: ") + std::strerror(errno));
     return;
   }
@@ -224,7 +223,7 @@ void Manager::Impl::store_watch_loop() {
                                             " ms");
   }
   while (true) {
-    pollfd fds[2] = {{store_watch_wake, POLLIN, 0}, {mountinfo ? mountinfo.get() : -1, POLLPRI, 0}};
+    pollfd fds[2] = {{store_watch_wake.get(), POLLIN, 0}, {mountinfo ? mountinfo.get() : -1, POLLPRI, 0}};
     const int n = ::poll(fds, 2, kRecheckMs);
     if (n < 0 && errno != EINTR) {
       common::log(common::LogLevel::error, std::string("store watcher: poll: ") + std::strerror(errno));

@@ -45,6 +45,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/unique_fd.hpp"
 #include "mountmgr/manager.hpp"
 #include "mountmgr/provision.hpp"
 #include "mountmgr/request.hpp"
@@ -138,7 +139,7 @@ struct Manager::Impl {
   // within a second or two while ops pay nothing. Started by start(), never from the
   // constructor (fork, as the worker).
   std::thread store_watch;
-  int store_watch_wake = -1;  // eventfd: the destructor stops the watcher through it
+  common::UniqueFd store_watch_wake;  // eventfd: the destructor stops the watcher through it
   void start_store_watch();
   void store_watch_loop();
 
