@@ -159,6 +159,7 @@ Result<fuse_entry_param> Filesystem::make_entry(const View& view, int path_fd) {
   if (!inode) return inode.err();
   fuse_entry_param e{};
   e.ino = reinterpret_cast<fuse_ino_t>(*inode);
+  e.generation = (*inode)->generation;
   e.attr = present(view, st);
   e.attr_timeout = attr_timeout(view, *inode);
   e.entry_timeout = entry_timeout(&view);
@@ -190,6 +191,19 @@ std::vector<std::string> Filesystem::set_views(const policy::ViewSpecs& views,
   // Cached fds of a store that went away (or of its previous mount) would keep serving it, and
   // pin it: its inodes re-open by handle through the new root once it is back.
   for (ViewId id : change.restored) table_.drop_fds(id);
+  if (options_.events) {
+    for (const auto& [path, dir] : new_layout->dirs) {
+      for (const auto& [name, id] : dir.views) {
+        const View* v = views_.get(id);
+        if (!v || !v->root) continue;
+        if (auto err = host_watch_.watch(v->root->get()); !err.empty()) {
+          common::log_once(common::LogLevel::warn, "hostwatch:" + v->spec.backing,
+                           "changes made on the host in " + v->spec.backing +
+                               " reach the views at their timeouts only: " + err);
+        }
+      }
+    }
+  }
   fuse_session* se = se_.load();
   if (!se) return errors;
 
@@ -258,7 +272,7 @@ void Filesystem::init(fuse_conn_info* conn) {
 Filesystem::Siblings Filesystem::siblings_of(const Inode* inode) {
   Siblings out;
   if (!InodeTable::has_siblings(inode)) return out;  // the common case: no lock taken
-  for (Inode* s : table_.siblings(inode)) out.push_back(reinterpret_cast<fuse_ino_t>(s));
+  for (const auto& s : table_.siblings(inode)) out.push_back(reinterpret_cast<fuse_ino_t>(s.inode));
   return out;
 }
 
@@ -283,12 +297,20 @@ double Filesystem::attr_timeout(const View& view, const Inode* inode) const {
   return view.is_shared() ? options_.attr_timeout : options_.data_timeout;
 }
 
-void Filesystem::attach_session(fuse_session* se) {
+void Filesystem::attach_session(fuse_session* se, std::string mountpoint) {
   se_.store(se);
-  notifier_.start(se);
+  mountpoint_ = std::move(mountpoint);
+  notifier_.start(se, [this] { end_echoes(); });
+  // Its one fd, opened now (through the mount, once the loop serves), not in the middle of use.
+  if (options_.events) notifier_.run_later([this] { open_echo_mount(); });
+  if (options_.events && !mountpoint_.empty()) {
+    host_watch_.start([this](dev_t dev) { return root_on(dev); },
+                      [this](HostChange& c) { host_changed(c); });
+  }
 }
 
 bool Filesystem::detach_session(std::chrono::milliseconds patience) {
+  host_watch_.stop();
   se_.store(nullptr);
   return notifier_.stop(patience);
 }

@@ -33,13 +33,16 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
 
 #include "common/result.hpp"
 #include "common/unique_fd.hpp"
+#include "fuse/host_watch.hpp"
 #include "fuse/inode_table.hpp"
 #include "fuse/notifier.hpp"
 #include "fuse/passthrough.hpp"
@@ -56,6 +59,7 @@ struct Options {
   double entry_timeout = 1.0;   // names in shared views and above the views
   double attr_timeout = 1.0;    // and attributes
   double data_timeout = 60.0;   // names and attributes in data views
+  bool events = true;           // raise change events in sibling views (events.cpp)
   size_t fd_cache = 8192;       // O_PATH fds kept open at most (the rest re-open by handle)
   bool passthrough = true;      // files of data views pass through if the kernel can (passthrough.hpp)
 };
@@ -106,6 +110,30 @@ class OpenHandles {
 using common::Errno;
 using common::Result;
 
+/// A change that inotify and fanotify watchers of a sibling view must hear of, as that view's
+/// inodes name it (events.cpp raises it there: "an echo").
+struct Event {
+  enum Kind : uint8_t { created, deleted, moved, modified, closed, attrib };
+  struct Node {  // a FUSE inode as a file handle names it
+    fuse_ino_t ino = 0;
+    uint32_t generation = 0;
+  };
+  struct Source {  // an inode of the view that made the change, and its backing file
+    const Inode* inode = nullptr;  // a key only: it may be freed by the time the echo runs
+    ViewId view = kNoView;
+    dev_t dev = 0;
+    ino_t ino = 0;
+  };
+  Kind kind = created;
+  // As the changing view knows them: the directory (the file, for modified, closed and
+  // attrib), the new directory of a move, and a new entry.
+  Source from, to, made;
+  std::string name, to_name;
+  mode_t type = 0;  // S_IFMT of the entry
+  // Set for each sibling view when the echo runs: its directories.
+  Node dir, to_dir;
+};
+
 /// One request as an op sees it: who asks, and the invalidations the op owes the sibling views
 /// (other views showing what it changed). They are collected BEFORE the reply (after it the
 /// kernel may forget an inode at any moment) and queued for the Notifier AFTER it (see the
@@ -113,6 +141,7 @@ using common::Result;
 struct Call {
   uid_t uid = 0;
   gid_t gid = 0;
+  bool echo = false;  // made by the notifier to raise an Event (events.cpp): answer, change nothing
   struct Inval {
     fuse_ino_t ino;
     off_t off = -1, len = 0;  // data from off (len 0: to the end); off -1: attributes only
@@ -182,13 +211,16 @@ class Filesystem {
   /// The libfuse op table; userdata must be this Filesystem.
   static const fuse_lowlevel_ops& ops();
 
-  /// The session to send invalidations to (set once the session exists).
-  void attach_session(fuse_session* se);
+  /// The session to send invalidations to (set once the session exists), mounted at
+  /// `mountpoint` (events are raised through it; "": none are).
+  void attach_session(fuse_session* se, std::string mountpoint = {});
   /// Stops sending invalidations; false if one is still blocked after `patience` (see
   /// Notifier::stop: abort the connection, then call again).
   bool detach_session(std::chrono::milliseconds patience = std::chrono::milliseconds(2000));
   Passthrough& passthrough() { return passthrough_; }
   SessionIo& session_io() { return io_; }
+  /// The thread whose requests are echoes (events.cpp); 0 when none runs.
+  pid_t echo_tid() const { return notifier_.tid(); }
   /// Waits until the queued sibling invalidations were sent (tests).
   bool wait_invalidations(std::chrono::milliseconds timeout) { return notifier_.wait_idle(timeout); }
 
@@ -325,8 +357,49 @@ class Filesystem {
   /// Records `view`'s app as the maker, or the last to change, the file behind `fd`.
   static void record_made(const View& view, int fd);
   static void record_changed(const View& view, int fd);
-  /// record_changed() once for the writes made through `fh` since the last call (ops_file.cpp).
-  void record_writes(fuse_ino_t ino, FileHandle& fh);
+  /// record_changed() once for the writes made through `fh` since the last call (ops_file.cpp);
+  /// whether there were any.
+  bool record_writes(fuse_ino_t ino, FileHandle& fh);
+
+  // Change events in sibling views (events.cpp). The note_* calls queue them (nothing when no
+  // other view shows the directory or file).
+  /// false: not queued (no session, or too many queued), the caller invalidates instead.
+  bool post(Event e);
+  /// note_created() and note_moved() return whether the echoes stand for the invalidations of
+  /// the names in every sibling view (they do their own: an invalidation after the echo would
+  /// drop the entry it made, and the inode the view's next events need).
+  bool note_created(const Node& dir, const char* name, mode_t type, fuse_ino_t made);
+  void note_deleted(const Inode* dir, const char* name, mode_t type);
+  /// After a rename (not an exchange) of `name` in `from` (fd `from_fd`) to `to_name` in `to`.
+  bool note_moved(const Inode* from, const char* name, const Inode* to, int to_fd,
+                  const char* to_name);
+  void note_file(Event::Kind kind, const Inode* file);
+  /// Whether another view shows `inode`, or may soon (fresh_).
+  bool watched(const Inode* inode);
+  /// Raises `e` through the mount in every sibling view (on the notifier's thread).
+  void raise(const Event& e);
+  /// ...in the sibling directory `e.dir` (and `e.to_dir`).
+  void raise_in_dir(const Event& e);
+  void raise_on_file(Event::Kind kind, Event::Node file);
+  /// The echo being raised, if this call is one (a copy: null when it is not).
+  std::optional<Event> echo_now();
+  /// The answers to an echo's requests.
+  Result<fuse_entry_param> echo_lookup(fuse_ino_t parent, const char* name);
+  Result<fuse_entry_param> echo_made(fuse_ino_t parent, const char* name);
+  /// The stand-in for a file `e` names that is gone already (see events.cpp).
+  Result<fuse_entry_param> stand_in(const Node& dir, const Event& e);
+  /// Opens a node of the mount by its id (the kernel must hold it); -1 with errno if not.
+  int open_node(Event::Node node, int flags);
+  /// The mount's root, for open_node() (the notifier's thread: the open waits for the loop).
+  void open_echo_mount();
+  /// At the notifier's end: closes the echoes' open files and the mount.
+  void end_echoes();
+  /// A change made on the host (HostWatch's thread): invalidations and echoes, queued.
+  void host_changed(HostChange& c);
+  /// After lost host events: every name and inode the kernel cached (the notifier's thread).
+  void invalidate_all();
+  /// A served directory on file system `dev` (for HostWatch).
+  std::shared_ptr<const common::UniqueFd> root_on(dev_t dev);
 
   // Synthetic directories (synthetic.cpp).
   SynthInode* synth_inode(const std::string& path);
@@ -359,6 +432,19 @@ class Filesystem {
   common::UniqueFd proc_fd_;  // /proc/self/fd, for re-opening O_PATH fds
   std::atomic<fuse_session*> se_{nullptr};
   Notifier notifier_;
+  // events.cpp: the echo being raised (guarded by echo_mutex_); the rest is the notifier's own.
+  std::mutex echo_mutex_;
+  std::optional<Event> echo_;
+  std::unordered_set<const Inode*> modify_queued_;  // a modified echo is queued for these
+  // New files whose created echo is queued: their writes are echoed though they have no
+  // sibling yet (it appears with the created echo). fresh_n_: its size, read without the lock.
+  std::unordered_set<const Inode*> fresh_;
+  std::atomic<size_t> fresh_n_{0};
+  std::atomic<size_t> queued_{0};  // echoes waiting for the notifier
+  std::string mountpoint_;
+  common::UniqueFd echo_mount_;
+  std::unordered_map<fuse_ino_t, common::UniqueFd> echo_open_;  // written files: see modified
+  HostWatch host_watch_;  // after what its thread uses: stopped first
   SessionIo io_;
   Passthrough passthrough_{io_};
   bool no_opendir_ = false;  // set by init(): the kernel can do without OPENDIR

@@ -99,7 +99,9 @@ Result<Inode*> InodeTable::find_or_insert(ViewId view, const struct stat& st, in
 
   // A new inode: read its handle outside the lock (a syscall), then insert, re-checking for a
   // racing insert of the same key.
+  static std::atomic<uint32_t> generations{0};
   auto* inode = new Inode;
+  inode->generation = generations.fetch_add(1, std::memory_order_relaxed) + 1;
   inode->view = view;
   inode->dev = st.st_dev;
   inode->ino = st.st_ino;
@@ -233,11 +235,27 @@ void InodeTable::closed(Inode* inode) {
   inode->opens--;
 }
 
-std::vector<Inode*> InodeTable::siblings(const Inode* inode) {
-  std::vector<Inode*> out;
+std::vector<InodeTable::Sibling> InodeTable::siblings(const Inode* inode) {
+  std::vector<Sibling> out;
   if (!has_siblings(inode)) return out;
   std::lock_guard lock(table_mutex_);
-  for (Inode* i = inode->next_sibling; i != inode; i = i->next_sibling) out.push_back(i);
+  for (Inode* i = inode->next_sibling; i != inode; i = i->next_sibling) {
+    out.push_back({i, i->view, i->generation});
+  }
+  return out;
+}
+
+std::vector<InodeTable::Sibling> InodeTable::inodes_of(dev_t dev, ino_t ino, ViewId except) {
+  std::vector<Sibling> out;
+  std::lock_guard lock(table_mutex_);
+  auto it = by_backing_.find(BackingKey{dev, ino});
+  if (it == by_backing_.end()) return out;
+  Inode* head = it->second;
+  Inode* i = head;
+  do {
+    if (i->view != except) out.push_back({i, i->view, i->generation});
+    i = i->next_sibling;
+  } while (i != head);
   return out;
 }
 

@@ -54,6 +54,10 @@ struct Inode {
   ino_t ino = 0;
   mode_t type = 0;  // S_IFMT bits
   Handle handle;
+  // Told to the kernel with the node id (the inode's address): the pair is unique for the
+  // daemon's life, so a file handle of an inode freed since (events.cpp) can't open another
+  // that got the same address.
+  uint32_t generation = 0;
 
   // Guarded by InodeTable::table_mutex_.
   uint64_t nlookup = 0;
@@ -113,8 +117,17 @@ class InodeTable {
   void closed(Inode* inode);
 
   /// The other views' inodes of the same backing file (empty for most inodes; that case
-  /// takes no lock).
-  std::vector<Inode*> siblings(const Inode* inode);
+  /// takes no lock), with their views: read here, under the lock, as one may be forgotten
+  /// and freed as soon as it is released.
+  struct Sibling {
+    Inode* inode;
+    ViewId view;
+    uint32_t generation;
+    bool operator==(const Sibling&) const = default;
+  };
+  std::vector<Sibling> siblings(const Inode* inode);
+  /// The inodes of backing file (dev, ino) in the views other than `except`.
+  std::vector<Sibling> inodes_of(dev_t dev, ino_t ino, ViewId except);
   static bool has_siblings(const Inode* inode) {
     return inode->next_sibling.load(std::memory_order_relaxed) != inode;
   }

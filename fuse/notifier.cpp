@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "fuse/notifier.hpp"
 
+#include <unistd.h>
+
 #include "common/log.hpp"
 
 namespace portalfs::fuse {
@@ -17,11 +19,13 @@ void Notifier::stop_waiting() {
   }
 }
 
-void Notifier::start(fuse_session* se) {
+void Notifier::start(fuse_session* se, std::function<void()> at_exit) {
   stop_waiting();
   std::lock_guard lock(mutex_);
   queue_.clear();
   se_ = se;
+  exited_ = false;
+  at_exit_ = std::move(at_exit);
   stopping_ = false;
   thread_ = std::thread([this] { run(); });
 }
@@ -33,7 +37,7 @@ bool Notifier::stop(std::chrono::milliseconds patience) {
     stopping_ = true;
     queue_.clear();
     wake_.notify_all();
-    if (!idle_.wait_for(lock, patience, [this] { return !busy_; })) return false;
+    if (!idle_.wait_for(lock, patience, [this] { return exited_; })) return false;
   }
   thread_.join();
   std::lock_guard lock(mutex_);
@@ -41,18 +45,21 @@ bool Notifier::stop(std::chrono::milliseconds patience) {
   return true;
 }
 
-void Notifier::post(Item item) {
+bool Notifier::post(Item item) {
   std::lock_guard lock(mutex_);
-  if (!se_ || stopping_) return;
+  if (!se_ || stopping_) return false;
   queue_.push_back(std::move(item));
   wake_.notify_one();
+  return true;
 }
 
-void Notifier::inval_inode(fuse_ino_t ino, off_t off, off_t len) { post(Item{ino, off, len, {}}); }
+void Notifier::inval_inode(fuse_ino_t ino, off_t off, off_t len) { post(Item{ino, off, len, {}, {}}); }
 
 void Notifier::inval_entry(fuse_ino_t parent, std::string name) {
-  post(Item{parent, 0, 0, std::move(name)});
+  post(Item{parent, 0, 0, std::move(name), {}});
 }
+
+bool Notifier::run_later(std::function<void()> work) { return post(Item{0, 0, 0, {}, std::move(work)}); }
 
 bool Notifier::wait_idle(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
@@ -60,6 +67,7 @@ bool Notifier::wait_idle(std::chrono::milliseconds timeout) {
 }
 
 void Notifier::run() {
+  tid_.store(::gettid(), std::memory_order_relaxed);
   std::unique_lock lock(mutex_);
   for (;;) {
     wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
@@ -71,7 +79,13 @@ void Notifier::run() {
     lock.unlock();
     // Errors are expected and harmless: ENOENT for an inode the kernel forgot, ENOTCONN
     // while the mount goes away.
-    if (item.name.empty()) {
+    if (item.work) {
+      try {
+        item.work();
+      } catch (const std::exception& e) {
+        common::log(common::LogLevel::error, std::string("notifier: ") + e.what());
+      }
+    } else if (item.name.empty()) {
       fuse_lowlevel_notify_inval_inode(se, item.ino, item.off, item.len);
     } else {
       fuse_lowlevel_notify_inval_entry(se, item.ino, item.name.c_str(), item.name.size());
@@ -81,7 +95,12 @@ void Notifier::run() {
     busy_ = false;
     idle_.notify_all();
   }
+  lock.unlock();
+  if (at_exit_) at_exit_();  // stop() waits for it too
+  lock.lock();
+  tid_.store(0, std::memory_order_relaxed);
   busy_ = false;
+  exited_ = true;
   idle_.notify_all();
 }
 

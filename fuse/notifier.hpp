@@ -15,8 +15,12 @@
 
 #include "fuse/fuse_api.hpp"
 
+#include <sys/types.h>
+
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <cstdint>
 #include <deque>
 #include <mutex>
@@ -35,7 +39,8 @@ class Notifier {
 
   /// Starts sending to `se` (a thread), stopping a running one first (waiting as long as it
   /// takes). Invalidations queued before are dropped.
-  void start(fuse_session* se);
+  /// `at_exit` runs on the thread before it ends (while the mount still answers).
+  void start(fuse_session* se, std::function<void()> at_exit = {});
   /// Drops what is queued, stops taking more and joins the thread once the invalidation being
   /// sent is done. Returns false if that one is still blocked after `patience`: it waits for a
   /// lock held by a request nobody serves any more (the loop ended with the mount in use).
@@ -47,6 +52,13 @@ class Notifier {
   /// The name `name` in the directory `parent` (and the directory's attributes).
   void inval_entry(fuse_ino_t parent, std::string name);
 
+  /// Runs `work` on this thread, in order with the invalidations (events.cpp: the echoes that
+  /// raise inotify events in sibling views are syscalls into the mount, which may block).
+  /// false: not running, `work` was dropped.
+  bool run_later(std::function<void()> work);
+  /// The thread's id, as the kernel puts it in the requests this thread causes (0: none).
+  pid_t tid() const { return tid_.load(std::memory_order_relaxed); }
+
   /// Waits until everything queued so far was sent (tests; returns false on timeout).
   bool wait_idle(std::chrono::milliseconds timeout);
 
@@ -55,9 +67,10 @@ class Notifier {
     fuse_ino_t ino;
     off_t off, len;
     std::string name;  // non-empty: an entry
+    std::function<void()> work;  // set: run it instead
   };
   void run();
-  void post(Item item);
+  bool post(Item item);
   /// stop() until it succeeds, with a warning each time it did not.
   void stop_waiting();
 
@@ -66,7 +79,10 @@ class Notifier {
   std::deque<Item> queue_;
   fuse_session* se_ = nullptr;  // null: not running, posts are dropped
   bool stopping_ = false, busy_ = false;
+  bool exited_ = true;  // run() has ended (or never started)
   std::thread thread_;
+  std::function<void()> at_exit_;
+  std::atomic<pid_t> tid_{0};
 };
 
 }  // namespace portalfs::fuse

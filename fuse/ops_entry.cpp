@@ -17,7 +17,8 @@ using common::Errno;
 using common::Result;
 using policy::Op;
 
-Result<fuse_entry_param> Filesystem::lookup(Call&, fuse_ino_t parent, const char* name) {
+Result<fuse_entry_param> Filesystem::lookup(Call& call, fuse_ino_t parent, const char* name) {
+  if (call.echo) return echo_lookup(parent, name);
   auto p = resolve_for(parent, Op::lookup);
   if (!p) return p.err();
   if (p->synthetic()) return synth_lookup(*static_cast<SynthInode*>(p->inode), name);
@@ -59,6 +60,7 @@ Result<Attr> Filesystem::getattr(Call&, fuse_ino_t ino, fuse_file_info* fi) {
 
 Result<Attr> Filesystem::setattr(Call& call, fuse_ino_t ino, struct stat* attr, int to_set,
                                  fuse_file_info* fi) {
+  if (call.echo) return getattr(call, ino, nullptr);  // events.cpp: attrib
   auto n = resolve_for(ino, Op::setattr);
   if (!n) return n.err();
   const View& view = *n->view;
@@ -142,6 +144,7 @@ Result<Attr> Filesystem::setattr(Call& call, fuse_ino_t ino, struct stat* attr, 
   auto siblings = siblings_of(n->inode);
   if (to_set & FUSE_SET_ATTR_SIZE) call.data_changed(siblings, 0, 0);
   else call.attr_changed(siblings);
+  note_file((to_set & FUSE_SET_ATTR_SIZE) ? Event::modified : Event::attrib, n->inode);
   return Attr{present(view, st), attr_timeout(view, n->inode)};
 }
 

@@ -118,6 +118,11 @@ void Filesystem::close_handle(std::unique_ptr<FileHandle> fh) {
 }
 
 Result<Opened> Filesystem::open(Call& call, fuse_ino_t ino, fuse_file_info* fi) {
+  if (call.echo) {  // events.cpp, modified: a handle with no file (fh 0) for fallocate alone
+    fi->fh = 0;
+    fi->direct_io = 1;
+    return Opened{*fi, {}};
+  }
   auto n = resolve_for(ino, writes(fi->flags) ? Op::open_write : Op::open_read);
   if (!n) return n.err();
   if (n->synthetic()) return Errno{EISDIR};
@@ -144,7 +149,10 @@ Result<Opened> Filesystem::open(Call& call, fuse_ino_t ino, fuse_file_info* fi) 
   const PassthroughReply pass = set_io_mode(fi, *n->view, *fh);
   fi->fh = files_.add(std::move(fh));
   // O_TRUNC changed the size: the siblings drop their pages (as after setattr).
-  if (fi->flags & O_TRUNC) call.data_changed(siblings_of(n->inode), 0, 0);
+  if (fi->flags & O_TRUNC) {
+    call.data_changed(siblings_of(n->inode), 0, 0);
+    note_file(Event::modified, n->inode);
+  }
   return Opened{*fi, pass};
 }
 
@@ -204,7 +212,9 @@ Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* na
   table_.opened(fh->inode);
   const PassthroughReply pass = set_io_mode(fi, view, *fh);
   fi->fh = files_.add(std::move(fh));
-  call.entry_changed(siblings_of(p->inode), name);
+  if (!made || !note_created(*p, name, S_IFREG, e->ino)) {
+    call.entry_changed(siblings_of(p->inode), name);
+  }
   return Created{*e, *fi, pass};
 }
 
@@ -226,20 +236,24 @@ Result<Written> Filesystem::write_buf(Call& call, fuse_ino_t ino, fuse_bufvec* i
   if (n < 0) return Errno{static_cast<int>(-n)};
   fh->wrote.store(true, std::memory_order_relaxed);
   call.data_changed(siblings_of(fh->inode), off, n);
+  note_file(Event::modified, fh->inode);
   return Written{static_cast<size_t>(n)};
 }
 
-void Filesystem::record_writes(fuse_ino_t ino, FileHandle& fh) {
+bool Filesystem::record_writes(fuse_ino_t ino, FileHandle& fh) {
+  if (!fh.wrote.exchange(false, std::memory_order_relaxed)) return false;
   // Its maker is recorded as such (record_made); anyone else who wrote is recorded now.
-  if (!fh.wrote.exchange(false, std::memory_order_relaxed) || fh.made) return;
+  if (fh.made) return true;
   const Node n = resolve(ino);
   if (n.view) record_changed(*n.view, fh.fd.get());
+  return true;
 }
 
 Result<void> Filesystem::flush(Call&, fuse_ino_t ino, fuse_file_info* fi) {
+  if (fi->fh == 0) return {};  // an echo's (events.cpp)
   // At close(), before the caller's close returns (a release comes later, in the
   // background): who wrote is on disk once the writer closed.
-  record_writes(ino, *file_of(fi));
+  if (record_writes(ino, *file_of(fi))) note_file(Event::closed, file_of(fi)->inode);
   // close() of a duplicate reports the errors a network file system would give at close
   // and releases POSIX locks the way close() does; the handle stays open.
   int dup = ::dup(file_of(fi)->fd.get());
@@ -253,14 +267,17 @@ Result<void> Filesystem::fsync(Call&, fuse_ino_t, int datasync, fuse_file_info* 
 }
 
 Result<void> Filesystem::release(Call&, fuse_ino_t ino, fuse_file_info* fi) {
+  if (fi->fh == 0) return {};  // an echo's
   auto fh = files_.take(fi->fh);
-  record_writes(ino, *fh);  // written since the last flush, or never flushed
+  // written since the last flush, or never flushed
+  if (record_writes(ino, *fh)) note_file(Event::closed, fh->inode);
   close_handle(std::move(fh));
   return {};
 }
 
 Result<void> Filesystem::fallocate(Call& call, fuse_ino_t ino, int mode, off_t offset, off_t length,
                                    fuse_file_info* fi) {
+  if (call.echo) return {};  // events.cpp, modified
   auto n = resolve_for(ino, Op::fallocate);
   if (!n) return n.err();
   FileHandle* fh = file_of(fi);
@@ -268,6 +285,7 @@ Result<void> Filesystem::fallocate(Call& call, fuse_ino_t ino, int mode, off_t o
   if (::fallocate(fh->fd.get(), mode, offset, length) != 0) return Errno{errno};
   fh->wrote.store(true, std::memory_order_relaxed);
   call.data_changed(siblings_of(fh->inode), offset, length);
+  note_file(Event::modified, fh->inode);
   return {};
 }
 
@@ -290,6 +308,7 @@ Result<Written> Filesystem::copy_file_range(Call& call, fuse_ino_t ino_in, off_t
   if (n < 0) return Errno{errno};
   out->wrote.store(true, std::memory_order_relaxed);
   call.data_changed(siblings_of(out->inode), off_out - n, n);
+  note_file(Event::modified, out->inode);
   return Written{static_cast<size_t>(n)};
 }
 

@@ -30,12 +30,17 @@ Result<fuse_entry_param> Filesystem::make_node(
   if (fd < 0) return Errno{errno};
   record_made(view, fd);
   auto e = make_entry(view, fd);
-  if (e) call.entry_changed(siblings_of(p.inode), name);
+  if (e) {
+    if (!note_created(p, name, e->attr.st_mode, e->ino)) {
+      call.entry_changed(siblings_of(p.inode), name);
+    }
+  }
   return e;
 }
 
 Result<fuse_entry_param> Filesystem::mknod(Call& call, fuse_ino_t parent, const char* name,
                                            mode_t mode, dev_t) {
+  if (call.echo) return echo_made(parent, name);  // events.cpp
   const Node p = resolve(parent);
   const auto kind = p.view ? p.view->spec.kind : policy::GrantKind::data;
   if (auto d = policy::decide_mknod(target_of(p), kind, mode); !d.allowed()) {
@@ -51,6 +56,7 @@ Result<fuse_entry_param> Filesystem::mknod(Call& call, fuse_ino_t parent, const 
 }
 
 Result<fuse_entry_param> Filesystem::mkdir(Call& call, fuse_ino_t parent, const char* name, mode_t mode) {
+  if (call.echo) return echo_made(parent, name);
   auto p = resolve_for(parent, Op::mkdir);
   if (!p) return p.err();
   return make_node(call, *p, name, [&](int dirfd, const View& view) {
@@ -60,6 +66,7 @@ Result<fuse_entry_param> Filesystem::mkdir(Call& call, fuse_ino_t parent, const 
 
 Result<fuse_entry_param> Filesystem::symlink(Call& call, const char* link, fuse_ino_t parent,
                                              const char* name) {
+  if (call.echo) return echo_made(parent, name);
   // The target is stored as given and resolved by the kernel in the caller's own view;
   // the daemon never follows it.
   auto p = resolve_for(parent, Op::symlink);
@@ -82,12 +89,16 @@ Result<fuse_entry_param> Filesystem::link(Call& call, fuse_ino_t ino, fuse_ino_t
   if (nfd < 0) return Errno{errno};
   auto e = make_entry(*dst.view, nfd);
   if (!e) return e;
-  call.entry_changed(siblings_of(dst.inode), newname);
+  if (!note_created(dst, newname, e->attr.st_mode, e->ino)) {
+    call.entry_changed(siblings_of(dst.inode), newname);
+  }
   call.attr_changed(siblings_of(src.inode));  // the link count changed
+  note_file(Event::attrib, src.inode);
   return e;
 }
 
 Result<void> Filesystem::unlink(Call& call, fuse_ino_t parent, const char* name) {
+  if (call.echo) return {};  // events.cpp
   auto p = resolve_for(parent, Op::unlink, name);
   if (!p) return p.err();
   auto pfd = fd_of(*p);
@@ -95,10 +106,12 @@ Result<void> Filesystem::unlink(Call& call, fuse_ino_t parent, const char* name)
   if (int err = check_entry(*p->view, pfd->get(), name, Op::unlink)) return Errno{err};
   if (::unlinkat(pfd->get(), name, 0) != 0) return Errno{errno};
   call.entry_changed(siblings_of(p->inode), name);
+  note_deleted(p->inode, name, S_IFREG);
   return {};
 }
 
 Result<void> Filesystem::rmdir(Call& call, fuse_ino_t parent, const char* name) {
+  if (call.echo) return {};
   auto p = resolve_for(parent, Op::rmdir);
   if (!p) return p.err();
   auto pfd = fd_of(*p);
@@ -106,11 +119,13 @@ Result<void> Filesystem::rmdir(Call& call, fuse_ino_t parent, const char* name) 
   if (int err = check_entry(*p->view, pfd->get(), name, Op::rmdir)) return Errno{err};
   if (::unlinkat(pfd->get(), name, AT_REMOVEDIR) != 0) return Errno{errno};
   call.entry_changed(siblings_of(p->inode), name);
+  note_deleted(p->inode, name, S_IFDIR);
   return {};
 }
 
 Result<void> Filesystem::rename(Call& call, fuse_ino_t parent, const char* name,
                                 fuse_ino_t newparent, const char* newname, unsigned int flags) {
+  if (call.echo) return {};
   auto places = resolve_for(parent, newparent, Op::rename, name, newname);
   if (!places) return places.err();
   const auto& [from, to] = *places;
@@ -125,8 +140,10 @@ Result<void> Filesystem::rename(Call& call, fuse_ino_t parent, const char* name,
     if (int err = check_entry(*to.view, tfd->get(), newname, Op::rename)) return Errno{err};
   }
   if (::renameat2(ffd->get(), name, tfd->get(), newname, flags) != 0) return Errno{errno};
-  call.entry_changed(siblings_of(from.inode), name);
-  call.entry_changed(siblings_of(to.inode), newname);
+  if ((flags & RENAME_EXCHANGE) || !note_moved(from.inode, name, to.inode, tfd->get(), newname)) {
+    call.entry_changed(siblings_of(from.inode), name);
+    call.entry_changed(siblings_of(to.inode), newname);
+  }
   return {};
 }
 

@@ -17,7 +17,8 @@ template <auto Member, typename... Args>
 void call(fuse_req_t req, Args... args) {
   auto* fs = static_cast<Filesystem*>(fuse_req_userdata(req));
   const fuse_ctx* ctx = fuse_req_ctx(req);
-  Call c{ctx->uid, ctx->gid, {}};
+  const pid_t echo = fs->echo_tid();
+  Call c{ctx->uid, ctx->gid, echo != 0 && ctx->pid == echo, {}};
   std::optional<decltype((fs->*Member)(c, args...))> result;
   try {
     result.emplace((fs->*Member)(c, args...));

@@ -66,6 +66,7 @@ Result<void> Filesystem::setxattr(Call& call, fuse_ino_t ino, const char* name, 
   if (::setxattr(proc_path(fd->get()).c_str(), name, value, size, flags) != 0) return Errno{errno};
   record_changed(*n->view, fd->get());
   call.attr_changed(siblings_of(n->inode));
+  note_file(Event::attrib, n->inode);
   return {};
 }
 
@@ -79,6 +80,7 @@ Result<void> Filesystem::removexattr(Call& call, fuse_ino_t ino, const char* nam
   if (::removexattr(proc_path(fd->get()).c_str(), name) != 0) return Errno{errno};
   record_changed(*n->view, fd->get());
   call.attr_changed(siblings_of(n->inode));
+  note_file(Event::attrib, n->inode);
   return {};
 }
 

@@ -75,7 +75,7 @@ Session::~Session() {
 int Session::run() {
   // The notifier's thread starts here, not when mounting: portalfsd goes to the background
   // (fork) in between, and a fork keeps only the calling thread.
-  fs_.attach_session(se_);
+  fs_.attach_session(se_, options_.mountpoint);
   fuse_loop_config* cfg = fuse_loop_cfg_create();
   if (options_.max_threads) fuse_loop_cfg_set_max_threads(cfg, options_.max_threads);
   int rc = fuse_session_loop_mt(se_, cfg);

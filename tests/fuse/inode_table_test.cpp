@@ -71,8 +71,11 @@ TEST_F(InodeTableTest, SameFileInTwoViewsIsTwoSiblingInodes) {
   Inode* va = *table.find_or_insert(1, a.st, a.fd);
   Inode* vb = *table.find_or_insert(2, b.st, b.fd);
   EXPECT_NE(va, vb);
-  ASSERT_EQ(table.siblings(va), std::vector<Inode*>{vb});
-  ASSERT_EQ(table.siblings(vb), std::vector<Inode*>{va});
+  using Sibling = InodeTable::Sibling;
+  EXPECT_NE(va->generation, vb->generation);
+  ASSERT_EQ(table.siblings(va), (std::vector<Sibling>{{vb, 2, vb->generation}}));
+  ASSERT_EQ(table.siblings(vb), (std::vector<Sibling>{{va, 1, va->generation}}));
+  ASSERT_EQ(table.inodes_of(va->dev, va->ino, 1), (std::vector<Sibling>{{vb, 2, vb->generation}}));
   table.forget(vb, 1);
   EXPECT_TRUE(table.siblings(va).empty());
   EXPECT_FALSE(InodeTable::has_siblings(va));

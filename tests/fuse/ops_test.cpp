@@ -68,7 +68,7 @@ class Ops : public ::testing::Test {
   TempDir storage_;
   Filesystem fs_;
   policy::ViewSpecs views_;
-  Call call_{1000, 1000, {}};
+  Call call_{1000, 1000, false, {}};
 };
 
 TEST_F(Ops, MkdirInAReadOnlyViewIsErofsAndLeavesTheDiskAlone) {

@@ -1,0 +1,169 @@
+// SPDX-License-Identifier: MIT
+#include "fuse/host_watch.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/fanotify.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/log.hpp"
+
+namespace portalfs::fuse {
+
+namespace {
+constexpr uint64_t kMask = FAN_CREATE | FAN_DELETE | FAN_RENAME | FAN_MODIFY | FAN_CLOSE_WRITE |
+                           FAN_ATTRIB | FAN_ONDIR;
+
+std::pair<int, int> fsid_key(const __kernel_fsid_t& f) { return {f.val[0], f.val[1]}; }
+}  // namespace
+
+std::string HostWatch::watch(int dir) {
+  struct statfs sf {};
+  struct stat st {};
+  if (::fstatfs(dir, &sf) != 0 || ::fstat(dir, &st) != 0) return std::strerror(errno);
+  __kernel_fsid_t fsid;
+  std::memcpy(&fsid, &sf.f_fsid, sizeof(fsid));
+  std::lock_guard lock(mutex_);
+  if (fsids_.count(fsid_key(fsid))) return "";
+  if (auto err = init_locked(); !err.empty()) return err;
+  if (::fanotify_mark(fan_.get(), FAN_MARK_ADD | FAN_MARK_FILESYSTEM, kMask, dir, nullptr) != 0) {
+    return std::string("fanotify_mark: ") + std::strerror(errno);
+  }
+  fsids_[fsid_key(fsid)] = st.st_dev;
+  return "";
+}
+
+std::string HostWatch::init_locked() {
+  if (fan_) return "";
+  int fd = ::fanotify_init(FAN_CLASS_NOTIF | FAN_REPORT_DFID_NAME | FAN_CLOEXEC | FAN_NONBLOCK,
+                           O_RDONLY | O_CLOEXEC | O_LARGEFILE);
+  if (fd < 0) return std::string("fanotify_init: ") + std::strerror(errno);
+  fan_.reset(fd);
+  return "";
+}
+
+void HostWatch::start(MountOf mount_of, Sink sink) {
+  stop();
+  std::lock_guard lock(mutex_);
+  if (auto err = init_locked(); !err.empty()) {
+    common::log(common::LogLevel::warn, "changes made on the host reach the views at their "
+                                        "timeouts only: " + err);
+    return;
+  }
+  int w = ::eventfd(0, EFD_CLOEXEC);
+  if (w < 0) return;
+  wake_.reset(w);
+  mount_of_ = std::move(mount_of);
+  sink_ = std::move(sink);
+  self_ = ::getpid();
+  thread_ = std::thread([this] { run(); });
+}
+
+void HostWatch::stop() {
+  if (!thread_.joinable()) return;
+  uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_.get(), &one, sizeof(one));
+  thread_.join();
+}
+
+void HostWatch::run() {
+  alignas(fanotify_event_metadata) char buf[16384];
+  for (;;) {
+    pollfd fds[2] = {{fan_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) return;
+    if (fds[1].revents) return;
+    ssize_t len = ::read(fan_.get(), buf, sizeof(buf));
+    if (len <= 0) continue;
+    const auto* m = reinterpret_cast<const fanotify_event_metadata*>(buf);
+    for (; FAN_EVENT_OK(m, len); m = FAN_EVENT_NEXT(m, len)) {
+      try {
+        report(m);
+      } catch (const std::exception& e) {
+        common::log(common::LogLevel::error, std::string("host change lost: ") + e.what());
+      }
+    }
+  }
+}
+
+bool HostWatch::resolve(const fanotify_event_info_fid* fid, common::UniqueFd& dir, dev_t& dev,
+                        ino_t& ino, std::string& name) {
+  dev_t fs = 0;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = fsids_.find(fsid_key(fid->fsid));
+    if (it == fsids_.end()) return false;
+    fs = it->second;
+  }
+  auto mount = mount_of_(fs);
+  if (!mount) return false;
+  auto* fh = reinterpret_cast<file_handle*>(const_cast<unsigned char*>(fid->handle));
+  int fd = ::open_by_handle_at(mount->get(), fh, O_PATH | O_CLOEXEC);
+  if (fd < 0) return false;  // gone already, or not reachable from the served tree
+  dir.reset(fd);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return false;
+  dev = st.st_dev;
+  ino = st.st_ino;
+  name = reinterpret_cast<const char*>(fh->f_handle + fh->handle_bytes);
+  return true;
+}
+
+void HostWatch::report(const fanotify_event_metadata* m) {
+  if (m->vers != FANOTIFY_METADATA_VERSION) return;
+  if (m->mask & FAN_Q_OVERFLOW) {
+    HostChange c;
+    c.kind = HostChange::overflow;
+    sink_(c);
+    return;
+  }
+  if (m->pid == self_) return;  // portalfsd's own change: the op that made it told the views
+  HostChange c;
+  c.is_dir = m->mask & FAN_ONDIR;
+  bool have_old = false, have_new = false;
+  for (auto off = m->metadata_len; off + sizeof(fanotify_event_info_header) <= m->event_len;) {
+    const auto* hdr = reinterpret_cast<const fanotify_event_info_header*>(
+        reinterpret_cast<const char*>(m) + off);
+    if (hdr->len == 0) break;
+    const auto* fid = reinterpret_cast<const fanotify_event_info_fid*>(hdr);
+    if (hdr->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME || hdr->info_type == FAN_EVENT_INFO_TYPE_OLD_DFID_NAME) {
+      have_old = resolve(fid, c.dir, c.dev, c.ino, c.name);
+    } else if (hdr->info_type == FAN_EVENT_INFO_TYPE_NEW_DFID_NAME) {
+      have_new = resolve(fid, c.to_dir, c.to_dev, c.to_ino, c.to_name);
+    }
+    off += hdr->len;
+  }
+  // One event may stand for several changes of one entry (the kernel merges them): reported
+  // in the order they must have happened.
+  const auto send = [&](HostChange::Kind kind) {
+    c.kind = kind;
+    sink_(c);
+  };
+  if (m->mask & FAN_RENAME) {
+    // A rename whose other side is not served is a create or a delete here.
+    if (have_old && have_new) send(HostChange::moved);
+    else if (have_new) {
+      c.dir = std::move(c.to_dir);
+      c.dev = c.to_dev;
+      c.ino = c.to_ino;
+      c.name = c.to_name;
+      send(HostChange::created);
+    } else if (have_old) {
+      send(HostChange::deleted);
+    }
+    return;
+  }
+  if (!have_old) return;
+  if (m->mask & FAN_CREATE) send(HostChange::created);
+  if (m->mask & FAN_MODIFY) send(HostChange::modified);
+  if (m->mask & FAN_ATTRIB) send(HostChange::attrib);
+  if (m->mask & FAN_CLOSE_WRITE) send(HostChange::closed);
+  if (m->mask & FAN_DELETE) send(HostChange::deleted);
+}
+
+}  // namespace portalfs::fuse

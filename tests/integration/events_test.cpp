@@ -1,0 +1,267 @@
+// SPDX-License-Identifier: MIT
+// Change events across views (fuse/events.cpp): an inotify watcher in app B's view hears of
+// what app A changes through its own view of the same directory, with the events a local file
+// system gives, each within a second.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <thread>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tests/integration/fs_helpers.hpp"
+#include "tests/integration/mounted_fs.hpp"
+
+namespace portalfs::testutil {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr uint32_t kChanges = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY |
+                              IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF;
+
+struct Ev {
+  uint32_t mask;
+  uint32_t cookie;
+  std::string name;
+};
+
+// An inotify instance; closed before the fixture unmounts (a watch pins its inode).
+class Watcher {
+ public:
+  Watcher() : fd_(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) {}
+  ~Watcher() { ::close(fd_); }
+  Watcher(const Watcher&) = delete;
+  Watcher& operator=(const Watcher&) = delete;
+
+  int add(const std::string& path, uint32_t mask = kChanges) {
+    return ::inotify_add_watch(fd_, path.c_str(), mask);
+  }
+
+  /// The first event with all of `mask`'s bits for `name` (taken; others are kept), within
+  /// `timeout`.
+  std::optional<Ev> next(uint32_t mask, const std::string& name, std::chrono::milliseconds timeout = 1000ms) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+        if ((it->mask & mask) == mask && it->name == name) {
+          Ev e = *it;
+          pending_.erase(it);
+          return e;
+        }
+      }
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return std::nullopt;
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+      alignas(inotify_event) char buf[8192];
+      ssize_t n = ::read(fd_, buf, sizeof(buf));
+      for (ssize_t off = 0; off < n;) {
+        const auto* ie = reinterpret_cast<const inotify_event*>(buf + off);
+        pending_.push_back({ie->mask, ie->cookie, ie->len ? std::string(ie->name) : std::string()});
+        off += static_cast<ssize_t>(sizeof(inotify_event) + ie->len);
+      }
+    }
+  }
+
+ private:
+  int fd_;
+  std::vector<Ev> pending_;
+};
+
+class Events : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    PORTALFS_REQUIRE_MOUNT(m_);
+    backing_ = m_.storage() + "/media";
+    std::filesystem::create_directories(backing_);
+    auto a = m_.shared_view("a", "s", backing_, policy::Access::read_write);
+    auto b = m_.shared_view("b", "s", backing_, policy::Access::read);
+    m_.set_views({a, b});
+    a_ = m_.path(a);
+    b_ = m_.path(b);
+  }
+  MountedFs m_;
+  std::string backing_, a_, b_;
+};
+
+TEST_F(Events, AWatcherInBHearsWhatAChangesInTheSameDirectory) {
+  Watcher w;
+  ASSERT_GE(w.add(b_), 0) << std::strerror(errno);
+
+  write_file(a_ + "/photo.jpg", "jpeg bytes");
+  EXPECT_TRUE(w.next(IN_CREATE, "photo.jpg")) << "no IN_CREATE";
+  EXPECT_TRUE(w.next(IN_MODIFY, "photo.jpg")) << "no IN_MODIFY";
+  EXPECT_TRUE(w.next(IN_CLOSE_WRITE, "photo.jpg")) << "no IN_CLOSE_WRITE";
+
+  ASSERT_EQ(sys(::chmod((a_ + "/photo.jpg").c_str(), 0600)), kOk);
+  EXPECT_TRUE(w.next(IN_ATTRIB, "photo.jpg")) << "no IN_ATTRIB";
+
+  ASSERT_EQ(sys(::rename((a_ + "/photo.jpg").c_str(), (a_ + "/renamed.jpg").c_str())), kOk);
+  auto from = w.next(IN_MOVED_FROM, "photo.jpg");
+  ASSERT_TRUE(from) << "no IN_MOVED_FROM";
+  auto to = w.next(IN_MOVED_TO, "renamed.jpg");
+  ASSERT_TRUE(to) << "no IN_MOVED_TO";
+  EXPECT_NE(from->cookie, 0u);
+  EXPECT_EQ(from->cookie, to->cookie) << "the two halves of a rename carry one cookie";
+
+  ASSERT_EQ(sys(::mkdir((a_ + "/album").c_str(), 0755)), kOk);
+  EXPECT_TRUE(w.next(IN_CREATE | IN_ISDIR, "album")) << "no IN_CREATE for a directory";
+  ASSERT_EQ(sys(::rmdir((a_ + "/album").c_str())), kOk);
+  EXPECT_TRUE(w.next(IN_DELETE | IN_ISDIR, "album")) << "no IN_DELETE for a directory";
+
+  ASSERT_EQ(sys(::symlink("renamed.jpg", (a_ + "/link").c_str())), kOk);
+  EXPECT_TRUE(w.next(IN_CREATE, "link")) << "no IN_CREATE for a symlink";
+
+  ASSERT_EQ(sys(::unlink((a_ + "/renamed.jpg").c_str())), kOk);
+  EXPECT_TRUE(w.next(IN_DELETE, "renamed.jpg")) << "no IN_DELETE";
+
+  // What B sees after the echoes is what is on disk.
+  EXPECT_EQ(sys(::access((b_ + "/renamed.jpg").c_str(), F_OK)), Err{ENOENT});
+  EXPECT_EQ(sys(::access((b_ + "/photo.jpg").c_str(), F_OK)), Err{ENOENT});
+  struct stat st {};
+  ASSERT_EQ(sys(::lstat((b_ + "/link").c_str(), &st)), kOk);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+  ASSERT_EQ(sys(::unlink((a_ + "/link").c_str())), kOk);
+}
+
+TEST_F(Events, AWatchOnAFileInBHearsItsWritesCloseAndDeletion) {
+  write_file(a_ + "/song.flac", "v1");
+  Watcher w;
+  ASSERT_GE(w.add(b_ + "/song.flac"), 0) << std::strerror(errno);
+  {
+    auto fd = open_fd(a_ + "/song.flac", O_WRONLY | O_APPEND);
+    ASSERT_TRUE(fd);
+    ASSERT_EQ(::write(fd.get(), "+v2", 3), 3);
+    EXPECT_TRUE(w.next(IN_MODIFY, "")) << "no IN_MODIFY while A still writes";
+    EXPECT_FALSE(w.next(IN_CLOSE_WRITE, "", 300ms)) << "IN_CLOSE_WRITE before A closed";
+  }
+  EXPECT_TRUE(w.next(IN_CLOSE_WRITE, "")) << "no IN_CLOSE_WRITE when A closed";
+  EXPECT_EQ(read_file(b_ + "/song.flac"), "v1+v2");
+  ASSERT_EQ(sys(::unlink((a_ + "/song.flac").c_str())), kOk);
+  EXPECT_TRUE(w.next(IN_DELETE_SELF, "")) << "no IN_DELETE_SELF";
+}
+
+TEST_F(Events, AWatcherInADirectoryMadeByAnotherViewHearsItsChildren) {
+  ASSERT_EQ(sys(::mkdir((a_ + "/inbox").c_str(), 0755)), kOk);
+  Watcher w;
+  ASSERT_GE(w.add(b_ + "/inbox"), 0) << std::strerror(errno);
+  for (int i = 0; i < 20; ++i) write_file(a_ + "/inbox/f" + std::to_string(i), "x");
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_TRUE(w.next(IN_CLOSE_WRITE, "f" + std::to_string(i))) << "f" << i;
+  }
+  // Moved out to another directory: B's kernel learnt of it from its created echo.
+  ASSERT_EQ(sys(::mkdir((a_ + "/elsewhere").c_str(), 0755)), kOk);
+  ASSERT_EQ(sys(::rename((a_ + "/inbox/f0").c_str(), (a_ + "/elsewhere/f0").c_str())), kOk);
+  EXPECT_TRUE(w.next(IN_MOVED_FROM, "f0")) << "no event for a file moved away";
+  EXPECT_EQ(read_file(b_ + "/elsewhere/f0"), "x");
+}
+
+TEST_F(Events, ACreateOnlyViewHearsNothingOfOthersFiles) {
+  auto spec = m_.shared_view("c", "s", backing_, policy::Access::create_only);
+  auto views = m_.views();
+  views.push_back(spec);
+  m_.set_views(views);
+  // The new layout's invalidations first: a watch set before them could be on a dentry they drop.
+  ASSERT_TRUE(m_.fs().wait_invalidations(std::chrono::seconds(5)));
+  const std::string c = m_.path(spec);
+  Watcher w, control;
+  ASSERT_GE(w.add(c), 0) << std::strerror(errno);
+  ASSERT_GE(control.add(b_), 0) << std::strerror(errno);
+  write_file(a_ + "/private.txt", "not for c");
+  ASSERT_EQ(sys(::unlink((a_ + "/private.txt").c_str())), kOk);
+  // B's watcher is the control: the events were raised, C's view hid them.
+  EXPECT_TRUE(control.next(IN_CREATE, "private.txt"));
+  EXPECT_TRUE(control.next(IN_DELETE, "private.txt"));
+  EXPECT_FALSE(w.next(IN_CREATE, "private.txt", 500ms)) << "a create-only view heard of another app's file";
+  EXPECT_FALSE(w.next(IN_DELETE, "private.txt", 500ms)) << "a create-only view heard of another app's file";
+}
+
+// Changes made on the host, in the backing directory, by another process than the daemon.
+class HostEvents : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    PORTALFS_REQUIRE_MOUNT(m_);
+    backing_ = m_.storage() + "/media";
+    std::filesystem::create_directories(backing_);
+    auto b = m_.shared_view("b", "s", backing_, policy::Access::read);
+    m_.set_views({b});
+    b_ = m_.path(b);
+  }
+  // The host's side: a child process (portalfsd skips its own changes).
+  static void on_host(const std::function<int()>& fn) { ASSERT_EQ(run_as(0, 0, fn), 0); }
+
+  // Long timeouts: whatever B sees at once came from an invalidation, not an expiry.
+  MountedFs m_{fuse::Options{.entry_timeout = 60, .attr_timeout = 60}};
+  std::string backing_, b_;
+};
+
+TEST_F(HostEvents, AWatcherInAViewHearsChangesMadeOnTheHost) {
+  Watcher w;
+  ASSERT_GE(w.add(b_), 0) << std::strerror(errno);
+  const std::string f = backing_ + "/scan.pdf", g = backing_ + "/renamed.pdf";
+  on_host([&] {
+    int fd = ::open(f.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd < 0 || ::write(fd, "pdf", 3) != 3) return 1;
+    return ::close(fd);
+  });
+  EXPECT_TRUE(w.next(IN_CREATE, "scan.pdf", 2000ms)) << "no IN_CREATE";
+  EXPECT_TRUE(w.next(IN_MODIFY, "scan.pdf", 2000ms)) << "no IN_MODIFY";
+  EXPECT_TRUE(w.next(IN_CLOSE_WRITE, "scan.pdf", 2000ms)) << "no IN_CLOSE_WRITE";
+  on_host([&] { return ::chmod(f.c_str(), 0600); });
+  EXPECT_TRUE(w.next(IN_ATTRIB, "scan.pdf", 2000ms)) << "no IN_ATTRIB";
+  on_host([&] { return ::rename(f.c_str(), g.c_str()); });
+  auto from = w.next(IN_MOVED_FROM, "scan.pdf", 2000ms);
+  auto to = w.next(IN_MOVED_TO, "renamed.pdf", 2000ms);
+  ASSERT_TRUE(from && to) << "no IN_MOVED_FROM/IN_MOVED_TO";
+  EXPECT_EQ(from->cookie, to->cookie);
+  on_host([&] { return ::mkdir((backing_ + "/dir").c_str(), 0755); });
+  EXPECT_TRUE(w.next(IN_CREATE | IN_ISDIR, "dir", 2000ms)) << "no IN_CREATE for a directory";
+  on_host([&] { return ::rmdir((backing_ + "/dir").c_str()); });
+  EXPECT_TRUE(w.next(IN_DELETE | IN_ISDIR, "dir", 2000ms)) << "no IN_DELETE for a directory";
+  on_host([&] { return ::unlink(g.c_str()); });
+  EXPECT_TRUE(w.next(IN_DELETE, "renamed.pdf", 2000ms)) << "no IN_DELETE";
+}
+
+TEST_F(HostEvents, AHostChangeReachesWhatAViewCachedAtOnce) {
+  const std::string f = backing_ + "/notes.txt";
+  on_host([&] {
+    int fd = ::open(f.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd < 0 || ::write(fd, "v1", 2) != 2) return 1;
+    return ::close(fd);
+  });
+  // B caches a negative entry for "later.txt" and the attributes of notes.txt for 60 s.
+  EXPECT_EQ(sys(::access((b_ + "/later.txt").c_str(), F_OK)), Err{ENOENT});
+  struct stat st {};
+  ASSERT_EQ(sys(::stat((b_ + "/notes.txt").c_str(), &st)), kOk);
+  ASSERT_EQ(st.st_size, 2);
+  on_host([&] {
+    int fd = ::open(f.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0 || ::write(fd, "+v2", 3) != 3) return 1;
+    ::close(fd);
+    fd = ::open((backing_ + "/later.txt").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+    return fd < 0 ? 1 : ::close(fd);
+  });
+  const auto deadline = std::chrono::steady_clock::now() + 2s;
+  bool fresh = false;
+  while (!fresh && std::chrono::steady_clock::now() < deadline) {
+    fresh = ::stat((b_ + "/notes.txt").c_str(), &st) == 0 && st.st_size == 5 &&
+            ::access((b_ + "/later.txt").c_str(), F_OK) == 0;
+    if (!fresh) std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(fresh) << "B still shows what it cached before the host's change";
+  EXPECT_EQ(read_file(b_ + "/notes.txt"), "v1+v2");
+}
+
+}  // namespace
+}  // namespace portalfs::testutil
