@@ -10,7 +10,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
+#include <functional>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "tests/testutil/daemon_fixture.hpp"
@@ -53,16 +59,18 @@ class Container : public DaemonFixture {
     return run_command(args, 30s);
   }
 
-  /// Makes a bundle (busybox rootfs, the given portalfs mounts) and starts `sleep` in it,
-  /// detached, as uid/gid `uid` (default 1000).
+  /// Makes a bundle (busybox rootfs, the given portalfs mounts) and starts `args` (`sleep`)
+  /// in it, detached, as uid/gid `uid` (default 1000). Its output goes to runc-<id>.log.
   void start_container(const std::string& id, const json& mounts, std::optional<UserNs> userns = {},
-                       uint32_t uid = 1000) {
+                       uint32_t uid = 1000,
+                       std::vector<std::string> args = {"/bin/sleep", "600"}) {
     std::string bundle = dir_ / ("bundle-" + id);
     fs::create_directories(bundle + "/rootfs/bin");
     for (const char* d : {"data", "media", "documents", "music", "tunes", "tmp", "proc", "dev", "sys"}) {
       fs::create_directories(bundle + "/rootfs/" + d);
     }
     fs::copy_file(kBusybox, bundle + "/rootfs/bin/busybox");
+    fs::copy_file(PORTALFS_INOTIFY_WATCH, bundle + "/rootfs/bin/inotify_watch");
     for (const char* tool : {"sh", "cat", "echo", "ls", "sleep", "touch", "test", "stat", "id", "mkdir"}) {
       fs::create_symlink("busybox", bundle + "/rootfs/bin/" + tool);
     }
@@ -79,7 +87,7 @@ class Container : public DaemonFixture {
     cfg["mounts"] = kept;
     cfg["process"]["terminal"] = false;
     cfg["process"]["user"] = {{"uid", uid}, {"gid", uid}};
-    cfg["process"]["args"] = {"/bin/sleep", "600"};
+    cfg["process"]["args"] = args;
     cfg["root"]["readonly"] = true;
     if (userns) {
       cfg["linux"]["namespaces"].push_back({{"type", "user"}});
@@ -338,6 +346,52 @@ TEST_F(Container, ComposeServicesShareTheirDataDirectoryEachAsItself) {
   EXPECT_EQ(r.out, "la\n");
   EXPECT_THAT(r.err, HasSubstr("Read-only file system"));
   EXPECT_FALSE(fs::exists(storage() + "/shared/own_media/new.txt"));
+}
+
+// Issue #12: app B's container watches its view of a share with inotify; app A's container
+// changes the share through its own view. B hears every kind of change, as on a local disk.
+TEST_F(Container, AWatcherInOneAppsContainerHearsWhatAnotherAppChanges) {
+  write_file(dir_ / "writer.json", R"({"name": "writer", "v": "1.0", "shared_dirs": [
+    {"name": "own_documents", "path": "/documents", "access": "read-write", "uid": 1000, "gid": 1000}]})");
+  write_file(dir_ / "reader.json", R"({"name": "reader", "v": "1.0", "shared_dirs": [
+    {"name": "own_documents", "path": "/documents", "access": "read", "uid": 1000, "gid": 1000}]})");
+  ASSERT_EQ(ctl({"app", "install", dir_ / "writer.json"}).code, 0);
+  ASSERT_EQ(ctl({"app", "install", dir_ / "reader.json"}).code, 0);
+  ASSERT_NO_FATAL_FAILURE(start_container("writer1", oci_mounts("writer")));
+  ASSERT_NO_FATAL_FAILURE(
+      start_container("reader1", oci_mounts("reader"), {}, 1000, {"/bin/inotify_watch", "/documents"}));
+  const std::string log = dir_ / "runc-reader1.log";
+  const auto wait_for = [&](const std::function<bool(const std::string&)>& done) {
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!done(read_file(log)) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(50ms);
+    }
+    return read_file(log);
+  };
+  ASSERT_THAT(wait_for([](const std::string& s) { return s.find("ready") != std::string::npos; }),
+              HasSubstr("ready"));
+
+  auto r = exec("writer1", "echo scan > /documents/a.txt && chmod 600 /documents/a.txt && "
+                           "mv /documents/a.txt /documents/b.txt && mkdir /documents/d && "
+                           "rmdir /documents/d && rm /documents/b.txt");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::vector<std::string> expected = {"CREATE a.txt", "MODIFY a.txt", "CLOSE_WRITE a.txt",
+                                             "ATTRIB a.txt", "MOVED_FROM a.txt", "MOVED_TO b.txt",
+                                             "CREATE d",     "ISDIR d",      "DELETE d",
+                                             "DELETE b.txt"};
+  const std::string out = wait_for([&](const std::string& s) {
+    for (const auto& e : expected) {
+      if (s.find(e + " ") == std::string::npos) return false;
+    }
+    return true;
+  });
+  for (const auto& e : expected) EXPECT_THAT(out, HasSubstr(e + " ")) << out;
+  // The two halves of the rename carry one cookie.
+  std::smatch from, to;
+  ASSERT_TRUE(std::regex_search(out, from, std::regex("MOVED_FROM a.txt ([0-9]+)"))) << out;
+  ASSERT_TRUE(std::regex_search(out, to, std::regex("MOVED_TO b.txt ([0-9]+)"))) << out;
+  EXPECT_EQ(from[1], to[1]);
+  EXPECT_NE(from[1], "0");
 }
 
 }  // namespace
