@@ -328,6 +328,17 @@ class Filesystem {
   /// record_changed() once for the writes made through `fh` since the last call (ops_file.cpp).
   void record_writes(fuse_ino_t ino, FileHandle& fh);
 
+  // A share's trash (trash.cpp; policy/trash.hpp).
+  /// Removes the entry `name` of `dirfd` in `view` as unlink (`dir` false) or rmdir would,
+  /// with the same errors: into the view's trash when it has one, else for good. 0 or errno.
+  static int remove_entry(const View& view, int dirfd, const char* name, bool dir);
+  /// Before a rename in `view` of `from_dirfd`/`from_name` onto `dirfd`/`name`: the trash id
+  /// of a hard link of the file it will replace, put in the trash; "" when nothing is kept
+  /// (then the rename replaces it for good). The caller drops it (drop_kept) if the rename fails.
+  static std::string keep_replaced(const View& view, int from_dirfd, const char* from_name, int dirfd,
+                                   const char* name);
+  static void drop_kept(const View& view, const std::string& id);
+
   // Synthetic directories (synthetic.cpp).
   SynthInode* synth_inode(const std::string& path);
   SynthInode* find_synth(const std::string& path);

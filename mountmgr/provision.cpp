@@ -13,6 +13,7 @@
 
 #include "common/beneath.hpp"
 #include "mountmgr/paths.hpp"
+#include "policy/trash.hpp"
 
 namespace portalfs::mountmgr {
 namespace {
@@ -397,6 +398,8 @@ std::vector<std::string> share_dir_components(const std::string& share) { return
 std::vector<std::string> storage_dir_components(const std::string& name) { return {"storage", name}; }
 
 std::vector<std::string> trash_components() { return {kTrash}; }
+
+std::vector<std::string> share_trash_components(const std::string& share) { return {policy::kShareTrashDir, share}; }
 
 bool displayable_version(std::string_view text) {
   for (std::size_t i = 0; i < text.size();) {

@@ -17,6 +17,7 @@
 #include "policy/compose.hpp"
 #include "policy/id_map.hpp"
 #include "policy/manifest.hpp"
+#include "policy/trash.hpp"
 
 #ifndef PORTALFS_VERSION
 #define PORTALFS_VERSION "unknown"
@@ -114,6 +115,8 @@ po::options_description daemon_description() {
      "serve every read and write of data views in the daemon, not by kernel passthrough")
     ("example", po::bool_switch(),
      "install the example app (examples/notes.json) at start, to try portalfs out")
+    ("trash-purge-interval", po::value<std::string>()->value_name("SECONDS"),
+     "how often the shares' trashes are rid of entries older than their retention (default 3600)")
     ("help,h", "print this help and exit")
     ("version", "print the version and exit");
   // clang-format on
@@ -124,7 +127,7 @@ std::string daemon_usage() {
   return "Usage: portalfsd [--storage-root DIR] [--mountpoint DIR] [--state-dir DIR]\n"
          "                 [--socket PATH] [--foreground] [--threads N] [--log-level L]\n"
          "                 [--admin-group G] [--recover-from-backup] [--no-passthrough]\n"
-         "                 [--layout portalfs|freeshard] [--example]\n\n"
+         "                 [--layout portalfs|freeshard] [--example] [--trash-purge-interval SECONDS]\n\n"
          "Serves every app's data and shared directories as per-app views through one FUSE\n"
          "filesystem, and takes portalctl's requests on the control socket.\n\n" +
          help_text(daemon_description()) +
@@ -367,13 +370,28 @@ std::vector<Verb> app_verbs() {
 
 // ---- share *, grant, revoke ----
 
+// --trash D: a retention, checked by the one parser (policy/trash.hpp).
+void add_trash_option(po::options_description& d, const char* help) {
+  d.add_options()("trash", po::value<std::string>()->value_name("30d|12h|off"), help);
+}
+
+void build_trash_option(const char* verb, const VerbInput& in, CtlCommand& cmd) {
+  if (!in.vm.count("trash")) return;
+  const auto& text = in.vm["trash"].as<std::string>();
+  std::string expected;
+  if (!policy::parse_retention(text, &expected)) usage(std::string(verb) + ": --trash: " + expected + ", got " + json_quoted(text));
+  cmd.args["trash"] = text;
+}
+
 void define_share_create(po::options_description& d) {
   d.add_options()("owner", po::value<std::string>()->value_name("UID:GID"),
                   "who owns its files on disk (default 0:0)");
+  add_trash_option(d, "deletes through a view go to the share's trash, kept this long (default off)");
 }
 
 void build_share_create(const VerbInput& in, CtlCommand& cmd) {
   cmd.args["name"] = in.positional.at(0);
+  build_trash_option("share create", in, cmd);
   if (!in.vm.count("owner")) return;
   auto owner = in.vm["owner"].as<std::string>();
   auto parts = split(owner, ':');
@@ -382,6 +400,16 @@ void build_share_create(const VerbInput& in, CtlCommand& cmd) {
     usage("share create: --owner: expected UID:GID (like 1000:1000), got " + json_quoted(owner));
   }
   cmd.args["owner"] = owner;
+}
+
+void define_share_set(po::options_description& d) {
+  add_trash_option(d, "deletes through a view go to the share's trash, kept this long; off: deletes delete");
+}
+
+void build_share_set(const VerbInput& in, CtlCommand& cmd) {
+  cmd.args["name"] = in.positional.at(0);
+  if (!in.vm.count("trash")) usage("share set: missing --trash 30d|12h|off (the one setting there is)");
+  build_trash_option("share set", in, cmd);
 }
 
 void define_grant(po::options_description& d) {
@@ -426,9 +454,11 @@ void build_revoke(const VerbInput& in, CtlCommand& cmd) {
 std::vector<Verb> share_verbs() {
   // clang-format off
   return {
-      {"share create", "share.create", "NAME [--owner UID:GID]", "create a shared directory",
+      {"share create", "share.create", "NAME [--owner UID:GID] [--trash 30d]", "create a shared directory",
        {"NAME"}, define_share_create, build_share_create},
       {"share list", "share.list", "", "list the shared directories", {}, no_options, build_nothing},
+      {"share set", "share.set", "NAME --trash 30d|12h|off", "change a shared directory's trash",
+       {"NAME"}, define_share_set, build_share_set},
       {"grant", "grant", "APP SHARE MODE --path /in/container",
        "give an app a shared directory; MODE is read, read-write, create-only, no-delete or own-files (takes effect at once)",
        {"APP", "SHARE", "MODE"}, define_grant, build_grant},
@@ -494,6 +524,56 @@ std::vector<Verb> container_verbs() {
       {"detach", "detach", "APP --pid PID",
        "take APP's views out of the running container whose process is PID",
        {"APP"}, define_detach, build_detach},
+  };
+  // clang-format on
+}
+
+// ---- trash * (a share's trash, policy/trash.hpp) ----
+
+void define_trash_select(po::options_description& d) {
+  d.add_options()("app", po::value<std::string>()->value_name("APP"), "only what this app deleted");
+}
+
+void build_trash_select(const VerbInput& in, CtlCommand& cmd) {
+  if (!in.positional.empty()) cmd.args["share"] = in.positional.at(0);
+  if (in.vm.count("app")) cmd.args["app"] = in.vm["app"].as<std::string>();
+}
+
+void define_trash_purge(po::options_description& d) {
+  define_trash_select(d);
+  d.add_options()("older-than", po::value<std::string>()->value_name("30d|12h"), "only what was deleted longer ago");
+}
+
+void build_trash_purge(const VerbInput& in, CtlCommand& cmd) {
+  build_trash_select(in, cmd);
+  if (!in.vm.count("older-than")) return;
+  const auto& text = in.vm["older-than"].as<std::string>();
+  std::string expected;
+  const auto seconds = policy::parse_retention(text, &expected);
+  if (!seconds || *seconds == 0) usage("trash purge: --older-than: expected an age like 30d, 12h, 45m or 90s, got " + json_quoted(text));
+  cmd.args["older_than"] = *seconds;
+}
+
+void define_trash_restore(po::options_description& d) {
+  d.add_options()("to", po::value<std::string>()->value_name("PATH"),
+                  "where in the share to put it back (relative to the share; default where it was)");
+}
+
+void build_trash_restore(const VerbInput& in, CtlCommand& cmd) {
+  cmd.args["id"] = in.positional.at(0);
+  if (in.vm.count("to")) cmd.args["to"] = in.vm["to"].as<std::string>();
+}
+
+std::vector<Verb> trash_verbs() {
+  // clang-format off
+  return {
+      {"trash list", "trash.list", "[SHARE] [--app APP]", "list what was deleted through views of shares with a trash",
+       {"[SHARE]"}, define_trash_select, build_trash_select},
+      {"trash restore", "trash.restore", "ID [--to PATH]",
+       "put a trashed file or directory back, with its bytes, owner, mode and times",
+       {"ID"}, define_trash_restore, build_trash_restore},
+      {"trash purge", "trash.purge", "[SHARE] [--app APP] [--older-than 30d]", "delete trashed entries for good",
+       {"[SHARE]"}, define_trash_purge, build_trash_purge},
   };
   // clang-format on
 }
@@ -576,7 +656,7 @@ std::vector<Verb> storage_verbs() {
 const std::vector<Verb>& verbs() {
   static const std::vector<Verb> table = [] {
     std::vector<Verb> all;
-    for (auto&& part : {app_verbs(), share_verbs(), container_verbs(), storage_verbs()}) {
+    for (auto&& part : {app_verbs(), share_verbs(), container_verbs(), storage_verbs(), trash_verbs()}) {
       all.insert(all.end(), part.begin(), part.end());
     }
     return all;
@@ -669,7 +749,7 @@ const Verb* find_verb(std::string_view name) {
 }
 
 bool is_group(std::string_view word) {
-  return word == "app" || word == "share";
+  return word == "app" || word == "share" || word == "trash";
 }
 
 /// Where the global options end: the index of the first token that is not a global option or
@@ -759,6 +839,12 @@ DaemonOptions parse_daemon_options(const std::vector<std::string>& args) {
     auto n = parse_number(text, 0, 1024);
     if (!n) throw UsageError(kDaemon, "--threads: expected 0 to 1024, got " + json_quoted(text));
     o.threads = static_cast<unsigned>(*n);
+  }
+  if (vm.count("trash-purge-interval")) {
+    const auto& text = vm["trash-purge-interval"].as<std::string>();
+    auto n = parse_number(text, 1, 86400 * 30);
+    if (!n) throw UsageError(kDaemon, "--trash-purge-interval: expected 1 to 2592000 seconds, got " + json_quoted(text));
+    o.trash_purge_interval = static_cast<unsigned>(*n);
   }
   if (vm.count("log-level")) {
     const auto& text = vm["log-level"].as<std::string>();

@@ -66,6 +66,8 @@ struct DaemonOptions {
   bool example = false;
   /// "portalfs" (apps/<app>/) or "freeshard" (app_data/<app>/, a Freeshard user_data tree).
   std::string layout = "portalfs";
+  /// Seconds between purges of the shares' trashes' expired entries (--trash-purge-interval).
+  unsigned trash_purge_interval = 3600;
 };
 
 /// Parses portalfsd's arguments (without argv[0]). Every path must be absolute, because the

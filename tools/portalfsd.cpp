@@ -170,6 +170,7 @@ int run(const portalfs::tools::DaemonOptions& o) {
     cfg.mountpoint = o.mountpoint;
     cfg.recover_from_backup = o.recover_from_backup;
     cfg.apps_dir = o.layout == "freeshard" ? "app_data" : "apps";
+    cfg.trash_purge_interval = std::chrono::seconds(o.trash_purge_interval);
     manager = std::make_unique<portalfs::mountmgr::Manager>(
         cfg,
         [&fs](const portalfs::policy::ViewSpecs& views, const portalfs::policy::ViewSpecs& killed) {

@@ -70,7 +70,7 @@ TEST(DaemonOptions, EveryOption) {
   DaemonOptions o = parse_daemon_options(
       Args{"--storage-root", "/s", "--mountpoint=/m", "--state-dir", "/st", "--socket", "/x.sock",
            "--foreground", "--threads", "8", "--log-level", "debug", "--admin-group", "wheel",
-           "--recover-from-backup", "--example"});
+           "--recover-from-backup", "--example", "--trash-purge-interval", "60"});
   EXPECT_EQ(o.storage_root, "/s");
   EXPECT_EQ(o.mountpoint, "/m");
   EXPECT_EQ(o.state_dir, "/st");
@@ -81,6 +81,7 @@ TEST(DaemonOptions, EveryOption) {
   EXPECT_EQ(o.admin_group, "wheel");
   EXPECT_TRUE(o.recover_from_backup);
   EXPECT_TRUE(o.example);
+  EXPECT_EQ(o.trash_purge_interval, 60u);
 }
 
 TEST(DaemonOptions, ArgcArgvForm) {
@@ -113,6 +114,8 @@ TEST(DaemonOptions, BadValuesRefused) {
             "portalfsd: --threads: expected 0 to 1024, got \"-1\"; see portalfsd --help");
   EXPECT_EQ(daemon_error({"--threads", "many"}),
             "portalfsd: --threads: expected 0 to 1024, got \"many\"; see portalfsd --help");
+  EXPECT_EQ(daemon_error({"--trash-purge-interval", "0"}),
+            "portalfsd: --trash-purge-interval: expected 1 to 2592000 seconds, got \"0\"; see portalfsd --help");
   EXPECT_EQ(daemon_error({"--log-level", "loud"}),
             "portalfsd: --log-level: expected debug, info, warn or error, got \"loud\"; see "
             "portalfsd --help");
@@ -328,6 +331,36 @@ TEST(CtlVerbs, Shares) {
             "portalctl: share create: --owner: expected UID:GID (like 1000:1000), got \"alice\"; "
             "see portalctl --help");
   EXPECT_EQ(parse_ctl_command({"share", "list"}).verb, "share.list");
+}
+
+TEST(CtlVerbs, ShareTrash) {
+  EXPECT_EQ(parse_ctl_command({"share", "create", "docs", "--trash", "30d"}).args,
+            (nlohmann::json{{"name", "docs"}, {"trash", "30d"}}));
+  auto set = parse_ctl_command({"share", "set", "docs", "--trash", "off"});
+  EXPECT_EQ(set.verb, "share.set");
+  EXPECT_EQ(set.args, (nlohmann::json{{"name", "docs"}, {"trash", "off"}}));
+  auto list = parse_ctl_command({"trash", "list"});
+  EXPECT_EQ(list.verb, "trash.list");
+  EXPECT_EQ(list.args, nlohmann::json::object());
+  EXPECT_EQ(parse_ctl_command({"trash", "list", "docs", "--app", "notes"}).args,
+            (nlohmann::json{{"share", "docs"}, {"app", "notes"}}));
+  auto restore = parse_ctl_command({"trash", "restore", "20261206-223800-1a2b3c4d", "--to", "a/b.txt"});
+  EXPECT_EQ(restore.verb, "trash.restore");
+  EXPECT_EQ(restore.args, (nlohmann::json{{"id", "20261206-223800-1a2b3c4d"}, {"to", "a/b.txt"}}));
+  auto purge = parse_ctl_command({"trash", "purge", "--older-than", "12h"});
+  EXPECT_EQ(purge.verb, "trash.purge");
+  EXPECT_EQ(purge.args, (nlohmann::json{{"older_than", 12 * 3600}}));
+  EXPECT_EQ(ctl_error({"share", "set", "docs", "--trash", "1 d"}),
+            "portalctl: share set: --trash: expected a retention like 30d, 12h, 45m or 90s (at most 3650d), or "
+            "off, got \"1 d\"; see portalctl --help");
+  EXPECT_EQ(ctl_error({"share", "set", "docs"}),
+            "portalctl: share set: missing --trash 30d|12h|off (the one setting there is); see portalctl --help");
+  EXPECT_EQ(ctl_error({"trash", "purge", "--older-than", "0s"}),
+            "portalctl: trash purge: --older-than: expected an age like 30d, 12h, 45m or 90s, got \"0s\"; see "
+            "portalctl --help");
+  EXPECT_THAT(ctl_error({"trash", "restore"}), HasSubstr("ID"));
+  EXPECT_THAT(ctl_error({"trash", "list", "a", "b"}), HasSubstr("\"b\""));
+  EXPECT_THAT(ctl_error({"trash", "empty"}), HasSubstr("empty"));
 }
 
 TEST(CtlVerbs, GrantRevoke) {
