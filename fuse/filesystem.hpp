@@ -20,7 +20,8 @@
 // Files: ops_entry.cpp (lookup, attrs, links), ops_namespace.cpp (create, remove, rename),
 // ops_file.cpp (open, I/O), ops_dir.cpp (directories), ops_xattr.cpp, synthetic.cpp (the
 // read-only directories above the views), ops_table.cpp (the libfuse op table), reply.cpp
-// (Results to replies), session_io.hpp (the session's I/O hooks), passthrough.hpp.
+// (Results to replies), session_io.hpp (the session's I/O hooks), passthrough.hpp, trash.cpp
+// (deletes into a share's trash).
 
 #include "fuse/fuse_api.hpp"
 #include <sys/statvfs.h>

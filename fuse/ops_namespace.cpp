@@ -124,7 +124,8 @@ Result<void> Filesystem::rename(Call& call, fuse_ino_t parent, const char* name,
   if (!(flags & RENAME_NOREPLACE)) {
     if (int err = check_entry(*to.view, tfd->get(), newname, Op::rename)) return Errno{err};
   }
-  // A file it replaces goes to the share's trash (if it has one), as a delete would.
+  // A file a plain rename replaces goes to the share's trash (if it has one), as a delete
+  // would; RENAME_NOREPLACE replaces nothing and RENAME_EXCHANGE keeps both files.
   const std::string kept = flags ? std::string() : keep_replaced(*to.view, ffd->get(), name, tfd->get(), newname);
   if (::renameat2(ffd->get(), name, tfd->get(), newname, flags) != 0) {
     const int err = errno;

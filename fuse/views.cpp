@@ -78,7 +78,7 @@ void open_trash(View& view, Trashes& trashes) {
     if (!fd) {
       common::log_once(common::LogLevel::error, "trash:" + view.spec.trash,
                        "share trash not usable, deletes through " + view.spec.backing + " delete for good: " + error +
-                           "; set the trash again (portalctl share set SHARE --trash D) to recreate it");
+                           "; portalctl share set SHARE --trash off, then --trash D, makes it again");
     }
   }
 }

@@ -107,7 +107,7 @@ TEST_F(Trash, RestoreRoundTripKeepsBytesOwnerModeAndMtime) {
   ASSERT_EQ(::unlink(view("alpha", "report.txt").c_str()), 0) << std::strerror(errno);
   // Gone from every view and from the share, listed nowhere.
   EXPECT_EQ(lstat_errno(view("alpha", "report.txt")), ENOENT);
-  EXPECT_EQ(lstat_errno(view("beta", "report.txt")), ENOENT);
+  EXPECT_TRUE(wait_until([&] { return lstat_errno(view("beta", "report.txt")) == ENOENT; }, 5s));
   EXPECT_EQ(lstat_errno(backing("report.txt")), ENOENT);
   EXPECT_EQ(listing(mnt() + "/apps/beta/shared/docs"), std::vector<std::string>{});
   EXPECT_EQ(listing(backing("")), std::vector<std::string>{});
@@ -163,7 +163,8 @@ TEST_F(Trash, ADirectoryTreeRemovedEntryByEntryComesBackInOrder) {
   EXPECT_EQ(listed(), json::array());
 
   EXPECT_EQ(fs::remove_all(view("beta", "d")), 4u);  // children first, then each directory
-  EXPECT_EQ(lstat_errno(view("alpha", "d")), ENOENT);
+  // Gone from alpha's view too, once the daemon's invalidation (sent after the reply) lands.
+  EXPECT_TRUE(wait_until([&] { return lstat_errno(view("alpha", "d")) == ENOENT; }, 5s));
   EXPECT_EQ(lstat_errno(backing("d")), ENOENT);
   const json entries = listed();
   ASSERT_EQ(entries.size(), 4u) << entries.dump();
