@@ -236,7 +236,9 @@ TEST(CtlOptions, UnknownCommandsAndOptions) {
             "portalctl: missing app subcommand (install, upgrade, remove, list or show); see "
             "portalctl --help");
   EXPECT_EQ(ctl_error({"share"}),
-            "portalctl: missing share subcommand (create or list); see portalctl --help");
+            "portalctl: missing share subcommand (create, list or set); see portalctl --help");
+  EXPECT_EQ(ctl_error({"trash"}),
+            "portalctl: missing trash subcommand (list, restore or purge); see portalctl --help");
   EXPECT_EQ(ctl_error({"--bogus", "status"}),
             "portalctl: unrecognised option '--bogus'; see portalctl --help");
   EXPECT_EQ(ctl_error({"status", "--bogus"}),
