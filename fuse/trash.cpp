@@ -91,7 +91,8 @@ policy::TrashRecord record_for(const View& view, int dirfd, const char* name, mo
 }
 
 // Whether the directory `dirfd`/`name` has entries: rmdir's ENOTEMPTY, which a rename into
-// the trash would not give.
+// the trash would not give. An entry made between this check and the rename goes to the trash
+// with the directory: kept, not lost.
 int check_empty(int dirfd, const char* name) {
   const int fd = ::openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return errno;
@@ -144,6 +145,8 @@ std::string Filesystem::keep_replaced(const View& view, int from_dirfd, const ch
   struct stat moved {};
   if (::fstatat(from_dirfd, from_name, &moved, AT_SYMLINK_NOFOLLOW) != 0 || moved.st_ino == st.st_ino) return {};
   const int trash_fd = view.trash->get();
+  // No slot (the disk is full): the rename still goes ahead, as it would without a trash; an
+  // app's rename must not fail for want of room for what it replaces.
   const std::string id = make_slot(trash_fd, record_for(view, dirfd, name, st.st_mode));
   if (id.empty()) return {};
   // linkat without AT_SYMLINK_FOLLOW links a symlink itself, never its target.
