@@ -58,6 +58,12 @@ struct Options {
   double data_timeout = 60.0;   // names and attributes in data views
   size_t fd_cache = 8192;       // O_PATH fds kept open at most (the rest re-open by handle)
   bool passthrough = true;      // files of data views pass through if the kernel can (passthrough.hpp)
+  // The directories above the views (/, apps/, apps/<app>/, apps/<app>/<kind>/) are root's,
+  // with this mode and group: on the host only root (and an admin group given 0750) may go
+  // through them to any app's files (0500 root only, 0550 with the admin group). A container
+  // reaches its views by bind mounts of the view roots, which pass no parent directory.
+  mode_t top_mode = 0500;
+  gid_t top_gid = 0;
 };
 
 /// One open file.

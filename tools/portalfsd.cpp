@@ -14,6 +14,7 @@
 #include <iostream>
 #include <thread>
 
+#include "common/dirs.hpp"
 #include "common/log.hpp"
 #include "fuse/filesystem.hpp"
 #include "fuse/session.hpp"
@@ -35,7 +36,7 @@ struct StartError {
   std::string message;
 };
 
-void check_environment(const portalfs::tools::DaemonOptions& o) {
+void check_environment(const portalfs::tools::DaemonOptions& o, std::optional<gid_t> admin_gid) {
   namespace fs = std::filesystem;
   if (::access("/dev/fuse", R_OK | W_OK) != 0) {
     throw StartError{ExitCode::runtime, "/dev/fuse is missing or not accessible (" +
@@ -50,14 +51,19 @@ void check_environment(const portalfs::tools::DaemonOptions& o) {
   // The storage root is made (on a first start) or checked against its recorded file system
   // by the mount manager (mountmgr/store.hpp): a missing one may be a disk not mounted yet,
   // and nothing is created under its mount point.
-  fs::create_directories(o.state_dir, ec);
-  if (ec) throw StartError{ExitCode::runtime, "cannot create state dir " + o.state_dir + ": " + ec.message()};
+  // Root's alone; the mountpoint's parent (/run/portalfs) also the admin group's, if any.
+  if (auto err = portalfs::common::make_dirs(o.state_dir, 0700); !err.empty()) {
+    throw StartError{ExitCode::runtime, "state dir: " + err};
+  }
 
   using portalfs::fuse::MountpointState;
   switch (portalfs::fuse::probe_mountpoint(o.mountpoint)) {
     case MountpointState::missing:
-      fs::create_directories(o.mountpoint, ec);
-      if (ec) throw StartError{ExitCode::runtime, "cannot create mountpoint " + o.mountpoint + ": " + ec.message()};
+      if (auto err = portalfs::common::make_dirs(o.mountpoint, admin_gid ? 0750 : 0700,
+                                                 admin_gid.value_or(static_cast<gid_t>(-1)));
+          !err.empty()) {
+        throw StartError{ExitCode::runtime, "mountpoint: " + err};
+      }
       break;
     case MountpointState::stale_portalfs: {
       log::log(log::LogLevel::warn, "clearing the dead portalfs mount at " + o.mountpoint +
@@ -152,15 +158,16 @@ void install_example(portalfs::mountmgr::Manager& manager) {
 
 int run(const portalfs::tools::DaemonOptions& o) {
   log::set_log_level(o.log_level);
-  check_environment(o);
-
   std::optional<gid_t> admin_gid;
   if (!o.admin_group.empty()) admin_gid = portalfs::tools::resolve_group("portalfsd", o.admin_group);
+  check_environment(o, admin_gid);
 
   const FdBudget fds = fd_budget();
   portalfs::fuse::Options fs_options;
   fs_options.fd_cache = fds.cache;
   fs_options.passthrough = o.passthrough;
+  fs_options.top_mode = admin_gid ? 0550 : 0500;
+  fs_options.top_gid = admin_gid.value_or(0);
   portalfs::fuse::Filesystem fs(fs_options);
   std::unique_ptr<portalfs::mountmgr::Manager> manager;
   try {
