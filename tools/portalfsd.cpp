@@ -221,7 +221,7 @@ int run(const portalfs::tools::DaemonOptions& o) {
 
 int main(int argc, char** argv) {
   try {
-    return run(portalfs::tools::parse_daemon_options(argc, argv));
+    return run(portalfs::tools::parse_daemon_options(argc, argv, portalfs::tools::read_config_file));
   } catch (const portalfs::tools::ExitRequest& e) {
     std::cout << e.output();
     return e.code();
