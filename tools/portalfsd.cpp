@@ -3,6 +3,7 @@
 // in step with the mount manager's state. See README.md for the options.
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@
 #include "tools/example_manifest.hpp"
 #include "tools/exit_codes.hpp"
 #include "tools/options.hpp"
+#include "tools/service.hpp"
 
 namespace {
 
@@ -142,6 +144,14 @@ nlohmann::json filesystem_status(portalfs::fuse::Filesystem& fs) {
           {"passthrough_files", s.passthrough_files}};
 }
 
+// Whether the mount at `mountpoint` is this filesystem and answers: statfs waits until the
+// loop serves it, so it returns once the mount is usable (or the mount is gone).
+bool mount_answers(const std::string& mountpoint) {
+  constexpr decltype(statfs::f_type) kFuseMagic = 0x65735546;
+  struct statfs st {};
+  return ::statfs(mountpoint.c_str(), &st) == 0 && st.f_type == kFuseMagic;
+}
+
 void install_example(portalfs::mountmgr::Manager& manager) {
   nlohmann::json req = {{"verb", "app.install"},
                         {"format", "text"},
@@ -188,6 +198,8 @@ int run(const portalfs::tools::DaemonOptions& o) {
   }
   for (const auto& e : fs.set_views(manager->views())) log::log(log::LogLevel::error, e);
 
+  portalfs::tools::ServiceNotifier service;
+  service.status("mounting " + o.mountpoint);
   portalfs::fuse::Session session(fs, {o.mountpoint, o.threads, o.log_level == log::LogLevel::debug});
   session.install_signal_handlers();
   log_fd_budget(fds);
@@ -203,14 +215,18 @@ int run(const portalfs::tools::DaemonOptions& o) {
   log::log(log::LogLevel::info, "serving " + o.mountpoint + " (storage " + o.storage_root +
                                     ", control socket " + o.socket + ")");
 
-  // Healing and the example need the filesystem answering: run them beside the loop.
+  // Readiness, healing and the example need the filesystem answering: run them beside the loop.
   std::jthread after_mount([&] {
+    if (!mount_answers(o.mountpoint)) return;  // the loop ended before serving
+    service.ready("serving " + o.mountpoint + ": " + std::to_string(manager->views().size()) + " views");
+    service.start_watchdog([&o] { return mount_answers(o.mountpoint); });
     int healed = manager->heal_attachments();
     if (healed > 0) log::log(log::LogLevel::info, "re-attached " + std::to_string(healed) + " container mount set(s)");
     if (o.example) install_example(*manager);
   });
   // libfuse returns the signal's number when SIGTERM/SIGINT/SIGHUP ended the loop: a normal stop.
   int rc = session.run();
+  service.stopping();
   after_mount.join();
   server.stop();
   log::log(log::LogLevel::info, "stopped; unmounting " + o.mountpoint);
