@@ -155,6 +155,21 @@ StateStore::StateStore(std::string state_dir) : dir_(std::move(state_dir)) {
   if (::ftruncate(lock_fd_.get(), 0) == 0) (void)!::pwrite(lock_fd_.get(), pid.data(), pid.size(), 0);
 }
 
+StateFileCheck check_state_file(const std::string& state_dir) {
+  StateFileCheck out;
+  out.path = state_dir + "/" + kState;
+  UniqueFd dir(::open(state_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) {
+    out.missing = errno == ENOENT;
+    if (!out.missing) out.problem = "cannot open its directory: " + errno_text(errno);
+    return out;
+  }
+  ReadOutcome read = read_state_file(dir.get(), kState);
+  out.missing = read.missing;
+  out.problem = read.problem;
+  return out;
+}
+
 StateStore::Loaded StateStore::load(bool recover_from_backup) {
   Loaded loaded;
   ReadOutcome main = read_state_file(dir_fd_.get(), kState);

@@ -620,6 +620,20 @@ std::vector<Verb> storage_verbs() {
        {"NAME"}, define_ensure_directory, build_ensure_directory},
       {"status", "status", "", "show the daemon's state: mount, apps, attachments", {}, no_options,
        build_nothing},
+      {"doctor", "doctor", "[--config FILE]",
+       "check this machine for what portalfsd needs: one line per check, PASS, WARN or FAIL with "
+       "the command that fixes it; exit 1 on a FAIL (runs here, also while the daemon is down)",
+       {},
+       [](po::options_description& d) {
+         d.add_options()("config", po::value<std::string>()->value_name("FILE"),
+                         "portalfsd's config file (default /etc/portalfs/portalfsd.conf, when it exists)");
+       },
+       [](const VerbInput& in, CtlCommand& cmd) {
+         if (!in.vm.count("config")) return;
+         const auto file = in.vm["config"].as<std::string>();
+         if (file.empty() || file.front() != '/') usage("doctor: --config: expected an absolute path, got " + json_quoted(file));
+         cmd.args["config"] = file;
+       }},
       {"who", "who", "PATH",
        "which app created PATH (a file in a view, or below the storage root; a relative PATH is "
        "from the current directory) and which last changed it",
