@@ -7,9 +7,11 @@
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/vfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -69,24 +71,34 @@ std::vector<mountmgr::MountInfo> mounts() {
   return out;
 }
 
-// The mount `path` is on (its own, when something is mounted there); nullopt when it can't be
-// told (a dead FUSE mount answers ENOTCONN).
+// The mount `path` is on (its own, when something is mounted there), from the mount table
+// alone: a hung FUSE mount on the way must not hang the doctor.
 std::optional<mountmgr::MountInfo> mount_of(const std::string& path) {
-  struct statx sx {};
-  if (::statx(AT_FDCWD, path.c_str(), AT_NO_AUTOMOUNT, STATX_MNT_ID, &sx) != 0 || !(sx.stx_mask & STATX_MNT_ID)) {
-    return std::nullopt;
-  }
+  std::optional<mountmgr::MountInfo> best;
   for (auto& m : mounts()) {
-    if (m.id == sx.stx_mnt_id) return m;
+    const bool contains = m.mount_point == "/" || path == m.mount_point || path.starts_with(m.mount_point + "/");
+    if (contains && (!best || m.mount_point.size() >= best->mount_point.size())) best = std::move(m);
   }
-  return std::nullopt;
+  return best;
 }
 
-// The nearest existing directory at or above `path` (a storage root not made yet).
-std::string existing_ancestor(std::string path) {
-  struct stat st {};
-  while (path.size() > 1 && ::stat(path.c_str(), &st) != 0) path = path.substr(0, std::max<std::size_t>(1, path.rfind('/')));
-  return path;
+// statfs(path)'s errno (0: it answered), ETIMEDOUT when no answer came within two seconds:
+// asked in a child, which is killed then (a FUSE request's wait is killable).
+int statfs_errno(const std::string& path) {
+  const pid_t pid = ::fork();
+  if (pid < 0) return errno;
+  if (pid == 0) {
+    struct statfs st {};
+    ::_exit(::statfs(path.c_str(), &st) == 0 ? 0 : errno);
+  }
+  int status = 0;
+  for (int waited_ms = 0; waited_ms < 2000; waited_ms += 10) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : EIO;
+    ::usleep(10000);
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, &status, 0);
+  return ETIMEDOUT;
 }
 
 // ---- the checks ----
@@ -145,7 +157,7 @@ std::vector<Check> check_kernel() {
 }
 
 Check check_propagation(const std::string& mountpoint) {
-  auto m = mount_of(existing_ancestor(mountpoint));
+  auto m = mount_of(mountpoint);
   if (!m) return warn("mount-propagation", "cannot tell which mount " + mountpoint + " is on", "findmnt -T " + mountpoint);
   if (m->propagation.find("shared:") != std::string::npos) {
     return pass("mount-propagation", mountpoint + " is on " + m->mount_point + ", shared: new views reach containers' namespaces");
@@ -183,10 +195,11 @@ Check check_runtimes() {
 }
 
 Check check_storage(const std::string& storage_root) {
-  const std::string dir = existing_ancestor(storage_root);
-  auto m = mount_of(dir);
+  auto m = mount_of(storage_root);
   if (!m) return warn("storage-fs", "cannot tell which file system holds " + storage_root, "findmnt -T " + storage_root);
-  const std::string where = storage_root + (dir == storage_root ? "" : " (not made yet)") + " is on " + m->fs_type +
+  struct stat st {};
+  const bool made = ::stat(storage_root.c_str(), &st) == 0;
+  const std::string where = storage_root + (made ? "" : " (not made yet)") + " is on " + m->fs_type +
                             " (" + m->source + " at " + m->mount_point + ")";
   for (const char* quota : {"prjquota", "usrquota", "grpquota", "usrjquota", "grpjquota", "quota"}) {
     if (("," + m->super_options + ",").find("," + std::string(quota)) != std::string::npos) {
@@ -235,10 +248,13 @@ std::vector<Check> check_stale_mounts() {
   std::vector<Check> out;
   for (const auto& m : mounts()) {
     if (m.fs_type != "fuse.portalfs") continue;
-    struct statfs st {};
-    if (::statfs(m.mount_point.c_str(), &st) != 0 && errno == ENOTCONN) {
+    const int err = statfs_errno(m.mount_point);
+    if (err == ENOTCONN) {
       out.push_back(fail("stale-mounts", "dead portalfs mount at " + m.mount_point + " (its daemon is gone)",
                          "umount -l " + m.mount_point));
+    } else if (err == ETIMEDOUT) {
+      out.push_back(fail("stale-mounts", "the portalfs mount at " + m.mount_point + " does not answer (its daemon hangs)",
+                         "kill -9 the portalfsd serving it, then: umount -l " + m.mount_point));
     }
   }
   if (out.empty()) out.push_back(pass("stale-mounts", "no dead portalfs mount"));
@@ -258,7 +274,7 @@ Check check_state(const std::string& state_dir) {
 
 Check check_daemon(const std::string& socket) {
   try {
-    auto response = mountmgr::ControlClient().call(socket, {{"verb", "status"}, {"format", "json"}, {"args", nlohmann::json::object()}});
+    auto response = mountmgr::ControlClient(std::chrono::seconds(3)).call(socket, {{"verb", "status"}, {"format", "json"}, {"args", nlohmann::json::object()}});
     if (response.value("ok", false)) return pass("daemon", "portalfsd answers on " + socket);
   } catch (const std::exception& e) {
     return warn("daemon", "portalfsd does not answer on " + socket + ": " + e.what(), "systemctl start portalfsd");

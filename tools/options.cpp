@@ -104,6 +104,9 @@ po::options_description daemon_description() {
     ("foreground", po::bool_switch(), "stay in the foreground")
     ("threads", po::value<std::string>()->value_name("N"),
      "FUSE worker threads (default 0: libfuse's default)")
+    ("open-files-per-app", po::value<std::string>()->value_name("N"),
+     "files one app may hold open at once; one more gets EMFILE, for that app alone (default: "
+     "half of what the fd cache leaves of the open-file limit)")
     ("log-level", po::value<std::string>()->value_name("L"),
      "debug, info, warn or error (default info)")
     ("admin-group", po::value<std::string>()->value_name("G"),
@@ -129,6 +132,7 @@ po::options_description daemon_description() {
 std::string daemon_usage() {
   return "Usage: portalfsd [--storage-root DIR] [--mountpoint DIR] [--state-dir DIR]\n"
          "                 [--socket PATH] [--foreground] [--threads N] [--log-level L]\n"
+         "                 [--open-files-per-app N]\n"
          "                 [--admin-group G] [--recover-from-backup] [--no-passthrough]\n"
          "                 [--layout portalfs|freeshard] [--example] [--config FILE]\n\n"
          "Serves every app's data and shared directories as per-app views through one FUSE\n"
@@ -857,6 +861,12 @@ DaemonOptions parse_daemon_options(const std::vector<std::string>& args, const C
     auto n = parse_number(text, 0, 1024);
     if (!n) in.bad("threads", "expected 0 to 1024, got " + json_quoted(text));
     o.threads = static_cast<unsigned>(*n);
+  }
+  if (vm.count("open-files-per-app")) {
+    const auto& text = vm["open-files-per-app"].as<std::string>();
+    auto n = parse_number(text, 1, 1u << 30);
+    if (!n) in.bad("open-files-per-app", "expected a positive number of files, got " + json_quoted(text));
+    o.open_files_per_app = static_cast<size_t>(*n);
   }
   if (vm.count("log-level")) {
     const auto& text = vm["log-level"].as<std::string>();

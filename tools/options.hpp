@@ -59,6 +59,9 @@ struct DaemonOptions {
   bool passthrough = true;
   /// FUSE worker threads; 0 keeps libfuse's default.
   unsigned threads = 0;
+  /// Files one app may hold open through the daemon; 0: half of what the fd cache leaves of
+  /// the open-file limit.
+  size_t open_files_per_app = 0;
   common::LogLevel log_level = common::LogLevel::info;
   /// Members of this group (a name or a numeric gid) may use the control socket besides root;
   /// "" = root only. Turn it into a gid with resolve_group().

@@ -91,6 +91,7 @@ void check_environment(const portalfs::tools::DaemonOptions& o, std::optional<gi
 struct FdBudget {
   rlim_t limit = 0;
   size_t cache = 0;
+  size_t per_app = 0;  // files one app may hold open (Options::open_files_per_app)
   std::string raise_error;  // why the soft limit could not be raised, if it could not
 };
 
@@ -118,6 +119,10 @@ FdBudget fd_budget() {
   }
   out.limit = limit.rlim_cur;
   out.cache = static_cast<size_t>(std::clamp(limit.rlim_cur / 2, kMin, kMax));
+  // Half of what the cache leaves: whatever one app holds open, the others keep the other half
+  // (its open files' O_PATH fds come out of the cache, which evicts).
+  const rlim_t left = limit.rlim_cur == RLIM_INFINITY ? 2 * kMax : limit.rlim_cur - out.cache;
+  out.per_app = static_cast<size_t>(std::max<rlim_t>(16, left / 2));
   return out;
 }
 
@@ -126,8 +131,8 @@ void log_fd_budget(const FdBudget& b) {
     log::log(log::LogLevel::warn, "cannot raise the open-file limit to the hard limit: " + b.raise_error);
   }
   const std::string limit = b.limit == RLIM_INFINITY ? "unlimited" : std::to_string(b.limit);
-  log::log(log::LogLevel::info,
-           "open-file limit " + limit + ": caching at most " + std::to_string(b.cache) + " O_PATH fds");
+  log::log(log::LogLevel::info, "open-file limit " + limit + ": caching at most " + std::to_string(b.cache) +
+                                    " O_PATH fds; each app may hold " + std::to_string(b.per_app) + " files open");
 }
 
 nlohmann::json filesystem_status(portalfs::fuse::Filesystem& fs) {
@@ -172,9 +177,11 @@ int run(const portalfs::tools::DaemonOptions& o) {
   if (!o.admin_group.empty()) admin_gid = portalfs::tools::resolve_group("portalfsd", o.admin_group);
   check_environment(o, admin_gid);
 
-  const FdBudget fds = fd_budget();
+  FdBudget fds = fd_budget();
+  if (o.open_files_per_app != 0) fds.per_app = o.open_files_per_app;
   portalfs::fuse::Options fs_options;
   fs_options.fd_cache = fds.cache;
+  fs_options.open_files_per_app = fds.per_app;
   fs_options.passthrough = o.passthrough;
   fs_options.top_mode = admin_gid ? 0550 : 0500;
   fs_options.top_gid = admin_gid.value_or(0);
@@ -200,8 +207,9 @@ int run(const portalfs::tools::DaemonOptions& o) {
 
   portalfs::tools::ServiceNotifier service;
   service.status("mounting " + o.mountpoint);
-  portalfs::fuse::Session session(fs, {o.mountpoint, o.threads, o.log_level == log::LogLevel::debug});
-  session.install_signal_handlers();
+  auto session = std::make_unique<portalfs::fuse::Session>(
+      fs, portalfs::fuse::SessionOptions{o.mountpoint, o.threads, o.log_level == log::LogLevel::debug});
+  session->install_signal_handlers();
   log_fd_budget(fds);
   if (!o.foreground && ::daemon(0, 0) != 0) {
     throw StartError{ExitCode::runtime, std::string("cannot go to the background: ") + std::strerror(errno)};
@@ -225,11 +233,15 @@ int run(const portalfs::tools::DaemonOptions& o) {
     if (o.example) install_example(*manager);
   });
   // libfuse returns the signal's number when SIGTERM/SIGINT/SIGHUP ended the loop: a normal stop.
-  int rc = session.run();
+  int rc = session->run();
   service.stopping();
+  // Unmounted before the threads beside the loop are joined: one may wait for the mount's
+  // answer to a request the ended loop will never give (a stop right after the start), and
+  // the unmount fails it.
+  log::log(log::LogLevel::info, "stopped; unmounting " + o.mountpoint);
+  session.reset();
   after_mount.join();
   server.stop();
-  log::log(log::LogLevel::info, "stopped; unmounting " + o.mountpoint);
   return rc >= 0 ? 0 : to_int(ExitCode::runtime);
 }
 

@@ -107,6 +107,23 @@ TEST_F(Doctor, TheDeadMountOfAKilledDaemonFailsWithItsUnmount) {
   EXPECT_EQ(lines(r.out, "WARN daemon: portalfsd does not answer on " + sock()).size(), 1u) << r.out;
 }
 
+// A daemon that does not answer (stopped here) hangs every statfs of its mount: doctor waits
+// two seconds for it, says so and goes on.
+TEST_F(Doctor, AMountWhoseDaemonHangsFailsWithoutHangingTheDoctor) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  ASSERT_EQ(::kill(daemon_->pid(), SIGSTOP), 0);
+  const auto begin = std::chrono::steady_clock::now();
+  auto r = doctor();
+  ::kill(daemon_->pid(), SIGCONT);
+  EXPECT_LT(std::chrono::steady_clock::now() - begin, std::chrono::seconds(20));
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_EQ(lines(r.out, "FAIL stale-mounts: the portalfs mount at " + mnt() +
+                             " does not answer (its daemon hangs); fix: kill -9 the portalfsd serving it, then: umount -l " + mnt())
+                .size(),
+            1u)
+      << r.out;
+}
+
 TEST_F(Doctor, ABadConfigLineFailsAndTheRestIsChecked) {
   write_file(conf(), "threads = many\n");
   auto r = doctor();
