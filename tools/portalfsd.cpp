@@ -53,7 +53,8 @@ void check_environment(const portalfs::tools::DaemonOptions& o, std::optional<gi
   // The storage root is made (on a first start) or checked against its recorded file system
   // by the mount manager (mountmgr/store.hpp): a missing one may be a disk not mounted yet,
   // and nothing is created under its mount point.
-  // Root's alone; the mountpoint's parent (/run/portalfs) also the admin group's, if any.
+  // The state dir is root's alone; directories made for the mountpoint (/run/portalfs) also
+  // the admin group's, if there is one.
   if (auto err = portalfs::common::make_dirs(o.state_dir, 0700); !err.empty()) {
     throw StartError{ExitCode::runtime, "state dir: " + err};
   }
@@ -121,7 +122,9 @@ FdBudget fd_budget() {
   out.cache = static_cast<size_t>(std::clamp(limit.rlim_cur / 2, kMin, kMax));
   // Half of what the cache leaves: whatever one app holds open, the others keep the other half
   // (its open files' O_PATH fds come out of the cache, which evicts).
-  const rlim_t left = limit.rlim_cur == RLIM_INFINITY ? 2 * kMax : limit.rlim_cur - out.cache;
+  const rlim_t left = limit.rlim_cur == RLIM_INFINITY ? 2 * kMax
+                      : limit.rlim_cur > out.cache   ? limit.rlim_cur - out.cache
+                                                     : 0;
   out.per_app = static_cast<size_t>(std::max<rlim_t>(16, left / 2));
   return out;
 }
