@@ -199,6 +199,16 @@ TEST(DaemonConfig, ConfigNamesAnotherFileWhichMustExist) {
   EXPECT_EQ(parse_daemon_options(Args{}, files({})).threads, 0u);
 }
 
+TEST(DaemonOptions, OpenFilesPerApp) {
+  EXPECT_EQ(parse_daemon_options(Args{}).open_files_per_app, 0u);  // portalfsd sizes it
+  EXPECT_EQ(parse_daemon_options(Args{"--open-files-per-app", "500"}).open_files_per_app, 500u);
+  EXPECT_EQ(daemon_error({"--open-files-per-app", "0"}),
+            "portalfsd: --open-files-per-app: expected a positive number of files, got \"0\"; see portalfsd --help");
+  EXPECT_EQ(config_error({}, "open-files-per-app = lots\n"),
+            "portalfsd: " + std::string(kDefaultConfig) +
+                ":1: open-files-per-app: expected a positive number of files, got \"lots\"; see portalfsd --help");
+}
+
 TEST(DaemonConfig, ABadLineIsNamedByFileAndLine) {
   const std::string f = kDefaultConfig;
   EXPECT_EQ(config_error({}, "threads = 2\n\nbogus = 1\n"),
