@@ -43,6 +43,7 @@
 #include "common/unique_fd.hpp"
 #include "fuse/inode_table.hpp"
 #include "fuse/notifier.hpp"
+#include "fuse/open_shares.hpp"
 #include "fuse/passthrough.hpp"
 #include "fuse/views.hpp"
 #include "policy/access.hpp"
@@ -59,6 +60,15 @@ struct Options {
   double data_timeout = 60.0;   // names and attributes in data views
   size_t fd_cache = 8192;       // O_PATH fds kept open at most (the rest re-open by handle)
   bool passthrough = true;      // files of data views pass through if the kernel can (passthrough.hpp)
+  // The directories above the views (/, apps/, apps/<app>/, apps/<app>/<kind>/) are root's,
+  // with this mode and group: on the host only root (and an admin group given 0750) may go
+  // through them to any app's files (0500 root only, 0550 with the admin group). A container
+  // reaches its views by bind mounts of the view roots, which pass no parent directory.
+  mode_t top_mode = 0500;
+  gid_t top_gid = 0;
+  // Files one app may hold open through the daemon at once (each is a daemon fd); one more
+  // gets EMFILE, for that app alone. 0: no limit. portalfsd sizes it from its open-file limit.
+  size_t open_files_per_app = 0;
 };
 
 /// One open file.
@@ -70,6 +80,7 @@ struct FileHandle {
   int accmode = O_RDONLY;  // of fd: the daemon's own open, decided once by open() or create()
   bool made = false;       // create() made the file: its provenance says who
   std::atomic<bool> wrote{false};  // written to (or truncated) through this handle
+  OpenShare share;                 // counted against its app's open files
   [[nodiscard]] bool readable() const { return accmode != O_WRONLY; }
 };
 
@@ -373,6 +384,7 @@ class Filesystem {
   Notifier notifier_;
   SessionIo io_;
   Passthrough passthrough_{io_};
+  OpenShares open_shares_{options_.open_files_per_app};
   bool no_opendir_ = false;  // set by init(): the kernel can do without OPENDIR
 
   OpenHandles<FileHandle> files_;  // before table_ is gone: a FileHandle names an Inode

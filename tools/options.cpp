@@ -9,7 +9,10 @@
 #include <charconv>
 #include <climits>
 #include <cstddef>
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
+#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -102,6 +105,9 @@ po::options_description daemon_description() {
     ("foreground", po::bool_switch(), "stay in the foreground")
     ("threads", po::value<std::string>()->value_name("N"),
      "FUSE worker threads (default 0: libfuse's default)")
+    ("open-files-per-app", po::value<std::string>()->value_name("N"),
+     "files one app may hold open at once; one more gets EMFILE, for that app alone (default: "
+     "half of what the fd cache leaves of the open-file limit)")
     ("log-level", po::value<std::string>()->value_name("L"),
      "debug, info, warn or error (default info)")
     ("admin-group", po::value<std::string>()->value_name("G"),
@@ -117,6 +123,9 @@ po::options_description daemon_description() {
      "install the example app (examples/notes.json) at start, to try portalfs out")
     ("trash-purge-interval", po::value<std::string>()->value_name("SECONDS"),
      "how often the shares' trashes are rid of entries older than their retention (default 3600)")
+    ("config", po::value<std::string>()->value_name("FILE"),
+     "read options from FILE (default /etc/portalfs/portalfsd.conf, when it exists); the "
+     "command line wins over it")
     ("help,h", "print this help and exit")
     ("version", "print the version and exit");
   // clang-format on
@@ -126,22 +135,73 @@ po::options_description daemon_description() {
 std::string daemon_usage() {
   return "Usage: portalfsd [--storage-root DIR] [--mountpoint DIR] [--state-dir DIR]\n"
          "                 [--socket PATH] [--foreground] [--threads N] [--log-level L]\n"
+         "                 [--open-files-per-app N]\n"
          "                 [--admin-group G] [--recover-from-backup] [--no-passthrough]\n"
-         "                 [--layout portalfs|freeshard] [--example] [--trash-purge-interval SECONDS]\n\n"
+         "                 [--layout portalfs|freeshard] [--example] [--trash-purge-interval SECONDS]\n"
+         "                 [--config FILE]\n\n"
          "Serves every app's data and shared directories as per-app views through one FUSE\n"
          "filesystem, and takes portalctl's requests on the control socket.\n\n" +
          help_text(daemon_description()) +
+         "\nThe config file takes the same options, one NAME = VALUE a line without the\n"
+         "leading --, `#` starting a comment (foreground = true for a switch).\n"
          "\nExit codes: 0 ok, 1 runtime failure, 2 bad command line.\n";
 }
 
-std::string absolute_path(const po::variables_map& vm, const char* name, std::string fallback) {
-  if (!vm.count(name)) return fallback;
-  auto value = vm[name].as<std::string>();
-  if (value.empty() || value.front() != '/') {
-    throw UsageError(kDaemon, std::string("--") + name + ": expected an absolute path, got " +
-                                  json_quoted(value));
+/// The options of one portalfsd start and where each one's value came from, so that a bad
+/// value is named as it was written: "--threads" or "/etc/portalfs/portalfsd.conf:3: threads".
+struct DaemonInput {
+  po::variables_map vm;
+  std::map<std::string, std::string> origin;
+
+  [[noreturn]] void bad(const std::string& name, const std::string& problem) const {
+    auto it = origin.find(name);
+    throw UsageError(kDaemon, (it == origin.end() ? "--" + name : it->second) + ": " + problem);
   }
+};
+
+std::string absolute_path(const DaemonInput& in, const char* name, std::string fallback) {
+  if (!in.vm.count(name)) return fallback;
+  auto value = in.vm[name].as<std::string>();
+  if (value.empty() || value.front() != '/') in.bad(name, "expected an absolute path, got " + json_quoted(value));
   return value;
+}
+
+std::string_view trimmed(std::string_view text) {
+  constexpr std::string_view kBlank = " \t\r";
+  const auto first = text.find_first_not_of(kBlank);
+  if (first == std::string_view::npos) return {};
+  return text.substr(first, text.find_last_not_of(kBlank) - first + 1);
+}
+
+/// Adds the config file's options to `in` below the command line's. Each line is checked on its
+/// own so that a bad one is named by its number; Boost's own errors name no line.
+void store_config(const ConfigText& config, const po::options_description& desc, DaemonInput& in) {
+  std::istringstream lines(config.text);
+  std::string line;
+  for (int number = 1; std::getline(lines, line); ++number) {
+    const std::string where = config.path + ":" + std::to_string(number);
+    const auto text = trimmed(line);
+    if (text.empty() || text.front() == '#') continue;
+    const auto eq = text.find('=');
+    if (eq == std::string_view::npos) {
+      throw UsageError(kDaemon, where + ": expected NAME = VALUE, got " + json_quoted(text));
+    }
+    const std::string name(trimmed(text.substr(0, eq)));
+    if (name == "config" || name == "help" || name == "version") {
+      throw UsageError(kDaemon, where + ": " + name + " can only be given on the command line");
+    }
+    if (auto it = in.origin.find(name); it != in.origin.end()) {
+      if (it->second.starts_with("--")) continue;  // the command line wins
+      throw UsageError(kDaemon, where + ": " + name + " given twice (also at " + it->second + ")");
+    }
+    try {
+      std::istringstream one(line);
+      po::store(po::parse_config_file(one, desc), in.vm);
+    } catch (const po::error& e) {
+      throw UsageError(kDaemon, where + ": " + e.what());
+    }
+    in.origin[name] = where + ": " + name;
+  }
 }
 
 // ---- portalctl ---------------------------------------------------------------------------
@@ -645,6 +705,20 @@ std::vector<Verb> storage_verbs() {
        {"NAME"}, define_ensure_directory, build_ensure_directory},
       {"status", "status", "", "show the daemon's state: mount, apps, attachments", {}, no_options,
        build_nothing},
+      {"doctor", "doctor", "[--config FILE]",
+       "check this machine for what portalfsd needs: one line per check, PASS, WARN or FAIL with "
+       "the command that fixes it; exit 1 on a FAIL (runs here, also while the daemon is down)",
+       {},
+       [](po::options_description& d) {
+         d.add_options()("config", po::value<std::string>()->value_name("FILE"),
+                         "portalfsd's config file (default /etc/portalfs/portalfsd.conf, when it exists)");
+       },
+       [](const VerbInput& in, CtlCommand& cmd) {
+         if (!in.vm.count("config")) return;
+         const auto file = in.vm["config"].as<std::string>();
+         if (file.empty() || file.front() != '/') usage("doctor: --config: expected an absolute path, got " + json_quoted(file));
+         cmd.args["config"] = file;
+       }},
       {"who", "who", "PATH",
        "which app created PATH (a file in a view, or below the storage root; a relative PATH is "
        "from the current directory) and which last changed it",
@@ -797,32 +871,61 @@ po::variables_map parse_tokens(const std::string& where, const std::vector<std::
 
 // ---- portalfsd ---------------------------------------------------------------------------
 
-DaemonOptions parse_daemon_options(const std::vector<std::string>& args) {
+namespace {
+
+DaemonInput daemon_input(const std::vector<std::string>& args, const ConfigReader& read_config) {
   auto desc = daemon_description();
-  desc.add_options()("positional__", po::value<std::vector<std::string>>());
+  auto all = desc;
+  all.add_options()("positional__", po::value<std::vector<std::string>>());
   po::positional_options_description pos;
   pos.add("positional__", -1);
-  po::variables_map vm;
+  DaemonInput in;
   try {
-    po::store(po::command_line_parser(args).options(desc).positional(pos).style(kStyle).run(), vm);
-    po::notify(vm);
+    po::store(po::command_line_parser(args).options(all).positional(pos).style(kStyle).run(), in.vm);
   } catch (const po::error& e) {
     throw UsageError(kDaemon, e.what());
   }
-  if (vm.count("positional__")) {
+  if (in.vm.count("positional__")) {
     throw UsageError(kDaemon,
                      "unexpected argument " +
-                         json_quoted(vm["positional__"].as<std::vector<std::string>>().front()));
+                         json_quoted(in.vm["positional__"].as<std::vector<std::string>>().front()));
   }
-  if (vm.count("help")) throw ExitRequest(0, daemon_usage());
-  if (vm.count("version"))
+  if (in.vm.count("help")) throw ExitRequest(0, daemon_usage());
+  if (in.vm.count("version"))
     throw ExitRequest(0, std::string("portalfsd ") + PORTALFS_VERSION + "\n");
+  for (const auto& [name, value] : in.vm) {
+    if (!value.defaulted()) in.origin[name] = "--" + name;
+  }
+
+  // --config names a file that must be there; the default one is read only when it exists.
+  const bool named = in.vm.count("config") != 0;
+  const std::string path = named ? absolute_path(in, "config", "") : kDefaultConfig;
+  if (read_config) {
+    if (auto text = read_config(path)) {
+      store_config({path, *text}, desc, in);
+    } else if (named) {
+      in.bad("config", "no such file " + json_quoted(path));
+    }
+  }
+  try {
+    po::notify(in.vm);
+  } catch (const po::error& e) {
+    throw UsageError(kDaemon, e.what());
+  }
+  return in;
+}
+
+}  // namespace
+
+DaemonOptions parse_daemon_options(const std::vector<std::string>& args, const ConfigReader& read_config) {
+  const DaemonInput in = daemon_input(args, read_config);
+  const po::variables_map& vm = in.vm;
 
   DaemonOptions o;
-  o.storage_root = absolute_path(vm, "storage-root", o.storage_root);
-  o.mountpoint = absolute_path(vm, "mountpoint", o.mountpoint);
-  o.state_dir = absolute_path(vm, "state-dir", o.state_dir);
-  o.socket = absolute_path(vm, "socket", o.socket);
+  o.storage_root = absolute_path(in, "storage-root", o.storage_root);
+  o.mountpoint = absolute_path(in, "mountpoint", o.mountpoint);
+  o.state_dir = absolute_path(in, "state-dir", o.state_dir);
+  o.socket = absolute_path(in, "socket", o.socket);
   o.foreground = vm["foreground"].as<bool>();
   o.recover_from_backup = vm["recover-from-backup"].as<bool>();
   o.example = vm["example"].as<bool>();
@@ -830,39 +933,43 @@ DaemonOptions parse_daemon_options(const std::vector<std::string>& args) {
   if (vm.count("layout")) {
     o.layout = vm["layout"].as<std::string>();
     if (o.layout != "portalfs" && o.layout != "freeshard") {
-      throw UsageError(kDaemon, "--layout: expected portalfs or freeshard, got " + json_quoted(o.layout));
+      in.bad("layout", "expected portalfs or freeshard, got " + json_quoted(o.layout));
     }
   }
   if (vm.count("threads")) {
     const auto& text = vm["threads"].as<std::string>();
     // libfuse caps its own pool far below this; the bound only catches typos.
     auto n = parse_number(text, 0, 1024);
-    if (!n) throw UsageError(kDaemon, "--threads: expected 0 to 1024, got " + json_quoted(text));
+    if (!n) in.bad("threads", "expected 0 to 1024, got " + json_quoted(text));
     o.threads = static_cast<unsigned>(*n);
   }
   if (vm.count("trash-purge-interval")) {
     const auto& text = vm["trash-purge-interval"].as<std::string>();
     auto n = parse_number(text, 1, 86400 * 30);
-    if (!n) throw UsageError(kDaemon, "--trash-purge-interval: expected 1 to 2592000 seconds, got " + json_quoted(text));
+    if (!n) in.bad("trash-purge-interval", "expected 1 to 2592000 seconds, got " + json_quoted(text));
     o.trash_purge_interval = static_cast<unsigned>(*n);
+  }
+  if (vm.count("open-files-per-app")) {
+    const auto& text = vm["open-files-per-app"].as<std::string>();
+    auto n = parse_number(text, 1, 1u << 30);
+    if (!n) in.bad("open-files-per-app", "expected a positive number of files, got " + json_quoted(text));
+    o.open_files_per_app = static_cast<size_t>(*n);
   }
   if (vm.count("log-level")) {
     const auto& text = vm["log-level"].as<std::string>();
     if (!common::parse_log_level(text, o.log_level)) {
-      throw UsageError(
-          kDaemon, "--log-level: expected debug, info, warn or error, got " + json_quoted(text));
+      in.bad("log-level", "expected debug, info, warn or error, got " + json_quoted(text));
     }
   }
   if (vm.count("admin-group")) {
     o.admin_group = vm["admin-group"].as<std::string>();
-    if (o.admin_group.empty())
-      throw UsageError(kDaemon, "--admin-group: expected a group name or gid");
+    if (o.admin_group.empty()) in.bad("admin-group", "expected a group name or gid");
   }
   return o;
 }
 
-DaemonOptions parse_daemon_options(int argc, const char* const* argv) {
-  return parse_daemon_options(args_of(argc, argv));
+DaemonOptions parse_daemon_options(int argc, const char* const* argv, const ConfigReader& read_config) {
+  return parse_daemon_options(args_of(argc, argv), read_config);
 }
 
 gid_t resolve_group(std::string_view program, const std::string& group) {
@@ -880,6 +987,17 @@ gid_t resolve_group(std::string_view program, const std::string& group) {
   }
   if (!found) throw UsageError(program, "--admin-group: no group named " + json_quoted(group));
   return found->gr_gid;
+}
+
+std::optional<std::string> read_config_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    if (errno == ENOENT) return std::nullopt;
+    throw UsageError(kDaemon, "cannot read the config file " + path + ": " + std::strerror(errno));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 // ---- portalctl ---------------------------------------------------------------------------
