@@ -2,6 +2,8 @@
 # Every dependency comes from Debian 12's packages (see .ci/run for the package names).
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(FUSE3 REQUIRED IMPORTED_TARGET fuse3>=3.14)
+# sd_notify(3) and the journal, for running under systemd.
+pkg_check_modules(SYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
 find_package(nlohmann_json 3.10 REQUIRED)
 find_package(Boost 1.74 REQUIRED COMPONENTS program_options)
 find_package(GTest REQUIRED)

@@ -152,7 +152,8 @@ Result<fuse_entry_param> Filesystem::make_entry(const View& view, int path_fd) {
     // root, and it is not what the grant names.
     ::close(path_fd);
     common::log_once(common::LogLevel::warn, "xdev:" + view.spec.backing,
-                     "refusing a mount point inside " + view.spec.backing);
+                     "refusing a mount point inside " + view.spec.backing,
+                     {view.spec.app, view.spec.dir_name, "lookup", EXDEV});
     return Errno{EXDEV};
   }
   auto inode = table_.find_or_insert(view.id, st, path_fd);

@@ -20,7 +20,8 @@
 // Files: ops_entry.cpp (lookup, attrs, links), ops_namespace.cpp (create, remove, rename),
 // ops_file.cpp (open, I/O), ops_dir.cpp (directories), ops_xattr.cpp, synthetic.cpp (the
 // read-only directories above the views), ops_table.cpp (the libfuse op table), reply.cpp
-// (Results to replies), session_io.hpp (the session's I/O hooks), passthrough.hpp.
+// (Results to replies), session_io.hpp (the session's I/O hooks), passthrough.hpp, trash.cpp
+// (deletes into a share's trash).
 
 #include "fuse/fuse_api.hpp"
 #include <sys/statvfs.h>
@@ -45,6 +46,7 @@
 #include "fuse/host_watch.hpp"
 #include "fuse/inode_table.hpp"
 #include "fuse/notifier.hpp"
+#include "fuse/open_shares.hpp"
 #include "fuse/passthrough.hpp"
 #include "fuse/views.hpp"
 #include "policy/access.hpp"
@@ -62,6 +64,15 @@ struct Options {
   bool events = true;           // raise change events in sibling views (events.cpp)
   size_t fd_cache = 8192;       // O_PATH fds kept open at most (the rest re-open by handle)
   bool passthrough = true;      // files of data views pass through if the kernel can (passthrough.hpp)
+  // The directories above the views (/, apps/, apps/<app>/, apps/<app>/<kind>/) are root's,
+  // with this mode and group: on the host only root (and an admin group given 0750) may go
+  // through them to any app's files (0500 root only, 0550 with the admin group). A container
+  // reaches its views by bind mounts of the view roots, which pass no parent directory.
+  mode_t top_mode = 0500;
+  gid_t top_gid = 0;
+  // Files one app may hold open through the daemon at once (each is a daemon fd); one more
+  // gets EMFILE, for that app alone. 0: no limit. portalfsd sizes it from its open-file limit.
+  size_t open_files_per_app = 0;
 };
 
 /// One open file.
@@ -73,6 +84,7 @@ struct FileHandle {
   int accmode = O_RDONLY;  // of fd: the daemon's own open, decided once by open() or create()
   bool made = false;       // create() made the file: its provenance says who
   std::atomic<bool> wrote{false};  // written to (or truncated) through this handle
+  OpenShare share;                 // counted against its app's open files
   [[nodiscard]] bool readable() const { return accmode != O_WRONLY; }
 };
 
@@ -401,6 +413,17 @@ class Filesystem {
   /// A served directory on file system `dev` (for HostWatch).
   std::shared_ptr<const common::UniqueFd> root_on(dev_t dev);
 
+  // A share's trash (trash.cpp; policy/trash.hpp).
+  /// Removes the entry `name` of `dirfd` in `view` as unlink (`dir` false) or rmdir would,
+  /// with the same errors: into the view's trash when it has one, else for good. 0 or errno.
+  static int remove_entry(const View& view, int dirfd, const char* name, bool dir);
+  /// Before a rename in `view` of `from_dirfd`/`from_name` onto `dirfd`/`name`: the trash id
+  /// of a hard link of the file it will replace, put in the trash; "" when nothing is kept
+  /// (then the rename replaces it for good). The caller drops it (drop_kept) if the rename fails.
+  static std::string keep_replaced(const View& view, int from_dirfd, const char* from_name, int dirfd,
+                                   const char* name);
+  static void drop_kept(const View& view, const std::string& id);
+
   // Synthetic directories (synthetic.cpp).
   SynthInode* synth_inode(const std::string& path);
   SynthInode* find_synth(const std::string& path);
@@ -447,6 +470,7 @@ class Filesystem {
   HostWatch host_watch_;  // after what its thread uses: stopped first
   SessionIo io_;
   Passthrough passthrough_{io_};
+  OpenShares open_shares_{options_.open_files_per_app};
   bool no_opendir_ = false;  // set by init(): the kernel can do without OPENDIR
 
   OpenHandles<FileHandle> files_;  // before table_ is gone: a FileHandle names an Inode

@@ -129,6 +129,8 @@ Result<Opened> Filesystem::open(Call& call, fuse_ino_t ino, fuse_file_info* fi) 
   if (fi->flags & O_TRUNC) {
     if (int err = check_made(*n, Op::truncate)) return Errno{err};
   }
+  auto share = open_shares_.take(n->view->spec.app);
+  if (!share) return Errno{EMFILE};
   auto fd = fd_of(*n);
   if (!fd) return fd.err();
   const std::string name = fd_name(fd->get());
@@ -145,6 +147,7 @@ Result<Opened> Filesystem::open(Call& call, fuse_ino_t ino, fuse_file_info* fi) 
   fh->inode = n->inode;
   fh->killed = n->view->killed;
   fh->wrote = (fi->flags & O_TRUNC) != 0;
+  fh->share = std::move(*share);
   table_.opened(n->inode);
   const PassthroughReply pass = set_io_mode(fi, *n->view, *fh);
   fi->fh = files_.add(std::move(fh));
@@ -163,6 +166,8 @@ Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* na
   const View& view = *p->view;
   auto owner = creator(view, call.uid, call.gid);
   if (!owner) return Errno{EOVERFLOW};
+  auto share = open_shares_.take(view.spec.app);
+  if (!share) return Errno{EMFILE};
   auto pfd = fd_of(*p);
   if (!pfd) return pfd.err();
   int data;
@@ -200,6 +205,7 @@ Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* na
   fh->accmode = flags & O_ACCMODE;
   fh->made = made;
   fh->wrote = !made && (fi->flags & O_TRUNC);
+  fh->share = std::move(*share);
   if (made) record_made(view, data);
   // The entry's O_PATH fd comes from the open file itself, so it is the same inode even if
   // the name changed in between.

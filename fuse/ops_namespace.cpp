@@ -104,7 +104,7 @@ Result<void> Filesystem::unlink(Call& call, fuse_ino_t parent, const char* name)
   auto pfd = fd_of(*p);
   if (!pfd) return pfd.err();
   if (int err = check_entry(*p->view, pfd->get(), name, Op::unlink)) return Errno{err};
-  if (::unlinkat(pfd->get(), name, 0) != 0) return Errno{errno};
+  if (int err = remove_entry(*p->view, pfd->get(), name, /*dir=*/false)) return Errno{err};
   call.entry_changed(siblings_of(p->inode), name);
   note_deleted(p->inode, name, S_IFREG);
   return {};
@@ -117,7 +117,7 @@ Result<void> Filesystem::rmdir(Call& call, fuse_ino_t parent, const char* name) 
   auto pfd = fd_of(*p);
   if (!pfd) return pfd.err();
   if (int err = check_entry(*p->view, pfd->get(), name, Op::rmdir)) return Errno{err};
-  if (::unlinkat(pfd->get(), name, AT_REMOVEDIR) != 0) return Errno{errno};
+  if (int err = remove_entry(*p->view, pfd->get(), name, /*dir=*/true)) return Errno{err};
   call.entry_changed(siblings_of(p->inode), name);
   note_deleted(p->inode, name, S_IFDIR);
   return {};
@@ -139,7 +139,14 @@ Result<void> Filesystem::rename(Call& call, fuse_ino_t parent, const char* name,
   if (!(flags & RENAME_NOREPLACE)) {
     if (int err = check_entry(*to.view, tfd->get(), newname, Op::rename)) return Errno{err};
   }
-  if (::renameat2(ffd->get(), name, tfd->get(), newname, flags) != 0) return Errno{errno};
+  // A file a plain rename replaces goes to the share's trash (if it has one), as a delete
+  // would; RENAME_NOREPLACE replaces nothing and RENAME_EXCHANGE keeps both files.
+  const std::string kept = flags ? std::string() : keep_replaced(*to.view, ffd->get(), name, tfd->get(), newname);
+  if (::renameat2(ffd->get(), name, tfd->get(), newname, flags) != 0) {
+    const int err = errno;
+    drop_kept(*to.view, kept);
+    return Errno{err};
+  }
   if ((flags & RENAME_EXCHANGE) || !note_moved(from.inode, name, to.inode, tfd->get(), newname)) {
     call.entry_changed(siblings_of(from.inode), name);
     call.entry_changed(siblings_of(to.inode), newname);

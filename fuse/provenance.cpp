@@ -125,7 +125,8 @@ void warn_unrecorded(const View& view, int err) {
                    "cannot record which app made or changed a file in " + view.spec.backing + ": " +
                        std::strerror(err) +
                        "; the backing file system must support trusted.* extended attributes "
-                       "(ext4, xfs, btrfs, tmpfs do); until then its files count as no app's");
+                       "(ext4, xfs, btrfs, tmpfs do); until then its files count as no app's",
+                   {view.spec.app, view.spec.dir_name, "setxattr", err});
 }
 }  // namespace
 

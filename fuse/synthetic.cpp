@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The synthetic directories above the views: /, apps/, apps/<app>/, apps/<app>/<kind>/.
-// They are read-only (mode 0555, owned by root), list what the current Layout holds, and
-// lead to the view roots. Their inodes live as long as the filesystem (a handful per app).
+// They are read-only (owned by root, Options::top_mode: 0500 or 0550), list what the
+// current Layout holds, and lead to the view roots. Their inodes live as long as the filesystem (a handful per app).
 #include <fcntl.h>
 
 #include <cstring>
@@ -36,10 +36,10 @@ struct stat Filesystem::synth_stat(const SynthInode& dir) const {
   auto layout = views_.layout();
   auto it = layout->dirs.find(dir.path);
   st.st_ino = it != layout->dirs.end() ? it->second.ino : 1;
-  st.st_mode = S_IFDIR | 0555;
+  st.st_mode = S_IFDIR | options_.top_mode;
   st.st_nlink = 2 + (it != layout->dirs.end() ? it->second.subdirs.size() : 0);
   st.st_uid = 0;
-  st.st_gid = 0;
+  st.st_gid = options_.top_gid;
   st.st_blksize = 4096;
   return st;
 }

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "common/beneath.hpp"
+#include "common/log.hpp"
 
 namespace portalfs::fuse {
 
@@ -28,11 +29,12 @@ uint64_t synth_ino(const std::string& path) {
 // Opens a view's backing directory: the anchor by path (the admin's), the rest one component
 // at a time with no symlink. A real (not O_PATH) fd: open_by_handle_at refuses an O_PATH
 // mount fd with EBADF.
-common::Result<common::UniqueFd> open_backing(const policy::ViewSpec& spec, std::string* error) {
+common::Result<common::UniqueFd> open_below_anchor(const policy::ViewSpec& spec, const std::string& path,
+                                                   std::string* error) {
   const std::string anchor = spec.anchor.empty() ? "/" : spec.anchor;
-  std::string_view rest = spec.backing;
+  std::string_view rest = path;
   if (anchor != "/" && !(rest.starts_with(anchor) && (rest.size() == anchor.size() || rest[anchor.size()] == '/'))) {
-    *error = spec.backing + ": not below " + anchor;
+    *error = path + ": not below " + anchor;
     return common::Errno{EINVAL};
   }
   rest.remove_prefix(anchor == "/" ? 0 : anchor.size());
@@ -47,6 +49,38 @@ common::Result<common::UniqueFd> open_backing(const policy::ViewSpec& spec, std:
   auto fd = common::open_beneath(anchor_fd.get(), components, O_RDONLY, &failure);
   if (!fd) *error = common::describe_walk_failure(anchor, components, failure);
   return fd;
+}
+
+common::Result<common::UniqueFd> open_backing(const policy::ViewSpec& spec, std::string* error) {
+  return open_below_anchor(spec, spec.backing, error);
+}
+
+// Trash fds by path, shared by the views of one share within one set().
+using Trashes = std::map<std::string, std::shared_ptr<const common::UniqueFd>>;
+
+// Gives a served view of a share with a trash its trash fd. The trash must be on the backing
+// directory's file system, or a delete could not be one rename: a trash that is not (or can't
+// be opened) is logged once, and the view's deletes then delete.
+void open_trash(View& view, Trashes& trashes) {
+  if (view.spec.trash.empty()) return;
+  if (auto it = trashes.find(view.spec.trash); it != trashes.end()) {
+    view.trash = it->second;
+  } else {
+    std::string error;
+    auto fd = open_below_anchor(view.spec, view.spec.trash, &error);
+    struct stat st {};
+    if (fd && ::fstat(fd->get(), &st) == 0 && st.st_dev != view.dev) {
+      error = view.spec.trash + ": not on the file system of " + view.spec.backing;
+      fd = common::Errno{EXDEV};
+    }
+    if (fd) view.trash = std::make_shared<const common::UniqueFd>(std::move(*fd));
+    trashes[view.spec.trash] = view.trash;
+    if (!fd) {
+      common::log_once(common::LogLevel::error, "trash:" + view.spec.trash,
+                       "share trash not usable, deletes through " + view.spec.backing + " delete for good: " + error +
+                           "; portalctl share set SHARE --trash off, then --trash D, makes it again");
+    }
+  }
 }
 
 void add_dir(Layout& layout, const std::string& path) {
@@ -144,6 +178,7 @@ ViewRegistry::Change ViewRegistry::set(const policy::ViewSpecs& specs,
     if (v->root) roots.emplace(v->spec.backing, std::pair{v->spec.store_epoch, v->root});
   }
   std::set<std::string> flipped;  // synthetic dirs holding a view whose store went or came back
+  Trashes trashes;
 
   auto layout = std::make_shared<Layout>();
   add_dir(*layout, "");
@@ -169,6 +204,7 @@ ViewRegistry::Change ViewRegistry::set(const policy::ViewSpecs& specs,
     // listed, every op answers EIO (Filesystem::fd_of, synth_lookup), and files opened on the
     // store that went away fail too.
     if (!spec.offline && !open_root(*view, roots, *layout, errors)) continue;
+    if (!spec.offline) open_trash(*view, trashes);
     if (old && old->spec.backing == spec.backing && !same_store) old->killed->store(true);
     view->killed = same_store ? old->killed : std::make_shared<std::atomic<bool>>(false);
     if (old && !(old->spec == spec)) change.changed.push_back(view->id);

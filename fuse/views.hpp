@@ -36,6 +36,10 @@ struct View {
   dev_t dev = 0;
   ino_t root_ino = 0;
   uint64_t mnt_id = 0;  // the mount the backing dir is on (statx STATX_MNT_ID)
+  /// O_RDONLY|O_DIRECTORY fd of the share's trash directory (spec.trash), on the backing dir's
+  /// file system; null when the view has no trash, or it could not be opened there (then
+  /// deletes delete, and the log said why once).
+  std::shared_ptr<const common::UniqueFd> trash;
   /// Set by a forced revoke: open handles of this view fail with EIO from then on.
   std::shared_ptr<std::atomic<bool>> killed;
   [[nodiscard]] bool is_shared() const { return spec.kind != policy::GrantKind::data; }

@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "common/dirs.hpp"
 #include "common/log.hpp"
 #include "mountmgr/control_protocol.hpp"
 
@@ -44,22 +45,14 @@ bool fill_address(const std::string& path, sockaddr_un& addr) {
   return true;
 }
 
-/// mkdir -p for the socket's directory; directories we create get 0755 whatever the umask.
-void make_parent_dirs(const std::string& socket_path) {
+/// mkdir -p for the socket's directory. Directories we create are root's alone (0700), or also
+/// the admin group's (0750) so that its members reach the socket; existing ones are kept.
+void make_parent_dirs(const std::string& socket_path, std::optional<gid_t> admin_group) {
   auto slash = socket_path.rfind('/');
   if (slash == std::string::npos || slash == 0) return;
-  std::string dir = socket_path.substr(0, slash);
-  std::size_t pos = 0;
-  while (pos != std::string::npos) {
-    pos = dir.find('/', pos + 1);
-    std::string prefix = dir.substr(0, pos);
-    if (prefix.empty()) continue;
-    if (::mkdir(prefix.c_str(), 0755) == 0) {
-      ::chmod(prefix.c_str(), 0755);
-    } else if (errno != EEXIST) {
-      throw start_error(socket_path, "cannot create " + prefix + ": " + errno_text(errno));
-    }
-  }
+  const std::string err = common::make_dirs(socket_path.substr(0, slash), admin_group ? 0750 : 0700,
+                                            admin_group.value_or(static_cast<gid_t>(-1)));
+  if (!err.empty()) throw start_error(socket_path, err);
 }
 
 enum class Wait { ready, timed_out, stopped };
@@ -155,7 +148,7 @@ void ControlServer::start() {
     throw start_error(path, "path empty or too long for a Unix socket (the limit is " +
                                 std::to_string(sizeof(addr.sun_path) - 1) + " bytes)");
   }
-  make_parent_dirs(path);
+  make_parent_dirs(path, admin_group_);
 
   // A socket file left by a daemon that died is removed; one a live daemon answers on is not.
   struct stat st {};

@@ -320,6 +320,7 @@ void Manager::Impl::worker_loop() {
       if (!trash_dirty) {
         lock.unlock();
         retry_unsaved();
+        purge_expired_trash();
         work_cv.notify_all();
         continue;
       }
@@ -542,7 +543,8 @@ constexpr Verb kManagerVerbs[] = {
 }  // namespace
 
 Outcome Manager::Impl::dispatch(const Request& req) {
-  for (const std::span<const Verb> table : {app_verbs(), share_verbs(), storage_verbs(), std::span<const Verb>(kManagerVerbs)}) {
+  for (const std::span<const Verb> table :
+       {app_verbs(), share_verbs(), storage_verbs(), trash_verbs(), std::span<const Verb>(kManagerVerbs)}) {
     for (const Verb& verb : table) {
       if (verb.name != req.verb) continue;
       return verb.read_only() ? verb.reads(*this, req) : verb.changes(*this, req);

@@ -51,6 +51,8 @@ struct ManagerConfig {
   /// Freeshard tree served in place (portalfsd --layout freeshard). Shares are in "shared" in
   /// both. State and removal records always say "apps/<app>"; only the disk path differs.
   std::string apps_dir = "apps";
+  /// How often the shares' trashes are rid of their expired entries (and once at start).
+  std::chrono::seconds trash_purge_interval{3600};
   /// attach, detach, heal and the live following of grants go through these (default:
   /// mountmgr/attach.hpp).
   AttachOps attach_ops = {};

@@ -118,6 +118,11 @@ struct Manager::Impl {
   void wake_worker();
   void worker_loop();
   void retry_unsaved();
+  /// Moves the entries of the shares' trashes older than their share's retention into the
+  /// trash above (verbs_trash.cpp). The worker calls it at start and every
+  /// config.trash_purge_interval; a failure is logged.
+  void purge_expired_trash();
+  std::optional<std::chrono::steady_clock::time_point> last_trash_purge;  // the worker's own
 
   // The storage root's store (mountmgr/store.hpp): the file system it must lead to.
   /// Its record, set once by the constructor (never changed after: read without `mutex`).
@@ -239,6 +244,7 @@ struct Verb {
 std::span<const Verb> app_verbs();      // verbs_apps.cpp
 std::span<const Verb> share_verbs();    // verbs_shares.cpp
 std::span<const Verb> storage_verbs();  // verbs_storage.cpp
+std::span<const Verb> trash_verbs();    // verbs_trash.cpp
 
 /// "share 'music' does not exist; create it with: portalctl share create music" unless it does.
 void require_share(const State& state, const std::string& share);

@@ -8,11 +8,11 @@
 
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
-#include <system_error>
 
 #include "common/beneath.hpp"
+#include "common/dirs.hpp"
 #include "mountmgr/paths.hpp"
+#include "policy/trash.hpp"
 
 namespace portalfs::mountmgr {
 namespace {
@@ -218,9 +218,10 @@ Drained drain(int dir_fd, int trash_fd, dev_t dev, const std::string& display, s
 
 StorageRoot::StorageRoot(std::string path, bool create) : path_(std::move(path)) {
   if (create) {
-    std::error_code ec;
-    std::filesystem::create_directories(path_, ec);
-    if (ec) throw ProvisionError(path_ + ": cannot create the storage root: " + ec.message());
+    // Root's alone: the backing files keep their apps' owners and modes.
+    if (auto err = common::make_dirs(path_, 0700); !err.empty()) {
+      throw ProvisionError(path_ + ": cannot create the storage root: " + err);
+    }
   }
   fd_.reset(::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd_) fail(path_, "cannot open the storage root", errno);
@@ -397,6 +398,8 @@ std::vector<std::string> share_dir_components(const std::string& share) { return
 std::vector<std::string> storage_dir_components(const std::string& name) { return {"storage", name}; }
 
 std::vector<std::string> trash_components() { return {kTrash}; }
+
+std::vector<std::string> share_trash_components(const std::string& share) { return {policy::kShareTrashDir, share}; }
 
 bool displayable_version(std::string_view text) {
   for (std::size_t i = 0; i < text.size();) {

@@ -124,6 +124,8 @@ std::vector<std::string> data_dir_components(const std::string& app, const std::
 std::vector<std::string> share_dir_components(const std::string& share);
 std::vector<std::string> storage_dir_components(const std::string& name);
 std::vector<std::string> trash_components();
+/// share-trash/<share>: a share's trash (policy/trash.hpp), not the deletion queue above.
+std::vector<std::string> share_trash_components(const std::string& share);
 
 /// Whether `text` may be shown as a version: valid UTF-8 without control characters.
 bool displayable_version(std::string_view text);

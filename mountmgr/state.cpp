@@ -8,6 +8,7 @@
 #include "mountmgr/paths.hpp"
 #include "policy/compose.hpp"
 #include "policy/manifest.hpp"
+#include "policy/trash.hpp"
 
 namespace portalfs::mountmgr {
 namespace {
@@ -319,6 +320,7 @@ json to_json(const State& state) {
   for (const auto& [name, app] : state.apps) apps[name] = app_to_json(app);
   json shares = json::object();
   for (const auto& [name, owner] : state.shares) shares[name] = {{"owner", format_owner(owner)}};
+  for (const auto& [name, seconds] : state.share_trash) shares[name]["trash"] = policy::format_retention(seconds);
   json attachments = json::array();
   for (const auto& a : state.attachments) {
     json binds = json::array();
@@ -370,8 +372,15 @@ State state_from_json(const json& doc) {
   for (const auto& item : shares.json().items()) {
     const JsonReader share(item.value(), shares.pointer() + "/" + pointer_token(item.key()));
     if (auto e = policy::check_share_name(item.key()); !e.empty()) share.fail("key: " + e);
-    share.expect_object({"owner"});
+    share.expect_object({"owner", "trash"});
     state.shares[item.key()] = read_owner(share.member("owner", "\"UID:GID\""));
+    if (auto trash = share.opt_member("trash")) {
+      std::string expected;
+      const auto seconds = policy::parse_retention(trash->as_string(), &expected);
+      if (!seconds) trash->fail(expected + ", got " + describe_json(trash->json()));
+      if (*seconds == 0) trash->fail("expected a retention (a share without a trash has no \"trash\"), got \"off\"");
+      state.share_trash[item.key()] = *seconds;
+    }
   }
   const JsonReader attachments = root.member("attachments", "an array");
   attachments.expect_array();

@@ -13,7 +13,7 @@
 //        "revoked": ["music"],          manifest shares taken away with `revoke`
 //        "data_dirs": [{"name": "data", "created_by_version": "3.1", "removed": false}],
 //        "storage_mounts": [{"host_path": "/srv/x", "container_path": "/x", "read_only": true}]}},
-//    "shares": {"own_media": {"owner": "0:0"}},
+//    "shares": {"own_media": {"owner": "0:0", "trash": "30d"}},   (trash: absent when off)
 //    "attachments": [{"app": "navidrome", "pid": 4242,
 //                     "binds": [{"source": "...", "target": "/data", "read_only": false}],
 //                     "start_time": 1234567, "mnt_ns": "4:4026532712",
@@ -110,6 +110,9 @@ struct Attachment {
 struct State {
   std::map<std::string, AppRecord> apps;
   std::map<std::string, policy::Owner> shares;  // share name -> owner of its directory
+  /// Shares with a trash (policy/trash.hpp) -> how long its entries are kept, in seconds (> 0).
+  /// In state.json as the share's "trash": "30d", absent when it has none.
+  std::map<std::string, int64_t> share_trash;
   std::vector<Attachment> attachments;
   /// Trees to delete (purge, prune), as paths below the storage root ("apps/notes",
   /// "apps/notes/cache"): recorded before the deletion starts, dropped once the tree is in the

@@ -8,10 +8,9 @@
 
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <optional>
-#include <system_error>
 
+#include "common/dirs.hpp"
 #include "common/escape.hpp"
 #include "common/log.hpp"
 #include "mountmgr/json_reader.hpp"
@@ -127,9 +126,10 @@ bool write_all(int fd, const std::string& data) {
 }  // namespace
 
 StateStore::StateStore(std::string state_dir) : dir_(std::move(state_dir)) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir_, ec);
-  if (ec) throw StateError(dir_ + ": cannot create the state directory: " + ec.message());
+  // Root's alone: state.json names every app, grant and attached process.
+  if (auto err = common::make_dirs(dir_, 0700); !err.empty()) {
+    throw StateError(dir_ + ": cannot create the state directory: " + err);
+  }
   dir_fd_.reset(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dir_fd_) throw StateError(dir_ + ": cannot open the state directory: " + errno_text(errno));
 
@@ -153,6 +153,21 @@ StateStore::StateStore(std::string state_dir) : dir_(std::move(state_dir)) {
   // Who holds the lock, for the message above; best effort.
   const std::string pid = std::to_string(::getpid()) + "\n";
   if (::ftruncate(lock_fd_.get(), 0) == 0) (void)!::pwrite(lock_fd_.get(), pid.data(), pid.size(), 0);
+}
+
+StateFileCheck check_state_file(const std::string& state_dir) {
+  StateFileCheck out;
+  out.path = state_dir + "/" + kState;
+  UniqueFd dir(::open(state_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) {
+    out.missing = errno == ENOENT;
+    if (!out.missing) out.problem = "cannot open its directory: " + errno_text(errno);
+    return out;
+  }
+  ReadOutcome read = read_state_file(dir.get(), kState);
+  out.missing = read.missing;
+  out.problem = read.problem;
+  return out;
 }
 
 StateStore::Loaded StateStore::load(bool recover_from_backup) {

@@ -55,4 +55,13 @@ class StateStore {
   bool current_is_good_ = false;
 };
 
+/// What load() would find in `state_dir`'s state.json, without locking or making anything
+/// (portalctl doctor): missing, or "" when it is good, or why not ("is not valid JSON ...").
+struct StateFileCheck {
+  std::string path;
+  bool missing = false;
+  std::string problem;
+};
+StateFileCheck check_state_file(const std::string& state_dir);
+
 }  // namespace portalfs::mountmgr

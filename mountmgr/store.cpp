@@ -101,6 +101,8 @@ std::optional<MountInfo> parse_mountinfo_line(std::string_view line) {
   m.mount_point = unescape(f[4]);
   m.fs_type = unescape(f[dash + 1]);
   m.source = unescape(f[dash + 2]);
+  for (std::size_t i = 6; i < dash; ++i) m.propagation += (i == 6 ? "" : " ") + std::string(f[i]);
+  if (dash + 3 < f.size()) m.super_options = f[dash + 3];
   return m;
 }
 

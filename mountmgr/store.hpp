@@ -54,6 +54,8 @@ struct MountInfo {
   std::string mount_point;  // unescaped
   std::string fs_type;
   std::string source;  // unescaped
+  std::string propagation;    // the optional fields: "shared:1", "master:3", "" (private)
+  std::string super_options;  // the file system's options: "rw,prjquota"
 };
 
 /// Parses one line of /proc/<pid>/mountinfo; nullopt when it is not one.

@@ -5,6 +5,7 @@
 
 #include "mountmgr/manager_impl.hpp"
 #include "mountmgr/views.hpp"
+#include "policy/trash.hpp"
 
 namespace portalfs::mountmgr {
 namespace {
@@ -24,9 +25,36 @@ std::optional<policy::Grant> find_share_grant(const std::vector<policy::Grant>& 
   return std::nullopt;
 }
 
+// The "trash" argument: a retention (policy::parse_retention) in seconds, 0 for off.
+std::optional<int64_t> trash_arg(const Args& args) {
+  const auto text = args.opt_str("trash");
+  if (!text) return std::nullopt;
+  std::string expected;
+  const auto seconds = policy::parse_retention(*text, &expected);
+  if (!seconds) args.bad("trash", expected + ", got " + describe_json(*text));
+  return seconds;
+}
+
+// Gives `share` in `next` a trash kept `seconds` (0: none), making its directory when it
+// gets one (root-owned 0700, outside every view).
+void set_share_trash(Manager::Impl& mgr, State& next, const std::string& share, int64_t seconds) {
+  if (seconds == 0) {
+    next.share_trash.erase(share);
+    return;
+  }
+  next.share_trash[share] = seconds;
+  ensure_dir(mgr.open_root(), share_trash_components(share), LeafSpec{policy::Owner{0, 0}, 0700, false, std::nullopt});
+}
+
+std::string trash_note(const State& state, const std::string& share) {
+  const auto it = state.share_trash.find(share);
+  return it == state.share_trash.end() ? "" : ", trash " + policy::format_retention(it->second);
+}
+
 Outcome share_create(Manager::Impl& mgr, const Request& req) {
-  const Args args(req, {"name", "owner"});
+  const Args args(req, {"name", "owner", "trash"});
   const std::string share = share_arg(args, "name");
+  const auto trash = trash_arg(args);
   policy::Owner owner;
   const bool owner_given = args.opt_str("owner").has_value();
   if (auto text = args.opt_str("owner")) {
@@ -51,11 +79,34 @@ Outcome share_create(Manager::Impl& mgr, const Request& req) {
     owner = *ensured.existing_owner;
     next.shares[share] = owner;
   }
+  if (trash) set_share_trash(mgr, next, share, *trash);
 
   const std::string path = mgr.config.storage_root + "/shared/" + share;
   Outcome out;
-  out.output = req.json ? nlohmann::json({{"name", share}, {"owner", format_owner(owner)}, {"path", path}}).dump(2) + "\n"
-                        : "created share " + share + " at " + path + " (owner " + format_owner(owner) + ")\n";
+  nlohmann::json created = {{"name", share}, {"owner", format_owner(owner)}, {"path", path}};
+  if (next.share_trash.contains(share)) created["trash"] = policy::format_retention(next.share_trash.at(share));
+  out.output = req.json ? created.dump(2) + "\n"
+                        : "created share " + share + " at " + path + " (owner " + format_owner(owner) +
+                              trash_note(next, share) + ")\n";
+  out.next = std::move(next);
+  return out;
+}
+
+Outcome share_set(Manager::Impl& mgr, const Request& req) {
+  const Args args(req, {"name", "trash"});
+  const std::string share = share_arg(args, "name");
+  const auto trash = trash_arg(args);
+  if (!trash) args.bad("trash", "missing: say what to set (--trash 30d or --trash off)");
+  require_share(mgr.state, share);
+
+  State next = mgr.state;
+  set_share_trash(mgr, next, share, *trash);
+  Outcome out;
+  const std::string retention = policy::format_retention(*trash);
+  out.output = req.json ? nlohmann::json({{"name", share}, {"trash", retention}}).dump(2) + "\n"
+               : *trash ? "share " + share + ": deletes go to its trash, kept " + retention + "\n"
+                        : "share " + share + ": deletes delete; what is in its trash stays until "
+                                             "portalctl trash purge " + share + "\n";
   out.next = std::move(next);
   return out;
 }
@@ -76,11 +127,18 @@ Outcome share_list(const Manager::Impl& mgr, const Request& req) {
                      {"owner", format_owner(owner)},
                      {"path", mgr.config.storage_root + "/shared/" + name},
                      {"apps", users[name]}});
+      if (auto trash = mgr.state.share_trash.find(name); trash != mgr.state.share_trash.end()) {
+        out.back()["trash"] = policy::format_retention(trash->second);
+      }
     }
     return {out.dump(2) + "\n"};
   }
   std::string out;
-  for (const auto& [name, owner] : mgr.state.shares) out += name + " " + format_owner(owner) + "\n";
+  for (const auto& [name, owner] : mgr.state.shares) {
+    const auto trash = mgr.state.share_trash.find(name);
+    out += name + " " + format_owner(owner) +
+           (trash == mgr.state.share_trash.end() ? "" : " trash " + policy::format_retention(trash->second)) + "\n";
+  }
   return {out};
 }
 
@@ -166,7 +224,8 @@ Outcome revoke(Manager::Impl& mgr, const Request& req) {
 // The args of each verb; a field not marked optional is required.
 std::span<const Verb> share_verbs() {
   static constexpr Verb kVerbs[] = {
-      {"share.create", share_create},  // {name, owner?: "UID:GID"}
+      {"share.create", share_create},  // {name, owner?: "UID:GID", trash?: "30d"|"off"}
+      {"share.set", share_set},        // {name, trash: "30d"|"off"}
       {"share.list", share_list},      // {}
       {"grant", grant},                // {app, share, access: "read"|"read-write", path: "/in/container"}
       {"revoke", revoke},              // {app, share, force?: bool}

@@ -14,6 +14,7 @@
 #include "mountmgr/report.hpp"
 #include "mountmgr/views.hpp"
 #include "mountmgr/who.hpp"
+#include "policy/trash.hpp"
 
 namespace portalfs::mountmgr {
 namespace {
@@ -192,7 +193,7 @@ Outcome storage_mount(Manager::Impl& mgr, const Request& req) {
     refuse("storage.mount: " + mount.host_path + " overlaps the portalfs mountpoint " + mgr.config.mountpoint);
   }
   if (path_within(root, host) || path_within(host, root + "/" + mgr.config.apps_dir) || path_within(host, root + "/shared") ||
-      path_within(host, root + "/trash")) {
+      path_within(host, root + "/trash") || path_within(host, root + "/" + policy::kShareTrashDir)) {
     refuse("storage.mount: " + mount.host_path + " is app data or a share of portalfs' storage root; " +
            "use grant to give an app a share");
   }

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "policy/trash.hpp"
+
 namespace portalfs::mountmgr {
 namespace {
 
@@ -87,6 +89,9 @@ policy::ViewSpec make_view(const State& state, const std::string& storage_root, 
       // service's user: or PUID/PGID, which compose grants carry themselves).
       std::optional<policy::Owner> who = grant.owner;
       if (!who && policy::writes(grant.access)) who = known_user(record);
+      if (state.share_trash.contains(grant.name)) {
+        view.trash = storage_root + "/" + policy::kShareTrashDir + "/" + grant.name;
+      }
       const auto share = state.shares.find(grant.name);
       const policy::Owner store = share != state.shares.end() ? share->second : policy::Owner{};
       if (who) {

@@ -31,6 +31,10 @@ struct ViewSpec {
   /// Changes each time the store is found again (back online, or on another mount of it): a
   /// view with a new epoch opens its backing directory afresh instead of keeping the old fd.
   uint64_t store_epoch = 0;
+  /// A shared view of a share with a trash (policy/trash.hpp): the absolute path of the
+  /// share's trash directory, below `anchor`; a delete through the view moves the entry there.
+  /// "" = deletes delete.
+  std::string trash = {};
   friend bool operator==(const ViewSpec&, const ViewSpec&) = default;
 };
 

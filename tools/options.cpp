@@ -9,7 +9,10 @@
 #include <charconv>
 #include <climits>
 #include <cstddef>
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
+#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -17,6 +20,7 @@
 #include "policy/compose.hpp"
 #include "policy/id_map.hpp"
 #include "policy/manifest.hpp"
+#include "policy/trash.hpp"
 
 #ifndef PORTALFS_VERSION
 #define PORTALFS_VERSION "unknown"
@@ -101,6 +105,9 @@ po::options_description daemon_description() {
     ("foreground", po::bool_switch(), "stay in the foreground")
     ("threads", po::value<std::string>()->value_name("N"),
      "FUSE worker threads (default 0: libfuse's default)")
+    ("open-files-per-app", po::value<std::string>()->value_name("N"),
+     "files one app may hold open at once; one more gets EMFILE, for that app alone (default: "
+     "half of what the fd cache leaves of the open-file limit)")
     ("log-level", po::value<std::string>()->value_name("L"),
      "debug, info, warn or error (default info)")
     ("admin-group", po::value<std::string>()->value_name("G"),
@@ -114,6 +121,11 @@ po::options_description daemon_description() {
      "serve every read and write of data views in the daemon, not by kernel passthrough")
     ("example", po::bool_switch(),
      "install the example app (examples/notes.json) at start, to try portalfs out")
+    ("trash-purge-interval", po::value<std::string>()->value_name("SECONDS"),
+     "how often the shares' trashes are rid of entries older than their retention (default 3600)")
+    ("config", po::value<std::string>()->value_name("FILE"),
+     "read options from FILE (default /etc/portalfs/portalfsd.conf, when it exists); the "
+     "command line wins over it")
     ("help,h", "print this help and exit")
     ("version", "print the version and exit");
   // clang-format on
@@ -123,22 +135,73 @@ po::options_description daemon_description() {
 std::string daemon_usage() {
   return "Usage: portalfsd [--storage-root DIR] [--mountpoint DIR] [--state-dir DIR]\n"
          "                 [--socket PATH] [--foreground] [--threads N] [--log-level L]\n"
+         "                 [--open-files-per-app N]\n"
          "                 [--admin-group G] [--recover-from-backup] [--no-passthrough]\n"
-         "                 [--layout portalfs|freeshard] [--example]\n\n"
+         "                 [--layout portalfs|freeshard] [--example] [--trash-purge-interval SECONDS]\n"
+         "                 [--config FILE]\n\n"
          "Serves every app's data and shared directories as per-app views through one FUSE\n"
          "filesystem, and takes portalctl's requests on the control socket.\n\n" +
          help_text(daemon_description()) +
+         "\nThe config file takes the same options, one NAME = VALUE a line without the\n"
+         "leading --, `#` starting a comment (foreground = true for a switch).\n"
          "\nExit codes: 0 ok, 1 runtime failure, 2 bad command line.\n";
 }
 
-std::string absolute_path(const po::variables_map& vm, const char* name, std::string fallback) {
-  if (!vm.count(name)) return fallback;
-  auto value = vm[name].as<std::string>();
-  if (value.empty() || value.front() != '/') {
-    throw UsageError(kDaemon, std::string("--") + name + ": expected an absolute path, got " +
-                                  json_quoted(value));
+/// The options of one portalfsd start and where each one's value came from, so that a bad
+/// value is named as it was written: "--threads" or "/etc/portalfs/portalfsd.conf:3: threads".
+struct DaemonInput {
+  po::variables_map vm;
+  std::map<std::string, std::string> origin;
+
+  [[noreturn]] void bad(const std::string& name, const std::string& problem) const {
+    auto it = origin.find(name);
+    throw UsageError(kDaemon, (it == origin.end() ? "--" + name : it->second) + ": " + problem);
   }
+};
+
+std::string absolute_path(const DaemonInput& in, const char* name, std::string fallback) {
+  if (!in.vm.count(name)) return fallback;
+  auto value = in.vm[name].as<std::string>();
+  if (value.empty() || value.front() != '/') in.bad(name, "expected an absolute path, got " + json_quoted(value));
   return value;
+}
+
+std::string_view trimmed(std::string_view text) {
+  constexpr std::string_view kBlank = " \t\r";
+  const auto first = text.find_first_not_of(kBlank);
+  if (first == std::string_view::npos) return {};
+  return text.substr(first, text.find_last_not_of(kBlank) - first + 1);
+}
+
+/// Adds the config file's options to `in` below the command line's. Each line is checked on its
+/// own so that a bad one is named by its number; Boost's own errors name no line.
+void store_config(const ConfigText& config, const po::options_description& desc, DaemonInput& in) {
+  std::istringstream lines(config.text);
+  std::string line;
+  for (int number = 1; std::getline(lines, line); ++number) {
+    const std::string where = config.path + ":" + std::to_string(number);
+    const auto text = trimmed(line);
+    if (text.empty() || text.front() == '#') continue;
+    const auto eq = text.find('=');
+    if (eq == std::string_view::npos) {
+      throw UsageError(kDaemon, where + ": expected NAME = VALUE, got " + json_quoted(text));
+    }
+    const std::string name(trimmed(text.substr(0, eq)));
+    if (name == "config" || name == "help" || name == "version") {
+      throw UsageError(kDaemon, where + ": " + name + " can only be given on the command line");
+    }
+    if (auto it = in.origin.find(name); it != in.origin.end()) {
+      if (it->second.starts_with("--")) continue;  // the command line wins
+      throw UsageError(kDaemon, where + ": " + name + " given twice (also at " + it->second + ")");
+    }
+    try {
+      std::istringstream one(line);
+      po::store(po::parse_config_file(one, desc), in.vm);
+    } catch (const po::error& e) {
+      throw UsageError(kDaemon, where + ": " + e.what());
+    }
+    in.origin[name] = where + ": " + name;
+  }
 }
 
 // ---- portalctl ---------------------------------------------------------------------------
@@ -367,13 +430,28 @@ std::vector<Verb> app_verbs() {
 
 // ---- share *, grant, revoke ----
 
+// --trash D: a retention, checked by the one parser (policy/trash.hpp).
+void add_trash_option(po::options_description& d, const char* help) {
+  d.add_options()("trash", po::value<std::string>()->value_name("30d|12h|off"), help);
+}
+
+void build_trash_option(const char* verb, const VerbInput& in, CtlCommand& cmd) {
+  if (!in.vm.count("trash")) return;
+  const auto& text = in.vm["trash"].as<std::string>();
+  std::string expected;
+  if (!policy::parse_retention(text, &expected)) usage(std::string(verb) + ": --trash: " + expected + ", got " + json_quoted(text));
+  cmd.args["trash"] = text;
+}
+
 void define_share_create(po::options_description& d) {
   d.add_options()("owner", po::value<std::string>()->value_name("UID:GID"),
                   "who owns its files on disk (default 0:0)");
+  add_trash_option(d, "deletes through a view go to the share's trash, kept this long (default off)");
 }
 
 void build_share_create(const VerbInput& in, CtlCommand& cmd) {
   cmd.args["name"] = in.positional.at(0);
+  build_trash_option("share create", in, cmd);
   if (!in.vm.count("owner")) return;
   auto owner = in.vm["owner"].as<std::string>();
   auto parts = split(owner, ':');
@@ -382,6 +460,16 @@ void build_share_create(const VerbInput& in, CtlCommand& cmd) {
     usage("share create: --owner: expected UID:GID (like 1000:1000), got " + json_quoted(owner));
   }
   cmd.args["owner"] = owner;
+}
+
+void define_share_set(po::options_description& d) {
+  add_trash_option(d, "deletes through a view go to the share's trash, kept this long; off: deletes delete");
+}
+
+void build_share_set(const VerbInput& in, CtlCommand& cmd) {
+  cmd.args["name"] = in.positional.at(0);
+  if (!in.vm.count("trash")) usage("share set: missing --trash 30d|12h|off (the one setting there is)");
+  build_trash_option("share set", in, cmd);
 }
 
 void define_grant(po::options_description& d) {
@@ -426,9 +514,11 @@ void build_revoke(const VerbInput& in, CtlCommand& cmd) {
 std::vector<Verb> share_verbs() {
   // clang-format off
   return {
-      {"share create", "share.create", "NAME [--owner UID:GID]", "create a shared directory",
+      {"share create", "share.create", "NAME [--owner UID:GID] [--trash 30d]", "create a shared directory",
        {"NAME"}, define_share_create, build_share_create},
       {"share list", "share.list", "", "list the shared directories", {}, no_options, build_nothing},
+      {"share set", "share.set", "NAME --trash 30d|12h|off", "change a shared directory's trash",
+       {"NAME"}, define_share_set, build_share_set},
       {"grant", "grant", "APP SHARE MODE --path /in/container",
        "give an app a shared directory; MODE is read, read-write, create-only, no-delete or own-files (takes effect at once)",
        {"APP", "SHARE", "MODE"}, define_grant, build_grant},
@@ -494,6 +584,56 @@ std::vector<Verb> container_verbs() {
       {"detach", "detach", "APP --pid PID",
        "take APP's views out of the running container whose process is PID",
        {"APP"}, define_detach, build_detach},
+  };
+  // clang-format on
+}
+
+// ---- trash * (a share's trash, policy/trash.hpp) ----
+
+void define_trash_select(po::options_description& d) {
+  d.add_options()("app", po::value<std::string>()->value_name("APP"), "only what this app deleted");
+}
+
+void build_trash_select(const VerbInput& in, CtlCommand& cmd) {
+  if (!in.positional.empty()) cmd.args["share"] = in.positional.at(0);
+  if (in.vm.count("app")) cmd.args["app"] = in.vm["app"].as<std::string>();
+}
+
+void define_trash_purge(po::options_description& d) {
+  define_trash_select(d);
+  d.add_options()("older-than", po::value<std::string>()->value_name("30d|12h"), "only what was deleted longer ago");
+}
+
+void build_trash_purge(const VerbInput& in, CtlCommand& cmd) {
+  build_trash_select(in, cmd);
+  if (!in.vm.count("older-than")) return;
+  const auto& text = in.vm["older-than"].as<std::string>();
+  std::string expected;
+  const auto seconds = policy::parse_retention(text, &expected);
+  if (!seconds || *seconds == 0) usage("trash purge: --older-than: expected an age like 30d, 12h, 45m or 90s, got " + json_quoted(text));
+  cmd.args["older_than"] = *seconds;
+}
+
+void define_trash_restore(po::options_description& d) {
+  d.add_options()("to", po::value<std::string>()->value_name("PATH"),
+                  "where in the share to put it back (relative to the share; default where it was)");
+}
+
+void build_trash_restore(const VerbInput& in, CtlCommand& cmd) {
+  cmd.args["id"] = in.positional.at(0);
+  if (in.vm.count("to")) cmd.args["to"] = in.vm["to"].as<std::string>();
+}
+
+std::vector<Verb> trash_verbs() {
+  // clang-format off
+  return {
+      {"trash list", "trash.list", "[SHARE] [--app APP]", "list what was deleted through views of shares with a trash",
+       {"[SHARE]"}, define_trash_select, build_trash_select},
+      {"trash restore", "trash.restore", "ID [--to PATH]",
+       "put a trashed file or directory back, with its bytes, owner, mode and times",
+       {"ID"}, define_trash_restore, build_trash_restore},
+      {"trash purge", "trash.purge", "[SHARE] [--app APP] [--older-than 30d]", "delete trashed entries for good",
+       {"[SHARE]"}, define_trash_purge, build_trash_purge},
   };
   // clang-format on
 }
@@ -565,6 +705,20 @@ std::vector<Verb> storage_verbs() {
        {"NAME"}, define_ensure_directory, build_ensure_directory},
       {"status", "status", "", "show the daemon's state: mount, apps, attachments", {}, no_options,
        build_nothing},
+      {"doctor", "doctor", "[--config FILE]",
+       "check this machine for what portalfsd needs: one line per check, PASS, WARN or FAIL with "
+       "the command that fixes it; exit 1 on a FAIL (runs here, also while the daemon is down)",
+       {},
+       [](po::options_description& d) {
+         d.add_options()("config", po::value<std::string>()->value_name("FILE"),
+                         "portalfsd's config file (default /etc/portalfs/portalfsd.conf, when it exists)");
+       },
+       [](const VerbInput& in, CtlCommand& cmd) {
+         if (!in.vm.count("config")) return;
+         const auto file = in.vm["config"].as<std::string>();
+         if (file.empty() || file.front() != '/') usage("doctor: --config: expected an absolute path, got " + json_quoted(file));
+         cmd.args["config"] = file;
+       }},
       {"who", "who", "PATH",
        "which app created PATH (a file in a view, or below the storage root; a relative PATH is "
        "from the current directory) and which last changed it",
@@ -576,7 +730,7 @@ std::vector<Verb> storage_verbs() {
 const std::vector<Verb>& verbs() {
   static const std::vector<Verb> table = [] {
     std::vector<Verb> all;
-    for (auto&& part : {app_verbs(), share_verbs(), container_verbs(), storage_verbs()}) {
+    for (auto&& part : {app_verbs(), share_verbs(), container_verbs(), storage_verbs(), trash_verbs()}) {
       all.insert(all.end(), part.begin(), part.end());
     }
     return all;
@@ -669,7 +823,7 @@ const Verb* find_verb(std::string_view name) {
 }
 
 bool is_group(std::string_view word) {
-  return word == "app" || word == "share";
+  return word == "app" || word == "share" || word == "trash";
 }
 
 /// Where the global options end: the index of the first token that is not a global option or
@@ -717,32 +871,61 @@ po::variables_map parse_tokens(const std::string& where, const std::vector<std::
 
 // ---- portalfsd ---------------------------------------------------------------------------
 
-DaemonOptions parse_daemon_options(const std::vector<std::string>& args) {
+namespace {
+
+DaemonInput daemon_input(const std::vector<std::string>& args, const ConfigReader& read_config) {
   auto desc = daemon_description();
-  desc.add_options()("positional__", po::value<std::vector<std::string>>());
+  auto all = desc;
+  all.add_options()("positional__", po::value<std::vector<std::string>>());
   po::positional_options_description pos;
   pos.add("positional__", -1);
-  po::variables_map vm;
+  DaemonInput in;
   try {
-    po::store(po::command_line_parser(args).options(desc).positional(pos).style(kStyle).run(), vm);
-    po::notify(vm);
+    po::store(po::command_line_parser(args).options(all).positional(pos).style(kStyle).run(), in.vm);
   } catch (const po::error& e) {
     throw UsageError(kDaemon, e.what());
   }
-  if (vm.count("positional__")) {
+  if (in.vm.count("positional__")) {
     throw UsageError(kDaemon,
                      "unexpected argument " +
-                         json_quoted(vm["positional__"].as<std::vector<std::string>>().front()));
+                         json_quoted(in.vm["positional__"].as<std::vector<std::string>>().front()));
   }
-  if (vm.count("help")) throw ExitRequest(0, daemon_usage());
-  if (vm.count("version"))
+  if (in.vm.count("help")) throw ExitRequest(0, daemon_usage());
+  if (in.vm.count("version"))
     throw ExitRequest(0, std::string("portalfsd ") + PORTALFS_VERSION + "\n");
+  for (const auto& [name, value] : in.vm) {
+    if (!value.defaulted()) in.origin[name] = "--" + name;
+  }
+
+  // --config names a file that must be there; the default one is read only when it exists.
+  const bool named = in.vm.count("config") != 0;
+  const std::string path = named ? absolute_path(in, "config", "") : kDefaultConfig;
+  if (read_config) {
+    if (auto text = read_config(path)) {
+      store_config({path, *text}, desc, in);
+    } else if (named) {
+      in.bad("config", "no such file " + json_quoted(path));
+    }
+  }
+  try {
+    po::notify(in.vm);
+  } catch (const po::error& e) {
+    throw UsageError(kDaemon, e.what());
+  }
+  return in;
+}
+
+}  // namespace
+
+DaemonOptions parse_daemon_options(const std::vector<std::string>& args, const ConfigReader& read_config) {
+  const DaemonInput in = daemon_input(args, read_config);
+  const po::variables_map& vm = in.vm;
 
   DaemonOptions o;
-  o.storage_root = absolute_path(vm, "storage-root", o.storage_root);
-  o.mountpoint = absolute_path(vm, "mountpoint", o.mountpoint);
-  o.state_dir = absolute_path(vm, "state-dir", o.state_dir);
-  o.socket = absolute_path(vm, "socket", o.socket);
+  o.storage_root = absolute_path(in, "storage-root", o.storage_root);
+  o.mountpoint = absolute_path(in, "mountpoint", o.mountpoint);
+  o.state_dir = absolute_path(in, "state-dir", o.state_dir);
+  o.socket = absolute_path(in, "socket", o.socket);
   o.foreground = vm["foreground"].as<bool>();
   o.recover_from_backup = vm["recover-from-backup"].as<bool>();
   o.example = vm["example"].as<bool>();
@@ -750,33 +933,43 @@ DaemonOptions parse_daemon_options(const std::vector<std::string>& args) {
   if (vm.count("layout")) {
     o.layout = vm["layout"].as<std::string>();
     if (o.layout != "portalfs" && o.layout != "freeshard") {
-      throw UsageError(kDaemon, "--layout: expected portalfs or freeshard, got " + json_quoted(o.layout));
+      in.bad("layout", "expected portalfs or freeshard, got " + json_quoted(o.layout));
     }
   }
   if (vm.count("threads")) {
     const auto& text = vm["threads"].as<std::string>();
     // libfuse caps its own pool far below this; the bound only catches typos.
     auto n = parse_number(text, 0, 1024);
-    if (!n) throw UsageError(kDaemon, "--threads: expected 0 to 1024, got " + json_quoted(text));
+    if (!n) in.bad("threads", "expected 0 to 1024, got " + json_quoted(text));
     o.threads = static_cast<unsigned>(*n);
+  }
+  if (vm.count("trash-purge-interval")) {
+    const auto& text = vm["trash-purge-interval"].as<std::string>();
+    auto n = parse_number(text, 1, 86400 * 30);
+    if (!n) in.bad("trash-purge-interval", "expected 1 to 2592000 seconds, got " + json_quoted(text));
+    o.trash_purge_interval = static_cast<unsigned>(*n);
+  }
+  if (vm.count("open-files-per-app")) {
+    const auto& text = vm["open-files-per-app"].as<std::string>();
+    auto n = parse_number(text, 1, 1u << 30);
+    if (!n) in.bad("open-files-per-app", "expected a positive number of files, got " + json_quoted(text));
+    o.open_files_per_app = static_cast<size_t>(*n);
   }
   if (vm.count("log-level")) {
     const auto& text = vm["log-level"].as<std::string>();
     if (!common::parse_log_level(text, o.log_level)) {
-      throw UsageError(
-          kDaemon, "--log-level: expected debug, info, warn or error, got " + json_quoted(text));
+      in.bad("log-level", "expected debug, info, warn or error, got " + json_quoted(text));
     }
   }
   if (vm.count("admin-group")) {
     o.admin_group = vm["admin-group"].as<std::string>();
-    if (o.admin_group.empty())
-      throw UsageError(kDaemon, "--admin-group: expected a group name or gid");
+    if (o.admin_group.empty()) in.bad("admin-group", "expected a group name or gid");
   }
   return o;
 }
 
-DaemonOptions parse_daemon_options(int argc, const char* const* argv) {
-  return parse_daemon_options(args_of(argc, argv));
+DaemonOptions parse_daemon_options(int argc, const char* const* argv, const ConfigReader& read_config) {
+  return parse_daemon_options(args_of(argc, argv), read_config);
 }
 
 gid_t resolve_group(std::string_view program, const std::string& group) {
@@ -794,6 +987,17 @@ gid_t resolve_group(std::string_view program, const std::string& group) {
   }
   if (!found) throw UsageError(program, "--admin-group: no group named " + json_quoted(group));
   return found->gr_gid;
+}
+
+std::optional<std::string> read_config_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    if (errno == ENOENT) return std::nullopt;
+    throw UsageError(kDaemon, "cannot read the config file " + path + ": " + std::strerror(errno));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 // ---- portalctl ---------------------------------------------------------------------------

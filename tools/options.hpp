@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
@@ -58,6 +59,9 @@ struct DaemonOptions {
   bool passthrough = true;
   /// FUSE worker threads; 0 keeps libfuse's default.
   unsigned threads = 0;
+  /// Files one app may hold open through the daemon; 0: half of what the fd cache leaves of
+  /// the open-file limit.
+  size_t open_files_per_app = 0;
   common::LogLevel log_level = common::LogLevel::info;
   /// Members of this group (a name or a numeric gid) may use the control socket besides root;
   /// "" = root only. Turn it into a gid with resolve_group().
@@ -66,12 +70,34 @@ struct DaemonOptions {
   bool example = false;
   /// "portalfs" (apps/<app>/) or "freeshard" (app_data/<app>/, a Freeshard user_data tree).
   std::string layout = "portalfs";
+  /// Seconds between purges of the shares' trashes' expired entries (--trash-purge-interval).
+  unsigned trash_purge_interval = 3600;
 };
 
-/// Parses portalfsd's arguments (without argv[0]). Every path must be absolute, because the
-/// daemon does not depend on the directory it was started from.
-DaemonOptions parse_daemon_options(const std::vector<std::string>& args);
-DaemonOptions parse_daemon_options(int argc, const char* const* argv);
+inline constexpr const char* kDefaultConfig = "/etc/portalfs/portalfsd.conf";
+
+/// A config file's name and contents.
+struct ConfigText {
+  std::string path;
+  std::string text;
+};
+
+/// Reads a config file for the parser: its text, or nullopt when there is no file at `path`
+/// (any other failure to read it throws). portalfsd passes read_config_file(); a test passes
+/// files from memory.
+using ConfigReader = std::function<std::optional<std::string>(const std::string& path)>;
+
+/// Parses portalfsd's arguments (without argv[0]) and its config file: --config FILE (which
+/// must exist), else kDefaultConfig when it exists; none at all without `read_config`. The
+/// file takes the same options as "NAME = VALUE" lines (Boost.Program_options' syntax); the
+/// command line wins, and a bad line is named as "FILE:LINE: ...". Every path must be
+/// absolute, because the daemon does not depend on the directory it was started from.
+DaemonOptions parse_daemon_options(const std::vector<std::string>& args, const ConfigReader& read_config = {});
+DaemonOptions parse_daemon_options(int argc, const char* const* argv, const ConfigReader& read_config = {});
+
+/// The ConfigReader of the real file system; a file that exists but can't be read is a
+/// UsageError naming it.
+std::optional<std::string> read_config_file(const std::string& path);
 
 /// Looks up a group name or numeric gid in the group database (this one reads /etc/group or
 /// NSS, so it is kept out of the parser). Throws UsageError for `program` when there is no

@@ -3,6 +3,7 @@
 // in step with the mount manager's state. See README.md for the options.
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <iostream>
 #include <thread>
 
+#include "common/dirs.hpp"
 #include "common/log.hpp"
 #include "fuse/filesystem.hpp"
 #include "fuse/session.hpp"
@@ -22,6 +24,7 @@
 #include "tools/example_manifest.hpp"
 #include "tools/exit_codes.hpp"
 #include "tools/options.hpp"
+#include "tools/service.hpp"
 
 namespace {
 
@@ -35,7 +38,7 @@ struct StartError {
   std::string message;
 };
 
-void check_environment(const portalfs::tools::DaemonOptions& o) {
+void check_environment(const portalfs::tools::DaemonOptions& o, std::optional<gid_t> admin_gid) {
   namespace fs = std::filesystem;
   if (::access("/dev/fuse", R_OK | W_OK) != 0) {
     throw StartError{ExitCode::runtime, "/dev/fuse is missing or not accessible (" +
@@ -50,14 +53,20 @@ void check_environment(const portalfs::tools::DaemonOptions& o) {
   // The storage root is made (on a first start) or checked against its recorded file system
   // by the mount manager (mountmgr/store.hpp): a missing one may be a disk not mounted yet,
   // and nothing is created under its mount point.
-  fs::create_directories(o.state_dir, ec);
-  if (ec) throw StartError{ExitCode::runtime, "cannot create state dir " + o.state_dir + ": " + ec.message()};
+  // The state dir is root's alone; directories made for the mountpoint (/run/portalfs) also
+  // the admin group's, if there is one.
+  if (auto err = portalfs::common::make_dirs(o.state_dir, 0700); !err.empty()) {
+    throw StartError{ExitCode::runtime, "state dir: " + err};
+  }
 
   using portalfs::fuse::MountpointState;
   switch (portalfs::fuse::probe_mountpoint(o.mountpoint)) {
     case MountpointState::missing:
-      fs::create_directories(o.mountpoint, ec);
-      if (ec) throw StartError{ExitCode::runtime, "cannot create mountpoint " + o.mountpoint + ": " + ec.message()};
+      if (auto err = portalfs::common::make_dirs(o.mountpoint, admin_gid ? 0750 : 0700,
+                                                 admin_gid.value_or(static_cast<gid_t>(-1)));
+          !err.empty()) {
+        throw StartError{ExitCode::runtime, "mountpoint: " + err};
+      }
       break;
     case MountpointState::stale_portalfs: {
       log::log(log::LogLevel::warn, "clearing the dead portalfs mount at " + o.mountpoint +
@@ -83,6 +92,7 @@ void check_environment(const portalfs::tools::DaemonOptions& o) {
 struct FdBudget {
   rlim_t limit = 0;
   size_t cache = 0;
+  size_t per_app = 0;  // files one app may hold open (Options::open_files_per_app)
   std::string raise_error;  // why the soft limit could not be raised, if it could not
 };
 
@@ -110,6 +120,12 @@ FdBudget fd_budget() {
   }
   out.limit = limit.rlim_cur;
   out.cache = static_cast<size_t>(std::clamp(limit.rlim_cur / 2, kMin, kMax));
+  // Half of what the cache leaves: whatever one app holds open, the others keep the other half
+  // (its open files' O_PATH fds come out of the cache, which evicts).
+  const rlim_t left = limit.rlim_cur == RLIM_INFINITY ? 2 * kMax
+                      : limit.rlim_cur > out.cache   ? limit.rlim_cur - out.cache
+                                                     : 0;
+  out.per_app = static_cast<size_t>(std::max<rlim_t>(16, left / 2));
   return out;
 }
 
@@ -118,8 +134,8 @@ void log_fd_budget(const FdBudget& b) {
     log::log(log::LogLevel::warn, "cannot raise the open-file limit to the hard limit: " + b.raise_error);
   }
   const std::string limit = b.limit == RLIM_INFINITY ? "unlimited" : std::to_string(b.limit);
-  log::log(log::LogLevel::info,
-           "open-file limit " + limit + ": caching at most " + std::to_string(b.cache) + " O_PATH fds");
+  log::log(log::LogLevel::info, "open-file limit " + limit + ": caching at most " + std::to_string(b.cache) +
+                                    " O_PATH fds; each app may hold " + std::to_string(b.per_app) + " files open");
 }
 
 nlohmann::json filesystem_status(portalfs::fuse::Filesystem& fs) {
@@ -134,6 +150,14 @@ nlohmann::json filesystem_status(portalfs::fuse::Filesystem& fs) {
           {"views", s.views},
           {"passthrough", fs.passthrough().active()},
           {"passthrough_files", s.passthrough_files}};
+}
+
+// Whether the mount at `mountpoint` is this filesystem and answers: statfs waits until the
+// loop serves it, so it returns once the mount is usable (or the mount is gone).
+bool mount_answers(const std::string& mountpoint) {
+  constexpr decltype(statfs::f_type) kFuseMagic = 0x65735546;
+  struct statfs st {};
+  return ::statfs(mountpoint.c_str(), &st) == 0 && st.f_type == kFuseMagic;
 }
 
 void install_example(portalfs::mountmgr::Manager& manager) {
@@ -152,15 +176,18 @@ void install_example(portalfs::mountmgr::Manager& manager) {
 
 int run(const portalfs::tools::DaemonOptions& o) {
   log::set_log_level(o.log_level);
-  check_environment(o);
-
   std::optional<gid_t> admin_gid;
   if (!o.admin_group.empty()) admin_gid = portalfs::tools::resolve_group("portalfsd", o.admin_group);
+  check_environment(o, admin_gid);
 
-  const FdBudget fds = fd_budget();
+  FdBudget fds = fd_budget();
+  if (o.open_files_per_app != 0) fds.per_app = o.open_files_per_app;
   portalfs::fuse::Options fs_options;
   fs_options.fd_cache = fds.cache;
+  fs_options.open_files_per_app = fds.per_app;
   fs_options.passthrough = o.passthrough;
+  fs_options.top_mode = admin_gid ? 0550 : 0500;
+  fs_options.top_gid = admin_gid.value_or(0);
   portalfs::fuse::Filesystem fs(fs_options);
   std::unique_ptr<portalfs::mountmgr::Manager> manager;
   try {
@@ -170,6 +197,7 @@ int run(const portalfs::tools::DaemonOptions& o) {
     cfg.mountpoint = o.mountpoint;
     cfg.recover_from_backup = o.recover_from_backup;
     cfg.apps_dir = o.layout == "freeshard" ? "app_data" : "apps";
+    cfg.trash_purge_interval = std::chrono::seconds(o.trash_purge_interval);
     manager = std::make_unique<portalfs::mountmgr::Manager>(
         cfg,
         [&fs](const portalfs::policy::ViewSpecs& views, const portalfs::policy::ViewSpecs& killed) {
@@ -181,8 +209,11 @@ int run(const portalfs::tools::DaemonOptions& o) {
   }
   for (const auto& e : fs.set_views(manager->views())) log::log(log::LogLevel::error, e);
 
-  portalfs::fuse::Session session(fs, {o.mountpoint, o.threads, o.log_level == log::LogLevel::debug});
-  session.install_signal_handlers();
+  portalfs::tools::ServiceNotifier service;
+  service.status("mounting " + o.mountpoint);
+  auto session = std::make_unique<portalfs::fuse::Session>(
+      fs, portalfs::fuse::SessionOptions{o.mountpoint, o.threads, o.log_level == log::LogLevel::debug});
+  session->install_signal_handlers();
   log_fd_budget(fds);
   if (!o.foreground && ::daemon(0, 0) != 0) {
     throw StartError{ExitCode::runtime, std::string("cannot go to the background: ") + std::strerror(errno)};
@@ -196,17 +227,25 @@ int run(const portalfs::tools::DaemonOptions& o) {
   log::log(log::LogLevel::info, "serving " + o.mountpoint + " (storage " + o.storage_root +
                                     ", control socket " + o.socket + ")");
 
-  // Healing and the example need the filesystem answering: run them beside the loop.
+  // Readiness, healing and the example need the filesystem answering: run them beside the loop.
   std::jthread after_mount([&] {
+    if (!mount_answers(o.mountpoint)) return;  // the loop ended before serving
+    service.ready("serving " + o.mountpoint + ": " + std::to_string(manager->views().size()) + " views");
+    service.start_watchdog([&o] { return mount_answers(o.mountpoint); });
     int healed = manager->heal_attachments();
     if (healed > 0) log::log(log::LogLevel::info, "re-attached " + std::to_string(healed) + " container mount set(s)");
     if (o.example) install_example(*manager);
   });
   // libfuse returns the signal's number when SIGTERM/SIGINT/SIGHUP ended the loop: a normal stop.
-  int rc = session.run();
+  int rc = session->run();
+  service.stopping();
+  // Unmounted before the threads beside the loop are joined: one may wait for the mount's
+  // answer to a request the ended loop will never give (a stop right after the start), and
+  // the unmount fails it.
+  log::log(log::LogLevel::info, "stopped; unmounting " + o.mountpoint);
+  session.reset();
   after_mount.join();
   server.stop();
-  log::log(log::LogLevel::info, "stopped; unmounting " + o.mountpoint);
   return rc >= 0 ? 0 : to_int(ExitCode::runtime);
 }
 
@@ -214,7 +253,7 @@ int run(const portalfs::tools::DaemonOptions& o) {
 
 int main(int argc, char** argv) {
   try {
-    return run(portalfs::tools::parse_daemon_options(argc, argv));
+    return run(portalfs::tools::parse_daemon_options(argc, argv, portalfs::tools::read_config_file));
   } catch (const portalfs::tools::ExitRequest& e) {
     std::cout << e.output();
     return e.code();

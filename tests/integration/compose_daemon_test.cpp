@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <functional>
 
+#include "tests/testutil/container_user.hpp"
 #include "tests/testutil/daemon_fixture.hpp"
 
 namespace portalfs::testutil {
@@ -38,19 +39,6 @@ services:
         source: "{{ fs.app_data }}/data/pg"
         target: /var/lib/postgresql/data
 )";
-
-// Runs `fn` in a child with the given ids (no supplementary groups); its errno result (0 = ok).
-int as_user(uid_t uid, gid_t gid, const std::function<int()>& fn) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) ::_exit(120);
-    ::alarm(20);
-    ::_exit(fn());
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
 
 int create_file(const std::string& path, const std::string& text) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -86,9 +74,9 @@ TEST_F(ComposeDaemon, EachServiceWritesAsItselfWithoutChown) {
 
   const std::string web_data = mnt() + "/apps/shop--web/data/data";
   const std::string db_data = mnt() + "/apps/shop--db/data/data%2Fpg";
-  EXPECT_EQ(as_user(1000, 1000, [&] { return create_file(web_data + "/upload.jpg", "jpeg"); }), 0);
-  EXPECT_EQ(as_user(999, 999, [&] { return create_file(db_data + "/PG_VERSION", "16\n"); }), 0);
-  EXPECT_EQ(as_user(999, 999, [&] { return ::mkdir((db_data + "/base").c_str(), 0700) == 0 ? 0 : errno; }), 0);
+  EXPECT_EQ(as_container_user(mnt(), 1000, 1000, [&] { return create_file(web_data + "/upload.jpg", "jpeg"); }), 0);
+  EXPECT_EQ(as_container_user(mnt(), 999, 999, [&] { return create_file(db_data + "/PG_VERSION", "16\n"); }), 0);
+  EXPECT_EQ(as_container_user(mnt(), 999, 999, [&] { return ::mkdir((db_data + "/base").c_str(), 0700) == 0 ? 0 : errno; }), 0);
   EXPECT_EQ(read_file(storage() + "/apps/shop/data/upload.jpg"), "jpeg");
   EXPECT_EQ(disk("apps/shop/data/upload.jpg").st_uid, 1000u);
   EXPECT_EQ(disk("apps/shop/data/pg/PG_VERSION").st_uid, 999u);
@@ -98,9 +86,9 @@ TEST_F(ComposeDaemon, EachServiceWritesAsItselfWithoutChown) {
   ASSERT_EQ(::stat((web_data + "/pg/PG_VERSION").c_str(), &st), 0);
   EXPECT_EQ(st.st_uid, 1000u);
   // Another uid is not the service's: the data view is web's, owned by 1000 0755.
-  EXPECT_EQ(as_user(1234, 1234, [&] { return create_file(web_data + "/intruder", "x"); }), EACCES);
+  EXPECT_EQ(as_container_user(mnt(), 1234, 1234, [&] { return create_file(web_data + "/intruder", "x"); }), EACCES);
   // The read-only share.
-  EXPECT_EQ(as_user(1000, 1000, [&] { return create_file(mnt() + "/apps/shop--web/shared/own_media/x", "x"); }), EROFS);
+  EXPECT_EQ(as_container_user(mnt(), 1000, 1000, [&] { return create_file(mnt() + "/apps/shop--web/shared/own_media/x", "x"); }), EROFS);
 
   // mounts per service, parents first.
   r = ctl({"mounts", "shop", "--service", "web", "--format", "docker"});
@@ -149,13 +137,13 @@ TEST_F(ComposeDaemon, ReadWriteShareWithoutOwnerIsWritableByTheAppsUser) {
   ASSERT_EQ(::stat((storage() + "/shared/own_documents").c_str(), &share), 0);
   ASSERT_EQ(share.st_uid, 0u);  // root-owned on disk
   ASSERT_EQ(share.st_mode & 0777, 0755u);
-  EXPECT_EQ(as_user(1000, 1000, [&] { return create_file(mnt() + "/apps/notes/shared/own_documents/n.txt", "n"); }), 0);
+  EXPECT_EQ(as_container_user(mnt(), 1000, 1000, [&] { return create_file(mnt() + "/apps/notes/shared/own_documents/n.txt", "n"); }), 0);
 
   write_file(tmpl(), "services:\n  web:\n    user: \"1000:1000\"\n    volumes:\n"
                      "      - \"{{ fs.shared }}/own_documents:/documents\"\n");
   r = ctl({"app", "install", "--compose", tmpl()});
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(as_user(1000, 1000, [&] { return create_file(mnt() + "/apps/shop--web/shared/own_documents/w.txt", "w"); }), 0);
+  EXPECT_EQ(as_container_user(mnt(), 1000, 1000, [&] { return create_file(mnt() + "/apps/shop--web/shared/own_documents/w.txt", "w"); }), 0);
 
   // Stored as the share's owner; each app sees them as its own.
   struct stat st {};
@@ -182,11 +170,11 @@ TEST_F(ComposeDaemon, ReadWriteShareOfAnUnknownUserIsWritableByAnyUid) {
 
   for (const std::string app : {"notes", "shop--web"}) {
     const std::string docs = mnt() + "/apps/" + app + "/shared/own_documents";
-    EXPECT_EQ(as_user(1000, 1000, [&] { return create_file(docs + "/" + app + "-1000", "a"); }), 0) << app;
-    EXPECT_EQ(as_user(33, 33, [&] { return ::mkdir((docs + "/" + app + "-33").c_str(), 0755) == 0 ? 0 : errno; }), 0)
+    EXPECT_EQ(as_container_user(mnt(), 1000, 1000, [&] { return create_file(docs + "/" + app + "-1000", "a"); }), 0) << app;
+    EXPECT_EQ(as_container_user(mnt(), 33, 33, [&] { return ::mkdir((docs + "/" + app + "-33").c_str(), 0755) == 0 ? 0 : errno; }), 0)
         << app;
     // Another uid of the app writes into what the first made.
-    EXPECT_EQ(as_user(1000, 1000, [&] { return create_file(docs + "/" + app + "-33/x", "x"); }), 0) << app;
+    EXPECT_EQ(as_container_user(mnt(), 1000, 1000, [&] { return create_file(docs + "/" + app + "-33/x", "x"); }), 0) << app;
     struct stat st {};
     ASSERT_EQ(::stat(docs.c_str(), &st), 0);
     EXPECT_EQ(st.st_uid, 0u);
@@ -197,7 +185,7 @@ TEST_F(ComposeDaemon, ReadWriteShareOfAnUnknownUserIsWritableByAnyUid) {
   }
   // The read-only share keeps its real owners and modes: uid 1000 is refused by the kernel's
   // permission check on the root-owned 0755 directory, root by the view.
-  EXPECT_EQ(as_user(1000, 1000, [&] { return create_file(mnt() + "/apps/notes/shared/own_media/x", "x"); }), EACCES);
+  EXPECT_EQ(as_container_user(mnt(), 1000, 1000, [&] { return create_file(mnt() + "/apps/notes/shared/own_media/x", "x"); }), EACCES);
   EXPECT_EQ(create_file(mnt() + "/apps/notes/shared/own_media/x", "x"), EROFS);
   struct stat media {};
   ASSERT_EQ(::stat((mnt() + "/apps/notes/shared/own_media").c_str(), &media), 0);
@@ -213,13 +201,13 @@ TEST_F(ComposeDaemon, OperatorMakesAShareReadOnlyWithOneOption) {
   auto r = ctl({"app", "install", "--compose", tmpl(), "--share", "own_documents=read"});
   ASSERT_EQ(r.code, 0) << r.err;
   const std::string docs = mnt() + "/apps/shop--web/shared/own_documents";
-  EXPECT_EQ(as_user(1000, 1000, [&] { return create_file(docs + "/a", "a"); }), EROFS);
+  EXPECT_EQ(as_container_user(mnt(), 1000, 1000, [&] { return create_file(docs + "/a", "a"); }), EROFS);
   r = ctl({"app", "upgrade", "--compose", tmpl()});
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(as_user(1000, 1000, [&] { return create_file(docs + "/a", "a"); }), EROFS);
+  EXPECT_EQ(as_container_user(mnt(), 1000, 1000, [&] { return create_file(docs + "/a", "a"); }), EROFS);
   r = ctl({"app", "upgrade", "--compose", tmpl(), "--share", "*=read-write"});
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(as_user(1000, 1000, [&] { return create_file(docs + "/a", "a"); }), 0);
+  EXPECT_EQ(as_container_user(mnt(), 1000, 1000, [&] { return create_file(docs + "/a", "a"); }), 0);
 }
 
 }  // namespace

@@ -135,6 +135,10 @@ const char* to_string(ViewKind kind) {
 }
 
 MountedFs::MountedFs(fuse::Options options, std::chrono::seconds watchdog) : options_(options) {
+  // These tests act as an app's uid through the host path of a view, standing in for a
+  // container's bind mount, so the directories above the views are open to all here (portalfsd
+  // closes them: tests/integration/host_hardening_test.cpp).
+  options_.top_mode = 0555;
   std::filesystem::create_directories(storage());
   std::filesystem::create_directories(mountpoint());
   ::chmod(dir_.path().c_str(), 0755);  // so forked non-root callers can reach the mount

@@ -18,6 +18,7 @@
 
 #include "common/unique_fd.hpp"
 #include "tests/integration/fs_helpers.hpp"
+#include "tests/testutil/container_user.hpp"
 #include "tests/testutil/daemon_fixture.hpp"
 
 namespace portalfs::testutil {
@@ -49,12 +50,12 @@ class RestartTrust : public DaemonFixture {
   // refused with EIO, logged naming the component, and nothing read or written through it.
   void expect_refused_after_restart(const std::string& parent_view, const std::string& nested_view,
                                     const std::string& target, const std::string& victim, uid_t uid = 0) {
-    {
-      std::optional<FsIds> as_app;
-      if (uid != 0) as_app.emplace(uid, uid);
-      ASSERT_EQ(errno_of(::rename((parent_view + "/x").c_str(), (parent_view + "/x.old").c_str())), 0);
-      ASSERT_EQ(errno_of(::symlink(target.c_str(), (parent_view + "/x").c_str())), 0);
-    }
+    // The app swaps the component in its container (as the container's root when uid is 0).
+    ASSERT_EQ(as_container_user(mnt(), uid, uid, [&] {
+                if (::rename((parent_view + "/x").c_str(), (parent_view + "/x.old").c_str()) != 0) return errno;
+                return errno_of(::symlink(target.c_str(), (parent_view + "/x").c_str()));
+              }),
+              0);
     ASSERT_NO_FATAL_FAILURE(restart());
     struct stat st {};
     errno = 0;

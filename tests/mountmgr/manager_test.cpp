@@ -20,6 +20,7 @@
 #include "mountmgr/control_protocol.hpp"
 #include "mountmgr/request.hpp"
 #include "mountmgr/state.hpp"
+#include "policy/trash.hpp"
 #include "tests/testutil/temp_dir.hpp"
 
 namespace portalfs::mountmgr {
@@ -578,6 +579,96 @@ TEST_F(ManagerTest, ShareCreateAndList) {
   ASSERT_EQ(list.size(), 3u);
   EXPECT_EQ(list[2], (json{{"name", "own_media"}, {"owner", "0:0"}, {"path", storage + "/shared/own_media"},
                            {"apps", json::array({"navidrome"})}}));
+}
+
+// A share's trash (policy/trash.hpp): the setting reaches state.json and the views; the slots
+// the filesystem fills (tests/integration/trash_test.cpp) are listed, restored and purged.
+TEST_F(ManagerTest, ShareTrashSettingReachesTheStateAndTheViews) {
+  EXPECT_EQ(ok("share.create", {{"name", "docs"}, {"trash", "30d"}}),
+            "created share docs at " + storage + "/shared/docs (owner 0:0, trash 30d)\n");
+  struct stat st {};
+  ASSERT_EQ(::stat((storage + "/share-trash/docs").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  EXPECT_EQ(st.st_uid, 0u);
+  EXPECT_EQ(saved_state().share_trash.at("docs"), 30 * 86400);
+  EXPECT_THAT(ok("share.list"), HasSubstr("docs 0:0 trash 30d\n"));
+  EXPECT_EQ(json::parse(ok("share.list", {}, true))[0]["trash"], "30d");
+
+  install(kNavidrome);
+  ok("grant", {{"app", "navidrome"}, {"share", "docs"}, {"access", "read-write"}, {"path", "/docs"}});
+  auto docs_trash = [&] {
+    for (const auto& v : mgr->views()) {
+      if (v.kind == policy::GrantKind::shared && v.dir_name == "docs") return v.trash;
+    }
+    return std::string("no view");
+  };
+  EXPECT_EQ(docs_trash(), storage + "/share-trash/docs");
+
+  EXPECT_EQ(ok("share.set", {{"name", "docs"}, {"trash", "12h"}}), "share docs: deletes go to its trash, kept 12h\n");
+  EXPECT_EQ(saved_state().share_trash.at("docs"), 12 * 3600);
+  const std::size_t before = notices.size();
+  EXPECT_EQ(ok("share.set", {{"name", "docs"}, {"trash", "off"}}),
+            "share docs: deletes delete; what is in its trash stays until portalctl trash purge docs\n");
+  EXPECT_EQ(docs_trash(), "");
+  EXPECT_EQ(notices.size(), before + 1);  // the views were told
+  EXPECT_TRUE(saved_state().share_trash.empty());
+  EXPECT_FALSE(json::parse(read_file(state_dir + "/state.json"))["shares"]["docs"].contains("trash"));
+
+  refused("share.set", {{"name", "docs"}, {"trash", "forever"}}, 2,
+          R"(share.set: argument "trash": expected a retention like 30d, 12h, 45m or 90s (at most 3650d), or off, got "forever")");
+  refused("share.set", {{"name", "docs"}}, 2, R"(argument "trash": missing)");
+  refused("share.set", {{"name", "nope"}, {"trash", "1d"}}, 2, "share 'nope' does not exist");
+  refused("share.create", {{"name", "x"}, {"trash", "1w"}}, 2, R"(share.create: argument "trash": expected a retention)");
+}
+
+TEST_F(ManagerTest, TrashEntriesAreListedRestoredAndPurged) {
+  ok("share.create", {{"name", "docs"}, {"trash", "30d"}});
+  const int64_t now = ::time(nullptr);
+  // Slots as the filesystem makes them (fuse/trash.cpp).
+  auto slot = [&](const std::string& id, const policy::TrashRecord& record, const std::string& bytes) {
+    const std::string dir = storage + "/share-trash/docs/" + id;
+    fs::create_directories(dir);
+    write_file(dir + "/record.json", policy::trash_record_json(record));
+    write_file(dir + "/entry", bytes);
+  };
+  const std::string first = "20261206-100000-0000000a", second = "20261206-110000-0000000b";
+  slot(first, {"a.txt", "alpha", "docs", now - 200, "file"}, "A");
+  slot(second, {"sub/b.txt", "beta", "docs", now - 100, "file"}, "B");
+  fs::create_directories(storage + "/share-trash/docs/not-a-slot");  // ignored
+
+  const std::string list = ok("trash.list");
+  EXPECT_THAT(list, testing::MatchesRegex(first + " docs [-0-9T:]+Z alpha file a.txt\n" + second +
+                                          " docs [-0-9T:]+Z beta file sub/b.txt\n"));
+  EXPECT_THAT(ok("trash.list", {{"app", "beta"}}), testing::StartsWith(second + " docs "));
+  EXPECT_EQ(ok("trash.list", {{"share", "docs"}, {"app", "gamma"}}), "");
+  const json listed = json::parse(ok("trash.list", {{"share", "docs"}}, true));
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed[1]["path"], "sub/b.txt");
+  EXPECT_EQ(listed[1]["app"], "beta");
+  EXPECT_EQ(listed[1]["view"], "docs");
+
+  refused("trash.restore", {{"id", "../x"}}, 2, R"(trash.restore: argument "id": expected an id like)");
+  refused("trash.restore", {{"id", "20261206-120000-0000000f"}}, 2, "no entry 20261206-120000-0000000f in any share's trash");
+  refused("trash.restore", {{"id", second}}, 2,
+          "share docs: sub/b.txt: its directory " + storage + "/shared/docs/sub does not exist; restore that directory first");
+  write_file(storage + "/shared/docs/a.txt", "new");
+  refused("trash.restore", {{"id", first}}, 2,
+          "share docs: a.txt exists; move it away first, or restore to another path with --to PATH");
+  refused("trash.restore", {{"id", first}, {"to", "../a.txt"}}, 2, "expected a path relative to the share");
+  refused("trash.list", {{"share", "nope"}}, 2, "share 'nope' does not exist");
+
+  EXPECT_EQ(ok("trash.restore", {{"id", first}, {"to", "a.old.txt"}}), "restored " + first + " to share docs: a.old.txt\n");
+  EXPECT_EQ(read_file(storage + "/shared/docs/a.old.txt"), "A");
+  EXPECT_EQ(read_file(storage + "/shared/docs/a.txt"), "new");
+  EXPECT_FALSE(fs::exists(storage + "/share-trash/docs/" + first));
+
+  EXPECT_EQ(ok("trash.purge", {{"older_than", 3600}}), "purged 0 entries\n");
+  EXPECT_EQ(ok("trash.purge", {{"share", "docs"}, {"app", "beta"}}), "purged 1 entry\n");
+  EXPECT_FALSE(fs::exists(storage + "/share-trash/docs/" + second));
+  EXPECT_TRUE(mgr->wait_idle(std::chrono::seconds(30)));
+  EXPECT_TRUE(fs::is_empty(storage + "/trash"));
+  EXPECT_EQ(ok("trash.list"), "");
 }
 
 TEST_F(ManagerTest, GrantAndRevokeNotifyTheViews) {

@@ -30,6 +30,7 @@ constexpr auto kHint =
 State rich_state() {
   State s = fresh_state();
   s.shares["music"] = {1000, 1000};
+  s.share_trash["music"] = 30 * 86400;
   AppRecord app;
   app.installed_as = "Navidrome";
   app.version = "3.2";
@@ -124,6 +125,10 @@ TEST(StateTest, StrictReadingNamesThePointer) {
        "/apps/navidrome/grants/2/access", R"(expected one of read, read-write, create-only, no-delete, own-files, got "write")"},
       {"bad owner", [](auto& j) { j["shares"]["music"]["owner"] = "1000"; }, "/shares/music/owner",
        R"(expected UID:GID (two integers from 0 to 4294967294), got "1000")"},
+      {"bad trash", [](auto& j) { j["shares"]["music"]["trash"] = "forever"; }, "/shares/music/trash",
+       R"(expected a retention like 30d, 12h, 45m or 90s (at most 3650d), or off, got "forever")"},
+      {"trash off", [](auto& j) { j["shares"]["music"]["trash"] = "off"; }, "/shares/music/trash",
+       R"(expected a retention (a share without a trash has no "trash"), got "off")"},
       {"escaping data dir", [](auto& j) { j["apps"]["navidrome"]["grants"][0]["name"] = "../../etc"; },
        "/apps/navidrome/grants/0/name", ""},
       {"bad pid", [](auto& j) { j["attachments"][0]["pid"] = -1; }, "/attachments/0/pid", ""},

@@ -7,6 +7,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <map>
+
 namespace portalfs::tools {
 namespace {
 
@@ -70,7 +72,7 @@ TEST(DaemonOptions, EveryOption) {
   DaemonOptions o = parse_daemon_options(
       Args{"--storage-root", "/s", "--mountpoint=/m", "--state-dir", "/st", "--socket", "/x.sock",
            "--foreground", "--threads", "8", "--log-level", "debug", "--admin-group", "wheel",
-           "--recover-from-backup", "--example"});
+           "--recover-from-backup", "--example", "--trash-purge-interval", "60"});
   EXPECT_EQ(o.storage_root, "/s");
   EXPECT_EQ(o.mountpoint, "/m");
   EXPECT_EQ(o.state_dir, "/st");
@@ -81,6 +83,7 @@ TEST(DaemonOptions, EveryOption) {
   EXPECT_EQ(o.admin_group, "wheel");
   EXPECT_TRUE(o.recover_from_backup);
   EXPECT_TRUE(o.example);
+  EXPECT_EQ(o.trash_purge_interval, 60u);
 }
 
 TEST(DaemonOptions, ArgcArgvForm) {
@@ -113,6 +116,8 @@ TEST(DaemonOptions, BadValuesRefused) {
             "portalfsd: --threads: expected 0 to 1024, got \"-1\"; see portalfsd --help");
   EXPECT_EQ(daemon_error({"--threads", "many"}),
             "portalfsd: --threads: expected 0 to 1024, got \"many\"; see portalfsd --help");
+  EXPECT_EQ(daemon_error({"--trash-purge-interval", "0"}),
+            "portalfsd: --trash-purge-interval: expected 1 to 2592000 seconds, got \"0\"; see portalfsd --help");
   EXPECT_EQ(daemon_error({"--log-level", "loud"}),
             "portalfsd: --log-level: expected debug, info, warn or error, got \"loud\"; see "
             "portalfsd --help");
@@ -140,6 +145,93 @@ TEST(DaemonOptions, ResolveGroup) {
                  "portalfsd: --admin-group: no group named \"no-such-group-portalfs\"; see "
                  "portalfsd --help");
   }
+}
+
+// ---- portalfsd's config file --------------------------------------------------------------
+
+/// A ConfigReader over files held in memory.
+ConfigReader files(std::map<std::string, std::string> contents) {
+  return [contents = std::move(contents)](const std::string& path) -> std::optional<std::string> {
+    auto it = contents.find(path);
+    if (it == contents.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+std::string config_error(const Args& args, const std::string& text) {
+  return usage_error_of([&] { (void)parse_daemon_options(args, files({{kDefaultConfig, text}})); });
+}
+
+TEST(DaemonConfig, TheDefaultFileGivesOptionsAsTheCommandLineWould) {
+  DaemonOptions o = parse_daemon_options(
+      Args{}, files({{kDefaultConfig,
+                      "# portalfsd.conf\n\nstorage-root = /srv/portalfs\n  threads=4  \n"
+                      "foreground = true\nlog-level = warn # quieter\nadmin-group = portal\n"
+                      "no-passthrough = yes\n"}}));
+  EXPECT_EQ(o.storage_root, "/srv/portalfs");
+  EXPECT_EQ(o.threads, 4u);
+  EXPECT_TRUE(o.foreground);
+  EXPECT_EQ(o.log_level, common::LogLevel::warn);
+  EXPECT_EQ(o.admin_group, "portal");
+  EXPECT_FALSE(o.passthrough);
+  EXPECT_EQ(o.mountpoint, "/run/portalfs/fs");  // not in the file: the default
+}
+
+TEST(DaemonConfig, TheCommandLineWins) {
+  DaemonOptions o = parse_daemon_options(
+      Args{"--threads", "2", "--storage-root=/cli"},
+      files({{kDefaultConfig, "threads = 4\nstorage-root = /conf\nstate-dir = /conf-state\n"}}));
+  EXPECT_EQ(o.threads, 2u);
+  EXPECT_EQ(o.storage_root, "/cli");
+  EXPECT_EQ(o.state_dir, "/conf-state");
+  // A value the file gets wrong is no error when the command line gives it.
+  o = parse_daemon_options(Args{"--threads", "3"}, files({{kDefaultConfig, "threads = many\n"}}));
+  EXPECT_EQ(o.threads, 3u);
+}
+
+TEST(DaemonConfig, ConfigNamesAnotherFileWhichMustExist) {
+  DaemonOptions o = parse_daemon_options(
+      Args{"--config", "/etc/other.conf"},
+      files({{kDefaultConfig, "threads = 4\n"}, {"/etc/other.conf", "threads = 6\n"}}));
+  EXPECT_EQ(o.threads, 6u);
+  EXPECT_EQ(usage_error_of([] { (void)parse_daemon_options(Args{"--config", "/nope.conf"}, files({})); }),
+            "portalfsd: --config: no such file \"/nope.conf\"; see portalfsd --help");
+  EXPECT_EQ(usage_error_of([] { (void)parse_daemon_options(Args{"--config", "rel.conf"}, files({})); }),
+            "portalfsd: --config: expected an absolute path, got \"rel.conf\"; see portalfsd --help");
+  // No default file: the defaults.
+  EXPECT_EQ(parse_daemon_options(Args{}, files({})).threads, 0u);
+}
+
+TEST(DaemonOptions, OpenFilesPerApp) {
+  EXPECT_EQ(parse_daemon_options(Args{}).open_files_per_app, 0u);  // portalfsd sizes it
+  EXPECT_EQ(parse_daemon_options(Args{"--open-files-per-app", "500"}).open_files_per_app, 500u);
+  EXPECT_EQ(daemon_error({"--open-files-per-app", "0"}),
+            "portalfsd: --open-files-per-app: expected a positive number of files, got \"0\"; see portalfsd --help");
+  EXPECT_EQ(config_error({}, "open-files-per-app = lots\n"),
+            "portalfsd: " + std::string(kDefaultConfig) +
+                ":1: open-files-per-app: expected a positive number of files, got \"lots\"; see portalfsd --help");
+}
+
+TEST(DaemonConfig, ABadLineIsNamedByFileAndLine) {
+  const std::string f = kDefaultConfig;
+  EXPECT_EQ(config_error({}, "threads = 2\n\nbogus = 1\n"),
+            "portalfsd: " + f + ":3: unrecognised option 'bogus'; see portalfsd --help");
+  EXPECT_EQ(config_error({}, "# comment\nforeground\n"),
+            "portalfsd: " + f + ":2: expected NAME = VALUE, got \"foreground\"; see portalfsd --help");
+  EXPECT_EQ(config_error({}, "threads = many\n"),
+            "portalfsd: " + f + ":1: threads: expected 0 to 1024, got \"many\"; see portalfsd --help");
+  EXPECT_EQ(config_error({}, "\nstorage-root = data\n"),
+            "portalfsd: " + f + ":2: storage-root: expected an absolute path, got \"data\"; see portalfsd --help");
+  EXPECT_EQ(config_error({}, "threads = 1\nthreads = 2\n"),
+            "portalfsd: " + f + ":2: threads given twice (also at " + f + ":1: threads); see portalfsd --help");
+  EXPECT_EQ(config_error({}, "foreground = maybe\n"),
+            "portalfsd: " + f +
+                ":1: the argument ('maybe') for option 'foreground' is invalid. Valid choices are 'on|off', "
+                "'yes|no', '1|0' and 'true|false'; see portalfsd --help");
+  EXPECT_EQ(config_error({}, "[daemon]\n"),
+            "portalfsd: " + f + ":1: expected NAME = VALUE, got \"[daemon]\"; see portalfsd --help");
+  EXPECT_EQ(config_error({}, "config = /x.conf\n"),
+            "portalfsd: " + f + ":1: config can only be given on the command line; see portalfsd --help");
 }
 
 // ---- portalctl: global options -----------------------------------------------------------
@@ -233,7 +325,9 @@ TEST(CtlOptions, UnknownCommandsAndOptions) {
             "portalctl: missing app subcommand (install, upgrade, remove, list or show); see "
             "portalctl --help");
   EXPECT_EQ(ctl_error({"share"}),
-            "portalctl: missing share subcommand (create or list); see portalctl --help");
+            "portalctl: missing share subcommand (create, list or set); see portalctl --help");
+  EXPECT_EQ(ctl_error({"trash"}),
+            "portalctl: missing trash subcommand (list, restore or purge); see portalctl --help");
   EXPECT_EQ(ctl_error({"--bogus", "status"}),
             "portalctl: unrecognised option '--bogus'; see portalctl --help");
   EXPECT_EQ(ctl_error({"status", "--bogus"}),
@@ -328,6 +422,36 @@ TEST(CtlVerbs, Shares) {
             "portalctl: share create: --owner: expected UID:GID (like 1000:1000), got \"alice\"; "
             "see portalctl --help");
   EXPECT_EQ(parse_ctl_command({"share", "list"}).verb, "share.list");
+}
+
+TEST(CtlVerbs, ShareTrash) {
+  EXPECT_EQ(parse_ctl_command({"share", "create", "docs", "--trash", "30d"}).args,
+            (nlohmann::json{{"name", "docs"}, {"trash", "30d"}}));
+  auto set = parse_ctl_command({"share", "set", "docs", "--trash", "off"});
+  EXPECT_EQ(set.verb, "share.set");
+  EXPECT_EQ(set.args, (nlohmann::json{{"name", "docs"}, {"trash", "off"}}));
+  auto list = parse_ctl_command({"trash", "list"});
+  EXPECT_EQ(list.verb, "trash.list");
+  EXPECT_EQ(list.args, nlohmann::json::object());
+  EXPECT_EQ(parse_ctl_command({"trash", "list", "docs", "--app", "notes"}).args,
+            (nlohmann::json{{"share", "docs"}, {"app", "notes"}}));
+  auto restore = parse_ctl_command({"trash", "restore", "20261206-223800-1a2b3c4d", "--to", "a/b.txt"});
+  EXPECT_EQ(restore.verb, "trash.restore");
+  EXPECT_EQ(restore.args, (nlohmann::json{{"id", "20261206-223800-1a2b3c4d"}, {"to", "a/b.txt"}}));
+  auto purge = parse_ctl_command({"trash", "purge", "--older-than", "12h"});
+  EXPECT_EQ(purge.verb, "trash.purge");
+  EXPECT_EQ(purge.args, (nlohmann::json{{"older_than", 12 * 3600}}));
+  EXPECT_EQ(ctl_error({"share", "set", "docs", "--trash", "1 d"}),
+            "portalctl: share set: --trash: expected a retention like 30d, 12h, 45m or 90s (at most 3650d), or "
+            "off, got \"1 d\"; see portalctl --help");
+  EXPECT_EQ(ctl_error({"share", "set", "docs"}),
+            "portalctl: share set: missing --trash 30d|12h|off (the one setting there is); see portalctl --help");
+  EXPECT_EQ(ctl_error({"trash", "purge", "--older-than", "0s"}),
+            "portalctl: trash purge: --older-than: expected an age like 30d, 12h, 45m or 90s, got \"0s\"; see "
+            "portalctl --help");
+  EXPECT_THAT(ctl_error({"trash", "restore"}), HasSubstr("ID"));
+  EXPECT_THAT(ctl_error({"trash", "list", "a", "b"}), HasSubstr("\"b\""));
+  EXPECT_THAT(ctl_error({"trash", "empty"}), HasSubstr("empty"));
 }
 
 TEST(CtlVerbs, GrantRevoke) {
