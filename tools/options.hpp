@@ -64,6 +64,10 @@ struct DaemonOptions {
   std::string admin_group;
   bool recover_from_backup = false;
   bool example = false;
+  /// Denials and changes go to <state_dir>/audit/<app>.jsonl (common/audit.hpp).
+  bool audit = true;
+  /// Provenance of shared views' files (fuse::Options::provenance; off: bench/diagnostics).
+  bool provenance = true;
   /// "portalfs" (apps/<app>/) or "freeshard" (app_data/<app>/, a Freeshard user_data tree).
   std::string layout = "portalfs";
 };

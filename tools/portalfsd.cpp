@@ -14,6 +14,7 @@
 #include <iostream>
 #include <thread>
 
+#include "common/audit.hpp"
 #include "common/log.hpp"
 #include "fuse/filesystem.hpp"
 #include "fuse/session.hpp"
@@ -161,6 +162,7 @@ int run(const portalfs::tools::DaemonOptions& o) {
   portalfs::fuse::Options fs_options;
   fs_options.fd_cache = fds.cache;
   fs_options.passthrough = o.passthrough;
+  fs_options.provenance = o.provenance;
   portalfs::fuse::Filesystem fs(fs_options);
   std::unique_ptr<portalfs::mountmgr::Manager> manager;
   try {
@@ -189,6 +191,14 @@ int run(const portalfs::tools::DaemonOptions& o) {
   }
 
   // Threads start only now: daemon() forks, and a fork keeps only the calling thread.
+  // The audit log's writer is one of them. It is destroyed (writing what is queued) when run()
+  // returns: after the session's loop and the control server stopped, so nothing posts any more.
+  std::unique_ptr<portalfs::common::AuditLog> audit;
+  if (o.audit) {
+    audit = std::make_unique<portalfs::common::AuditLog>(o.state_dir + "/audit");
+    fs.set_audit(audit.get());
+    manager->set_audit(audit.get());
+  }
   manager->start();  // empties the trash of purges and prunes a stop interrupted
   portalfs::mountmgr::ControlServer server(o.socket, admin_gid,
                                            [&](const nlohmann::json& r) { return manager->handle(r); });

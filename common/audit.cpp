@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: MIT
+#include "common/audit.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+#include "common/log.hpp"
+
+namespace portalfs::common {
+
+std::string errno_name(int err) {
+  // strerrorname_np (glibc 2.32+) names them all without a table of our own.
+  const char* name = ::strerrorname_np(err);
+  return name ? name : "E" + std::to_string(err);
+}
+
+std::string format_time(std::chrono::system_clock::time_point t) {
+  using namespace std::chrono;
+  const auto ms = duration_cast<milliseconds>(t.time_since_epoch()).count();
+  const time_t secs = static_cast<time_t>(ms / 1000);
+  struct tm tm {};
+  ::gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
+  return buf;
+}
+
+std::chrono::system_clock::time_point parse_time(const std::string& text) {
+  // YYYY-MM-DDTHH:MM:SS[.mmm][Z]: UTC, as the lines write it.
+  struct tm tm {};
+  const char* end = ::strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (!end) throw std::invalid_argument("not a time: \"" + text + "\"");
+  long ms = 0;
+  if (*end == '.') {
+    char* after = nullptr;
+    const long frac = std::strtol(end + 1, &after, 10);
+    const long digits = after - (end + 1);
+    if (digits < 1 || digits > 3) throw std::invalid_argument("not a time: \"" + text + "\"");
+    ms = frac * (digits == 1 ? 100 : digits == 2 ? 10 : 1);
+    end = after;
+  }
+  if (*end == 'Z') ++end;
+  if (*end != '\0') throw std::invalid_argument("not a time: \"" + text + "\"");
+  const time_t secs = ::timegm(&tm);
+  return std::chrono::system_clock::from_time_t(secs) + std::chrono::milliseconds(ms);
+}
+
+std::optional<std::chrono::system_clock::time_point> parse_since(
+    const std::string& text, std::chrono::system_clock::time_point now) {
+  if (text.size() >= 2 && text.find_first_not_of("0123456789") == text.size() - 1) {
+    const long long n = std::stoll(text.substr(0, text.size() - 1));
+    const std::map<char, long long> seconds = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+    auto unit = seconds.find(text.back());
+    if (unit == seconds.end() || text.size() > 10) return std::nullopt;
+    return now - std::chrono::seconds(n * unit->second);
+  }
+  try {
+    return parse_time(text);
+  } catch (const std::invalid_argument&) {
+    return std::nullopt;
+  }
+}
+
+nlohmann::json to_json(const AuditRecord& r) {
+  nlohmann::json j = {{"time", format_time(r.time)}};
+  auto put = [&j](const char* key, const std::string& value) {
+    if (!value.empty()) j[key] = value;
+  };
+  put("app", r.app);
+  put("view", r.view);
+  put("op", r.op);
+  put("path", r.path);
+  put("to", r.to);
+  put("result", r.result);
+  put("detail", r.detail);
+  return j;
+}
+
+AuditRecord audit_record_from_json(const nlohmann::json& j) {
+  AuditRecord r;
+  r.time = parse_time(j.at("time").get<std::string>());
+  auto get = [&j](const char* key) { return j.contains(key) ? j.at(key).get<std::string>() : std::string(); };
+  r.app = get("app");
+  r.view = get("view");
+  r.op = get("op");
+  r.path = get("path");
+  r.to = get("to");
+  r.result = get("result");
+  r.detail = get("detail");
+  return r;
+}
+
+std::string audit_file_name(const std::string& app) {
+  // App ids are made safe by policy (no "/", no control characters); "." and ".." can't be
+  // ids either, but a file name is not the place to trust that.
+  if (app.empty() || app == "." || app == ".." || app.find('/') != std::string::npos) return "_platform.jsonl";
+  return app + ".jsonl";
+}
+
+AuditLog::AuditLog(std::string dir, Options options) : dir_(std::move(dir)), options_(options) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir_, ec);
+  if (ec) throw std::runtime_error("cannot create the audit directory " + dir_ + ": " + ec.message());
+  ::chmod(dir_.c_str(), 0700);
+  thread_ = std::thread([this] { run(); });
+}
+
+AuditLog::~AuditLog() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    wake_.notify_all();
+  }
+  thread_.join();  // run() writes what is queued before it returns
+  for (auto& [app, f] : files_) ::close(f.fd);
+}
+
+void AuditLog::post(AuditRecord record) noexcept {
+  std::lock_guard lock(mutex_);
+  try {
+    if (queue_.size() >= options_.queue) {
+      ++dropped_[record.app];
+    } else {
+      queue_.push_back(std::move(record));
+      ++posted_;
+    }
+    wake_.notify_one();
+  } catch (...) {  // out of memory: counted if even that works, never thrown at a worker
+  }
+}
+
+void AuditLog::flush() {
+  std::unique_lock lock(mutex_);
+  const uint64_t target = posted_;
+  idle_.wait(lock, [&] { return written_ >= target && dropped_.empty(); });
+}
+
+void AuditLog::run() {
+  std::vector<AuditRecord> batch;
+  std::map<std::string, uint64_t> dropped;
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    wake_.wait(lock, [this] { return stopping_ || !queue_.empty() || !dropped_.empty(); });
+    if (queue_.empty() && dropped_.empty()) break;  // stopping, and everything written
+    batch.swap(queue_);
+    dropped.swap(dropped_);
+    lock.unlock();
+    write_batch(batch, dropped);
+    lock.lock();
+    written_ += batch.size();
+    batch.clear();
+    dropped.clear();
+    idle_.notify_all();
+  }
+}
+
+void AuditLog::write_batch(std::vector<AuditRecord>& batch, std::map<std::string, uint64_t>& dropped) {
+  for (const auto& r : batch) {
+    write_line(r.app, to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  }
+  // After the batch: the dropped ones came after what was queued.
+  for (const auto& [app, count] : dropped) {
+    AuditRecord r;
+    r.app = app;
+    r.op = "dropped";
+    r.result = "ok";
+    r.detail = std::to_string(count) + " record(s) dropped: the audit queue was full";
+    write_line(app, to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  }
+}
+
+AuditLog::File& AuditLog::open_file(const std::string& app) {
+  const std::string name = audit_file_name(app);
+  File& f = files_[name];
+  if (f.fd >= 0) return f;
+  const std::string path = dir_ + "/" + name;
+  f.fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  struct stat st {};
+  f.size = f.fd >= 0 && ::fstat(f.fd, &st) == 0 ? static_cast<size_t>(st.st_size) : 0;
+  if (f.fd < 0) {
+    log_once(LogLevel::error, "audit:" + path,
+             "cannot write the audit trail " + path + ": " + std::strerror(errno) +
+                 "; its records are lost until the state directory is writable again");
+  }
+  return f;
+}
+
+void AuditLog::rotate(const std::string& app, File& file) {
+  // <app>.jsonl.(keep-1) -> .keep, ..., <app>.jsonl -> .1; the oldest is overwritten.
+  const std::string base = dir_ + "/" + audit_file_name(app);
+  ::close(file.fd);
+  file.fd = -1;
+  for (unsigned i = options_.keep; i > 1; --i) {
+    ::rename((base + "." + std::to_string(i - 1)).c_str(), (base + "." + std::to_string(i)).c_str());
+  }
+  if (options_.keep > 0) ::rename(base.c_str(), (base + ".1").c_str());
+  else ::unlink(base.c_str());
+}
+
+void AuditLog::write_line(const std::string& app, const std::string& line) {
+  File* f = &open_file(app);
+  if (f->fd >= 0 && f->size > 0 && f->size + line.size() > options_.max_bytes) {
+    rotate(app, *f);
+    f = &open_file(app);
+  }
+  if (f->fd < 0) {
+    files_.erase(audit_file_name(app));  // try again with the next record
+    return;
+  }
+  // O_APPEND and one write per line: a reader never sees half a line of a finished write.
+  const ssize_t n = ::write(f->fd, line.data(), line.size());
+  if (n > 0) f->size += static_cast<size_t>(n);
+}
+
+}  // namespace portalfs::common
