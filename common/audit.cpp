@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -133,7 +134,9 @@ void AuditLog::post(AuditRecord record) noexcept {
       queue_.push_back(std::move(record));
       ++posted_;
     }
-    wake_.notify_one();
+    // No wake-up per record (a futex call, and a thread switch on a busy machine, for every
+    // create): the writer comes by itself every kPeriod, or once a batch is worth a write.
+    if (queue_.size() == std::min(kWakeAt, options_.queue)) wake_.notify_one();
   } catch (...) {  // out of memory: counted if even that works, never thrown at a worker
   }
 }
@@ -141,7 +144,10 @@ void AuditLog::post(AuditRecord record) noexcept {
 void AuditLog::flush() {
   std::unique_lock lock(mutex_);
   const uint64_t target = posted_;
+  ++flushing_;
+  wake_.notify_one();
   idle_.wait(lock, [&] { return written_ >= target && dropped_.empty(); });
+  --flushing_;
 }
 
 void AuditLog::run() {
@@ -149,8 +155,14 @@ void AuditLog::run() {
   std::map<std::string, uint64_t> dropped;
   std::unique_lock lock(mutex_);
   for (;;) {
-    wake_.wait(lock, [this] { return stopping_ || !queue_.empty() || !dropped_.empty(); });
-    if (queue_.empty() && dropped_.empty()) break;  // stopping, and everything written
+    wake_.wait_for(lock, kPeriod, [this] {
+      const bool waiting = !queue_.empty() || !dropped_.empty();
+      return stopping_ || queue_.size() >= std::min(kWakeAt, options_.queue) || (flushing_ > 0 && waiting);
+    });
+    if (queue_.empty() && dropped_.empty()) {
+      if (stopping_) break;  // everything written
+      continue;
+    }
     batch.swap(queue_);
     dropped.swap(dropped_);
     lock.unlock();
@@ -163,10 +175,53 @@ void AuditLog::run() {
   }
 }
 
-void AuditLog::write_batch(std::vector<AuditRecord>& batch, std::map<std::string, uint64_t>& dropped) {
-  for (const auto& r : batch) {
-    write_line(r.app, to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+namespace {
+
+// `text` as a JSON string. Paths are nearly always plain printable ASCII: copied as they are;
+// anything else (quotes, controls, UTF-8, invalid bytes) goes through nlohmann, which
+// replaces invalid UTF-8 with U+FFFD.
+void append_json_string(std::string& out, const std::string& text) {
+  const bool plain = std::all_of(text.begin(), text.end(), [](char c) {
+    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+  });
+  if (plain) {
+    out += '"';
+    out += text;
+    out += '"';
+  } else {
+    out += nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
+}
+
+}  // namespace
+
+std::string audit_line(const AuditRecord& r) {
+  // The keys in nlohmann's (sorted) order, so a line reads the same as to_json(r).dump(); by
+  // hand because the writer formats every record of every app (the bench's creates) and
+  // building a json object per record costs more than the write.
+  std::string line = "{";
+  auto put = [&line](const char* key, const std::string& value) {
+    if (value.empty()) return;
+    if (line.size() > 1) line += ',';
+    line += '"';
+    line += key;
+    line += "\":";
+    append_json_string(line, value);
+  };
+  put("app", r.app);
+  put("detail", r.detail);
+  put("op", r.op);
+  put("path", r.path);
+  put("result", r.result);
+  put("time", format_time(r.time));
+  put("to", r.to);
+  put("view", r.view);
+  line += "}\n";
+  return line;
+}
+
+void AuditLog::write_batch(std::vector<AuditRecord>& batch, std::map<std::string, uint64_t>& dropped) {
+  for (const auto& r : batch) add_line(r.app, audit_line(r));
   // After the batch: the dropped ones came after what was queued.
   for (const auto& [app, count] : dropped) {
     AuditRecord r;
@@ -174,12 +229,12 @@ void AuditLog::write_batch(std::vector<AuditRecord>& batch, std::map<std::string
     r.op = "dropped";
     r.result = "ok";
     r.detail = std::to_string(count) + " record(s) dropped: the audit queue was full";
-    write_line(app, to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+    add_line(app, audit_line(r));
   }
+  for (auto& [name, file] : files_) write_pending(file);
 }
 
-AuditLog::File& AuditLog::open_file(const std::string& app) {
-  const std::string name = audit_file_name(app);
+AuditLog::File& AuditLog::open_file(const std::string& name) {
   File& f = files_[name];
   if (f.fd >= 0) return f;
   const std::string path = dir_ + "/" + name;
@@ -194,9 +249,9 @@ AuditLog::File& AuditLog::open_file(const std::string& app) {
   return f;
 }
 
-void AuditLog::rotate(const std::string& app, File& file) {
+void AuditLog::rotate(const std::string& name, File& file) {
   // <app>.jsonl.(keep-1) -> .keep, ..., <app>.jsonl -> .1; the oldest is overwritten.
-  const std::string base = dir_ + "/" + audit_file_name(app);
+  const std::string base = dir_ + "/" + name;
   ::close(file.fd);
   file.fd = -1;
   for (unsigned i = options_.keep; i > 1; --i) {
@@ -206,19 +261,28 @@ void AuditLog::rotate(const std::string& app, File& file) {
   else ::unlink(base.c_str());
 }
 
-void AuditLog::write_line(const std::string& app, const std::string& line) {
-  File* f = &open_file(app);
-  if (f->fd >= 0 && f->size > 0 && f->size + line.size() > options_.max_bytes) {
-    rotate(app, *f);
-    f = &open_file(app);
+void AuditLog::add_line(const std::string& app, const std::string& line) {
+  const std::string name = audit_file_name(app);
+  File* f = &open_file(name);
+  const size_t size = f->size + f->pending.size();
+  if (size > 0 && size + line.size() > options_.max_bytes) {
+    write_pending(*f);
+    if (f->fd >= 0) rotate(name, *f);
+    f = &open_file(name);
   }
-  if (f->fd < 0) {
-    files_.erase(audit_file_name(app));  // try again with the next record
+  f->pending += line;
+}
+
+void AuditLog::write_pending(File& file) {
+  if (file.pending.empty()) return;
+  if (file.fd < 0) {  // lost (logged by open_file); the next line tries to open it again
+    file.pending.clear();
     return;
   }
-  // O_APPEND and one write per line: a reader never sees half a line of a finished write.
-  const ssize_t n = ::write(f->fd, line.data(), line.size());
-  if (n > 0) f->size += static_cast<size_t>(n);
+  // O_APPEND, whole lines per write: a reader never sees half a line of a finished write.
+  const ssize_t n = ::write(file.fd, file.pending.data(), file.pending.size());
+  if (n > 0) file.size += static_cast<size_t>(n);
+  file.pending.clear();
 }
 
 }  // namespace portalfs::common

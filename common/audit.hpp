@@ -41,6 +41,9 @@ struct AuditRecord {
 /// The name of a (positive) errno value: "EACCES", "EPERM"...; "E<n>" for an unknown one.
 std::string errno_name(int err);
 
+/// The record as its line in the file: one JSON object (keys sorted) and "\n".
+std::string audit_line(const AuditRecord& r);
+
 /// The record as one JSON object (the line's content), and back. from_json throws
 /// nlohmann::json::exception on a line that is not such an object.
 nlohmann::json to_json(const AuditRecord& r);
@@ -84,15 +87,19 @@ class AuditLog {
   [[nodiscard]] const std::string& dir() const { return dir_; }
 
  private:
-  struct File {
+  struct File {  // by file name (audit_file_name)
     int fd = -1;
-    size_t size = 0;
+    size_t size = 0;       // on disk
+    std::string pending;   // lines of this batch not written yet
   };
   void run();
+  /// Formats a batch into the files' pending lines (rotating where a file would grow past
+  /// max_bytes), then writes each file's lines with one write().
   void write_batch(std::vector<AuditRecord>& batch, std::map<std::string, uint64_t>& dropped);
-  void write_line(const std::string& app, const std::string& line);
-  File& open_file(const std::string& app);
-  void rotate(const std::string& app, File& file);
+  void add_line(const std::string& app, const std::string& line);
+  void write_pending(File& file);
+  File& open_file(const std::string& name);
+  void rotate(const std::string& name, File& file);
 
   const std::string dir_;
   const Options options_;
@@ -102,7 +109,12 @@ class AuditLog {
   std::vector<AuditRecord> queue_;
   std::map<std::string, uint64_t> dropped_;  // by app, since the writer last took the queue
   uint64_t posted_ = 0, written_ = 0;        // for flush()
+  unsigned flushing_ = 0;                    // flush() calls waiting
   bool stopping_ = false;
+  // The writer takes the queue every kPeriod, or as soon as kWakeAt records wait: records
+  // reach the disk within a fraction of a second, in few writes.
+  static constexpr std::chrono::milliseconds kPeriod{100};
+  static constexpr size_t kWakeAt = 1024;
 
   std::map<std::string, File> files_;  // the writer thread's alone
   std::thread thread_;

@@ -34,7 +34,11 @@ struct Query {
 // One line of output: the record's JSON line as written, or a text line:
 //   TIME APP VIEW OP PATH [-> TO] RESULT [(DETAIL)]
 std::string format(const AuditRecord& r, bool json) {
-  if (json) return common::to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (json) {
+    std::string line = common::audit_line(r);
+    line.pop_back();  // its "\n"
+    return line;
+  }
   std::string line = common::format_time(r.time) + " " + (r.app.empty() ? "-" : r.app) + " " +
                      (r.view.empty() ? "-" : r.view) + " " + r.op;
   if (!r.path.empty()) line += " " + r.path;
