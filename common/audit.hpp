@@ -44,9 +44,8 @@ std::string errno_name(int err);
 /// The record as its line in the file: one JSON object (keys sorted) and "\n".
 std::string audit_line(const AuditRecord& r);
 
-/// The record as one JSON object (the line's content), and back. from_json throws
-/// nlohmann::json::exception on a line that is not such an object.
-nlohmann::json to_json(const AuditRecord& r);
+/// A parsed line back as a record; throws nlohmann::json::exception (or std::invalid_argument
+/// for its time) on a line that is not one.
 AuditRecord audit_record_from_json(const nlohmann::json& j);
 
 /// "2026-12-06T22:40:01.123Z" (UTC, milliseconds), and back (nullopt-free: throws
