@@ -58,6 +58,7 @@ bool acts_on_entry(policy::Op op) {
 
 Result<Filesystem::Node> Filesystem::resolve_for(fuse_ino_t ino, policy::Op op, const char* name) {
   Node node = resolve(ino);
+  note_node(node, op, name);
   if (auto d = policy::decide(op, target_of(node)); !d.allowed()) {
     if (d.err != EROFS || !has_sidecars(node)) return Errno{d.err};
     if (int err = check_sidecar(node, op, name)) return Errno{err};
@@ -74,6 +75,7 @@ Result<std::pair<Filesystem::Node, Filesystem::Node>> Filesystem::resolve_for(
   Node a = resolve(from);
   Node b = resolve(to);
   const bool same_view = a.inode->view == b.inode->view;
+  note_nodes(a, b, op, from_name, to_name);
   if (auto d = policy::decide(op, target_of(a), target_of(b), same_view); !d.allowed()) {
     // A read view with sidecars: renaming its own sidecars (within the view), copying into
     // one it holds open.

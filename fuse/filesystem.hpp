@@ -51,6 +51,10 @@
 #include "fuse/views.hpp"
 #include "policy/access.hpp"
 
+namespace portalfs::common {
+class AuditLog;
+}
+
 namespace portalfs::fuse {
 
 struct Options {
@@ -73,6 +77,9 @@ struct Options {
   // Files one app may hold open through the daemon at once (each is a daemon fd); one more
   // gets EMFILE, for that app alone. 0: no limit. portalfsd sizes it from its open-file limit.
   size_t open_files_per_app = 0;
+  /// Records which app made and changed files of shared views (provenance.cpp). Off is a
+  /// bench and diagnostic switch only: the modes that protect then count every file as another's.
+  bool provenance = true;
 };
 
 /// One open file.
@@ -233,6 +240,9 @@ class Filesystem {
   SessionIo& session_io() { return io_; }
   /// The thread whose requests are echoes (events.cpp); 0 when none runs.
   pid_t echo_tid() const { return notifier_.tid(); }
+  /// Records denials and changes to `log` (common/audit.hpp; nullptr: no audit). Set before
+  /// the session runs; the log must outlive the session.
+  void set_audit(common::AuditLog* log) { audit_ = log; }
   /// Waits until the queued sibling invalidations were sent (tests).
   bool wait_invalidations(std::chrono::milliseconds timeout) { return notifier_.wait_idle(timeout); }
 
@@ -292,6 +302,34 @@ class Filesystem {
   Result<Xattr> listxattr(Call& call, fuse_ino_t ino, size_t size);
   Result<void> removexattr(Call& call, fuse_ino_t ino, const char* name);
 
+  // ---- audit (audit.cpp) ----
+  /// What one request did, as far as the audit cares: filled by resolve_for() and the ops.
+  struct AuditNote {
+    policy::Op op = policy::Op::lookup;
+    const View* view = nullptr;  // nullptr: not a view's file (nothing to record)
+    Inode* inode = nullptr;      // the node, or the directory of `name`
+    const char* name = nullptr;
+    Inode* to_inode = nullptr;   // rename, link: the destination directory and name
+    const char* to_name = nullptr;
+    const char* change = nullptr;  // the change's name when it is not op's ("write-close", "chmod")
+    std::string detail;
+  };
+  /// The audit scope of one request (the trampolines of ops_table.cpp): done() with the op's
+  /// errno, before the reply, posts the record the note makes, if any.
+  class Audited {
+   public:
+    /// `echo`: the request is an echo of a change already recorded (events.cpp): none.
+    Audited(Filesystem& fs, bool echo);
+    ~Audited();
+    Audited(const Audited&) = delete;
+    Audited& operator=(const Audited&) = delete;
+    void done(int err);
+
+   private:
+    Filesystem& fs_;
+    AuditNote note_;
+  };
+
   // ---- replies (reply.cpp): each sends one answer, then queues call.after ----
   void reply(fuse_req_t req, Call& call, Result<void> r);
   void reply(fuse_req_t req, Call& call, NoReply);
@@ -347,7 +385,7 @@ class Filesystem {
 
   // Provenance and the grant modes that protect (provenance.cpp).
   /// Whether `view` records which app makes and changes its files (shared and host views).
-  static bool records(const View& view);
+  bool records(const View& view) const;
   /// Who made the file behind `fd` (any fd of it), as `view`'s app sees it.
   static policy::Maker maker_of(const View& view, int fd);
   /// policy::decide_made(op) for the file behind `fd` (any fd of it): 0 or an errno; its
@@ -367,8 +405,8 @@ class Filesystem {
   /// ...for a rename (within one view) of `name` in `from` to `new_name` in `to`.
   int check_sidecar_rename(const Node& from, const char* name, const Node& to, const char* new_name);
   /// Records `view`'s app as the maker, or the last to change, the file behind `fd`.
-  static void record_made(const View& view, int fd);
-  static void record_changed(const View& view, int fd);
+  void record_made(const View& view, int fd);
+  void record_changed(const View& view, int fd);
   /// record_changed() once for the writes made through `fh` since the last call (ops_file.cpp);
   /// whether there were any.
   bool record_writes(fuse_ino_t ino, FileHandle& fh);
@@ -424,6 +462,18 @@ class Filesystem {
                                    const char* name);
   static void drop_kept(const View& view, const std::string& id);
 
+  // Audit notes of the current request (audit.cpp; no-ops when the audit is off).
+  static void note_node(const Node& node, policy::Op op, const char* name);
+  static void note_nodes(const Node& from, const Node& to, policy::Op op, const char* from_name,
+                         const char* to_name);
+  /// A change that is not an op of its own (a handle that wrote, closed).
+  static void note_change(const Node& node, const char* change, std::string detail = {});
+  /// What a setattr changes (chmod, chown, truncate, utimes), for its record.
+  static void note_setattr(int to_set, const struct stat& attr);
+  /// `name` in (or, without a name, the node) `inode` of `view`, as a path below its root.
+  std::string view_path(const View& view, Inode* inode, const char* name);
+  void audit_outcome(const AuditNote& note, int err);
+
   // Synthetic directories (synthetic.cpp).
   SynthInode* synth_inode(const std::string& path);
   SynthInode* find_synth(const std::string& path);
@@ -472,6 +522,7 @@ class Filesystem {
   Passthrough passthrough_{io_};
   OpenShares open_shares_{options_.open_files_per_app};
   bool no_opendir_ = false;  // set by init(): the kernel can do without OPENDIR
+  common::AuditLog* audit_ = nullptr;
 
   OpenHandles<FileHandle> files_;  // before table_ is gone: a FileHandle names an Inode
 

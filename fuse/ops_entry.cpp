@@ -63,6 +63,7 @@ Result<Attr> Filesystem::setattr(Call& call, fuse_ino_t ino, struct stat* attr, 
   if (call.echo) return getattr(call, ino, nullptr);  // events.cpp: attrib
   auto n = resolve_for(ino, Op::setattr);
   if (!n) return n.err();
+  note_setattr(to_set, *attr);
   const View& view = *n->view;
   auto fd = fd_of(*n);
   if (!fd) return fd.err();

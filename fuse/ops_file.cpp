@@ -102,6 +102,9 @@ PassthroughReply Filesystem::set_io_mode(fuse_file_info* fi, const View& view, F
     if (b.id > 0) {
       const int acc = fi->flags & O_ACCMODE;
       const bool served = (acc != O_WRONLY && !b.readable) || (acc != O_RDONLY && !b.writable);
+      // Writes the kernel passes through never reach the daemon: a writable open counts as
+      // written, so its release is recorded (audit.cpp; data views record no provenance).
+      if (acc != O_RDONLY && !served) fh.wrote = true;
       fi->noflush = fi->noflush || !served;
       return {b.id, served};
     }
@@ -248,10 +251,10 @@ Result<Written> Filesystem::write_buf(Call& call, fuse_ino_t ino, fuse_bufvec* i
 
 bool Filesystem::record_writes(fuse_ino_t ino, FileHandle& fh) {
   if (!fh.wrote.exchange(false, std::memory_order_relaxed)) return false;
-  // Its maker is recorded as such (record_made); anyone else who wrote is recorded now.
-  if (fh.made) return true;
   const Node n = resolve(ino);
-  if (n.view) record_changed(*n.view, fh.fd.get());
+  note_change(n, "write-close");
+  // Its maker is recorded as such (record_made); anyone else who wrote is recorded now.
+  if (n.view && !fh.made) record_changed(*n.view, fh.fd.get());
   return true;
 }
 

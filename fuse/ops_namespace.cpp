@@ -42,6 +42,7 @@ Result<fuse_entry_param> Filesystem::mknod(Call& call, fuse_ino_t parent, const 
                                            mode_t mode, dev_t) {
   if (call.echo) return echo_made(parent, name);  // events.cpp
   const Node p = resolve(parent);
+  note_node(p, Op::mknod, name);
   const auto kind = p.view ? p.view->spec.kind : policy::GrantKind::data;
   if (auto d = policy::decide_mknod(target_of(p), kind, mode); !d.allowed()) {
     // A read view's sidecars are regular files.
@@ -57,7 +58,7 @@ Result<fuse_entry_param> Filesystem::mknod(Call& call, fuse_ino_t parent, const 
 
 Result<fuse_entry_param> Filesystem::mkdir(Call& call, fuse_ino_t parent, const char* name, mode_t mode) {
   if (call.echo) return echo_made(parent, name);
-  auto p = resolve_for(parent, Op::mkdir);
+  auto p = resolve_for(parent, Op::mkdir, name);
   if (!p) return p.err();
   return make_node(call, *p, name, [&](int dirfd, const View& view) {
     return ::mkdirat(dirfd, name, allowed_mode(view, mode & 07777, true));
@@ -69,7 +70,7 @@ Result<fuse_entry_param> Filesystem::symlink(Call& call, const char* link, fuse_
   if (call.echo) return echo_made(parent, name);
   // The target is stored as given and resolved by the kernel in the caller's own view;
   // the daemon never follows it.
-  auto p = resolve_for(parent, Op::symlink);
+  auto p = resolve_for(parent, Op::symlink, name);
   if (!p) return p.err();
   return make_node(call, *p, name,
                    [&](int dirfd, const View&) { return ::symlinkat(link, dirfd, name); });
@@ -77,7 +78,7 @@ Result<fuse_entry_param> Filesystem::symlink(Call& call, const char* link, fuse_
 
 Result<fuse_entry_param> Filesystem::link(Call& call, fuse_ino_t ino, fuse_ino_t newparent,
                                           const char* newname) {
-  auto places = resolve_for(ino, newparent, Op::link);
+  auto places = resolve_for(ino, newparent, Op::link, nullptr, newname);
   if (!places) return places.err();
   const auto& [src, dst] = *places;
   auto fd = fd_of(src);
@@ -112,7 +113,7 @@ Result<void> Filesystem::unlink(Call& call, fuse_ino_t parent, const char* name)
 
 Result<void> Filesystem::rmdir(Call& call, fuse_ino_t parent, const char* name) {
   if (call.echo) return {};
-  auto p = resolve_for(parent, Op::rmdir);
+  auto p = resolve_for(parent, Op::rmdir, name);
   if (!p) return p.err();
   auto pfd = fd_of(*p);
   if (!pfd) return pfd.err();

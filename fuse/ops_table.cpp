@@ -13,6 +13,12 @@
 namespace portalfs::fuse {
 namespace {
 
+int error_of(const NoReply&) { return 0; }
+template <class T>
+int error_of(const Result<T>& r) {
+  return r.error();
+}
+
 template <auto Member, typename... Args>
 void call(fuse_req_t req, Args... args) {
   auto* fs = static_cast<Filesystem*>(fuse_req_userdata(req));
@@ -20,8 +26,10 @@ void call(fuse_req_t req, Args... args) {
   const pid_t echo = fs->echo_tid();
   Call c{ctx->uid, ctx->gid, echo != 0 && ctx->pid == echo, {}};
   std::optional<decltype((fs->*Member)(c, args...))> result;
+  Filesystem::Audited audit(*fs, c.echo);  // what the op does and is refused: recorded before the reply
   try {
     result.emplace((fs->*Member)(c, args...));
+    audit.done(error_of(*result));
   } catch (const std::exception& e) {
     common::log(common::LogLevel::error, std::string("request failed: ") + e.what());
     return (void)fuse_reply_err(req, EIO);

@@ -29,7 +29,7 @@ using common::Errno;
 using policy::Maker;
 using policy::Op;
 
-bool Filesystem::records(const View& view) { return view.is_shared(); }
+bool Filesystem::records(const View& view) const { return options_.provenance && view.is_shared(); }
 
 namespace {
 // The entry `name` of `dirfd` itself (a symlink not followed), to read its provenance.

@@ -16,8 +16,10 @@
 #include <map>
 #include <stdexcept>
 
+#include "common/audit.hpp"
 #include "common/escape.hpp"
 #include "common/log.hpp"
+#include "mountmgr/audit_changes.hpp"
 #include "mountmgr/control_protocol.hpp"
 #include "mountmgr/manager_impl.hpp"
 #include "mountmgr/mount_spec.hpp"
@@ -383,6 +385,8 @@ policy::ViewSpecs Manager::views() const {
   return impl_->views;
 }
 
+void Manager::set_audit(common::AuditLog* log) { impl_->audit = log; }
+
 nlohmann::json Manager::handle(const nlohmann::json& request) {
   std::unique_lock state_lock(impl_->mutex, std::defer_lock);
   nlohmann::json response;
@@ -417,6 +421,9 @@ nlohmann::json Manager::handle(const nlohmann::json& request) {
       for (const auto& [app, record] : out.next->apps) {
         const auto before = impl_->state.apps.find(app);
         if (before == impl_->state.apps.end() || before->second != record) impl_->apps_to_follow.insert(app);
+      }
+      if (impl_->audit) {
+        for (auto& r : state_changes(impl_->state, *out.next, impl_->views, next_views)) impl_->audit->post(std::move(r));
       }
       impl_->state = std::move(*out.next);
       if (next_views != impl_->views || !out.killed.empty()) {

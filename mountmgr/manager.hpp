@@ -29,6 +29,10 @@
 #include "mountmgr/attach.hpp"
 #include "policy/view_spec.hpp"
 
+namespace portalfs::common {
+class AuditLog;
+}
+
 namespace portalfs::mountmgr {
 
 /// How the manager reaches into containers. An empty member means the real function from
@@ -101,6 +105,10 @@ class Manager {
   /// recorded attachment whose process is still the one recorded (same start time and mount
   /// namespace) and forgets the others. Returns how many were re-attached.
   int heal_attachments();
+
+  /// Records app, grant and share changes to `log` from now on (common/audit.hpp; nullptr:
+  /// none). Call before requests arrive; the log must outlive the manager's requests.
+  void set_audit(common::AuditLog* log);
 
   /// Defined in manager_impl.hpp; named outside only by the verb files (mountmgr/verbs_*.cpp).
   struct Impl;

@@ -100,6 +100,9 @@ struct Manager::Impl {
   /// (follow_grants). Guarded by `mutex`.
   std::set<std::string> apps_to_follow;
 
+  /// Where app, grant and share changes are recorded (Manager::set_audit); nullptr: nowhere.
+  common::AuditLog* audit = nullptr;
+
   /// Non-empty while the state in memory is newer than state.json (a save failed for a change
   /// that takes rights away): why. Guarded by `mutex`.
   std::string unsaved;

@@ -7,6 +7,7 @@
 #include <array>
 #include <boost/program_options.hpp>
 #include <charconv>
+#include <chrono>
 #include <climits>
 #include <cstddef>
 #include <cerrno>
@@ -16,6 +17,7 @@
 #include <map>
 #include <sstream>
 
+#include "common/audit.hpp"
 #include "mountmgr/paths.hpp"
 #include "policy/compose.hpp"
 #include "policy/id_map.hpp"
@@ -119,6 +121,14 @@ po::options_description daemon_description() {
      "app_data/<app>/ (freeshard: serve an existing Freeshard user_data tree in place)")
     ("no-passthrough", po::bool_switch(),
      "serve every read and write of data views in the daemon, not by kernel passthrough")
+    ("audit", po::value<std::string>()->value_name("on|off"),
+     "record denials and changes in <state-dir>/audit/<app>.jsonl (default on)")
+    ("provenance", po::value<std::string>()->value_name("on|off"),
+     "record which app made and changed files of shared views (default on; off is a bench "
+     "and diagnostic switch: the modes that protect then treat every file as another's)")
+    ("events", po::value<std::string>()->value_name("on|off"),
+     "raise change events (inotify, fanotify) in every view of a changed file, for changes "
+     "made through other views and on the host (default on; off is a bench switch)")
     ("example", po::bool_switch(),
      "install the example app (examples/notes.json) at start, to try portalfs out")
     ("trash-purge-interval", po::value<std::string>()->value_name("SECONDS"),
@@ -138,7 +148,7 @@ std::string daemon_usage() {
          "                 [--open-files-per-app N]\n"
          "                 [--admin-group G] [--recover-from-backup] [--no-passthrough]\n"
          "                 [--layout portalfs|freeshard] [--example] [--trash-purge-interval SECONDS]\n"
-         "                 [--config FILE]\n\n"
+         "                 [--audit on|off] [--provenance on|off] [--events on|off] [--config FILE]\n\n"
          "Serves every app's data and shared directories as per-app views through one FUSE\n"
          "filesystem, and takes portalctl's requests on the control socket.\n\n" +
          help_text(daemon_description()) +
@@ -158,6 +168,14 @@ struct DaemonInput {
     throw UsageError(kDaemon, (it == origin.end() ? "--" + name : it->second) + ": " + problem);
   }
 };
+
+/// An "on|off" option of portalfsd (`fallback` when it is not given).
+bool on_off(const DaemonInput& in, const char* name, bool fallback) {
+  if (!in.vm.count(name)) return fallback;
+  const auto& text = in.vm[name].as<std::string>();
+  if (text != "on" && text != "off") in.bad(name, "expected on or off, got " + json_quoted(text));
+  return text == "on";
+}
 
 std::string absolute_path(const DaemonInput& in, const char* name, std::string fallback) {
   if (!in.vm.count(name)) return fallback;
@@ -681,6 +699,39 @@ void build_who(const VerbInput& in, CtlCommand& cmd) {
   cmd.path_args = {"path"};
 }
 
+void define_audit(po::options_description& d) {
+  // clang-format off
+  d.add_options()
+    ("since", po::value<std::string>()->value_name("T"),
+     "only records from T on: a UTC time (2026-12-06T22:40:00) or a span before now (30s, 10m, 2h, 7d)")
+    ("follow", po::bool_switch(), "keep printing new records as they are written (across rotations)")
+    ("state-dir", po::value<std::string>()->value_name("DIR"),
+     "portalfsd's --state-dir, whose audit/ is read (default /var/lib/portalfs)");
+  // clang-format on
+}
+
+void build_audit(const VerbInput& in, CtlCommand& cmd) {
+  if (!in.positional.empty()) {
+    const auto& app = in.positional.front();
+    if (app.empty() || app.find('/') != std::string::npos || app == "." || app == "..") {
+      usage("audit: expected an app id, got " + json_quoted(app));
+    }
+    cmd.args["app"] = app;
+  }
+  if (in.vm.count("since")) {
+    const auto& since = in.vm["since"].as<std::string>();
+    if (!common::parse_since(since, std::chrono::system_clock::now())) {
+      usage("audit: --since: expected a UTC time like 2026-12-06T22:40:00 or a span like 10m, 2h, 7d, got " +
+            json_quoted(since));
+    }
+    cmd.args["since"] = since;
+  }
+  cmd.args["follow"] = in.vm["follow"].as<bool>();
+  std::string dir = in.vm.count("state-dir") ? in.vm["state-dir"].as<std::string>() : "/var/lib/portalfs";
+  if (dir.empty()) usage("audit: --state-dir: expected a directory");
+  cmd.args["state_dir"] = dir;
+}
+
 std::vector<Verb> storage_verbs() {
   // clang-format off
   return {
@@ -723,6 +774,11 @@ std::vector<Verb> storage_verbs() {
        "which app created PATH (a file in a view, or below the storage root; a relative PATH is "
        "from the current directory) and which last changed it",
        {"PATH"}, no_options, build_who},
+      // Read from the files on this host (root), not through the daemon: --follow tails them.
+      {"audit", "audit", "[APP] [--since T] [--follow] [--state-dir DIR]",
+       "print the audit trail: denials and changes in the views, app, grant and share changes "
+       "(of APP, or of every app and the platform)",
+       {"[APP]"}, define_audit, build_audit},
   };
   // clang-format on
 }
@@ -936,6 +992,9 @@ DaemonOptions parse_daemon_options(const std::vector<std::string>& args, const C
       in.bad("layout", "expected portalfs or freeshard, got " + json_quoted(o.layout));
     }
   }
+  o.audit = on_off(in, "audit", o.audit);
+  o.provenance = on_off(in, "provenance", o.provenance);
+  o.events = on_off(in, "events", o.events);
   if (vm.count("threads")) {
     const auto& text = vm["threads"].as<std::string>();
     // libfuse caps its own pool far below this; the bound only catches typos.

@@ -68,6 +68,11 @@ struct DaemonOptions {
   std::string admin_group;
   bool recover_from_backup = false;
   bool example = false;
+  /// Denials and changes go to <state_dir>/audit/<app>.jsonl (common/audit.hpp).
+  bool audit = true;
+  /// Provenance of shared views' files (fuse::Options::provenance; off: bench/diagnostics).
+  bool provenance = true;
+  bool events = true;  // --events: fuse::Options::events
   /// "portalfs" (apps/<app>/) or "freeshard" (app_data/<app>/, a Freeshard user_data tree).
   std::string layout = "portalfs";
   /// Seconds between purges of the shares' trashes' expired entries (--trash-purge-interval).

@@ -18,6 +18,7 @@
 #include "common/unique_fd.hpp"
 #include "mountmgr/control_client.hpp"
 #include "policy/manifest.hpp"
+#include "tools/ctl_audit.hpp"
 #include "tools/ctl_compose.hpp"
 #include "tools/doctor.hpp"
 #include "tools/exit_codes.hpp"
@@ -124,6 +125,7 @@ ExitCode run(CtlCommand cmd) {
   if (cmd.verb == "render") return portalfs::tools::run_render(cmd);
   if (cmd.verb == "validate") return run_validate(cmd);
   if (cmd.verb == "doctor") return portalfs::tools::run_doctor(cmd);
+  if (cmd.verb == "audit") return portalfs::tools::run_audit(cmd);
 
   if (!cmd.manifest_file.empty()) {
     try {

@@ -15,6 +15,7 @@
 #include <iostream>
 #include <thread>
 
+#include "common/audit.hpp"
 #include "common/dirs.hpp"
 #include "common/log.hpp"
 #include "fuse/filesystem.hpp"
@@ -188,6 +189,8 @@ int run(const portalfs::tools::DaemonOptions& o) {
   fs_options.passthrough = o.passthrough;
   fs_options.top_mode = admin_gid ? 0550 : 0500;
   fs_options.top_gid = admin_gid.value_or(0);
+  fs_options.provenance = o.provenance;
+  fs_options.events = o.events;
   portalfs::fuse::Filesystem fs(fs_options);
   std::unique_ptr<portalfs::mountmgr::Manager> manager;
   try {
@@ -220,6 +223,14 @@ int run(const portalfs::tools::DaemonOptions& o) {
   }
 
   // Threads start only now: daemon() forks, and a fork keeps only the calling thread.
+  // The audit log's writer is one of them. It is destroyed (writing what is queued) when run()
+  // returns: after the session's loop and the control server stopped, so nothing posts any more.
+  std::unique_ptr<portalfs::common::AuditLog> audit;
+  if (o.audit) {
+    audit = std::make_unique<portalfs::common::AuditLog>(o.state_dir + "/audit");
+    fs.set_audit(audit.get());
+    manager->set_audit(audit.get());
+  }
   manager->start();  // empties the trash of purges and prunes a stop interrupted
   portalfs::mountmgr::ControlServer server(o.socket, admin_gid,
                                            [&](const nlohmann::json& r) { return manager->handle(r); });

@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: MIT
+// The audit trail (#13) against the real portalfsd: a scripted sequence of operations through
+// the views gives exactly the expected records (minus their time), app, grant and share changes
+// are recorded by the mount manager, and portalctl audit filters and refuses bad input.
+#include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/testutil/daemon_fixture.hpp"
+
+namespace portalfs::testutil {
+namespace {
+
+using nlohmann::json;
+
+class Audit : public DaemonFixture {
+ protected:
+  void SetUp() override {
+    DaemonFixture::SetUp();
+    if (HasFatalFailure() || IsSkipped()) return;
+    // alpha may change the share, beta may only read it.
+    for (auto [app, access] : {std::pair{"alpha", "read-write"}, std::pair{"beta", "read"}}) {
+      write_file(dir_ / (std::string(app) + ".json"),
+                 json{{"name", app},
+                      {"v", "1"},
+                      {"data_dirs", {"/data"}},
+                      {"shared_dirs", {{{"name", "music"}, {"path", "/music"}, {"access", access}}}}}
+                     .dump());
+    }
+    ASSERT_NO_FATAL_FAILURE(start());
+    ASSERT_EQ(ctl({"share", "create", "music"}).code, 0);
+    for (const char* app : {"alpha", "beta"}) {
+      const auto r = ctl({"app", "install", dir_ / (std::string(app) + ".json")});
+      ASSERT_EQ(r.code, 0) << r.err;
+    }
+  }
+
+  [[nodiscard]] std::string view(const std::string& app, const std::string& rest) const {
+    return mnt() + "/apps/" + app + "/shared/music/" + rest;
+  }
+
+  CommandResult audit(std::vector<std::string> args) {
+    args.insert(args.begin(), {"audit", "--state-dir", dir_ / "state"});
+    return ctl(std::move(args));
+  }
+
+  // The app's records as `portalctl audit APP --format json` prints them, without their time,
+  // once there are at least `count` (the daemon writes them from a thread of its own).
+  std::vector<std::string> records(const std::string& app, size_t count) {
+    std::vector<std::string> out;
+    for (int i = 0; i < 100; ++i) {
+      out.clear();
+      const auto r = audit({app, "--format", "json"});
+      if (r.code != 0) {  // its file is not there yet (the writer comes every 100 ms)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        continue;
+      }
+      std::istringstream in(r.out);
+      for (std::string line; std::getline(in, line);) {
+        json j = json::parse(line);
+        EXPECT_TRUE(j.contains("time")) << line;
+        j.erase("time");
+        out.push_back(j.dump());
+      }
+      if (out.size() >= count) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return out;
+  }
+};
+
+TEST_F(Audit, AScriptedSequenceGivesExactlyTheExpectedRecords) {
+  write_file(view("alpha", "a.txt"), "hello");  // create, write, close
+  ASSERT_EQ(::chmod(view("alpha", "a.txt").c_str(), 0600), 0) << std::strerror(errno);
+  ASSERT_EQ(::rename(view("alpha", "a.txt").c_str(), view("alpha", "b.txt").c_str()), 0) << std::strerror(errno);
+  // beta may only read: a write open, a truncate and a create are refused, and recorded.
+  errno = 0;
+  EXPECT_EQ(::open(view("beta", "b.txt").c_str(), O_WRONLY), -1);
+  EXPECT_EQ(errno, EROFS);
+  errno = 0;
+  EXPECT_EQ(::truncate(view("beta", "b.txt").c_str(), 0), -1);
+  EXPECT_EQ(errno, EROFS);
+  errno = 0;
+  EXPECT_EQ(::open(view("beta", "x.txt").c_str(), O_WRONLY | O_CREAT, 0644), -1);
+  EXPECT_EQ(errno, EROFS);
+  // Reads are not recorded.
+  EXPECT_EQ(read_file(view("beta", "b.txt")), "hello");
+  ASSERT_EQ(::mkdir(view("alpha", "d").c_str(), 0755), 0) << std::strerror(errno);
+  ASSERT_EQ(::rename(view("alpha", "b.txt").c_str(), view("alpha", "d/c.txt").c_str()), 0) << std::strerror(errno);
+  ASSERT_EQ(::unlink(view("alpha", "d/c.txt").c_str()), 0) << std::strerror(errno);
+
+  const std::vector<std::string> alpha = {
+      R"({"app":"alpha","detail":"version 1","op":"app.install","result":"ok"})",
+      R"({"app":"alpha","detail":"read-write","op":"grant","result":"ok","view":"data/data"})",
+      R"({"app":"alpha","detail":"read-write","op":"grant","result":"ok","view":"shared/music"})",
+      R"({"app":"alpha","op":"create","path":"/a.txt","result":"ok","view":"shared/music"})",
+      R"({"app":"alpha","op":"write-close","path":"/a.txt","result":"ok","view":"shared/music"})",
+      R"({"app":"alpha","detail":"mode=0600","op":"chmod","path":"/a.txt","result":"ok","view":"shared/music"})",
+      R"({"app":"alpha","op":"rename","path":"/a.txt","result":"ok","to":"/b.txt","view":"shared/music"})",
+      R"({"app":"alpha","op":"mkdir","path":"/d","result":"ok","view":"shared/music"})",
+      R"({"app":"alpha","op":"rename","path":"/b.txt","result":"ok","to":"/d/c.txt","view":"shared/music"})",
+      R"({"app":"alpha","op":"unlink","path":"/d/c.txt","result":"ok","view":"shared/music"})",
+  };
+  EXPECT_EQ(records("alpha", alpha.size()), alpha);
+  const std::vector<std::string> beta = {
+      R"({"app":"beta","detail":"version 1","op":"app.install","result":"ok"})",
+      R"({"app":"beta","detail":"read-write","op":"grant","result":"ok","view":"data/data"})",
+      R"({"app":"beta","detail":"read","op":"grant","result":"ok","view":"shared/music"})",
+      R"({"app":"beta","op":"open-write","path":"/b.txt","result":"EROFS","view":"shared/music"})",
+      R"({"app":"beta","op":"setattr","path":"/b.txt","result":"EROFS","view":"shared/music"})",
+      R"({"app":"beta","op":"create","path":"/x.txt","result":"EROFS","view":"shared/music"})",
+  };
+  EXPECT_EQ(records("beta", beta.size()), beta);
+}
+
+TEST_F(Audit, GrantAndShareChangesAreRecorded) {
+  ASSERT_EQ(ctl({"grant", "beta", "music", "read-write", "--path", "/music"}).code, 0);
+  ASSERT_EQ(ctl({"revoke", "alpha", "music"}).code, 0);
+  ASSERT_EQ(ctl({"app", "remove", "beta"}).code, 0);
+  // The removal takes its views away too.
+  EXPECT_THAT(records("beta", 7),
+              ::testing::ElementsAre(
+                  R"({"app":"beta","detail":"version 1","op":"app.install","result":"ok"})",
+                  R"({"app":"beta","detail":"read-write","op":"grant","result":"ok","view":"data/data"})",
+                  R"({"app":"beta","detail":"read","op":"grant","result":"ok","view":"shared/music"})",
+                  R"({"app":"beta","detail":"read -> read-write","op":"grant","result":"ok","view":"shared/music"})",
+                  R"({"app":"beta","op":"app.remove","result":"ok"})",
+                  R"({"app":"beta","detail":"read-write","op":"revoke","result":"ok","view":"data/data"})",
+                  R"({"app":"beta","detail":"read-write","op":"revoke","result":"ok","view":"shared/music"})"));
+  EXPECT_THAT(records("alpha", 4),
+              ::testing::Contains(R"({"app":"alpha","detail":"read-write","op":"revoke","result":"ok","view":"shared/music"})"));
+  // Share-level records go to the platform's file.
+  EXPECT_THAT(read_file(dir_ / "state/audit/_platform.jsonl"),
+              ::testing::HasSubstr(R"("op":"share.create","result":"ok","time":)"));
+}
+
+TEST_F(Audit, PortalctlFiltersAndRefusesBadInput) {
+  write_file(view("alpha", "a.txt"), "x");
+  ASSERT_EQ(records("alpha", 5).size(), 5u);
+  // Text: one line per record, oldest first; every app merged without APP.
+  auto r = audit({"alpha"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, ::testing::MatchesRegex(R"(^[0-9T:.-]+Z alpha - app\.install ok \(version 1\)
+.* alpha data/data grant ok \(read-write\)
+.* alpha shared/music grant ok \(read-write\)
+.* alpha shared/music create /a\.txt ok
+.* alpha shared/music write-close /a\.txt ok
+$)"));
+  r = audit({});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, ::testing::HasSubstr(" beta shared/music grant ok (read)\n"));
+  EXPECT_THAT(r.out, ::testing::HasSubstr(" - shared/music share.create ok (owner 0:0)\n"));
+  // --since: a span, and a time after every record.
+  EXPECT_EQ(audit({"alpha", "--since", "1h"}).out, audit({"alpha"}).out);
+  r = audit({"alpha", "--since", "2099-01-01T00:00:00"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out, "");
+
+  // Bad input: one line, exit 2.
+  for (const std::vector<std::string>& bad :
+       {std::vector<std::string>{"--since", "yesterday"}, {"a/b"}, {"alpha", "beta"}, {"--format", "xml"}}) {
+    r = audit(bad);
+    EXPECT_EQ(r.code, 2) << bad.front();
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_THAT(r.err, ::testing::StartsWith("portalctl: audit: "));
+  }
+  // Nothing there: a runtime failure that says where it looked.
+  r = ctl({"audit", "--state-dir", dir_ / "nowhere"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, ::testing::HasSubstr("no audit trail in " + dir_ / "nowhere/audit"));
+  r = audit({"gamma"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, ::testing::HasSubstr("no records of app \"gamma\""));
+}
+
+TEST_F(Audit, FollowPrintsNewRecords) {
+  // --follow keeps going; it is stopped by its pid.
+  Child follower({program("portalctl"), "audit", "alpha", "--follow", "--state-dir", dir_ / "state"},
+                 dir_ / "follow.out");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  write_file(view("alpha", "late.txt"), "x");
+  std::string out;
+  for (int i = 0; i < 50 && out.find("write-close /late.txt") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    out = read_file(dir_ / "follow.out");
+  }
+  EXPECT_THAT(out, ::testing::HasSubstr(" alpha shared/music create /late.txt ok\n"));
+  EXPECT_THAT(out, ::testing::HasSubstr(" alpha shared/music write-close /late.txt ok\n"));
+}
+
+// --follow across a rotation, on files written by hand (as the writer rotates: rename, then a
+// new file): the line appended to the old file before the rename and the new file's are printed.
+TEST(AuditFollow, ReadsOnAcrossARotation) {
+  TempDir dir("audit-follow");
+  std::filesystem::create_directories(dir / "audit");
+  const std::string file = dir / "audit/alpha.jsonl";
+  auto line = [](const std::string& path) {
+    return json{{"time", "2026-12-06T22:00:00.000Z"}, {"app", "alpha"}, {"op", "create"}, {"path", path}, {"result", "ok"}}.dump() + "\n";
+  };
+  write_file(file, line("/1"));
+  Child follower({program("portalctl"), "audit", "alpha", "--follow", "--state-dir", dir.path()}, dir / "out");
+  auto printed = [&](const std::string& what) {
+    return wait_until([&] {
+      return std::filesystem::exists(dir / "out") && read_file(dir / "out").find(what) != std::string::npos;
+    });
+  };
+  ASSERT_TRUE(printed("create /1 ok"));
+  {
+    std::ofstream append(file, std::ios::app);
+    append << line("/2");
+  }
+  std::filesystem::rename(file, file + ".1");
+  write_file(file, line("/3"));
+  ASSERT_TRUE(printed("create /3 ok"));
+  EXPECT_EQ(read_file(dir / "out"),
+            "2026-12-06T22:00:00.000Z alpha - create /1 ok\n"
+            "2026-12-06T22:00:00.000Z alpha - create /2 ok\n"
+            "2026-12-06T22:00:00.000Z alpha - create /3 ok\n");
+}
+
+}  // namespace
+}  // namespace portalfs::testutil
