@@ -19,6 +19,8 @@
 //   modified  fallocate(KEEP_SIZE) on an fd opened for writing (OPEN answers a handle with no
 //             file behind it, FALLOCATE 0): IN_MODIFY. The fd stays open until...
 //   closed    ...the writer closes, and the echo closes it (FLUSH 0): IN_CLOSE_WRITE.
+//             A change with no writer's close to wait for (a truncate, a write on the host) is
+//             raised with an fd of its own, closed at once (modified_once).
 //   attrib    utimensat(now) (SETATTR answers the attributes as they are): IN_ATTRIB.
 // Honest with the kernel's caches: each answer is what a lookup or getattr would give now, so
 // the dentries and attributes an echo leaves are those the view would see anyway. The one
@@ -44,6 +46,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/log.hpp"
@@ -183,13 +186,22 @@ void Filesystem::raise(const Event& e) {
   const auto others = [&](const Event::Source& s) { return table_.inodes_of(s.dev, s.ino, s.view); };
   switch (e.kind) {
     case Event::created:
-    case Event::deleted:
+    case Event::deleted: {
+      // A view that knows the new entry already found it by itself, before this echo (and a
+      // directory can't be made again where the kernel has it: the echo would give the
+      // kernel a second dentry for it). It gets the invalidation alone.
+      std::vector<ViewId> knew;
+      if (e.kind == Event::created && e.made.ino) {
+        for (const auto& s : table_.inodes_of(e.made.dev, e.made.ino, kNoView)) knew.push_back(s.view);
+      }
       for (const auto& s : others(e.from)) {
         Event one = e;
         one.dir = node_of(s);
-        raise_in_dir(one);
+        if (std::find(knew.begin(), knew.end(), s.view) == knew.end()) raise_in_dir(one);
+        else forget_name(one);
       }
       break;
+    }
     case Event::moved: {
       // Per view: a rename where it knows both directories, else a create or a delete where
       // it knows one (as on a local disk, where it would hear an unpaired half).
@@ -212,6 +224,7 @@ void Filesystem::raise(const Event& e) {
       break;
     }
     case Event::modified:
+    case Event::modified_once:
     case Event::closed:
     case Event::attrib:
       for (const auto& s : others(e.from)) raise_on_file(e.kind, node_of(s));
@@ -261,9 +274,21 @@ void Filesystem::raise_in_dir(const Event& e) {
   echo_.reset();
 }
 
+void Filesystem::forget_name(const Event& e) {
+  common::UniqueFd dir(open_node(e.dir, O_PATH | O_DIRECTORY));  // holds the node id (above)
+  fuse_session* se = se_.load();
+  if (dir && se) fuse_lowlevel_notify_inval_entry(se, e.dir.ino, e.name.c_str(), e.name.size());
+}
+
 void Filesystem::raise_on_file(Event::Kind kind, Event::Node file) {
   auto it = echo_open_.find(file.ino);
-  if (kind == Event::modified) {
+  if (kind == Event::modified_once) {
+    if (it != echo_open_.end()) {  // a writer's fd is open already
+      ::fallocate(it->second.get(), FALLOC_FL_KEEP_SIZE, 0, 1);
+    } else if (common::UniqueFd fd(open_node(file, O_WRONLY | O_NONBLOCK)); fd) {
+      ::fallocate(fd.get(), FALLOC_FL_KEEP_SIZE, 0, 1);
+    }
+  } else if (kind == Event::modified) {
     if (it == echo_open_.end()) {
       // O_NONBLOCK: a fifo (changed on the host) must not hold the notifier until a reader comes.
       int fd = open_node(file, O_WRONLY | O_NONBLOCK);
@@ -331,7 +356,7 @@ void Filesystem::host_changed(HostChange& c) {
       struct stat st {};
       if (::fstatat(c.dir.get(), c.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return;
       if (c.kind != HostChange::attrib && !S_ISREG(st.st_mode)) return;  // fifos: no content
-      e.kind = c.kind == HostChange::modified ? Event::modified
+      e.kind = c.kind == HostChange::modified ? Event::modified_once
                : c.kind == HostChange::closed ? Event::closed
                                               : Event::attrib;
       e.from = all_views(st.st_dev, st.st_ino);
@@ -346,7 +371,7 @@ void Filesystem::host_changed(HostChange& c) {
   }
   // The directories' listings and times changed too.
   for (const auto& [dev, ino] : {std::pair{c.dev, c.ino}, std::pair{c.to_dev, c.to_ino}}) {
-    if (!ino || e.kind == Event::modified || e.kind == Event::closed || e.kind == Event::attrib) continue;
+    if (!ino || e.kind == Event::modified_once || e.kind == Event::closed || e.kind == Event::attrib) continue;
     for (const auto& s : table_.inodes_of(dev, ino, kNoView)) {
       notifier_.inval_inode(reinterpret_cast<fuse_ino_t>(s.inode), -1, 0);
     }

@@ -242,7 +242,8 @@ Filesystem::Stats Filesystem::stats() {
   auto s = table_.stats();
   size_t nviews = 0;
   for (const auto& [path, dir] : views_.layout()->dirs) nviews += dir.views.size();
-  return Stats{s.inodes, s.cached_fds, s.capacity, nviews, passthrough_.open_backings()};
+  return Stats{s.inodes, s.cached_fds, s.capacity, nviews, passthrough_.open_backings(),
+               queued_.load(std::memory_order_relaxed)};
 }
 
 void Filesystem::init(fuse_conn_info* conn) {

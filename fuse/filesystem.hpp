@@ -132,7 +132,9 @@ using common::Result;
 /// A change that inotify and fanotify watchers of a sibling view must hear of, as that view's
 /// inodes name it (events.cpp raises it there: "an echo").
 struct Event {
-  enum Kind : uint8_t { created, deleted, moved, modified, closed, attrib };
+  // modified: by a handle, whose close (closed) follows; modified_once: with no handle to
+  // wait for (a truncate, a change on the host).
+  enum Kind : uint8_t { created, deleted, moved, modified, modified_once, closed, attrib };
   struct Node {  // a FUSE inode as a file handle names it
     fuse_ino_t ino = 0;
     uint32_t generation = 0;
@@ -255,6 +257,7 @@ class Filesystem {
   struct Stats {
     size_t inodes, cached_fds, fd_cache_capacity, views;
     size_t passthrough_files;  // inodes open with a backing file in the kernel
+    size_t events_queued;      // change events waiting to be raised in other views (events.cpp)
   };
   Stats stats();
 
@@ -431,6 +434,8 @@ class Filesystem {
   /// ...in the sibling directory `e.dir` (and `e.to_dir`).
   void raise_in_dir(const Event& e);
   void raise_on_file(Event::Kind kind, Event::Node file);
+  /// Only invalidates `e.name` in `e.dir` (a view that has the entry already).
+  void forget_name(const Event& e);
   /// The echo being raised, if this call is one (a copy: null when it is not).
   std::optional<Event> echo_now();
   /// The answers to an echo's requests.

@@ -145,7 +145,7 @@ Result<Attr> Filesystem::setattr(Call& call, fuse_ino_t ino, struct stat* attr, 
   auto siblings = siblings_of(n->inode);
   if (to_set & FUSE_SET_ATTR_SIZE) call.data_changed(siblings, 0, 0);
   else call.attr_changed(siblings);
-  note_file((to_set & FUSE_SET_ATTR_SIZE) ? Event::modified : Event::attrib, n->inode);
+  note_file((to_set & FUSE_SET_ATTR_SIZE) ? Event::modified_once : Event::attrib, n->inode);
   return Attr{present(view, st), attr_timeout(view, n->inode)};
 }
 

@@ -72,7 +72,9 @@ struct DaemonOptions {
   bool audit = true;
   /// Provenance of shared views' files (fuse::Options::provenance; off: bench/diagnostics).
   bool provenance = true;
-  bool events = true;  // --events: fuse::Options::events
+  /// --events: fuse::Options::events. Off by default for now: under heavy load with grants
+  /// changing, the kernel was seen keeping a directory or two the echoes touched (README).
+  bool events = false;
   /// "portalfs" (apps/<app>/) or "freeshard" (app_data/<app>/, a Freeshard user_data tree).
   std::string layout = "portalfs";
   /// Seconds between purges of the shares' trashes' expired entries (--trash-purge-interval).

@@ -150,7 +150,8 @@ nlohmann::json filesystem_status(portalfs::fuse::Filesystem& fs) {
           {"fd_cache_capacity", s.fd_cache_capacity},
           {"views", s.views},
           {"passthrough", fs.passthrough().active()},
-          {"passthrough_files", s.passthrough_files}};
+          {"passthrough_files", s.passthrough_files},
+          {"events_queued", s.events_queued}};
 }
 
 // Whether the mount at `mountpoint` is this filesystem and answers: statfs waits until the
