@@ -16,6 +16,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tests/integration/fs_helpers.hpp"
@@ -79,17 +80,26 @@ class Watcher {
   std::vector<Ev> pending_;
 };
 
+// Serves `backing` as the share "s" to each app in its mode; their views' paths.
+std::vector<std::string> serve(MountedFs& m, const std::string& backing,
+                               const std::vector<std::pair<std::string, policy::Access>>& apps) {
+  std::filesystem::create_directories(backing);
+  policy::ViewSpecs specs;
+  for (const auto& [app, access] : apps) specs.push_back(m.shared_view(app, "s", backing, access));
+  m.set_views(specs);
+  std::vector<std::string> paths;
+  for (const auto& spec : specs) paths.push_back(m.path(spec));
+  return paths;
+}
+
 class Events : public ::testing::Test {
  protected:
   void SetUp() override {
     PORTALFS_REQUIRE_MOUNT(m_);
     backing_ = m_.storage() + "/media";
-    std::filesystem::create_directories(backing_);
-    auto a = m_.shared_view("a", "s", backing_, policy::Access::read_write);
-    auto b = m_.shared_view("b", "s", backing_, policy::Access::read);
-    m_.set_views({a, b});
-    a_ = m_.path(a);
-    b_ = m_.path(b);
+    auto paths = serve(m_, backing_, {{"a", policy::Access::read_write}, {"b", policy::Access::read}});
+    a_ = paths[0];
+    b_ = paths[1];
   }
   MountedFs m_;
   std::string backing_, a_, b_;
@@ -193,10 +203,7 @@ class HostEvents : public ::testing::Test {
   void SetUp() override {
     PORTALFS_REQUIRE_MOUNT(m_);
     backing_ = m_.storage() + "/media";
-    std::filesystem::create_directories(backing_);
-    auto b = m_.shared_view("b", "s", backing_, policy::Access::read);
-    m_.set_views({b});
-    b_ = m_.path(b);
+    b_ = serve(m_, backing_, {{"b", policy::Access::read}})[0];
   }
   // The host's side: a child process (portalfsd skips its own changes).
   static void on_host(const std::function<int()>& fn) { ASSERT_EQ(run_as(0, 0, fn), 0); }
