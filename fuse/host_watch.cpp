@@ -80,10 +80,17 @@ void HostWatch::run() {
     if (fds[1].revents) return;
     ssize_t len = ::read(fan_.get(), buf, sizeof(buf));
     if (len <= 0) continue;
-    const auto* m = reinterpret_cast<const fanotify_event_metadata*>(buf);
-    for (; FAN_EVENT_OK(m, len); m = FAN_EVENT_NEXT(m, len)) {
+    // Events with names are 4-byte aligned in the buffer, not as their metadata needs (8):
+    // each is copied to an aligned place first.
+    for (ssize_t off = 0; off + static_cast<ssize_t>(FAN_EVENT_METADATA_LEN) <= len;) {
+      fanotify_event_metadata head;
+      std::memcpy(&head, buf + off, sizeof(head));
+      if (head.event_len < FAN_EVENT_METADATA_LEN || off + head.event_len > len) break;
+      alignas(fanotify_event_metadata) char event[sizeof(buf)];
+      std::memcpy(event, buf + off, head.event_len);
+      off += head.event_len;
       try {
-        report(m);
+        report(reinterpret_cast<const fanotify_event_metadata*>(event));
       } catch (const std::exception& e) {
         common::log(common::LogLevel::error, std::string("host change lost: ") + e.what());
       }
