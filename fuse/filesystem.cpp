@@ -241,7 +241,8 @@ std::vector<std::string> Filesystem::set_views(const policy::ViewSpecs& views,
 Filesystem::Stats Filesystem::stats() {
   auto s = table_.stats();
   size_t nviews = 0;
-  for (const auto& [path, dir] : views_.layout()->dirs) nviews += dir.views.size();
+  const auto layout = views_.layout();  // held: a range-for would free it at once
+  for (const auto& [path, dir] : layout->dirs) nviews += dir.views.size();
   return Stats{s.inodes, s.cached_fds, s.capacity, nviews, passthrough_.open_backings(),
                queued_.load(std::memory_order_relaxed)};
 }
