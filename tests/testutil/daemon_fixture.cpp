@@ -16,6 +16,28 @@ namespace portalfs::testutil {
 
 using namespace std::chrono_literals;
 
+namespace {
+// Ends the FUSE connection of the mount at `mountpoint` through fusectl (mounted on
+// /sys/fs/fuse/connections first if nobody did). A portalfsd killed while one of its own
+// threads waits in a request to its own mount (a readiness statfs, an event's echo) can't
+// exit: that thread waits uninterruptibly for an answer no worker will give, and keeps the
+// /dev/fuse fd, so the kernel never ends the connection. It stays a zombie, its mount dead.
+void abort_connection_at(const std::string& mountpoint) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line, minor;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string id, parent, devno, root, mnt;
+    ls >> id >> parent >> devno >> root >> mnt;
+    if (mnt == mountpoint && devno.find(':') != std::string::npos) minor = devno.substr(devno.find(':') + 1);
+  }
+  if (minor.empty()) return;
+  const std::string ctl = "/sys/fs/fuse/connections";
+  if (!std::filesystem::exists(ctl + "/" + minor)) ::mount("fusectl", ctl.c_str(), "fusectl", 0, nullptr);
+  std::ofstream(ctl + "/" + minor + "/abort") << "1";
+}
+}  // namespace
+
 void DaemonFixture::SetUp() {
   if (::access("/dev/fuse", R_OK | W_OK) != 0) PORTALFS_SKIP_OR_FAIL("no /dev/fuse");
   std::filesystem::create_directories(dir_ / "state");
@@ -26,7 +48,8 @@ void DaemonFixture::TearDown() {
   // SIGTERM first: a daemon built with sanitizers checks for leaks only when it exits by
   // itself. SIGKILL (by ~Child) only if it does not stop.
   if (daemon_ && !daemon_->exited() && daemon_->stop(SIGTERM, 30s) < 0) {
-    std::cerr << "portalfsd did not stop within 30 s of SIGTERM; killing it\n";
+    std::cerr << "portalfsd did not stop within 30 s of SIGTERM; aborting its connection, killing it\n";
+    abort_connection_at(mnt());
   }
   daemon_.reset();
   // A sanitizer report of any daemon this test started (they all append to one log) fails it.
@@ -71,6 +94,11 @@ CommandResult DaemonFixture::ctl(std::vector<std::string> args) {
 }
 
 void DaemonFixture::start() {
+  // A killed daemon that did not exit (see abort_connection_at) is not left behind.
+  if (daemon_ && !daemon_->exited()) {
+    abort_connection_at(mnt());
+    daemon_.reset();
+  }
   daemon_ = std::make_unique<Child>(daemon_argv(), dir_ / "daemon.log");
   bool up = wait_until([&] { return ctl({"status"}).code == 0; }, 10s);
   ASSERT_TRUE(up) << "portalfsd did not come up:\n" << read_file(dir_ / "daemon.log");
