@@ -110,6 +110,9 @@ po::options_description daemon_description() {
     ("open-files-per-app", po::value<std::string>()->value_name("N"),
      "files one app may hold open at once; one more gets EMFILE, for that app alone (default: "
      "half of what the fd cache leaves of the open-file limit)")
+    ("request-timeout", po::value<std::string>()->value_name("SECONDS"),
+     "the kernel ends the mount's connection when a request stays unanswered this long, rather "
+     "than hang every caller forever (a portalfsd killed mid-request); 0: never (default 300)")
     ("log-level", po::value<std::string>()->value_name("L"),
      "debug, info, warn or error (default info)")
     ("admin-group", po::value<std::string>()->value_name("G"),
@@ -128,7 +131,7 @@ po::options_description daemon_description() {
      "and diagnostic switch: the modes that protect then treat every file as another's)")
     ("events", po::value<std::string>()->value_name("on|off"),
      "raise change events (inotify, fanotify) in every view of a changed file, for changes "
-     "made through other views and on the host (default off for now; see the README)")
+     "made through other views and on the host (default on; off saves the echoes' cost)")
     ("example", po::bool_switch(),
      "install the example app (examples/notes.json) at start, to try portalfs out")
     ("trash-purge-interval", po::value<std::string>()->value_name("SECONDS"),
@@ -145,7 +148,7 @@ po::options_description daemon_description() {
 std::string daemon_usage() {
   return "Usage: portalfsd [--storage-root DIR] [--mountpoint DIR] [--state-dir DIR]\n"
          "                 [--socket PATH] [--foreground] [--threads N] [--log-level L]\n"
-         "                 [--open-files-per-app N]\n"
+         "                 [--open-files-per-app N] [--request-timeout SECONDS]\n"
          "                 [--admin-group G] [--recover-from-backup] [--no-passthrough]\n"
          "                 [--layout portalfs|freeshard] [--example] [--trash-purge-interval SECONDS]\n"
          "                 [--audit on|off] [--provenance on|off] [--events on|off] [--config FILE]\n\n"
@@ -1013,6 +1016,12 @@ DaemonOptions parse_daemon_options(const std::vector<std::string>& args, const C
     auto n = parse_number(text, 1, 1u << 30);
     if (!n) in.bad("open-files-per-app", "expected a positive number of files, got " + json_quoted(text));
     o.open_files_per_app = static_cast<size_t>(*n);
+  }
+  if (vm.count("request-timeout")) {
+    const auto& text = vm["request-timeout"].as<std::string>();
+    auto n = parse_number(text, 0, 65535);  // the protocol's field is 16 bits
+    if (!n) in.bad("request-timeout", "expected 0 to 65535 seconds, got " + json_quoted(text));
+    o.request_timeout = static_cast<uint16_t>(*n);
   }
   if (vm.count("log-level")) {
     const auto& text = vm["log-level"].as<std::string>();

@@ -151,6 +151,7 @@ nlohmann::json filesystem_status(portalfs::fuse::Filesystem& fs) {
           {"views", s.views},
           {"passthrough", fs.passthrough().active()},
           {"passthrough_files", s.passthrough_files},
+          {"request_timeout", fs.session_io().request_timeout()},
           {"events_queued", s.events_queued}};
 }
 
@@ -188,6 +189,7 @@ int run(const portalfs::tools::DaemonOptions& o) {
   fs_options.fd_cache = fds.cache;
   fs_options.open_files_per_app = fds.per_app;
   fs_options.passthrough = o.passthrough;
+  fs_options.request_timeout = o.request_timeout;
   fs_options.top_mode = admin_gid ? 0550 : 0500;
   fs_options.top_gid = admin_gid.value_or(0);
   fs_options.provenance = o.provenance;
