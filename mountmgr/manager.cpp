@@ -422,6 +422,9 @@ nlohmann::json Manager::handle(const nlohmann::json& request) {
         const auto before = impl_->state.apps.find(app);
         if (before == impl_->state.apps.end() || before->second != record) impl_->apps_to_follow.insert(app);
       }
+      for (const auto& [app, record] : impl_->state.apps) {
+        if (!out.next->apps.contains(app)) impl_->apps_to_follow.insert(app);  // removed
+      }
       if (impl_->audit) {
         for (auto& r : state_changes(impl_->state, *out.next, impl_->views, next_views)) impl_->audit->post(std::move(r));
       }

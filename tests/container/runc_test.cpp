@@ -292,6 +292,19 @@ TEST_F(Container, GrantsMovesAndRevokesReachARunningAttachedContainer) {
   EXPECT_EQ(read_file(mnt() + "/apps/box/shared/music/song.txt"), "la la\n");
   EXPECT_THAT(ctl({"app", "show", "box"}).out, HasSubstr("attached: pid " + p + " at /data, /documents, /media\n"));
   EXPECT_EQ(exec("boxgrant", "cat /data/kept.txt").out, "kept\n");
+
+  // Removed: every view of the app is unmounted from the running container, and the
+  // attachment is forgotten.
+  r = ctl({"app", "remove", "box"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* path : {" /data ", " /documents ", " /media "}) EXPECT_THAT(mounts(), Not(HasSubstr(path)));
+  r = exec("boxgrant", "cat /data/kept.txt");
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.err, HasSubstr("No such file or directory"));
+  r = ctl({"--format", "json", "status"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["attachments"], 0) << r.out;
+  EXPECT_EQ(read_file(storage() + "/apps/box/data/kept.txt"), "kept\n");  // the data stays
 }
 
 // A compose app of two services sharing one data directory (#11): the database runs as 999,
