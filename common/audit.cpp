@@ -216,7 +216,20 @@ void AuditLog::write_batch(std::vector<AuditRecord>& batch, std::map<std::string
     r.detail = std::to_string(count) + " record(s) dropped: the audit queue was full";
     add_line(app, audit_line(r));
   }
-  for (auto& [name, file] : files_) write_pending(file);
+  // Write, and keep open only the files of apps that are busy: with hundreds of apps, one fd
+  // each would be a daemon fd per app for good (the fd budget counts none of them).
+  constexpr size_t kKeptOpen = 16;
+  size_t open = 0;
+  for (auto& [name, file] : files_) open += file.fd >= 0;
+  for (auto& [name, file] : files_) {
+    const bool written = !file.pending.empty();
+    write_pending(file);
+    if (!written && open > kKeptOpen && file.fd >= 0) {
+      ::close(file.fd);
+      file.fd = -1;
+      --open;
+    }
+  }
 }
 
 AuditLog::File& AuditLog::open_file(const std::string& name) {

@@ -63,6 +63,33 @@ TEST(AuditLog, WritesOneJsonLinePerRecordPerApp) {
   EXPECT_EQ(std::filesystem::status(dir / "audit").permissions(), std::filesystem::perms::owner_all);
 }
 
+// Hundreds of apps must not cost the daemon an fd each for good: the files of apps that wrote
+// nothing in the last batch are closed once more than a few are open.
+TEST(AuditLog, KeepsFewFilesOpenWhateverTheNumberOfApps) {
+  TempDir dir("audit");
+  const auto audit_fds = [&] {
+    size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+      std::error_code ec;
+      const auto target = std::filesystem::read_symlink(e.path(), ec);
+      if (!ec && target.string().starts_with(std::string(dir / "audit"))) ++n;
+    }
+    return n;
+  };
+  AuditLog log(dir / "audit");
+  for (int i = 0; i < 100; ++i) {
+    log.post(rec("app" + std::to_string(i), "create", "/x"));
+    log.flush();
+  }
+  EXPECT_LE(audit_fds(), 17u);
+  log.post(rec("app3", "unlink", "/x"));  // a closed file opens again, and appends
+  log.flush();
+  const auto lines = lines_of(dir / "audit/app3.jsonl");
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[1]["op"], "unlink");
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(lines_of(dir / ("audit/app" + std::to_string(i) + ".jsonl")).size(), i == 3 ? 2u : 1u);
+}
+
 TEST(AuditLog, RotatesBySizeKeepingN) {
   TempDir dir("audit");
   AuditLog::Options o;
