@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 #include <ctime>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -146,6 +147,12 @@ void AuditLog::run() {
     });
     if (queue_.empty() && dropped_.empty()) {
       if (stopping_) break;  // everything written
+      // A quiet period: hold no fd until the next record.
+      lock.unlock();
+      for (auto& [name, file] : files_) {
+        if (file.fd >= 0) ::close(std::exchange(file.fd, -1));
+      }
+      lock.lock();
       continue;
     }
     batch.swap(queue_);
