@@ -79,6 +79,7 @@ constexpr size_t kMaxQueued = 65536;
 bool Filesystem::post(Event e) {
   if (queued_.fetch_add(1, std::memory_order_relaxed) >= kMaxQueued) {
     queued_.fetch_sub(1, std::memory_order_relaxed);
+    lost_.store(true, std::memory_order_relaxed);
     common::log_once(common::LogLevel::warn, "events:full",
                      "too many changes at once: watchers in other views miss some events "
                      "(the views still see every change)");
@@ -93,6 +94,13 @@ bool Filesystem::post(Event e) {
           ~Done() { n.fetch_sub(1, std::memory_order_relaxed); }
         } done{queued_};
         raise(e);
+        // Among the events dropped while the queue was full may be a writer's close: its
+        // file's echo fd (echo_open_) would stay open, and keep the sibling's file known to the
+        // kernel, for good. The last queued echo closes them all (each raises its close-write).
+        if (lost_.load(std::memory_order_relaxed) && queued_.load(std::memory_order_relaxed) == 1) {
+          lost_.store(false, std::memory_order_relaxed);
+          end_echoes();
+        }
       })) {
     return true;
   }

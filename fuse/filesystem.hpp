@@ -520,6 +520,7 @@ class Filesystem {
   std::unordered_set<const Inode*> fresh_;
   std::atomic<size_t> fresh_n_{0};
   std::atomic<size_t> queued_{0};  // echoes waiting for the notifier or running
+  std::atomic<bool> lost_{false};  // some were dropped (queue full) since the queue was last empty
   std::string mountpoint_;
   common::UniqueFd echo_mount_;
   std::unordered_map<fuse_ino_t, common::UniqueFd> echo_open_;  // written files: see modified
