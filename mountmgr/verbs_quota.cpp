@@ -109,6 +109,13 @@ Outcome quota_set(Manager::Impl& mgr, const Request& req) {
   uint64_t tagged = 0;
   try {
     tagged = ops.assign(fd->get(), record.project_id);
+    // A share's trash too: what it keeps still takes room, and a restore is a rename back
+    // into the share, which the kernel refuses (EXDEV) for an entry of another project.
+    if (target.kind == QuotaKind::share && dir_exists(root, share_trash_components(target.name))) {
+      auto trash = common::open_beneath(root.fd(), share_trash_components(target.name), O_RDONLY);
+      if (!trash) throw std::runtime_error(root.display(share_trash_components(target.name)) + ": cannot open");
+      tagged += ops.assign(trash->get(), record.project_id);
+    }
     ops.limit(root.fd(), record.project_id, record.bytes, record.inodes);
   } catch (const std::exception& e) {
     failed("quota set: " + root.display(dir) + ": " + e.what());

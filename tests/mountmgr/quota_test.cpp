@@ -121,6 +121,14 @@ TEST_F(QuotaTest, SetGivesEachTargetAProjectIdOnItsDirectoryAndLimits) {
   EXPECT_EQ(q.at("shared/own_media"), (QuotaRecord{100001, kG, 500}));
 }
 
+TEST_F(QuotaTest, AShareTrashGetsTheSharesId) {
+  ASSERT_TRUE(call("share.create", {{"name", "docs"}, {"trash", "30d"}}).value("ok", false));
+  EXPECT_THAT(ok("quota.set", {{"target", "docs"}, {"bytes", kG}}), HasSubstr("14 files and directories"));
+  ASSERT_EQ(tagged.size(), 2u);
+  EXPECT_EQ(tagged[0], std::make_pair(storage + "/shared/docs", uint32_t{100000}));
+  EXPECT_EQ(tagged[1], std::make_pair(storage + "/share-trash/docs", uint32_t{100000}));  // a restore stays in one project
+}
+
 TEST_F(QuotaTest, AnIdStaysWithItsTargetAfterClearAndRestart) {
   ok("quota.set", {{"target", "notes"}, {"bytes", kG}});
   EXPECT_EQ(ok("quota.clear", {{"target", "notes"}}), "quota on app notes cleared\n");
