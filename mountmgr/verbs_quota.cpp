@@ -289,6 +289,9 @@ std::string quota_status_line(const nlohmann::json& q) {
   const std::string mode = q.value("mode", "unknown");
   const std::string limits = std::to_string(q.value("limits", 0)) + " set";
   if (mode == "project") return "quota: project quotas of the storage root's file system, enforced by the kernel (" + limits + ")";
+  // Limits recorded on a file system that lost its project quotas (mounted without prjquota):
+  // the kernel enforces none of them, which the admin must hear of.
+  if (mode == "none" && q.value("limits", 0) > 0) return "quota: NOT ENFORCED, " + limits + " (" + q.value("problem", "") + ")";
   if (mode == "none") return "quota: none possible (" + q.value("problem", "") + ")";
   return "quota: unknown (" + q.value("problem", "") + ")";
 }

@@ -185,6 +185,12 @@ TEST_F(QuotaTest, StatusSaysWhichModeIsInForce) {
   EXPECT_THAT(ok("status"), HasSubstr("quota: none possible (the storage root's file system (ext4) has no project quotas turned on)\n"));
   const json s = json::parse(ok("status", {}, true));
   EXPECT_EQ(s["quota"]["mode"], "none");
+  // Limits set, then the disk mounted without prjquota: status says they are not enforced.
+  probe_says.clear();
+  ok("quota.set", {{"target", "notes"}, {"bytes", kG}});
+  EXPECT_THAT(ok("status"), HasSubstr("(1 set)\n"));
+  probe_says = "the storage root's file system (ext4) has no project quotas turned on";
+  EXPECT_THAT(ok("status"), HasSubstr("quota: NOT ENFORCED, 1 set (the storage root's file system (ext4) has no project quotas turned on)\n"));
 }
 
 TEST_F(QuotaTest, CrossingNinetyAndAHundredPercentIsLoggedAndAudited) {
