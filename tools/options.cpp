@@ -22,6 +22,7 @@
 #include "policy/compose.hpp"
 #include "policy/id_map.hpp"
 #include "policy/manifest.hpp"
+#include "policy/quota.hpp"
 #include "policy/trash.hpp"
 
 #ifndef PORTALFS_VERSION
@@ -659,6 +660,45 @@ std::vector<Verb> trash_verbs() {
   // clang-format on
 }
 
+// ---- quota set|clear, usage (policy/quota.hpp) ----
+
+void define_quota_set(po::options_description& d) {
+  d.add_options()("inodes", po::value<std::string>()->value_name("N"), "also limit the files and directories to N");
+}
+
+void build_quota_set(const VerbInput& in, CtlCommand& cmd) {
+  cmd.args["target"] = in.positional.at(0);
+  const std::string& text = in.positional.at(1);
+  std::string expected;
+  const auto bytes = policy::parse_size(text, &expected);
+  if (!bytes) usage("quota set: SIZE: " + expected + ", got " + json_quoted(text));
+  cmd.args["bytes"] = *bytes;
+  if (!in.vm.count("inodes")) return;
+  const auto& inodes = in.vm["inodes"].as<std::string>();
+  const auto n = parse_number(inodes, 1, INT64_MAX);
+  if (!n) usage("quota set: --inodes: expected a positive number of files and directories, got " + json_quoted(inodes));
+  cmd.args["inodes"] = *n;
+}
+
+std::vector<Verb> quota_verbs() {
+  // clang-format off
+  return {
+      {"quota set", "quota.set", "APP|SHARE SIZE [--inodes N]",
+       "limit an app's data directories (together) or a share to SIZE (10G, 500M, 1048576), enforced by the "
+       "storage root's project quotas",
+       {"APP|SHARE", "SIZE"}, define_quota_set, build_quota_set},
+      {"quota clear", "quota.clear", "APP|SHARE", "take an app's or a share's limit away",
+       {"APP|SHARE"}, no_options,
+       [](const VerbInput& in, CtlCommand& cmd) { cmd.args["target"] = in.positional.at(0); }},
+      {"usage", "usage", "[APP|SHARE]", "what each app or share with a quota uses: bytes and inodes, limit, percent",
+       {"[APP|SHARE]"}, no_options,
+       [](const VerbInput& in, CtlCommand& cmd) {
+         if (!in.positional.empty()) cmd.args["target"] = in.positional.at(0);
+       }},
+  };
+  // clang-format on
+}
+
 // ---- storage:* (Dokku) and status ----
 
 void define_report(po::options_description& d) {
@@ -789,7 +829,7 @@ std::vector<Verb> storage_verbs() {
 const std::vector<Verb>& verbs() {
   static const std::vector<Verb> table = [] {
     std::vector<Verb> all;
-    for (auto&& part : {app_verbs(), share_verbs(), container_verbs(), storage_verbs(), trash_verbs()}) {
+    for (auto&& part : {app_verbs(), share_verbs(), container_verbs(), storage_verbs(), trash_verbs(), quota_verbs()}) {
       all.insert(all.end(), part.begin(), part.end());
     }
     return all;
@@ -882,7 +922,7 @@ const Verb* find_verb(std::string_view name) {
 }
 
 bool is_group(std::string_view word) {
-  return word == "app" || word == "share" || word == "trash";
+  return word == "app" || word == "share" || word == "trash" || word == "quota";
 }
 
 /// Where the global options end: the index of the first token that is not a global option or

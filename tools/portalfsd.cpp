@@ -225,6 +225,11 @@ int run(const portalfs::tools::DaemonOptions& o) {
     throw StartError{ExitCode::runtime, std::string("cannot go to the background: ") + std::strerror(errno)};
   }
 
+  // Before any thread starts (threads inherit it): without CAP_SYS_RESOURCE in effect the
+  // kernel holds the daemon's writes, passthrough files included, to the project quotas.
+  if (auto why = portalfs::mountmgr::drop_quota_override(); !why.empty()) {
+    log::log(log::LogLevel::warn, "cannot give up CAP_SYS_RESOURCE, quotas do not bind the daemon's writes: " + why);
+  }
   // Threads start only now: daemon() forks, and a fork keeps only the calling thread.
   // The audit log's writer is one of them. It is destroyed (writing what is queued) when run()
   // returns: after the session's loop and the control server stopped, so nothing posts any more.
