@@ -97,6 +97,7 @@ struct FileHandle {
 };
 
 struct DirEntry;
+class DirListing;  // a READDIR reply being filled (ops_dir.cpp)
 
 /// The handles the kernel holds (fuse_file_info::fh). The kernel releases each one, except
 /// when the connection ends with files still open (the daemon stopped while apps work): the
@@ -397,6 +398,9 @@ class Filesystem {
   static int decide_made_for(const View& view, int fd, policy::Op op);
   /// The same for `node` (no syscall when its view's mode can't refuse `op`).
   int check_made(const Node& node, policy::Op op);
+  /// The same for a setattr of `node` (`fd`: its O_PATH fd) to `size` when that shortens it
+  /// (a truncation).
+  int check_shortening(const Node& node, int fd, off_t size);
   /// The same for the entry `name` of the directory `dirfd` (0 if there is none).
   static int check_entry(const View& view, int dirfd, const char* name, policy::Op op);
   /// policy::shows() for the file behind `fd`, or the entry `name` of `dirfd`.
@@ -486,6 +490,13 @@ class Filesystem {
   Result<fuse_entry_param> synth_lookup(const SynthInode& dir, const char* name);
   struct stat synth_stat(const SynthInode& dir) const;
   std::vector<DirEntry> synth_listing(const SynthInode& dir);
+
+  // readdir's two kinds of directory (ops_dir.cpp).
+  Bytes synth_readdir(const SynthInode& dir, size_t size, off_t off, bool plus);
+  Result<Bytes> backed_readdir(const Node& n, size_t size, off_t off, bool plus);
+  /// Adds one entry of a backed directory `dfd` to `out`, if the view shows it: false when it
+  /// did not fit.
+  bool add_backed(const Node& n, int dfd, const struct dirent& entry, bool plus, DirListing& out);
 
   // Coherence: the other views' inodes of the same backing file (see Call).
   using Siblings = std::vector<NodeRef>;

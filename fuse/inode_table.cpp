@@ -6,12 +6,14 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <utility>
 
 namespace portalfs::fuse {
 
 using common::Errno;
 using common::Result;
+using common::UniqueFd;
 
 namespace {
 
@@ -41,10 +43,6 @@ int open_handle(const Handle& handle, int mount_fd) {
   return ::open_by_handle_at(mount_fd, &buf.fh, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 }
 
-void close_all(const std::vector<int>& fds) {
-  for (int fd : fds) ::close(fd);
-}
-
 }  // namespace
 
 FdRef::~FdRef() {
@@ -57,95 +55,76 @@ InodeTable::~InodeTable() {
     Inode* i = head;
     do {
       Inode* next = i->next_sibling;
-      if (i->fd >= 0) ::close(i->fd);
-      delete i;
+      delete i;  // closes its fd
       i = next;
     } while (i != head);
   }
 }
 
-Result<Inode*> InodeTable::find_or_insert(ViewId view, const struct stat& st, int fd) {
+Inode* InodeTable::in_ring(Inode* head, ViewId view) {
+  Inode* i = head;
+  do {
+    if (i->view == view) return i;
+    i = i->next_sibling;
+  } while (i != head);
+  return nullptr;
+}
+
+void InodeTable::relookup_locked(Inode* inode, UniqueFd fd, Fds& to_close) {
+  inode->nlookup++;
+  std::lock_guard cache(cache_mutex_);
+  if (inode->fd) {
+    to_close.push_back(std::move(fd));
+  } else {
+    cache_insert_locked(inode, std::move(fd), to_close);  // its cached fd was evicted
+  }
+}
+
+Result<Inode*> InodeTable::find_or_insert(ViewId view, const struct stat& st, int fd_in) {
+  UniqueFd fd(fd_in);
   const BackingKey key{st.st_dev, st.st_ino};
-  Inode* fresh = nullptr;
-  std::vector<int> to_close;
+  Fds to_close;  // declared before the locks: closed after they are released
   {
     std::lock_guard lock(table_mutex_);
-    auto it = by_backing_.find(key);
-    if (it != by_backing_.end()) {
-      Inode* i = it->second;
-      do {
-        if (i->view == view) {
-          i->nlookup++;
-          fresh = i;
-          break;
-        }
-        i = i->next_sibling;
-      } while (i != it->second);
-    }
-    if (fresh) {
-      // Known inode: adopt the new fd if the cached one was evicted, else drop it.
-      std::lock_guard cache(cache_mutex_);
-      if (fresh->fd < 0) {
-        to_close = cache_insert_locked(fresh, fd);
-      } else {
-        to_close.push_back(fd);
+    if (auto it = by_backing_.find(key); it != by_backing_.end()) {
+      if (Inode* known = in_ring(it->second, view)) {
+        relookup_locked(known, std::move(fd), to_close);
+        return known;
       }
     }
-  }
-  if (fresh) {
-    close_all(to_close);
-    return fresh;
   }
 
   // A new inode: read its handle outside the lock (a syscall), then insert, re-checking for a
   // racing insert of the same key.
   static std::atomic<uint32_t> generations{0};
-  auto* inode = new Inode;
+  auto inode = std::make_unique<Inode>();
   inode->generation = generations.fetch_add(1, std::memory_order_relaxed) + 1;
   inode->view = view;
   inode->dev = st.st_dev;
   inode->ino = st.st_ino;
   inode->type = st.st_mode & S_IFMT;
-  read_handle(fd, inode->handle);
+  read_handle(fd.get(), inode->handle);
   inode->nlookup = 1;
 
-  Inode* winner = nullptr;
-  {
-    std::lock_guard lock(table_mutex_);
-    auto [it, inserted] = by_backing_.try_emplace(key, inode);
-    if (!inserted) {
-      Inode* i = it->second;
-      do {
-        if (i->view == view) {
-          winner = i;
-          break;
-        }
-        i = i->next_sibling;
-      } while (i != it->second);
-      if (winner) {
-        winner->nlookup++;
-      } else {
-        // Join the sibling ring after its head.
-        inode->next_sibling = it->second->next_sibling.load();
-        it->second->next_sibling = inode;
-      }
+  std::lock_guard lock(table_mutex_);  // released before `inode` (a loser) is freed
+  auto [it, inserted] = by_backing_.try_emplace(key, inode.get());
+  if (!inserted) {
+    if (Inode* winner = in_ring(it->second, view)) {
+      relookup_locked(winner, std::move(fd), to_close);
+      return winner;
     }
-    if (!winner) inode_count_++;
-    std::lock_guard cache(cache_mutex_);
-    if (winner) {
-      if (winner->fd < 0) to_close = cache_insert_locked(winner, fd);
-      else to_close.push_back(fd);
-    } else {
-      to_close = cache_insert_locked(inode, fd);
-    }
+    // Join the sibling ring after its head.
+    inode->next_sibling = it->second->next_sibling.load();
+    it->second->next_sibling = inode.get();
   }
-  if (winner) delete inode;
-  close_all(to_close);
-  return winner ? winner : inode;
+  inode_count_++;
+  std::lock_guard cache(cache_mutex_);
+  cache_insert_locked(inode.get(), std::move(fd), to_close);
+  return inode.release();
 }
 
 void InodeTable::forget(Inode* inode, uint64_t n) {
-  int fd_to_close = -1;
+  UniqueFd fd_to_close;
   {
     std::lock_guard lock(table_mutex_);
     if (inode->nlookup > n) {
@@ -166,7 +145,7 @@ void InodeTable::forget(Inode* inode, uint64_t n) {
     }
     inode_count_--;
     std::lock_guard cache(cache_mutex_);
-    if (inode->fd >= 0) {
+    if (inode->fd) {
       lru_unlink_locked(inode);
       cached_--;
     }
@@ -176,43 +155,38 @@ void InodeTable::forget(Inode* inode, uint64_t n) {
       return;
     }
     // Unpublish before closing: nobody can pick the fd up any more.
-    fd_to_close = std::exchange(inode->fd, -1);
+    fd_to_close = std::move(inode->fd);
   }
-  if (fd_to_close >= 0) ::close(fd_to_close);
+  fd_to_close.reset();
   delete inode;
 }
 
 Result<FdRef> InodeTable::fd(Inode* inode, int mount_fd) {
   {
     std::lock_guard cache(cache_mutex_);
-    if (inode->fd >= 0) {
+    if (inode->fd) {
       inode->pins++;
       if (inode->handle.size != 0 && !inode->forgotten && inode != lru_head_) {
         lru_unlink_locked(inode);
         lru_push_front_locked(inode);
       }
-      return FdRef(this, inode, inode->fd);
+      return FdRef(this, inode, inode->fd.get());
     }
   }
   if (inode->handle.size == 0) return Errno{ESTALE};
-  int fd = open_handle(inode->handle, mount_fd);
-  if (fd < 0) return Errno{errno};
-  std::vector<int> to_close;
-  int use = -1;
-  {
-    std::lock_guard cache(cache_mutex_);
-    if (inode->fd >= 0) {
-      to_close.push_back(fd);  // another thread re-opened it first
-    } else if (inode->forgotten) {
-      inode->fd = fd;  // kept out of the cache; closed with the inode by the last unpin
-    } else {
-      to_close = cache_insert_locked(inode, fd);
-    }
-    inode->pins++;
-    use = inode->fd;
+  UniqueFd fd(open_handle(inode->handle, mount_fd));
+  if (!fd) return Errno{errno};
+  Fds to_close;  // declared before the lock: closed after it is released
+  std::lock_guard cache(cache_mutex_);
+  if (inode->fd) {
+    to_close.push_back(std::move(fd));  // another thread re-opened it first
+  } else if (inode->forgotten) {
+    inode->fd = std::move(fd);  // kept out of the cache; closed with the inode by the last unpin
+  } else {
+    cache_insert_locked(inode, std::move(fd), to_close);
   }
-  close_all(to_close);
-  return FdRef(this, inode, use);
+  inode->pins++;
+  return FdRef(this, inode, inode->fd.get());
 }
 
 void InodeTable::unpin(Inode* inode) {
@@ -221,8 +195,7 @@ void InodeTable::unpin(Inode* inode) {
     if (--inode->pins > 0 || !inode->forgotten) return;
   }
   // Forgotten while pinned and this was the last pin: nothing else can reach it any more.
-  if (inode->fd >= 0) ::close(inode->fd);
-  delete inode;
+  delete inode;  // closes its fd
 }
 
 void InodeTable::opened(Inode* inode) {
@@ -285,23 +258,22 @@ std::vector<Inode*> InodeTable::inodes_of(ViewId view) {
 }
 
 size_t InodeTable::drop_fds(ViewId view) {
-  std::vector<int> to_close;
+  Fds to_close;
   {
     std::lock_guard lock(table_mutex_);
     std::lock_guard cache(cache_mutex_);
     for (auto& [key, head] : by_backing_) {
       Inode* i = head;
       do {
-        if (i->view == view && i->fd >= 0 && i->pins == 0 && i->opens == 0 && i->handle.size != 0) {
+        if (i->view == view && i->fd && i->pins == 0 && i->opens == 0 && i->handle.size != 0) {
           lru_unlink_locked(i);
-          to_close.push_back(std::exchange(i->fd, -1));  // unpublished here, closed below
+          to_close.push_back(std::move(i->fd));  // unpublished here, closed below
           cached_--;
         }
         i = i->next_sibling;
       } while (i != head);
     }
   }
-  close_all(to_close);
   return to_close.size();
 }
 
@@ -311,11 +283,10 @@ InodeTable::Stats InodeTable::stats() {
   return Stats{inode_count_, cached_, capacity_};
 }
 
-std::vector<int> InodeTable::cache_insert_locked(Inode* inode, int fd) {
-  std::vector<int> evicted;
-  inode->fd = fd;
+void InodeTable::cache_insert_locked(Inode* inode, UniqueFd fd, Fds& evicted) {
+  inode->fd = std::move(fd);
   cached_++;
-  if (inode->handle.size == 0) return evicted;  // pinned for life, not in the LRU
+  if (inode->handle.size == 0) return;  // pinned for life, not in the LRU
   lru_push_front_locked(inode);
   // Evict from the cold end, skipping fds in use or belonging to open files.
   Inode* victim = lru_tail_;
@@ -323,13 +294,11 @@ std::vector<int> InodeTable::cache_insert_locked(Inode* inode, int fd) {
     Inode* prev = victim->lru_prev;
     if (victim != inode && victim->pins == 0 && victim->opens == 0) {
       lru_unlink_locked(victim);
-      evicted.push_back(victim->fd);  // unpublished here, closed by the caller
-      victim->fd = -1;
+      evicted.push_back(std::move(victim->fd));  // unpublished here, closed by the caller
       cached_--;
     }
     victim = prev;
   }
-  return evicted;
 }
 
 void InodeTable::lru_unlink_locked(Inode* inode) {

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "common/unique_fd.hpp"
 
 namespace portalfs::fuse {
 
@@ -65,14 +66,19 @@ struct Inode {
   // read without it only as a hint ("has siblings?") on hot paths.
   std::atomic<Inode*> next_sibling{this};
 
-  // Guarded by InodeTable::cache_mutex_.
-  int fd = -1;          // cached O_PATH fd, -1 when evicted
+  // Guarded by InodeTable::cache_mutex_. The fd is taken out under the lock and closed after
+  // it is released (never a syscall under a table lock).
+  common::UniqueFd fd;  // cached O_PATH fd, invalid when evicted
   uint32_t pins = 0;    // FdRefs alive; a pinned fd is never evicted
   uint32_t opens = 0;   // open file handles: the fd stays while the file is open
   bool forgotten = false;  // erased from the table while pinned: the last unpin frees it
   Inode* lru_prev = nullptr;
   Inode* lru_next = nullptr;
 };
+// The table's memory per inode (bench/README: bytes per inode); an owned fd costs no more
+// than an int.
+static_assert(sizeof(common::UniqueFd) == sizeof(int));
+static_assert(sizeof(Inode) <= 112);
 
 class InodeTable;
 
@@ -163,9 +169,16 @@ class InodeTable {
     }
   };
 
+  using Fds = std::vector<common::UniqueFd>;  // taken out under a lock, closed after it
+
   void unpin(Inode* inode);
-  // cache_mutex_ held: puts inode at the LRU front with fd; returns an fd to close (or -1).
-  std::vector<int> cache_insert_locked(Inode* inode, int fd);
+  // table_mutex_ held: the inode of `view` in the sibling ring that starts at `head`, or null.
+  static Inode* in_ring(Inode* head, ViewId view);
+  // table_mutex_ held: a known inode looked up again; it adopts `fd` if its own was evicted,
+  // else `fd` joins `to_close`.
+  void relookup_locked(Inode* inode, common::UniqueFd fd, Fds& to_close);
+  // cache_mutex_ held: puts inode at the LRU front with fd; the fds it evicted join `evicted`.
+  void cache_insert_locked(Inode* inode, common::UniqueFd fd, Fds& evicted);
   void lru_unlink_locked(Inode* inode);
   void lru_push_front_locked(Inode* inode);
 

@@ -36,6 +36,45 @@ struct Stream {
 
 }  // namespace
 
+// A READDIR reply of at most `size` bytes, filled an entry at a time until the next one does
+// not fit. fuse_add_direntry*() take a request only to ignore it (libfuse 3.14): the listing
+// is built without one, so an op needs no mount.
+class DirListing {
+ public:
+  explicit DirListing(size_t size) : buf_(size) {}
+  /// False (and nothing added) when the entry does not fit.
+  bool add(const char* name, const struct stat& st, off_t next) {
+    return fits(fuse_add_direntry(nullptr, at(), room(), name, &st, next));
+  }
+  bool add_plus(const char* name, const fuse_entry_param& e, off_t next) {
+    return fits(fuse_add_direntry_plus(nullptr, at(), room(), name, &e, next));
+  }
+  /// An entry not looked up here: in a readdirplus, ino 0 tells the kernel to fall back to
+  /// lookup for it.
+  bool add_unlooked(bool plus, const char* name, const struct stat& st, off_t next) {
+    if (!plus) return add(name, st, next);
+    fuse_entry_param e{};
+    e.attr = st;
+    return add_plus(name, e, next);
+  }
+  [[nodiscard]] bool empty() const { return used_ == 0; }
+  Bytes take() && {
+    buf_.resize(used_);
+    return Bytes{std::move(buf_)};
+  }
+
+ private:
+  char* at() { return buf_.data() + used_; }
+  [[nodiscard]] size_t room() const { return buf_.size() - used_; }
+  bool fits(size_t want) {
+    if (want > room()) return false;
+    used_ += want;
+    return true;
+  }
+  std::vector<char> buf_;
+  size_t used_ = 0;
+};
+
 Result<Opened> Filesystem::opendir(Call&, fuse_ino_t, fuse_file_info* fi) {
   if (no_opendir_) return Errno{ENOSYS};
   // A kernel without FUSE_CAP_NO_OPENDIR_SUPPORT (before 5.1): the same, one request later.
@@ -69,39 +108,26 @@ Result<Bytes> Filesystem::readdir(Call&, fuse_ino_t ino, size_t size, off_t off,
                                   bool plus) {
   auto n = resolve_for(ino, Op::readdir);
   if (!n) return n.err();
-  // fuse_add_direntry*() take a request only to ignore it (libfuse 3.14): the listing is
-  // built without one, so an op needs no mount.
-  constexpr fuse_req_t req = nullptr;
-  std::vector<char> buf(size);
-  size_t used = 0;
+  if (n->synthetic()) return synth_readdir(*static_cast<SynthInode*>(n->inode), size, off, plus);
+  return backed_readdir(*n, size, off, plus);
+}
 
-  if (n->synthetic()) {  // offsets are indexes into the listing
-    const auto listing = synth_listing(*static_cast<SynthInode*>(n->inode));
-    for (size_t i = static_cast<size_t>(off); i < listing.size(); ++i) {
-      const DirEntry& d = listing[i];
-      struct stat st {};
-      st.st_ino = d.ino;
-      st.st_mode = d.type;
-      size_t want;
-      if (plus) {
-        // Entries of a synthetic dir are not looked up here: ino 0 tells the kernel to fall
-        // back to lookup for them.
-        fuse_entry_param e{};
-        e.attr = st;
-        want = fuse_add_direntry_plus(req, buf.data() + used, size - used, d.name.c_str(), &e,
-                                      static_cast<off_t>(i + 1));
-      } else {
-        want = fuse_add_direntry(req, buf.data() + used, size - used, d.name.c_str(), &st,
-                                 static_cast<off_t>(i + 1));
-      }
-      if (want > size - used) break;
-      used += want;
-    }
-    buf.resize(used);
-    return Bytes{std::move(buf)};
+Bytes Filesystem::synth_readdir(const SynthInode& dir, size_t size, off_t off, bool plus) {
+  // Offsets are indexes into the listing; its entries are not looked up here.
+  const auto listing = synth_listing(dir);
+  DirListing out(size);
+  for (size_t i = static_cast<size_t>(off); i < listing.size(); ++i) {
+    const DirEntry& d = listing[i];
+    struct stat st {};
+    st.st_ino = d.ino;
+    st.st_mode = d.type;
+    if (!out.add_unlooked(plus, d.name.c_str(), st, static_cast<off_t>(i + 1))) break;
   }
+  return std::move(out).take();
+}
 
-  auto fd = fd_of(*n);
+Result<Bytes> Filesystem::backed_readdir(const Node& n, size_t size, off_t off, bool plus) {
+  auto fd = fd_of(n);
   if (!fd) return fd.err();
   int dfd = ::openat(proc_fd_.get(), fd_name(fd->get()).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0) return Errno{errno};
@@ -113,6 +139,7 @@ Result<Bytes> Filesystem::readdir(Call&, fuse_ino_t ino, size_t size, off_t off,
     return Errno{err};
   }
   if (off != 0) ::seekdir(s.dir, off);
+  DirListing out(size);
   int err = 0;
   while (true) {
     errno = 0;
@@ -121,44 +148,35 @@ Result<Bytes> Filesystem::readdir(Call&, fuse_ino_t ino, size_t size, off_t off,
       err = errno;  // 0 at the end
       break;
     }
-    const char* name = entry->d_name;
-    const off_t next = entry->d_off;
-    const bool dots = std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0;
-    if (!dots && !plus && !shown(*n->view, dfd, name)) continue;  // readdirplus: lookup_backed
-    size_t want;
-    if (plus && !dots) {
-      auto e = lookup_backed(*n, name);
-      if (!e) continue;  // gone (or refused) since readdir saw it: skip the name
-      want = fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &e.value(), next);
-      if (want > size - used) {
-        table_.forget(reinterpret_cast<Inode*>(e->ino), 1);  // not handed out after all
-        break;
-      }
-    } else {
-      struct stat st {};
-      st.st_ino = entry->d_ino;
-      st.st_mode = static_cast<mode_t>(DTTOIF(entry->d_type));
-      if (std::strcmp(name, "..") == 0 && n->inode->ino == n->view->root_ino) {
-        // ".." of a view root is the synthetic apps/<app>/<kind> directory: the listing must
-        // agree with stat(".."), and not show the backing parent's inode number.
-        auto layout = views_.layout();
-        auto it = layout->dirs.find(view_parent_path(n->view->spec));
-        if (it != layout->dirs.end()) st.st_ino = it->second.ino;
-      }
-      if (plus) {
-        fuse_entry_param e{};
-        e.attr = st;
-        want = fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &e, next);
-      } else {
-        want = fuse_add_direntry(req, buf.data() + used, size - used, name, &st, next);
-      }
-      if (want > size - used) break;
-    }
-    used += want;
+    if (!add_backed(n, dfd, *entry, plus, out)) break;
   }
-  if (err != 0 && used == 0) return Errno{err};
-  buf.resize(used);
-  return Bytes{std::move(buf)};
+  if (err != 0 && out.empty()) return Errno{err};
+  return std::move(out).take();
+}
+
+bool Filesystem::add_backed(const Node& n, int dfd, const struct dirent& entry, bool plus, DirListing& out) {
+  const char* name = entry.d_name;
+  const off_t next = entry.d_off;
+  const bool dots = std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0;
+  if (plus && !dots) {  // looked up: lookup_backed decides whether it is shown
+    auto e = lookup_backed(n, name);
+    if (!e) return true;  // gone (or refused) since readdir saw it: skip the name
+    if (out.add_plus(name, *e, next)) return true;
+    table_.forget(reinterpret_cast<Inode*>(e->ino), 1);  // not handed out after all
+    return false;
+  }
+  if (!dots && !shown(*n.view, dfd, name)) return true;
+  struct stat st {};
+  st.st_ino = entry.d_ino;
+  st.st_mode = static_cast<mode_t>(DTTOIF(entry.d_type));
+  if (std::strcmp(name, "..") == 0 && n.inode->ino == n.view->root_ino) {
+    // ".." of a view root is the synthetic apps/<app>/<kind> directory: the listing must
+    // agree with stat(".."), and not show the backing parent's inode number.
+    auto layout = views_.layout();
+    auto it = layout->dirs.find(view_parent_path(n.view->spec));
+    if (it != layout->dirs.end()) st.st_ino = it->second.ino;
+  }
+  return out.add_unlooked(plus, name, st, next);
 }
 
 Result<void> Filesystem::fsyncdir(Call&, fuse_ino_t ino, int datasync, fuse_file_info*) {

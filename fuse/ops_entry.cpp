@@ -58,6 +58,64 @@ Result<Attr> Filesystem::getattr(Call&, fuse_ino_t ino, fuse_file_info* fi) {
   return Attr{present(*n->view, st), attr_timeout(*n->view, n->inode)};
 }
 
+namespace {
+
+// Where setattr's syscalls go: the open file when the kernel names one (ftruncate while
+// writing it), else the inode's O_PATH fd (through /proc/self/fd for the calls that need a
+// real open). Each returns 0 or an errno.
+struct AttrTarget {
+  int file_fd;       // -1: no open file
+  int path_fd;       // the inode's O_PATH fd
+  int proc_fd;       // /proc/self/fd
+  std::string self;  // path_fd's name in proc_fd
+
+  [[nodiscard]] int chmod(mode_t mode) const {
+    const int rc = file_fd >= 0 ? ::fchmod(file_fd, mode) : ::fchmodat(proc_fd, self.c_str(), mode, 0);
+    return rc == 0 ? 0 : errno;
+  }
+
+  [[nodiscard]] int chown(uid_t uid, gid_t gid) const {
+    return ::fchownat(path_fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 ? 0 : errno;
+  }
+
+  [[nodiscard]] int truncate(off_t size) const {
+    int rc;
+    if (file_fd >= 0) {
+      rc = ::ftruncate(file_fd, size);
+    } else {
+      common::UniqueFd w(::openat(proc_fd, self.c_str(), O_WRONLY | O_CLOEXEC));
+      rc = w ? ::ftruncate(w.get(), size) : -1;
+    }
+    return rc == 0 ? 0 : errno;
+  }
+
+  [[nodiscard]] int utimens(int to_set, const struct stat& attr) const {
+    struct timespec tv[2];
+    tv[0].tv_nsec = UTIME_OMIT;
+    tv[1].tv_nsec = UTIME_OMIT;
+    if (to_set & FUSE_SET_ATTR_ATIME_NOW) tv[0].tv_nsec = UTIME_NOW;
+    else if (to_set & FUSE_SET_ATTR_ATIME) tv[0] = attr.st_atim;
+    if (to_set & FUSE_SET_ATTR_MTIME_NOW) tv[1].tv_nsec = UTIME_NOW;
+    else if (to_set & FUSE_SET_ATTR_MTIME) tv[1] = attr.st_mtim;
+    int rc;
+    if (file_fd >= 0) {
+      rc = ::futimens(file_fd, tv);
+    } else {
+      // On the O_PATH fd itself: works for symlinks too (AT_EMPTY_PATH, Linux >= 5.8).
+      rc = ::utimensat(path_fd, "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+    }
+    return rc == 0 ? 0 : errno;
+  }
+
+  [[nodiscard]] int stat(struct stat& st) const {
+    const int rc = file_fd >= 0 ? ::fstat(file_fd, &st)
+                                : ::fstatat(path_fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+    return rc == 0 ? 0 : errno;
+  }
+};
+
+}  // namespace
+
 Result<Attr> Filesystem::setattr(Call& call, fuse_ino_t ino, struct stat* attr, int to_set,
                                  fuse_file_info* fi) {
   if (call.echo) return getattr(call, ino, nullptr);  // events.cpp: attrib
@@ -68,26 +126,16 @@ Result<Attr> Filesystem::setattr(Call& call, fuse_ino_t ino, struct stat* attr, 
   auto fd = fd_of(*n);
   if (!fd) return fd.err();
   FileHandle* handle = fi && fi->fh ? file_of(fi) : nullptr;
-  const int file_fd = handle ? handle->fd.get() : -1;
-  const std::string self = fd_name(fd->get());
-  const bool is_dir = S_ISDIR(n->inode->type);
-  const bool is_link = S_ISLNK(n->inode->type);
-  if ((to_set & FUSE_SET_ATTR_SIZE) && !(handle && handle->made) &&
-      policy::may_refuse(Op::truncate, view.spec.access)) {
-    // Shortening a file is a truncation (the modes that protect refuse it of others' files);
-    // the handle that made the file may (ftruncate while writing it).
-    struct stat now {};
-    if (::fstatat(fd->get(), "", &now, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return Errno{errno};
-    if (attr->st_size < now.st_size) {
-      if (int err = check_made(*n, Op::truncate)) return Errno{err};
-    }
+  const bool made = handle && handle->made;
+  const AttrTarget target{handle ? handle->fd.get() : -1, fd->get(), proc_fd_.get(), fd_name(fd->get())};
+  if ((to_set & FUSE_SET_ATTR_SIZE) && !made) {
+    if (int err = check_shortening(*n, fd->get(), attr->st_size)) return Errno{err};
   }
-
   if (to_set & FUSE_SET_ATTR_MODE) {
-    if (is_link) return Errno{EOPNOTSUPP};
-    mode_t mode = allowed_mode(view, attr->st_mode & 07777, is_dir);
-    int rc = file_fd >= 0 ? ::fchmod(file_fd, mode) : ::fchmodat(proc_fd_.get(), self.c_str(), mode, 0);
-    if (rc != 0) return Errno{errno};
+    if (S_ISLNK(n->inode->type)) return Errno{EOPNOTSUPP};
+    if (int err = target.chmod(allowed_mode(view, attr->st_mode & 07777, S_ISDIR(n->inode->type)))) {
+      return Errno{err};
+    }
   }
   if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
     uid_t uid = static_cast<uid_t>(-1);
@@ -102,43 +150,18 @@ Result<Attr> Filesystem::setattr(Call& call, fuse_ino_t ino, struct stat* attr, 
       if (!g) return Errno{EINVAL};
       gid = *g;
     }
-    if (::fchownat(fd->get(), "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
-      return Errno{errno};
-    }
+    if (int err = target.chown(uid, gid)) return Errno{err};
   }
   if (to_set & FUSE_SET_ATTR_SIZE) {
-    int rc;
-    if (file_fd >= 0) {
-      rc = ::ftruncate(file_fd, attr->st_size);
-    } else {
-      common::UniqueFd w(::openat(proc_fd_.get(), self.c_str(), O_WRONLY | O_CLOEXEC));
-      rc = w ? ::ftruncate(w.get(), attr->st_size) : -1;
-    }
-    if (rc != 0) return Errno{errno};
+    if (int err = target.truncate(attr->st_size)) return Errno{err};
   }
   if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
-    struct timespec tv[2];
-    tv[0].tv_nsec = UTIME_OMIT;
-    tv[1].tv_nsec = UTIME_OMIT;
-    if (to_set & FUSE_SET_ATTR_ATIME_NOW) tv[0].tv_nsec = UTIME_NOW;
-    else if (to_set & FUSE_SET_ATTR_ATIME) tv[0] = attr->st_atim;
-    if (to_set & FUSE_SET_ATTR_MTIME_NOW) tv[1].tv_nsec = UTIME_NOW;
-    else if (to_set & FUSE_SET_ATTR_MTIME) tv[1] = attr->st_mtim;
-    int rc;
-    if (file_fd >= 0) {
-      rc = ::futimens(file_fd, tv);
-    } else {
-      // On the O_PATH fd itself: works for symlinks too (AT_EMPTY_PATH, Linux >= 5.8).
-      rc = ::utimensat(fd->get(), "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
-    }
-    if (rc != 0) return Errno{errno};
+    if (int err = target.utimens(to_set, *attr)) return Errno{err};
   }
 
   struct stat st {};
-  int rc = file_fd >= 0 ? ::fstat(file_fd, &st)
-                        : ::fstatat(fd->get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
-  if (rc != 0) return Errno{errno};
-  if (!(handle && handle->made)) record_changed(view, fd->get());
+  if (int err = target.stat(st)) return Errno{err};
+  if (!made) record_changed(view, fd->get());
   // A new size drops the siblings' pages too. Queued like every invalidation: a sibling's
   // read revalidates the size itself (attr_timeout() is 0 for files with siblings), and an
   // invalidation that lands during its read would keep a zero-filled short page at the old size.
@@ -147,6 +170,15 @@ Result<Attr> Filesystem::setattr(Call& call, fuse_ino_t ino, struct stat* attr, 
   else call.attr_changed(siblings);
   note_file((to_set & FUSE_SET_ATTR_SIZE) ? Event::modified_once : Event::attrib, n->inode);
   return Attr{present(view, st), attr_timeout(view, n->inode)};
+}
+
+int Filesystem::check_shortening(const Node& n, int fd, off_t size) {
+  // Shortening a file is a truncation (the modes that protect refuse it of others' files);
+  // the handle that made the file may (ftruncate while writing it).
+  if (!policy::may_refuse(Op::truncate, n.view->spec.access)) return 0;
+  struct stat now {};
+  if (::fstatat(fd, "", &now, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return errno;
+  return size < now.st_size ? check_made(n, Op::truncate) : 0;
 }
 
 Result<LinkTarget> Filesystem::readlink(Call&, fuse_ino_t ino) {

@@ -138,6 +138,16 @@ bool open_root(View& view, Roots& roots, Layout& layout, std::vector<std::string
   return true;
 }
 
+// Root fds by backing path, shared with the versions they replace as long as the store was
+// not found again since (store_epoch): a fd of a file system that went away is not reused.
+Roots roots_of(const std::vector<std::unique_ptr<View>>& live) {
+  Roots roots;
+  for (auto& v : live) {
+    if (v->root) roots.emplace(v->spec.backing, std::pair{v->spec.store_epoch, v->root});
+  }
+  return roots;
+}
+
 }  // namespace
 
 std::string view_parent_path(const policy::ViewSpec& spec) {
@@ -153,7 +163,7 @@ ViewRegistry::ViewRegistry() : slots_(new std::atomic<const View*>[kMaxViews]) {
 }
 
 std::shared_ptr<const Layout> ViewRegistry::layout() const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(layout_mutex_);
   return layout_;
 }
 
@@ -163,28 +173,14 @@ ViewId ViewRegistry::intern(const policy::ViewSpec& spec) {
   return it->second;
 }
 
-ViewRegistry::Change ViewRegistry::set(const policy::ViewSpecs& specs,
-                                       const policy::ViewSpecs& killed,
-                                       std::vector<std::string>* errors) {
-  std::lock_guard lock(mutex_);
-  Change change;
-  auto now = std::chrono::steady_clock::now();
-  std::erase_if(retired_, [&](auto& r) { return now - r.first > kGrace; });
-
-  // Root fds by backing path, shared with the versions they replace as long as the store was
-  // not found again since (store_epoch): a fd of a file system that went away is not reused.
-  Roots roots;
-  for (auto& v : live_) {
-    if (v->root) roots.emplace(v->spec.backing, std::pair{v->spec.store_epoch, v->root});
-  }
-  std::set<std::string> flipped;  // synthetic dirs holding a view whose store went or came back
+ViewRegistry::Built ViewRegistry::build(const policy::ViewSpecs& specs, Change& change,
+                                        std::vector<std::string>* errors) {
+  Built out;
+  out.layout = std::make_shared<Layout>();
+  add_dir(*out.layout, "");
+  add_dir(*out.layout, "apps");
+  Roots roots = roots_of(live_);
   Trashes trashes;
-
-  auto layout = std::make_shared<Layout>();
-  add_dir(*layout, "");
-  add_dir(*layout, "apps");
-  std::vector<std::unique_ptr<View>> next;
-  std::set<ViewId> present;
   for (const auto& spec : specs) {
     if (next_id_ >= kMaxViews && !ids_.count(key_of(spec))) {
       if (errors) errors->push_back("too many views: " + key_of(spec) + " left out");
@@ -197,60 +193,84 @@ ViewRegistry::Change ViewRegistry::set(const policy::ViewSpecs& specs,
     const bool same_store = old && old->spec.backing == spec.backing && old->spec.offline == spec.offline &&
                             old->spec.store_epoch == spec.store_epoch;
     if (old && !same_store) {
-      flipped.insert(view_parent_path(spec));
+      out.flipped.insert(view_parent_path(spec));
       change.restored.push_back(view->id);
     }
     // A view whose store is offline is not opened (its path leads to another file system):
     // listed, every op answers EIO (Filesystem::fd_of, synth_lookup), and files opened on the
     // store that went away fail too.
-    if (!spec.offline && !open_root(*view, roots, *layout, errors)) continue;
+    if (!spec.offline && !open_root(*view, roots, *out.layout, errors)) continue;
     if (!spec.offline) open_trash(*view, trashes);
     if (old && old->spec.backing == spec.backing && !same_store) old->killed->store(true);
     view->killed = same_store ? old->killed : std::make_shared<std::atomic<bool>>(false);
     if (old && !(old->spec == spec)) change.changed.push_back(view->id);
-    present.insert(view->id);
+    out.present.insert(view->id);
 
     std::string parent = view_parent_path(spec);
-    add_dir(*layout, parent);
-    layout->dirs[parent].views.emplace(spec.dir_name, view->id);
-    next.push_back(std::move(view));
+    add_dir(*out.layout, parent);
+    out.layout->dirs[parent].views.emplace(spec.dir_name, view->id);
+    out.views.push_back(std::move(view));
   }
+  return out;
+}
 
+void ViewRegistry::kill(const policy::ViewSpecs& killed, Change& change) {
   for (const auto& k : killed) {
     auto it = ids_.find(key_of(k));
     if (it == ids_.end()) continue;
     if (const View* v = slots_[it->second].load()) v->killed->store(true);
     change.killed.push_back(it->second);
   }
+}
 
-  // Publish: new views first, then clear the removed ones.
-  for (auto& v : next) slots_[v->id].store(v.get(), std::memory_order_release);
+void ViewRegistry::publish(Built built, Change& change) {
+  auto now = std::chrono::steady_clock::now();
+  std::erase_if(retired_, [&](auto& r) { return now - r.first > kGrace; });
+  // New views first, then clear the removed ones.
+  for (auto& v : built.views) slots_[v->id].store(v.get(), std::memory_order_release);
   for (auto& v : live_) {
-    if (!present.count(v->id)) {
+    if (!built.present.count(v->id)) {
       slots_[v->id].store(nullptr, std::memory_order_release);
       change.removed.push_back(v->id);
     }
     retired_.emplace_back(now, std::move(v));
   }
-  live_ = std::move(next);
+  live_ = std::move(built.views);
+  change.dirs = changed_dirs(*layout_, *built.layout, built.flipped);
+  std::lock_guard lock(layout_mutex_);
+  layout_ = std::move(built.layout);
+}
 
+std::vector<std::string> ViewRegistry::changed_dirs(const Layout& before, const Layout& after,
+                                                    const std::set<std::string>& flipped) {
+  std::vector<std::string> dirs;
   // Synthetic dirs whose listing differs.
-  for (const auto& [path, dir] : layout->dirs) {
-    auto it = layout_->dirs.find(path);
-    if (it == layout_->dirs.end() || it->second.views != dir.views ||
-        it->second.subdirs != dir.subdirs || it->second.unservable != dir.unservable) {
-      change.dirs.push_back(path);
+  for (const auto& [path, dir] : after.dirs) {
+    auto it = before.dirs.find(path);
+    if (it == before.dirs.end() || it->second.views != dir.views || it->second.subdirs != dir.subdirs ||
+        it->second.unservable != dir.unservable) {
+      dirs.push_back(path);
     }
   }
-  for (const auto& [path, dir] : layout_->dirs) {
-    if (!layout->dirs.count(path)) change.dirs.push_back(path);
+  for (const auto& [path, dir] : before.dirs) {
+    if (!after.dirs.count(path)) dirs.push_back(path);
   }
   // Same listing, but a view's root went offline or came back: its name in the parent must be
   // looked up again (the kernel cached an entry that now answers EIO, or the reverse).
   for (const auto& path : flipped) {
-    if (std::find(change.dirs.begin(), change.dirs.end(), path) == change.dirs.end()) change.dirs.push_back(path);
+    if (std::find(dirs.begin(), dirs.end(), path) == dirs.end()) dirs.push_back(path);
   }
-  layout_ = std::move(layout);
+  return dirs;
+}
+
+ViewRegistry::Change ViewRegistry::set(const policy::ViewSpecs& specs, const policy::ViewSpecs& killed,
+                                       std::vector<std::string>* errors) {
+  // Held across the opens of roots and trashes (syscalls): only set() takes it, ops never do.
+  std::lock_guard lock(set_mutex_);
+  Change change;
+  Built built = build(specs, change, errors);
+  kill(killed, change);
+  publish(std::move(built), change);
   return change;
 }
 

@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -88,18 +89,39 @@ class ViewRegistry {
   /// reached that way is not served (listed as unservable) and reported in `errors`, one line
   /// naming app, directory and the component at fault. `killed` views' open handles start
   /// failing.
+  /// Locking: its own mutex (set_mutex_) is held across the opens of roots and trashes, so
+  /// that two set()s can't interleave; no op takes it. Ops wait only for layout_mutex_, taken
+  /// after it to publish the new layout, and innermost: never held across a syscall.
   Change set(const policy::ViewSpecs& specs, const policy::ViewSpecs& killed,
              std::vector<std::string>* errors);
 
  private:
+  // The views of one set(), opened and not published yet.
+  struct Built {
+    std::vector<std::unique_ptr<View>> views;
+    std::set<ViewId> present;
+    std::set<std::string> flipped;  // synthetic dirs holding a view whose store went or came back
+    std::shared_ptr<Layout> layout;
+  };
+
   ViewId intern(const policy::ViewSpec& spec);
+  // The steps of set(), with set_mutex_ held.
+  Built build(const policy::ViewSpecs& specs, Change& change, std::vector<std::string>* errors);
+  void kill(const policy::ViewSpecs& killed, Change& change);
+  void publish(Built built, Change& change);
+  static std::vector<std::string> changed_dirs(const Layout& before, const Layout& after,
+                                               const std::set<std::string>& flipped);
 
   std::unique_ptr<std::atomic<const View*>[]> slots_;
-  mutable std::mutex mutex_;  // guards everything below and serialises set()
+  // Lock order: set_mutex_, then layout_mutex_. set_mutex_ serialises set() and is held across
+  // its syscalls (opening roots and trashes); no op takes it. layout_mutex_ is taken by ops
+  // (layout()) and never held across a syscall.
+  std::mutex set_mutex_;  // guards ids_, next_id_, live_, retired_; writers of layout_ hold it
   std::map<std::string, ViewId> ids_;  // "app/kind/dir_name" -> id, never reused for another
   ViewId next_id_ = 1;
   std::vector<std::unique_ptr<View>> live_;
   std::vector<std::pair<std::chrono::steady_clock::time_point, std::unique_ptr<View>>> retired_;
+  mutable std::mutex layout_mutex_;  // guards layout_ (set() reads it under set_mutex_ alone)
   std::shared_ptr<const Layout> layout_;
 };
 

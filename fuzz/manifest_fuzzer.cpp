@@ -35,14 +35,14 @@ bool holds(std::string_view parent, std::string_view child) {
 }
 
 void check_spec(const policy::AppSpec& spec) {
-  require(policy::check_app_name(spec.name).empty(), "accepted an invalid app id", spec.name);
+  require(!policy::check_app_name(spec.name), "accepted an invalid app id", spec.name);
   std::set<std::string> paths;
   std::set<std::string> shares;
   std::set<std::pair<policy::GrantKind, std::string>> view_names;
   for (std::size_t i = 0; i < spec.grants.size(); ++i) {
     const policy::Grant& g = spec.grants[i];
     const std::string& path = g.container_path;
-    require(policy::check_container_path(path).empty(), "accepted an invalid container path", path);
+    require(!policy::check_container_path(path), "accepted an invalid container path", path);
     require(policy::normalise_container_path(path) == path, "kept an unnormalised path", path);
     require(paths.insert(path).second, "granted one container path twice", path);
     switch (g.kind) {
@@ -51,7 +51,7 @@ void check_spec(const policy::AppSpec& spec) {
         require(g.access == policy::Access::read_write, "read-only data dir", g.name);
         break;
       case policy::GrantKind::shared:
-        require(policy::check_share_name(g.name).empty(), "accepted an invalid share name", g.name);
+        require(!policy::check_share_name(g.name), "accepted an invalid share name", g.name);
         require(shares.insert(g.name).second, "granted one share twice", g.name);
         break;
       case policy::GrantKind::host:
@@ -108,7 +108,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
 
   // The app id derived from a display name is empty or valid, whatever the name.
   const std::string id = policy::app_id_from_name(text);
-  require(id.empty() || policy::check_app_name(id).empty(), "app_id_from_name gave an invalid id", id);
+  require(id.empty() || !policy::check_app_name(id), "app_id_from_name gave an invalid id", id);
 
   policy::AppSpec spec;
   try {

@@ -140,21 +140,21 @@ void decode_creating_verb(const mountmgr::Request& req) {
     const std::string source = args.str("source");
     policy::ParseOptions options;
     if (auto name = args.opt_str("name")) {
-      if (auto expected = policy::check_app_name(*name); !expected.empty()) args.bad("name", expected);
+      if (auto expected = policy::check_app_name(*name)) args.bad("name", *expected);
       options.name_override = *name;
     }
     decode_maps(args, "uid_maps");
     decode_maps(args, "gid_maps");
     try {
       const policy::AppSpec spec = policy::parse_manifest(manifest, source, options);
-      require(policy::check_app_name(spec.name).empty(), "accepted an invalid app id", spec.name);
+      require(!policy::check_app_name(spec.name), "accepted an invalid app id", spec.name);
     } catch (const policy::ManifestError& e) {
       mountmgr::refuse(e.what());
     }
   } else if (req.verb == "share.create") {
     const mountmgr::Args args(req, {"name", "owner"});
     const std::string share = args.str("name");
-    if (auto expected = policy::check_share_name(share); !expected.empty()) args.bad("name", expected);
+    if (auto expected = policy::check_share_name(share)) args.bad("name", *expected);
     (void)args.opt_str("owner");  // parse_owner() is private to verbs_shares.cpp
   } else {  // storage.ensure-directory
     const mountmgr::Args args(req, {"name", "chown"});

@@ -571,8 +571,8 @@ Outcome Manager::Impl::dispatch(const Request& req) {
 
 std::string Manager::Impl::app_arg(const Args& args, std::string_view key) const {
   std::string app = args.str(key);
-  if (auto expected = policy::check_app_name(app); !expected.empty()) {
-    args.bad(key, expected + ", got " + describe_json(app));
+  if (auto expected = policy::check_app_name(app)) {
+    args.bad(key, *expected + ", got " + describe_json(app));
   }
   return app;
 }

@@ -70,7 +70,7 @@ policy::Grant read_grant(const JsonReader& r) {
     switch (grant.kind) {
       case policy::GrantKind::data: check_data_dir_name(grant.name); break;
       case policy::GrantKind::shared:  // policy's checks return what was expected
-        if (auto e = policy::check_share_name(grant.name); !e.empty()) throw std::invalid_argument(e);
+        if (auto e = policy::check_share_name(grant.name)) throw std::invalid_argument(*e);
         break;
       case policy::GrantKind::host: check_host_path(grant.name); break;
     }
@@ -80,8 +80,8 @@ policy::Grant read_grant(const JsonReader& r) {
 
   const JsonReader path = r.member("container_path", "a string");
   grant.container_path = path.as_string();
-  if (auto e = policy::check_container_path(grant.container_path); !e.empty()) {
-    path.fail(e + ", got " + describe_json(path.json()));
+  if (auto e = policy::check_container_path(grant.container_path)) {
+    path.fail(*e + ", got " + describe_json(path.json()));
   }
 
   const JsonReader access = r.member("access", "a grant mode (" + policy::access_names() + ")");
@@ -94,7 +94,7 @@ policy::Grant read_grant(const JsonReader& r) {
     for (std::size_t i = 0; i < sidecars->size(); ++i) {
       const JsonReader p = sidecars->at(i);
       const std::string pattern = p.as_string();
-      if (auto e = policy::check_sidecar_pattern(pattern); !e.empty()) p.fail(e + ", got " + describe_json(p.json()));
+      if (auto e = policy::check_sidecar_pattern(pattern)) p.fail(*e + ", got " + describe_json(p.json()));
       grant.sidecars.push_back(pattern);
     }
     if (grant.access != policy::Access::read) r.fail("expected sidecars only in a read grant");
@@ -161,8 +161,8 @@ std::vector<StorageMount> read_storage_mounts(const JsonReader& r) {
     }
     const JsonReader ctr = item.member("container_path", "a string");
     m.container_path = ctr.as_string();
-    if (auto e = policy::check_container_path(m.container_path); !e.empty()) {
-      ctr.fail(e + ", got " + describe_json(ctr.json()));
+    if (auto e = policy::check_container_path(m.container_path)) {
+      ctr.fail(*e + ", got " + describe_json(ctr.json()));
     }
     m.read_only = item.boolean("read_only");
     out.push_back(std::move(m));
@@ -176,7 +176,7 @@ std::vector<std::string> read_share_names(const JsonReader& r) {
   for (std::size_t i = 0; i < r.size(); ++i) {
     const JsonReader item = r.at(i);
     out.push_back(item.as_string());
-    if (auto e = policy::check_share_name(out.back()); !e.empty()) item.fail(e + ", got " + describe_json(item.json()));
+    if (auto e = policy::check_share_name(out.back())) item.fail(*e + ", got " + describe_json(item.json()));
   }
   return out;
 }
@@ -196,8 +196,8 @@ AppRecord read_app(const JsonReader& r) {
   app.storage_mounts = read_storage_mounts(r.member("storage_mounts", "an array"));
   if (auto storage_app = r.opt_member("storage_app")) {
     app.storage_app = storage_app->as_string();
-    if (auto e = policy::check_app_name(app.storage_app); !e.empty()) {
-      storage_app->fail(e + ", got " + describe_json(storage_app->json()));
+    if (auto e = policy::check_app_name(app.storage_app)) {
+      storage_app->fail(*e + ", got " + describe_json(storage_app->json()));
     }
   }
   if (auto rules = r.opt_member("share_access")) {
@@ -206,8 +206,8 @@ AppRecord read_app(const JsonReader& r) {
     for (std::size_t i = 0; i < rules->size(); ++i) {
       const JsonReader item = rules->at(i);
       app.share_access.push_back(item.as_string());
-      if (auto e = policy::parse_share_access(app.share_access.back(), parsed); !e.empty()) {
-        item.fail(e + ", got " + describe_json(item.json()));
+      if (auto e = policy::parse_share_access(app.share_access.back(), parsed)) {
+        item.fail(*e + ", got " + describe_json(item.json()));
       }
     }
   }
@@ -265,10 +265,11 @@ std::map<std::string, QuotaRecord> read_quotas(const JsonReader& r) {
   for (const auto& item : r.json().items()) {
     const JsonReader q(item.value(), r.pointer() + "/" + pointer_token(item.key()));
     const auto target = policy::parse_quota_key(item.key());
-    const std::string bad_name = !target ? "not apps/<app> or shared/<share>"
-                                 : target->kind == policy::QuotaKind::app ? policy::check_app_name(target->name)
-                                                                          : policy::check_share_name(target->name);
-    if (!bad_name.empty()) q.fail("key: " + bad_name + ", got " + describe_json(item.key()));
+    const std::optional<std::string> bad_name =
+        !target ? std::optional<std::string>("not apps/<app> or shared/<share>")
+        : target->kind == policy::QuotaKind::app ? policy::check_app_name(target->name)
+                                                 : policy::check_share_name(target->name);
+    if (bad_name) q.fail("key: " + *bad_name + ", got " + describe_json(item.key()));
     q.expect_object({"project_id", "bytes", "inodes"});
     QuotaRecord record;
     record.project_id = static_cast<uint32_t>(q.integer("project_id", policy::kFirstProjectId, policy::kLastProjectId));
@@ -397,14 +398,14 @@ State state_from_json(const json& doc) {
   if (!apps.json().is_object()) apps.fail("expected an object, got " + describe_json(apps.json()));
   for (const auto& item : apps.json().items()) {
     const JsonReader app(item.value(), apps.pointer() + "/" + pointer_token(item.key()));
-    if (auto e = policy::check_app_name(item.key()); !e.empty()) app.fail("key: " + e);
+    if (auto e = policy::check_app_name(item.key())) app.fail("key: " + *e);
     state.apps[item.key()] = read_app(app);
   }
   const JsonReader shares = root.member("shares", "an object");
   if (!shares.json().is_object()) shares.fail("expected an object, got " + describe_json(shares.json()));
   for (const auto& item : shares.json().items()) {
     const JsonReader share(item.value(), shares.pointer() + "/" + pointer_token(item.key()));
-    if (auto e = policy::check_share_name(item.key()); !e.empty()) share.fail("key: " + e);
+    if (auto e = policy::check_share_name(item.key())) share.fail("key: " + *e);
     share.expect_object({"owner", "trash"});
     state.shares[item.key()] = read_owner(share.member("owner", "\"UID:GID\""));
     if (auto trash = share.opt_member("trash")) {

@@ -51,8 +51,8 @@ ManifestArgs manifest_args(const Args& args) {
   const std::string source = args.str("source");
   policy::ParseOptions options;
   if (auto name = args.opt_str("name")) {
-    if (auto expected = policy::check_app_name(*name); !expected.empty()) {
-      args.bad("name", expected + ", got " + describe_json(*name));
+    if (auto expected = policy::check_app_name(*name)) {
+      args.bad("name", *expected + ", got " + describe_json(*name));
     }
     options.name_override = *name;
   }

@@ -12,8 +12,8 @@ namespace {
 
 std::string share_arg(const Args& args, std::string_view key) {
   std::string share = args.str(key);
-  if (auto expected = policy::check_share_name(share); !expected.empty()) {
-    args.bad(key, expected + ", got " + describe_json(share));
+  if (auto expected = policy::check_share_name(share)) {
+    args.bad(key, *expected + ", got " + describe_json(share));
   }
   return share;
 }
@@ -150,13 +150,13 @@ Outcome grant(Manager::Impl& mgr, const Request& req) {
   const auto access = policy::parse_access(access_text);
   if (!access) args.bad("access", "expected one of " + policy::access_names() + ", got " + describe_json(access_text));
   const std::string path = policy::normalise_container_path(args.str("path"));
-  if (auto expected = policy::check_container_path(path); !expected.empty()) {
-    args.bad("path", expected + ", got " + describe_json(path));
+  if (auto expected = policy::check_container_path(path)) {
+    args.bad("path", *expected + ", got " + describe_json(path));
   }
   const std::vector<std::string> sidecars = args.opt_str_list("sidecars").value_or(std::vector<std::string>{});
   for (const std::string& p : sidecars) {
-    if (auto expected = policy::check_sidecar_pattern(p); !expected.empty()) {
-      args.bad("sidecars", expected + ", got " + describe_json(p));
+    if (auto expected = policy::check_sidecar_pattern(p)) {
+      args.bad("sidecars", *expected + ", got " + describe_json(p));
     }
   }
   if (!sidecars.empty() && *access != policy::Access::read) {

@@ -40,8 +40,8 @@ StorageMount parse_spec(const Args& args) {
     args.bad("spec", e.what() + std::string(", got ") + describe_json(parts->host));
   }
   m.container_path = policy::normalise_container_path(parts->container);
-  if (auto expected = policy::check_container_path(m.container_path); !expected.empty()) {
-    args.bad("spec", "container path: " + expected + ", got " + describe_json(parts->container));
+  if (auto expected = policy::check_container_path(m.container_path)) {
+    args.bad("spec", "container path: " + *expected + ", got " + describe_json(parts->container));
   }
   m.read_only = parts->read_only;
   return m;

@@ -144,6 +144,14 @@ class ComposeReader {
     return start;
   }
 
+  // A volume's source as the template has it.
+  struct VolumeSource {
+    std::string text;        // original bytes of the source
+    std::size_t at = 0;      // its offset in the text
+    bool exact = false;      // `text` is the original bytes (else the parsed value)
+  };
+  using Fail = std::function<void(const std::string&)>;  // throws ManifestError
+
   ComposeVolume read_volume(const std::string& service, std::size_t index, const YAML::Node& entry) {
     ComposeVolume v;
     v.index = index;
@@ -152,86 +160,102 @@ class ComposeReader {
     auto where = [&]() {
       return "service " + service + ", volume " + std::to_string(index + 1) + " (\"" + v.text + "\")";
     };
-    auto fail = [&](const std::string& problem) { fail_at(entry.Mark(), where() + ": " + problem); };
+    const Fail fail = [&](const std::string& problem) { fail_at(entry.Mark(), where() + ": " + problem); };
 
-    std::string source;              // original bytes of the source
-    std::size_t source_at = 0;       // its offset in the text
-    bool source_exact = false;       // `source` is the original bytes (else the parsed value)
+    VolumeSource source;
     if (entry.IsScalar()) {
-      const auto start = raw_start(entry);
-      const std::string& value = entry.Scalar();
-      v.text = start ? std::string(text_.substr(*start, value.size())) : value;
-      if (!start && value.find(std::string(2, kMask)) != std::string::npos) {
-        fail("write a volume with a {{ }} variable on one line, without escapes");
-      }
-      // SRC:DST[:MODE] | DST. A mediated source ends at the first ':' after its "}}".
-      const std::size_t close = v.text.starts_with("{{") ? v.text.find("}}") : std::string::npos;
-      const std::size_t colon = v.text.find(':', close == std::string::npos ? 0 : close);
-      if (colon == std::string::npos) {
-        source = "";
-        v.target = v.text;
-      } else {
-        source = v.text.substr(0, colon);
-        const std::string rest = v.text.substr(colon + 1);
-        const std::size_t colon2 = rest.find(':');
-        v.target = rest.substr(0, colon2);
-        if (colon2 != std::string::npos) {
-          const std::string mode = rest.substr(colon2 + 1);
-          if (mode.find(':') != std::string::npos) fail("expected SOURCE:TARGET[:MODE]");
-          std::size_t b = 0;
-          while (b <= mode.size()) {
-            const std::size_t e = std::min(mode.find(',', b), mode.size());
-            const std::string option = mode.substr(b, e - b);
-            if (option == "ro") v.access = Access::read;
-            if (option == "rw") v.access = Access::read_write;
-            b = e + 1;
-          }
-        }
-      }
-      source_at = start.value_or(0);
-      source_exact = start.has_value();
+      source = read_short_syntax(entry, v, fail);
     } else if (entry.IsMap()) {
-      const YAML::Node type = entry["type"];
-      const YAML::Node src = entry["source"];
-      const YAML::Node target = entry["target"];
-      const YAML::Node read_only = entry["read_only"];
-      const std::string kind = is_scalar(type) ? type.Scalar() : "volume";
-      if (!is_scalar(target)) {
-        v.text = is_scalar(src) ? src.Scalar() : "";
-        fail("expected a `target`");
-      }
-      v.target = target.Scalar();
-      if (is_scalar(src)) {
-        const auto start = raw_start(src);
-        source = start ? std::string(text_.substr(*start, src.Scalar().size())) : src.Scalar();
-        source_at = start.value_or(0);
-        source_exact = start.has_value();
-      }
-      v.text = source + " -> " + v.target;
-      if (read_only.IsDefined()) {
-        bool ro = false;
-        if (!is_scalar(read_only) || !YAML::convert<bool>::decode(read_only, ro)) {
-          fail("expected `read_only` to be true or false");
-        }
-        v.access = ro ? Access::read : Access::read_write;
-      }
-      if (kind != "bind" && source.find("fs.") != std::string::npos && source.find("{{") != std::string::npos) {
-        fail("an {{ fs.* }} source needs `type: bind`, got `type: " + kind + "`");
-      }
+      source = read_long_syntax(entry, v, fail);
     } else {
       fail("expected a string or a mapping");
     }
+    read_source(source, v, fail);
+    return v;
+  }
 
+  // SRC:DST[:MODE] | DST. A mediated source ends at the first ':' after its "}}".
+  VolumeSource read_short_syntax(const YAML::Node& entry, ComposeVolume& v, const Fail& fail) {
+    VolumeSource source;
+    const auto start = raw_start(entry);
+    const std::string& value = entry.Scalar();
+    v.text = start ? std::string(text_.substr(*start, value.size())) : value;
+    if (!start && value.find(std::string(2, kMask)) != std::string::npos) {
+      fail("write a volume with a {{ }} variable on one line, without escapes");
+    }
+    const std::size_t close = v.text.starts_with("{{") ? v.text.find("}}") : std::string::npos;
+    const std::size_t colon = v.text.find(':', close == std::string::npos ? 0 : close);
+    if (colon == std::string::npos) {
+      v.target = v.text;
+    } else {
+      source.text = v.text.substr(0, colon);
+      const std::string rest = v.text.substr(colon + 1);
+      const std::size_t colon2 = rest.find(':');
+      v.target = rest.substr(0, colon2);
+      if (colon2 != std::string::npos) {
+        const std::string mode = rest.substr(colon2 + 1);
+        if (mode.find(':') != std::string::npos) fail("expected SOURCE:TARGET[:MODE]");
+        std::size_t b = 0;
+        while (b <= mode.size()) {
+          const std::size_t e = std::min(mode.find(',', b), mode.size());
+          const std::string option = mode.substr(b, e - b);
+          if (option == "ro") v.access = Access::read;
+          if (option == "rw") v.access = Access::read_write;
+          b = e + 1;
+        }
+      }
+    }
+    source.at = start.value_or(0);
+    source.exact = start.has_value();
+    return source;
+  }
+
+  // {type, source, target, read_only}.
+  VolumeSource read_long_syntax(const YAML::Node& entry, ComposeVolume& v, const Fail& fail) {
+    VolumeSource source;
+    const YAML::Node type = entry["type"];
+    const YAML::Node src = entry["source"];
+    const YAML::Node target = entry["target"];
+    const YAML::Node read_only = entry["read_only"];
+    const std::string kind = is_scalar(type) ? type.Scalar() : "volume";
+    if (!is_scalar(target)) {
+      v.text = is_scalar(src) ? src.Scalar() : "";
+      fail("expected a `target`");
+    }
+    v.target = target.Scalar();
+    if (is_scalar(src)) {
+      const auto start = raw_start(src);
+      source.text = start ? std::string(text_.substr(*start, src.Scalar().size())) : src.Scalar();
+      source.at = start.value_or(0);
+      source.exact = start.has_value();
+    }
+    v.text = source.text + " -> " + v.target;
+    if (read_only.IsDefined()) {
+      bool ro = false;
+      if (!is_scalar(read_only) || !YAML::convert<bool>::decode(read_only, ro)) {
+        fail("expected `read_only` to be true or false");
+      }
+      v.access = ro ? Access::read : Access::read_write;
+    }
+    if (kind != "bind" && source.text.find("fs.") != std::string::npos && source.text.find("{{") != std::string::npos) {
+      fail("an {{ fs.* }} source needs `type: bind`, got `type: " + kind + "`");
+    }
+    return source;
+  }
+
+  // The source: a host path (not mediated), or {{ fs.VAR }}[/SUB] (mediated); then the target.
+  static void read_source(const VolumeSource& source_in, ComposeVolume& v, const Fail& fail) {
+    const std::string& source = source_in.text;
     const std::size_t var_at = source.find("{{");
     const bool has_fs = var_at != std::string::npos &&
                         trim(source.substr(var_at + 2)).starts_with("fs.");
     if (!has_fs) {
       v.host_source = source;
       v.target = normalise_container_path(v.target);
-      return v;
+      return;
     }
     if (var_at != 0) fail("an {{ fs.* }} variable must start the source");
-    if (!source_exact) fail("write a volume with a {{ }} variable without escapes");
+    if (!source_in.exact) fail("write a volume with a {{ }} variable without escapes");
     const std::size_t close = source.find("}}");
     if (close == std::string::npos) fail("expected }} to close {{");
     const std::string var = trim(std::string_view(source).substr(2, close - 2));
@@ -241,11 +265,19 @@ class ComposeReader {
     else if (var == "fs.installation_dir") v.var = FsVar::installation_dir;
     else fail("unknown variable `" + var + "` (expected fs.app_data, fs.shared, fs.all_app_data or fs.installation_dir)");
     v.mediated = true;
-    v.source_begin = source_at;
-    v.source_end = source_at + source.size();
+    v.source_begin = source_in.at;
+    v.source_end = source_in.at + source.size();
+    v.sub = read_sub_path(std::string_view(source).substr(close + 2), fail);
+    if (v.var == FsVar::shared && !v.sub.empty()) {
+      const std::string share = v.sub.substr(0, v.sub.find('/'));
+      if (auto expected = check_share_name(share)) fail(*expected);
+    }
+    v.target = normalise_container_path(v.target);
+    if (auto expected = check_container_path(v.target)) fail("target: " + *expected);
+  }
 
-    // The sub-path: "" or "/seg[/seg…][/]".
-    std::string_view sub = std::string_view(source).substr(close + 2);
+  // The sub-path after the variable: "" or "/seg[/seg…][/]", without the first '/' and a last one.
+  static std::string read_sub_path(std::string_view sub, const Fail& fail) {
     if (!sub.empty() && sub.front() != '/') fail("expected '/' after the variable, got \"" + std::string(sub) + "\"");
     if (sub.size() > 1 && sub.back() == '/') sub.remove_suffix(1);
     if (sub == "/") sub = "";
@@ -263,14 +295,7 @@ class ComposeReader {
         b = e + 1;
       }
     }
-    v.sub = std::string(sub);
-    if (v.var == FsVar::shared && !v.sub.empty()) {
-      const std::string share = v.sub.substr(0, v.sub.find('/'));
-      if (auto expected = check_share_name(share); !expected.empty()) fail(expected);
-    }
-    v.target = normalise_container_path(v.target);
-    if (auto expected = check_container_path(v.target); !expected.empty()) fail("target: " + expected);
-    return v;
+    return std::string(sub);
   }
 
   std::string_view text_;
@@ -333,17 +358,17 @@ std::string render_compose(std::string_view text, const ComposeApp& app,
 
 std::string service_app_id(std::string_view app, std::string_view service, std::string_view source) {
   std::string id = std::string(app) + "--" + app_id_from_name(service);
-  if (app_id_from_name(service).empty() || !check_app_name(id).empty()) {
+  if (app_id_from_name(service).empty() || check_app_name(id).has_value()) {
     throw ManifestError(std::string(source) + ": service " + std::string(service) + ": \"" + id +
-                        "\" is not a valid app id for it (" + check_app_name(id) + ")");
+                        "\" is not a valid app id for it (" + *check_app_name(id) + ")");
   }
   return id;
 }
 
 std::vector<ServicePlan> plan_compose(const ComposeApp& app, const ComposePlanOptions& options,
                                       std::string_view source) {
-  if (auto expected = check_app_name(options.app); !expected.empty()) {
-    throw ManifestError(std::string(source) + ": app name \"" + options.app + "\": " + expected);
+  if (auto expected = check_app_name(options.app)) {
+    throw ManifestError(std::string(source) + ": app name \"" + options.app + "\": " + *expected);
   }
   std::vector<ServicePlan> plans;
   for (const auto& s : app.services) {
@@ -422,15 +447,15 @@ std::vector<ServicePlan> plan_compose(const ComposeApp& app, const ComposePlanOp
   return plans;
 }
 
-std::string parse_share_access(std::string_view text, std::map<std::string, Access>& out) {
+std::optional<std::string> parse_share_access(std::string_view text, std::map<std::string, Access>& out) {
   const auto eq = text.find('=');
   const std::string_view name = text.substr(0, eq);
   const auto access = eq == std::string_view::npos ? std::nullopt : parse_access(text.substr(eq + 1));
-  if (!access || (name != "*" && !check_share_name(name).empty())) {
+  if (!access || (name != "*" && check_share_name(name).has_value())) {
     return "expected NAME=MODE, MODE one of " + access_names() + " (NAME a share, or * for every share)";
   }
   out[std::string(name)] = *access;
-  return "";
+  return std::nullopt;
 }
 
 }  // namespace portalfs::policy

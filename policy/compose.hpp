@@ -103,8 +103,8 @@ struct ComposePlanOptions {
   std::map<std::string, Access> share_access;
 };
 
-/// "NAME=read" / "NAME=read-write" / "*=read" -> share_access; "" or what was expected.
-std::string parse_share_access(std::string_view text, std::map<std::string, Access>& out);
+/// "NAME=read" / "NAME=read-write" / "*=read" -> share_access; nullopt, or what was expected.
+std::optional<std::string> parse_share_access(std::string_view text, std::map<std::string, Access>& out);
 
 /// What one mediated volume is served as.
 struct PlannedVolume {

@@ -77,13 +77,13 @@ bool writes(Access access) { return access != Access::read; }
 
 bool mounted_read_only(const Grant& grant) { return !writes(grant.access) && grant.sidecars.empty(); }
 
-std::string check_sidecar_pattern(std::string_view pattern) {
+std::optional<std::string> check_sidecar_pattern(std::string_view pattern) {
   constexpr const char* kExpected = "expected a file name pattern (like *.xmp: no '/', not . or .., 1 to 255 bytes)";
   if (pattern.empty() || pattern.size() > 255 || pattern == "." || pattern == ".." ||
       pattern.find_first_of(std::string_view("/\0", 2)) != std::string_view::npos) {
     return kExpected;
   }
-  return "";
+  return std::nullopt;
 }
 
 bool is_sidecar(const std::vector<std::string>& patterns, std::string_view name) {

@@ -81,9 +81,9 @@ const char* to_string(GrantKind kind);  // "data" | "shared" | "host"
 std::string short_text(Access access);
 /// Whether the container gets the grant as a read-only mount: a read grant without sidecars.
 bool mounted_read_only(const Grant& grant);
-/// "" if `pattern` is a valid sidecar pattern (an fnmatch(3) pattern for one file name: not
+/// nullopt if `pattern` is a valid sidecar pattern (an fnmatch(3) pattern for one file name: not
 /// empty, at most 255 bytes, no '/', no NUL, not "." or ".."), else what is expected.
-std::string check_sidecar_pattern(std::string_view pattern);
+std::optional<std::string> check_sidecar_pattern(std::string_view pattern);
 /// Whether the file name `name` matches one of the sidecar `patterns`.
 bool is_sidecar(const std::vector<std::string>& patterns, std::string_view name);
 /// Parses a mode's name; with `shorthands` (the command line) also "ro" and "rw". nullopt

@@ -128,8 +128,8 @@ class ManifestReader {
     // A bad override is the caller's mistake, reported before anything in the document.
     const std::string& override_name = options.name_override;
     if (!override_name.empty()) {
-      if (auto expected = check_app_name(override_name); !expected.empty()) {
-        fail("name override", expected, json_string(override_name));
+      if (auto expected = check_app_name(override_name)) {
+        fail("name override", *expected, json_string(override_name));
       }
     }
     if (!root.is_object()) fail("", "expected an object", describe(root));
@@ -188,7 +188,7 @@ class ManifestReader {
 
   // The app id: the name itself when it is one, else derived from it ("home assistant").
   static std::string id_of(const std::string& name) {
-    return check_app_name(name).empty() ? name : app_id_from_name(name);
+    return !check_app_name(name) ? name : app_id_from_name(name);
   }
 
   // A string, or a number kept as its JSON text (2.0 -> "2.0"); null is no version.
@@ -305,8 +305,8 @@ class ManifestReader {
       const Json& p = value[i];
       const std::string at = where + "/" + std::to_string(i);
       if (!p.is_string()) fail(at, "expected a string", describe(p));
-      if (auto expected = check_sidecar_pattern(p.get_ref<const std::string&>()); !expected.empty()) {
-        fail(at, expected, describe(p));
+      if (auto expected = check_sidecar_pattern(p.get_ref<const std::string&>())) {
+        fail(at, *expected, describe(p));
       }
       out.push_back(p.get<std::string>());
     }
@@ -326,8 +326,8 @@ class ManifestReader {
   std::string read_path(const Json& value, const std::string& where) {
     if (!value.is_string()) fail(where, "expected a string", describe(value));
     std::string path = normalise_container_path(value.get_ref<const std::string&>());
-    if (auto expected = check_container_path(path); !expected.empty()) {
-      fail(where, expected, describe(value));
+    if (auto expected = check_container_path(path)) {
+      fail(where, *expected, describe(value));
     }
     if (auto [it, fresh] = paths_.emplace(path, where); !fresh) {
       fail(where, "expected a path not already granted by " + it->second, describe(value));
@@ -339,8 +339,8 @@ class ManifestReader {
   std::string read_share(const Json& value, const std::string& where) {
     if (!value.is_string()) fail(where, "expected a string", describe(value));
     const auto& share = value.get_ref<const std::string&>();
-    if (auto expected = check_share_name(share); !expected.empty()) {
-      fail(where, expected, describe(value));
+    if (auto expected = check_share_name(share)) {
+      fail(where, *expected, describe(value));
     }
     if (auto [it, fresh] = shares_.emplace(share, where); !fresh) {
       fail(where, "expected a share not already granted by " + it->second, describe(value));
@@ -393,15 +393,17 @@ AppSpec parse_manifest(std::string_view json_text, std::string_view source,
   return ManifestReader(source).read(root, options);
 }
 
-std::string check_app_name(std::string_view name) {
-  return is_id(name, false) ? "" : "expected an app id matching [a-z0-9][a-z0-9-]{0,62}";
+std::optional<std::string> check_app_name(std::string_view name) {
+  if (is_id(name, false)) return std::nullopt;
+  return "expected an app id matching [a-z0-9][a-z0-9-]{0,62}";
 }
 
-std::string check_share_name(std::string_view name) {
-  return is_id(name, true) ? "" : "expected a share name matching [a-z0-9_][a-z0-9_-]{0,62}";
+std::optional<std::string> check_share_name(std::string_view name) {
+  if (is_id(name, true)) return std::nullopt;
+  return "expected a share name matching [a-z0-9_][a-z0-9_-]{0,62}";
 }
 
-std::string check_container_path(std::string_view path) {
+std::optional<std::string> check_container_path(std::string_view path) {
   // Control characters (NUL, newline, tab...) have no business in a mount target, and a
   // newline would split the lines `portalctl mounts` prints into extra arguments.
   if (std::any_of(path.begin(), path.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
@@ -424,7 +426,7 @@ std::string check_container_path(std::string_view path) {
       return "expected a path outside /proc, /sys and /dev";
     }
   }
-  return "";
+  return std::nullopt;
 }
 
 std::string normalise_container_path(std::string_view path) {

@@ -5,6 +5,7 @@
 // `shared_dirs`): parsed, validated, turned into an AppSpec. Fields that belong to the
 // platform (image, port, paths, env_vars, ...) are ignored.
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -32,10 +33,11 @@ AppSpec parse_manifest(std::string_view json_text, std::string_view source,
                        const ParseOptions& options = {});
 
 /// Checks of single values, shared with the mount manager and the control protocol.
-/// Each returns "" when valid, else what was expected ("expected an absolute path").
-std::string check_app_name(std::string_view name);       // [a-z0-9][a-z0-9-]{0,62}
-std::string check_share_name(std::string_view name);     // [a-z0-9_][a-z0-9_-]{0,62}
-std::string check_container_path(std::string_view path); // see policy/manifest.cpp
+/// Each returns nullopt when valid, else what was expected ("expected an absolute path"),
+/// for the caller to put into its own error with what it got.
+std::optional<std::string> check_app_name(std::string_view name);        // [a-z0-9][a-z0-9-]{0,62}
+std::optional<std::string> check_share_name(std::string_view name);      // [a-z0-9_][a-z0-9_-]{0,62}
+std::optional<std::string> check_container_path(std::string_view path);  // see policy/manifest.cpp
 /// Normalises a container path (drops one trailing '/'); call check_container_path() after.
 std::string normalise_container_path(std::string_view path);
 

@@ -308,8 +308,8 @@ std::vector<std::string> share_rules(const VerbInput& in) {
   auto rules = in.vm["share"].as<std::vector<std::string>>();
   std::map<std::string, policy::Access> parsed;
   for (const auto& rule : rules) {
-    if (auto expected = policy::parse_share_access(rule, parsed); !expected.empty()) {
-      usage("--share: " + expected + ", got " + json_quoted(rule));
+    if (auto expected = policy::parse_share_access(rule, parsed)) {
+      usage("--share: " + *expected + ", got " + json_quoted(rule));
     }
   }
   return rules;
@@ -512,7 +512,7 @@ void build_grant(const VerbInput& in, CtlCommand& cmd) {
   if (in.vm.count("sidecar")) {
     const auto sidecars = in.vm["sidecar"].as<std::vector<std::string>>();
     for (const auto& p : sidecars) {
-      if (auto e = portalfs::policy::check_sidecar_pattern(p); !e.empty()) usage("grant: --sidecar: " + e + ", got " + json_quoted(p));
+      if (auto e = portalfs::policy::check_sidecar_pattern(p)) usage("grant: --sidecar: " + *e + ", got " + json_quoted(p));
     }
     if (*mode != portalfs::policy::Access::read) usage("grant: --sidecar goes with read (the other modes write files already)");
     cmd.args["sidecars"] = sidecars;

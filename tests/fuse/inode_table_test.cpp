@@ -138,8 +138,8 @@ TEST_F(InodeTableTest, PinnedAndOpenFdsAreNotEvicted) {
     auto o = open_path(dir_ / ("f" + std::to_string(i)));
     ASSERT_TRUE(table.find_or_insert(1, o.st, o.fd));
   }
-  EXPECT_EQ(pinned->fd, pinned_fd);  // still the same, still open
-  EXPECT_GE(open->fd, 0);
+  EXPECT_EQ(pinned->fd.get(), pinned_fd);  // still the same, still open
+  EXPECT_GE(open->fd.get(), 0);
   struct stat st {};
   EXPECT_EQ(::fstat(pinned_fd, &st), 0);
   table.closed(open);

@@ -32,20 +32,11 @@ class Audit : public DaemonFixture {
     DaemonFixture::SetUp();
     if (HasFatalFailure() || IsSkipped()) return;
     // alpha may change the share, beta may only read it.
-    for (auto [app, access] : {std::pair{"alpha", "read-write"}, std::pair{"beta", "read"}}) {
-      write_file(dir_ / (std::string(app) + ".json"),
-                 json{{"name", app},
-                      {"v", "1"},
-                      {"data_dirs", {"/data"}},
-                      {"shared_dirs", {{{"name", "music"}, {"path", "/music"}, {"access", access}}}}}
-                     .dump());
-    }
+    write_app("alpha", {{"music", "read-write"}});
+    write_app("beta", {{"music", "read"}});
     ASSERT_NO_FATAL_FAILURE(start());
     ASSERT_EQ(ctl({"share", "create", "music"}).code, 0);
-    for (const char* app : {"alpha", "beta"}) {
-      const auto r = ctl({"app", "install", dir_ / (std::string(app) + ".json")});
-      ASSERT_EQ(r.code, 0) << r.err;
-    }
+    ASSERT_NO_FATAL_FAILURE(install_apps({"alpha", "beta"}));
   }
 
   [[nodiscard]] std::string view(const std::string& app, const std::string& rest) const {

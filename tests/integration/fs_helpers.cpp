@@ -156,27 +156,17 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds tim
   }
 }
 
-BindMount::BindMount(const std::string& source, const std::string& target) : target_(target) {
-  if (::mount(source.c_str(), target.c_str(), nullptr, MS_BIND, nullptr) != 0) {
-    error_ = "bind mount of " + source + " on " + target + ": " + std::strerror(errno);
+ScopedMount::ScopedMount(const std::string& what, const char* source, const std::string& target, const char* type,
+                         unsigned long flags, const char* data)
+    : target_(target) {
+  if (::mount(source, target.c_str(), type, flags, data) != 0) {
+    error_ = what + ": " + std::strerror(errno);
     return;
   }
   mounted_ = true;
 }
 
-BindMount::~BindMount() {
-  if (mounted_) ::umount2(target_.c_str(), MNT_DETACH);
-}
-
-TmpfsMount::TmpfsMount(const std::string& target) : target_(target) {
-  if (::mount("portalfs-test-tmpfs", target.c_str(), "tmpfs", 0, "size=1m") != 0) {
-    error_ = "tmpfs on " + target + ": " + std::strerror(errno);
-    return;
-  }
-  mounted_ = true;
-}
-
-TmpfsMount::~TmpfsMount() {
+ScopedMount::~ScopedMount() {
   if (mounted_) ::umount2(target_.c_str(), MNT_DETACH);
 }
 

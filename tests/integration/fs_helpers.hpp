@@ -6,6 +6,7 @@
 // by name, a stat that reports why it failed, a thread acting as another caller.
 
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -99,16 +100,20 @@ long vm_rss_kib();
 bool eventually(const std::function<bool()>& pred,
                 std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
 
-/// A bind mount of `source` over `target`, lazily unmounted on destruction. ok() is false
-/// (and error() says why) when mounting is not permitted here.
-class BindMount {
+/// A mount at `target`, lazily unmounted on destruction. ok() is false (and error() says
+/// why) when mounting is not permitted here.
+class ScopedMount {
  public:
-  BindMount(const std::string& source, const std::string& target);
-  ~BindMount();
-  BindMount(const BindMount&) = delete;
-  BindMount& operator=(const BindMount&) = delete;
+  ~ScopedMount();
+  ScopedMount(const ScopedMount&) = delete;
+  ScopedMount& operator=(const ScopedMount&) = delete;
   [[nodiscard]] bool ok() const { return mounted_; }
   [[nodiscard]] const std::string& error() const { return error_; }
+
+ protected:
+  /// mount(2) with these arguments; `what` starts the error.
+  ScopedMount(const std::string& what, const char* source, const std::string& target, const char* type,
+              unsigned long flags, const char* data);
 
  private:
   std::string target_;
@@ -116,21 +121,18 @@ class BindMount {
   std::string error_;
 };
 
-/// A tmpfs mounted at `target` (another file system, another st_dev), unmounted on
-/// destruction.
-class TmpfsMount {
+/// A bind mount of `source` over `target`.
+class BindMount : public ScopedMount {
  public:
-  explicit TmpfsMount(const std::string& target);
-  ~TmpfsMount();
-  TmpfsMount(const TmpfsMount&) = delete;
-  TmpfsMount& operator=(const TmpfsMount&) = delete;
-  [[nodiscard]] bool ok() const { return mounted_; }
-  [[nodiscard]] const std::string& error() const { return error_; }
+  BindMount(const std::string& source, const std::string& target)
+      : ScopedMount("bind mount of " + source + " on " + target, source.c_str(), target, nullptr, MS_BIND, nullptr) {}
+};
 
- private:
-  std::string target_;
-  bool mounted_ = false;
-  std::string error_;
+/// A tmpfs mounted at `target` (another file system, another st_dev).
+class TmpfsMount : public ScopedMount {
+ public:
+  explicit TmpfsMount(const std::string& target)
+      : ScopedMount("tmpfs on " + target, "portalfs-test-tmpfs", target, "tmpfs", 0, "size=1m") {}
 };
 
 }  // namespace portalfs::testutil

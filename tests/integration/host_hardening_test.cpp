@@ -25,17 +25,14 @@ class HostHardening : public DaemonFixture {
  protected:
   void SetUp() override {
     DaemonFixture::SetUp();
-    write_file(dir_ / "app.json", R"({"name": "alpha", "v": "1.0",
-      "data_dirs": [{"path": "/data", "uid": 1000, "gid": 1000}],
-      "shared_dirs": [{"name": "photos", "path": "/photos", "access": "read-write"}]})");
+    write_app("alpha", {{"photos", "read-write"}}, R"([{"path": "/data", "uid": 1000, "gid": 1000}])");
   }
 
   // An app with a world-readable file and a world-writable directory in each of its views:
   // only the directories above the views can keep a host user out.
   void install_alpha() {
     ASSERT_EQ(ctl({"share", "create", "photos"}).code, 0);
-    auto r = ctl({"app", "install", dir_ / "app.json"});
-    ASSERT_EQ(r.code, 0) << r.err;
+    ASSERT_NO_FATAL_FAILURE(install_apps({"alpha"}));
     for (const std::string& view : {data_view(), share_view()}) {
       write_file(view + "/notes.txt", "alpha's notes\n");
       ASSERT_EQ(::chmod((view + "/notes.txt").c_str(), 0644), 0);

@@ -120,6 +120,15 @@ class OfflineStore : public DaemonFixture {
     EXPECT_EQ(json["store"]["source"], loop);
   }
 
+  // Starts the daemon with the disk there, installs notes and writes a file into its view.
+  void start_with_notes() {
+    ASSERT_NO_FATAL_FAILURE(start());
+    write_file(dir_ / "notes.json", R"({"name": "notes", "data_dirs": ["/data"]})");
+    auto r = ctl({"app", "install", dir_ / "notes.json"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    write_file(view() + "/hello.txt", "kept on the disk");
+  }
+
   void expect_healed() {
     const std::string file = view() + "/hello.txt";
     auto readable = [&] {
@@ -138,11 +147,7 @@ class OfflineStore : public DaemonFixture {
 };
 
 TEST_F(OfflineStore, StartWithoutTheDiskThenMountIt) {
-  ASSERT_NO_FATAL_FAILURE(start());
-  write_file(dir_ / "notes.json", R"({"name": "notes", "data_dirs": ["/data"]})");
-  auto r = ctl({"app", "install", dir_ / "notes.json"});
-  ASSERT_EQ(r.code, 0) << r.err;
-  write_file(view() + "/hello.txt", "kept on the disk");
+  ASSERT_NO_FATAL_FAILURE(start_with_notes());
   EXPECT_THAT(status(), HasSubstr("store: online"));
   ASSERT_EQ(daemon_->stop(SIGTERM), 0);
   ASSERT_NO_FATAL_FAILURE(unmount_disk(/*lazy=*/false));
@@ -155,7 +160,7 @@ TEST_F(OfflineStore, StartWithoutTheDiskThenMountIt) {
   EXPECT_THAT(read_file(dir_ / "daemon.log"), HasSubstr("storage root OFFLINE: " + storage()));
   // Installing refuses rather than provisioning on the wrong disk.
   write_file(dir_ / "other.json", R"({"name": "other", "data_dirs": ["/data"]})");
-  r = ctl({"app", "install", dir_ / "other.json"});
+  auto r = ctl({"app", "install", dir_ / "other.json"});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("storage root offline, nothing written"));
   EXPECT_TRUE(fs::is_empty(storage()));
@@ -167,11 +172,7 @@ TEST_F(OfflineStore, StartWithoutTheDiskThenMountIt) {
 }
 
 TEST_F(OfflineStore, DiskGoneAtRuntimeThenBack) {
-  ASSERT_NO_FATAL_FAILURE(start());
-  write_file(dir_ / "notes.json", R"({"name": "notes", "data_dirs": ["/data"]})");
-  auto r = ctl({"app", "install", dir_ / "notes.json"});
-  ASSERT_EQ(r.code, 0) << r.err;
-  write_file(view() + "/hello.txt", "kept on the disk");
+  ASSERT_NO_FATAL_FAILURE(start_with_notes());
   fs::create_directories(view() + "/sub");
   write_file(view() + "/sub/f.txt", "deeper");
   fs::create_directories(bind());

@@ -33,22 +33,11 @@ class Trash : public DaemonFixture {
     DaemonFixture::SetUp();
     if (HasFatalFailure() || IsSkipped()) return;
     extra_daemon_args_ = {"--trash-purge-interval", "1"};
-    for (const char* app : {"alpha", "beta"}) {
-      write_file(dir_ / (std::string(app) + ".json"),
-                 json{{"name", app},
-                      {"v", "1"},
-                      {"data_dirs", {"/data"}},
-                      {"shared_dirs", {{{"name", "docs"}, {"path", "/docs"}, {"access", "read-write"}},
-                                       {{"name", "plain"}, {"path", "/plain"}, {"access", "read-write"}}}}}
-                     .dump());
-    }
+    for (const char* app : {"alpha", "beta"}) write_app(app, {{"docs", "read-write"}, {"plain", "read-write"}});
     ASSERT_NO_FATAL_FAILURE(start());
     ASSERT_EQ(ctl({"share", "create", "docs", "--trash", "30d"}).code, 0);
     ASSERT_EQ(ctl({"share", "create", "plain"}).code, 0);
-    for (const char* app : {"alpha", "beta"}) {
-      const auto r = ctl({"app", "install", dir_ / (std::string(app) + ".json")});
-      ASSERT_EQ(r.code, 0) << r.err;
-    }
+    ASSERT_NO_FATAL_FAILURE(install_apps({"alpha", "beta"}));
   }
 
   [[nodiscard]] std::string view(const std::string& app, const std::string& rest, const std::string& share = "docs") const {

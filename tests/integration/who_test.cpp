@@ -26,20 +26,10 @@ class Who : public DaemonFixture {
   void SetUp() override {
     DaemonFixture::SetUp();
     if (HasFatalFailure() || IsSkipped()) return;
-    for (const char* app : {"alpha", "beta"}) {
-      write_file(dir_ / (std::string(app) + ".json"),
-                 json{{"name", app},
-                      {"v", "1"},
-                      {"data_dirs", {"/data"}},
-                      {"shared_dirs", {{{"name", "music"}, {"path", "/music"}, {"access", "read-write"}}}}}
-                     .dump());
-    }
+    for (const char* app : {"alpha", "beta"}) write_app(app, {{"music", "read-write"}});
     ASSERT_NO_FATAL_FAILURE(start());
     ASSERT_EQ(ctl({"share", "create", "music"}).code, 0);
-    for (const char* app : {"alpha", "beta"}) {
-      const auto r = ctl({"app", "install", dir_ / (std::string(app) + ".json")});
-      ASSERT_EQ(r.code, 0) << r.err;
-    }
+    ASSERT_NO_FATAL_FAILURE(install_apps({"alpha", "beta"}));
   }
 
   static void set(const std::string& path, const char* name, const std::string& value) {

@@ -415,13 +415,13 @@ TEST(DecideSidecar, CreatesSidecarsChangesItsOwnAndNothingElse) {
 }
 
 TEST(Sidecars, PatternsAreOneFileNameAndMatchWithoutHiddenFiles) {
-  EXPECT_EQ(check_sidecar_pattern("*.xmp"), "");
-  EXPECT_EQ(check_sidecar_pattern("[Tt]humbs.db"), "");
+  EXPECT_EQ(check_sidecar_pattern("*.xmp"), std::nullopt);
+  EXPECT_EQ(check_sidecar_pattern("[Tt]humbs.db"), std::nullopt);
   for (std::string_view bad : {std::string_view(""), std::string_view("a/*.xmp"), std::string_view("."),
                                std::string_view(".."), std::string_view("a\0b", 3)}) {
-    EXPECT_NE(check_sidecar_pattern(bad), "") << bad;
+    EXPECT_NE(check_sidecar_pattern(bad), std::nullopt) << bad;
   }
-  EXPECT_NE(check_sidecar_pattern(std::string(256, 'x')), "");
+  EXPECT_NE(check_sidecar_pattern(std::string(256, 'x')), std::nullopt);
   const std::vector<std::string> patterns{"*.xmp", "*.nfo"};
   EXPECT_TRUE(is_sidecar(patterns, "IMG_1.xmp"));
   EXPECT_TRUE(is_sidecar(patterns, "movie.nfo"));

@@ -104,6 +104,24 @@ void DaemonFixture::start() {
   ASSERT_TRUE(up) << "portalfsd did not come up:\n" << read_file(dir_ / "daemon.log");
 }
 
+void DaemonFixture::write_app(const std::string& app, const std::vector<std::pair<std::string, std::string>>& shares,
+                              const std::string& data_dirs) {
+  std::string shared;
+  for (const auto& [name, access] : shares) {
+    if (!shared.empty()) shared += ", ";
+    shared += R"({"name": ")" + name + R"(", "path": "/)" + name + R"(", "access": ")" + access + R"("})";
+  }
+  write_file(dir_ / (app + ".json"),
+             R"({"name": ")" + app + R"(", "v": "1", "data_dirs": )" + data_dirs + R"(, "shared_dirs": [)" + shared + "]}");
+}
+
+void DaemonFixture::install_apps(const std::vector<std::string>& apps) {
+  for (const auto& app : apps) {
+    const auto r = ctl({"app", "install", dir_ / (app + ".json")});
+    ASSERT_EQ(r.code, 0) << app << ": " << r.err;
+  }
+}
+
 bool DaemonFixture::mounted(const std::string& path) {
   std::ifstream in("/proc/self/mounts");
   std::string dev, mnt, rest;

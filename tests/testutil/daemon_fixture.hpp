@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tests/testutil/process.hpp"
@@ -30,6 +31,12 @@ class DaemonFixture : public ::testing::Test {
   void start();
   /// Whether something is mounted at `path`.
   static bool mounted(const std::string& path);
+  /// Writes DIR/<app>.json: an app (version "1") with `data_dirs` (JSON) and each share
+  /// (name, access) at /<name>.
+  void write_app(const std::string& app, const std::vector<std::pair<std::string, std::string>>& shares,
+                 const std::string& data_dirs = R"(["/data"])");
+  /// Installs DIR/<app>.json for each app with portalctl (fatal failure if it refuses one).
+  void install_apps(const std::vector<std::string>& apps);
 
   TempDir dir_{"portalfs-daemon"};
   /// Appended to daemon_argv() (e.g. {"--layout", "freeshard"}).
