@@ -106,7 +106,7 @@ Result<Inode*> InodeTable::find_or_insert(ViewId view, const struct stat& st, in
   inode->dev = st.st_dev;
   inode->ino = st.st_ino;
   inode->type = st.st_mode & S_IFMT;
-  read_handle(fd, inode->handle);
+  if (handles_) read_handle(fd, inode->handle);
   inode->nlookup = 1;
 
   Inode* winner = nullptr;
