@@ -79,6 +79,7 @@ struct Options {
   // Files one app may hold open through the daemon at once (each is a daemon fd); one more
   // gets EMFILE, for that app alone. 0: no limit. portalfsd sizes it from its open-file limit.
   size_t open_files_per_app = 0;
+  std::map<std::string, size_t> open_files_of{};  // per app, instead of open_files_per_app
   /// Records which app made and changed files of shared views (provenance.cpp). Off is a
   /// bench and diagnostic switch only: the modes that protect then count every file as another's.
   bool provenance = true;
@@ -533,7 +534,7 @@ class Filesystem {
   HostWatch host_watch_;  // after what its thread uses: stopped first
   SessionIo io_;
   Passthrough passthrough_{io_};
-  OpenShares open_shares_{options_.open_files_per_app};
+  OpenShares open_shares_{options_.open_files_per_app, options_.open_files_of};
   bool no_opendir_ = false;  // set by init(): the kernel can do without OPENDIR
   common::AuditLog* audit_ = nullptr;
 

@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -62,6 +63,8 @@ struct DaemonOptions {
   /// Files one app may hold open through the daemon; 0: half of what the fd cache leaves of
   /// the open-file limit.
   size_t open_files_per_app = 0;
+  /// Per app, instead of open_files_per_app (--open-files-of APP=N).
+  std::map<std::string, size_t> open_files_of{};
   common::LogLevel log_level = common::LogLevel::info;
   /// Members of this group (a name or a numeric gid) may use the control socket besides root;
   /// "" = root only. Turn it into a gid with resolve_group().

@@ -200,6 +200,7 @@ int run(const portalfs::tools::DaemonOptions& o) {
   portalfs::fuse::Options fs_options;
   fs_options.fd_cache = fds.cache;
   fs_options.open_files_per_app = fds.per_app;
+  fs_options.open_files_of = o.open_files_of;
   fs_options.passthrough = o.passthrough;
   fs_options.top_mode = admin_gid ? 0550 : 0500;
   fs_options.top_gid = admin_gid.value_or(0);
@@ -232,6 +233,9 @@ int run(const portalfs::tools::DaemonOptions& o) {
       fs, portalfs::fuse::SessionOptions{o.mountpoint, o.threads, o.log_level == log::LogLevel::debug});
   session->install_signal_handlers();
   log_fd_budget(fds);
+  for (const auto& [app, n] : o.open_files_of) {
+    log::log(log::LogLevel::info, "app " + app + " may hold " + std::to_string(n) + " files open");
+  }
   for (const auto& line : fs.privileges().missing()) log::log(log::LogLevel::warn, "rootless: " + line);
   if (!o.foreground && ::daemon(0, 0) != 0) {
     throw StartError{ExitCode::runtime, std::string("cannot go to the background: ") + std::strerror(errno)};
