@@ -8,6 +8,13 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <string>
+#include <vector>
+
+#include "common/log.hpp"
+
 namespace portalfs::fuse {
 
 struct stat present(const View& view, const struct stat& backing) {
@@ -44,6 +51,28 @@ std::optional<DiskOwner> creator(const View& view, uid_t host_uid, gid_t host_gi
   auto gid = ids.gids.to_disk(host_gid);
   if (!uid || !gid) return std::nullopt;
   return DiskOwner{*uid, *gid};
+}
+
+bool creatable_without_setuid(const DiskOwner& owner) {
+  if (owner.uid != ::geteuid()) return false;
+  if (owner.gid == ::getegid()) return true;
+  std::vector<gid_t> groups(static_cast<size_t>(std::max(0, ::getgroups(0, nullptr))));
+  int n = ::getgroups(static_cast<int>(groups.size()), groups.data());
+  for (int i = 0; i < n; ++i) {
+    if (groups[static_cast<size_t>(i)] == owner.gid) return true;
+  }
+  return false;
+}
+
+int refuse_owner(const View& view, const DiskOwner& owner, const char* op) {
+  const std::string where = view.spec.app + "/" + view.spec.dir_name;
+  common::log_once(common::LogLevel::warn, "owner:" + where,
+                   std::string(op) + " in view " + where + " refused (EPERM): it would be made as " +
+                       std::to_string(owner.uid) + ":" + std::to_string(owner.gid) +
+                       ", and this daemon (uid " + std::to_string(::geteuid()) +
+                       ", not root) can only make files as its own user",
+                   {view.spec.app, view.spec.dir_name, op, EPERM});
+  return EPERM;
 }
 
 std::optional<uid_t> chown_uid(const View& view, uid_t host_id) {

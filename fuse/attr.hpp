@@ -30,6 +30,13 @@ struct DiskOwner {
 };
 std::optional<DiskOwner> creator(const View& view, uid_t host_uid, gid_t host_gid);
 
+/// Whether a daemon without CAP_SETUID (rootless: privileges.hpp) can create as `owner`: its
+/// own uid, and its own gid or one of its groups. When it can't, the create fails with EPERM
+/// (logged once per view), never made as the daemon's user instead.
+bool creatable_without_setuid(const DiskOwner& owner);
+/// Logs the refusal (once per view) and returns EPERM.
+int refuse_owner(const View& view, const DiskOwner& owner, const char* op);
+
 /// The disk id a chown to presented id `host_id` means, or nullopt (unmapped: EINVAL as the
 /// kernel does for an idmapped mount; squash views accept only the presented owner).
 std::optional<uid_t> chown_uid(const View& view, uid_t host_id);

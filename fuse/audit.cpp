@@ -21,6 +21,7 @@
 #include <cstring>
 
 #include "common/audit.hpp"
+#include "common/log.hpp"
 #include "fuse/filesystem_internal.hpp"
 
 namespace portalfs::fuse {
@@ -94,8 +95,10 @@ std::string read_link(int dirfd, const char* name) {
 
 }  // namespace
 
+// The note is kept with the audit off too: the log lines of a request (a denial at debug
+// level, a request that failed) name its app, view and op (the journal's fields).
 Filesystem::Audited::Audited(Filesystem& fs, bool echo) : fs_(fs) {
-  if (fs_.audit_ && !echo) current_note = &note_;
+  if (!echo) current_note = &note_;
 }
 
 Filesystem::Audited::~Audited() {
@@ -103,13 +106,32 @@ Filesystem::Audited::~Audited() {
 }
 
 void Filesystem::Audited::done(int err) {
-  if (current_note != &note_) return;  // audit off
+  if (current_note != &note_) return;  // an echo
   current_note = nullptr;
+  if (is_denial(err) && note_.view && common::log_level() == common::LogLevel::debug) {
+    const auto& spec = note_.view->spec;
+    common::log(common::LogLevel::debug,
+                std::string("denied: ") + op_name(note_.op) + " in " + spec.app + "'s view " +
+                    policy::to_string(spec.kind) + "/" + spec.dir_name + ": " + common::errno_name(err),
+                fields(err));
+  }
+  if (!fs_.audit_) return;
   try {
     fs_.audit_outcome(note_, err);
   } catch (const std::exception&) {
     // Out of memory while building the record: the op's own answer matters more.
   }
+}
+
+common::LogFields Filesystem::Audited::fields(int err) const {
+  common::LogFields f;
+  f.op = op_name(note_.op);
+  f.err = err;
+  if (note_.view) {
+    f.app = note_.view->spec.app;
+    f.view = note_.view->spec.dir_name;
+  }
+  return f;
 }
 
 void Filesystem::note_node(const Node& node, Op op, const char* name) {

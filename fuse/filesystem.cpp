@@ -20,8 +20,23 @@ using common::Result;
 
 static_assert(sizeof(fuse_ino_t) >= sizeof(void*), "an Inode* must fit in a fuse_ino_t");
 
+namespace {
+// What the options ask for, without what this process may not do (privileges.hpp).
+Options within(Options options, const Privileges& p) {
+  if (!p.decode_handles) options.events = false;
+  if (!p.sys_admin) {
+    options.passthrough = false;
+    options.provenance = false;
+  }
+  return options;
+}
+}  // namespace
+
 Filesystem::Filesystem(Options options)
-    : options_(options), table_(options.fd_cache), io_(options.passthrough, options.request_timeout) {
+    : privileges_(Privileges::probe()),
+      options_(within(options, privileges_)),
+      table_(options_.fd_cache, privileges_.decode_handles),
+      io_(options_.passthrough, options_.request_timeout) {
   proc_fd_.reset(::open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!proc_fd_) throw std::runtime_error(std::string("cannot open /proc/self/fd: ") + std::strerror(errno));
   root_ = synth_inode("");
@@ -202,7 +217,8 @@ std::vector<std::string> Filesystem::set_views(const policy::ViewSpecs& views,
         if (auto err = host_watch_.watch(v->root->get()); !err.empty()) {
           common::log_once(common::LogLevel::warn, "hostwatch:" + v->spec.backing,
                            "changes made on the host in " + v->spec.backing +
-                               " reach the views at their timeouts only: " + err);
+                               " reach the views at their timeouts only: " + err,
+                           {v->spec.app, v->spec.dir_name, "watch", 0});
         }
       }
     }

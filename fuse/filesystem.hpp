@@ -41,6 +41,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/log.hpp"
 #include "common/result.hpp"
 #include "common/unique_fd.hpp"
 #include "fuse/host_watch.hpp"
@@ -48,6 +49,7 @@
 #include "fuse/notifier.hpp"
 #include "fuse/open_shares.hpp"
 #include "fuse/passthrough.hpp"
+#include "fuse/privileges.hpp"
 #include "fuse/views.hpp"
 #include "policy/access.hpp"
 
@@ -78,6 +80,7 @@ struct Options {
   // Files one app may hold open through the daemon at once (each is a daemon fd); one more
   // gets EMFILE, for that app alone. 0: no limit. portalfsd sizes it from its open-file limit.
   size_t open_files_per_app = 0;
+  std::map<std::string, size_t> open_files_of{};  // per app, instead of open_files_per_app
   /// Records which app made and changed files of shared views (provenance.cpp). Off is a
   /// bench and diagnostic switch only: the modes that protect then count every file as another's.
   bool provenance = true;
@@ -242,6 +245,8 @@ class Filesystem {
   bool detach_session(std::chrono::milliseconds patience = std::chrono::milliseconds(2000));
   Passthrough& passthrough() { return passthrough_; }
   SessionIo& session_io() { return io_; }
+  /// What this daemon may do besides serving its own user (privileges.hpp).
+  const Privileges& privileges() const { return privileges_; }
   /// The thread whose requests are echoes (events.cpp); 0 when none runs.
   pid_t echo_tid() const { return notifier_.tid(); }
   /// Records denials and changes to `log` (common/audit.hpp; nullptr: no audit). Set before
@@ -329,6 +334,9 @@ class Filesystem {
     Audited(const Audited&) = delete;
     Audited& operator=(const Audited&) = delete;
     void done(int err);
+    /// The journal's fields of this request (the op is "lookup" before resolve_for() noted
+    /// one; no app and view above the views).
+    [[nodiscard]] common::LogFields fields(int err) const;
 
    private:
     Filesystem& fs_;
@@ -516,6 +524,7 @@ class Filesystem {
   double entry_timeout(const View* view) const;
   double attr_timeout(const View& view, const Inode* inode) const;
 
+  const Privileges privileges_;  // before options_: they narrow it
   const Options options_;
   InodeTable table_;
   ViewRegistry views_;
@@ -538,7 +547,7 @@ class Filesystem {
   HostWatch host_watch_;  // after what its thread uses: stopped first
   SessionIo io_;
   Passthrough passthrough_{io_};
-  OpenShares open_shares_{options_.open_files_per_app};
+  OpenShares open_shares_{options_.open_files_per_app, options_.open_files_of};
   bool no_opendir_ = false;  // set by init(): the kernel can do without OPENDIR
   common::AuditLog* audit_ = nullptr;
 

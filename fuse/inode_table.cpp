@@ -103,7 +103,7 @@ Result<Inode*> InodeTable::find_or_insert(ViewId view, const struct stat& st, in
   inode->dev = st.st_dev;
   inode->ino = st.st_ino;
   inode->type = st.st_mode & S_IFMT;
-  read_handle(fd.get(), inode->handle);
+  if (handles_) read_handle(fd.get(), inode->handle);
   inode->nlookup = 1;
 
   std::lock_guard lock(table_mutex_);  // released before `inode` (a loser) is freed

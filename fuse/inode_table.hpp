@@ -101,7 +101,10 @@ class FdRef {
 
 class InodeTable {
  public:
-  explicit InodeTable(size_t fd_cache_capacity) : capacity_(fd_cache_capacity) {}
+  /// Without `handles` (a daemon that may not open_by_handle_at: privileges.hpp) every fd is
+  /// pinned for its inode's life, as on a file system that gives no handles.
+  explicit InodeTable(size_t fd_cache_capacity, bool handles = true)
+      : capacity_(fd_cache_capacity), handles_(handles) {}
   ~InodeTable();
   InodeTable(const InodeTable&) = delete;
   InodeTable& operator=(const InodeTable&) = delete;
@@ -189,6 +192,7 @@ class InodeTable {
 
   std::mutex cache_mutex_;
   const size_t capacity_;
+  const bool handles_;
   size_t cached_ = 0;
   Inode* lru_head_ = nullptr;  // most recently used
   Inode* lru_tail_ = nullptr;

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 
 namespace portalfs::fuse {
 
@@ -40,13 +41,16 @@ class OpenShare {
 
 class OpenShares {
  public:
-  /// `per_app` files open at once per app; 0: no limit.
-  explicit OpenShares(size_t per_app) : per_app_(per_app) {}
+  /// `per_app` files open at once per app, or what `of_app` says for an app it names; 0: no
+  /// limit.
+  explicit OpenShares(size_t per_app, std::map<std::string, size_t> of_app = {})
+      : per_app_(per_app), of_app_(std::move(of_app)) {}
 
   /// A share for one more open file of `app`, or nullopt (answer EMFILE) when it holds its
   /// whole share already.
   [[nodiscard]] std::optional<OpenShare> take(const std::string& app) {
-    if (per_app_ == 0) return OpenShare();
+    const size_t limit = limit_of(app);
+    if (limit == 0) return OpenShare();
     std::shared_ptr<std::atomic<size_t>> count;
     {
       std::lock_guard lock(mutex_);
@@ -54,7 +58,7 @@ class OpenShares {
       if (!slot) slot = std::make_shared<std::atomic<size_t>>(0);
       count = slot;
     }
-    if (count->fetch_add(1, std::memory_order_relaxed) >= per_app_) {
+    if (count->fetch_add(1, std::memory_order_relaxed) >= limit) {
       count->fetch_sub(1, std::memory_order_relaxed);
       return std::nullopt;
     }
@@ -62,9 +66,15 @@ class OpenShares {
   }
 
   [[nodiscard]] size_t per_app() const { return per_app_; }
+  /// The files `app` may hold open (0: no limit).
+  [[nodiscard]] size_t limit_of(const std::string& app) const {
+    auto it = of_app_.find(app);
+    return it == of_app_.end() ? per_app_ : it->second;
+  }
 
  private:
   const size_t per_app_;
+  const std::map<std::string, size_t> of_app_;
   std::mutex mutex_;
   // One counter per app id ever seen (a few bytes each; apps are few).
   std::map<std::string, std::shared_ptr<std::atomic<size_t>>> counts_;

@@ -170,6 +170,9 @@ Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* na
   const View& view = *p->view;
   auto owner = creator(view, call.uid, call.gid);
   if (!owner) return Errno{EOVERFLOW};
+  if (!privileges_.other_owners && !creatable_without_setuid(*owner)) {
+    return Errno{refuse_owner(view, *owner, "create")};
+  }
   auto share = open_shares_.take(view.spec.app);
   if (!share) return Errno{EMFILE};
   auto pfd = fd_of(*p);

@@ -20,6 +20,9 @@ Result<fuse_entry_param> Filesystem::make_node(
   const View& view = *p.view;
   auto owner = creator(view, call.uid, call.gid);
   if (!owner) return Errno{EOVERFLOW};  // the caller has no id on this view's disk
+  if (!privileges_.other_owners && !creatable_without_setuid(*owner)) {
+    return Errno{refuse_owner(view, *owner, "create")};
+  }
   auto pfd = fd_of(p);
   if (!pfd) return pfd.err();
   {

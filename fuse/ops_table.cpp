@@ -31,17 +31,17 @@ void call(fuse_req_t req, Args... args) {
     result.emplace((fs->*Member)(c, args...));
     audit.done(error_of(*result));
   } catch (const std::exception& e) {
-    common::log(common::LogLevel::error, std::string("request failed: ") + e.what());
+    common::log(common::LogLevel::error, std::string("request failed: ") + e.what(), audit.fields(EIO));
     return (void)fuse_reply_err(req, EIO);
   } catch (...) {
-    common::log(common::LogLevel::error, "request failed with an unknown exception");
+    common::log(common::LogLevel::error, "request failed with an unknown exception", audit.fields(EIO));
     return (void)fuse_reply_err(req, EIO);
   }
   // Answered exactly once: what the reply's own clean-up throws is logged, never answered again.
   try {
     fs->reply(req, c, std::move(*result));
   } catch (const std::exception& e) {
-    common::log(common::LogLevel::error, std::string("after a reply: ") + e.what());
+    common::log(common::LogLevel::error, std::string("after a reply: ") + e.what(), audit.fields(0));
   }
 }
 

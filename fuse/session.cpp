@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 #include "fuse/session.hpp"
 
+#include <spawn.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -34,12 +36,29 @@ std::string connection_of(const std::string& mountpoint) {
   }
   return n;
 }
+
+// A lazy unmount through the set-uid fusermount3, for a daemon that is not root (libfuse's
+// own, fuse_session_unmount, closes the session's fd, which the loop's workers still read).
+void unmount_with_fusermount(const std::string& mountpoint) {
+  std::vector<std::string> argv_s = {"fusermount3", "-u", "-q", "-z", "--", mountpoint};
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  if (::posix_spawnp(&pid, "fusermount3", nullptr, nullptr, argv.data(), environ) != 0) return;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+}
+
 }  // namespace
 
 Session::Session(Filesystem& fs, SessionOptions options) : fs_(fs), options_(std::move(options)) {
-  std::vector<std::string> argv_s = {
-      "portalfsd", "-o",
-      "allow_other,default_permissions,nosuid,nodev,fsname=portalfs,subtype=portalfs"};
+  // Not root: libfuse mounts through fusermount3, which allows allow_other only with
+  // user_allow_other in /etc/fuse.conf; a rootless mount serves its own user (privileges.hpp).
+  std::string mount_options = "default_permissions,nosuid,nodev,fsname=portalfs,subtype=portalfs";
+  if (fs_.privileges().allow_other) mount_options = "allow_other," + mount_options;
+  std::vector<std::string> argv_s = {"portalfsd", "-o", mount_options};
   if (options_.debug) argv_s.push_back("-d");
   std::vector<char*> argv;
   for (auto& s : argv_s) argv.push_back(s.data());
@@ -48,11 +67,15 @@ Session::Session(Filesystem& fs, SessionOptions options) : fs_(fs), options_(std
   se_ = fuse_session_new(&args, &ops, sizeof(ops), &fs_);
   fuse_opt_free_args(&args);
   if (!se_) throw std::runtime_error("cannot create the FUSE session");
+  // Not root, mount(2) refuses and libfuse mounts through the set-uid fusermount3.
   if (fuse_session_mount(se_, options_.mountpoint.c_str()) != 0) {
     fuse_session_destroy(se_);
     se_ = nullptr;
     throw std::runtime_error("cannot mount at " + options_.mountpoint +
-                             " (is /dev/fuse there, and are you root?)");
+                             (fs_.privileges().allow_other
+                                  ? " (is /dev/fuse there?)"
+                                  : " through fusermount3 as uid " + std::to_string(::geteuid()) +
+                                        " (see its line above; apt install fuse3)"));
   }
   mounted_ = true;
   fs_.session_io().install(se_);
@@ -89,7 +112,9 @@ void Session::stop() {
   fuse_session_exit(se_);
   // Wake the workers blocked in read(/dev/fuse): a lazy unmount ends the connection once
   // nothing uses the mount; libfuse then sees ENODEV and the loop returns.
-  if (mounted_) ::umount2(options_.mountpoint.c_str(), MNT_DETACH);
+  if (mounted_ && ::umount2(options_.mountpoint.c_str(), MNT_DETACH) != 0 && errno == EPERM) {
+    unmount_with_fusermount(options_.mountpoint);  // not root
+  }
 }
 
 

@@ -18,8 +18,8 @@ struct SessionOptions {
 
 class Session {
  public:
-  /// Mounts `fs` at options.mountpoint with allow_other, default_permissions, nosuid, nodev
-  /// (fsname "portalfs"). Throws std::runtime_error with a one-line reason.
+  /// Mounts `fs` at options.mountpoint with allow_other (as root: privileges.hpp),
+  /// default_permissions, nosuid, nodev (fsname "portalfs"); not root, through fusermount3. Throws std::runtime_error with a one-line reason.
   Session(Filesystem& fs, SessionOptions options);
   ~Session();  // unmounts
   Session(const Session&) = delete;

@@ -3,6 +3,7 @@
 // They are read-only (owned by root, Options::top_mode: 0500 or 0550), list what the
 // current Layout holds, and lead to the view roots. Their inodes live as long as the filesystem (a handful per app).
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <cstring>
 
@@ -38,7 +39,7 @@ struct stat Filesystem::synth_stat(const SynthInode& dir) const {
   st.st_ino = it != layout->dirs.end() ? it->second.ino : 1;
   st.st_mode = S_IFDIR | options_.top_mode;
   st.st_nlink = 2 + (it != layout->dirs.end() ? it->second.subdirs.size() : 0);
-  st.st_uid = 0;
+  st.st_uid = ::geteuid();  // root; a rootless daemon's own user (privileges.hpp)
   st.st_gid = options_.top_gid;
   st.st_blksize = 4096;
   return st;

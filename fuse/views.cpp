@@ -78,7 +78,8 @@ void open_trash(View& view, Trashes& trashes) {
     if (!fd) {
       common::log_once(common::LogLevel::error, "trash:" + view.spec.trash,
                        "share trash not usable, deletes through " + view.spec.backing + " delete for good: " + error +
-                           "; portalctl share set SHARE --trash off, then --trash D, makes it again");
+                           "; portalctl share set SHARE --trash off, then --trash D, makes it again",
+                       {view.spec.app, view.spec.dir_name, "unlink", fd.error()});
     }
   }
 }

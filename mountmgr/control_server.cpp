@@ -281,7 +281,8 @@ void ControlServer::check_peer(int fd) const {
   if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
     throw std::runtime_error("cannot read the peer's credentials: " + errno_text(errno));
   }
-  if (cred.uid == 0) return;
+  // Root, and the daemon's own user (a rootless portalfsd: README "Rootless").
+  if (cred.uid == 0 || cred.uid == ::geteuid()) return;
   if (admin_group_) {
     if (cred.gid == *admin_group_) return;
     for (gid_t g : peer_groups(fd, cred.pid)) {

@@ -114,6 +114,9 @@ po::options_description daemon_description() {
     ("request-timeout", po::value<std::string>()->value_name("SECONDS"),
      "the kernel ends the mount's connection when a request stays unanswered this long, rather "
      "than hang every caller forever (a portalfsd killed mid-request); 0: never (default 300)")
+    ("open-files-of", po::value<std::vector<std::string>>()->value_name("APP=N"),
+     "files app APP may hold open at once, instead of --open-files-per-app (repeat it, or "
+     "APP=N,APP=N, for more apps)")
     ("log-level", po::value<std::string>()->value_name("L"),
      "debug, info, warn or error (default info)")
     ("admin-group", po::value<std::string>()->value_name("G"),
@@ -149,7 +152,7 @@ po::options_description daemon_description() {
 std::string daemon_usage() {
   return "Usage: portalfsd [--storage-root DIR] [--mountpoint DIR] [--state-dir DIR]\n"
          "                 [--socket PATH] [--foreground] [--threads N] [--log-level L]\n"
-         "                 [--open-files-per-app N] [--request-timeout SECONDS]\n"
+         "                 [--open-files-per-app N] [--open-files-of APP=N ...] [--request-timeout SECONDS]\n"
          "                 [--admin-group G] [--recover-from-backup] [--no-passthrough]\n"
          "                 [--layout portalfs|freeshard] [--example] [--trash-purge-interval SECONDS]\n"
          "                 [--audit on|off] [--provenance on|off] [--events on|off] [--config FILE]\n\n"
@@ -1062,6 +1065,28 @@ DaemonOptions parse_daemon_options(const std::vector<std::string>& args, const C
     auto n = parse_number(text, 0, 65535);  // the protocol's field is 16 bits
     if (!n) in.bad("request-timeout", "expected 0 to 65535 seconds, got " + json_quoted(text));
     o.request_timeout = static_cast<uint16_t>(*n);
+  }
+  if (vm.count("open-files-of")) {
+    // Repeated on the command line, or a comma-separated list (one line in the config file).
+    std::vector<std::string> items;
+    for (const auto& value : vm["open-files-of"].as<std::vector<std::string>>()) {
+      if (value.empty()) items.emplace_back();
+      std::istringstream list(value);
+      for (std::string item; std::getline(list, item, ',');) {
+        const auto first = item.find_first_not_of(' ');
+        const auto last = item.find_last_not_of(' ');
+        items.push_back(first == std::string::npos ? "" : item.substr(first, last - first + 1));
+      }
+    }
+    for (const auto& text : items) {
+      const auto eq = text.find('=');
+      const std::string app = text.substr(0, eq);
+      auto n = eq == std::string::npos ? std::nullopt : parse_number(text.substr(eq + 1), 1, 1u << 30);
+      if (!n || policy::check_app_name(app)) {
+        in.bad("open-files-of", "expected APP=N (an app id and a positive number of files), got " + json_quoted(text));
+      }
+      o.open_files_of[app] = static_cast<size_t>(*n);
+    }
   }
   if (vm.count("log-level")) {
     const auto& text = vm["log-level"].as<std::string>();

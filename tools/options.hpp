@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -65,6 +66,8 @@ struct DaemonOptions {
   size_t open_files_per_app = 0;
   /// --request-timeout: fuse::Options::request_timeout (fuse/session_io.hpp says why).
   uint16_t request_timeout = 300;
+  /// Per app, instead of open_files_per_app (--open-files-of APP=N).
+  std::map<std::string, size_t> open_files_of{};
   common::LogLevel log_level = common::LogLevel::info;
   /// Members of this group (a name or a numeric gid) may use the control socket besides root;
   /// "" = root only. Turn it into a gid with resolve_group().

@@ -41,11 +41,24 @@ struct StartError {
 
 void check_environment(const portalfs::tools::DaemonOptions& o, std::optional<gid_t> admin_gid) {
   namespace fs = std::filesystem;
+  // Rootless (README "Rootless"): the default paths are root's (and one daemon's per machine),
+  // so an ordinary user names their own; nothing is guessed for them.
+  const portalfs::tools::DaemonOptions defaults;
+  if (::geteuid() != 0 &&
+      (o.storage_root == defaults.storage_root || o.state_dir == defaults.state_dir ||
+       o.mountpoint == defaults.mountpoint || o.socket == defaults.socket)) {
+    throw StartError{ExitCode::usage,
+                     "run as uid " + std::to_string(::geteuid()) +
+                         " (not root): give --storage-root, --state-dir, --mountpoint and --socket "
+                         "of your own (e.g. under ~/.local/share/portalfs and $XDG_RUNTIME_DIR/portalfs); "
+                         "the defaults are root's"};
+  }
   if (::access("/dev/fuse", R_OK | W_OK) != 0) {
-    throw StartError{ExitCode::runtime, "/dev/fuse is missing or not accessible (" +
-                                            std::string(std::strerror(errno)) +
-                                            "): load the fuse module (modprobe fuse) or give "
-                                            "the container --device /dev/fuse"};
+    throw StartError{ExitCode::runtime,
+                     "/dev/fuse is missing or not accessible (" + std::string(std::strerror(errno)) +
+                         (::geteuid() == 0 || errno == ENOENT
+                              ? "): load the fuse module (modprobe fuse) or give the container --device /dev/fuse"
+                              : "): ordinary users need it 0666, as udev's rule makes it (chmod 0666 /dev/fuse)")};
   }
   std::error_code ec;
   if (fs::exists(o.storage_root, ec) && !fs::is_directory(o.storage_root, ec)) {
@@ -188,6 +201,7 @@ int run(const portalfs::tools::DaemonOptions& o) {
   portalfs::fuse::Options fs_options;
   fs_options.fd_cache = fds.cache;
   fs_options.open_files_per_app = fds.per_app;
+  fs_options.open_files_of = o.open_files_of;
   fs_options.passthrough = o.passthrough;
   fs_options.request_timeout = o.request_timeout;
   fs_options.top_mode = admin_gid ? 0550 : 0500;
@@ -221,6 +235,10 @@ int run(const portalfs::tools::DaemonOptions& o) {
       fs, portalfs::fuse::SessionOptions{o.mountpoint, o.threads, o.log_level == log::LogLevel::debug});
   session->install_signal_handlers();
   log_fd_budget(fds);
+  for (const auto& [app, n] : o.open_files_of) {
+    log::log(log::LogLevel::info, "app " + app + " may hold " + std::to_string(n) + " files open");
+  }
+  for (const auto& line : fs.privileges().missing()) log::log(log::LogLevel::warn, "rootless: " + line);
   if (!o.foreground && ::daemon(0, 0) != 0) {
     throw StartError{ExitCode::runtime, std::string("cannot go to the background: ") + std::strerror(errno)};
   }

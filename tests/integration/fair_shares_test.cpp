@@ -96,5 +96,20 @@ TEST_F(FairShares, TheShareIsAnOption) {
   EXPECT_EQ(beta_held.size(), 10u);
 }
 
+// One app's share set apart from the others' (--open-files-of), in both views of the app.
+TEST_F(FairShares, TheShareIsConfigurablePerApp) {
+  ASSERT_NO_FATAL_FAILURE(start_limited({"--open-files-per-app", "10", "--open-files-of", "alpha=3"}));
+  EXPECT_THAT(read_file(dir_ / "daemon.log"), HasSubstr("app alpha may hold 3 files open"));
+  auto [held, err] = open_until_refused(view("alpha", "shared/pool"), 50);
+  EXPECT_EQ(err, EMFILE);
+  EXPECT_EQ(held.size(), 3u);
+  auto [more, err2] = open_until_refused(view("alpha", "data/data"), 5);
+  EXPECT_EQ(err2, EMFILE);
+  EXPECT_TRUE(more.empty());
+  auto [beta_held, beta_err] = open_until_refused(view("beta", "data/data"), 50);
+  EXPECT_EQ(beta_err, EMFILE);
+  EXPECT_EQ(beta_held.size(), 10u);
+}
+
 }  // namespace
 }  // namespace portalfs::testutil

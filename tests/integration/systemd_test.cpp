@@ -167,6 +167,43 @@ TEST_F(Systemd, LogsToTheJournalWithFieldsWhenItsStderrIsTheJournal) {
   EXPECT_THAT(read_file(dir_ / "daemon.log"), Not(HasSubstr("refusing a mount point")));
 }
 
+// A denial through a view (debug level) is an entry with the request's fields: a create in a
+// share the app may only read answers EROFS.
+TEST_F(Systemd, DenialsReachTheJournalWithAppViewOpAndErrno) {
+  const std::string journal_dir = dir_ / "journal";
+  std::filesystem::create_directories(journal_dir);
+  DatagramListener journal(journal_dir + "/socket");
+  write_file(dir_ / "app.json",
+             R"({"name": "beta", "data_dirs": ["/data"],
+                 "shared_dirs": [{"name": "music", "path": "/music", "access": "read"}]})");
+  extra_daemon_args_ = {"--log-level", "debug"};
+  std::string daemon_cmd;
+  for (const auto& a : daemon_argv()) daemon_cmd += "'" + a + "' ";
+  const std::string ctl = "'" + program("portalctl") + "' --socket '" + sock() + "'";
+  const std::string script =
+      "set -e\n"
+      "mount -t tmpfs tmpfs /run/systemd\n"
+      "mkdir /run/systemd/journal\n"
+      "mount --bind '" + journal_dir + "' /run/systemd/journal\n"
+      "export JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2)\n" +
+      daemon_cmd + "& pid=$!\n"
+      "i=0; until " + ctl + " status >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 100 ]; sleep 0.1; done\n" +
+      ctl + " share create music >/dev/null\n" +
+      ctl + " app install '" + (dir_ / "app.json") + "' >/dev/null\n"
+      "touch '" + mnt() + "/apps/beta/shared/music/x' 2>/dev/null && exit 3\n"
+      "kill -TERM $pid; wait $pid\n";
+  Child shell({"/usr/bin/unshare", "--mount", "/bin/sh", "-c", script}, dir_ / "daemon.log");
+  ASSERT_EQ(shell.wait(60s), 0) << read_file(dir_ / "daemon.log");
+
+  auto got = journal.until("MESSAGE=denied: create in beta's view shared/music: EROFS", 5s);
+  ASSERT_FALSE(got.empty());
+  const std::string& entry = got.back();
+  for (const std::string field : {"PRIORITY=7", "SYSLOG_IDENTIFIER=portalfsd", "APP=beta", "VIEW=music",
+                                  "OP=create", "ERRNO=30"}) {
+    EXPECT_THAT(entry, HasSubstr("\n" + field + "\n")) << entry;
+  }
+}
+
 // packaging/portalfsd.service, with ExecStart pointing at this build's portalfsd (verify wants
 // the program to exist): systemd-analyze verify has nothing to say. Man pages are checked by
 // the package test, once installed.

@@ -2,7 +2,8 @@
 // The Debian package (#15), as an operator uses it: scripts/package builds it, lintian finds no
 // error, dpkg -i installs it into this machine, the daemon starts as the unit's ExecStart line
 // starts it (its config file edited to the test's directories), the example app installs and
-// serves, and dpkg -r removes the programs while the data stays. Whatever happens, the test
+// serves, an install of the package again (an upgrade) keeps config, state and data, and
+// dpkg -r removes the programs while the data stays. Whatever happens, the test
 // stops its daemon and purges the package.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -113,6 +114,18 @@ TEST_F(Package, InstallsRunsAsTheUnitWouldAndRemovalKeepsTheData) {
   r = run_command({"/usr/sbin/portalctl", "doctor", "--config", kConfig});
   EXPECT_THAT(r.out, HasSubstr("PASS daemon: portalfsd answers on " + sock() + "\n"));
   EXPECT_THAT(r.out, HasSubstr("PASS state: " + (dir_ / "state/state.json") + " is good\n"));
+  ASSERT_EQ(daemon_->stop(SIGTERM), 0);
+
+  // An upgrade installs the newer .deb over the old one (here the same one again): the
+  // operator's config, the state and the data stay, and the daemon serves them again.
+  r = run_command({"/usr/bin/dpkg", "-i", deb}, 120s);
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_THAT(read_file(kConfig), HasSubstr("storage-root = " + storage() + "\n"));
+  daemon_ = std::make_unique<Child>(exec_start(), dir_ / "daemon.log");
+  ASSERT_TRUE(wait_until([&] { return installed_ctl({"status"}).code == 0; }, 10s)) << read_file(dir_ / "daemon.log");
+  r = installed_ctl({"app", "list"});
+  EXPECT_THAT(r.out, HasSubstr("notes")) << r.err;
+  EXPECT_EQ(read_file(mnt() + "/apps/notes/data/data/hello.txt"), "kept\n");
   ASSERT_EQ(daemon_->stop(SIGTERM), 0);
 
   r = run_command({"/usr/bin/dpkg", "-r", "portalfs"}, 120s);

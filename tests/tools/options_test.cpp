@@ -210,6 +210,17 @@ TEST(DaemonOptions, OpenFilesPerApp) {
   EXPECT_EQ(config_error({}, "open-files-per-app = lots\n"),
             "portalfsd: " + std::string(kDefaultConfig) +
                 ":1: open-files-per-app: expected a positive number of files, got \"lots\"; see portalfsd --help");
+  // Per app (--open-files-of APP=N, repeated or APP=N,APP=N; the config file's one line a list).
+  const auto per_app = parse_daemon_options(Args{"--open-files-of", "alpha=3", "--open-files-of", "beta=70"});
+  EXPECT_EQ(per_app.open_files_of, (std::map<std::string, size_t>{{"alpha", 3}, {"beta", 70}}));
+  EXPECT_EQ(parse_daemon_options(Args{}, files({{kDefaultConfig, "open-files-of = alpha=3, beta=70\n"}}))
+                .open_files_of,
+            (std::map<std::string, size_t>{{"alpha", 3}, {"beta", 70}}));
+  for (const std::string bad : {"alpha", "alpha=0", "alpha=x", "Bad_App=3", "=3", ""}) {
+    EXPECT_EQ(daemon_error({"--open-files-of", bad}),
+              "portalfsd: --open-files-of: expected APP=N (an app id and a positive number of files), got \"" +
+                  bad + "\"; see portalfsd --help");
+  }
 }
 
 TEST(DaemonConfig, ABadLineIsNamedByFileAndLine) {
