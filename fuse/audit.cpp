@@ -8,8 +8,11 @@
 //  - a denial: EACCES, EPERM or EROFS, with the op and the errno;
 //  - a change: a successful op of kChanges, or a handle that wrote, at its flush or release
 //    ("write-close").
+//  - a read, in a view whose grant asks for it (ViewSpec::audit_reads): an open that can read
+//    ("open-read", one per open, not per read) and a directory listing ("readdir", one per
+//    listing from its start), noted by the op (note_read). Other views pay one branch.
 // The worker pays for the path (one readlink of the inode's cached O_PATH fd) and a queue
-// push; formatting and writing are the AuditLog thread's. Reads are not recorded.
+// push; formatting and writing are the AuditLog thread's.
 //
 // Paths are relative to the view's root, as the app sees them below its mount. The inode
 // table keeps no names (inodes are file handles), so the kernel's own name of the O_PATH fd
@@ -172,6 +175,12 @@ void Filesystem::audit_outcome(const AuditNote& note, int err) {
   if (!denied) r.detail = note.detail;
   audit_->post(std::move(r));
 }
+
+void Filesystem::note_read(const char* what) {
+  if (current_note) current_note->change = what;
+}
+
+bool Filesystem::audited() { return current_note != nullptr; }
 
 void Filesystem::note_setattr(int to_set, const struct stat& attr) {
   if (!current_note) return;

@@ -3,6 +3,9 @@
 
 #include <unistd.h>
 
+#include <future>
+#include <memory>
+
 #include "common/log.hpp"
 
 namespace portalfs::fuse {
@@ -54,6 +57,24 @@ bool Notifier::post(Item item) {
 }
 
 void Notifier::inval_inode(fuse_ino_t ino, off_t off, off_t len) { post(Item{ino, off, len, {}, {}}); }
+
+bool Notifier::inval_inode_wait(fuse_ino_t ino, off_t off, off_t len, std::chrono::milliseconds patience) {
+  auto sent = std::make_shared<std::promise<void>>();
+  std::future<void> done = sent->get_future();
+  if (!run_later([this, ino, off, len, sent] {
+        fuse_lowlevel_notify_inval_inode(se_, ino, off, len);
+        sent->set_value();
+      })) {
+    return false;
+  }
+  if (done.wait_for(patience) != std::future_status::ready) return false;
+  try {
+    done.get();
+    return true;
+  } catch (const std::future_error&) {  // dropped unsent: stop() clears the queue
+    return false;
+  }
+}
 
 void Notifier::inval_entry(fuse_ino_t parent, std::string name) {
   post(Item{parent, 0, 0, std::move(name), {}});

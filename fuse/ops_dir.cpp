@@ -4,9 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <vector>
 
+#include "common/log.hpp"
 #include "fuse/attr.hpp"
 #include "fuse/filesystem_internal.hpp"
 
@@ -101,6 +103,9 @@ Result<Bytes> Filesystem::readdir(Call&, fuse_ino_t ino, size_t size, off_t off,
     return Bytes{std::move(buf)};
   }
 
+  // A view that audits reads records each listing, at its start (a rewind starts another).
+  const bool audit_reads = n->view->spec.audit_reads && audited();
+  if (audit_reads && off == 0) note_read("readdir");
   auto fd = fd_of(*n);
   if (!fd) return fd.err();
   int dfd = ::openat(proc_fd_.get(), fd_name(fd->get()).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -157,8 +162,25 @@ Result<Bytes> Filesystem::readdir(Call&, fuse_ino_t ino, size_t size, off_t off,
     used += want;
   }
   if (err != 0 && used == 0) return Errno{err};
+  if (audit_reads && used == 0) forget_listing(ino);  // the end: every entry is cached by now
   buf.resize(used);
   return Bytes{std::move(buf)};
+}
+
+void Filesystem::forget_listing(fuse_ino_t ino) {
+  // The kernel caches a listing in the directory's pages and serves it again with no request
+  // (above), so the next listing would not be recorded. Once the kernel asks past the last
+  // entry, every entry it got is in those pages: dropping them before answering makes it ask
+  // again next time (it finds the pages gone, and starts afresh at offset 0). The
+  // notifier drops them, as a worker must not wait for page locks; this one waits for it a
+  // moment, and if that is not enough (the notifier is busy or blocked), answers anyway: the
+  // next listing may then be served from the cache, unrecorded.
+  constexpr std::chrono::milliseconds kPatience{200};
+  if (!notifier_.inval_inode_wait(ino, 0, 0, kPatience)) {
+    common::log_once(common::LogLevel::warn, "audit-reads-listing",
+                     "a directory listing in a view that audits reads was answered before its cached "
+                     "copy was dropped: the next listing of it may go unrecorded");
+  }
 }
 
 Result<void> Filesystem::fsyncdir(Call&, fuse_ino_t ino, int datasync, fuse_file_info*) {
