@@ -16,12 +16,16 @@
 //
 // Paths are relative to the view's root, as the app sees them below its mount. The inode
 // table keeps no names (inodes are file handles), so the kernel's own name of the O_PATH fd
-// is used: a file removed meanwhile reads "... (deleted)", as /proc shows it.
+// is used. For a file removed meanwhile (written through a handle still open, then closed)
+// that is the path it had when it was removed, which /proc shows with " (deleted)" after it:
+// the record names that path, as it names the removal before.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <climits>
 #include <cstring>
+#include <string_view>
 
 #include "common/audit.hpp"
 #include "fuse/filesystem_internal.hpp"
@@ -144,7 +148,13 @@ std::string Filesystem::view_path(const View& view, Inode* inode, const char* na
   if (inode && view.root) {
     auto fd = table_.fd(inode, view.root->get());
     if (fd) {
-      const std::string full = read_link(proc_fd_.get(), fd_name(fd->get()).c_str());
+      std::string full = read_link(proc_fd_.get(), fd_name(fd->get()).c_str());
+      // One fstat, only for a name that ends so: a file may be called "x (deleted)".
+      constexpr std::string_view kDeleted = " (deleted)";
+      struct stat st {};
+      if (full.ends_with(kDeleted) && ::fstat(fd->get(), &st) == 0 && st.st_nlink == 0) {
+        full.resize(full.size() - kDeleted.size());
+      }
       // The backing path as configured is what the kernel shows, unless a symlink leads
       // there (a storage root reached through one): then the root's own name tells.
       path = below(full, view.spec.backing);

@@ -129,6 +129,24 @@ TEST_F(Audit, AScriptedSequenceGivesExactlyTheExpectedRecords) {
   EXPECT_EQ(records("beta", beta.size()), beta);
 }
 
+// A file removed while open, then closed: its write-close names the path it had, not the
+// kernel's "/gone.txt (deleted)".
+TEST_F(Audit, AFileRemovedWhileOpenKeepsItsPath) {
+  const int fd = ::open(view("alpha", "gone.txt").c_str(), O_WRONLY | O_CREAT, 0644);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(::write(fd, "x", 1), 1);
+  ASSERT_EQ(::unlink(view("alpha", "gone.txt").c_str()), 0) << std::strerror(errno);
+  ASSERT_EQ(::close(fd), 0);
+  EXPECT_THAT(records("alpha", 6),
+              ::testing::ElementsAre(
+                  R"({"app":"alpha","detail":"version 1","op":"app.install","result":"ok"})",
+                  R"({"app":"alpha","detail":"read-write","op":"grant","result":"ok","view":"data/data"})",
+                  R"({"app":"alpha","detail":"read-write","op":"grant","result":"ok","view":"shared/music"})",
+                  R"({"app":"alpha","op":"create","path":"/gone.txt","result":"ok","view":"shared/music"})",
+                  R"({"app":"alpha","op":"unlink","path":"/gone.txt","result":"ok","view":"shared/music"})",
+                  R"({"app":"alpha","op":"write-close","path":"/gone.txt","result":"ok","view":"shared/music"})"));
+}
+
 TEST_F(Audit, GrantAndShareChangesAreRecorded) {
   ASSERT_EQ(ctl({"grant", "beta", "music", "read-write", "--path", "/music"}).code, 0);
   ASSERT_EQ(ctl({"revoke", "alpha", "music"}).code, 0);
