@@ -22,7 +22,8 @@ using policy::Op;
 // (FOPEN_CACHE_DIR and FOPEN_KEEP_CACHE are its defaults without opendir). A listing is read from the daemon once
 // and again only after the directory changed: through this view (the kernel knows), through
 // another view (inval_entry on the parent), on the host (a new mtime, seen when the
-// attributes are next fetched), or a grant changed (set_views drops the pages). Each READDIR
+// attributes are next fetched), or a grant changed (set_views drops the pages); in a view that
+// audits reads, after every listing (forget_listing: each one is recorded). Each READDIR
 // request opens the directory, seeks to the kernel's offset (a d_off cookie of the backing
 // file system, valid in any open of the directory) and closes it again.
 
