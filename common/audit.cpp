@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 #include <ctime>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -146,6 +147,12 @@ void AuditLog::run() {
     });
     if (queue_.empty() && dropped_.empty()) {
       if (stopping_) break;  // everything written
+      // A quiet period: hold no fd until the next record.
+      lock.unlock();
+      for (auto& [name, file] : files_) {
+        if (file.fd >= 0) ::close(std::exchange(file.fd, -1));
+      }
+      lock.lock();
       continue;
     }
     batch.swap(queue_);
@@ -216,7 +223,20 @@ void AuditLog::write_batch(std::vector<AuditRecord>& batch, std::map<std::string
     r.detail = std::to_string(count) + " record(s) dropped: the audit queue was full";
     add_line(app, audit_line(r));
   }
-  for (auto& [name, file] : files_) write_pending(file);
+  // Write, and keep open only the files of apps that are busy: with hundreds of apps, one fd
+  // each would be a daemon fd per app for good (the fd budget counts none of them).
+  constexpr size_t kKeptOpen = 16;
+  size_t open = 0;
+  for (auto& [name, file] : files_) open += file.fd >= 0;
+  for (auto& [name, file] : files_) {
+    const bool written = !file.pending.empty();
+    write_pending(file);
+    if (!written && open > kKeptOpen && file.fd >= 0) {
+      ::close(file.fd);
+      file.fd = -1;
+      --open;
+    }
+  }
 }
 
 AuditLog::File& AuditLog::open_file(const std::string& name) {

@@ -79,14 +79,28 @@ constexpr size_t kMaxQueued = 65536;
 bool Filesystem::post(Event e) {
   if (queued_.fetch_add(1, std::memory_order_relaxed) >= kMaxQueued) {
     queued_.fetch_sub(1, std::memory_order_relaxed);
+    lost_.store(true, std::memory_order_relaxed);
     common::log_once(common::LogLevel::warn, "events:full",
                      "too many changes at once: watchers in other views miss some events "
                      "(the views still see every change)");
     return false;
   }
   if (notifier_.run_later([this, e = std::move(e)] {
-        queued_.fetch_sub(1, std::memory_order_relaxed);
+        // Counted until raised: the echo holds the sibling's directory open meanwhile, and
+        // `status` (events_queued) must not say 0 while it does (scripts/load drops the
+        // kernel's caches once it says 0, and counts what is left as leaked).
+        struct Done {
+          std::atomic<size_t>& n;
+          ~Done() { n.fetch_sub(1, std::memory_order_relaxed); }
+        } done{queued_};
         raise(e);
+        // Among the events dropped while the queue was full may be a writer's close: its
+        // file's echo fd (echo_open_) would stay open, and keep the sibling's file known to the
+        // kernel, for good. The last queued echo closes them all (each raises its close-write).
+        if (lost_.load(std::memory_order_relaxed) && queued_.load(std::memory_order_relaxed) == 1) {
+          lost_.store(false, std::memory_order_relaxed);
+          end_echoes();
+        }
       })) {
     return true;
   }
@@ -363,7 +377,7 @@ void Filesystem::host_changed(HostChange& c) {
       e.from = all_views(st.st_dev, st.st_ino);
       const off_t off = c.kind == HostChange::attrib ? -1 : 0;
       for (const auto& s : table_.inodes_of(st.st_dev, st.st_ino, kNoView)) {
-        notifier_.inval_inode(reinterpret_cast<fuse_ino_t>(s.inode), off, 0);
+        notifier_.inval_inode({reinterpret_cast<fuse_ino_t>(s.inode), s.generation, st.st_dev, st.st_ino}, off, 0);
       }
       break;
     }
@@ -374,7 +388,7 @@ void Filesystem::host_changed(HostChange& c) {
   for (const auto& [dev, ino] : {std::pair{c.dev, c.ino}, std::pair{c.to_dev, c.to_ino}}) {
     if (!ino || e.kind == Event::modified_once || e.kind == Event::closed || e.kind == Event::attrib) continue;
     for (const auto& s : table_.inodes_of(dev, ino, kNoView)) {
-      notifier_.inval_inode(reinterpret_cast<fuse_ino_t>(s.inode), -1, 0);
+      notifier_.inval_inode({reinterpret_cast<fuse_ino_t>(s.inode), s.generation, dev, ino}, -1, 0);
     }
   }
   post(std::move(e));

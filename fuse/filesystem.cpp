@@ -21,7 +21,7 @@ using common::Result;
 static_assert(sizeof(fuse_ino_t) >= sizeof(void*), "an Inode* must fit in a fuse_ino_t");
 
 Filesystem::Filesystem(Options options)
-    : options_(options), table_(options.fd_cache), io_(options.passthrough) {
+    : options_(options), table_(options.fd_cache), io_(options.passthrough, options.request_timeout) {
   proc_fd_.reset(::open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!proc_fd_) throw std::runtime_error(std::string("cannot open /proc/self/fd: ") + std::strerror(errno));
   root_ = synth_inode("");
@@ -277,15 +277,17 @@ void Filesystem::init(fuse_conn_info* conn) {
 Filesystem::Siblings Filesystem::siblings_of(const Inode* inode) {
   Siblings out;
   if (!InodeTable::has_siblings(inode)) return out;  // the common case: no lock taken
-  for (const auto& s : table_.siblings(inode)) out.push_back(reinterpret_cast<fuse_ino_t>(s.inode));
+  for (const auto& s : table_.siblings(inode)) {
+    out.push_back({reinterpret_cast<fuse_ino_t>(s.inode), s.generation, inode->dev, inode->ino});
+  }
   return out;
 }
 
 void Filesystem::send_after(Call& call) noexcept {
   try {
     for (auto& i : call.after) {
-      if (i.name.empty()) notifier_.inval_inode(i.ino, i.off, i.len);
-      else notifier_.inval_entry(i.ino, std::move(i.name));
+      if (i.name.empty()) notifier_.inval_inode(i.node, i.off, i.len);
+      else notifier_.inval_entry(i.node, std::move(i.name));
     }
   } catch (const std::exception& e) {  // out of memory: the siblings see it at their timeout
     common::log(common::LogLevel::error, std::string("invalidation lost: ") + e.what());
@@ -305,7 +307,12 @@ double Filesystem::attr_timeout(const View& view, const Inode* inode) const {
 void Filesystem::attach_session(fuse_session* se, std::string mountpoint) {
   se_.store(se);
   mountpoint_ = std::move(mountpoint);
-  notifier_.start(se, [this] { end_echoes(); });
+  notifier_.start(
+      se,
+      [this](const NodeRef& n) {
+        return table_.live(reinterpret_cast<const Inode*>(n.ino), n.generation, n.dev, n.backing);
+      },
+      [this] { end_echoes(); });
   // Its one fd, opened now (through the mount, once the loop serves), not in the middle of use.
   if (options_.events) notifier_.run_later([this] { open_echo_mount(); });
   if (options_.events && !mountpoint_.empty()) {

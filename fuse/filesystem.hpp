@@ -68,6 +68,7 @@ struct Options {
   bool events = true;           // raise change events in sibling views (events.cpp)
   size_t fd_cache = 8192;       // O_PATH fds kept open at most (the rest re-open by handle)
   bool passthrough = true;      // files of data views pass through if the kernel can (passthrough.hpp)
+  uint16_t request_timeout = 0;  // seconds before the kernel ends a connection that hangs (session_io.hpp)
   // The directories above the views (/, apps/, apps/<app>/, apps/<app>/<kind>/) are root's,
   // with this mode and group: on the host only root (and an admin group given 0750) may go
   // through them to any app's files (0500 root only, 0550 with the admin group). A container
@@ -164,19 +165,19 @@ struct Call {
   gid_t gid = 0;
   bool echo = false;  // made by the notifier to raise an Event (events.cpp): answer, change nothing
   struct Inval {
-    fuse_ino_t ino;
+    NodeRef node;
     off_t off = -1, len = 0;  // data from off (len 0: to the end); off -1: attributes only
     std::string name;         // non-empty: the entry `name` in the directory `ino`
   };
   std::vector<Inval> after;
 
-  void entry_changed(const std::vector<fuse_ino_t>& parents, const char* name) {
-    for (fuse_ino_t p : parents) after.push_back({p, -1, 0, name});
+  void entry_changed(const std::vector<NodeRef>& parents, const char* name) {
+    for (const NodeRef& p : parents) after.push_back({p, -1, 0, name});
   }
-  void data_changed(const std::vector<fuse_ino_t>& inodes, off_t off, off_t len) {
-    for (fuse_ino_t i : inodes) after.push_back({i, off, len, {}});
+  void data_changed(const std::vector<NodeRef>& inodes, off_t off, off_t len) {
+    for (const NodeRef& i : inodes) after.push_back({i, off, len, {}});
   }
-  void attr_changed(const std::vector<fuse_ino_t>& inodes) { data_changed(inodes, -1, 0); }
+  void attr_changed(const std::vector<NodeRef>& inodes) { data_changed(inodes, -1, 0); }
 };
 
 // What ops answer besides an errno, an entry (fuse_entry_param) and a statvfs.
@@ -257,7 +258,7 @@ class Filesystem {
   struct Stats {
     size_t inodes, cached_fds, fd_cache_capacity, views;
     size_t passthrough_files;  // inodes open with a backing file in the kernel
-    size_t events_queued;      // change events waiting to be raised in other views (events.cpp)
+    size_t events_queued;      // change events waiting for or being raised in other views (events.cpp)
   };
   Stats stats();
 
@@ -481,8 +482,8 @@ class Filesystem {
   /// Whether the current request is audited (the audit is on, and it is not an echo).
   static bool audited();
   /// At the end of a listing in a view that audits reads: drops the kernel's cached listing
-  /// of the directory `ino`, so that the next one comes here too (ops_dir.cpp).
-  void forget_listing(fuse_ino_t ino);
+  /// of the directory `dir`, so that the next one comes here too (ops_dir.cpp).
+  void forget_listing(const Inode* dir);
   /// `name` in (or, without a name, the node) `inode` of `view`, as a path below its root.
   std::string view_path(const View& view, Inode* inode, const char* name);
   void audit_outcome(const AuditNote& note, int err);
@@ -495,7 +496,7 @@ class Filesystem {
   std::vector<DirEntry> synth_listing(const SynthInode& dir);
 
   // Coherence: the other views' inodes of the same backing file (see Call).
-  using Siblings = std::vector<fuse_ino_t>;
+  using Siblings = std::vector<NodeRef>;
   Siblings siblings_of(const Inode* inode);
   /// Queues what `call` collected for the notifier (after the reply).
   void send_after(Call& call) noexcept;
@@ -526,7 +527,8 @@ class Filesystem {
   // sibling yet (it appears with the created echo). fresh_n_: its size, read without the lock.
   std::unordered_set<const Inode*> fresh_;
   std::atomic<size_t> fresh_n_{0};
-  std::atomic<size_t> queued_{0};  // echoes waiting for the notifier
+  std::atomic<size_t> queued_{0};  // echoes waiting for the notifier or running
+  std::atomic<bool> lost_{false};  // some were dropped (queue full) since the queue was last empty
   std::string mountpoint_;
   common::UniqueFd echo_mount_;
   std::unordered_map<fuse_ino_t, common::UniqueFd> echo_open_;  // written files: see modified

@@ -259,6 +259,18 @@ std::vector<InodeTable::Sibling> InodeTable::inodes_of(dev_t dev, ino_t ino, Vie
   return out;
 }
 
+bool InodeTable::live(const Inode* inode, uint32_t generation, dev_t dev, ino_t ino) {
+  std::lock_guard lock(table_mutex_);
+  auto it = by_backing_.find(BackingKey{dev, ino});
+  if (it == by_backing_.end()) return false;
+  Inode* i = it->second;
+  do {
+    if (i == inode) return i->generation == generation;
+    i = i->next_sibling;
+  } while (i != it->second);
+  return false;
+}
+
 std::vector<Inode*> InodeTable::inodes_of(ViewId view) {
   std::vector<Inode*> out;
   std::lock_guard lock(table_mutex_);

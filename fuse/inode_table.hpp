@@ -128,6 +128,9 @@ class InodeTable {
   std::vector<Sibling> siblings(const Inode* inode);
   /// The inodes of backing file (dev, ino) in the views other than `except`.
   std::vector<Sibling> inodes_of(dev_t dev, ino_t ino, ViewId except);
+  /// Whether `inode` (an address that may be freed: never read through) is still in the table
+  /// with `generation`, as an inode of backing file (dev, ino).
+  bool live(const Inode* inode, uint32_t generation, dev_t dev, ino_t ino);
   static bool has_siblings(const Inode* inode) {
     return inode->next_sibling.load(std::memory_order_relaxed) != inode;
   }

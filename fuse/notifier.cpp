@@ -22,12 +22,13 @@ void Notifier::stop_waiting() {
   }
 }
 
-void Notifier::start(fuse_session* se, std::function<void()> at_exit) {
+void Notifier::start(fuse_session* se, Live live, std::function<void()> at_exit) {
   stop_waiting();
   std::lock_guard lock(mutex_);
   queue_.clear();
   se_ = se;
   exited_ = false;
+  live_ = std::move(live);
   at_exit_ = std::move(at_exit);
   stopping_ = false;
   thread_ = std::thread([this] { run(); });
@@ -56,13 +57,14 @@ bool Notifier::post(Item item) {
   return true;
 }
 
-void Notifier::inval_inode(fuse_ino_t ino, off_t off, off_t len) { post(Item{ino, off, len, {}, {}}); }
+void Notifier::inval_inode(const NodeRef& node, off_t off, off_t len) { post(Item{node, off, len, {}, {}}); }
 
-bool Notifier::inval_inode_wait(fuse_ino_t ino, off_t off, off_t len, std::chrono::milliseconds patience) {
+bool Notifier::inval_inode_wait(const NodeRef& node, off_t off, off_t len, std::chrono::milliseconds patience) {
   auto sent = std::make_shared<std::promise<void>>();
   std::future<void> done = sent->get_future();
-  if (!run_later([this, ino, off, len, sent] {
-        fuse_lowlevel_notify_inval_inode(se_, ino, off, len);
+  if (!run_later([this, node, off, len, sent] {
+        // As run() does for the queued ones: a node forgotten since is left alone.
+        if (!live_ || live_(node)) fuse_lowlevel_notify_inval_inode(se_, node.ino, off, len);
         sent->set_value();
       })) {
     return false;
@@ -76,11 +78,11 @@ bool Notifier::inval_inode_wait(fuse_ino_t ino, off_t off, off_t len, std::chron
   }
 }
 
-void Notifier::inval_entry(fuse_ino_t parent, std::string name) {
+void Notifier::inval_entry(const NodeRef& parent, std::string name) {
   post(Item{parent, 0, 0, std::move(name), {}});
 }
 
-bool Notifier::run_later(std::function<void()> work) { return post(Item{0, 0, 0, {}, std::move(work)}); }
+bool Notifier::run_later(std::function<void()> work) { return post(Item{{}, 0, 0, {}, std::move(work)}); }
 
 bool Notifier::wait_idle(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
@@ -106,11 +108,13 @@ void Notifier::run() {
       } catch (const std::exception& e) {
         common::log(common::LogLevel::error, std::string("notifier: ") + e.what());
       }
+    } else if (live_ && !live_(item.node)) {
+      // forgotten since: nothing to invalidate, and its node id may name another inode now
     } else if (item.name.empty()) {
-      fuse_lowlevel_notify_inval_inode(se, item.ino, item.off, item.len);
+      fuse_lowlevel_notify_inval_inode(se, item.node.ino, item.off, item.len);
     } else {
-      fuse_lowlevel_notify_inval_entry(se, item.ino, item.name.c_str(), item.name.size());
-      fuse_lowlevel_notify_inval_inode(se, item.ino, -1, 0);  // its mtime and size changed
+      fuse_lowlevel_notify_inval_entry(se, item.node.ino, item.name.c_str(), item.name.size());
+      fuse_lowlevel_notify_inval_inode(se, item.node.ino, -1, 0);  // its mtime and size changed
     }
     lock.lock();
     busy_ = false;

@@ -10,8 +10,12 @@
 // invalidation after their reply and go back to serving; this one thread may block, and is
 // released as soon as a worker answers the request that holds the lock.
 //
-// Invalidations carry inode numbers only: one the kernel forgot in the meantime is answered
-// with ENOENT and ignored.
+// Invalidations name an inode by its node id, which is the daemon's Inode address, and by
+// what tells whether that address still names the same inode when the invalidation goes out:
+// the kernel may forget the inode meanwhile and the address be reused for another one (a file
+// where a directory was: the kernel then answers ENOTDIR, and libfuse logs it). The `live`
+// check given to start() skips those; one the kernel forgets between the check and the send
+// is answered with ENOENT and ignored.
 
 #include "fuse/fuse_api.hpp"
 
@@ -29,6 +33,15 @@
 
 namespace portalfs::fuse {
 
+/// An inode as an invalidation names it: its node id, and its generation and backing file
+/// (the key under which the inode table finds it), for the `live` check.
+struct NodeRef {
+  fuse_ino_t ino = 0;
+  uint32_t generation = 0;
+  dev_t dev = 0;
+  ino_t backing = 0;
+};
+
 class Notifier {
  public:
   Notifier() = default;
@@ -39,8 +52,10 @@ class Notifier {
 
   /// Starts sending to `se` (a thread), stopping a running one first (waiting as long as it
   /// takes). Invalidations queued before are dropped.
+  /// `live` tells whether a NodeRef still names its inode (none: always).
   /// `at_exit` runs on the thread before it ends (while the mount still answers).
-  void start(fuse_session* se, std::function<void()> at_exit = {});
+  using Live = std::function<bool(const NodeRef&)>;
+  void start(fuse_session* se, Live live = {}, std::function<void()> at_exit = {});
   /// Drops what is queued, stops taking more and joins the thread once the invalidation being
   /// sent is done. Returns false if that one is still blocked after `patience`: it waits for a
   /// lock held by a request nobody serves any more (the loop ended with the mount in use).
@@ -48,15 +63,15 @@ class Notifier {
   bool stop(std::chrono::milliseconds patience = std::chrono::milliseconds(2000));
 
   /// Attributes (off = -1) or data from `off` (len 0: to the end) of `ino`.
-  void inval_inode(fuse_ino_t ino, off_t off, off_t len);
+  void inval_inode(const NodeRef& node, off_t off, off_t len);
   /// inval_inode(), then waits until it was sent, for `patience` at most: false if it was not
   /// (not running, or still queued behind others, or blocked in the kernel). For a worker
   /// whose answer must come after the invalidation, yet which may not wait for the kernel's
   /// locks for long (above): at worst it answers `patience` late, and the invalidation
   /// follows.
-  bool inval_inode_wait(fuse_ino_t ino, off_t off, off_t len, std::chrono::milliseconds patience);
+  bool inval_inode_wait(const NodeRef& node, off_t off, off_t len, std::chrono::milliseconds patience);
   /// The name `name` in the directory `parent` (and the directory's attributes).
-  void inval_entry(fuse_ino_t parent, std::string name);
+  void inval_entry(const NodeRef& parent, std::string name);
 
   /// Runs `work` on this thread, in order with the invalidations (events.cpp: the echoes that
   /// raise inotify events in sibling views are syscalls into the mount, which may block).
@@ -70,7 +85,7 @@ class Notifier {
 
  private:
   struct Item {
-    fuse_ino_t ino;
+    NodeRef node;
     off_t off, len;
     std::string name;  // non-empty: an entry
     std::function<void()> work;  // set: run it instead
@@ -87,6 +102,7 @@ class Notifier {
   bool stopping_ = false, busy_ = false;
   bool exited_ = true;  // run() has ended (or never started)
   std::thread thread_;
+  Live live_;
   std::function<void()> at_exit_;
   std::atomic<pid_t> tid_{0};
 };

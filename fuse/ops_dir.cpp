@@ -163,12 +163,12 @@ Result<Bytes> Filesystem::readdir(Call&, fuse_ino_t ino, size_t size, off_t off,
     used += want;
   }
   if (err != 0 && used == 0) return Errno{err};
-  if (audit_reads && used == 0) forget_listing(ino);  // the end: every entry is cached by now
+  if (audit_reads && used == 0) forget_listing(n->inode);  // the end: every entry is cached by now
   buf.resize(used);
   return Bytes{std::move(buf)};
 }
 
-void Filesystem::forget_listing(fuse_ino_t ino) {
+void Filesystem::forget_listing(const Inode* dir) {
   // The kernel caches a listing in the directory's pages and serves it again with no request
   // (above), so the next listing would not be recorded. Once the kernel asks past the last
   // entry, every entry it got is in those pages: dropping them before answering makes it ask
@@ -177,7 +177,8 @@ void Filesystem::forget_listing(fuse_ino_t ino) {
   // moment, and if that is not enough (the notifier is busy or blocked), answers anyway: the
   // next listing may then be served from the cache, unrecorded.
   constexpr std::chrono::milliseconds kPatience{200};
-  if (!notifier_.inval_inode_wait(ino, 0, 0, kPatience)) {
+  const NodeRef ref{reinterpret_cast<fuse_ino_t>(dir), dir->generation, dir->dev, dir->ino};
+  if (!notifier_.inval_inode_wait(ref, 0, 0, kPatience)) {
     common::log_once(common::LogLevel::warn, "audit-reads-listing",
                      "a directory listing in a view that audits reads was answered before its cached "
                      "copy was dropped: the next listing of it may go unrecorded");

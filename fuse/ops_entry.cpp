@@ -181,6 +181,9 @@ Result<struct statvfs> Filesystem::statfs(Call&, fuse_ino_t ino) {
   }
   auto fd = fd_of(*n);
   if (!fd) return fd.err();
+  // Asked of the inode itself, not of the file system: for a directory with a project quota
+  // (PROJINHERIT; mountmgr/quota.hpp) ext4 and XFS answer with the project's limit as the size
+  // and its room as free, so df in a view shows the app's or share's quota.
   if (::fstatvfs(fd->get(), &sv) != 0) return Errno{errno};
   return sv;
 }

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "fuse/attr.hpp"
@@ -313,7 +314,11 @@ Result<Written> Filesystem::copy_file_range(Call& call, fuse_ino_t ino_in, off_t
   FileHandle* in = file_of(fi_in);
   FileHandle* out = file_of(fi_out);
   if (dead(in) || dead(out)) return Errno{EIO};
-  ssize_t n = ::copy_file_range(in->fd.get(), &off_in, out->fd.get(), &off_out, len,
+  // At most this much per request: a whole file at once (cp asks for gigabytes) could outlast
+  // the request timeout on a slow disk (session_io.hpp). A short copy is allowed; the caller
+  // asks again for the rest.
+  constexpr size_t kMaxCopy = size_t{256} << 20;
+  ssize_t n = ::copy_file_range(in->fd.get(), &off_in, out->fd.get(), &off_out, std::min(len, kMaxCopy),
                                 static_cast<unsigned>(flags));
   if (n < 0) return Errno{errno};
   out->wrote.store(true, std::memory_order_relaxed);

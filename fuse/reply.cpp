@@ -38,7 +38,12 @@ void Filesystem::reply(fuse_req_t req, Call& call, NoReply) {
 
 void Filesystem::reply(fuse_req_t req, Call& call, Result<fuse_entry_param> r) {
   if (failed(req, r)) return;
-  fuse_reply_entry(req, &r.value());
+  if (fuse_reply_entry(req, &r.value()) == -ENOENT && r->ino != 0) {
+    // The request is gone (its caller was killed before it was sent, or the connection
+    // aborted): the kernel never learnt the entry, nor will it forget it.
+    Inode* inode = inode_of(r->ino);
+    if (inode->view != kNoView) table_.forget(inode, 1);
+  }
   send_after(call);
 }
 
@@ -69,7 +74,7 @@ void Filesystem::reply(fuse_req_t req, Call& call, Result<Created> r) {
   const int rc = with_passthrough(r->passthrough,
                                   [&] { return fuse_reply_create(req, &r->entry, &r->fi); });
   if (rc == -ENOENT) {
-    // Nor will it forget the entry it never learnt.
+    // As for an entry (above): the kernel will not forget what it never learnt.
     close_handle(files_.take(r->fi.fh));
     table_.forget(reinterpret_cast<Inode*>(r->entry.ino), 1);
   }

@@ -20,6 +20,7 @@ constexpr uint32_t kOpInit = 26;
 constexpr uint32_t kInitExt = 1u << 30;              // flags: flags2 is valid
 constexpr uint32_t kWritebackCache = 1u << 16;       // flags: excludes passthrough
 constexpr uint32_t kPassthrough2 = 1u << (37 - 32);  // flags2: FUSE_PASSTHROUGH
+constexpr uint32_t kRequestTimeout2 = 1u << (42 - 32);  // flags2: FUSE_REQUEST_TIMEOUT
 constexpr uint32_t kOpenDirectIo = 1u << 0;
 constexpr uint32_t kOpenKeepCache = 1u << 1;
 constexpr uint32_t kOpenPassthrough = 1u << 7;
@@ -44,6 +45,7 @@ struct InitOut {
   uint32_t max_write, time_gran;
   uint16_t max_pages, map_alignment;
   uint32_t flags2, max_stack_depth;
+  uint16_t request_timeout;  // seconds, with FUSE_REQUEST_TIMEOUT
 };
 struct OpenOut {
   uint64_t fh;
@@ -108,7 +110,7 @@ void SessionIo::install(fuse_session* se) {
 ssize_t SessionIo::read_hook(int fd, void* buf, size_t len, void* userdata) {
   const ssize_t n = ::read(fd, buf, len);
   received();
-  if (of(userdata).wanted_ && n >= static_cast<ssize_t>(sizeof(InHeader) + sizeof(InitIn))) {
+  if (n >= static_cast<ssize_t>(sizeof(InHeader) + sizeof(InitIn))) {
     InHeader h;
     std::memcpy(&h, buf, sizeof h);
     if (h.opcode == kOpInit) {
@@ -116,6 +118,7 @@ ssize_t SessionIo::read_hook(int fd, void* buf, size_t len, void* userdata) {
       std::memcpy(&in, static_cast<char*>(buf) + sizeof h, sizeof in);
       SessionIo& self = of(userdata);
       self.kernel_offers_ = (in.flags & kInitExt) && (in.flags2 & kPassthrough2);
+      self.kernel_times_out_ = (in.flags & kInitExt) && (in.flags2 & kRequestTimeout2);
       self.init_unique_ = h.unique;
     }
   }
@@ -128,13 +131,18 @@ ssize_t SessionIo::writev_hook(int fd, struct iovec* iov, int count, void* userd
   if (count >= 2 && iov[0].iov_len >= sizeof h) {
     std::memcpy(&h, iov[0].iov_base, sizeof h);
     SessionIo& self = of(userdata);
-    if (h.error == 0 && h.unique == self.init_unique_ && self.kernel_offers_ &&
-        iov[1].iov_len >= sizeof(InitOut)) {
+    if (h.error == 0 && h.unique == self.init_unique_ && iov[1].iov_len >= sizeof(InitOut)) {
       auto* out = static_cast<InitOut*>(iov[1].iov_base);
-      if ((out->flags & kInitExt) && !(out->flags & kWritebackCache)) {
+      const bool ext = out->flags & kInitExt;
+      if (ext && self.wanted_ && self.kernel_offers_ && !(out->flags & kWritebackCache)) {
         out->flags2 |= kPassthrough2;
         out->max_stack_depth = 1;  // files on a plain (not stacked) file system
         self.active_ = true;
+      }
+      if (ext && self.request_timeout_ && self.kernel_times_out_) {
+        out->flags2 |= kRequestTimeout2;
+        out->request_timeout = self.request_timeout_;
+        self.timeout_active_ = true;
       }
     } else if (h.error == 0 && mark.id > 0 && iov[count - 1].iov_len >= sizeof(OpenOut)) {
       // open: the payload is fuse_open_out; create: fuse_entry_out then fuse_open_out.

@@ -6,6 +6,8 @@
 // (Linux 6.9+), so they add what it lacks:
 //   - INIT: the kernel's offer is read from its request, and the reply patched to accept it
 //     (FUSE_PASSTHROUGH in flags2, max_stack_depth 1);
+//   - INIT, too: a request timeout (protocol 7.43, Linux 6.14+): the kernel ends the connection
+//     when a request stays unanswered that long (below);
 //   - OPEN/CREATE: the reply of an open that passes through is patched with FOPEN_PASSTHROUGH
 //     and the backing id (libfuse's fuse_file_info has no field for either). The op decides;
 //     Filesystem::reply() arms the patch (arm_open_reply) right before fuse_reply_open or
@@ -25,13 +27,27 @@ namespace portalfs::fuse {
 
 class SessionIo {
  public:
-  explicit SessionIo(bool passthrough_wanted) : wanted_(passthrough_wanted) {}
+  /// `request_timeout`: seconds (0: none). A request unanswered that long makes the kernel
+  /// abort the connection: the mount answers ENOTCONN instead of hanging its callers forever.
+  /// What it is for: a portalfsd killed (SIGKILL, the OOM killer) while one of its own threads
+  /// waits in a request to its own mount (the notifier's echoes, events.cpp; the readiness
+  /// check) can't exit: that request was read by a worker that is gone, the kernel waits for
+  /// its answer uninterruptibly, and the thread keeps /dev/fuse open, so the connection never
+  /// ends. Every process that touches the mount then hangs with it, and a restarted portalfsd
+  /// can't mount. With the timeout the kernel ends it. No op of the daemon takes that long:
+  /// each is a few local syscalls (copy_file_range is done in bounded chunks).
+  SessionIo(bool passthrough_wanted, uint16_t request_timeout)
+      : wanted_(passthrough_wanted), request_timeout_(request_timeout) {}
 
   /// Puts the hooks on `se` (after fuse_session_mount, before the loop). The session's
   /// userdata must be the Filesystem that owns this object.
   void install(fuse_session* se);
   /// Whether the kernel accepted passthrough for this connection.
   [[nodiscard]] bool active() const { return active_.load(std::memory_order_acquire); }
+  /// The request timeout the kernel took, in seconds (0: none asked, or an older kernel).
+  [[nodiscard]] uint16_t request_timeout() const {
+    return timeout_active_.load(std::memory_order_acquire) ? request_timeout_ : 0;
+  }
   /// The session's /dev/fuse fd (-1 before install()): the backing ioctls go there.
   [[nodiscard]] int dev_fd() const { return dev_fd_; }
 
@@ -44,8 +60,11 @@ class SessionIo {
   static ssize_t writev_hook(int fd, struct iovec* iov, int count, void* userdata);
 
   const bool wanted_;
+  const uint16_t request_timeout_;
   std::atomic<bool> active_{false};
   std::atomic<bool> kernel_offers_{false};
+  std::atomic<bool> kernel_times_out_{false};
+  std::atomic<bool> timeout_active_{false};
   std::atomic<uint64_t> init_unique_{0};
   int dev_fd_ = -1;
 };

@@ -109,15 +109,22 @@ Brought carry_out(const AttachOps& ops, const Attachment& a, const std::vector<B
   return {std::move(record), std::move(problem), true};
 }
 
-/// Brings the container of `a` to what its app has now (`app`; nullptr when it is gone).
+/// Brings the container of `a` to what its app has now (`app`; nullptr when it is gone: then
+/// its views are unmounted from the container, and the attachment is forgotten).
 Brought bring_up_to_date(const Manager::Impl& mgr, const Attachment& a, const AppRecord* app, bool remount_all) {
   // Never touch a process that merely has the recorded pid: it may be another container's, and
   // would get (or lose) this app's views.
-  const std::string why = app ? not_the_recorded_process(a, mgr.config.attach_ops) : "app removed";
+  const std::string why = not_the_recorded_process(a, mgr.config.attach_ops);
   if (!why.empty()) {
     common::log(common::LogLevel::info,
                 "forgetting the attachment of " + a.app + " to pid " + std::to_string(a.pid) + ": " + why);
     return {};
+  }
+  if (!app) {
+    const std::string problem = carry_out(mgr.config.attach_ops, a, {}, plan_for(a.binds, {}, false)).problem;
+    common::log(common::LogLevel::info, "app " + a.app + " removed: its views are unmounted from pid " +
+                                            std::to_string(a.pid) + (problem.empty() ? "" : " (" + problem + ")"));
+    return {};  // nothing left to follow
   }
   const std::vector<Bind> now = app_binds(mgr.config.mountpoint, a.app, *app);
   const Plan plan = plan_for(a.binds, now, remount_all);

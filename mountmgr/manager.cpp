@@ -323,6 +323,7 @@ void Manager::Impl::worker_loop() {
         lock.unlock();
         retry_unsaved();
         purge_expired_trash();
+        check_quota_levels();
         work_cv.notify_all();
         continue;
       }
@@ -422,6 +423,9 @@ nlohmann::json Manager::handle(const nlohmann::json& request) {
         const auto before = impl_->state.apps.find(app);
         if (before == impl_->state.apps.end() || before->second != record) impl_->apps_to_follow.insert(app);
       }
+      for (const auto& [app, record] : impl_->state.apps) {
+        if (!out.next->apps.contains(app)) impl_->apps_to_follow.insert(app);  // removed
+      }
       if (impl_->audit) {
         for (auto& r : state_changes(impl_->state, *out.next, impl_->views, next_views)) impl_->audit->post(std::move(r));
       }
@@ -510,6 +514,7 @@ Outcome status(const Manager::Impl& mgr, const Request& req) {
     if (!mgr.store_offline.empty()) store["problem"] = mgr.store_offline;
     out["store"] = std::move(store);
   }
+  out["quota"] = mgr.quota_status();
   if (mgr.status_provider) {
     try {
       out["filesystem"] = mgr.status_provider();
@@ -531,6 +536,7 @@ Outcome status(const Manager::Impl& mgr, const Request& req) {
                 ? "store: online (" + mgr.root_store->path + ", store id " + mgr.root_store->id + ")\n"
                 : "store: OFFLINE, views answer EIO (" + mgr.store_offline + ")\n";
   }
+  text += quota_status_line(out["quota"]) + "\n";
   if (out.contains("filesystem") && out["filesystem"].is_object()) {
     for (const auto& item : out["filesystem"].items()) {
       const auto& v = item.value();
@@ -551,7 +557,8 @@ constexpr Verb kManagerVerbs[] = {
 
 Outcome Manager::Impl::dispatch(const Request& req) {
   for (const std::span<const Verb> table :
-       {app_verbs(), share_verbs(), storage_verbs(), trash_verbs(), std::span<const Verb>(kManagerVerbs)}) {
+       {app_verbs(), share_verbs(), storage_verbs(), trash_verbs(), quota_verbs(),
+        std::span<const Verb>(kManagerVerbs)}) {
     for (const Verb& verb : table) {
       if (verb.name != req.verb) continue;
       return verb.read_only() ? verb.reads(*this, req) : verb.changes(*this, req);

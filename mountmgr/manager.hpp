@@ -27,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mountmgr/attach.hpp"
+#include "mountmgr/quota.hpp"
 #include "policy/view_spec.hpp"
 
 namespace portalfs::common {
@@ -60,6 +61,8 @@ struct ManagerConfig {
   /// attach, detach, heal and the live following of grants go through these (default:
   /// mountmgr/attach.hpp).
   AttachOps attach_ops = {};
+  /// Project quotas go through these (default: mountmgr/quota.hpp).
+  QuotaOps quota_ops = {};
 };
 
 /// Called (outside the manager's lock) after every change of the served views. `killed` lists

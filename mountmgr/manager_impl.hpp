@@ -37,6 +37,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -126,6 +127,17 @@ struct Manager::Impl {
   /// config.trash_purge_interval; a failure is logged.
   void purge_expired_trash();
   std::optional<std::chrono::steady_clock::time_point> last_trash_purge;  // the worker's own
+
+  // Quotas (verbs_quota.cpp).
+  /// config.quota_ops with the real functions where it has none.
+  [[nodiscard]] QuotaOps quota_ops() const;
+  /// status' "quota": which mode is in force ("project", "none" with the reason, "unknown").
+  /// Under `mutex`.
+  [[nodiscard]] nlohmann::json quota_status() const;
+  /// Logs and audits each limited app or share whose usage went up to 90 % or 100 % since the
+  /// last call (the worker calls it every second; one quotactl per quota).
+  void check_quota_levels();
+  std::map<std::string, int> quota_levels;  // the worker's own: the last level seen per quota
 
   // The storage root's store (mountmgr/store.hpp): the file system it must lead to.
   /// Its record, set once by the constructor (never changed after: read without `mutex`).
@@ -248,6 +260,10 @@ std::span<const Verb> app_verbs();      // verbs_apps.cpp
 std::span<const Verb> share_verbs();    // verbs_shares.cpp
 std::span<const Verb> storage_verbs();  // verbs_storage.cpp
 std::span<const Verb> trash_verbs();    // verbs_trash.cpp
+std::span<const Verb> quota_verbs();    // verbs_quota.cpp
+
+/// status' line for Impl::quota_status().
+std::string quota_status_line(const nlohmann::json& quota);
 
 /// "share 'music' does not exist; create it with: portalctl share create music" unless it does.
 void require_share(const State& state, const std::string& share);

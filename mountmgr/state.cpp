@@ -2,12 +2,14 @@
 #include "mountmgr/state.hpp"
 
 #include <charconv>
+#include <set>
 #include <stdexcept>
 
 #include "mountmgr/json_reader.hpp"
 #include "mountmgr/paths.hpp"
 #include "policy/compose.hpp"
 #include "policy/manifest.hpp"
+#include "policy/quota.hpp"
 #include "policy/trash.hpp"
 
 namespace portalfs::mountmgr {
@@ -252,6 +254,36 @@ Attachment read_attachment(const JsonReader& r) {
   return a;
 }
 
+json quotas_to_json(const std::map<std::string, QuotaRecord>& quotas) {
+  json out = json::object();
+  for (const auto& [key, q] : quotas) out[key] = {{"project_id", q.project_id}, {"bytes", q.bytes}, {"inodes", q.inodes}};
+  return out;
+}
+
+std::map<std::string, QuotaRecord> read_quotas(const JsonReader& r) {
+  if (!r.json().is_object()) r.fail("expected an object, got " + describe_json(r.json()));
+  std::map<std::string, QuotaRecord> out;
+  std::set<uint32_t> ids;
+  for (const auto& item : r.json().items()) {
+    const JsonReader q(item.value(), r.pointer() + "/" + pointer_token(item.key()));
+    const auto target = policy::parse_quota_key(item.key());
+    const std::string bad_name = !target ? "not apps/<app> or shared/<share>"
+                                 : target->kind == policy::QuotaKind::app ? policy::check_app_name(target->name)
+                                                                          : policy::check_share_name(target->name);
+    if (!bad_name.empty()) q.fail("key: " + bad_name + ", got " + describe_json(item.key()));
+    q.expect_object({"project_id", "bytes", "inodes"});
+    QuotaRecord record;
+    record.project_id = static_cast<uint32_t>(q.integer("project_id", policy::kFirstProjectId, policy::kLastProjectId));
+    record.bytes = static_cast<uint64_t>(q.integer("bytes", 0, INT64_MAX));
+    record.inodes = static_cast<uint64_t>(q.integer("inodes", 0, INT64_MAX));
+    if (!ids.insert(record.project_id).second) {
+      q.member("project_id", "").fail("project id " + std::to_string(record.project_id) + " recorded twice");
+    }
+    out[item.key()] = record;
+  }
+  return out;
+}
+
 }  // namespace
 
 State fresh_state() {
@@ -349,12 +381,13 @@ json to_json(const State& state) {
     }
     doc["stores"] = std::move(stores);
   }
+  if (!state.quotas.empty()) doc["quotas"] = quotas_to_json(state.quotas);
   return doc;
 }
 
 State state_from_json(const json& doc) {
   const JsonReader root(doc);
-  root.expect_object({"schema_version", "apps", "shares", "attachments", "removals", "stores"});
+  root.expect_object({"schema_version", "apps", "shares", "attachments", "removals", "stores", "quotas"});
   const JsonReader version = root.member("schema_version", "an integer");
   if (version.as_integer(0, INT32_MAX) != kStateSchemaVersion) {
     version.fail("expected " + std::to_string(kStateSchemaVersion) + " (the schema this portalfs knows), got " +
@@ -423,6 +456,7 @@ State state_from_json(const json& doc) {
       state.stores.push_back(std::move(store));
     }
   }
+  if (auto quotas = root.opt_member("quotas")) state.quotas = read_quotas(*quotas);
   return state;
 }
 

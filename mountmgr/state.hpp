@@ -25,6 +25,8 @@
 //    "stores": [{"path": "/var/lib/portalfs/storage", "id": "<32 hex digits>",
 //                "fs_type": "ext4", "source": "/dev/sdb1"}]}   (absent when empty;
 //                the file system each store must lead to: mountmgr/store.hpp)
+//    "quotas": {"apps/notes": {"project_id": 100000, "bytes": 10737418240, "inodes": 0}}
+//                (absent when empty; policy/quota.hpp, mountmgr/quota.hpp)
 //   Grant = {"kind": "data"|"shared"|"host", "name", "container_path",
 //            "access": a mode (policy::to_string(Access)), "owner"?: "UID:GID",
 //            "sidecars"?: ["*.xmp", ...] (read grants only),
@@ -108,6 +110,15 @@ struct Attachment {
   friend bool operator==(const Attachment&, const Attachment&) = default;
 };
 
+/// A quota's project id and limits (0 = none). A cleared quota keeps its record, limits 0: the
+/// files on disk keep the id, so it is never given to another app or share.
+struct QuotaRecord {
+  uint32_t project_id = 0;
+  uint64_t bytes = 0;
+  uint64_t inodes = 0;
+  friend bool operator==(const QuotaRecord&, const QuotaRecord&) = default;
+};
+
 struct State {
   std::map<std::string, AppRecord> apps;
   std::map<std::string, policy::Owner> shares;  // share name -> owner of its directory
@@ -122,6 +133,8 @@ struct State {
   std::vector<std::string> removals;
   /// The file systems the storage root was found on (mountmgr/store.hpp), one per path.
   std::vector<StoreRecord> stores;
+  /// policy::QuotaTarget::key() ("apps/notes", "shared/docs") -> its project id and limits.
+  std::map<std::string, QuotaRecord> quotas;
   friend bool operator==(const State&, const State&) = default;
 };
 

@@ -221,8 +221,8 @@ Outcome app_remove(Manager::Impl& mgr, const Request& req) {
   }
 
   next.apps.erase(app);
-  // Its attachments can't be healed without it.
-  std::erase_if(next.attachments, [&](const Attachment& a) { return a.app == app; });
+  // Its attachments stay until its views are unmounted from their containers, once the views
+  // are gone (Manager::Impl::follow_grants), and are forgotten then.
   out.next = std::move(next);
   if (req.json) {
     out.output = nlohmann::json({{"app", app}, {"purged", purge}}).dump(2) + "\n";

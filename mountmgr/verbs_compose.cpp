@@ -130,9 +130,7 @@ Outcome Manager::Impl::compose_install(const Request& req, bool upgrade) {
   // Services the new template no longer has go (their data stays with the app).
   for (auto it = next.apps.begin(); it != next.apps.end();) {
     if (it->second.storage_app == app && !wanted.contains(it->first)) {
-      const std::string gone = it->first;
-      std::erase_if(next.attachments, [&](const Attachment& a) { return a.app == gone; });
-      it = next.apps.erase(it);
+      it = next.apps.erase(it);  // its containers lose its views (follow_grants)
     } else {
       ++it;
     }
@@ -202,10 +200,8 @@ Outcome Manager::Impl::compose_remove(const Request& req) {
       ++it;
       continue;
     }
-    const std::string gone = it->first;
-    services.push_back(gone);
-    std::erase_if(next.attachments, [&](const Attachment& a) { return a.app == gone; });
-    it = next.apps.erase(it);
+    services.push_back(it->first);
+    it = next.apps.erase(it);  // its containers lose its views (follow_grants)
   }
   if (purge) next.removals.push_back("apps/" + app);
   out.next = std::move(next);

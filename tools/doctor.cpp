@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "mountmgr/control_client.hpp"
+#include "mountmgr/quota.hpp"
 #include "mountmgr/state_store.hpp"
 #include "mountmgr/store.hpp"
 
@@ -201,6 +202,15 @@ Check check_storage(const std::string& storage_root) {
   const bool made = ::stat(storage_root.c_str(), &st) == 0;
   const std::string where = storage_root + (made ? "" : " (not made yet)") + " is on " + m->fs_type +
                             " (" + m->source + " at " + m->mount_point + ")";
+  // The kernel's own answer when the root exists: what `portalctl quota set` goes by.
+  if (made) {
+    const int fd = ::open(storage_root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const std::string why = fd < 0 ? std::strerror(errno) : mountmgr::probe_project_quotas(fd);
+    if (fd >= 0) ::close(fd);
+    if (why.empty()) return pass("storage-fs", where + " with project quotas: portalctl quota set limits apps and shares");
+    return warn("storage-fs", where + ": quotas off, an app can fill the disk (" + why + ")",
+                "mkfs.ext4 -O quota,project (or tune2fs -O quota,project " + m->source + " unmounted), then mount -o prjquota");
+  }
   for (const char* quota : {"prjquota", "usrquota", "grpquota", "usrjquota", "grpjquota", "quota"}) {
     if (("," + m->super_options + ",").find("," + std::string(quota)) != std::string::npos) {
       return pass("storage-fs", where + " with " + quota);

@@ -22,6 +22,7 @@
 #include "policy/compose.hpp"
 #include "policy/id_map.hpp"
 #include "policy/manifest.hpp"
+#include "policy/quota.hpp"
 #include "policy/trash.hpp"
 
 #ifndef PORTALFS_VERSION
@@ -110,6 +111,9 @@ po::options_description daemon_description() {
     ("open-files-per-app", po::value<std::string>()->value_name("N"),
      "files one app may hold open at once; one more gets EMFILE, for that app alone (default: "
      "half of what the fd cache leaves of the open-file limit)")
+    ("request-timeout", po::value<std::string>()->value_name("SECONDS"),
+     "the kernel ends the mount's connection when a request stays unanswered this long, rather "
+     "than hang every caller forever (a portalfsd killed mid-request); 0: never (default 300)")
     ("log-level", po::value<std::string>()->value_name("L"),
      "debug, info, warn or error (default info)")
     ("admin-group", po::value<std::string>()->value_name("G"),
@@ -128,7 +132,7 @@ po::options_description daemon_description() {
      "and diagnostic switch: the modes that protect then treat every file as another's)")
     ("events", po::value<std::string>()->value_name("on|off"),
      "raise change events (inotify, fanotify) in every view of a changed file, for changes "
-     "made through other views and on the host (default off for now; see the README)")
+     "made through other views and on the host (default on; off saves the echoes' cost)")
     ("example", po::bool_switch(),
      "install the example app (examples/notes.json) at start, to try portalfs out")
     ("trash-purge-interval", po::value<std::string>()->value_name("SECONDS"),
@@ -145,7 +149,7 @@ po::options_description daemon_description() {
 std::string daemon_usage() {
   return "Usage: portalfsd [--storage-root DIR] [--mountpoint DIR] [--state-dir DIR]\n"
          "                 [--socket PATH] [--foreground] [--threads N] [--log-level L]\n"
-         "                 [--open-files-per-app N]\n"
+         "                 [--open-files-per-app N] [--request-timeout SECONDS]\n"
          "                 [--admin-group G] [--recover-from-backup] [--no-passthrough]\n"
          "                 [--layout portalfs|freeshard] [--example] [--trash-purge-interval SECONDS]\n"
          "                 [--audit on|off] [--provenance on|off] [--events on|off] [--config FILE]\n\n"
@@ -660,6 +664,45 @@ std::vector<Verb> trash_verbs() {
   // clang-format on
 }
 
+// ---- quota set|clear, usage (policy/quota.hpp) ----
+
+void define_quota_set(po::options_description& d) {
+  d.add_options()("inodes", po::value<std::string>()->value_name("N"), "also limit the files and directories to N");
+}
+
+void build_quota_set(const VerbInput& in, CtlCommand& cmd) {
+  cmd.args["target"] = in.positional.at(0);
+  const std::string& text = in.positional.at(1);
+  std::string expected;
+  const auto bytes = policy::parse_size(text, &expected);
+  if (!bytes) usage("quota set: SIZE: " + expected + ", got " + json_quoted(text));
+  cmd.args["bytes"] = *bytes;
+  if (!in.vm.count("inodes")) return;
+  const auto& inodes = in.vm["inodes"].as<std::string>();
+  const auto n = parse_number(inodes, 1, INT64_MAX);
+  if (!n) usage("quota set: --inodes: expected a positive number of files and directories, got " + json_quoted(inodes));
+  cmd.args["inodes"] = *n;
+}
+
+std::vector<Verb> quota_verbs() {
+  // clang-format off
+  return {
+      {"quota set", "quota.set", "APP|SHARE SIZE [--inodes N]",
+       "limit an app's data directories (together) or a share to SIZE (10G, 500M, 1048576), enforced by the "
+       "storage root's project quotas",
+       {"APP|SHARE", "SIZE"}, define_quota_set, build_quota_set},
+      {"quota clear", "quota.clear", "APP|SHARE", "take an app's or a share's limit away",
+       {"APP|SHARE"}, no_options,
+       [](const VerbInput& in, CtlCommand& cmd) { cmd.args["target"] = in.positional.at(0); }},
+      {"usage", "usage", "[APP|SHARE]", "what each app or share with a quota uses: bytes and inodes, limit, percent",
+       {"[APP|SHARE]"}, no_options,
+       [](const VerbInput& in, CtlCommand& cmd) {
+         if (!in.positional.empty()) cmd.args["target"] = in.positional.at(0);
+       }},
+  };
+  // clang-format on
+}
+
 // ---- storage:* (Dokku) and status ----
 
 void define_report(po::options_description& d) {
@@ -790,7 +833,7 @@ std::vector<Verb> storage_verbs() {
 const std::vector<Verb>& verbs() {
   static const std::vector<Verb> table = [] {
     std::vector<Verb> all;
-    for (auto&& part : {app_verbs(), share_verbs(), container_verbs(), storage_verbs(), trash_verbs()}) {
+    for (auto&& part : {app_verbs(), share_verbs(), container_verbs(), storage_verbs(), trash_verbs(), quota_verbs()}) {
       all.insert(all.end(), part.begin(), part.end());
     }
     return all;
@@ -883,7 +926,7 @@ const Verb* find_verb(std::string_view name) {
 }
 
 bool is_group(std::string_view word) {
-  return word == "app" || word == "share" || word == "trash";
+  return word == "app" || word == "share" || word == "trash" || word == "quota";
 }
 
 /// Where the global options end: the index of the first token that is not a global option or
@@ -1017,6 +1060,12 @@ DaemonOptions parse_daemon_options(const std::vector<std::string>& args, const C
     auto n = parse_number(text, 1, 1u << 30);
     if (!n) in.bad("open-files-per-app", "expected a positive number of files, got " + json_quoted(text));
     o.open_files_per_app = static_cast<size_t>(*n);
+  }
+  if (vm.count("request-timeout")) {
+    const auto& text = vm["request-timeout"].as<std::string>();
+    auto n = parse_number(text, 0, 65535);  // the protocol's field is 16 bits
+    if (!n) in.bad("request-timeout", "expected 0 to 65535 seconds, got " + json_quoted(text));
+    o.request_timeout = static_cast<uint16_t>(*n);
   }
   if (vm.count("log-level")) {
     const auto& text = vm["log-level"].as<std::string>();

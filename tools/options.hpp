@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -62,6 +63,8 @@ struct DaemonOptions {
   /// Files one app may hold open through the daemon; 0: half of what the fd cache leaves of
   /// the open-file limit.
   size_t open_files_per_app = 0;
+  /// --request-timeout: fuse::Options::request_timeout (fuse/session_io.hpp says why).
+  uint16_t request_timeout = 300;
   common::LogLevel log_level = common::LogLevel::info;
   /// Members of this group (a name or a numeric gid) may use the control socket besides root;
   /// "" = root only. Turn it into a gid with resolve_group().
@@ -72,9 +75,8 @@ struct DaemonOptions {
   bool audit = true;
   /// Provenance of shared views' files (fuse::Options::provenance; off: bench/diagnostics).
   bool provenance = true;
-  /// --events: fuse::Options::events. Off by default for now: under heavy load with grants
-  /// changing, the kernel was seen keeping a directory or two the echoes touched (README).
-  bool events = false;
+  /// --events: fuse::Options::events.
+  bool events = true;
   /// "portalfs" (apps/<app>/) or "freeshard" (app_data/<app>/, a Freeshard user_data tree).
   std::string layout = "portalfs";
   /// Seconds between purges of the shares' trashes' expired entries (--trash-purge-interval).

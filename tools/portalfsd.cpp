@@ -151,6 +151,7 @@ nlohmann::json filesystem_status(portalfs::fuse::Filesystem& fs) {
           {"views", s.views},
           {"passthrough", fs.passthrough().active()},
           {"passthrough_files", s.passthrough_files},
+          {"request_timeout", fs.session_io().request_timeout()},
           {"events_queued", s.events_queued}};
 }
 
@@ -188,6 +189,7 @@ int run(const portalfs::tools::DaemonOptions& o) {
   fs_options.fd_cache = fds.cache;
   fs_options.open_files_per_app = fds.per_app;
   fs_options.passthrough = o.passthrough;
+  fs_options.request_timeout = o.request_timeout;
   fs_options.top_mode = admin_gid ? 0550 : 0500;
   fs_options.top_gid = admin_gid.value_or(0);
   fs_options.provenance = o.provenance;
@@ -223,6 +225,11 @@ int run(const portalfs::tools::DaemonOptions& o) {
     throw StartError{ExitCode::runtime, std::string("cannot go to the background: ") + std::strerror(errno)};
   }
 
+  // Before any thread starts (threads inherit it): without CAP_SYS_RESOURCE in effect the
+  // kernel holds the daemon's writes, passthrough files included, to the project quotas.
+  if (auto why = portalfs::mountmgr::drop_quota_override(); !why.empty()) {
+    log::log(log::LogLevel::warn, "cannot give up CAP_SYS_RESOURCE, quotas do not bind the daemon's writes: " + why);
+  }
   // Threads start only now: daemon() forks, and a fork keeps only the calling thread.
   // The audit log's writer is one of them. It is destroyed (writing what is queued) when run()
   // returns: after the session's loop and the control server stopped, so nothing posts any more.

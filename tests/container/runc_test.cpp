@@ -292,6 +292,19 @@ TEST_F(Container, GrantsMovesAndRevokesReachARunningAttachedContainer) {
   EXPECT_EQ(read_file(mnt() + "/apps/box/shared/music/song.txt"), "la la\n");
   EXPECT_THAT(ctl({"app", "show", "box"}).out, HasSubstr("attached: pid " + p + " at /data, /documents, /media\n"));
   EXPECT_EQ(exec("boxgrant", "cat /data/kept.txt").out, "kept\n");
+
+  // Removed: every view of the app is unmounted from the running container, and the
+  // attachment is forgotten.
+  r = ctl({"app", "remove", "box"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* path : {" /data ", " /documents ", " /media "}) EXPECT_THAT(mounts(), Not(HasSubstr(path)));
+  r = exec("boxgrant", "cat /data/kept.txt");
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.err, HasSubstr("No such file or directory"));
+  r = ctl({"--format", "json", "status"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["attachments"], 0) << r.out;
+  EXPECT_EQ(read_file(storage() + "/apps/box/data/kept.txt"), "kept\n");  // the data stays
 }
 
 // A compose app of two services sharing one data directory (#11): the database runs as 999,
@@ -351,9 +364,6 @@ TEST_F(Container, ComposeServicesShareTheirDataDirectoryEachAsItself) {
 // Issue #12: app B's container watches its view of a share with inotify; app A's container
 // changes the share through its own view. B hears every kind of change, as on a local disk.
 TEST_F(Container, AWatcherInOneAppsContainerHearsWhatAnotherAppChanges) {
-  daemon_->stop(SIGTERM);
-  extra_daemon_args_ = {"--events", "on"};
-  ASSERT_NO_FATAL_FAILURE(start());
   write_file(dir_ / "writer.json", R"({"name": "writer", "v": "1.0", "shared_dirs": [
     {"name": "own_documents", "path": "/documents", "access": "read-write", "uid": 1000, "gid": 1000}]})");
   write_file(dir_ / "reader.json", R"({"name": "reader", "v": "1.0", "shared_dirs": [

@@ -82,6 +82,26 @@ TEST_F(InodeTableTest, SameFileInTwoViewsIsTwoSiblingInodes) {
   table.forget(va, 1);
 }
 
+// A queued invalidation names an inode by its address (its node id): once the inode is
+// forgotten, that address may hold another inode, which live() must not take for it.
+TEST_F(InodeTableTest, LiveIsFalseOnceForgottenEvenWhenTheAddressIsReused) {
+  InodeTable table(100);
+  auto a = open_path(dir_ / "f2");
+  Inode* first = *table.find_or_insert(1, a.st, a.fd);
+  const uint32_t generation = first->generation;
+  EXPECT_TRUE(table.live(first, generation, a.st.st_dev, a.st.st_ino));
+  EXPECT_FALSE(table.live(first, generation + 1, a.st.st_dev, a.st.st_ino));
+  EXPECT_FALSE(table.live(first, generation, a.st.st_dev, a.st.st_ino + 1000000));
+  table.forget(first, 1);
+  EXPECT_FALSE(table.live(first, generation, a.st.st_dev, a.st.st_ino));
+  // The same file looked up again: often the same address, never the same generation.
+  auto b = open_path(dir_ / "f2");
+  Inode* again = *table.find_or_insert(1, b.st, b.fd);
+  EXPECT_FALSE(table.live(first, generation, b.st.st_dev, b.st.st_ino));
+  EXPECT_TRUE(table.live(again, again->generation, b.st.st_dev, b.st.st_ino));
+  table.forget(again, 1);
+}
+
 TEST_F(InodeTableTest, EvictedFdsReopenByHandleAndTheCacheStaysBounded) {
   const int before = open_fd_count();
   InodeTable table(4);

@@ -98,7 +98,7 @@ TEST(NotifierDeathTest, DestroyedWhileAnInvalidationIsStuckWaitsForIt) {
         {
           Notifier notifier;
           notifier.start(se);
-          notifier.inval_inode(42, 0, 0);
+          notifier.inval_inode(NodeRef{42}, 0, 0);
           k.wait_blocked();
           // Longer than stop()'s patience (2 s): the first stop() in the destructor fails.
           releaser = std::jthread([&k] {
@@ -121,7 +121,7 @@ TEST(Notifier, StopTimesOutWhileStuckThenSucceedsOnceReleased) {
   {
     Notifier notifier;
     notifier.start(se);
-    notifier.inval_entry(1, "x");
+    notifier.inval_entry(NodeRef{1}, "x");
     k.wait_blocked();
     EXPECT_FALSE(notifier.stop(100ms));
     k.release();

@@ -60,7 +60,7 @@ class Ops : public ::testing::Test {
 
   static bool has_entry_inval(const Call& call, fuse_ino_t dir, const std::string& name) {
     for (const auto& i : call.after) {
-      if (i.ino == dir && i.name == name) return true;
+      if (i.node.ino == dir && i.name == name) return true;
     }
     return false;
   }

@@ -8,8 +8,11 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -50,6 +53,47 @@ TEST_F(Daemon, ServesAnInstalledAppAndStopsCleanly) {
 
   EXPECT_EQ(daemon_->stop(SIGTERM), 0);
   EXPECT_FALSE(mounted(mnt()));
+}
+
+// A portalfsd that stops answering (stopped here; in life, killed while one of its threads
+// waits on its own mount: fuse/session_io.hpp) has its connection ended by the kernel once a
+// request waits longer than --request-timeout: callers get an error instead of hanging forever.
+TEST_F(Daemon, AMountWhoseDaemonStopsAnsweringIsEndedAfterTheRequestTimeout) {
+  extra_daemon_args_ = {"--request-timeout", "1"};
+  ASSERT_NO_FATAL_FAILURE(start());
+  auto r = ctl({"--format", "json", "status"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_EQ(nlohmann::json::parse(r.out)["filesystem"]["request_timeout"], 1)
+      << "this kernel took no request timeout (FUSE_REQUEST_TIMEOUT, Linux 6.14+)";
+
+  ASSERT_EQ(::kill(daemon_->pid(), SIGSTOP), 0);
+  int report[2];
+  ASSERT_EQ(::pipe(report), 0);
+  const pid_t caller = ::fork();
+  ASSERT_GE(caller, 0);
+  if (caller == 0) {  // a LOOKUP nobody will answer
+    struct stat st {};
+    int err = ::stat((mnt() + "/no-such-name").c_str(), &st) == 0 ? 0 : errno;
+    (void)!::write(report[1], &err, sizeof err);
+    ::_exit(0);
+  }
+  ::close(report[1]);
+  int status = 0;
+  // The kernel looks for expired requests every 15 s.
+  const bool returned = wait_until([&] { return ::waitpid(caller, &status, WNOHANG) == caller; }, 90s);
+  int err = -1;
+  if (returned) {
+    EXPECT_EQ(::read(report[0], &err, sizeof err), static_cast<ssize_t>(sizeof err));
+  }
+  ::close(report[0]);
+  ::kill(daemon_->pid(), SIGCONT);
+  if (!returned) {
+    ::kill(caller, SIGKILL);
+    FAIL() << "a request to a stopped portalfsd still hangs after 90 s";
+  }
+  EXPECT_THAT(err, ::testing::AnyOf(ECONNABORTED, ENOTCONN)) << std::strerror(err);
+  // The daemon, woken, finds its connection gone and ends.
+  EXPECT_NE(daemon_->wait(30s), -1);
 }
 
 // The background daemon started with this test's socket: the process whose command line names

@@ -12,6 +12,7 @@
 
 #include "common/audit.hpp"
 #include "mountmgr/audit_changes.hpp"
+#include "tests/testutil/process.hpp"
 #include "tests/testutil/temp_dir.hpp"
 
 namespace portalfs::common {
@@ -61,6 +62,35 @@ TEST(AuditLog, WritesOneJsonLinePerRecordPerApp) {
     ASSERT_EQ(lines_of(dir / "audit/_platform.jsonl").size(), 1u);
   }
   EXPECT_EQ(std::filesystem::status(dir / "audit").permissions(), std::filesystem::perms::owner_all);
+}
+
+// Hundreds of apps must not cost the daemon an fd each for good: the files of apps that wrote
+// nothing in the last batch are closed once more than a few are open, and all once it is quiet.
+TEST(AuditLog, KeepsFewFilesOpenWhateverTheNumberOfApps) {
+  TempDir dir("audit");
+  const auto audit_fds = [&] {
+    size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+      std::error_code ec;
+      const auto target = std::filesystem::read_symlink(e.path(), ec);
+      if (!ec && target.string().starts_with(std::string(dir / "audit"))) ++n;
+    }
+    return n;
+  };
+  AuditLog log(dir / "audit");
+  for (int i = 0; i < 100; ++i) {
+    log.post(rec("app" + std::to_string(i), "create", "/x"));
+    log.flush();
+  }
+  EXPECT_LE(audit_fds(), 17u);
+  log.post(rec("app3", "unlink", "/x"));  // a closed file opens again, and appends
+  log.flush();
+  const auto lines = lines_of(dir / "audit/app3.jsonl");
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[1]["op"], "unlink");
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(lines_of(dir / ("audit/app" + std::to_string(i) + ".jsonl")).size(), i == 3 ? 2u : 1u);
+  // Quiet for a while: none is held open.
+  EXPECT_TRUE(testutil::wait_until([&] { return audit_fds() == 0; }, std::chrono::seconds(2)));
 }
 
 TEST(AuditLog, RotatesBySizeKeepingN) {

@@ -1,0 +1,349 @@
+// SPDX-License-Identifier: MIT
+// quota.set, quota.clear, usage: limits per app and per share through the backing file
+// system's project quotas (policy/quota.hpp, mountmgr/quota.hpp), and the warnings at 90 % and
+// 100 %, checked by the worker every second (check_quota_levels).
+//
+// Where the storage root's file system has no project quotas, quota.set refuses with one line
+// saying so and how to fix it: portalfs does not account writes itself (a data view's writes
+// pass through to the kernel, unseen by the daemon), so a limit it could not enforce is never
+// taken.
+
+#include <fcntl.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <set>
+
+#include "common/audit.hpp"
+#include "common/beneath.hpp"
+#include "common/log.hpp"
+#include "mountmgr/manager_impl.hpp"
+#include "mountmgr/quota.hpp"
+#include "policy/quota.hpp"
+
+namespace portalfs::mountmgr {
+namespace {
+
+using policy::QuotaKind;
+using policy::QuotaTarget;
+
+std::string describe(const QuotaTarget& t) { return (t.kind == QuotaKind::app ? "app " : "share ") + t.name; }
+
+// The target named by argument "target": an app, a share, or "apps/NAME" / "shared/NAME" for a
+// name that is both (or an app or share gone whose quota is still recorded).
+QuotaTarget target_arg(const Manager::Impl& mgr, const Args& args, const char* verb) {
+  const std::string text = args.str("target");
+  if (auto key = policy::parse_quota_key(text)) {
+    const bool exists = key->kind == QuotaKind::app
+                            ? mgr.state.apps.contains(key->name) || std::any_of(mgr.state.apps.begin(), mgr.state.apps.end(),
+                                                                                [&](const auto& a) { return a.second.storage_app == key->name; })
+                            : mgr.state.shares.contains(key->name);
+    if (!exists && !mgr.state.quotas.contains(text)) refuse(std::string(verb) + ": no " + describe(*key));
+    return *key;
+  }
+  if (text.find(':') != std::string::npos) {
+    refuse(std::string(verb) + ": " + describe_json(text) +
+           ": a quota per app within a share (APP:SHARE) is not supported: a project quota counts each file for "
+           "one project, the share's; set one on the share or on the app");
+  }
+  if (text.empty() || text.find('/') != std::string::npos) {
+    args.bad("target", "expected an app, a share, apps/APP or shared/SHARE, got " + describe_json(text));
+  }
+  const auto app = mgr.state.apps.find(text);
+  const bool is_compose = std::any_of(mgr.state.apps.begin(), mgr.state.apps.end(),
+                                      [&](const auto& a) { return a.second.storage_app == text; });
+  const bool is_app = app != mgr.state.apps.end() || is_compose;
+  const bool is_share = mgr.state.shares.contains(text);
+  if (is_app && is_share) {
+    refuse(std::string(verb) + ": " + text + " is both an app and a share; name it apps/" + text + " or shared/" + text);
+  }
+  if (app != mgr.state.apps.end() && !app->second.storage_app.empty()) {
+    refuse(std::string(verb) + ": app " + text + " is a service of compose app " + app->second.storage_app +
+           ", whose services share one storage directory; set the quota on " + app->second.storage_app);
+  }
+  if (is_app) return {QuotaKind::app, text};
+  if (is_share) return {QuotaKind::share, text};
+  refuse(std::string(verb) + ": no app or share named " + describe_json(text));
+}
+
+// The backing directory a target's project id is set on.
+std::vector<std::string> target_dir(const Manager::Impl& mgr, const QuotaTarget& t) {
+  return t.kind == QuotaKind::app ? app_dir_components(t.name, mgr.config.apps_dir) : share_dir_components(t.name);
+}
+
+std::string limit_text(uint64_t limit, bool bytes) {
+  if (limit == 0) return "none";
+  return bytes ? policy::format_size(limit) : std::to_string(limit);
+}
+
+Outcome quota_set(Manager::Impl& mgr, const Request& req) {
+  const Args args(req, {"target", "bytes", "inodes"});
+  const QuotaTarget target = target_arg(mgr, args, "quota set");
+  const auto bytes = static_cast<uint64_t>(args.integer("bytes", 1, int64_t{1} << 60));
+  const auto inodes = req.args.contains("inodes") ? static_cast<uint64_t>(args.integer("inodes", 0, INT64_MAX)) : 0;
+  const QuotaOps ops = mgr.quota_ops();
+  const StorageRoot root = mgr.open_root();
+  if (auto why = ops.probe(root.fd()); !why.empty()) refuse("quota set: " + why);
+
+  State next = mgr.state;
+  const std::string key = target.key();
+  auto it = next.quotas.find(key);
+  if (it == next.quotas.end()) {
+    std::set<uint32_t> taken;
+    for (const auto& [k, q] : next.quotas) taken.insert(q.project_id);
+    const auto id = policy::next_project_id(taken);
+    if (!id) refuse("quota set: no project id left to give");
+    it = next.quotas.emplace(key, QuotaRecord{*id, 0, 0}).first;
+  }
+  QuotaRecord& record = it->second;
+  record.bytes = bytes;
+  record.inodes = inodes;
+
+  // The id goes on the tree at set time, in this request (one walk; later files inherit it),
+  // and only then is the limit set: a limit must never count a tree half tagged.
+  const auto dir = target_dir(mgr, target);
+  common::WalkFailure where;
+  auto fd = common::open_beneath(root.fd(), dir, O_RDONLY, &where);
+  if (!fd) failed("quota set: " + common::describe_walk_failure(root.path(), dir, where));
+  uint64_t tagged = 0;
+  try {
+    tagged = ops.assign(fd->get(), record.project_id);
+    // A share's trash too: what it keeps still takes room, and a restore is a rename back
+    // into the share, which the kernel refuses (EXDEV) for an entry of another project.
+    if (target.kind == QuotaKind::share && dir_exists(root, share_trash_components(target.name))) {
+      auto trash = common::open_beneath(root.fd(), share_trash_components(target.name), O_RDONLY);
+      if (!trash) throw std::runtime_error(root.display(share_trash_components(target.name)) + ": cannot open");
+      tagged += ops.assign(trash->get(), record.project_id);
+    }
+    ops.limit(root.fd(), record.project_id, record.bytes, record.inodes);
+  } catch (const std::exception& e) {
+    failed("quota set: " + root.display(dir) + ": " + e.what());
+  }
+  Outcome out;
+  const QuotaRecord before = mgr.state.quotas.contains(key) ? mgr.state.quotas.at(key) : QuotaRecord{};
+  out.undo = [ops, path = mgr.config.storage_root, before, id = record.project_id] {
+    try {
+      const StorageRoot r(path, /*create=*/false);
+      ops.limit(r.fd(), id, before.bytes, before.inodes);
+    } catch (const std::exception& e) {
+      common::log(common::LogLevel::error, std::string("quota set: limit not taken back: ") + e.what());
+    }
+  };
+  if (req.json) {
+    out.output = nlohmann::json({{"target", key}, {"project_id", record.project_id}, {"bytes", bytes},
+                                 {"inodes", inodes}, {"tagged", tagged}})
+                     .dump(2) + "\n";
+  } else {
+    out.output = "quota on " + describe(target) + ": " + policy::format_size(bytes) + ", " + limit_text(inodes, false) +
+                 " inodes (project id " + std::to_string(record.project_id) + "; " + std::to_string(tagged) +
+                 " files and directories given it now)\n";
+  }
+  out.next = std::move(next);
+  return out;
+}
+
+Outcome quota_clear(Manager::Impl& mgr, const Request& req) {
+  const Args args(req, {"target"});
+  const QuotaTarget target = target_arg(mgr, args, "quota clear");
+  const std::string key = target.key();
+  const auto it = mgr.state.quotas.find(key);
+  if (it == mgr.state.quotas.end() || (it->second.bytes == 0 && it->second.inodes == 0)) {
+    refuse("quota clear: " + describe(target) + " has no quota");
+  }
+  const QuotaOps ops = mgr.quota_ops();
+  const StorageRoot root = mgr.open_root();
+  const QuotaRecord before = it->second;
+  try {
+    ops.limit(root.fd(), before.project_id, 0, 0);
+  } catch (const std::exception& e) {
+    failed(std::string("quota clear: ") + e.what());
+  }
+  State next = mgr.state;
+  // The record stays, without limits: the files keep the id (see QuotaRecord).
+  next.quotas[key].bytes = 0;
+  next.quotas[key].inodes = 0;
+  Outcome out(req.json ? nlohmann::json({{"target", key}, {"cleared", true}}).dump(2) + "\n"
+                       : "quota on " + describe(target) + " cleared\n");
+  out.undo = [ops, path = mgr.config.storage_root, before] {
+    try {
+      const StorageRoot r(path, /*create=*/false);
+      ops.limit(r.fd(), before.project_id, before.bytes, before.inodes);
+    } catch (const std::exception& e) {
+      common::log(common::LogLevel::error, std::string("quota clear: limit not put back: ") + e.what());
+    }
+  };
+  out.next = std::move(next);
+  return out;
+}
+
+nlohmann::json usage_json(const std::string& key, const QuotaRecord& q, const QuotaUsage& u) {
+  const auto target = policy::parse_quota_key(key);
+  return {{"target", key},
+          {"kind", target && target->kind == QuotaKind::share ? "share" : "app"},
+          {"name", target ? target->name : key},
+          {"project_id", q.project_id},
+          {"bytes_used", u.bytes},
+          {"bytes_limit", q.bytes},
+          {"bytes_percent", policy::percent_of(u.bytes, q.bytes)},
+          {"inodes_used", u.inodes},
+          {"inodes_limit", q.inodes},
+          {"inodes_percent", policy::percent_of(u.inodes, q.inodes)}};
+}
+
+std::string pad(std::string s, std::size_t width) {
+  if (s.size() < width) s.append(width - s.size(), ' ');
+  return s;
+}
+
+std::string human(uint64_t bytes) {
+  const char* units[] = {"B", "K", "M", "G", "T", "P"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 5) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  if (u == 0) {
+    std::snprintf(buf, sizeof buf, "%.0f%s", v, units[u]);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f%s", v, units[u]);
+  }
+  return buf;
+}
+
+Outcome usage(const Manager::Impl& mgr, const Request& req) {
+  const Args args(req, {"target"});
+  std::vector<std::string> keys;
+  if (req.args.contains("target")) {
+    const QuotaTarget target = target_arg(mgr, args, "usage");
+    if (!mgr.state.quotas.contains(target.key())) {
+      refuse("usage: " + describe(target) + " has no quota; set one with: portalctl quota set " + target.name + " SIZE");
+    }
+    keys.push_back(target.key());
+  } else {
+    for (const auto& [key, q] : mgr.state.quotas) keys.push_back(key);
+  }
+  nlohmann::json rows = nlohmann::json::array();
+  if (!keys.empty()) {
+    const QuotaOps ops = mgr.quota_ops();
+    const StorageRoot root = mgr.open_root();
+    for (const auto& key : keys) {
+      const QuotaRecord& q = mgr.state.quotas.at(key);
+      try {
+        rows.push_back(usage_json(key, q, ops.usage(root.fd(), q.project_id)));
+      } catch (const std::exception& e) {
+        failed("usage: " + key + ": " + e.what());
+      }
+    }
+  }
+  if (req.json) return {rows.dump(2) + "\n"};
+  std::string text = pad("TARGET", 24) + pad("USED", 10) + pad("LIMIT", 10) + pad("USE%", 6) + pad("INODES", 10) +
+                     pad("ILIMIT", 10) + "IUSE%\n";
+  for (const auto& r : rows) {
+    const auto limit = r["bytes_limit"].get<uint64_t>();
+    const auto ilimit = r["inodes_limit"].get<uint64_t>();
+    text += pad(r["target"].get<std::string>(), 24) + pad(human(r["bytes_used"].get<uint64_t>()), 10) +
+            pad(limit_text(limit, true), 10) +
+            pad(limit ? std::to_string(r["bytes_percent"].get<int>()) + "%" : "-", 6) +
+            pad(std::to_string(r["inodes_used"].get<uint64_t>()), 10) + pad(limit_text(ilimit, false), 10) +
+            (ilimit ? std::to_string(r["inodes_percent"].get<int>()) + "%" : "-") + "\n";
+  }
+  return {text};
+}
+
+}  // namespace
+
+QuotaOps Manager::Impl::quota_ops() const {
+  QuotaOps ops = config.quota_ops;
+  if (!ops.probe) ops.probe = probe_project_quotas;
+  if (!ops.assign) ops.assign = assign_project;
+  if (!ops.limit) ops.limit = set_project_limits;
+  if (!ops.usage) ops.usage = project_usage;
+  return ops;
+}
+
+nlohmann::json Manager::Impl::quota_status() const {
+  std::size_t limited = 0;
+  for (const auto& [key, q] : state.quotas) limited += (q.bytes || q.inodes) ? 1 : 0;
+  nlohmann::json out = {{"limits", limited}};
+  if (!store_offline.empty()) {
+    out["mode"] = "unknown";
+    out["problem"] = "storage root offline";
+    return out;
+  }
+  try {
+    const StorageRoot root(config.storage_root, /*create=*/false);
+    const std::string why = quota_ops().probe(root.fd());
+    out["mode"] = why.empty() ? "project" : "none";
+    if (!why.empty()) out["problem"] = why;
+  } catch (const std::exception& e) {
+    out["mode"] = "unknown";
+    out["problem"] = e.what();
+  }
+  return out;
+}
+
+std::string quota_status_line(const nlohmann::json& q) {
+  const std::string mode = q.value("mode", "unknown");
+  const std::string limits = std::to_string(q.value("limits", 0)) + " set";
+  if (mode == "project") return "quota: project quotas of the storage root's file system, enforced by the kernel (" + limits + ")";
+  // Limits recorded on a file system that lost its project quotas (mounted without prjquota):
+  // the kernel enforces none of them, which the admin must hear of.
+  if (mode == "none" && q.value("limits", 0) > 0) return "quota: NOT ENFORCED, " + limits + " (" + q.value("problem", "") + ")";
+  if (mode == "none") return "quota: none possible (" + q.value("problem", "") + ")";
+  return "quota: unknown (" + q.value("problem", "") + ")";
+}
+
+void Manager::Impl::check_quota_levels() {
+  std::map<std::string, QuotaRecord> quotas;
+  {
+    std::lock_guard lock(mutex);
+    if (!store_offline.empty()) return;
+    quotas = state.quotas;
+  }
+  std::erase_if(quota_levels, [&](const auto& l) { return !quotas.contains(l.first); });
+  std::erase_if(quotas, [](const auto& q) { return q.second.bytes == 0 && q.second.inodes == 0; });
+  if (quotas.empty()) return;
+  try {
+    const StorageRoot root = open_root();
+    const QuotaOps ops = quota_ops();
+    for (const auto& [key, q] : quotas) {
+      const QuotaUsage u = ops.usage(root.fd(), q.project_id);
+      const int level = policy::warning_level(u.bytes, q.bytes, u.inodes, q.inodes);
+      int& last = quota_levels[key];
+      if (level > last) {
+        const std::string detail = std::to_string(level) + "% reached: " + std::to_string(u.bytes) + " of " +
+                                   limit_text(q.bytes, true) + " bytes (" + std::to_string(policy::percent_of(u.bytes, q.bytes)) +
+                                   "%), " + std::to_string(u.inodes) + " of " + limit_text(q.inodes, false) + " inodes";
+        common::log(level >= 100 ? common::LogLevel::error : common::LogLevel::warn, "quota of " + key + ": " + detail);
+        if (audit) {
+          const auto target = policy::parse_quota_key(key);
+          common::AuditRecord r;
+          r.app = target && target->kind == QuotaKind::app ? target->name : "";
+          r.view = target && target->kind == QuotaKind::share ? "shared/" + target->name : "";
+          r.op = "quota";
+          r.result = std::to_string(level) + "%";
+          r.detail = detail;
+          audit->post(std::move(r));
+        }
+      }
+      last = level;
+    }
+  } catch (const std::exception& e) {
+    common::log(common::LogLevel::error, std::string("quota: usage not checked: ") + e.what());
+  }
+}
+
+// The args of each verb; a field not marked optional is required.
+std::span<const Verb> quota_verbs() {
+  static constexpr Verb kVerbs[] = {
+      {"quota.set", quota_set},      // {target: app|share|apps/APP|shared/SHARE, bytes, inodes?}
+      {"quota.clear", quota_clear},  // {target}
+      {"usage", usage},              // {target?}
+  };
+  return kVerbs;
+}
+
+}  // namespace portalfs::mountmgr
