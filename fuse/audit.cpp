@@ -8,17 +8,24 @@
 //  - a denial: EACCES, EPERM or EROFS, with the op and the errno;
 //  - a change: a successful op of kChanges, or a handle that wrote, at its flush or release
 //    ("write-close").
+//  - a read, in a view whose grant asks for it (ViewSpec::audit_reads): an open that can read
+//    ("open-read", one per open, not per read) and a directory listing ("readdir", one per
+//    listing from its start), noted by the op (note_read). Other views pay one branch.
 // The worker pays for the path (one readlink of the inode's cached O_PATH fd) and a queue
-// push; formatting and writing are the AuditLog thread's. Reads are not recorded.
+// push; formatting and writing are the AuditLog thread's.
 //
 // Paths are relative to the view's root, as the app sees them below its mount. The inode
 // table keeps no names (inodes are file handles), so the kernel's own name of the O_PATH fd
-// is used: a file removed meanwhile reads "... (deleted)", as /proc shows it.
+// is used. For a file removed meanwhile (written through a handle still open, then closed)
+// that is the path it had when it was removed, which /proc shows with " (deleted)" after it:
+// the record names that path, as it names the removal before.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <climits>
 #include <cstring>
+#include <string_view>
 
 #include "common/audit.hpp"
 #include "common/log.hpp"
@@ -163,7 +170,13 @@ std::string Filesystem::view_path(const View& view, Inode* inode, const char* na
   if (inode && view.root) {
     auto fd = table_.fd(inode, view.root->get());
     if (fd) {
-      const std::string full = read_link(proc_fd_.get(), fd_name(fd->get()).c_str());
+      std::string full = read_link(proc_fd_.get(), fd_name(fd->get()).c_str());
+      // One fstat, only for a name that ends so: a file may be called "x (deleted)".
+      constexpr std::string_view kDeleted = " (deleted)";
+      struct stat st {};
+      if (full.ends_with(kDeleted) && ::fstat(fd->get(), &st) == 0 && st.st_nlink == 0) {
+        full.resize(full.size() - kDeleted.size());
+      }
       // The backing path as configured is what the kernel shows, unless a symlink leads
       // there (a storage root reached through one): then the root's own name tells.
       path = below(full, view.spec.backing);
@@ -194,6 +207,12 @@ void Filesystem::audit_outcome(const AuditNote& note, int err) {
   if (!denied) r.detail = note.detail;
   audit_->post(std::move(r));
 }
+
+void Filesystem::note_read(const char* what) {
+  if (current_note) current_note->change = what;
+}
+
+bool Filesystem::audited() { return current_note != nullptr; }
 
 void Filesystem::note_setattr(int to_set, const struct stat& attr) {
   if (!current_note) return;

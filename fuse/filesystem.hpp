@@ -488,6 +488,14 @@ class Filesystem {
   static void note_change(const Node& node, const char* change, std::string detail = {});
   /// What a setattr changes (chmod, chown, truncate, utimes), for its record.
   static void note_setattr(int to_set, const struct stat& attr);
+  /// A read in a view that audits them (ViewSpec::audit_reads), recorded as `what` ("open-read",
+  /// "readdir") if the op succeeds.
+  static void note_read(const char* what);
+  /// Whether the current request is audited (the audit is on, and it is not an echo).
+  static bool audited();
+  /// At the end of a listing in a view that audits reads: drops the kernel's cached listing
+  /// of the directory `dir`, so that the next one comes here too (ops_dir.cpp).
+  void forget_listing(const Inode* dir);
   /// `name` in (or, without a name, the node) `inode` of `view`, as a path below its root.
   std::string view_path(const View& view, Inode* inode, const char* name);
   void audit_outcome(const AuditNote& note, int err);

@@ -3,6 +3,9 @@
 
 #include <unistd.h>
 
+#include <future>
+#include <memory>
+
 #include "common/log.hpp"
 
 namespace portalfs::fuse {
@@ -55,6 +58,25 @@ bool Notifier::post(Item item) {
 }
 
 void Notifier::inval_inode(const NodeRef& node, off_t off, off_t len) { post(Item{node, off, len, {}, {}}); }
+
+bool Notifier::inval_inode_wait(const NodeRef& node, off_t off, off_t len, std::chrono::milliseconds patience) {
+  auto sent = std::make_shared<std::promise<void>>();
+  std::future<void> done = sent->get_future();
+  if (!run_later([this, node, off, len, sent] {
+        // As run() does for the queued ones: a node forgotten since is left alone.
+        if (!live_ || live_(node)) fuse_lowlevel_notify_inval_inode(se_, node.ino, off, len);
+        sent->set_value();
+      })) {
+    return false;
+  }
+  if (done.wait_for(patience) != std::future_status::ready) return false;
+  try {
+    done.get();
+    return true;
+  } catch (const std::future_error&) {  // dropped unsent: stop() clears the queue
+    return false;
+  }
+}
 
 void Notifier::inval_entry(const NodeRef& parent, std::string name) {
   post(Item{parent, 0, 0, std::move(name), {}});

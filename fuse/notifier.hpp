@@ -64,6 +64,12 @@ class Notifier {
 
   /// Attributes (off = -1) or data from `off` (len 0: to the end) of `ino`.
   void inval_inode(const NodeRef& node, off_t off, off_t len);
+  /// inval_inode(), then waits until it was sent, for `patience` at most: false if it was not
+  /// (not running, or still queued behind others, or blocked in the kernel). For a worker
+  /// whose answer must come after the invalidation, yet which may not wait for the kernel's
+  /// locks for long (above): at worst it answers `patience` late, and the invalidation
+  /// follows.
+  bool inval_inode_wait(const NodeRef& node, off_t off, off_t len, std::chrono::milliseconds patience);
   /// The name `name` in the directory `parent` (and the directory's attributes).
   void inval_entry(const NodeRef& parent, std::string name);
 

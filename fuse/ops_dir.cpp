@@ -4,9 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <vector>
 
+#include "common/log.hpp"
 #include "fuse/attr.hpp"
 #include "fuse/filesystem_internal.hpp"
 
@@ -20,7 +22,8 @@ using policy::Op;
 // (FOPEN_CACHE_DIR and FOPEN_KEEP_CACHE are its defaults without opendir). A listing is read from the daemon once
 // and again only after the directory changed: through this view (the kernel knows), through
 // another view (inval_entry on the parent), on the host (a new mtime, seen when the
-// attributes are next fetched), or a grant changed (set_views drops the pages). Each READDIR
+// attributes are next fetched), or a grant changed (set_views drops the pages); in a view that
+// audits reads, after every listing (forget_listing: each one is recorded). Each READDIR
 // request opens the directory, seeks to the kernel's offset (a d_off cookie of the backing
 // file system, valid in any open of the directory) and closes it again.
 
@@ -127,6 +130,9 @@ Bytes Filesystem::synth_readdir(const SynthInode& dir, size_t size, off_t off, b
 }
 
 Result<Bytes> Filesystem::backed_readdir(const Node& n, size_t size, off_t off, bool plus) {
+  // A view that audits reads records each listing, at its start (a rewind starts another).
+  const bool audit_reads = n.view->spec.audit_reads && audited();
+  if (audit_reads && off == 0) note_read("readdir");
   auto fd = fd_of(n);
   if (!fd) return fd.err();
   int dfd = ::openat(proc_fd_.get(), fd_name(fd->get()).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -151,6 +157,7 @@ Result<Bytes> Filesystem::backed_readdir(const Node& n, size_t size, off_t off, 
     if (!add_backed(n, dfd, *entry, plus, out)) break;
   }
   if (err != 0 && out.empty()) return Errno{err};
+  if (audit_reads && out.empty()) forget_listing(n.inode);  // the end: every entry is cached by now
   return std::move(out).take();
 }
 
@@ -177,6 +184,23 @@ bool Filesystem::add_backed(const Node& n, int dfd, const struct dirent& entry, 
     if (it != layout->dirs.end()) st.st_ino = it->second.ino;
   }
   return out.add_unlooked(plus, name, st, next);
+}
+
+void Filesystem::forget_listing(const Inode* dir) {
+  // The kernel caches a listing in the directory's pages and serves it again with no request
+  // (above), so the next listing would not be recorded. Once the kernel asks past the last
+  // entry, every entry it got is in those pages: dropping them before answering makes it ask
+  // again next time (it finds the pages gone, and starts afresh at offset 0). The
+  // notifier drops them, as a worker must not wait for page locks; this one waits for it a
+  // moment, and if that is not enough (the notifier is busy or blocked), answers anyway: the
+  // next listing may then be served from the cache, unrecorded.
+  constexpr std::chrono::milliseconds kPatience{200};
+  const NodeRef ref{reinterpret_cast<fuse_ino_t>(dir), dir->generation, dir->dev, dir->ino};
+  if (!notifier_.inval_inode_wait(ref, 0, 0, kPatience)) {
+    common::log_once(common::LogLevel::warn, "audit-reads-listing",
+                     "a directory listing in a view that audits reads was answered before its cached "
+                     "copy was dropped: the next listing of it may go unrecorded");
+  }
 }
 
 Result<void> Filesystem::fsyncdir(Call&, fuse_ino_t ino, int datasync, fuse_file_info*) {

@@ -130,6 +130,7 @@ Result<Opened> Filesystem::open(Call& call, fuse_ino_t ino, fuse_file_info* fi) 
   auto n = resolve_for(ino, writes(fi->flags) ? Op::open_write : Op::open_read);
   if (!n) return n.err();
   if (n->synthetic()) return Errno{EISDIR};
+  if (n->view->spec.audit_reads && (fi->flags & O_ACCMODE) != O_WRONLY) note_read("open-read");
   if (fi->flags & O_TRUNC) {
     if (int err = check_made(*n, Op::truncate)) return Errno{err};
   }

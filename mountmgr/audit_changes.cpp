@@ -42,19 +42,25 @@ void app_changes(const State& before, const State& after, std::vector<AuditRecor
   }
 }
 
+// A grant as its record's detail names it: the mode, and whether reads are recorded.
+std::string grant_text(const policy::ViewSpec& spec) {
+  return std::string(policy::to_string(spec.access)) + (spec.audit_reads ? " +audit-reads" : "");
+}
+
 void grant_changes(const policy::ViewSpecs& views_before, const policy::ViewSpecs& views_after,
                    std::vector<AuditRecord>& out) {
   const auto old_views = by_key(views_before);
   const auto new_views = by_key(views_after);
   for (const auto& [key, spec] : new_views) {
     auto old = old_views.find(key);
-    const std::string access = policy::to_string(spec->access);
+    const std::string access = grant_text(*spec);
     if (old == old_views.end()) {
       AuditRecord r = record(key.first, "grant", access);
       r.view = key.second;
       out.push_back(std::move(r));
-    } else if (old->second->access != spec->access || old->second->sidecars != spec->sidecars) {
-      AuditRecord r = record(key.first, "grant", std::string(policy::to_string(old->second->access)) + " -> " + access);
+    } else if (old->second->access != spec->access || old->second->sidecars != spec->sidecars ||
+               old->second->audit_reads != spec->audit_reads) {
+      AuditRecord r = record(key.first, "grant", grant_text(*old->second) + " -> " + access);
       r.view = key.second;
       out.push_back(std::move(r));
     }

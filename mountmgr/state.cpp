@@ -24,6 +24,7 @@ json grant_to_json(const policy::Grant& grant) {
               {"access", policy::to_string(grant.access)}};
   if (grant.owner) out["owner"] = format_owner(*grant.owner);
   if (!grant.sidecars.empty()) out["sidecars"] = grant.sidecars;
+  if (grant.audit_reads) out["audit_reads"] = true;  // absent: false, as in older state files
   return out;
 }
 
@@ -50,7 +51,7 @@ policy::Owner read_owner(const JsonReader& r) {
 }
 
 policy::Grant read_grant(const JsonReader& r) {
-  r.expect_object({"kind", "name", "container_path", "access", "owner", "sidecars"});
+  r.expect_object({"kind", "name", "container_path", "access", "owner", "sidecars", "audit_reads"});
   policy::Grant grant;
   const JsonReader kind = r.member("kind", R"("data", "shared" or "host")");
   const std::string kind_text = kind.as_string();
@@ -99,6 +100,7 @@ policy::Grant read_grant(const JsonReader& r) {
     }
     if (grant.access != policy::Access::read) r.fail("expected sidecars only in a read grant");
   }
+  grant.audit_reads = r.opt_boolean("audit_reads").value_or(false);
   return grant;
 }
 

@@ -29,7 +29,8 @@
 //                (absent when empty; policy/quota.hpp, mountmgr/quota.hpp)
 //   Grant = {"kind": "data"|"shared"|"host", "name", "container_path",
 //            "access": a mode (policy::to_string(Access)), "owner"?: "UID:GID",
-//            "sidecars"?: ["*.xmp", ...] (read grants only)}
+//            "sidecars"?: ["*.xmp", ...] (read grants only),
+//            "audit_reads"?: true (reads through the view are audited; absent: false)}
 //
 // The manifest's grants and the admin's changes are kept apart so that re-installing the same
 // manifest is recognised as "no change", and an upgrade replaces what the app asks for without

@@ -279,7 +279,8 @@ Outcome app_show(const Manager::Impl& mgr, const Request& req) {
   out += "gid_maps: " + maps_text(rec.gid_maps) + "\n";
   for (const auto& g : effective_grants(rec)) {
     out += "grant: " + describe_grant(g) + " at " + g.container_path + " (" + policy::to_string(g.access) +
-           (g.owner ? ", owner " + format_owner(*g.owner) : "") + sidecars_text(g) + ")\n";
+           (g.owner ? ", owner " + format_owner(*g.owner) : "") + sidecars_text(g) +
+           (g.audit_reads ? ", reads audited" : "") + ")\n";
   }
   for (const auto& share : rec.revoked) out += "revoked: share " + share + "\n";
   for (const auto& d : rec.data_dirs) {

@@ -143,7 +143,7 @@ Outcome share_list(const Manager::Impl& mgr, const Request& req) {
 }
 
 Outcome grant(Manager::Impl& mgr, const Request& req) {
-  const Args args(req, {"app", "share", "access", "path", "sidecars"});
+  const Args args(req, {"app", "share", "access", "path", "sidecars", "audit_reads"});
   const std::string app = mgr.app_arg(args);
   const std::string share = share_arg(args, "share");
   const std::string access_text = args.str("access");
@@ -162,6 +162,8 @@ Outcome grant(Manager::Impl& mgr, const Request& req) {
   if (!sidecars.empty() && *access != policy::Access::read) {
     args.bad("sidecars", std::string("expected none with ") + policy::to_string(*access) + ": sidecars widen a read grant");
   }
+  // A grant replaces the last: without audit_reads, reads are no longer recorded.
+  const bool audit_reads = args.flag("audit_reads");
   mgr.installed(app);
   require_share(mgr.state, share);
 
@@ -170,7 +172,8 @@ Outcome grant(Manager::Impl& mgr, const Request& req) {
   // A grant of a share the app already has replaces it (a change of access or path); the owner
   // it is presented as stays, as the app's files expect it.
   const auto current = find_share_grant(effective_grants(rec), share);
-  policy::Grant granted{policy::GrantKind::shared, share, path, *access, current ? current->owner : std::nullopt, sidecars};
+  policy::Grant granted{policy::GrantKind::shared, share, path, *access, current ? current->owner : std::nullopt,
+                        sidecars, audit_reads};
   std::erase_if(rec.admin_grants, [&](const policy::Grant& g) { return g.name == share; });
   std::erase(rec.revoked, share);
   // An admin grant equal to the manifest's is no override: keep the record minimal.
@@ -185,10 +188,11 @@ Outcome grant(Manager::Impl& mgr, const Request& req) {
                                std::any_of(current->sidecars.begin(), current->sidecars.end(), [&](const std::string& p) {
                                  return std::find(sidecars.begin(), sidecars.end(), p) == sidecars.end();
                                }));
-  out.output = req.json ? nlohmann::json({{"app", app}, {"share", share}, {"access", policy::to_string(*access)}, {"path", path}})
+  out.output = req.json ? nlohmann::json({{"app", app}, {"share", share}, {"access", policy::to_string(*access)},
+                                          {"path", path}, {"audit_reads", audit_reads}})
                                   .dump(2) + "\n"
                         : "granted share " + share + " to app " + app + " at " + path + " (" +
-                              policy::to_string(*access) + ")\n";
+                              policy::to_string(*access) + (audit_reads ? ", reads audited" : "") + ")\n";
   out.next = std::move(next);
   return out;
 }
@@ -227,7 +231,7 @@ std::span<const Verb> share_verbs() {
       {"share.create", share_create},  // {name, owner?: "UID:GID", trash?: "30d"|"off"}
       {"share.set", share_set},        // {name, trash: "30d"|"off"}
       {"share.list", share_list},      // {}
-      {"grant", grant},                // {app, share, access: "read"|"read-write", path: "/in/container"}
+      {"grant", grant},                // {app, share, access, path: "/in/container", sidecars?, audit_reads?: bool}
       {"revoke", revoke},              // {app, share, force?: bool}
   };
   return kVerbs;

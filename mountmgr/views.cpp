@@ -66,6 +66,7 @@ policy::ViewSpec make_view(const State& state, const std::string& storage_root, 
   view.dir_name = policy::view_dir_name(grant);
   view.access = grant.access;
   view.sidecars = grant.sidecars;
+  view.audit_reads = grant.audit_reads;
   view.ids.uids = make_map(record.uid_maps);
   view.ids.gids = make_map(record.gid_maps);
   switch (grant.kind) {

@@ -49,6 +49,9 @@ struct Grant {
   /// one (next to the originals), and change or remove those it made. Checked by
   /// check_sidecar_pattern(); empty for every other grant.
   std::vector<std::string> sidecars = {};
+  /// Whether the app's reads through this view are recorded in its audit trail (an open that
+  /// can read, a directory listing), besides what every view records (denials, changes).
+  bool audit_reads = false;
   friend bool operator==(const Grant&, const Grant&) = default;
 };
 

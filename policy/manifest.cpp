@@ -207,7 +207,8 @@ class ManifestReader {
     }
   }
 
-  // "/path" | {"path", "uid"?, "gid"?} | {"path", "shared_dir", "access"?, "sidecars"?}
+  // "/path" | {"path", "uid"?, "gid"?, "audit_reads"?} |
+  // {"path", "shared_dir", "access"?, "sidecars"?, "audit_reads"?}
   void read_data_dir(const Json& entry, const std::string& where) {
     if (entry.is_string()) {
       const std::string path = read_path(entry, where);
@@ -224,6 +225,7 @@ class ManifestReader {
     std::vector<std::string> sidecars;
     std::optional<uint32_t> uid;
     std::optional<uint32_t> gid;
+    bool audit_reads = false;
     for (const auto& item : entry.items()) {
       const std::string& key = item.key();
       if (key == "path") {
@@ -238,19 +240,21 @@ class ManifestReader {
         uid = read_id(item.value(), where + "/uid");
       } else if (!shared && key == "gid") {
         gid = read_id(item.value(), where + "/gid");
+      } else if (key == "audit_reads") {
+        audit_reads = read_bool(item.value(), where + "/audit_reads");
       } else {
-        fail(where, shared ? "expected one of path, shared_dir, access, sidecars"
-                           : "expected one of path, uid, gid, shared_dir",
+        fail(where, shared ? "expected one of path, shared_dir, access, sidecars, audit_reads"
+                           : "expected one of path, uid, gid, shared_dir, audit_reads",
              "key " + json_string(key));
       }
     }
     if (!path) fail(where + "/path", "expected a path", "nothing");
     if (shared) {
       check_sidecars_need_read(sidecars, access, where);
-      spec_.grants.push_back({GrantKind::shared, share, *path, access, std::nullopt, sidecars});
+      spec_.grants.push_back({GrantKind::shared, share, *path, access, std::nullopt, sidecars, audit_reads});
     } else {
       spec_.grants.push_back({GrantKind::data, path->substr(1), *path, Access::read_write,
-                              read_owner(uid, gid, where)});
+                              read_owner(uid, gid, where), {}, audit_reads});
     }
   }
 
@@ -262,7 +266,7 @@ class ManifestReader {
     }
   }
 
-  // {"name", "path", "access", "uid"?, "gid"?, "sidecars"?}
+  // {"name", "path", "access", "uid"?, "gid"?, "sidecars"?, "audit_reads"?}
   void read_shared_dir(const Json& entry, const std::string& where) {
     if (!entry.is_object()) fail(where, "expected an object", describe(entry));
     std::optional<std::string> share;
@@ -271,6 +275,7 @@ class ManifestReader {
     std::vector<std::string> sidecars;
     std::optional<uint32_t> uid;
     std::optional<uint32_t> gid;
+    bool audit_reads = false;
     for (const auto& item : entry.items()) {
       const std::string& key = item.key();
       if (key == "name") {
@@ -285,8 +290,11 @@ class ManifestReader {
         gid = read_id(item.value(), where + "/gid");
       } else if (key == "sidecars") {
         sidecars = read_sidecars(item.value(), where + "/sidecars");
+      } else if (key == "audit_reads") {
+        audit_reads = read_bool(item.value(), where + "/audit_reads");
       } else {
-        fail(where, "expected one of name, path, access, uid, gid, sidecars", "key " + json_string(key));
+        fail(where, "expected one of name, path, access, uid, gid, sidecars, audit_reads",
+             "key " + json_string(key));
       }
     }
     if (!share) fail(where + "/name", "expected a share name", "nothing");
@@ -294,7 +302,13 @@ class ManifestReader {
     if (!access) fail(where + "/access", "expected one of " + access_names(), "nothing");
     check_sidecars_need_read(sidecars, *access, where);
     spec_.grants.push_back(
-        {GrantKind::shared, *share, *path, *access, read_owner(uid, gid, where), sidecars});
+        {GrantKind::shared, *share, *path, *access, read_owner(uid, gid, where), sidecars, audit_reads});
+  }
+
+  // true or false; not 1 nor "true".
+  bool read_bool(const Json& value, const std::string& where) {
+    if (!value.is_boolean()) fail(where, "expected true or false", describe(value));
+    return value.get<bool>();
   }
 
   // ["*.xmp", ...]: file name patterns, at least one.

@@ -24,6 +24,7 @@ struct ViewSpec {
   std::string anchor;
   Access access = Access::read_write;
   std::vector<std::string> sidecars = {};  // a read view's sidecar patterns (Grant::sidecars)
+  bool audit_reads = false;                // Grant::audit_reads
   IdPolicy ids;
   /// The backing store is not the file system it must be (a disk not mounted yet, or gone):
   /// the view is listed and answers EIO, and its backing directory is not opened at all.

@@ -502,7 +502,10 @@ void define_grant(po::options_description& d) {
                   "where the container sees the share")(
       "sidecar", po::value<std::vector<std::string>>()->composing()->value_name("PATTERN"),
       "with read: the app may also create files named like PATTERN (*.xmp) next to the "
-      "originals, and change or remove those it made (repeatable)");
+      "originals, and change or remove those it made (repeatable)")(
+      "audit-reads", po::bool_switch(),
+      "also record the app's reads through this view in its audit trail (each open that can "
+      "read, each directory listing); granting again without it stops that");
 }
 
 void build_grant(const VerbInput& in, CtlCommand& cmd) {
@@ -520,6 +523,7 @@ void build_grant(const VerbInput& in, CtlCommand& cmd) {
     if (*mode != portalfs::policy::Access::read) usage("grant: --sidecar goes with read (the other modes write files already)");
     cmd.args["sidecars"] = sidecars;
   }
+  if (in.vm["audit-reads"].as<bool>()) cmd.args["audit_reads"] = true;
   if (!in.vm.count("path")) usage("grant: missing --path /in/container");
   auto path = in.vm["path"].as<std::string>();
   check_container_path("grant", "--path", path);

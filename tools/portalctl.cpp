@@ -71,6 +71,7 @@ std::string grant_line(const std::string& app, const portalfs::policy::Grant& g)
   if (g.owner)
     line += " owner " + std::to_string(g.owner->uid) + ":" + std::to_string(g.owner->gid);
   for (const auto& p : g.sidecars) line += " sidecar " + p;
+  if (g.audit_reads) line += " audit-reads";
   return line;
 }
 
@@ -81,6 +82,7 @@ nlohmann::json grant_json(const portalfs::policy::Grant& g) {
                         {"access", portalfs::policy::to_string(g.access)}};
   if (g.owner) out["owner"] = {{"uid", g.owner->uid}, {"gid", g.owner->gid}};
   if (!g.sidecars.empty()) out["sidecars"] = g.sidecars;
+  if (g.audit_reads) out["audit_reads"] = true;
   return out;
 }
 

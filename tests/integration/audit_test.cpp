@@ -5,9 +5,11 @@
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -16,6 +18,7 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -117,6 +120,24 @@ TEST_F(Audit, AScriptedSequenceGivesExactlyTheExpectedRecords) {
   EXPECT_EQ(records("beta", beta.size()), beta);
 }
 
+// A file removed while open, then closed: its write-close names the path it had, not the
+// kernel's "/gone.txt (deleted)".
+TEST_F(Audit, AFileRemovedWhileOpenKeepsItsPath) {
+  const int fd = ::open(view("alpha", "gone.txt").c_str(), O_WRONLY | O_CREAT, 0644);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(::write(fd, "x", 1), 1);
+  ASSERT_EQ(::unlink(view("alpha", "gone.txt").c_str()), 0) << std::strerror(errno);
+  ASSERT_EQ(::close(fd), 0);
+  EXPECT_THAT(records("alpha", 6),
+              ::testing::ElementsAre(
+                  R"({"app":"alpha","detail":"version 1","op":"app.install","result":"ok"})",
+                  R"({"app":"alpha","detail":"read-write","op":"grant","result":"ok","view":"data/data"})",
+                  R"({"app":"alpha","detail":"read-write","op":"grant","result":"ok","view":"shared/music"})",
+                  R"({"app":"alpha","op":"create","path":"/gone.txt","result":"ok","view":"shared/music"})",
+                  R"({"app":"alpha","op":"unlink","path":"/gone.txt","result":"ok","view":"shared/music"})",
+                  R"({"app":"alpha","op":"write-close","path":"/gone.txt","result":"ok","view":"shared/music"})"));
+}
+
 TEST_F(Audit, GrantAndShareChangesAreRecorded) {
   ASSERT_EQ(ctl({"grant", "beta", "music", "read-write", "--path", "/music"}).code, 0);
   ASSERT_EQ(ctl({"revoke", "alpha", "music"}).code, 0);
@@ -191,6 +212,129 @@ TEST_F(Audit, FollowPrintsNewRecords) {
   }
   EXPECT_THAT(out, ::testing::HasSubstr(" alpha shared/music create /late.txt ok\n"));
   EXPECT_THAT(out, ::testing::HasSubstr(" alpha shared/music write-close /late.txt ok\n"));
+}
+
+// Reads are recorded where the grant asks for it (audit_reads), and only there: gamma has the
+// share music with audit_reads and docs without. With change events on, gamma's view of music
+// is watched, so alpha's changes there are echoed through it (events.cpp): none is recorded.
+class AuditReads : public Audit {
+ protected:
+  void SetUp() override {
+    extra_daemon_args_ = {"--events", "on"};
+    Audit::SetUp();
+    if (HasFatalFailure() || IsSkipped()) return;
+    ASSERT_EQ(ctl({"share", "create", "docs"}).code, 0);
+    write_file(dir_ / "gamma.json",
+               json{{"name", "gamma"},
+                    {"v", "1"},
+                    {"shared_dirs",
+                     {{{"name", "music"}, {"path", "/music"}, {"access", "read"}, {"audit_reads", true}},
+                      {{"name", "docs"}, {"path", "/docs"}, {"access", "read-write"}}}}}
+                   .dump());
+    const auto r = ctl({"app", "install", dir_ / "gamma.json"});
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+
+  [[nodiscard]] std::string gamma(const std::string& share, const std::string& rest) const {
+    return mnt() + "/apps/gamma/shared/" + share + "/" + rest;
+  }
+
+  // Every entry of `dir`, read to its end as ls does.
+  static std::vector<std::string> list(const std::string& dir) {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) out.push_back(e.path().filename());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+};
+
+TEST_F(AuditReads, AreRecordedWhereTheGrantAsksOnly) {
+  // alpha writes into music while gamma's view of it is watched: the echoes are not gamma's.
+  const int watch = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  ASSERT_GE(watch, 0) << std::strerror(errno);
+  ASSERT_GE(::inotify_add_watch(watch, gamma("music", "").c_str(), IN_ALL_EVENTS), 0) << std::strerror(errno);
+  write_file(view("alpha", "a.txt"), "hello");
+  ASSERT_EQ(::mkdir(view("alpha", "d").c_str(), 0755), 0) << std::strerror(errno);
+  write_file(gamma("docs", "b.txt"), "doc");  // a change: recorded in every view
+  const auto heard = [&] {
+    char buf[4096];
+    return ::read(watch, buf, sizeof(buf)) > 0;
+  };
+  ASSERT_TRUE(wait_until(heard));  // the echo ran
+  ::close(watch);
+
+  // Two reads and two listings of music: each recorded (the second listing is not served
+  // from the kernel's cache unrecorded); a read that is refused is a denial, as in any view.
+  EXPECT_EQ(read_file(gamma("music", "a.txt")), "hello");
+  EXPECT_EQ(read_file(gamma("music", "a.txt")), "hello");
+  EXPECT_EQ(list(gamma("music", "")), (std::vector<std::string>{"a.txt", "d"}));
+  EXPECT_EQ(list(gamma("music", "")), (std::vector<std::string>{"a.txt", "d"}));
+  EXPECT_EQ(list(gamma("music", "d")), std::vector<std::string>{});
+  errno = 0;
+  EXPECT_EQ(::open(gamma("music", "a.txt").c_str(), O_RDWR), -1);
+  EXPECT_EQ(errno, EROFS);
+  // Only stat and lookups: no read.
+  struct stat st {};
+  EXPECT_EQ(::stat(gamma("music", "a.txt").c_str(), &st), 0);
+  // The same in docs, which does not audit reads: nothing.
+  EXPECT_EQ(read_file(gamma("docs", "b.txt")), "doc");
+  EXPECT_EQ(list(gamma("docs", "")), std::vector<std::string>{"b.txt"});
+
+  // Granted again without --audit-reads: no more read records; docs with it: recorded.
+  auto r = ctl({"grant", "gamma", "music", "read", "--path", "/music"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(read_file(gamma("music", "a.txt")), "hello");
+  EXPECT_EQ(list(gamma("music", "")).size(), 2u);
+  r = ctl({"grant", "gamma", "docs", "read-write", "--path", "/docs", "--audit-reads"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "granted share docs to app gamma at /docs (read-write, reads audited)\n");
+  // A write-only open is no read; a read-write one is.
+  int fd = ::open(gamma("docs", "b.txt").c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ::close(fd);
+  fd = ::open(gamma("docs", "b.txt").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ::close(fd);
+
+  const std::vector<std::string> expected = {
+      R"({"app":"gamma","detail":"version 1","op":"app.install","result":"ok"})",
+      R"({"app":"gamma","detail":"read-write","op":"grant","result":"ok","view":"shared/docs"})",
+      R"({"app":"gamma","detail":"read +audit-reads","op":"grant","result":"ok","view":"shared/music"})",
+      R"({"app":"gamma","op":"create","path":"/b.txt","result":"ok","view":"shared/docs"})",
+      R"({"app":"gamma","op":"write-close","path":"/b.txt","result":"ok","view":"shared/docs"})",
+      R"({"app":"gamma","op":"open-read","path":"/a.txt","result":"ok","view":"shared/music"})",
+      R"({"app":"gamma","op":"open-read","path":"/a.txt","result":"ok","view":"shared/music"})",
+      R"({"app":"gamma","op":"readdir","path":"/","result":"ok","view":"shared/music"})",
+      R"({"app":"gamma","op":"readdir","path":"/","result":"ok","view":"shared/music"})",
+      R"({"app":"gamma","op":"readdir","path":"/d","result":"ok","view":"shared/music"})",
+      R"({"app":"gamma","op":"open-write","path":"/a.txt","result":"EROFS","view":"shared/music"})",
+      R"({"app":"gamma","detail":"read +audit-reads -> read","op":"grant","result":"ok","view":"shared/music"})",
+      R"({"app":"gamma","detail":"read-write -> read-write +audit-reads","op":"grant","result":"ok","view":"shared/docs"})",
+      R"({"app":"gamma","op":"open-read","path":"/b.txt","result":"ok","view":"shared/docs"})",
+  };
+  EXPECT_EQ(records("gamma", expected.size()), expected);
+  // Nothing more comes (records() stops at the expected count).
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(records("gamma", expected.size()), expected);
+
+  // app show names it, in text and JSON.
+  r = ctl({"app", "show", "gamma"});
+  EXPECT_THAT(r.out, ::testing::HasSubstr("grant: share docs at /docs (read-write, reads audited)\n"));
+  EXPECT_THAT(r.out, ::testing::HasSubstr("grant: share music at /music (read)\n"));
+  r = ctl({"app", "show", "gamma", "--format", "json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json shown = json::parse(r.out);
+  auto grant_of = [&](const std::string& list, const std::string& share) {
+    for (const json& g : shown[list]) {
+      if (g["name"] == share) return g;
+    }
+    ADD_FAILURE() << "no " << share << " in " << list;
+    return json();
+  };
+  // The manifest's grant of music asks for it; the admin's replacing it does not.
+  EXPECT_EQ(grant_of("grants", "music").value("audit_reads", false), true);
+  EXPECT_EQ(grant_of("admin_grants", "music").value("audit_reads", false), false);
+  EXPECT_EQ(grant_of("admin_grants", "docs").value("audit_reads", false), true);
 }
 
 // --follow across a rotation, on files written by hand (as the writer rotates: rename, then a

@@ -177,6 +177,12 @@ TEST(AuditChanges, InstallGrantRevokeRemoveAndShares) {
   records = mountmgr::state_changes(after, after, {music}, {rw});
   ASSERT_EQ(records.size(), 1u);
   EXPECT_EQ(records[0].op + " " + records[0].detail, "grant read -> read-write");
+  // Turning the audit of reads on (or off) is a grant change of its own.
+  policy::ViewSpec audited = rw;
+  audited.audit_reads = true;
+  records = mountmgr::state_changes(after, after, {rw}, {audited});
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].op + " " + records[0].detail, "grant read-write -> read-write +audit-reads");
 
   records = mountmgr::state_changes(after, before, {rw}, {});
   seen.clear();

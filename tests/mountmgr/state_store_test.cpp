@@ -39,7 +39,8 @@ State rich_state() {
   app.grants = {{policy::GrantKind::data, "data", "/data", policy::Access::read_write, policy::Owner{1000, 1000}},
                 {policy::GrantKind::data, "data/documents", "/data/documents", policy::Access::read_write, std::nullopt},
                 {policy::GrantKind::shared, "music", "/music", policy::Access::read, std::nullopt}};
-  app.admin_grants = {{policy::GrantKind::shared, "own_media", "/media", policy::Access::read_write, policy::Owner{1, 2}}};
+  app.admin_grants = {{policy::GrantKind::shared, "own_media", "/media", policy::Access::read_write, policy::Owner{1, 2}},
+                      {policy::GrantKind::shared, "books", "/books", policy::Access::read, std::nullopt, {}, true}};
   app.revoked = {"music"};
   app.data_dirs = {{"data", "3.1", false}, {"data/documents", "3.2", false}, {"cache", "3.0", true}};
   app.storage_mounts = {{"/srv/x", "/x", true}};
@@ -63,6 +64,14 @@ TEST(StateTest, JsonRoundTrip) {
   const State s = rich_state();
   EXPECT_EQ(state_from_json(to_json(s)), s);
   EXPECT_EQ(state_from_json(nlohmann::json::parse(to_json(s).dump(2))), s);
+  // A grant that audits reads says so; the others, as before the field existed, do not.
+  const nlohmann::json admin = to_json(s)["apps"]["navidrome"]["admin_grants"];
+  EXPECT_EQ(admin[1]["audit_reads"], true);
+  EXPECT_FALSE(admin[0].contains("audit_reads"));
+  State flipped = s;
+  flipped.apps["navidrome"].admin_grants[1].audit_reads = false;
+  EXPECT_NE(flipped, s);
+  EXPECT_EQ(state_from_json(to_json(flipped)), flipped);
 }
 
 TEST(StateTest, AttachmentKeepsTheProcessIdentity) {
@@ -123,6 +132,8 @@ TEST(StateTest, StrictReadingNamesThePointer) {
        "missing, expected an array"},
       {"bad access", [](auto& j) { j["apps"]["navidrome"]["grants"][2]["access"] = "write"; },
        "/apps/navidrome/grants/2/access", R"(expected one of read, read-write, create-only, no-delete, own-files, got "write")"},
+      {"audit_reads not a bool", [](auto& j) { j["apps"]["navidrome"]["admin_grants"][1]["audit_reads"] = "yes"; },
+       "/apps/navidrome/admin_grants/1/audit_reads", R"(expected true or false, got "yes")"},
       {"bad owner", [](auto& j) { j["shares"]["music"]["owner"] = "1000"; }, "/shares/music/owner",
        R"(expected UID:GID (two integers from 0 to 4294967294), got "1000")"},
       {"bad trash", [](auto& j) { j["shares"]["music"]["trash"] = "forever"; }, "/shares/music/trash",

@@ -18,6 +18,7 @@ void PrintTo(const Grant& g, std::ostream* os) {
   *os << "{" << to_string(g.kind) << " " << g.name << " at " << g.container_path << " "
       << to_string(g.access);
   if (g.owner) *os << " owner " << g.owner->uid << ":" << g.owner->gid;
+  if (g.audit_reads) *os << " audit_reads";
   *os << "}";
 }
 
@@ -134,6 +135,15 @@ INSTANTIATE_TEST_SUITE_P(
         ValidCase{"shared_dirs_sidecars",
                   R"({"name": "a", "shared_dirs": [{"name": "photos", "path": "/p", "access": "read", "sidecars": ["*.xmp", "*.nfo"]}]})",
                   "a", "", {[] { auto g = shared("photos", "/p", Access::read); g.sidecars = {"*.xmp", "*.nfo"}; return g; }()}},
+        // Reads recorded per grant: on every kind of entry that is an object; false is the default.
+        ValidCase{"audit_reads",
+                  R"({"name": "a", "shared_dirs": [{"name": "photos", "path": "/p", "access": "read", "audit_reads": true},
+                      {"name": "docs", "path": "/docs", "access": "read-write", "audit_reads": false}],
+                      "data_dirs": [{"path": "/d", "audit_reads": true}, {"path": "/m", "shared_dir": "music", "audit_reads": true}]})",
+                  "a", "",
+                  {[] { auto g = data("/d"); g.audit_reads = true; return g; }(), shared("docs", "/docs"),
+                   [] { auto g = shared("music", "/m"); g.audit_reads = true; return g; }(),
+                   [] { auto g = shared("photos", "/p", Access::read); g.audit_reads = true; return g; }()}},
         ValidCase{"shared_dirs_owner",
                   R"({"name": "a", "shared_dirs": [{"name": "own_documents", "path": "/docs", "access": "read-write",
                       "uid": 1000, "gid": 100}]})",
@@ -255,13 +265,13 @@ INSTANTIATE_TEST_SUITE_P(
         InvalidCase{"data_path_missing_shared", with_dir(R"({"shared_dir": "m"})"),
                     "app.json: /data_dirs/0/path: expected a path, got nothing"},
         InvalidCase{"data_unknown_key", with_dir(R"({"path": "/d", "owner": "me"})"),
-                    R"(app.json: /data_dirs/0: expected one of path, uid, gid, shared_dir, got key "owner")"},
+                    R"(app.json: /data_dirs/0: expected one of path, uid, gid, shared_dir, audit_reads, got key "owner")"},
         InvalidCase{"data_access_without_share", with_dir(R"({"path": "/d", "access": "read"})"),
-                    R"(app.json: /data_dirs/0: expected one of path, uid, gid, shared_dir, got key "access")"},
+                    R"(app.json: /data_dirs/0: expected one of path, uid, gid, shared_dir, audit_reads, got key "access")"},
         InvalidCase{"data_shared_unknown_key", with_dir(R"({"path": "/m", "shared_dir": "m", "uid": 1})"),
-                    R"(app.json: /data_dirs/0: expected one of path, shared_dir, access, sidecars, got key "uid")"},
+                    R"(app.json: /data_dirs/0: expected one of path, shared_dir, access, sidecars, audit_reads, got key "uid")"},
         InvalidCase{"data_unknown_key_escaped", with_dir(R"({"path": "/d", "a\"b\n": 1})"),
-                    R"(app.json: /data_dirs/0: expected one of path, uid, gid, shared_dir, got key "a\"b\n")"},
+                    R"(app.json: /data_dirs/0: expected one of path, uid, gid, shared_dir, audit_reads, got key "a\"b\n")"},
         // uid / gid
         InvalidCase{"uid_without_gid", with_dir(R"({"path": "/d", "uid": 1000})"),
                     "app.json: /data_dirs/0/gid: expected a gid to go with the uid, got nothing"},
@@ -317,6 +327,12 @@ INSTANTIATE_TEST_SUITE_P(
         InvalidCase{"sidecars_empty",
                     R"({"name": "a", "shared_dirs": [{"name": "p", "path": "/p", "access": "read", "sidecars": []}]})",
                     R"(app.json: /shared_dirs/0/sidecars: expected an array of file name patterns, got [])"},
+        InvalidCase{"audit_reads_string", with_share(R"({"name": "m", "path": "/m", "access": "read", "audit_reads": "yes"})"),
+                    R"(app.json: /shared_dirs/0/audit_reads: expected true or false, got "yes")"},
+        InvalidCase{"audit_reads_number", with_dir(R"({"path": "/d", "audit_reads": 1})"),
+                    "app.json: /data_dirs/0/audit_reads: expected true or false, got 1"},
+        InvalidCase{"audit_reads_null_in_a_shared_data_dir", with_dir(R"({"path": "/m", "shared_dir": "m", "audit_reads": null})"),
+                    "app.json: /data_dirs/0/audit_reads: expected true or false, got null"},
         InvalidCase{"access_missing_in_shared_dirs", with_share(R"({"name": "m", "path": "/m"})"),
                     R"(app.json: /shared_dirs/0/access: expected one of read, read-write, create-only, no-delete, own-files, got nothing)"},
         // shared_dirs
@@ -329,7 +345,7 @@ INSTANTIATE_TEST_SUITE_P(
         InvalidCase{"shared_dirs_path_missing", with_share(R"({"name": "m", "access": "read"})"),
                     "app.json: /shared_dirs/0/path: expected a path, got nothing"},
         InvalidCase{"shared_dirs_unknown_key", with_share(R"({"name": "m", "path": "/m", "access": "read", "shared_dir": "x"})"),
-                    R"(app.json: /shared_dirs/0: expected one of name, path, access, uid, gid, sidecars, got key "shared_dir")"},
+                    R"(app.json: /shared_dirs/0: expected one of name, path, access, uid, gid, sidecars, audit_reads, got key "shared_dir")"},
         // container paths
         InvalidCase{"path_root", with_dir(R"("/")"), R"(app.json: /data_dirs/0: expected a path below /, got "/")"},
         InvalidCase{"path_double_slash", with_dir(R"("//")"), R"(app.json: /data_dirs/0: expected a path below /, got "//")"},
@@ -392,7 +408,7 @@ INSTANTIATE_TEST_SUITE_P(
         InvalidCase{"first_error_inside_entry", with_dir(R"({"uid": -1, "path": "rel"})"),
                     "app.json: /data_dirs/0/uid: " + kIdRange + ", got -1"},
         InvalidCase{"first_error_unknown_key_before_bad_path", with_dir(R"({"x": 1, "path": "rel"})"),
-                    R"(app.json: /data_dirs/0: expected one of path, uid, gid, shared_dir, got key "x")"},
+                    R"(app.json: /data_dirs/0: expected one of path, uid, gid, shared_dir, audit_reads, got key "x")"},
         InvalidCase{"first_error_second_entry", with_dir(R"("/ok", "bad", "worse")"),
                     R"(app.json: /data_dirs/1: expected an absolute path, got "bad")"},
         InvalidCase{"first_error_override_before_document", "[]",

@@ -486,6 +486,17 @@ TEST(CtlVerbs, GrantRevoke) {
   for (const char* mode : {"create-only", "no-delete", "own-files"}) {
     EXPECT_EQ(parse_ctl_command({"grant", "web", "s", mode, "--path=/s"}).args["access"], mode);
   }
+  // --audit-reads: a switch; without it the request says nothing (the grant replaces the last).
+  EXPECT_EQ(parse_ctl_command({"grant", "web", "s", "read", "--path=/s", "--audit-reads"}).args,
+            (nlohmann::json{{"app", "web"}, {"share", "s"}, {"access", "read"}, {"path", "/s"}, {"audit_reads", true}}));
+  EXPECT_FALSE(parse_ctl_command({"grant", "web", "s", "read", "--path=/s"}).args.contains("audit_reads"));
+  for (const Args& bad : {Args{"grant", "web", "s", "read", "--path=/s", "--audit-reads=yes"},
+                          Args{"grant", "web", "s", "read", "--path=/s", "--audit-read"},
+                          Args{"grant", "web", "s", "read", "--path=/s", "--audit-reads", "x"}}) {
+    const std::string e = ctl_error(bad);
+    EXPECT_THAT(e, StartsWith("portalctl: ")) << bad.back();
+    EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+  }
   EXPECT_EQ(ctl_error({"grant", "web", "s", "write", "--path", "/s"}),
             "portalctl: grant: expected one of read, read-write, create-only, no-delete, own-files, got \"write\"; see portalctl --help");
   EXPECT_EQ(ctl_error({"grant", "web", "s", "read"}),
