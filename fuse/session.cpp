@@ -84,18 +84,20 @@ Session::Session(Filesystem& fs, SessionOptions options) : fs_(fs), options_(std
 
 Session::~Session() {
   if (!se_) return;
-  if (!fs_.detach_session()) {
-    // An invalidation waits for a lock held by a request nobody will answer now: end the
-    // connection so that the kernel fails those requests, then the notifier finishes.
+  // The loop has ended: a request the notifier waits for (an echo into the mount, a lock an
+  // invalidation needs) will never be answered, so there is no point waiting long for it.
+  if (!fs_.detach_session(std::chrono::milliseconds(100))) {
+    // End the connection so that the kernel fails those requests, then the notifier finishes.
     abort_connection();
     fs_.detach_session(std::chrono::hours(1));
     // libfuse's unmount (below) leaves a connection it finds aborted mounted, dead: unmount
     // it here. (It happens when SIGTERM ends the loop while the notifier waits on the mount
-    // for an echo: libfuse's signal handler stops the workers first.)
+    // for an echo: libfuse's signal handler ends the workers first.)
     if (mounted_ && ::umount2(options_.mountpoint.c_str(), MNT_DETACH) != 0 && errno == EPERM) {
       unmount_with_fusermount(options_.mountpoint);  // not root
     }
   }
+  if (signals_) fuse_remove_signal_handlers(se_);
   if (mounted_) fuse_session_unmount(se_);
   fuse_session_destroy(se_);
 }
@@ -104,24 +106,10 @@ int Session::run() {
   // The notifier's thread starts here, not when mounting: portalfsd goes to the background
   // (fork) in between, and a fork keeps only the calling thread.
   fs_.attach_session(se_, options_.mountpoint);
-  if (signals_) {
-    loop_done_ = false;
-    signal_thread_ = std::thread([this] {
-      const timespec tick{0, 200'000'000};
-      while (!loop_done_.load()) {
-        if (::sigtimedwait(&signal_set_, nullptr, &tick) > 0) {
-          stop();
-          return;
-        }
-      }
-    });
-  }
   fuse_loop_config* cfg = fuse_loop_cfg_create();
   if (options_.max_threads) fuse_loop_cfg_set_max_threads(cfg, options_.max_threads);
   int rc = fuse_session_loop_mt(se_, cfg);
   fuse_loop_cfg_destroy(cfg);
-  loop_done_ = true;
-  if (signal_thread_.joinable()) signal_thread_.join();
   return rc;
 }
 
@@ -159,10 +147,7 @@ void Session::abort_connection() {
 }
 
 void Session::install_signal_handlers() {
-  ::sigemptyset(&signal_set_);
-  for (int sig : {SIGTERM, SIGINT, SIGHUP}) ::sigaddset(&signal_set_, sig);
-  if (::pthread_sigmask(SIG_BLOCK, &signal_set_, nullptr) == 0) signals_ = true;
-  ::signal(SIGPIPE, SIG_IGN);  // as libfuse's handlers did: a closed pipe is an error, not an exit
+  if (fuse_set_signal_handlers(se_) == 0) signals_ = true;
 }
 
 namespace {

@@ -4,11 +4,7 @@
 // A mounted FUSE session around a Filesystem: mount, serve on libfuse's multi-threaded
 // loop, unmount. Used by portalfsd and by the in-process test fixture.
 
-#include <signal.h>
-
-#include <atomic>
 #include <string>
-#include <thread>
 
 #include "fuse/filesystem.hpp"
 
@@ -34,11 +30,10 @@ class Session {
   int run();
   /// Asks run() to return: safe from any thread.
   void stop();
-  /// SIGTERM/SIGINT/SIGHUP end run() through stop() (for the daemon). Call it before any
-  /// other thread starts: it blocks them in the calling thread, whose mask new threads
-  /// inherit, and run() takes them on a thread of its own. Not libfuse's handlers: they end
-  /// the workers at once, while the notifier may wait on the mount for one of them (an echo,
-  /// events.cpp); stop() ends the notifier first.
+  /// SIGTERM/SIGINT/SIGHUP end run() (for the daemon), through libfuse's handlers: the
+  /// signal interrupts a worker's read of /dev/fuse, which is the one way to end a loop whose
+  /// mount a container still holds (a bind mount keeps the connection alive after the lazy
+  /// unmount stop() makes). They end the workers before the notifier; ~Session copes.
   void install_signal_handlers();
 
  private:
@@ -47,9 +42,6 @@ class Session {
   fuse_session* se_ = nullptr;
   bool mounted_ = false;
   bool signals_ = false;
-  sigset_t signal_set_{};
-  std::atomic<bool> loop_done_{false};
-  std::thread signal_thread_;  // run(): waits for a signal of signal_set_, then stop()s
   std::string connection_;  // the FUSE connection's number, for abort_connection()
 
   /// Ends the connection: the kernel fails every pending request.
