@@ -98,8 +98,9 @@ class ViewRegistry {
  private:
   // The views of one set(), opened and not published yet.
   struct Built {
-    std::vector<std::unique_ptr<View>> views;
-    std::set<ViewId> present;
+    std::vector<std::unique_ptr<View>> views;  // new or changed
+    std::set<ViewId> kept;     // unchanged: their View serves on
+    std::set<ViewId> present;  // both
     std::set<std::string> flipped;  // synthetic dirs holding a view whose store went or came back
     std::shared_ptr<Layout> layout;
   };
