@@ -364,6 +364,9 @@ TEST_F(Container, ComposeServicesShareTheirDataDirectoryEachAsItself) {
 // Issue #12: app B's container watches its view of a share with inotify; app A's container
 // changes the share through its own view. B hears every kind of change, as on a local disk.
 TEST_F(Container, AWatcherInOneAppsContainerHearsWhatAnotherAppChanges) {
+  daemon_->stop(SIGTERM);
+  extra_daemon_args_ = {"--events", "on"};
+  ASSERT_NO_FATAL_FAILURE(start());
   write_file(dir_ / "writer.json", R"({"name": "writer", "v": "1.0", "shared_dirs": [
     {"name": "own_documents", "path": "/documents", "access": "read-write", "uid": 1000, "gid": 1000}]})");
   write_file(dir_ / "reader.json", R"({"name": "reader", "v": "1.0", "shared_dirs": [
