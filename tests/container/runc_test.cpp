@@ -378,7 +378,7 @@ TEST_F(Container, AWatcherInOneAppsContainerHearsWhatAnotherAppChanges) {
       start_container("reader1", oci_mounts("reader"), {}, 1000, {"/bin/inotify_watch", "/documents"}));
   const std::string log = dir_ / "runc-reader1.log";
   const auto wait_for = [&](const std::function<bool(const std::string&)>& done) {
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    const auto deadline = std::chrono::steady_clock::now() + 30s;  // generous: the suite runs beside it
     while (!done(read_file(log)) && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(50ms);
     }
