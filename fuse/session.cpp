@@ -37,9 +37,10 @@ std::string connection_of(const std::string& mountpoint) {
   return n;
 }
 
-// A lazy unmount through the set-uid fusermount3, for a daemon that is not root (libfuse's
-// own, fuse_session_unmount, closes the session's fd, which the loop's workers still read).
-void unmount_with_fusermount(const std::string& mountpoint) {
+// A lazy unmount; not root, through the set-uid fusermount3 (libfuse's own,
+// fuse_session_unmount, closes the session's fd, which the loop's workers still read).
+void lazy_unmount(const std::string& mountpoint) {
+  if (::umount2(mountpoint.c_str(), MNT_DETACH) == 0 || errno != EPERM) return;
   std::vector<std::string> argv_s = {"fusermount3", "-u", "-q", "-z", "--", mountpoint};
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
@@ -93,9 +94,7 @@ Session::~Session() {
     // libfuse's unmount (below) leaves a connection it finds aborted mounted, dead: unmount
     // it here. (It happens when SIGTERM ends the loop while the notifier waits on the mount
     // for an echo: libfuse's signal handler ends the workers first.)
-    if (mounted_ && ::umount2(options_.mountpoint.c_str(), MNT_DETACH) != 0 && errno == EPERM) {
-      unmount_with_fusermount(options_.mountpoint);  // not root
-    }
+    if (mounted_) lazy_unmount(options_.mountpoint);
   }
   if (signals_) fuse_remove_signal_handlers(se_);
   if (mounted_) fuse_session_unmount(se_);
@@ -119,9 +118,7 @@ void Session::stop() {
   fuse_session_exit(se_);
   // Wake the workers blocked in read(/dev/fuse): a lazy unmount ends the connection once
   // nothing uses the mount; libfuse then sees ENODEV and the loop returns.
-  if (mounted_ && ::umount2(options_.mountpoint.c_str(), MNT_DETACH) != 0 && errno == EPERM) {
-    unmount_with_fusermount(options_.mountpoint);  // not root
-  }
+  if (mounted_) lazy_unmount(options_.mountpoint);
 }
 
 
