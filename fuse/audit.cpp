@@ -212,7 +212,9 @@ void Filesystem::note_read(const char* what) {
   if (current_note) current_note->change = what;
 }
 
-bool Filesystem::audited() { return current_note != nullptr; }
+// Recorded: the audit is on and this is not an echo (the note is kept with the audit off too,
+// for the log's fields; a view auditing reads must not pay for listings nobody records).
+bool Filesystem::audited() const { return audit_ && current_note != nullptr; }
 
 void Filesystem::note_setattr(int to_set, const struct stat& attr) {
   if (!current_note) return;

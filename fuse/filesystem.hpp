@@ -492,7 +492,7 @@ class Filesystem {
   /// "readdir") if the op succeeds.
   static void note_read(const char* what);
   /// Whether the current request is audited (the audit is on, and it is not an echo).
-  static bool audited();
+  bool audited() const;
   /// At the end of a listing in a view that audits reads: drops the kernel's cached listing
   /// of the directory `dir`, so that the next one comes here too (ops_dir.cpp).
   void forget_listing(const Inode* dir);
