@@ -87,6 +87,26 @@ class Systemd : public DaemonFixture {
     for (const auto& a : daemon_argv()) argv.push_back(a);
     daemon_ = std::make_unique<Child>(argv, dir_ / "daemon.log");
   }
+  /// portalctl against this daemon, quoted for sh.
+  std::string ctl_cmd() { return "'" + program("portalctl") + "' --socket '" + sock() + "'"; }
+  /// In a mount namespace of its own whose /run/systemd/journal is `journal_dir`: portalfsd,
+  /// with its stderr as the journal stream, then `steps` (sh) once it answers, then SIGTERM.
+  /// Returns the shell's exit code.
+  int run_under_journal(const std::string& journal_dir, const std::string& steps) {
+    std::string daemon_cmd;
+    for (const auto& a : daemon_argv()) daemon_cmd += "'" + a + "' ";
+    const std::string script =
+        "set -e\n"
+        "mount -t tmpfs tmpfs /run/systemd\n"
+        "mkdir /run/systemd/journal\n"
+        "mount --bind '" + journal_dir + "' /run/systemd/journal\n"
+        "export JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2)\n" +
+        daemon_cmd + "& pid=$!\n"
+        "i=0; until " + ctl_cmd() + " status >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 100 ]; sleep 0.1; done\n" +
+        steps + "kill -TERM $pid; wait $pid\n";
+    Child shell({"/usr/bin/unshare", "--mount", "/bin/sh", "-c", script}, dir_ / "daemon.log");
+    return shell.wait(60s);
+  }
   [[nodiscard]] std::string notify_path() const { return dir_ / "notify.sock"; }
 };
 
@@ -137,25 +157,14 @@ TEST_F(Systemd, LogsToTheJournalWithFieldsWhenItsStderrIsTheJournal) {
   std::filesystem::create_directories(journal_dir);
   DatagramListener journal(journal_dir + "/socket");
   write_file(dir_ / "app.json", R"({"name": "alpha", "data_dirs": ["/data"]})");
-  std::string daemon_cmd;
-  for (const auto& a : daemon_argv()) daemon_cmd += "'" + a + "' ";
-  const std::string ctl = "'" + program("portalctl") + "' --socket '" + sock() + "'";
   const std::string backing = storage() + "/apps/alpha/data";
-  const std::string script =
-      "set -e\n"
-      "mount -t tmpfs tmpfs /run/systemd\n"
-      "mkdir /run/systemd/journal\n"
-      "mount --bind '" + journal_dir + "' /run/systemd/journal\n"
-      "export JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2)\n" +
-      daemon_cmd + "& pid=$!\n"
-      "i=0; until " + ctl + " status >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 100 ]; sleep 0.1; done\n" +
-      ctl + " app install '" + (dir_ / "app.json") + "' >/dev/null\n"
-      "mkdir '" + backing + "/inner'\n"
-      "mount -t tmpfs tmpfs '" + backing + "/inner'\n"
-      "ls '" + mnt() + "/apps/alpha/data/data/inner' 2>/dev/null && exit 3\n"
-      "kill -TERM $pid; wait $pid\n";
-  Child shell({"/usr/bin/unshare", "--mount", "/bin/sh", "-c", script}, dir_ / "daemon.log");
-  ASSERT_EQ(shell.wait(60s), 0) << read_file(dir_ / "daemon.log");
+  ASSERT_EQ(run_under_journal(journal_dir,
+                              ctl_cmd() + " app install '" + (dir_ / "app.json") + "' >/dev/null\n"
+                              "mkdir '" + backing + "/inner'\n"
+                              "mount -t tmpfs tmpfs '" + backing + "/inner'\n"
+                              "ls '" + mnt() + "/apps/alpha/data/data/inner' 2>/dev/null && exit 3\n"),
+            0)
+      << read_file(dir_ / "daemon.log");
 
   auto got = journal.until("MESSAGE=refusing a mount point inside " + backing, 5s);
   ASSERT_FALSE(got.empty());
@@ -177,23 +186,12 @@ TEST_F(Systemd, DenialsReachTheJournalWithAppViewOpAndErrno) {
              R"({"name": "beta", "data_dirs": ["/data"],
                  "shared_dirs": [{"name": "music", "path": "/music", "access": "read"}]})");
   extra_daemon_args_ = {"--log-level", "debug"};
-  std::string daemon_cmd;
-  for (const auto& a : daemon_argv()) daemon_cmd += "'" + a + "' ";
-  const std::string ctl = "'" + program("portalctl") + "' --socket '" + sock() + "'";
-  const std::string script =
-      "set -e\n"
-      "mount -t tmpfs tmpfs /run/systemd\n"
-      "mkdir /run/systemd/journal\n"
-      "mount --bind '" + journal_dir + "' /run/systemd/journal\n"
-      "export JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2)\n" +
-      daemon_cmd + "& pid=$!\n"
-      "i=0; until " + ctl + " status >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 100 ]; sleep 0.1; done\n" +
-      ctl + " share create music >/dev/null\n" +
-      ctl + " app install '" + (dir_ / "app.json") + "' >/dev/null\n"
-      "touch '" + mnt() + "/apps/beta/shared/music/x' 2>/dev/null && exit 3\n"
-      "kill -TERM $pid; wait $pid\n";
-  Child shell({"/usr/bin/unshare", "--mount", "/bin/sh", "-c", script}, dir_ / "daemon.log");
-  ASSERT_EQ(shell.wait(60s), 0) << read_file(dir_ / "daemon.log");
+  ASSERT_EQ(run_under_journal(journal_dir,
+                              ctl_cmd() + " share create music >/dev/null\n" + ctl_cmd() + " app install '" +
+                                  (dir_ / "app.json") + "' >/dev/null\n"
+                                  "touch '" + mnt() + "/apps/beta/shared/music/x' 2>/dev/null && exit 3\n"),
+            0)
+      << read_file(dir_ / "daemon.log");
 
   auto got = journal.until("MESSAGE=denied: create in beta's view shared/music: EROFS", 5s);
   ASSERT_FALSE(got.empty());
