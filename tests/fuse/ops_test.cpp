@@ -12,6 +12,7 @@
 #include <string>
 
 #include "fuse/filesystem.hpp"
+#include "tests/fuse/view_spec.hpp"
 #include "tests/testutil/temp_dir.hpp"
 
 namespace portalfs::fuse {
@@ -36,14 +37,7 @@ class Ops : public ::testing::Test {
 
   policy::ViewSpec spec(const std::string& app, GrantKind kind, const std::string& name,
                         const std::string& backing, Access access) {
-    policy::ViewSpec v;
-    v.app = app;
-    v.kind = kind;
-    v.dir_name = name;
-    v.backing = storage_ / backing;
-    v.anchor = storage_.path();
-    v.access = access;
-    return v;
+    return testing::view_spec(storage_.path(), app, kind, name, backing, access);
   }
 
   // apps/<app>/<kind>/<name>, looked up from the root as the kernel would.

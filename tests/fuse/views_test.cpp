@@ -8,6 +8,7 @@
 #include <string>
 
 #include "fuse/views.hpp"
+#include "tests/fuse/view_spec.hpp"
 #include "tests/testutil/temp_dir.hpp"
 
 namespace portalfs::fuse {
@@ -21,16 +22,9 @@ class ViewsTest : public ::testing::Test {
   void SetUp() override {
     for (const char* d : {"alpha/docs", "beta/docs", "media"}) std::filesystem::create_directories(storage_ / d);
   }
-  policy::ViewSpec spec(const std::string& app, GrantKind kind, const std::string& name, const std::string& backing,
-                        Access access) {
-    policy::ViewSpec v;
-    v.app = app;
-    v.kind = kind;
-    v.dir_name = name;
-    v.backing = storage_ / backing;
-    v.anchor = storage_.path();
-    v.access = access;
-    return v;
+  policy::ViewSpec spec(const std::string& app, GrantKind kind, const std::string& name,
+                        const std::string& backing, Access access) {
+    return testing::view_spec(storage_.path(), app, kind, name, backing, access);
   }
   // The served view of app/kind/name now (nullptr: none).
   const View* view(const std::string& app, const std::string& kind, const std::string& name) {
