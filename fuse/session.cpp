@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "fuse/session.hpp"
 
+#include <fcntl.h>
 #include <spawn.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -13,9 +14,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <vector>
+
+#include "fuse/guardian.hpp"
 
 namespace portalfs::fuse {
 
@@ -104,6 +108,9 @@ Session::~Session() {
 int Session::run() {
   // The notifier's thread starts here, not when mounting: portalfsd goes to the background
   // (fork) in between, and a fork keeps only the calling thread.
+  // Not rootless: fusectl's files are root's, and a rootless daemon sends no echoes.
+  std::optional<Guardian> guardian;
+  if (fs_.privileges().allow_other) guardian.emplace(open_abort_file());
   fs_.attach_session(se_, options_.mountpoint);
   fuse_loop_config* cfg = fuse_loop_cfg_create();
   if (options_.max_threads) fuse_loop_cfg_set_max_threads(cfg, options_.max_threads);
@@ -122,25 +129,31 @@ void Session::stop() {
 }
 
 
-void Session::abort_connection() {
+common::UniqueFd Session::open_abort_file() const {
   const std::string& n = connection_;
-  if (n.empty()) return;
-  // fusectl lists each connection; mount it on a private directory if nobody did.
-  auto write_abort = [&](const std::string& dir) {
-    std::ofstream(dir + "/" + n + "/abort") << "1";
+  if (n.empty()) return {};
+  const auto open_in = [&](const std::string& dir) {
+    return common::UniqueFd(::open((dir + "/" + n + "/abort").c_str(), O_WRONLY | O_CLOEXEC));
   };
-  struct stat st {};
-  if (::stat(("/sys/fs/fuse/connections/" + n).c_str(), &st) == 0) {
-    write_abort("/sys/fs/fuse/connections");
-    return;
-  }
+  if (auto fd = open_in("/sys/fs/fuse/connections")) return fd;
+  // fusectl is not mounted there: mount it on a private directory. The open file keeps that
+  // mount alive after the lazy unmount.
   char dir[] = "/tmp/portalfs-fusectl-XXXXXX";
-  if (!::mkdtemp(dir)) return;
+  if (!::mkdtemp(dir)) return {};
+  common::UniqueFd fd;
   if (::mount("fusectl", dir, "fusectl", 0, nullptr) == 0) {
-    write_abort(dir);
+    fd = open_in(dir);
     ::umount2(dir, MNT_DETACH);
   }
   ::rmdir(dir);
+  return fd;
+}
+
+void Session::abort_connection() {
+  if (auto fd = open_abort_file()) {
+    const ssize_t n = ::write(fd.get(), "1", 1);
+    (void)n;  // an ended connection: nothing to abort
+  }
 }
 
 void Session::install_signal_handlers() {

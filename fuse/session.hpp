@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "common/unique_fd.hpp"
 #include "fuse/filesystem.hpp"
 
 namespace portalfs::fuse {
@@ -46,6 +47,8 @@ class Session {
 
   /// Ends the connection: the kernel fails every pending request.
   void abort_connection();
+  /// The connection's fusectl abort file, opened for writing (none: not root, or no fusectl).
+  common::UniqueFd open_abort_file() const;
 };
 
 /// What is at a mountpoint before mounting.

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <fcntl.h>
+#include <sys/inotify.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -94,6 +95,63 @@ TEST_F(Daemon, AMountWhoseDaemonStopsAnsweringIsEndedAfterTheRequestTimeout) {
   EXPECT_THAT(err, ::testing::AnyOf(ECONNABORTED, ENOTCONN)) << std::strerror(err);
   // The daemon, woken, finds its connection gone and ends.
   EXPECT_NE(daemon_->wait(30s), -1);
+}
+
+// A daemon killed while its notifier waits on the mount for an echo dies at once: its guardian
+// aborts the connection (fuse/guardian.hpp). Without one, the notifier's thread waited for an
+// answer no worker would give, the daemon stayed a zombie holding the mount, and the apps'
+// requests hung with it until the request timeout. Each round kills it during a burst of echoes.
+TEST_F(Daemon, KilledWhileEchoingChangesDiesAndEndsItsMountAtOnce) {
+  extra_daemon_args_ = {"--events", "on"};
+  write_app("alpha", {{"music", "read-write"}});
+  write_app("beta", {{"music", "read-write"}});
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    ASSERT_NO_FATAL_FAILURE(start());
+    if (round == 0) {
+      ASSERT_EQ(ctl({"share", "create", "music"}).code, 0);
+      ASSERT_NO_FATAL_FAILURE(install_apps({"alpha", "beta"}));
+    }
+    const std::string alpha = mnt() + "/apps/alpha/shared/music", beta = mnt() + "/apps/beta/shared/music";
+    const int watch = ::inotify_init1(IN_CLOEXEC);
+    ASSERT_GE(watch, 0) << std::strerror(errno);
+    ASSERT_GE(::inotify_add_watch(watch, beta.c_str(), IN_CREATE), 0) << std::strerror(errno);
+    // alpha's churn, in a process of its own: creates and removes until the mount fails it.
+    const pid_t churn = ::fork();
+    ASSERT_GE(churn, 0);
+    if (churn == 0) {
+      for (unsigned i = 0;; ++i) {
+        const std::string name = alpha + "/f" + std::to_string(i % 64);
+        const int fd = ::open(name.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+        if (fd < 0) ::_exit(0);
+        ::close(fd);
+        if (::unlink(name.c_str()) != 0) ::_exit(0);
+      }
+    }
+    // beta hears them: the echoes run.
+    size_t heard = 0;
+    char buf[4096];
+    while (heard < 200) {
+      const ssize_t n = ::read(watch, buf, sizeof buf);
+      ASSERT_GT(n, 0) << std::strerror(errno);
+      for (ssize_t off = 0; off < n;) {
+        off += static_cast<ssize_t>(sizeof(inotify_event) + reinterpret_cast<inotify_event*>(buf + off)->len);
+        ++heard;
+      }
+    }
+    const int rc = daemon_->stop(SIGKILL, 5s);
+    if (rc < 0) abort_connection_at(mnt());  // fail, don't hang the rest of the suite
+    EXPECT_EQ(rc, 128 + SIGKILL) << "portalfsd did not die within 5 s of SIGKILL";
+    int status = 0;
+    const bool churn_ended = wait_until([&] { return ::waitpid(churn, &status, WNOHANG) == churn; }, 5s);
+    if (!churn_ended) {
+      abort_connection_at(mnt());
+      ::waitpid(churn, &status, 0);
+    }
+    EXPECT_TRUE(churn_ended) << "alpha's request still hung 5 s after the daemon died";
+    ::close(watch);
+    if (HasFailure()) return;
+  }
 }
 
 // The background daemon started with this test's socket: the process whose command line names

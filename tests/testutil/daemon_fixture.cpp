@@ -16,12 +16,6 @@ namespace portalfs::testutil {
 
 using namespace std::chrono_literals;
 
-namespace {
-// Ends the FUSE connection of the mount at `mountpoint` through fusectl (mounted on
-// /sys/fs/fuse/connections first if nobody did). A portalfsd killed while one of its own
-// threads waits in a request to its own mount (a readiness statfs, an event's echo) can't
-// exit: that thread waits uninterruptibly for an answer no worker will give, and keeps the
-// /dev/fuse fd, so the kernel never ends the connection. It stays a zombie, its mount dead.
 void abort_connection_at(const std::string& mountpoint) {
   std::ifstream in("/proc/self/mountinfo");
   std::string line, minor;
@@ -36,7 +30,6 @@ void abort_connection_at(const std::string& mountpoint) {
   if (!std::filesystem::exists(ctl + "/" + minor)) ::mount("fusectl", ctl.c_str(), "fusectl", 0, nullptr);
   std::ofstream(ctl + "/" + minor + "/abort") << "1";
 }
-}  // namespace
 
 void DaemonFixture::SetUp() {
   if (::access("/dev/fuse", R_OK | W_OK) != 0) PORTALFS_SKIP_OR_FAIL("no /dev/fuse");

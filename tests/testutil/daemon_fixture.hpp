@@ -16,6 +16,13 @@
 
 namespace portalfs::testutil {
 
+/// Ends the FUSE connection of the mount at `mountpoint` through fusectl (mounted on
+/// /sys/fs/fuse/connections first if nobody did). A portalfsd killed while one of its own
+/// threads waits in a request to its own mount (an event's echo) can't exit unless its guardian
+/// aborts the connection (fuse/guardian.hpp); the tests do it themselves when that failed, so
+/// that the failure is a failed test, not a hung one.
+void abort_connection_at(const std::string& mountpoint);
+
 class DaemonFixture : public ::testing::Test {
  protected:
   void SetUp() override;
