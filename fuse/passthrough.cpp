@@ -53,6 +53,14 @@ size_t Passthrough::open_backings() {
   return n;
 }
 
+bool Passthrough::written_through(const Inode* inode) {
+  std::lock_guard lock(mutex_);
+  auto it = backings_.find(inode);
+  if (it != backings_.end() && it->second.backing.writable) return true;
+  auto closed = closed_writers_.find(inode);
+  return closed != closed_writers_.end() && std::chrono::steady_clock::now() - closed->second < kCloseEcho;
+}
+
 void Passthrough::release(const Inode* inode) {
   std::lock_guard lock(mutex_);
   auto it = backings_.find(inode);
@@ -61,7 +69,14 @@ void Passthrough::release(const Inode* inode) {
     auto id = static_cast<uint32_t>(it->second.backing.id);
     ::ioctl(io_.dev_fd(), kBackingClose, &id);
   }
+  if (it->second.backing.writable) note_closed_writer(inode);
   backings_.erase(it);
+}
+
+void Passthrough::note_closed_writer(const Inode* inode) {
+  const auto now = std::chrono::steady_clock::now();
+  std::erase_if(closed_writers_, [&](const auto& c) { return now - c.second >= kCloseEcho; });
+  closed_writers_[inode] = now;
 }
 
 }  // namespace portalfs::fuse

@@ -16,6 +16,7 @@
 
 #include <fcntl.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -54,6 +55,13 @@ class Passthrough {
   /// Drops the count of one open counted by acquire(); the last closes the backing.
   void release(const Inode* inode);
 
+  /// Whether `inode` is open with a backing file the kernel writes to, or its last such open
+  /// closed less than a second ago: its writes and that close reach the host watch as changes
+  /// made on the host (events.cpp), though its view heard them already. The close may come
+  /// before or after the daemon hears of it (the kernel drops the backing file as it
+  /// releases the FUSE file, and sends the RELEASE request after).
+  bool written_through(const Inode* inode);
+
   /// Inodes open with a backing file now.
   size_t open_backings();
 
@@ -64,8 +72,14 @@ class Passthrough {
     Backing backing;
     uint32_t opens;
   };
+  static constexpr std::chrono::seconds kCloseEcho{1};
+  /// Under mutex_: remembers that `inode`'s last writable open just closed (written_through()).
+  void note_closed_writer(const Inode* inode);
+
   std::mutex mutex_;
   std::unordered_map<const Inode*, Entry> backings_;
+  // Writable backings released less than kCloseEcho ago (older ones are pruned on insert).
+  std::unordered_map<const Inode*, std::chrono::steady_clock::time_point> closed_writers_;
 };
 
 }  // namespace portalfs::fuse

@@ -240,6 +240,39 @@ TEST_F(HostEvents, AWatcherInAViewHearsChangesMadeOnTheHost) {
   EXPECT_TRUE(w.next(IN_DELETE, "renamed.pdf", 2000ms)) << "no IN_DELETE";
 }
 
+// An app's writes to a file of its data view pass through to the backing file (passthrough.hpp),
+// so the host watch reads them as changes made on the host. Its own view raised their events
+// already (the kernel does, for writes through a FUSE file): it hears each one once, and no
+// open or close that the app did not make.
+TEST(PassthroughEvents, AnAppsOwnWritesAreHeardOnceInItsView) {
+  MountedFs m;
+  PORTALFS_REQUIRE_MOUNT(m);
+  if (!m.fs().passthrough().active()) GTEST_FAIL() << "this kernel took no passthrough";
+  const std::string data = m.add_view("a", ViewKind::data, "d");
+  Watcher w;
+  ASSERT_GE(w.add(data, kChanges | IN_OPEN | IN_CLOSE_NOWRITE), 0) << std::strerror(errno);
+  // The app: a process of its own (the host watch skips the daemon's, which is this one).
+  const std::string db = data + "/db";
+  ASSERT_EQ(run_as(0, 0, [&] {
+              const int fd = ::open(db.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+              if (fd < 0 || ::pwrite(fd, "abc", 3, 0) != 3) return 1;
+              std::this_thread::sleep_for(300ms);  // the host watch reads the write meanwhile
+              if (::pwrite(fd, "def", 3, 3) != 3) return 1;
+              std::this_thread::sleep_for(300ms);
+              return ::close(fd);
+            }),
+            0);
+  EXPECT_TRUE(w.next(IN_CREATE, "db"));
+  EXPECT_TRUE(w.next(IN_OPEN, "db"));
+  EXPECT_TRUE(w.next(IN_MODIFY, "db"));  // one for both: inotify merges a repeat of the last event
+  EXPECT_TRUE(w.next(IN_CLOSE_WRITE, "db"));
+  // Nothing else: no echo of the writes, nor an open and close of the echo's own.
+  for (uint32_t mask : {IN_MODIFY, IN_OPEN, IN_CLOSE_WRITE, IN_CLOSE_NOWRITE}) {
+    EXPECT_FALSE(w.next(mask, "db", 700ms)) << "an extra event " << std::hex << mask;
+  }
+  EXPECT_EQ(read_file(m.storage() + "/a-d/db"), "abcdef");
+}
+
 TEST_F(HostEvents, AHostChangeReachesWhatAViewCachedAtOnce) {
   const std::string f = backing_ + "/notes.txt";
   on_host([&] {
