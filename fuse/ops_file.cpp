@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "fuse/attr.hpp"
+#include "fuse/device_nodes.hpp"
 #include "fuse/filesystem_internal.hpp"
 
 namespace portalfs::fuse {
@@ -130,6 +131,9 @@ Result<Opened> Filesystem::open(Call& call, fuse_ino_t ino, fuse_file_info* fi) 
   auto n = resolve_for(ino, writes(fi->flags) ? Op::open_write : Op::open_read);
   if (!n) return n.err();
   if (n->synthetic()) return Errno{EISDIR};
+  // The kernel never sends an OPEN for a device inode (nodev refuses it first; device_nodes.hpp):
+  // should one come, it gets what nodev answers, never the emulated device's backing file.
+  if (device_nodes::is_device(n->inode->type)) return Errno{EACCES};
   if (n->view->spec.audit_reads && (fi->flags & O_ACCMODE) != O_WRONLY) note_read("open-read");
   if (fi->flags & O_TRUNC) {
     if (int err = check_made(*n, Op::truncate)) return Errno{err};
