@@ -76,9 +76,10 @@ int daemon_flags(int flags, bool passes_through) {
 //  - A file another view also shows is served without the page cache (direct_io): a read in
 //    one view racing a truncate-and-rewrite in another would otherwise return the zero-filled
 //    page of its short read (a torn read no disk gives), and no invalidation can be early
-//    enough without deadlocking (filesystem.hpp). The price, for such files only: shared mmap
-//    fails with ENODEV (libfuse 3.14 cannot ask the kernel for direct_io_allow_mmap), and
-//    reads are not cached.
+//    enough without deadlocking (filesystem.hpp). The price, for such files only: reads are
+//    not cached. Shared mmap works (session_io.hpp asks for FUSE_DIRECT_IO_ALLOW_MMAP): a
+//    mapping goes through the view's page cache, its writes reach the daemon at msync or
+//    writeback, and every write the daemon sees drops the other views' pages.
 //  - Any other file keeps its page cache across opens.
 //  - FLUSH (at every close) is asked for only where the daemon wrote through its own fd: a
 //    file system may report a write error at close. Read-only and passthrough opens skip it.
