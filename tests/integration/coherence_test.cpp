@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -234,6 +235,28 @@ TEST_F(Coherence, SharedMmapWorksInTheDataViewAndInTheSharedView) {
   p = ::mmap(nullptr, 4096, PROT_READ, MAP_PRIVATE, in_b_fd.get(), 0);
   ASSERT_NE(p, MAP_FAILED) << std::strerror(errno);
   EXPECT_EQ(std::string(static_cast<const char*>(p), 4), "BOTH");
+  ::munmap(p, 4096);
+}
+
+// What a mapping kept in the shared view sees of writes made through the data view's
+// passthrough file (which the daemon never sees): nothing drops its pages at once, but the
+// next stat in B finds a new mtime and drops them (FUSE_AUTO_INVAL_DATA), as a fresh mmap does.
+TEST_F(Coherence, AMappingInTheSharedViewCatchesUpWithTheDataViewAtItsNextStat) {
+  write_file(in_a("f"), std::string(4096, '.'));
+  ASSERT_EQ(read_file(in_b("f")), std::string(4096, '.'));
+  auto in_b_fd = open_fd(in_b("f"), O_RDONLY);
+  ASSERT_TRUE(in_b_fd);
+  void* p = ::mmap(nullptr, 4096, PROT_READ, MAP_SHARED, in_b_fd.get(), 0);
+  ASSERT_NE(p, MAP_FAILED) << std::strerror(errno);
+  ASSERT_EQ(std::string(static_cast<const char*>(p), 4), "....");
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a later mtime
+  auto in_a_fd = open_fd(in_a("f"), O_WRONLY);
+  ASSERT_TRUE(in_a_fd);
+  ASSERT_EQ(::pwrite(in_a_fd.get(), "new!", 4, 0), 4);
+  const std::string before_stat(static_cast<const char*>(p), 4);
+  struct stat st {};
+  ASSERT_TRUE(Stat(in_b("f"), &st));
+  EXPECT_EQ(std::string(static_cast<const char*>(p), 4), "new!") << "before the stat: " << before_stat;
   ::munmap(p, 4096);
 }
 
