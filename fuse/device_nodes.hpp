@@ -22,6 +22,8 @@
 // The marker: the backing file has S_ISGID set. A view never shows set-gid on a non-directory
 // nor lets an app set it (attr.hpp), so the bit is free, and it keeps the xattr read off the
 // lookup of every ordinary file: only an empty regular file with the bit costs a getxattr.
+// (Should data views ever show set-gid on files, as pjdfstest's chmod and chown tests expect,
+// a device's own set-gid would have to move into its record.)
 
 #include <sys/stat.h>
 #include <sys/types.h>
