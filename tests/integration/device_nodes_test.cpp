@@ -196,5 +196,28 @@ TEST_F(DeviceNodes, SharedViewsRefuseThemLikeFifos) {
   EXPECT_EQ(list_dir(shared_backing_), (std::vector<std::string>{".", ".."}));
 }
 
+TEST_F(DeviceNodes, ASharedViewShowsARecordedNodeAsEveryViewDoesAndKeepsItsRecordToo) {
+  // A file is what its record says in every view (one file, one type); a shared view makes
+  // none, and its xattr rules are the same: the record is neither listed, read nor written.
+  const std::string path = shared_backing_ + "/tty";
+  write_file(path, "");
+  ASSERT_EQ(::setxattr(path.c_str(), kRecord, "c 4:1", 5, 0), 0);
+  ASSERT_EQ(::chmod(path.c_str(), 0666 | S_ISGID), 0);
+  write_file(shared_ + "/plain", "x");
+  struct stat st {};
+  ASSERT_TRUE(Lstat(shared_ + "/tty", &st));
+  EXPECT_TRUE(S_ISCHR(st.st_mode));
+  EXPECT_EQ(st.st_rdev, makedev(4, 1));
+  EXPECT_EQ(open_err(shared_ + "/tty", O_RDWR), Err{EACCES});
+  const auto names = xattr_names(shared_ + "/tty");
+  EXPECT_EQ(std::count(names.begin(), names.end(), kRecord), 0);
+  char buf[64];
+  EXPECT_EQ(sys(::lgetxattr((shared_ + "/tty").c_str(), kRecord, buf, sizeof(buf))), Err{ENODATA});
+  EXPECT_EQ(sys(::lsetxattr((shared_ + "/plain").c_str(), kRecord, "c 1:1", 5, 0)), Err{EPERM});
+  EXPECT_EQ(sys(::lremovexattr((shared_ + "/tty").c_str(), kRecord)), Err{EPERM});
+  EXPECT_EQ(record_of(path), "c 4:1");
+  EXPECT_EQ(record_of(shared_backing_ + "/plain"), "");
+}
+
 }  // namespace
 }  // namespace portalfs::testutil
