@@ -11,6 +11,7 @@
 
 #include "common/log.hpp"
 #include "fuse/attr.hpp"
+#include "fuse/device_nodes.hpp"
 #include "fuse/filesystem_internal.hpp"
 
 namespace portalfs::fuse {
@@ -159,7 +160,9 @@ Result<fuse_entry_param> Filesystem::make_entry(const View& view, int path_fd) {
     ::close(path_fd);
     return Errno{err};
   }
-  const struct stat st = to_stat(sx);
+  // An emulated device (device_nodes.hpp) is registered and shown as the device it claims to
+  // be: the inode's type is what the kernel is told.
+  const struct stat st = device_nodes::as_shown(path_fd, to_stat(sx));
   // A bind mount of the same file system keeps st_dev: only the mount id tells it apart.
   const bool other_mount =
       view.mnt_id != 0 && (sx.stx_mask & STATX_MNT_ID) && sx.stx_mnt_id != view.mnt_id;

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "fuse/attr.hpp"
+#include "fuse/device_nodes.hpp"
 #include "fuse/filesystem_internal.hpp"
 
 namespace portalfs::fuse {
@@ -45,17 +46,18 @@ Result<Attr> Filesystem::getattr(Call&, fuse_ino_t ino, fuse_file_info* fi) {
   auto n = resolve_for(ino, Op::getattr);
   if (!n) return n.err();
   if (n->synthetic()) return Attr{synth_stat(*static_cast<SynthInode*>(n->inode)), options_.attr_timeout};
+  // An emulated device is shown as the device it claims to be (device_nodes.hpp).
+  const View& view = *n->view;
   struct stat st {};
-  int rc;
   if (fi && fi->fh) {
-    rc = ::fstat(file_of(fi)->fd.get(), &st);
-  } else {
-    auto fd = fd_of(*n);
-    if (!fd) return fd.err();
-    rc = ::fstatat(fd->get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+    const int fd = file_of(fi)->fd.get();
+    if (::fstat(fd, &st) != 0) return Errno{errno};
+    return Attr{present(view, device_nodes::as_shown(fd, st)), attr_timeout(view, n->inode)};
   }
-  if (rc != 0) return Errno{errno};
-  return Attr{present(*n->view, st), attr_timeout(*n->view, n->inode)};
+  auto fd = fd_of(*n);
+  if (!fd) return fd.err();
+  if (::fstatat(fd->get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return Errno{errno};
+  return Attr{present(view, device_nodes::as_shown(fd->get(), st)), attr_timeout(view, n->inode)};
 }
 
 namespace {
@@ -114,6 +116,13 @@ struct AttrTarget {
   }
 };
 
+// Whether the inode behind `target` is a regular file on disk (an inode shown as a device
+// is then an emulated one, not a device node the host left there).
+bool backing_is_regular(const AttrTarget& target) {
+  struct stat st {};
+  return target.stat(st) == 0 && S_ISREG(st.st_mode);
+}
+
 }  // namespace
 
 Result<Attr> Filesystem::setattr(Call& call, fuse_ino_t ino, struct stat* attr, int to_set,
@@ -131,11 +140,13 @@ Result<Attr> Filesystem::setattr(Call& call, fuse_ino_t ino, struct stat* attr, 
   if ((to_set & FUSE_SET_ATTR_SIZE) && !made) {
     if (int err = check_shortening(*n, fd->get(), attr->st_size)) return Errno{err};
   }
+  // An emulated device keeps its marker bit through chmod and chown (device_nodes.hpp).
+  const bool emulated = device_nodes::is_device(n->inode->type) && backing_is_regular(target);
   if (to_set & FUSE_SET_ATTR_MODE) {
     if (S_ISLNK(n->inode->type)) return Errno{EOPNOTSUPP};
-    if (int err = target.chmod(allowed_mode(view, attr->st_mode & 07777, S_ISDIR(n->inode->type)))) {
-      return Errno{err};
-    }
+    mode_t mode = allowed_mode(view, attr->st_mode & 07777, S_ISDIR(n->inode->type));
+    if (emulated) mode = device_nodes::backing_mode(mode);
+    if (int err = target.chmod(mode)) return Errno{err};
   }
   if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
     uid_t uid = static_cast<uid_t>(-1);
@@ -151,6 +162,12 @@ Result<Attr> Filesystem::setattr(Call& call, fuse_ino_t ino, struct stat* attr, 
       gid = *g;
     }
     if (int err = target.chown(uid, gid)) return Errno{err};
+    // chown clears set-gid of a group-executable file, and with it the marker.
+    if (emulated) {
+      struct stat now {};
+      if (int err = target.stat(now)) return Errno{err};
+      if (int err = target.chmod(device_nodes::backing_mode(now.st_mode))) return Errno{err};
+    }
   }
   if (to_set & FUSE_SET_ATTR_SIZE) {
     if (int err = target.truncate(attr->st_size)) return Errno{err};
@@ -169,7 +186,7 @@ Result<Attr> Filesystem::setattr(Call& call, fuse_ino_t ino, struct stat* attr, 
   if (to_set & FUSE_SET_ATTR_SIZE) call.data_changed(siblings, 0, 0);
   else call.attr_changed(siblings);
   note_file((to_set & FUSE_SET_ATTR_SIZE) ? Event::modified_once : Event::attrib, n->inode);
-  return Attr{present(view, st), attr_timeout(view, n->inode)};
+  return Attr{present(view, device_nodes::as_shown(fd->get(), st)), attr_timeout(view, n->inode)};
 }
 
 int Filesystem::check_shortening(const Node& n, int fd, off_t size) {

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "fuse/attr.hpp"
+#include "fuse/device_nodes.hpp"
 #include "fuse/filesystem_internal.hpp"
 
 namespace portalfs::fuse {
@@ -75,9 +76,10 @@ int daemon_flags(int flags, bool passes_through) {
 //  - A file another view also shows is served without the page cache (direct_io): a read in
 //    one view racing a truncate-and-rewrite in another would otherwise return the zero-filled
 //    page of its short read (a torn read no disk gives), and no invalidation can be early
-//    enough without deadlocking (filesystem.hpp). The price, for such files only: shared mmap
-//    fails with ENODEV (libfuse 3.14 cannot ask the kernel for direct_io_allow_mmap), and
-//    reads are not cached.
+//    enough without deadlocking (filesystem.hpp). The price, for such files only: reads are
+//    not cached. Shared mmap works (session_io.hpp asks for FUSE_DIRECT_IO_ALLOW_MMAP): a
+//    mapping goes through the view's page cache, its writes reach the daemon at msync or
+//    writeback, and every write the daemon sees drops the other views' pages.
 //  - Any other file keeps its page cache across opens.
 //  - FLUSH (at every close) is asked for only where the daemon wrote through its own fd: a
 //    file system may report a write error at close. Read-only and passthrough opens skip it.
@@ -130,6 +132,9 @@ Result<Opened> Filesystem::open(Call& call, fuse_ino_t ino, fuse_file_info* fi) 
   auto n = resolve_for(ino, writes(fi->flags) ? Op::open_write : Op::open_read);
   if (!n) return n.err();
   if (n->synthetic()) return Errno{EISDIR};
+  // The kernel never sends an OPEN for a device inode (nodev refuses it first; device_nodes.hpp):
+  // should one come, it gets what nodev answers, never the emulated device's backing file.
+  if (device_nodes::is_device(n->inode->type)) return Errno{EACCES};
   if (n->view->spec.audit_reads && (fi->flags & O_ACCMODE) != O_WRONLY) note_read("open-read");
   if (fi->flags & O_TRUNC) {
     if (int err = check_made(*n, Op::truncate)) return Errno{err};

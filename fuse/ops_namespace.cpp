@@ -6,7 +6,9 @@
 
 #include <cstring>
 
+#include "common/log.hpp"
 #include "fuse/attr.hpp"
+#include "fuse/device_nodes.hpp"
 #include "fuse/filesystem_internal.hpp"
 
 namespace portalfs::fuse {
@@ -42,7 +44,7 @@ Result<fuse_entry_param> Filesystem::make_node(
 }
 
 Result<fuse_entry_param> Filesystem::mknod(Call& call, fuse_ino_t parent, const char* name,
-                                           mode_t mode, dev_t) {
+                                           mode_t mode, dev_t rdev) {
   if (call.echo) return echo_made(parent, name);  // events.cpp
   const Node p = resolve(parent);
   note_node(p, Op::mknod, name);
@@ -53,8 +55,24 @@ Result<fuse_entry_param> Filesystem::mknod(Call& call, fuse_ino_t parent, const 
     if (d.err != EROFS || !has_sidecars(p) || !regular) return Errno{d.err};
     if (int err = check_sidecar(p, Op::mknod, name)) return Errno{err};
   }
+  const mode_t type = (mode & S_IFMT) ? (mode & S_IFMT) : S_IFREG;
+  if (device_nodes::is_device(type)) {
+    // Emulated (device_nodes.hpp): its record is a trusted.* xattr, which takes CAP_SYS_ADMIN.
+    if (!privileges_.sys_admin) {
+      common::log_once(common::LogLevel::warn, "mknod-device",
+                       "mknod of a device node refused (EPERM): emulating one takes CAP_SYS_ADMIN "
+                       "(trusted.* xattrs), which this daemon does not have",
+                       {p.view->spec.app, p.view->spec.dir_name, "mknod", EPERM});
+      return Errno{EPERM};
+    }
+    return make_node(call, p, name, [&](int dirfd, const View& view) {
+      const int err = device_nodes::make(dirfd, name, allowed_mode(view, mode & 07777, false),
+                                         device_nodes::Device{type, rdev});
+      errno = err;
+      return err == 0 ? 0 : -1;
+    });
+  }
   return make_node(call, p, name, [&](int dirfd, const View& view) {
-    const mode_t type = (mode & S_IFMT) ? (mode & S_IFMT) : S_IFREG;
     return ::mknodat(dirfd, name, type | allowed_mode(view, mode & 07777, false), 0);
   });
 }

@@ -19,6 +19,7 @@ namespace {
 constexpr uint32_t kOpInit = 26;
 constexpr uint32_t kInitExt = 1u << 30;              // flags: flags2 is valid
 constexpr uint32_t kWritebackCache = 1u << 16;       // flags: excludes passthrough
+constexpr uint32_t kDirectIoAllowMmap2 = 1u << (36 - 32);  // flags2: FUSE_DIRECT_IO_ALLOW_MMAP
 constexpr uint32_t kPassthrough2 = 1u << (37 - 32);  // flags2: FUSE_PASSTHROUGH
 constexpr uint32_t kRequestTimeout2 = 1u << (42 - 32);  // flags2: FUSE_REQUEST_TIMEOUT
 constexpr uint32_t kOpenDirectIo = 1u << 0;
@@ -119,6 +120,7 @@ ssize_t SessionIo::read_hook(int fd, void* buf, size_t len, void* userdata) {
       SessionIo& self = of(userdata);
       self.kernel_offers_ = (in.flags & kInitExt) && (in.flags2 & kPassthrough2);
       self.kernel_times_out_ = (in.flags & kInitExt) && (in.flags2 & kRequestTimeout2);
+      self.kernel_maps_direct_io_ = (in.flags & kInitExt) && (in.flags2 & kDirectIoAllowMmap2);
       self.init_unique_ = h.unique;
     }
   }
@@ -138,6 +140,13 @@ ssize_t SessionIo::writev_hook(int fd, struct iovec* iov, int count, void* userd
         out->flags2 |= kPassthrough2;
         out->max_stack_depth = 1;  // files on a plain (not stacked) file system
         self.active_ = true;
+      }
+      if (ext && self.kernel_maps_direct_io_) {
+        // Shared mmap of a direct_io file (a file two views show, ops_file.cpp): the kernel
+        // then maps it through the view's page cache, written back to the daemon, which drops
+        // the other views' pages (their next read or fault asks it again).
+        out->flags2 |= kDirectIoAllowMmap2;
+        self.mmap_active_ = true;
       }
       if (ext && self.request_timeout_ && self.kernel_times_out_) {
         out->flags2 |= kRequestTimeout2;

@@ -6,6 +6,8 @@
 // (Linux 6.9+), so they add what it lacks:
 //   - INIT: the kernel's offer is read from its request, and the reply patched to accept it
 //     (FUSE_PASSTHROUGH in flags2, max_stack_depth 1);
+//   - INIT, too: shared mmap of direct_io files (FUSE_DIRECT_IO_ALLOW_MMAP, protocol 7.39,
+//     Linux 6.6+), which libfuse 3.14 cannot ask for;
 //   - INIT, too: a request timeout (protocol 7.43, Linux 6.14+): the kernel ends the connection
 //     when a request stays unanswered that long (below);
 //   - OPEN/CREATE: the reply of an open that passes through is patched with FOPEN_PASSTHROUGH
@@ -48,6 +50,8 @@ class SessionIo {
   [[nodiscard]] uint16_t request_timeout() const {
     return timeout_active_.load(std::memory_order_acquire) ? request_timeout_ : 0;
   }
+  /// Whether the kernel took FUSE_DIRECT_IO_ALLOW_MMAP: MAP_SHARED works on direct_io files.
+  [[nodiscard]] bool direct_io_mmap() const { return mmap_active_.load(std::memory_order_acquire); }
   /// The session's /dev/fuse fd (-1 before install()): the backing ioctls go there.
   [[nodiscard]] int dev_fd() const { return dev_fd_; }
 
@@ -65,6 +69,8 @@ class SessionIo {
   std::atomic<bool> kernel_offers_{false};
   std::atomic<bool> kernel_times_out_{false};
   std::atomic<bool> timeout_active_{false};
+  std::atomic<bool> kernel_maps_direct_io_{false};
+  std::atomic<bool> mmap_active_{false};
   std::atomic<uint64_t> init_unique_{0};
   int dev_fd_ = -1;
 };

@@ -216,9 +216,13 @@ Decision decide_mknod(Target target, GrantKind kind, uint32_t mode) {
   switch (mode & S_IFMT) {
     case 0:  // mknod(2) treats a missing type as a regular file
     case S_IFREG: return {};
+    // Special files: only in an app's own data directory. Device nodes are emulated there
+    // (fuse/device_nodes.hpp: never openable as devices).
     case S_IFIFO:
-    case S_IFSOCK: return kind == GrantKind::data ? Decision{} : Decision{EPERM};
-    default: return {EPERM};  // device nodes, and anything mknod can't make anyway
+    case S_IFSOCK:
+    case S_IFCHR:
+    case S_IFBLK: return kind == GrantKind::data ? Decision{} : Decision{EPERM};
+    default: return {EPERM};  // anything mknod can't make anyway
   }
 }
 

@@ -9,7 +9,7 @@
 //   2. EROFS   a mutation of the read-only directories above the views (/, apps/<app>/...)
 //   3. EXDEV   link or rename between two different views
 //   4. EROFS   a mutation through a read-only view
-//   5. EPERM   an xattr write outside the user.* namespace; a device node; a fifo or socket
+//   5. EPERM   an xattr write outside the user.* namespace; a device node, fifo or socket
 //              where several apps meet
 
 #include <cstdint>
@@ -100,9 +100,11 @@ Decision decide_sidecar(Op op, Maker maker, bool sidecar_name);
 bool is_user_xattr(std::string_view name);
 
 /// mknod of a file of type `mode & S_IFMT` in a view of `kind`: decide(Op::mknod, target), then
-/// EPERM for a device node in any view, and for a fifo or socket in a shared or host view (a
-/// channel between apps; only an app's own data directory may hold them). Regular files (and a
-/// mode without a type, which mknod(2) makes a regular file) are allowed.
+/// EPERM for a fifo, socket or device node in a shared or host view: only an app's own data
+/// directory may hold special files (a fifo or socket is a channel between apps; a device node,
+/// emulated and never openable, is of no use to another app or the host, who would see an
+/// empty file). Regular files (and a mode without a type, which mknod(2) makes a regular file)
+/// are allowed everywhere.
 Decision decide_mknod(Target target, GrantKind kind, uint32_t mode);
 
 }  // namespace portalfs::policy

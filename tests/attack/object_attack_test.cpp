@@ -128,23 +128,38 @@ TEST_F(Attack, RenamesOutOfAReadOnlyShareOrAnotherAppAreExdev) {
 
 // ---- device nodes ----
 
-TEST_F(Attack, BlockDeviceOfTheStorageDiskCannotBeMade) {
-  // The disk the storage root is on, as a block device the app could read raw.
+TEST_F(Attack, BlockDeviceOfTheStorageDiskIsNeverOne) {
+  // The disk the storage root is on, as a block device the app could read raw. A data view
+  // makes an emulated node (fuse/device_nodes.hpp): a regular file on disk that can't be opened;
+  // the shares refuse it.
   struct stat storage {};
   ASSERT_TRUE(Stat(m_.storage(), &storage));
   const dev_t disk = storage.st_dev;
-  for (const std::string& dir : {a_, s1_, s3_}) {
+  for (const std::string& dir : {s1_, s3_}) {
     EXPECT_EQ(sys(::mknod((dir + "/disk").c_str(), S_IFBLK | 0666, disk)), Err{EPERM}) << dir;
     EXPECT_EQ(sys(::mknod((dir + "/mem").c_str(), S_IFCHR | 0666, makedev(1, 1))), Err{EPERM}) << dir;
   }
+  EXPECT_EQ(sys(::mknod((a_ + "/disk").c_str(), S_IFBLK | 0666, disk)), kOk);
+  EXPECT_EQ(sys(::mknod((a_ + "/mem").c_str(), S_IFCHR | 0666, makedev(1, 1))), kOk);
+  EXPECT_EQ(open_err(a_ + "/disk", O_RDONLY), Err{EACCES});
+  EXPECT_EQ(open_err(a_ + "/mem", O_RDWR), Err{EACCES});
   EXPECT_EQ(sys(::mknod((s2_ + "/disk").c_str(), S_IFBLK | 0666, disk)), Err{EROFS});
-  // Root in the container (the daemon refuses; a nodev bind does not stop mknod itself) and
-  // the app's user (the kernel refuses: no CAP_MKNOD).
-  auto make = [disk] { return rc_errno(::mknod("/data/disk", S_IFBLK | 0666, disk)); };
-  EXPECT_EQ(Err{in_jail(0, 0, make)}, Err{EPERM});
-  EXPECT_EQ(Err{in_jail(kAppUid, kAppGid, make)}, Err{EPERM});
-  for (const std::string& dir : {a_backing_, s1_backing_, s3_backing_}) {
+  // Root in the container (CAP_MKNOD: the daemon emulates it, the nodev bind refuses the
+  // open) and the app's user (the kernel refuses: no CAP_MKNOD).
+  auto make = [disk] { return rc_errno(::mknod("/data/disk2", S_IFBLK | 0666, disk)); };
+  EXPECT_EQ(Err{in_jail(0, 0, make)}, kOk);
+  EXPECT_EQ(Err{in_jail(0, 0, [] { return open_errno("/data/disk2", O_RDONLY); })}, Err{EACCES});
+  EXPECT_EQ(Err{in_jail(kAppUid, kAppGid, [disk] { return rc_errno(::mknod("/data/disk3", S_IFBLK | 0666, disk)); })},
+            Err{EPERM});
+  for (const std::string& dir : {s1_backing_, s3_backing_}) {
     EXPECT_EQ(list_dir(dir), (std::vector<std::string>{".", ".."})) << dir;
+  }
+  EXPECT_EQ(list_dir(a_backing_), (std::vector<std::string>{".", "..", "disk", "disk2", "mem"}));
+  for (const char* name : {"/disk", "/disk2", "/mem"}) {
+    struct stat st {};
+    ASSERT_TRUE(Lstat(a_backing_ + name, &st));
+    EXPECT_TRUE(S_ISREG(st.st_mode)) << name;
+    EXPECT_EQ(st.st_size, 0) << name;
   }
 }
 
@@ -165,10 +180,15 @@ TEST_F(Attack, WhiteoutDeviceCannotBeMadeByRename) {
   write_file(a_ + "/x", "x");
   for (const std::string& dir : {s1_, a_}) {
     EXPECT_EQ(sys(rename2(dir + "/x", dir + "/y", RENAME_WHITEOUT)), Err{EINVAL}) << dir;
-    EXPECT_EQ(sys(::mknod((dir + "/wh").c_str(), S_IFCHR | 0, makedev(0, 0))), Err{EPERM}) << dir;
   }
+  EXPECT_EQ(sys(::mknod((s1_ + "/wh").c_str(), S_IFCHR | 0, makedev(0, 0))), Err{EPERM});
+  // A data view emulates it: a regular file on disk, which is no whiteout.
+  EXPECT_EQ(sys(::mknod((a_ + "/wh").c_str(), S_IFCHR | 0, makedev(0, 0))), kOk);
   EXPECT_EQ(list_dir(s1_backing_), (std::vector<std::string>{".", "..", "x"}));
-  EXPECT_EQ(list_dir(a_backing_), (std::vector<std::string>{".", "..", "x"}));
+  EXPECT_EQ(list_dir(a_backing_), (std::vector<std::string>{".", "..", "wh", "x"}));
+  struct stat st {};
+  ASSERT_TRUE(Lstat(a_backing_ + "/wh", &st));
+  EXPECT_TRUE(S_ISREG(st.st_mode));
 }
 
 TEST_F(Attack, OTmpfileInAReadOnlyShareOrAnyViewMakesNothing) {

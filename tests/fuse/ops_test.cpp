@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -85,12 +86,21 @@ TEST_F(Ops, MkdirInADataViewIsOwnedByTheCaller) {
   EXPECT_EQ(e->attr.st_uid, 1000u);
 }
 
-TEST_F(Ops, MknodAsksThePolicyAFifoOnlyInAnAppsOwnData) {
+TEST_F(Ops, MknodAsksThePolicySpecialFilesOnlyInAnAppsOwnData) {
   auto shared = fs_.mknod(call_, view_root("alpha", "shared", "media"), "pipe", S_IFIFO | 0600, 0);
   EXPECT_EQ(shared.error(), EPERM);
   EXPECT_FALSE(std::filesystem::exists(storage_ / "media/pipe"));
-  auto device = fs_.mknod(call_, view_root("alpha", "data", "docs"), "null", S_IFCHR | 0600, 0);
-  EXPECT_EQ(device.error(), EPERM);
+  auto shared_device = fs_.mknod(call_, view_root("alpha", "shared", "media"), "null", S_IFCHR | 0600, 0);
+  EXPECT_EQ(shared_device.error(), EPERM);
+  EXPECT_FALSE(std::filesystem::exists(storage_ / "media/null"));
+  // A device node in data: emulated (an empty regular file on disk, shown as the device).
+  auto device = fs_.mknod(call_, view_root("alpha", "data", "docs"), "null", S_IFCHR | 0600, makedev(1, 3));
+  ASSERT_TRUE(device) << device.error();
+  EXPECT_TRUE(S_ISCHR(device->attr.st_mode));
+  EXPECT_EQ(device->attr.st_rdev, makedev(1, 3));
+  struct stat on_disk {};
+  ASSERT_EQ(::lstat((storage_ / "alpha/docs/null").c_str(), &on_disk), 0);
+  EXPECT_TRUE(S_ISREG(on_disk.st_mode));
   auto own = fs_.mknod(call_, view_root("alpha", "data", "docs"), "pipe", S_IFIFO | 0600, 0);
   ASSERT_TRUE(own) << own.error();
   struct stat st {};

@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -200,13 +201,12 @@ TEST_F(Coherence, AttributeChangesInAAreSeenByB) {
   EXPECT_EQ(st.st_nlink, 2u);
 }
 
-// The price of serving shared files without the page cache (ops_file.cpp, set_caching):
-// a shared mapping of a file two views show fails with ENODEV; a private one works, and a
-// file only one view shows maps as on any file system.
-// A file two views show is served without the page cache in the shared view, where shared
-// mmap has nothing to map (ENODEV; MAP_PRIVATE works). In a data view it passes through to
-// the backing file (passthrough.hpp), and a store through the mapping is what B reads at once.
-TEST_F(Coherence, SharedMmapWorksInTheDataViewNotInTheSharedView) {
+// A file two views show is served without the page cache in the shared view (direct_io),
+// and shared mmap works there too (FUSE_DIRECT_IO_ALLOW_MMAP, session_io.hpp): the mapping
+// goes through that view's page cache. In the data view it passes through to the backing
+// file (passthrough.hpp), and a store through that mapping is what B reads at once; a
+// mapping made in B afterwards maps what is on disk then.
+TEST_F(Coherence, SharedMmapWorksInTheDataViewAndInTheSharedView) {
   write_file(in_a("solo"), "only A looked this up");
   auto solo = open_fd(in_a("solo"), O_RDWR);
   ASSERT_TRUE(solo);
@@ -219,30 +219,95 @@ TEST_F(Coherence, SharedMmapWorksInTheDataViewNotInTheSharedView) {
   ASSERT_EQ(read_file(in_b("both")), "both views show this");
   auto fd = open_fd(in_a("both"), O_RDWR);
   ASSERT_TRUE(fd);
-  errno = 0;
   p = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
-  if (m_.fs().passthrough().active()) {
-    ASSERT_NE(p, MAP_FAILED) << std::strerror(errno);
-    std::memcpy(p, "BOTH", 4);
-    EXPECT_EQ(read_file(in_b("both")), "BOTH views show this");
-    ::munmap(p, 4096);
-  } else {
-    EXPECT_EQ(p, MAP_FAILED);
-    EXPECT_EQ(errno, ENODEV);
-    if (p != MAP_FAILED) ::munmap(p, 4096);
-  }
+  ASSERT_NE(p, MAP_FAILED) << std::strerror(errno);
+  std::memcpy(p, "BOTH", 4);
+  ASSERT_EQ(::msync(p, 4096, MS_SYNC), 0) << std::strerror(errno);
+  EXPECT_EQ(read_file(in_b("both")), "BOTH views show this");
+  ::munmap(p, 4096);
 
   auto in_b_fd = open_fd(in_b("both"), O_RDONLY);
   ASSERT_TRUE(in_b_fd);
-  errno = 0;
   p = ::mmap(nullptr, 4096, PROT_READ, MAP_SHARED, in_b_fd.get(), 0);
-  EXPECT_EQ(p, MAP_FAILED);
-  EXPECT_EQ(errno, ENODEV);
-  if (p != MAP_FAILED) ::munmap(p, 4096);
+  ASSERT_NE(p, MAP_FAILED) << std::strerror(errno);
+  EXPECT_EQ(std::string(static_cast<const char*>(p), 20), "BOTH views show this");
+  ::munmap(p, 4096);
   p = ::mmap(nullptr, 4096, PROT_READ, MAP_PRIVATE, in_b_fd.get(), 0);
   ASSERT_NE(p, MAP_FAILED) << std::strerror(errno);
-  EXPECT_EQ(std::string(static_cast<const char*>(p), 4), m_.fs().passthrough().active() ? "BOTH" : "both");
+  EXPECT_EQ(std::string(static_cast<const char*>(p), 4), "BOTH");
   ::munmap(p, 4096);
+}
+
+// What a mapping kept in the shared view sees of writes made through the data view's
+// passthrough file (which the daemon never sees): nothing drops its pages at once, but the
+// next stat in B finds a new mtime and drops them (FUSE_AUTO_INVAL_DATA), as a fresh mmap does.
+TEST_F(Coherence, AMappingInTheSharedViewCatchesUpWithTheDataViewAtItsNextStat) {
+  write_file(in_a("f"), std::string(4096, '.'));
+  ASSERT_EQ(read_file(in_b("f")), std::string(4096, '.'));
+  auto in_b_fd = open_fd(in_b("f"), O_RDONLY);
+  ASSERT_TRUE(in_b_fd);
+  void* p = ::mmap(nullptr, 4096, PROT_READ, MAP_SHARED, in_b_fd.get(), 0);
+  ASSERT_NE(p, MAP_FAILED) << std::strerror(errno);
+  ASSERT_EQ(std::string(static_cast<const char*>(p), 4), "....");
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a later mtime
+  auto in_a_fd = open_fd(in_a("f"), O_WRONLY);
+  ASSERT_TRUE(in_a_fd);
+  ASSERT_EQ(::pwrite(in_a_fd.get(), "new!", 4, 0), 4);
+  const std::string before_stat(static_cast<const char*>(p), 4);
+  struct stat st {};
+  ASSERT_TRUE(Stat(in_b("f"), &st));
+  EXPECT_EQ(std::string(static_cast<const char*>(p), 4), "new!") << "before the stat: " << before_stat;
+  ::munmap(p, 4096);
+}
+
+// Two read-write shared views of one directory (apps a and b): both serve the file with
+// direct_io, and a MAP_SHARED store in one view, once written back (msync), is what the
+// other view reads and maps; a mapping kept open in either view sees the other's writes (the
+// daemon drops the other view's pages on every write it serves).
+class SharedMmap : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    PORTALFS_REQUIRE_MOUNT(m_);
+    backing_ = m_.storage() + "/share";
+    a_ = m_.add_view("a", ViewKind::shared_squash, "s", backing_);
+    b_ = m_.add_view("b", ViewKind::shared_squash, "s", backing_);
+  }
+  // The first `n` bytes a mapping shows.
+  static std::string mapped(const void* p, size_t n) { return {static_cast<const char*>(p), n}; }
+
+  MountedFs m_{fuse::Options{.entry_timeout = 60, .attr_timeout = 60}};
+  std::string backing_, a_, b_;
+};
+
+TEST_F(SharedMmap, AStoreInOneViewIsReadAndMappedInTheOther) {
+  write_file(a_ + "/db", std::string(8192, '.'));
+  ASSERT_EQ(read_file(b_ + "/db"), std::string(8192, '.'));  // both views know it now
+  auto in_a = open_fd(a_ + "/db", O_RDWR);
+  auto in_b = open_fd(b_ + "/db", O_RDWR);
+  ASSERT_TRUE(in_a);
+  ASSERT_TRUE(in_b);
+  void* pa = ::mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, in_a.get(), 0);
+  ASSERT_NE(pa, MAP_FAILED) << std::strerror(errno);
+  void* pb = ::mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, in_b.get(), 0);
+  ASSERT_NE(pb, MAP_FAILED) << std::strerror(errno);
+  ASSERT_EQ(mapped(pb, 4), "....");  // B's mapping holds the page now
+
+  std::memcpy(static_cast<char*>(pa) + 4096, "from A", 6);
+  ASSERT_EQ(::msync(pa, 8192, MS_SYNC), 0) << std::strerror(errno);
+  EXPECT_EQ(pread_str(in_b.get(), 6, 4096), "from A");
+  EXPECT_EQ(read_file(backing_ + "/db").substr(4096, 6), "from A");
+  EXPECT_TRUE(eventually([&] { return mapped(static_cast<char*>(pb) + 4096, 6) == "from A"; }));
+
+  std::memcpy(pb, "from B", 6);
+  ASSERT_EQ(::msync(pb, 8192, MS_SYNC), 0) << std::strerror(errno);
+  EXPECT_EQ(pread_str(in_a.get(), 6, 0), "from B");
+  EXPECT_TRUE(eventually([&] { return mapped(pa, 6) == "from B"; }));
+
+  // A plain write in B reaches A's mapping too.
+  ASSERT_EQ(::pwrite(in_b.get(), "written", 7, 100), 7);
+  EXPECT_TRUE(eventually([&] { return mapped(static_cast<char*>(pa) + 100, 7) == "written"; }));
+  ::munmap(pa, 8192);
+  ::munmap(pb, 8192);
 }
 
 }  // namespace

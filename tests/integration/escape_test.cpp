@@ -2,8 +2,8 @@
 // No escape (DESIGN "The filesystem"): a view reaches nothing but its own backing tree. The
 // daemon never follows a symlink (the kernel resolves them in the caller's namespace), never
 // creates through one planted under a name, links and renames only within one view, makes
-// no device nodes (and no fifos where apps share), keeps odd names inside, and refuses a
-// mount planted inside a backing directory instead of serving it.
+// no device nodes on disk (data views emulate them; no fifos where apps share), keeps odd
+// names inside, and refuses a mount planted inside a backing directory instead of serving it.
 //
 // Runs as root: root passes the kernel's permission checks, so each refusal here is the
 // daemon's.
@@ -181,10 +181,22 @@ class PerKind : public ::testing::TestWithParam<ViewKind> {
   std::string view_, backing_;
 };
 
-TEST_P(PerKind, DeviceNodesAreEperm) {
-  EXPECT_EQ(sys(::mknod((view_ + "/null").c_str(), S_IFCHR | 0666, makedev(1, 3))), Err{EPERM});
-  EXPECT_EQ(sys(::mknod((view_ + "/loop").c_str(), S_IFBLK | 0660, makedev(7, 0))), Err{EPERM});
-  EXPECT_EQ(list_dir(backing_).size(), 2u) << "something was made on disk";
+TEST_P(PerKind, NoDeviceNodeReachesTheDisk) {
+  // Data views emulate them (device_nodes_test.cpp): a regular file on disk. Shared views
+  // refuse them.
+  const bool data = GetParam() == ViewKind::data;
+  EXPECT_EQ(sys(::mknod((view_ + "/null").c_str(), S_IFCHR | 0666, makedev(1, 3))), data ? kOk : Err{EPERM});
+  EXPECT_EQ(sys(::mknod((view_ + "/loop").c_str(), S_IFBLK | 0660, makedev(7, 0))), data ? kOk : Err{EPERM});
+  if (data) {
+    struct stat st {};
+    for (const char* name : {"/null", "/loop"}) {
+      ASSERT_TRUE(Lstat(backing_ + name, &st));
+      EXPECT_TRUE(S_ISREG(st.st_mode)) << name;
+      EXPECT_EQ(open_err(view_ + name, O_RDWR), Err{EACCES}) << name;
+    }
+  } else {
+    EXPECT_EQ(list_dir(backing_).size(), 2u) << "something was made on disk";
+  }
 }
 
 TEST_P(PerKind, FifosAndSocketsOnlyInDataViews) {

@@ -250,7 +250,7 @@ struct MknodCase {
 
 class DecideMknod : public ::testing::TestWithParam<MknodCase> {};
 
-TEST_P(DecideMknod, RefusesDevicesEverywhereAndFifosOutsideData) {
+TEST_P(DecideMknod, SpecialFilesOnlyInData) {
   const MknodCase& c = GetParam();
   EXPECT_EQ(decide_mknod(c.target, c.kind, c.mode), Decision{c.expected});
 }
@@ -267,9 +267,11 @@ INSTANTIATE_TEST_SUITE_P(
         MknodCase{"fifo_shared", kReadWrite, GrantKind::shared, S_IFIFO | 0600, EPERM},
         MknodCase{"socket_shared", kReadWrite, GrantKind::shared, S_IFSOCK | 0600, EPERM},
         MknodCase{"fifo_host", kReadWrite, GrantKind::host, S_IFIFO | 0600, EPERM},
-        MknodCase{"char_data", kReadWrite, GrantKind::data, S_IFCHR | 0600, EPERM},
-        MknodCase{"block_data", kReadWrite, GrantKind::data, S_IFBLK | 0600, EPERM},
+        MknodCase{"char_data", kReadWrite, GrantKind::data, S_IFCHR | 0600, 0},
+        MknodCase{"block_data", kReadWrite, GrantKind::data, S_IFBLK | 0600, 0},
         MknodCase{"char_shared", kReadWrite, GrantKind::shared, S_IFCHR | 0600, EPERM},
+        MknodCase{"block_shared", kReadWrite, GrantKind::shared, S_IFBLK | 0600, EPERM},
+        MknodCase{"char_host", kReadWrite, GrantKind::host, S_IFCHR | 0600, EPERM},
         MknodCase{"dir_type", kReadWrite, GrantKind::data, S_IFDIR | 0755, EPERM},
         MknodCase{"regular_ro", kRead, GrantKind::data, S_IFREG | 0644, EROFS},
         MknodCase{"char_ro_is_erofs", kRead, GrantKind::data, S_IFCHR | 0600, EROFS},
