@@ -135,7 +135,7 @@ po::options_description daemon_description() {
      "and diagnostic switch: the modes that protect then treat every file as another's)")
     ("events", po::value<std::string>()->value_name("on|off"),
      "raise change events (inotify, fanotify) in every view of a changed file, for changes "
-     "made through other views and on the host (default off for now; see the README)")
+     "made through other views and on the host (default on; off saves the echoes' cost)")
     ("example", po::bool_switch(),
      "install the example app (examples/notes.json) at start, to try portalfs out")
     ("trash-purge-interval", po::value<std::string>()->value_name("SECONDS"),

@@ -78,10 +78,8 @@ struct DaemonOptions {
   bool audit = true;
   /// Provenance of shared views' files (fuse::Options::provenance; off: bench/diagnostics).
   bool provenance = true;
-  /// --events: fuse::Options::events. Off by default for now: under ASan the load test still
-  /// left 2 inodes with events on, and a SIGKILL during an echo leaves a zombie until the
-  /// request timeout (README, "Change events").
-  bool events = false;
+  /// --events: fuse::Options::events.
+  bool events = true;
   /// "portalfs" (apps/<app>/) or "freeshard" (app_data/<app>/, a Freeshard user_data tree).
   std::string layout = "portalfs";
   /// Seconds between purges of the shares' trashes' expired entries (--trash-purge-interval).
