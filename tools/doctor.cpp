@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "fuse/privileges.hpp"
 #include "mountmgr/control_client.hpp"
 #include "mountmgr/quota.hpp"
 #include "mountmgr/state_store.hpp"
@@ -178,6 +179,25 @@ Check check_allow_other() {
               "echo user_allow_other >> /etc/fuse.conf");
 }
 
+// Who runs portalfsd: root has every privilege it uses; an ordinary user (rootless) mounts
+// through the set-uid fusermount3 and goes without what needs root (fuse/privileges.hpp). The
+// doctor is run by the user who runs the daemon, so it probes its own.
+Check check_privileges() {
+  const auto missing = fuse::Privileges::probe().missing();
+  if (missing.empty()) return pass("privileges", "root: every privilege portalfsd uses");
+  const std::string who = "rootless (uid " + std::to_string(::geteuid()) + ")";
+  struct stat st {};
+  const bool fusermount = ::stat("/usr/bin/fusermount3", &st) == 0 && (st.st_mode & S_ISUID) && st.st_uid == 0;
+  if (!fusermount) {
+    return fail("privileges", who + ": no set-uid /usr/bin/fusermount3, so portalfsd can't mount",
+                "apt-get install fuse3 (as root)");
+  }
+  std::string detail = who + ", goes without:";
+  for (const auto& line : missing) detail += " " + line + ";";
+  detail.pop_back();
+  return warn("privileges", detail, "run portalfsd as root (systemctl start portalfsd) for the rest");
+}
+
 Check check_runtimes() {
   std::string found;
   const char* path_env = std::getenv("PATH");
@@ -300,6 +320,7 @@ std::vector<Check> run_checks(const CtlCommand& cmd) {
   for (auto& c : check_kernel()) out.push_back(std::move(c));
   out.push_back(check_propagation(o.mountpoint));
   out.push_back(check_allow_other());
+  out.push_back(check_privileges());
   out.push_back(check_runtimes());
   out.push_back(check_storage(o.storage_root));
   out.push_back(check_open_files(o.state_dir));

@@ -68,6 +68,19 @@ TEST_F(Doctor, AHealthyDaemonsChecksPass) {
   expect_exit_matches_lines(r);
 }
 
+// Run by an ordinary user (who would run a rootless portalfsd): the privileges check says what
+// that daemon goes without, and how to get it; root's says it has them all.
+TEST_F(Doctor, SaysWhatARootlessDaemonGoesWithout) {
+  EXPECT_EQ(lines(doctor().out, "PASS privileges: root: every privilege portalfsd uses").size(), 1u);
+  const auto r = run_command({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                              "--inh-caps=-all", program("portalctl"), "doctor", "--config", conf()});
+  const auto found = lines(r.out, "WARN privileges: rootless (uid 65534), goes without:");
+  ASSERT_EQ(found.size(), 1u) << r.out << r.err;
+  EXPECT_THAT(found[0], HasSubstr("no CAP_SYS_ADMIN: no kernel passthrough"));
+  EXPECT_THAT(found[0], HasSubstr("no change events"));
+  EXPECT_THAT(found[0], HasSubstr("; fix: run portalfsd as root"));
+}
+
 TEST_F(Doctor, AStateFileThatDoesNotParseFails) {
   std::filesystem::create_directories(dir_ / "state");
   write_file(state(), "{\"apps\": {\"notes\": ");  // torn
