@@ -82,6 +82,8 @@ struct DaemonOptions {
   /// left 2 inodes with events on, and a SIGKILL during an echo leaves a zombie until the
   /// request timeout (README, "Change events").
   bool events = false;
+  /// --shared-state: mountmgr::ManagerConfig::shared_state.
+  bool shared_state = false;
   /// "portalfs" (apps/<app>/) or "freeshard" (app_data/<app>/, a Freeshard user_data tree).
   std::string layout = "portalfs";
   /// Seconds between purges of the shares' trashes' expired entries (--trash-purge-interval).

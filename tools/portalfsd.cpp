@@ -221,6 +221,7 @@ int run(const portalfs::tools::DaemonOptions& o) {
     cfg.state_dir = o.state_dir;
     cfg.mountpoint = o.mountpoint;
     cfg.recover_from_backup = o.recover_from_backup;
+    cfg.shared_state = o.shared_state;
     cfg.apps_dir = o.layout == "freeshard" ? "app_data" : "apps";
     cfg.trash_purge_interval = std::chrono::seconds(o.trash_purge_interval);
     manager = std::make_unique<portalfs::mountmgr::Manager>(
