@@ -36,7 +36,7 @@ Options within(Options options, const Privileges& p) {
 Filesystem::Filesystem(Options options)
     : privileges_(Privileges::probe()),
       options_(within(options, privileges_)),
-      table_(options_.fd_cache, privileges_.decode_handles),
+      table_(options_.fd_cache, privileges_.decode_handles && options_.backing_handles),
       io_(options_.passthrough, options_.request_timeout) {
   proc_fd_.reset(::open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!proc_fd_) throw std::runtime_error(std::string("cannot open /proc/self/fd: ") + std::strerror(errno));
@@ -212,7 +212,7 @@ std::vector<std::string> Filesystem::set_views(const policy::ViewSpecs& views,
   // Cached fds of a store that went away (or of its previous mount) would keep serving it, and
   // pin it: its inodes re-open by handle through the new root once it is back.
   for (ViewId id : change.restored) table_.drop_fds(id);
-  if (options_.events) {
+  if (options_.events && options_.host_watch) {
     for (const auto& [path, dir] : new_layout->dirs) {
       for (const auto& [name, id] : dir.views) {
         const View* v = views_.get(id);
@@ -334,7 +334,7 @@ void Filesystem::attach_session(fuse_session* se, std::string mountpoint) {
       [this] { end_echoes(); });
   // Its one fd, opened now (through the mount, once the loop serves), not in the middle of use.
   if (options_.events) notifier_.run_later([this] { open_echo_mount(); });
-  if (options_.events && !mountpoint_.empty()) {
+  if (options_.events && options_.host_watch && !mountpoint_.empty()) {
     host_watch_.start([this](dev_t dev) { return root_on(dev); },
                       [this](HostChange& c) { host_changed(c); });
   }

@@ -68,6 +68,10 @@ struct Options {
   double attr_timeout = 1.0;    // and attributes
   double data_timeout = 60.0;   // names and attributes in data views
   bool events = true;           // raise change events in sibling views (events.cpp)
+  // Off over a storage root that can't (backing_fs.hpp): re-opening inodes by file handle, and
+  // watching the views' roots for changes made behind the daemon's back.
+  bool backing_handles = true;
+  bool host_watch = true;
   size_t fd_cache = 8192;       // O_PATH fds kept open at most (the rest re-open by handle)
   bool passthrough = true;      // files of data views pass through if the kernel can (passthrough.hpp)
   uint16_t request_timeout = 0;  // seconds before the kernel ends a connection that hangs (session_io.hpp)

@@ -24,6 +24,7 @@
 #include <climits>
 #include <ctime>
 
+#include "common/rename.hpp"
 #include "fuse/filesystem_internal.hpp"
 #include "policy/trash.hpp"
 
@@ -128,8 +129,8 @@ int Filesystem::remove_entry(const View& view, int dirfd, const char* name, bool
   const int trash_fd = view.trash->get();
   const std::string id = make_slot(trash_fd, record_for(view, dirfd, name, st.st_mode));
   if (id.empty()) return errno;
-  if (::renameat2(dirfd, name, trash_fd, (id + "/" + policy::kTrashEntry).c_str(), RENAME_NOREPLACE) != 0) {
-    const int err = errno;
+  const std::string entry = id + "/" + policy::kTrashEntry;
+  if (const int err = common::rename_noreplace(dirfd, name, trash_fd, entry.c_str()); err != 0) {
     drop_slot(trash_fd, id);
     return err;
   }

@@ -88,6 +88,7 @@ Manager::Impl::Impl(ManagerConfig cfg, ViewsChanged changed, StatusProvider stat
   }
   state = std::move(loaded.state);
   init_store();
+  if (config.shared_state) join_shared();
   try {
     views = served_views(state);
   } catch (const std::exception& e) {
@@ -357,6 +358,7 @@ void Manager::Impl::worker_loop() {
 }
 
 void Manager::start() {
+  if (impl_->shared && !impl_->shared_watch.joinable()) impl_->shared_watch = std::thread([this] { watch_shared(); });
   impl_->start_store_watch();
   impl_->start_worker();
   impl_->wake_worker();  // what a crash left in the trash
@@ -379,7 +381,52 @@ bool Manager::wait_idle(std::chrono::milliseconds timeout) {
 Manager::Manager(ManagerConfig config, ViewsChanged on_views_changed, StatusProvider status)
     : impl_(std::make_unique<Impl>(std::move(config), std::move(on_views_changed), std::move(status))) {}
 
-Manager::~Manager() = default;
+Manager::~Manager() {
+  // The watcher calls handle(): it stops before anything it uses goes.
+  {
+    std::lock_guard lock(impl_->shared_watch_mutex);
+    impl_->shared_watch_stop = true;
+  }
+  impl_->shared_watch_cv.notify_all();
+  if (impl_->shared_watch.joinable()) impl_->shared_watch.join();
+}
+
+// ---- shared state (mountmgr/shared_state.hpp) ----
+
+void Manager::Impl::join_shared() {
+  shared = std::make_unique<SharedState>(config.storage_root);
+  auto lock = shared->lock();
+  if (auto snap = shared->read()) {
+    state = merge(state, snap->state);
+    shared_generation = snap->generation;
+    store.save(state);
+    common::log(common::LogLevel::info, "shared state: joined " + shared->path() + " at generation " +
+                                            std::to_string(snap->generation) + " (" +
+                                            std::to_string(state.apps.size()) + " apps)");
+  } else {
+    shared->write(1, state);
+    shared_generation = 1;
+    common::log(common::LogLevel::info, "shared state: started " + shared->path() + " from this node's state");
+  }
+}
+
+void Manager::Impl::catch_up_shared() {
+  auto snap = shared->read();
+  if (!snap || snap->generation <= shared_generation) return;
+  state = merge(state, snap->state);
+  shared_generation = snap->generation;
+}
+
+void Manager::watch_shared() {
+  // A change made on another node is adopted by the next request; without one, within a
+  // second: an empty request ("status") goes through handle(), which catches up and serves it.
+  std::unique_lock lock(impl_->shared_watch_mutex);
+  while (!impl_->shared_watch_cv.wait_for(lock, std::chrono::seconds(1), [&] { return impl_->shared_watch_stop; })) {
+    lock.unlock();
+    if (impl_->shared->generation() > impl_->shared_generation) handle({{"verb", "status"}});
+    lock.lock();
+  }
+}
 
 policy::ViewSpecs Manager::views() const {
   std::lock_guard lock(impl_->mutex);
@@ -399,12 +446,44 @@ nlohmann::json Manager::handle(const nlohmann::json& request) {
     const Request req = parse_request(request);
     json_format = req.json;
     state_lock.lock();
+    // With shared state, the request runs under the nodes' lock on the state another node may
+    // have changed (shared_state.hpp); `before` is what this node served until now.
+    std::optional<SharedState::Lock> shared_lock;
+    State before_shared;
+    // A request that fails before its commit takes the caught-up state back with it, so the
+    // watcher (or the next request) catches up again and serves it.
+    struct UndoCatchUp {
+      Impl* impl = nullptr;
+      const State* before = nullptr;
+      uint64_t generation = 0;
+      ~UndoCatchUp() {
+        if (before) {
+          impl->state = *before;
+          impl->shared_generation = generation;
+        }
+      }
+    } undo_catch_up;
+    if (impl_->shared) {
+      shared_lock.emplace(impl_->shared->lock());
+      before_shared = impl_->state;
+      undo_catch_up.impl = impl_.get();
+      undo_catch_up.generation = impl_->shared_generation;
+      undo_catch_up.before = &before_shared;
+      impl_->catch_up_shared();
+    }
+    const State& before = impl_->shared ? before_shared : impl_->state;
     Outcome out = impl_->dispatch(req);
     response = ok_response(std::move(out.output));
-    if (out.next && *out.next != impl_->state) {
+    const bool verb_changed = out.next && *out.next != impl_->state;
+    if (!out.next && impl_->shared && impl_->state != before) out.next = impl_->state;  // caught up only
+    if (out.next && *out.next != before) {
       // Views first: nothing may fail between the save and the swap.
       policy::ViewSpecs next_views = impl_->served_views(*out.next);
       try {
+        if (impl_->shared && verb_changed) {
+          impl_->shared->write(impl_->shared_generation + 1, *out.next);
+          impl_->shared_generation++;
+        }
         impl_->save(*out.next);
       } catch (const StateError& e) {
         const std::string error = e.what();
@@ -420,14 +499,14 @@ nlohmann::json Manager::handle(const nlohmann::json& request) {
         impl_->start_worker();
       }
       for (const auto& [app, record] : out.next->apps) {
-        const auto before = impl_->state.apps.find(app);
-        if (before == impl_->state.apps.end() || before->second != record) impl_->apps_to_follow.insert(app);
+        const auto was = before.apps.find(app);
+        if (was == before.apps.end() || was->second != record) impl_->apps_to_follow.insert(app);
       }
-      for (const auto& [app, record] : impl_->state.apps) {
+      for (const auto& [app, record] : before.apps) {
         if (!out.next->apps.contains(app)) impl_->apps_to_follow.insert(app);  // removed
       }
       if (impl_->audit) {
-        for (auto& r : state_changes(impl_->state, *out.next, impl_->views, next_views)) impl_->audit->post(std::move(r));
+        for (auto& r : state_changes(before, *out.next, impl_->views, next_views)) impl_->audit->post(std::move(r));
       }
       impl_->state = std::move(*out.next);
       if (next_views != impl_->views || !out.killed.empty()) {
@@ -437,6 +516,7 @@ nlohmann::json Manager::handle(const nlohmann::json& request) {
       }
       ticket = ++impl_->tickets_issued;  // every commit: its containers follow in commit order
     }
+    undo_catch_up.before = nullptr;  // committed (or nothing to commit)
     if (out.after_commit) {
       try {
         out.after_commit();

@@ -63,6 +63,9 @@ struct ManagerConfig {
   AttachOps attach_ops = {};
   /// Project quotas go through these (default: mountmgr/quota.hpp).
   QuotaOps quota_ops = {};
+  /// Share apps, shares and grants with every other node over this storage root
+  /// (portalfsd --shared-state on; mountmgr/shared_state.hpp).
+  bool shared_state = false;
 };
 
 /// Called (outside the manager's lock) after every change of the served views. `killed` lists
@@ -99,6 +102,12 @@ class Manager {
   /// state that could not be saved): call once the process will not fork any more. Requests
   /// that need it start it too.
   void start();
+
+ private:
+  /// The shared-state watcher's loop (Manager::start; mountmgr/shared_state.hpp).
+  void watch_shared();
+
+ public:
 
   /// Waits until the trash is empty (or what is left can't be deleted) and the state is
   /// saved; false after `timeout`. For tests and for a clean stop.

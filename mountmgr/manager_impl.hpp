@@ -33,11 +33,13 @@
 //      setns per attachment changed) runs under `mutex`, like attach and detach: requests are
 //      rare, and an attachment must not be detached or replaced halfway through.
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -50,6 +52,7 @@
 #include "mountmgr/manager.hpp"
 #include "mountmgr/provision.hpp"
 #include "mountmgr/request.hpp"
+#include "mountmgr/shared_state.hpp"
 #include "mountmgr/state.hpp"
 #include "mountmgr/state_store.hpp"
 #include "mountmgr/store.hpp"
@@ -100,6 +103,20 @@ struct Manager::Impl {
   /// Apps changed by a commit whose running containers were not yet brought up to date
   /// (follow_grants). Guarded by `mutex`.
   std::set<std::string> apps_to_follow;
+
+  /// With config.shared_state: the nodes' shared state, and the generation of it this node's
+  /// state includes (written under `mutex`; the watcher reads it without).
+  std::unique_ptr<SharedState> shared;
+  std::atomic<uint64_t> shared_generation{0};
+  /// Joins the shared state at start: adopts it, or starts it from this node's state.
+  void join_shared();
+  /// Under `mutex` and the shared lock: adopts a newer shared state into `state`.
+  void catch_up_shared();
+  // The shared-state watcher (Manager::start): polls the generation every second.
+  std::thread shared_watch;
+  std::mutex shared_watch_mutex;
+  std::condition_variable shared_watch_cv;
+  bool shared_watch_stop = false;
 
   /// Where app, grant and share changes are recorded (Manager::set_audit); nullptr: nowhere.
   common::AuditLog* audit = nullptr;

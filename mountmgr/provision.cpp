@@ -1,3 +1,4 @@
+
 // SPDX-License-Identifier: MIT
 #include "mountmgr/provision.hpp"
 
@@ -11,6 +12,7 @@
 
 #include "common/beneath.hpp"
 #include "common/dirs.hpp"
+#include "common/rename.hpp"
 #include "mountmgr/paths.hpp"
 #include "policy/trash.hpp"
 
@@ -83,8 +85,8 @@ int rename_into_trash(int parent_fd, const char* name, int trash_fd) {
   const std::string base = "i" + std::to_string(st.st_ino);
   for (int n = 0; n < 1000; ++n) {
     const std::string target = n == 0 ? base : base + "." + std::to_string(n);
-    if (::renameat2(parent_fd, name, trash_fd, target.c_str(), RENAME_NOREPLACE) == 0) return 0;
-    if (errno != EEXIST) return errno;
+    const int err = common::rename_noreplace(parent_fd, name, trash_fd, target.c_str());
+    if (err != EEXIST) return err;
   }
   return EEXIST;
 }
@@ -155,8 +157,8 @@ bool make_leaf(const StorageRoot& root, int parent_fd, const std::string& name, 
     UniqueFd fd(::openat(parent_fd, tmp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd) fail(display, "cannot open", errno);
     set_up(fd.get(), leaf, display);
-    if (::renameat2(parent_fd, tmp.c_str(), parent_fd, name.c_str(), RENAME_NOREPLACE) != 0) {
-      if (errno != EEXIST) fail(display, "cannot rename into place", errno);
+    if (int err = common::rename_noreplace(parent_fd, tmp.c_str(), parent_fd, name.c_str()); err != 0) {
+      if (err != EEXIST) fail(display, "cannot rename into place", err);
       discard();
       return false;
     }

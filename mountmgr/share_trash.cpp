@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "common/beneath.hpp"
+#include "common/rename.hpp"
 #include "mountmgr/paths.hpp"
 #include "mountmgr/request.hpp"
 
@@ -111,11 +112,11 @@ void restore_share_trash(const StorageRoot& root, const TrashItem& item, const s
   }();
   auto slot = common::open_beneath(root.fd(), slot_components, O_PATH, &failure);
   if (!slot) throw ProvisionError(common::describe_walk_failure(root.path(), slot_components, failure));
-  if (::renameat2(slot->get(), policy::kTrashEntry, parent->get(), leaf.c_str(), RENAME_NOREPLACE) != 0) {
-    if (errno == EEXIST) {
+  if (int err = common::rename_noreplace(slot->get(), policy::kTrashEntry, parent->get(), leaf.c_str()); err != 0) {
+    if (err == EEXIST) {
       refuse("trash restore: " + where(item, path) + " exists; move it away first, or restore to another path with --to PATH");
     }
-    fail(root.display(slot_components) + "/" + policy::kTrashEntry, "cannot move back to " + where(item, path), errno);
+    fail(root.display(slot_components) + "/" + policy::kTrashEntry, "cannot move back to " + where(item, path), err);
   }
   // The entry is back: the slot's record goes with the slot.
   ::unlinkat(slot->get(), policy::kTrashRecord, 0);

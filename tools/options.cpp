@@ -136,6 +136,9 @@ po::options_description daemon_description() {
     ("events", po::value<std::string>()->value_name("on|off"),
      "raise change events (inotify, fanotify) in every view of a changed file, for changes "
      "made through other views and on the host (default on; off saves the echoes' cost)")
+    ("shared-state", po::value<std::string>()->value_name("on|off"),
+     "share apps, shares and grants with the other nodes over the same storage root (a "
+     "GlusterFS volume; README \"Over GlusterFS\"; default off)")
     ("example", po::bool_switch(),
      "install the example app (examples/notes.json) at start, to try portalfs out")
     ("trash-purge-interval", po::value<std::string>()->value_name("SECONDS"),
@@ -155,7 +158,8 @@ std::string daemon_usage() {
          "                 [--open-files-per-app N] [--open-files-of APP=N ...] [--request-timeout SECONDS]\n"
          "                 [--admin-group G] [--recover-from-backup] [--no-passthrough]\n"
          "                 [--layout portalfs|freeshard] [--example] [--trash-purge-interval SECONDS]\n"
-         "                 [--audit on|off] [--provenance on|off] [--events on|off] [--config FILE]\n\n"
+         "                 [--audit on|off] [--provenance on|off] [--events on|off] [--shared-state on|off]\n"
+         "                 [--config FILE]\n\n"
          "Serves every app's data and shared directories as per-app views through one FUSE\n"
          "filesystem, and takes portalctl's requests on the control socket.\n\n" +
          help_text(daemon_description()) +
@@ -1045,6 +1049,7 @@ DaemonOptions parse_daemon_options(const std::vector<std::string>& args, const C
   o.audit = on_off(in, "audit", o.audit);
   o.provenance = on_off(in, "provenance", o.provenance);
   o.events = on_off(in, "events", o.events);
+  o.shared_state = on_off(in, "shared-state", o.shared_state);
   if (vm.count("threads")) {
     const auto& text = vm["threads"].as<std::string>();
     // libfuse caps its own pool far below this; the bound only catches typos.

@@ -80,6 +80,8 @@ struct DaemonOptions {
   bool provenance = true;
   /// --events: fuse::Options::events.
   bool events = true;
+  /// --shared-state: mountmgr::ManagerConfig::shared_state.
+  bool shared_state = false;
   /// "portalfs" (apps/<app>/) or "freeshard" (app_data/<app>/, a Freeshard user_data tree).
   std::string layout = "portalfs";
   /// Seconds between purges of the shares' trashes' expired entries (--trash-purge-interval).

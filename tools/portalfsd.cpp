@@ -18,6 +18,7 @@
 #include "common/audit.hpp"
 #include "common/dirs.hpp"
 #include "common/log.hpp"
+#include "fuse/backing_fs.hpp"
 #include "fuse/filesystem.hpp"
 #include "fuse/session.hpp"
 #include "mountmgr/control_server.hpp"
@@ -208,6 +209,10 @@ int run(const portalfs::tools::DaemonOptions& o) {
   fs_options.top_gid = admin_gid.value_or(0);
   fs_options.provenance = o.provenance;
   fs_options.events = o.events;
+  // Said once at start: what a storage root on another FUSE file system (GlusterFS) changes.
+  for (const auto& line : portalfs::fuse::fit_to_backing(fs_options, portalfs::fuse::probe_backing_fs(o.storage_root))) {
+    log::log(log::LogLevel::warn, line);
+  }
   portalfs::fuse::Filesystem fs(fs_options);
   std::unique_ptr<portalfs::mountmgr::Manager> manager;
   try {
@@ -216,6 +221,7 @@ int run(const portalfs::tools::DaemonOptions& o) {
     cfg.state_dir = o.state_dir;
     cfg.mountpoint = o.mountpoint;
     cfg.recover_from_backup = o.recover_from_backup;
+    cfg.shared_state = o.shared_state;
     cfg.apps_dir = o.layout == "freeshard" ? "app_data" : "apps";
     cfg.trash_purge_interval = std::chrono::seconds(o.trash_purge_interval);
     manager = std::make_unique<portalfs::mountmgr::Manager>(
