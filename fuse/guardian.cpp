@@ -41,6 +41,8 @@ void close_all_but(int a, int b) {
   ::sigaddset(&death, SIGUSR1);
   const int death_fd = ::signalfd(-1, &death, SFD_CLOEXEC);
   ::prctl(PR_SET_PDEATHSIG, SIGUSR1);
+  // Told apart from the daemon in ps and by `pgrep -x portalfsd` (the command line is the same).
+  ::prctl(PR_SET_NAME, "portalfsd-guard");
   bool killed = ::getppid() != parent;  // it died before the prctl
   pollfd fds[2] = {{stand_down, POLLIN, 0}, {death_fd, POLLIN, 0}};
   while (!killed) {

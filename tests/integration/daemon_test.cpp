@@ -154,8 +154,8 @@ TEST_F(Daemon, KilledWhileEchoingChangesDiesAndEndsItsMountAtOnce) {
   }
 }
 
-// The background daemon started with this test's socket: the process whose command line names
-// it (-1 if none). Killed by pid when the test ends early.
+// The background daemon started with this test's socket: the process named portalfsd whose
+// command line names it (-1 if none). Killed by pid when the test ends early.
 pid_t background_daemon(const std::string& sock) {
   pid_t pid = -1;
   for (const auto& e : std::filesystem::directory_iterator("/proc")) {
@@ -164,7 +164,10 @@ pid_t background_daemon(const std::string& sock) {
     std::ifstream in(e.path() / "cmdline", std::ios::binary);
     if (!in) continue;  // the process ended since the listing (other tests run alongside)
     const std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (cmdline.find(sock) != std::string::npos && cmdline.find("portalfsd") != std::string::npos) {
+    std::string comm;
+    std::getline(std::ifstream(e.path() / "comm"), comm);
+    // Its guardian (fuse/guardian.hpp) has the same command line, and its own name.
+    if (cmdline.find(sock) != std::string::npos && comm == "portalfsd") {
       pid = std::stoi(name);
     }
   }
