@@ -208,6 +208,7 @@ std::vector<std::string> Filesystem::set_views(const policy::ViewSpecs& views,
   std::vector<std::string> errors;
   auto old_layout = views_.layout();
   auto change = views_.set(views, killed, &errors);
+  update_quotas();
   auto new_layout = views_.layout();
   // Cached fds of a store that went away (or of its previous mount) would keep serving it, and
   // pin it: its inodes re-open by handle through the new root once it is back.
@@ -272,6 +273,7 @@ void Filesystem::init(fuse_conn_info* conn) {
   // INIT is the first request, so no op runs concurrently.
   int proc = ::open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (proc >= 0) proc_fd_.reset(proc);
+  quotas_.start();  // the first counts of limited views (quota_account.hpp), in this process too
   // Reads answered from an fd go to the kernel by splice (no copy through our buffers).
   if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
   // O_TRUNC arrives with open (one request instead of open + setattr).

@@ -50,6 +50,7 @@
 #include "fuse/open_shares.hpp"
 #include "fuse/passthrough.hpp"
 #include "fuse/privileges.hpp"
+#include "fuse/quota_account.hpp"
 #include "fuse/views.hpp"
 #include "policy/access.hpp"
 
@@ -271,6 +272,11 @@ class Filesystem {
     size_t events_queued;      // change events waiting for or being raised in other views (events.cpp)
   };
   Stats stats();
+  /// The count of a limit the daemon accounts (quota_account.hpp), by key ("apps/notes"):
+  /// nullopt when no view has it, or its first walk is not done.
+  std::optional<QuotaCounter::Usage> quota_usage(const std::string& key) const;
+  /// "" when every limit is counted, else the first walks' progress (for status).
+  [[nodiscard]] std::string quota_progress() const { return quotas_.progress(); }
 
   // ---- ops ----
   // Each op does its work and returns what to answer: a value, or an errno. The trampolines
@@ -400,6 +406,20 @@ class Filesystem {
   Result<fuse_entry_param> make_node(Call& call, const Node& p, const char* name,
                                      const std::function<int(int dirfd, const View& view)>& make);
 
+  // Quotas the daemon accounts (quota_account.hpp; the hooks in quota_hooks.cpp).
+  /// The counter `view`'s changes are accounted against; nullptr for an unlimited view.
+  std::shared_ptr<QuotaCounter> quota_of(const View& view) const;
+  /// One inode more for `view`'s limit, before making it: 0 or EDQUOT.
+  int take_inode(const View& view);
+  /// Gives back an inode taken for something not made after all.
+  void give_inode(const View& view);
+  /// Waits for the first count of `view`'s limit (ops that move or link names).
+  void wait_for_count(const View& view);
+  /// Gives the counters the limited views now served (set_views).
+  void update_quotas();
+  /// statfs of a limited view: its limit as the size, its room as free.
+  void limit_statfs(const View& view, struct statvfs& sv) const;
+
   // Provenance and the grant modes that protect (provenance.cpp).
   /// Whether `view` records which app makes and changes its files (shared and host views).
   bool records(const View& view) const;
@@ -528,7 +548,10 @@ class Filesystem {
   /// files with siblings, by the daemon.
   PassthroughReply set_io_mode(fuse_file_info* fi, const View& view, FileHandle& fh);
   /// Whether the open files of `view` pass through to their backing files.
-  bool passes_through(const View& view) const { return !view.is_shared() && passthrough_.active(); }
+  /// Not for a limited view: the daemon must see every write to account it (quota_account.hpp).
+  bool passes_through(const View& view) const {
+    return !view.is_shared() && view.spec.quotas.empty() && passthrough_.active();
+  }
   /// Frees a handle the kernel will not release (its open reply was not delivered) or did.
   void close_handle(std::unique_ptr<FileHandle> fh);
   /// Seconds the kernel may keep a name of `view` (nullptr: above the views) and the
@@ -563,6 +586,7 @@ class Filesystem {
   bool no_opendir_ = false;  // set by init(): the kernel can do without OPENDIR
   common::AuditLog* audit_ = nullptr;
 
+  QuotaAccounts quotas_;  // its walking thread reads views' root fds (dup'd): stopped before views_ go
   OpenHandles<FileHandle> files_;  // before table_ is gone: a FileHandle names an Inode
 
   std::mutex synth_mutex_;

@@ -170,6 +170,8 @@ Result<Attr> Filesystem::setattr(Call& call, fuse_ino_t ino, struct stat* attr, 
     }
   }
   if (to_set & FUSE_SET_ATTR_SIZE) {
+    SizeChange counted(quotas_, quota_of(view), fd->get());
+    if (int err = counted.resize(static_cast<uint64_t>(attr->st_size))) return Errno{err};
     if (int err = target.truncate(attr->st_size)) return Errno{err};
   }
   if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
@@ -234,6 +236,7 @@ Result<struct statvfs> Filesystem::statfs(Call&, fuse_ino_t ino) {
   // (PROJINHERIT; mountmgr/quota.hpp) ext4 and XFS answer with the project's limit as the size
   // and its room as free, so df in a view shows the app's or share's quota.
   if (::fstatvfs(fd->get(), &sv) != 0) return Errno{errno};
+  limit_statfs(*n->view, sv);  // the same for a limit the daemon accounts itself
   return sv;
 }
 

@@ -145,11 +145,15 @@ Result<Opened> Filesystem::open(Call& call, fuse_ino_t ino, fuse_file_info* fi) 
   if (!fd) return fd.err();
   const std::string name = fd_name(fd->get());
   int flags = daemon_flags(fi->flags, passes_through(*n->view));
+  // O_TRUNC gives a limited view's bytes back (quota_account.hpp); settled once opened.
+  std::optional<SizeChange> truncated;
+  if (fi->flags & O_TRUNC) truncated.emplace(quotas_, quota_of(*n->view), fd->get()).resize(0);
   int data = ::openat(proc_fd_.get(), name.c_str(), flags);
   if (data < 0 && flags != reopen_flags(fi->flags)) {
     flags = reopen_flags(fi->flags);
     data = ::openat(proc_fd_.get(), name.c_str(), flags);
   }
+  truncated.reset();
   if (data < 0) return Errno{errno};
   auto fh = std::make_unique<FileHandle>();
   fh->fd.reset(data);
@@ -183,6 +187,8 @@ Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* na
   if (!share) return Errno{EMFILE};
   auto pfd = fd_of(*p);
   if (!pfd) return pfd.err();
+  // A limited view's inode is taken before the file is made, and given back if none was.
+  if (int err = take_inode(view)) return Errno{err};
   int data;
   int flags;
   bool made = true;
@@ -212,6 +218,7 @@ Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* na
       data = ::openat(pfd->get(), name, flags | O_NOFOLLOW);
     }
   }
+  if (data < 0 || !made) give_inode(view);
   if (data < 0) return Errno{errno};
   auto fh = std::make_unique<FileHandle>();
   fh->fd.reset(data);
@@ -247,10 +254,15 @@ Result<Written> Filesystem::write_buf(Call& call, fuse_ino_t ino, fuse_bufvec* i
                                       fuse_file_info* fi) {
   // The grant is checked on every write, not only at open: a share turned read-only refuses
   // the writes of files opened before (as ftruncate and fallocate do). A lock-free lookup.
-  if (auto n = resolve_for(ino, Op::write); !n) return n.err();
+  auto node = resolve_for(ino, Op::write);
+  if (!node) return node.err();
   FileHandle* fh = file_of(fi);
   if (dead(fh)) return Errno{EIO};
-  fuse_bufvec out = fd_bufvec(fuse_buf_size(in), fh->fd.get(), off);
+  // A limited view's write is cut where the limit is (quota_account.hpp).
+  SizeChange counted(quotas_, quota_of(*node->view), fh->fd.get());
+  const size_t fits = counted.write(static_cast<uint64_t>(off), fuse_buf_size(in));
+  if (fits == 0 && fuse_buf_size(in) != 0) return Errno{EDQUOT};
+  fuse_bufvec out = fd_bufvec(fits, fh->fd.get(), off);
   ssize_t n = fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_NONBLOCK);
   if (n < 0) return Errno{static_cast<int>(-n)};
   fh->wrote.store(true, std::memory_order_relaxed);
@@ -301,6 +313,8 @@ Result<void> Filesystem::fallocate(Call& call, fuse_ino_t ino, int mode, off_t o
   if (!n) return n.err();
   FileHandle* fh = file_of(fi);
   if (dead(fh)) return Errno{EIO};
+  SizeChange counted(quotas_, quota_of(*n->view), fh->fd.get());
+  if (int err = counted.allocate(mode & FALLOC_FL_KEEP_SIZE, static_cast<uint64_t>(offset + length))) return Errno{err};
   if (::fallocate(fh->fd.get(), mode, offset, length) != 0) return Errno{errno};
   fh->wrote.store(true, std::memory_order_relaxed);
   call.data_changed(siblings_of(fh->inode), offset, length);
@@ -318,7 +332,8 @@ Result<Written> Filesystem::copy_file_range(Call& call, fuse_ino_t ino_in, off_t
                                             fuse_file_info* fi_in, fuse_ino_t ino_out,
                                             off_t off_out, fuse_file_info* fi_out, size_t len,
                                             int flags) {
-  if (auto places = resolve_for(ino_in, ino_out, Op::copy_into); !places) return places.err();
+  auto places = resolve_for(ino_in, ino_out, Op::copy_into);
+  if (!places) return places.err();
   FileHandle* in = file_of(fi_in);
   FileHandle* out = file_of(fi_out);
   if (dead(in) || dead(out)) return Errno{EIO};
@@ -326,8 +341,11 @@ Result<Written> Filesystem::copy_file_range(Call& call, fuse_ino_t ino_in, off_t
   // the request timeout on a slow disk (session_io.hpp). A short copy is allowed; the caller
   // asks again for the rest.
   constexpr size_t kMaxCopy = size_t{256} << 20;
-  ssize_t n = ::copy_file_range(in->fd.get(), &off_in, out->fd.get(), &off_out, std::min(len, kMaxCopy),
-                                static_cast<unsigned>(flags));
+  // Into a limited view: cut where the limit is, as a write (quota_account.hpp).
+  SizeChange counted(quotas_, quota_of(*places->second.view), out->fd.get());
+  const size_t fits = counted.write(static_cast<uint64_t>(off_out), std::min(len, kMaxCopy));
+  if (fits == 0 && len != 0) return Errno{EDQUOT};
+  ssize_t n = ::copy_file_range(in->fd.get(), &off_in, out->fd.get(), &off_out, fits, static_cast<unsigned>(flags));
   if (n < 0) return Errno{errno};
   out->wrote.store(true, std::memory_order_relaxed);
   call.data_changed(siblings_of(out->inode), off_out - n, n);

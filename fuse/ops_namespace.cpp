@@ -27,9 +27,14 @@ Result<fuse_entry_param> Filesystem::make_node(
   }
   auto pfd = fd_of(p);
   if (!pfd) return pfd.err();
+  if (int err = take_inode(view)) return Errno{err};  // a limited view's (quota_account.hpp)
   {
     FsCredsGuard as_caller(owner->uid, owner->gid);
-    if (make(pfd->get(), view) != 0) return Errno{errno};
+    if (make(pfd->get(), view) != 0) {
+      const int err = errno;
+      give_inode(view);
+      return Errno{err};
+    }
   }
   int fd = ::openat(pfd->get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return Errno{errno};
@@ -106,6 +111,7 @@ Result<fuse_entry_param> Filesystem::link(Call& call, fuse_ino_t ino, fuse_ino_t
   if (!fd) return fd.err();
   auto pfd = fd_of(dst);
   if (!pfd) return pfd.err();
+  wait_for_count(*dst.view);  // a new name counts nothing, but must not race the first count
   if (::linkat(fd->get(), "", pfd->get(), newname, AT_EMPTY_PATH) != 0) return Errno{errno};
   int nfd = ::openat(pfd->get(), newname, O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (nfd < 0) return Errno{errno};
@@ -126,7 +132,9 @@ Result<void> Filesystem::unlink(Call& call, fuse_ino_t parent, const char* name)
   auto pfd = fd_of(*p);
   if (!pfd) return pfd.err();
   if (int err = check_entry(*p->view, pfd->get(), name, Op::unlink)) return Errno{err};
+  Removal counted(quotas_, quota_of(*p->view), pfd->get(), name);
   if (int err = remove_entry(*p->view, pfd->get(), name, /*dir=*/false)) return Errno{err};
+  counted.done();
   call.entry_changed(siblings_of(p->inode), name);
   note_deleted(p->inode, name, S_IFREG);
   return {};
@@ -139,7 +147,9 @@ Result<void> Filesystem::rmdir(Call& call, fuse_ino_t parent, const char* name) 
   auto pfd = fd_of(*p);
   if (!pfd) return pfd.err();
   if (int err = check_entry(*p->view, pfd->get(), name, Op::rmdir)) return Errno{err};
+  Removal counted(quotas_, quota_of(*p->view), pfd->get(), name);
   if (int err = remove_entry(*p->view, pfd->get(), name, /*dir=*/true)) return Errno{err};
+  counted.done();
   call.entry_changed(siblings_of(p->inode), name);
   note_deleted(p->inode, name, S_IFDIR);
   return {};
@@ -163,12 +173,18 @@ Result<void> Filesystem::rename(Call& call, fuse_ino_t parent, const char* name,
   }
   // A file a plain rename replaces goes to the share's trash (if it has one), as a delete
   // would; RENAME_NOREPLACE replaces nothing and RENAME_EXCHANGE keeps both files.
+  // The entry a plain rename replaces leaves a limited view's count (quota_account.hpp), to
+  // the trash or for good; a rename within a view moves nothing else in or out of it.
+  wait_for_count(*to.view);
+  std::optional<Removal> replaced;
+  if (!flags) replaced.emplace(quotas_, quota_of(*to.view), tfd->get(), newname, ffd->get(), name);
   const std::string kept = flags ? std::string() : keep_replaced(*to.view, ffd->get(), name, tfd->get(), newname);
   if (::renameat2(ffd->get(), name, tfd->get(), newname, flags) != 0) {
     const int err = errno;
     drop_kept(*to.view, kept);
     return Errno{err};
   }
+  if (replaced) replaced->done();
   if ((flags & RENAME_EXCHANGE) || !note_moved(from.inode, name, to.inode, tfd->get(), newname)) {
     call.entry_changed(siblings_of(from.inode), name);
     call.entry_changed(siblings_of(to.inode), newname);

@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 namespace portalfs::mountmgr {
@@ -41,6 +42,10 @@ struct QuotaOps {
   std::function<uint64_t(int dir_fd, uint32_t id)> assign;                   // assign_project
   std::function<void(int root_fd, uint32_t id, uint64_t bytes, uint64_t inodes)> limit;  // set_project_limits
   std::function<QuotaUsage(int root_fd, uint32_t id)> usage;                 // project_usage
+  /// The count of a limit portalfsd accounts itself (QuotaRecord::by_daemon), by its key:
+  /// nullopt while its first walk runs, or when nothing counts it (no filesystem wired: the
+  /// manager alone, in tests). Set by portalfsd from the filesystem's counters.
+  std::function<std::optional<QuotaUsage>(const std::string& key)> accounted;
 };
 
 /// "" when the file system holding `root_fd` enforces project quotas; otherwise one line saying

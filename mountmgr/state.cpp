@@ -256,7 +256,10 @@ Attachment read_attachment(const JsonReader& r) {
 
 json quotas_to_json(const std::map<std::string, QuotaRecord>& quotas) {
   json out = json::object();
-  for (const auto& [key, q] : quotas) out[key] = {{"project_id", q.project_id}, {"bytes", q.bytes}, {"inodes", q.inodes}};
+  for (const auto& [key, q] : quotas) {
+    out[key] = {{"project_id", q.project_id}, {"bytes", q.bytes}, {"inodes", q.inodes}};
+    if (q.by_daemon) out[key]["enforced_by"] = "daemon";
+  }
   return out;
 }
 
@@ -272,11 +275,15 @@ std::map<std::string, QuotaRecord> read_quotas(const JsonReader& r) {
         : target->kind == policy::QuotaKind::app ? policy::check_app_name(target->name)
                                                  : policy::check_share_name(target->name);
     if (bad_name) q.fail("key: " + *bad_name + ", got " + describe_json(item.key()));
-    q.expect_object({"project_id", "bytes", "inodes"});
+    q.expect_object({"project_id", "bytes", "inodes", "enforced_by"});
     QuotaRecord record;
     record.project_id = static_cast<uint32_t>(q.integer("project_id", policy::kFirstProjectId, policy::kLastProjectId));
     record.bytes = static_cast<uint64_t>(q.integer("bytes", 0, INT64_MAX));
     record.inodes = static_cast<uint64_t>(q.integer("inodes", 0, INT64_MAX));
+    if (auto by = q.opt_member("enforced_by")) {
+      if (by->json() != "daemon") by->fail("expected \"daemon\" (or no field: the kernel), got " + describe_json(by->json()));
+      record.by_daemon = true;
+    }
     if (!ids.insert(record.project_id).second) {
       q.member("project_id", "").fail("project id " + std::to_string(record.project_id) + " recorded twice");
     }

@@ -116,6 +116,10 @@ struct QuotaRecord {
   uint32_t project_id = 0;
   uint64_t bytes = 0;
   uint64_t inodes = 0;
+  /// Set where the storage root's file system had no project quotas: portalfsd accounts the
+  /// limit itself (fuse/quota_account.hpp), and its views lose passthrough. Kept in the state
+  /// as "enforced_by": "daemon" (absent: the kernel's project quota).
+  bool by_daemon = false;
   friend bool operator==(const QuotaRecord&, const QuotaRecord&) = default;
 };
 

@@ -3,10 +3,9 @@
 // system's project quotas (policy/quota.hpp, mountmgr/quota.hpp), and the warnings at 90 % and
 // 100 %, checked by the worker every second (check_quota_levels).
 //
-// Where the storage root's file system has no project quotas, quota.set refuses with one line
-// saying so and how to fix it: portalfs does not account writes itself (a data view's writes
-// pass through to the kernel, unseen by the daemon), so a limit it could not enforce is never
-// taken.
+// Where the storage root's file system has no project quotas, the limit is recorded as one
+// portalfsd accounts itself (QuotaRecord::by_daemon): the views it limits are served without
+// passthrough and every change is counted (fuse/quota_account.hpp). Nothing is tagged on disk.
 
 #include <fcntl.h>
 
@@ -77,31 +76,23 @@ std::string limit_text(uint64_t limit, bool bytes) {
   return bytes ? policy::format_size(limit) : std::to_string(limit);
 }
 
-Outcome quota_set(Manager::Impl& mgr, const Request& req) {
-  const Args args(req, {"target", "bytes", "inodes"});
-  const QuotaTarget target = target_arg(mgr, args, "quota set");
-  const auto bytes = static_cast<uint64_t>(args.integer("bytes", 1, int64_t{1} << 60));
-  const auto inodes = req.args.contains("inodes") ? static_cast<uint64_t>(args.integer("inodes", 0, INT64_MAX)) : 0;
-  const QuotaOps ops = mgr.quota_ops();
-  const StorageRoot root = mgr.open_root();
-  if (auto why = ops.probe(root.fd()); !why.empty()) refuse("quota set: " + why);
-
-  State next = mgr.state;
-  const std::string key = target.key();
+// A new record for `key`, with the lowest project id no other record holds (a daemon-accounted
+// record keeps one too: set again on a file system with project quotas, it is ready).
+QuotaRecord& record_for(State& next, const std::string& key) {
   auto it = next.quotas.find(key);
-  if (it == next.quotas.end()) {
-    std::set<uint32_t> taken;
-    for (const auto& [k, q] : next.quotas) taken.insert(q.project_id);
-    const auto id = policy::next_project_id(taken);
-    if (!id) refuse("quota set: no project id left to give");
-    it = next.quotas.emplace(key, QuotaRecord{*id, 0, 0}).first;
-  }
-  QuotaRecord& record = it->second;
-  record.bytes = bytes;
-  record.inodes = inodes;
+  if (it != next.quotas.end()) return it->second;
+  std::set<uint32_t> taken;
+  for (const auto& [k, q] : next.quotas) taken.insert(q.project_id);
+  const auto id = policy::next_project_id(taken);
+  if (!id) refuse("quota set: no project id left to give");
+  return next.quotas.emplace(key, QuotaRecord{*id, 0, 0}).first->second;
+}
 
-  // The id goes on the tree at set time, in this request (one walk; later files inherit it),
-  // and only then is the limit set: a limit must never count a tree half tagged.
+// The kernel's way: the project id on the tree, at set time, in this request (one walk; later
+// files inherit it), and only then the limit: a limit must never count a tree half tagged.
+// Returns how many files and directories got the id.
+uint64_t set_project_quota(Manager::Impl& mgr, const QuotaOps& ops, const StorageRoot& root, const QuotaTarget& target,
+                           const QuotaRecord& record) {
   const auto dir = target_dir(mgr, target);
   common::WalkFailure where;
   auto fd = common::open_beneath(root.fd(), dir, O_RDONLY, &where);
@@ -120,20 +111,48 @@ Outcome quota_set(Manager::Impl& mgr, const Request& req) {
   } catch (const std::exception& e) {
     failed("quota set: " + root.display(dir) + ": " + e.what());
   }
+  return tagged;
+}
+
+Outcome quota_set(Manager::Impl& mgr, const Request& req) {
+  const Args args(req, {"target", "bytes", "inodes"});
+  const QuotaTarget target = target_arg(mgr, args, "quota set");
+  const auto bytes = static_cast<uint64_t>(args.integer("bytes", 1, int64_t{1} << 60));
+  const auto inodes = req.args.contains("inodes") ? static_cast<uint64_t>(args.integer("inodes", 0, INT64_MAX)) : 0;
+  const QuotaOps ops = mgr.quota_ops();
+  const StorageRoot root = mgr.open_root();
+  // No project quotas here: portalfsd accounts the limit itself.
+  const bool by_daemon = !ops.probe(root.fd()).empty();
+
+  State next = mgr.state;
+  const std::string key = target.key();
+  QuotaRecord& record = record_for(next, key);
+  record.bytes = bytes;
+  record.inodes = inodes;
+  record.by_daemon = by_daemon;
+  const uint64_t tagged = by_daemon ? 0 : set_project_quota(mgr, ops, root, target, record);
+
   Outcome out;
   const QuotaRecord before = mgr.state.quotas.contains(key) ? mgr.state.quotas.at(key) : QuotaRecord{};
-  out.undo = [ops, path = mgr.config.storage_root, before, id = record.project_id] {
-    try {
-      const StorageRoot r(path, /*create=*/false);
-      ops.limit(r.fd(), id, before.bytes, before.inodes);
-    } catch (const std::exception& e) {
-      common::log(common::LogLevel::error, std::string("quota set: limit not taken back: ") + e.what());
-    }
-  };
+  if (!by_daemon) {
+    out.undo = [ops, path = mgr.config.storage_root, before, id = record.project_id] {
+      try {
+        const StorageRoot r(path, /*create=*/false);
+        ops.limit(r.fd(), id, before.bytes, before.inodes);
+      } catch (const std::exception& e) {
+        common::log(common::LogLevel::error, std::string("quota set: limit not taken back: ") + e.what());
+      }
+    };
+  }
   if (req.json) {
     out.output = nlohmann::json({{"target", key}, {"project_id", record.project_id}, {"bytes", bytes},
-                                 {"inodes", inodes}, {"tagged", tagged}})
+                                 {"inodes", inodes}, {"tagged", tagged},
+                                 {"enforced_by", by_daemon ? "daemon" : "kernel"}})
                      .dump(2) + "\n";
+  } else if (by_daemon) {
+    out.output = "quota on " + describe(target) + ": " + policy::format_size(bytes) + ", " + limit_text(inodes, false) +
+                 " inodes (accounted by portalfsd: the storage root's file system has no project quotas; its views "
+                 "are served without passthrough)\n";
   } else {
     out.output = "quota on " + describe(target) + ": " + policy::format_size(bytes) + ", " + limit_text(inodes, false) +
                  " inodes (project id " + std::to_string(record.project_id) + "; " + std::to_string(tagged) +
@@ -155,7 +174,7 @@ Outcome quota_clear(Manager::Impl& mgr, const Request& req) {
   const StorageRoot root = mgr.open_root();
   const QuotaRecord before = it->second;
   try {
-    ops.limit(root.fd(), before.project_id, 0, 0);
+    if (!before.by_daemon) ops.limit(root.fd(), before.project_id, 0, 0);
   } catch (const std::exception& e) {
     failed(std::string("quota clear: ") + e.what());
   }
@@ -165,7 +184,7 @@ Outcome quota_clear(Manager::Impl& mgr, const Request& req) {
   next.quotas[key].inodes = 0;
   Outcome out(req.json ? nlohmann::json({{"target", key}, {"cleared", true}}).dump(2) + "\n"
                        : "quota on " + describe(target) + " cleared\n");
-  out.undo = [ops, path = mgr.config.storage_root, before] {
+  if (!before.by_daemon) out.undo = [ops, path = mgr.config.storage_root, before] {
     try {
       const StorageRoot r(path, /*create=*/false);
       ops.limit(r.fd(), before.project_id, before.bytes, before.inodes);
@@ -175,6 +194,17 @@ Outcome quota_clear(Manager::Impl& mgr, const Request& req) {
   };
   out.next = std::move(next);
   return out;
+}
+
+// What a limit has used: the kernel's count, or portalfsd's own. Throws std::runtime_error (one
+// line) when there is none yet.
+QuotaUsage used_by(const QuotaOps& ops, const StorageRoot& root, const std::string& key, const QuotaRecord& q) {
+  if (!q.by_daemon) return ops.usage(root.fd(), q.project_id);
+  std::optional<QuotaUsage> u = ops.accounted ? ops.accounted(key) : std::nullopt;
+  if (!u) throw std::runtime_error("portalfsd is still counting it (its first walk; see portalctl status)");
+  u->byte_limit = q.bytes;
+  u->inode_limit = q.inodes;
+  return *u;
 }
 
 nlohmann::json usage_json(const std::string& key, const QuotaRecord& q, const QuotaUsage& u) {
@@ -188,7 +218,8 @@ nlohmann::json usage_json(const std::string& key, const QuotaRecord& q, const Qu
           {"bytes_percent", policy::percent_of(u.bytes, q.bytes)},
           {"inodes_used", u.inodes},
           {"inodes_limit", q.inodes},
-          {"inodes_percent", policy::percent_of(u.inodes, q.inodes)}};
+          {"inodes_percent", policy::percent_of(u.inodes, q.inodes)},
+          {"enforced_by", q.by_daemon ? "daemon" : "kernel"}};
 }
 
 std::string pad(std::string s, std::size_t width) {
@@ -232,7 +263,7 @@ Outcome usage(const Manager::Impl& mgr, const Request& req) {
     for (const auto& key : keys) {
       const QuotaRecord& q = mgr.state.quotas.at(key);
       try {
-        rows.push_back(usage_json(key, q, ops.usage(root.fd(), q.project_id)));
+        rows.push_back(usage_json(key, q, used_by(ops, root, key, q)));
       } catch (const std::exception& e) {
         failed("usage: " + key + ": " + e.what());
       }
@@ -265,9 +296,12 @@ QuotaOps Manager::Impl::quota_ops() const {
 }
 
 nlohmann::json Manager::Impl::quota_status() const {
-  std::size_t limited = 0;
-  for (const auto& [key, q] : state.quotas) limited += (q.bytes || q.inodes) ? 1 : 0;
-  nlohmann::json out = {{"limits", limited}};
+  std::size_t limited = 0, by_daemon = 0;
+  for (const auto& [key, q] : state.quotas) {
+    limited += (q.bytes || q.inodes) ? 1 : 0;
+    by_daemon += (q.bytes || q.inodes) && q.by_daemon ? 1 : 0;
+  }
+  nlohmann::json out = {{"limits", limited}, {"by_daemon", by_daemon}};
   if (!store_offline.empty()) {
     out["mode"] = "unknown";
     out["problem"] = "storage root offline";
@@ -276,7 +310,8 @@ nlohmann::json Manager::Impl::quota_status() const {
   try {
     const StorageRoot root(config.storage_root, /*create=*/false);
     const std::string why = quota_ops().probe(root.fd());
-    out["mode"] = why.empty() ? "project" : "none";
+    // Without project quotas, portalfsd accounts the limits itself.
+    out["mode"] = why.empty() ? "project" : "daemon";
     if (!why.empty()) out["problem"] = why;
   } catch (const std::exception& e) {
     out["mode"] = "unknown";
@@ -288,11 +323,23 @@ nlohmann::json Manager::Impl::quota_status() const {
 std::string quota_status_line(const nlohmann::json& q) {
   const std::string mode = q.value("mode", "unknown");
   const std::string limits = std::to_string(q.value("limits", 0)) + " set";
-  if (mode == "project") return "quota: project quotas of the storage root's file system, enforced by the kernel (" + limits + ")";
+  if (mode == "project") {
+    std::string line = "quota: project quotas of the storage root's file system, enforced by the kernel (" + limits + ")";
+    // Limits set before the file system had project quotas stay the daemon's until set again.
+    if (q.value("by_daemon", 0) > 0) line += "; " + std::to_string(q.value("by_daemon", 0)) + " accounted by portalfsd";
+    return line;
+  }
   // Limits recorded on a file system that lost its project quotas (mounted without prjquota):
   // the kernel enforces none of them, which the admin must hear of.
-  if (mode == "none" && q.value("limits", 0) > 0) return "quota: NOT ENFORCED, " + limits + " (" + q.value("problem", "") + ")";
-  if (mode == "none") return "quota: none possible (" + q.value("problem", "") + ")";
+  const int by_kernel = q.value("limits", 0) - q.value("by_daemon", 0);
+  if (mode == "daemon" && by_kernel > 0) {
+    return "quota: " + std::to_string(by_kernel) + " of " + limits + " NOT ENFORCED (project quotas of the kernel; " +
+           q.value("problem", "") + ")";
+  }
+  if (mode == "daemon") {
+    return "quota: accounted by portalfsd, its limited views served without passthrough (" + limits + "; " +
+           q.value("problem", "") + ")";
+  }
   return "quota: unknown (" + q.value("problem", "") + ")";
 }
 
@@ -310,7 +357,8 @@ void Manager::Impl::check_quota_levels() {
     const StorageRoot root = open_root();
     const QuotaOps ops = quota_ops();
     for (const auto& [key, q] : quotas) {
-      const QuotaUsage u = ops.usage(root.fd(), q.project_id);
+      if (q.by_daemon && !(ops.accounted && ops.accounted(key))) continue;  // still counting
+      const QuotaUsage u = used_by(ops, root, key, q);
       const int level = policy::warning_level(u.bytes, q.bytes, u.inodes, q.inodes);
       int& last = quota_levels[key];
       if (level > last) {

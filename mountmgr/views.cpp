@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "policy/quota.hpp"
 #include "policy/trash.hpp"
 
 namespace portalfs::mountmgr {
@@ -27,6 +28,24 @@ std::optional<policy::Owner> known_user(const AppRecord& record) {
 
 bool is_share(const policy::Grant& g, const std::string& share) {
   return g.kind == policy::GrantKind::shared && g.name == share;
+}
+
+// The limit portalfsd accounts itself for a view (QuotaRecord::by_daemon), if any: an app's
+// covers its data views (a compose app's services share their storage app's), a share's every
+// view of it. Limits the kernel enforces need nothing from the views.
+std::optional<policy::QuotaSpec> daemon_quota(const State& state, const std::string& app, const AppRecord& record,
+                                              const policy::Grant& grant) {
+  std::string key;
+  if (grant.kind == policy::GrantKind::data) {
+    key = policy::QuotaTarget{policy::QuotaKind::app, record.storage_app.empty() ? app : record.storage_app}.key();
+  } else if (grant.kind == policy::GrantKind::shared) {
+    key = policy::QuotaTarget{policy::QuotaKind::share, grant.name}.key();
+  } else {
+    return std::nullopt;
+  }
+  const auto it = state.quotas.find(key);
+  if (it == state.quotas.end() || !it->second.by_daemon || (!it->second.bytes && !it->second.inodes)) return std::nullopt;
+  return policy::QuotaSpec{key, {it->second.bytes, it->second.inodes}};
 }
 
 }  // namespace
@@ -113,6 +132,7 @@ policy::ViewSpec make_view(const State& state, const std::string& storage_root, 
       view.backing = grant.name;
       break;
   }
+  if (auto quota = daemon_quota(state, app, record, grant)) view.quotas.push_back(*quota);
   return view;
 }
 

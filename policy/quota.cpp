@@ -2,6 +2,7 @@
 #include "policy/quota.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <utility>
 
@@ -76,6 +77,28 @@ int percent_of(uint64_t used, uint64_t limit) {
 int warning_level(uint64_t bytes, uint64_t byte_limit, uint64_t inodes, uint64_t inode_limit) {
   const int pct = std::max(percent_of(bytes, byte_limit), percent_of(inodes, inode_limit));
   return pct >= 100 ? 100 : pct >= 90 ? 90 : 0;
+}
+
+int quota_admits(uint64_t used_bytes, uint64_t used_inodes, int64_t add_bytes, int64_t add_inodes,
+                 const QuotaLimits& limits) {
+  const auto over = [](uint64_t used, int64_t add, uint64_t limit) {
+    return add > 0 && limit != 0 && static_cast<uint64_t>(add) > room_left(used, limit);
+  };
+  return over(used_bytes, add_bytes, limits.bytes) || over(used_inodes, add_inodes, limits.inodes) ? EDQUOT : 0;
+}
+
+int quota_fallocate(bool keep_size) { return keep_size ? EOPNOTSUPP : 0; }
+
+uint64_t room_left(uint64_t used, uint64_t limit) {
+  if (limit == 0) return UINT64_MAX;
+  return used < limit ? limit - used : 0;
+}
+
+uint64_t writable_within(uint64_t file_size, uint64_t offset, uint64_t size, uint64_t room) {
+  // The write may reach file_size + room, no further.
+  const uint64_t end = room > UINT64_MAX - file_size ? UINT64_MAX : file_size + room;
+  if (offset >= end) return 0;
+  return std::min(size, end - offset);
 }
 
 }  // namespace portalfs::policy

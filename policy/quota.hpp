@@ -51,4 +51,40 @@ int percent_of(uint64_t used, uint64_t limit);
 /// larger of the bytes' and the inodes' levels, each against its own limit (0 = none).
 int warning_level(uint64_t bytes, uint64_t byte_limit, uint64_t inodes, uint64_t inode_limit);
 
+// ---- Accounting by the daemon (where the backing file system has no project quotas) ----
+//
+// What counts: the size (st_size) of each regular file, once per inode however many names it
+// has, and one inode per file, directory, symlink or other entry below the target's backing
+// directories (not the directories themselves). Sizes, not allocated blocks: a write's cost is
+// known before it is made, so a write is cut exactly at the limit; a sparse file counts its
+// full size (the app could fill it without a new request to the daemon's accounting).
+
+/// A limit in bytes and in inodes; 0 = none.
+struct QuotaLimits {
+  uint64_t bytes = 0;
+  uint64_t inodes = 0;
+  friend bool operator==(const QuotaLimits&, const QuotaLimits&) = default;
+};
+
+/// 0 when `used` plus `add` stays within `limits`, else EDQUOT. A zero or negative `add`
+/// (freeing) is always admitted, even over the limit (a limit lowered below the usage must
+/// still let the app delete).
+int quota_admits(uint64_t used_bytes, uint64_t used_inodes, int64_t add_bytes, int64_t add_inodes,
+                 const QuotaLimits& limits);
+
+/// Whether a fallocate may be made in a view with a limit the daemon accounts: 0, or
+/// EOPNOTSUPP for one that keeps the size (FALLOC_FL_KEEP_SIZE, so also a hole punched): it
+/// would take room beyond the end of the file, which sizes do not count. posix_fallocate
+/// then writes zeros instead, which are counted.
+int quota_fallocate(bool keep_size);
+
+/// What is left below `limit` (0 = none: UINT64_MAX) once `used` is taken.
+uint64_t room_left(uint64_t used, uint64_t limit);
+
+/// The bytes a write of `size` at `offset` may put into a file of `file_size` when the target
+/// has `room` bytes left before its limit: `size` when the write fits, fewer (a short write
+/// that ends exactly at the limit), or 0 (the write fails with EDQUOT). Rewriting bytes below
+/// the end of the file costs nothing.
+uint64_t writable_within(uint64_t file_size, uint64_t offset, uint64_t size, uint64_t room);
+
 }  // namespace portalfs::policy

@@ -10,8 +10,17 @@
 
 #include "policy/grant.hpp"
 #include "policy/id_map.hpp"
+#include "policy/quota.hpp"
 
 namespace portalfs::policy {
+
+/// A limit the daemon enforces itself on a view (policy/quota.hpp; only where the storage root's
+/// file system has no project quotas). Every view with the same key shares one count.
+struct QuotaSpec {
+  std::string key;  // "apps/notes" (all the app's data views), "shared/docs" (every view of the share)
+  QuotaLimits limits;
+  friend bool operator==(const QuotaSpec&, const QuotaSpec&) = default;
+};
 
 struct ViewSpec {
   std::string app;        // app id
@@ -36,6 +45,9 @@ struct ViewSpec {
   /// share's trash directory, below `anchor`; a delete through the view moves the entry there.
   /// "" = deletes delete.
   std::string trash = {};
+  /// The limits the daemon accounts this view's changes against (empty: none; then the view's
+  /// files may pass through to the kernel). At most one today: the app's, or the share's.
+  std::vector<QuotaSpec> quotas = {};
   friend bool operator==(const ViewSpec&, const ViewSpec&) = default;
 };
 

@@ -228,7 +228,9 @@ Check check_storage(const std::string& storage_root) {
     const std::string why = fd < 0 ? std::strerror(errno) : mountmgr::probe_project_quotas(fd);
     if (fd >= 0) ::close(fd);
     if (why.empty()) return pass("storage-fs", where + " with project quotas: portalctl quota set limits apps and shares");
-    return warn("storage-fs", where + ": quotas off, an app can fill the disk (" + why + ")",
+    // Limits still work (portalfsd accounts them), at the cost of passthrough for their views.
+    return warn("storage-fs", where + ": no project quotas, so portalfsd accounts quota limits itself and serves "
+                "limited data views without passthrough (" + why + ")",
                 "mkfs.ext4 -O quota,project (or tune2fs -O quota,project " + m->source + " unmounted), then mount -o prjquota");
   }
   for (const char* quota : {"prjquota", "usrquota", "grpquota", "usrjquota", "grpjquota", "quota"}) {

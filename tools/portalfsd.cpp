@@ -166,7 +166,9 @@ nlohmann::json filesystem_status(portalfs::fuse::Filesystem& fs) {
           {"passthrough", fs.passthrough().active()},
           {"passthrough_files", s.passthrough_files},
           {"request_timeout", fs.session_io().request_timeout()},
-          {"events_queued", s.events_queued}};
+          {"events_queued", s.events_queued},
+          // The first counts of limits portalfsd accounts itself (fuse/quota_account.hpp).
+          {"quota_count", fs.quota_progress().empty() ? "done" : fs.quota_progress()}};
 }
 
 // Whether the mount at `mountpoint` is this filesystem and answers: statfs waits until the
@@ -224,6 +226,11 @@ int run(const portalfs::tools::DaemonOptions& o) {
     cfg.shared_state = o.shared_state;
     cfg.apps_dir = o.layout == "freeshard" ? "app_data" : "apps";
     cfg.trash_purge_interval = std::chrono::seconds(o.trash_purge_interval);
+    cfg.quota_ops.accounted = [&fs](const std::string& key) -> std::optional<portalfs::mountmgr::QuotaUsage> {
+      auto u = fs.quota_usage(key);
+      if (!u) return std::nullopt;
+      return portalfs::mountmgr::QuotaUsage{u->bytes, u->inodes, 0, 0};
+    };
     manager = std::make_unique<portalfs::mountmgr::Manager>(
         cfg,
         [&fs](const portalfs::policy::ViewSpecs& views, const portalfs::policy::ViewSpecs& killed) {

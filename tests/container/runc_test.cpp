@@ -3,7 +3,8 @@
 // busybox rootfs. An app's container writes its data dir and a read-write share, is refused on
 // a read-only share, loses a revoked share live, works in a user namespace through a range
 // map, gets working mounts back within 2 s after the daemon is killed and restarted, and gets a
-// grant, a grant's new path and a revoke while it runs, once attached.
+// grant, a grant's new path and a revoke while it runs, once attached; `df` in it shows its app's
+// quota (the one portalfsd accounts itself where the storage has no project quotas).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -71,7 +72,7 @@ class Container : public DaemonFixture {
     }
     fs::copy_file(kBusybox, bundle + "/rootfs/bin/busybox");
     fs::copy_file(PORTALFS_INOTIFY_WATCH, bundle + "/rootfs/bin/inotify_watch");
-    for (const char* tool : {"sh", "cat", "echo", "ls", "sleep", "touch", "test", "stat", "id", "mkdir"}) {
+    for (const char* tool : {"sh", "cat", "echo", "ls", "sleep", "touch", "test", "stat", "id", "mkdir", "df", "dd"}) {
       fs::create_symlink("busybox", bundle + "/rootfs/bin/" + tool);
     }
     auto spec = run_command({kRunc, "spec", "--bundle", bundle});
@@ -177,6 +178,54 @@ TEST_F(Container, AppWritesItsGrantsIsRefusedReadOnlyAndLosesARevokedShareLive) 
   r = exec("box1", "cat /documents/d.txt");
   EXPECT_NE(r.code, 0);
   EXPECT_THAT(r.err, HasSubstr("No such file or directory"));
+}
+
+// `df -k` / `df -i` in the container, for `path`: {size, used, available} of its one line.
+std::vector<uint64_t> df_numbers(const std::string& out) {
+  static const std::regex line(R"((\d+)\s+(\d+)\s+(\d+)\s+\d+%\s+\S+\s*$)");
+  std::smatch m;
+  if (!std::regex_search(out, m, line)) return {};
+  return {std::stoull(m[1]), std::stoull(m[2]), std::stoull(m[3])};
+}
+
+TEST_F(Container, DfShowsTheAppsQuotaAndWritesStopAtIt) {
+  write_file(dir_ / "box.json", kApp);
+  ASSERT_EQ(ctl({"app", "install", dir_ / "box.json"}).code, 0);
+  auto r = ctl({"quota", "set", "box", "8M", "--inodes", "50"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_THAT(r.out, HasSubstr("accounted by portalfsd"));  // this storage has no project quotas
+  ASSERT_NO_FATAL_FAILURE(start_container("box1", oci_mounts("box")));
+
+  // The limit is the size; the room is what is available (the few bytes of the version marker
+  // take a 4 KiB block off it, df counting whole blocks).
+  r = exec("box1", "df -k /data");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto df = df_numbers(r.out);
+  ASSERT_EQ(df.size(), 3u) << r.out;
+  EXPECT_EQ(df[0], 8192u) << r.out;
+  EXPECT_EQ(df[2], 8188u) << r.out;
+  r = exec("box1", "df -i /data");
+  ASSERT_EQ(r.code, 0) << r.err;
+  df = df_numbers(r.out);
+  ASSERT_EQ(df.size(), 3u) << r.out;
+  EXPECT_EQ(df[0], 50u) << r.out;
+  EXPECT_EQ(df[2], 49u) << r.out;
+
+  r = exec("box1", "dd if=/dev/zero of=/data/two bs=1024 count=2048");
+  ASSERT_EQ(r.code, 0) << r.err;
+  df = df_numbers(exec("box1", "df -k /data").out);
+  ASSERT_EQ(df.size(), 3u);
+  EXPECT_EQ(df[2], 8188u - 2048u);
+  // Beyond the limit: dd fails with EDQUOT, and what it wrote up to the limit stays.
+  r = exec("box1", "dd if=/dev/zero of=/data/big bs=4096 count=4096");
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.err, HasSubstr("Disk quota exceeded"));
+  EXPECT_EQ(fs::file_size(storage() + "/apps/box/data/two"), 2u * 1024 * 1024);
+  const auto marker = fs::file_size(storage() + "/apps/box/data/.portalfs-version");
+  EXPECT_EQ(fs::file_size(storage() + "/apps/box/data/big"), 6u * 1024 * 1024 - marker);
+  df = df_numbers(exec("box1", "df -k /data").out);
+  ASSERT_EQ(df.size(), 3u);
+  EXPECT_EQ(df[2], 0u);
 }
 
 TEST_F(Container, UserNamespacedContainerOwnsItsFilesThroughARangeMap) {

@@ -2,9 +2,9 @@
 // Issue #16, quotas: the real portalfsd and portalctl over a loop-mounted ext4 image in the
 // test's temp dir.
 //
-//  - QuotaWithoutProjectQuotas: a plain ext4 (no quota features): `quota set` refuses with one
-//    line naming the cause and the fix (exit 2, state unchanged), bad input is refused the same
-//    way, and status says no quota mode is possible.
+//  - QuotaWithoutProjectQuotas: a plain ext4 (no quota features): `quota set` records a limit
+//    portalfsd accounts itself (quota_daemon_test.cpp tests that mode on every write path), bad
+//    input is refused with one line (exit 2, state unchanged), and status says which mode.
 //  - QuotaWithProjectQuotas: ext4 made with -O quota,project and mounted with prjquota: the
 //    kernel enforces the limits on every write path (passthrough included), statfs in a view
 //    shows the limit, and usage survives a kill -9 of the daemon. It needs a kernel built with
@@ -98,13 +98,10 @@ class LoopDisk : public DaemonFixture {
 
 class QuotaWithoutProjectQuotas : public LoopDisk {};
 
-TEST_F(QuotaWithoutProjectQuotas, SetRefusesNamingTheCauseAndTheFix) {
+TEST_F(QuotaWithoutProjectQuotas, SetIsAccountedByTheDaemon) {
   ASSERT_NO_FATAL_FAILURE(make_disk("", ""));
   ASSERT_NO_FATAL_FAILURE(start());
   ASSERT_NO_FATAL_FAILURE(install_notes());
-  refused({"quota", "set", "notes", "10M"}, "quota set: the storage root's file system (ext4) has no project quotas turned on; "
-                                              "make it with mkfs.ext4 -O quota,project");
-  refused({"quota", "set", "own_media", "1G", "--inodes", "100"}, "mount it with -o prjquota");
   refused({"quota", "set", "notes", "10X"}, "quota set: SIZE: expected a size like 10G, 500M, 64K or 1048576");
   refused({"quota", "set", "notes", "0"}, "quota set: SIZE: expected a size");
   refused({"quota", "set", "notes", "1M", "--inodes", "x"}, "quota set: --inodes: expected a positive number");
@@ -115,15 +112,36 @@ TEST_F(QuotaWithoutProjectQuotas, SetRefusesNamingTheCauseAndTheFix) {
   EXPECT_THAT(state_file(), Not(HasSubstr("quotas")));
 
   auto r = ctl({"status"});
-  EXPECT_THAT(r.out, HasSubstr("quota: none possible (the storage root's file system (ext4) has no project quotas"));
+  EXPECT_THAT(r.out, HasSubstr("quota: accounted by portalfsd, its limited views served without passthrough (0 set; "
+                               "the storage root's file system (ext4) has no project quotas"));
   r = ctl({"status", "--format", "json"});
-  EXPECT_EQ(nlohmann::json::parse(r.out)["quota"]["mode"], "none");
+  EXPECT_EQ(nlohmann::json::parse(r.out)["quota"]["mode"], "daemon");
   r = ctl({"usage", "--format", "json"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "[]\n");
   // Without a limit the views write as ever.
   write_file(data() + "/a.bin", std::string(2 * kM, 'a'));
   EXPECT_EQ(fs::file_size(data() + "/a.bin"), 2 * kM);
+
+  // A limit is the daemon's to account: the 2 MiB there count, writes go up to 3 MiB, no byte beyond.
+  r = ctl({"quota", "set", "notes", "3M"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("quota on app notes: 3M, none inodes (accounted by portalfsd"));
+  EXPECT_THAT(state_file(), HasSubstr("\"enforced_by\": \"daemon\""));
+  EXPECT_TRUE(eventually([&] { return ctl({"usage", "notes"}).code == 0; }, 10s)) << ctl({"usage", "notes"}).err;
+  const int fd = ::open((data() + "/b.bin").c_str(), O_CREAT | O_WRONLY | O_APPEND | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  const std::string block(4096, 'b');
+  ssize_t n = 0;
+  while ((n = ::write(fd, block.data(), block.size())) > 0) {
+  }
+  EXPECT_EQ(n < 0 ? errno : 0, EDQUOT);
+  ::close(fd);
+  r = ctl({"usage", "notes", "--format", "json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out).at(0)["bytes_used"], 3 * kM);
+  EXPECT_GT(fs::file_size(data() + "/b.bin"), kM - 4096);
+  EXPECT_THAT(ctl({"status"}).out, HasSubstr("quota: accounted by portalfsd, its limited views served without passthrough (1 set;"));
 }
 
 // An app can't read or change a project id (or PROJINHERIT) through its views: the daemon

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 #include "policy/quota.hpp"
 
+#include <cerrno>
+#include <cstdint>
+
 #include <gtest/gtest.h>
 
 namespace portalfs::policy {
@@ -63,6 +66,27 @@ TEST(WarningLevel, NinetyAndHundredOfEitherLimit) {
   EXPECT_EQ(warning_level(1000, 0, 1000, 0), 0);  // no limits, no warnings
   EXPECT_EQ(percent_of(1, 3), 33);
   EXPECT_EQ(percent_of(UINT64_MAX, 1ull << 60), 1500);
+}
+
+TEST(QuotaAdmits, FreeingAlwaysAndAddingUpToTheLimitExactly) {
+  const QuotaLimits limits{1000, 10};
+  EXPECT_EQ(quota_admits(900, 0, 100, 0, limits), 0);      // exactly at the limit
+  EXPECT_EQ(quota_admits(900, 0, 101, 0, limits), EDQUOT);  // one byte beyond
+  EXPECT_EQ(quota_admits(0, 10, 0, 1, limits), EDQUOT);    // inodes
+  EXPECT_EQ(quota_admits(2000, 20, -5, -1, limits), 0);     // over a lowered limit: may free
+  EXPECT_EQ(quota_admits(5, 5, 1 << 30, 1000, QuotaLimits{}), 0);  // no limit
+}
+
+TEST(QuotaWritable, CutsAWriteExactlyAtTheLimit) {
+  EXPECT_EQ(writable_within(100, 100, 50, 1000), 50u);  // fits
+  EXPECT_EQ(writable_within(100, 100, 50, 20), 20u);    // short write up to the limit
+  EXPECT_EQ(writable_within(100, 100, 50, 0), 0u);      // EDQUOT
+  EXPECT_EQ(writable_within(100, 0, 50, 0), 50u);       // rewriting costs nothing
+  EXPECT_EQ(writable_within(100, 80, 50, 10), 30u);     // partly a rewrite
+  EXPECT_EQ(writable_within(100, 200, 10, 50), 0u);     // the hole alone is beyond the limit
+  EXPECT_EQ(writable_within(0, 0, 10, UINT64_MAX), 10u);
+  EXPECT_EQ(room_left(10, 0), UINT64_MAX);
+  EXPECT_EQ(room_left(10, 5), 0u);
 }
 
 }  // namespace

@@ -1,0 +1,308 @@
+// SPDX-License-Identifier: MIT
+#include "fuse/quota_account.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <functional>
+
+#include "common/log.hpp"
+
+namespace portalfs::fuse {
+
+// ---- QuotaCounter ----
+
+void QuotaCounter::set_limits(const policy::QuotaLimits& limits) {
+  std::lock_guard lock(mutex_);
+  limits_ = limits;
+}
+
+policy::QuotaLimits QuotaCounter::limits() const {
+  std::lock_guard lock(mutex_);
+  return limits_;
+}
+
+namespace {
+uint64_t clamp(int64_t v) { return v > 0 ? static_cast<uint64_t>(v) : 0; }
+}  // namespace
+
+QuotaCounter::Usage QuotaCounter::usage() const {
+  std::lock_guard lock(mutex_);
+  return {clamp(bytes_), clamp(inodes_), counted_, walked_};
+}
+
+void QuotaCounter::wait_counted(std::unique_lock<std::mutex>& lock) {
+  done_.wait(lock, [&] { return counted_; });
+}
+
+int QuotaCounter::charge(int64_t bytes, int64_t inodes) {
+  std::unique_lock lock(mutex_);
+  wait_counted(lock);
+  if (int err = policy::quota_admits(clamp(bytes_), clamp(inodes_), bytes, inodes, limits_)) return err;
+  bytes_ += bytes;
+  inodes_ += inodes;
+  return 0;
+}
+
+uint64_t QuotaCounter::charge_write(uint64_t file_size, uint64_t offset, uint64_t size) {
+  std::unique_lock lock(mutex_);
+  wait_counted(lock);
+  const uint64_t room = policy::room_left(clamp(bytes_), limits_.bytes);
+  const uint64_t n = policy::writable_within(file_size, offset, size, room);
+  // What the write adds beyond the end of the file (a rewrite below it costs nothing).
+  const uint64_t end = offset + n;
+  bytes_ += static_cast<int64_t>(end > file_size ? end - file_size : 0);
+  return n;
+}
+
+void QuotaCounter::wait() {
+  std::unique_lock lock(mutex_);
+  wait_counted(lock);
+}
+
+void QuotaCounter::adjust(int64_t bytes, int64_t inodes) {
+  std::lock_guard lock(mutex_);
+  bytes_ += bytes;
+  inodes_ += inodes;
+}
+
+std::pair<uint64_t, uint64_t> QuotaCounter::room() const {
+  std::lock_guard lock(mutex_);
+  return {policy::room_left(clamp(bytes_), limits_.bytes), policy::room_left(clamp(inodes_), limits_.inodes)};
+}
+
+void QuotaCounter::walked(uint64_t bytes, uint64_t inodes, uint64_t entries) {
+  std::lock_guard lock(mutex_);
+  bytes_ += static_cast<int64_t>(bytes);
+  inodes_ += static_cast<int64_t>(inodes);
+  walked_ += entries;
+}
+
+void QuotaCounter::counted() {
+  {
+    std::lock_guard lock(mutex_);
+    counted_ = true;
+  }
+  done_.notify_all();
+}
+
+// ---- SizeChange, Removal ----
+
+SizeChange::SizeChange(QuotaAccounts& accounts, std::shared_ptr<QuotaCounter> counter, int fd) : fd_(fd) {
+  if (!counter) return;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return;
+  lock_ = std::unique_lock(accounts.file_lock(st.st_dev, st.st_ino));
+  // Read again under the lock: the size another op left, now settled.
+  if (::fstat(fd, &st) != 0) return;
+  // A file with no name left (unlinked while open) is in no tree: it counts for nothing.
+  if (st.st_nlink == 0) return;
+  before_ = static_cast<uint64_t>(st.st_size);
+  counter_ = std::move(counter);
+}
+
+SizeChange::~SizeChange() {
+  if (!counter_) return;
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) return;  // keeps what it took: the count errs on the full side
+  const int64_t now = st.st_nlink == 0 ? 0 : static_cast<int64_t>(st.st_size) - static_cast<int64_t>(before_);
+  counter_->adjust(now - taken_, 0);
+}
+
+uint64_t SizeChange::write(uint64_t offset, uint64_t size) {
+  if (!counter_) return size;
+  const uint64_t n = counter_->charge_write(before_, offset, size);
+  const uint64_t end = offset + n;
+  taken_ += static_cast<int64_t>(end > before_ ? end - before_ : 0);
+  return n;
+}
+
+int SizeChange::resize(uint64_t new_size) {
+  if (!counter_) return 0;
+  const int64_t delta = static_cast<int64_t>(new_size) - static_cast<int64_t>(before_);
+  if (int err = counter_->charge(delta, 0)) return err;
+  taken_ += delta;
+  return 0;
+}
+
+int SizeChange::allocate(bool keep_size, uint64_t end) {
+  if (!counter_) return 0;
+  if (int err = policy::quota_fallocate(keep_size)) return err;
+  return resize(std::max(before_, end));
+}
+
+Removal::Removal(QuotaAccounts& accounts, std::shared_ptr<QuotaCounter> counter, int dir_fd, const char* name,
+                 int from_fd, const char* from_name) {
+  if (!counter) return;
+  struct stat moved {}, replaced {};
+  if (::fstatat(from_fd, from_name, &moved, AT_SYMLINK_NOFOLLOW) == 0 &&
+      ::fstatat(dir_fd, name, &replaced, AT_SYMLINK_NOFOLLOW) == 0 && moved.st_dev == replaced.st_dev &&
+      moved.st_ino == replaced.st_ino) {
+    return;  // rename(2) of a name onto another name of the same file does nothing
+  }
+  *this = Removal(accounts, std::move(counter), dir_fd, name);
+}
+
+Removal::Removal(QuotaAccounts& accounts, std::shared_ptr<QuotaCounter> counter, int dir_fd, const char* name) {
+  if (!counter) return;
+  counter->wait();
+  struct stat st {};
+  if (::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return;  // the syscall will say why
+  lock_ = std::unique_lock(accounts.file_lock(st.st_dev, st.st_ino));
+  if (::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return;
+  // A file with other names still counts, once: its last name takes it away.
+  if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) return;
+  bytes_ = S_ISREG(st.st_mode) ? static_cast<int64_t>(st.st_size) : 0;
+  inodes_ = 1;
+  counter_ = std::move(counter);
+}
+
+void Removal::done() {
+  if (counter_) counter_->adjust(-bytes_, -inodes_);
+}
+
+// ---- the walk ----
+
+namespace {
+
+// Counts one directory's entries, then descends into its subdirectories (after closing the
+// directory stream, so the walk holds one fd per level of depth, not two).
+struct TreeCounter {
+  QuotaCounter& counter;
+  std::set<std::pair<dev_t, ino_t>>& linked;
+  const std::stop_token& stop;
+  dev_t dev = 0;
+
+  void count(int dir_fd) {
+    std::vector<std::string> subdirs;
+    uint64_t bytes = 0, inodes = 0;
+    {
+      const int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (fd < 0) return;
+      DIR* dir = ::fdopendir(fd);
+      if (!dir) {
+        ::close(fd);
+        return;
+      }
+      while (const dirent* e = ::readdir(dir)) {
+        const std::string_view name(e->d_name);
+        if (name == "." || name == "..") continue;
+        struct stat st {};
+        if (::fstatat(dir_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone since
+        if (st.st_dev != dev) continue;  // a mount point: another file system's
+        if (S_ISREG(st.st_mode) && st.st_nlink > 1 && !linked.insert({st.st_dev, st.st_ino}).second) continue;
+        ++inodes;
+        if (S_ISREG(st.st_mode)) bytes += static_cast<uint64_t>(st.st_size);
+        if (S_ISDIR(st.st_mode)) subdirs.emplace_back(name);
+      }
+      ::closedir(dir);
+    }
+    counter.walked(bytes, inodes, inodes);
+    for (const auto& name : subdirs) {
+      if (stop.stop_requested()) return;
+      common::UniqueFd sub(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (sub) count(sub.get());
+    }
+  }
+};
+
+}  // namespace
+
+void count_tree(int dir_fd, QuotaCounter& counter, std::set<std::pair<dev_t, ino_t>>& linked,
+                const std::stop_token& stop) {
+  struct stat st {};
+  if (::fstat(dir_fd, &st) != 0) return;
+  TreeCounter{counter, linked, stop, st.st_dev}.count(dir_fd);
+}
+
+// ---- QuotaAccounts ----
+
+QuotaAccounts::~QuotaAccounts() {
+  if (walker_.joinable()) {
+    walker_.request_stop();
+    queued_.notify_all();
+    walker_.join();
+  }
+  // Ops still waiting for a count that will not come (the daemon stops) go on.
+  std::unique_lock lock(mutex_);
+  for (auto& w : queue_) w.counter->counted();
+}
+
+std::shared_ptr<QuotaCounter> QuotaAccounts::find(const std::string& key) const {
+  std::shared_lock lock(mutex_);
+  auto it = counters_.find(key);
+  return it == counters_.end() ? nullptr : it->second;
+}
+
+void QuotaAccounts::update(const std::map<std::string, std::pair<policy::QuotaLimits, std::vector<int>>>& limited) {
+  std::unique_lock lock(mutex_);
+  std::erase_if(counters_, [&](const auto& c) { return !limited.contains(c.first); });
+  for (const auto& [key, what] : limited) {
+    auto& counter = counters_[key];
+    if (counter) {
+      counter->set_limits(what.first);
+      continue;
+    }
+    counter = std::make_shared<QuotaCounter>(key);
+    counter->set_limits(what.first);
+    Walk walk{counter, {}};
+    for (int fd : what.second) walk.roots.emplace_back(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    queue_.push_back(std::move(walk));
+  }
+  lock.unlock();
+  queued_.notify_all();
+}
+
+void QuotaAccounts::start() {
+  std::unique_lock lock(mutex_);
+  if (started_) return;
+  started_ = true;
+  walker_ = std::jthread([this](std::stop_token stop) { run(stop); });
+}
+
+void QuotaAccounts::run(const std::stop_token& stop) {
+  while (!stop.stop_requested()) {
+    Walk walk;
+    {
+      std::unique_lock lock(mutex_);
+      queued_.wait(lock, stop, [&] { return !queue_.empty(); });
+      if (queue_.empty()) return;
+      walk = std::move(queue_.front());
+      queue_.erase(queue_.begin());
+    }
+    std::set<std::pair<dev_t, ino_t>> linked;
+    for (const auto& root : walk.roots) {
+      if (root) count_tree(root.get(), *walk.counter, linked, stop);
+    }
+    const auto u = walk.counter->usage();
+    common::log(common::LogLevel::info, "quota of " + walk.counter->key() + ": counted " + std::to_string(u.bytes) +
+                                            " bytes, " + std::to_string(u.inodes) + " inodes");
+    walk.counter->counted();
+  }
+}
+
+std::string QuotaAccounts::progress() const {
+  std::shared_lock lock(mutex_);
+  size_t counting = 0;
+  uint64_t walked = 0;
+  for (const auto& [key, c] : counters_) {
+    const auto u = c->usage();
+    if (u.counted) continue;
+    ++counting;
+    walked += u.walked;
+  }
+  if (counting == 0) return "";
+  return "counting " + std::to_string(counting) + " of " + std::to_string(counters_.size()) +
+         " limits (first walk; " + std::to_string(walked) + " entries so far; their writes wait)";
+}
+
+std::mutex& QuotaAccounts::file_lock(dev_t dev, ino_t ino) {
+  return file_locks_[std::hash<uint64_t>{}(static_cast<uint64_t>(ino) ^ (static_cast<uint64_t>(dev) << 40)) %
+                     file_locks_.size()];
+}
+
+}  // namespace portalfs::fuse

@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// Quotas the daemon enforces itself (issue #16), where the storage root's file system has no
+// project quotas (mountmgr/quota.hpp is the kernel's way, preferred where it exists).
+//
+// A limited view (ViewSpec::quotas) is served without passthrough, so every change of its
+// files comes here first. Each op that changes usage asks its view's QuotaCounter before it
+// acts (policy::quota_admits decides), and settles afterwards with what it really did:
+//  - write, copy_file_range: a SizeChange reserves the bytes that fit (a write that would
+//    cross the limit is cut short exactly at it; the next one gets EDQUOT), and settles with
+//    the file's size after the write. Nothing already written is touched.
+//  - truncate (setattr, O_TRUNC), fallocate: all or nothing, the same way.
+//  - create, mknod, mkdir, symlink: one inode, taken before the syscall, given back if it fails.
+//  - unlink, rmdir, a rename that replaces: a Removal gives back the entry's bytes and inode
+//    when its last name goes (a file with more names keeps counting once).
+//  - link and a rename within a view change nothing; across views they fail with EXDEV.
+// Two writers can't overshoot together: the counter takes and checks under one mutex, and the
+// ops on one file are serialised by a stripe lock (QuotaAccounts::file_lock), so the size read
+// before an op and the one after belong to that op alone.
+//
+// The count survives nothing: at start (and when a limit is first set) a background thread
+// walks the target's backing directories once (progress in `portalctl status`), and from then
+// on each op updates it. So usage is exact after any restart, kill -9 included, with no file
+// to keep in step. While a target's first walk runs, ops that would change its usage wait for
+// it (reads, lookups and listings do not, nor do other targets): a count begun with changes
+// racing the walk could count a file twice or not at all.
+//
+// Not seen: changes made on the host directly in the backing directories (counted at the next
+// start), and files opened through passthrough before their view got a limit (until closed).
+
+#include <sys/types.h>
+
+#include <array>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/unique_fd.hpp"
+#include "policy/quota.hpp"
+
+namespace portalfs::fuse {
+
+/// The count and limits of one limited app or share, shared by every view with its key.
+class QuotaCounter {
+ public:
+  explicit QuotaCounter(std::string key) : key_(std::move(key)) {}
+  [[nodiscard]] const std::string& key() const { return key_; }
+
+  void set_limits(const policy::QuotaLimits& limits);
+  [[nodiscard]] policy::QuotaLimits limits() const;
+
+  struct Usage {
+    uint64_t bytes = 0;
+    uint64_t inodes = 0;
+    bool counted = false;  // the first walk is done; until then bytes/inodes are what it saw so far
+    uint64_t walked = 0;   // entries the first walk has seen
+  };
+  [[nodiscard]] Usage usage() const;
+
+  /// Waits for the first walk, then takes `bytes` and `inodes` (negative: gives back). 0, or
+  /// EDQUOT when it would pass a limit (then nothing is taken).
+  int charge(int64_t bytes, int64_t inodes);
+  /// Waits for the first walk, then takes as many of `size` bytes written at `offset` of a file
+  /// of `file_size` as fit (policy::writable_within); returns how many (0: none fit).
+  uint64_t charge_write(uint64_t file_size, uint64_t offset, uint64_t size);
+  /// Waits for the first walk (an op that moves or links names must not race it either).
+  void wait();
+  /// Corrects the count by what an op really did beyond what it took; never refused.
+  void adjust(int64_t bytes, int64_t inodes);
+  /// The bytes and inodes left below the limits (UINT64_MAX: no limit). Does not wait.
+  [[nodiscard]] std::pair<uint64_t, uint64_t> room() const;
+
+  // The first walk (QuotaAccounts' thread).
+  void walked(uint64_t bytes, uint64_t inodes, uint64_t entries);  // adds what it saw so far
+  void counted();                                                  // done: ops may go on
+
+ private:
+  void wait_counted(std::unique_lock<std::mutex>& lock);
+  const std::string key_;
+  mutable std::mutex mutex_;  // guards the rest; never held across a syscall
+  std::condition_variable done_;
+  policy::QuotaLimits limits_;
+  int64_t bytes_ = 0;   // signed: an op may give back before a racing adjust() lands
+  int64_t inodes_ = 0;
+  bool counted_ = false;
+  uint64_t walked_ = 0;
+};
+
+/// The counters, by key, and the thread that walks for their first count.
+class QuotaAccounts {
+ public:
+  QuotaAccounts() = default;
+  ~QuotaAccounts();
+  QuotaAccounts(const QuotaAccounts&) = delete;
+  QuotaAccounts& operator=(const QuotaAccounts&) = delete;
+
+  /// The counter of `key`, or nullptr. Takes a shared lock only.
+  [[nodiscard]] std::shared_ptr<QuotaCounter> find(const std::string& key) const;
+
+  /// The limited views now served: key -> (limits, their backing directories' fds). Counters
+  /// of keys gone are dropped (a limit set again later counts afresh); a new key's counter is
+  /// made and its walk queued (dup()s of the fds); a known key gets its new limits.
+  void update(const std::map<std::string, std::pair<policy::QuotaLimits, std::vector<int>>>& limited);
+
+  /// Starts the walking thread (from the FUSE init, in the process that serves: portalfsd
+  /// forks after set_views). Walks queued before wait for it.
+  void start();
+
+  /// "" when every count is done, else what is being counted: for `portalctl status`.
+  [[nodiscard]] std::string progress() const;
+
+  /// The lock of one backing file (dev, ino): ops that change its size or remove it hold it
+  /// from the size read before to the settling after.
+  std::mutex& file_lock(dev_t dev, ino_t ino);
+
+ private:
+  struct Walk {
+    std::shared_ptr<QuotaCounter> counter;
+    std::vector<common::UniqueFd> roots;
+  };
+  void run(const std::stop_token& stop);
+
+  mutable std::shared_mutex mutex_;  // guards counters_, queue_, started_
+  std::map<std::string, std::shared_ptr<QuotaCounter>> counters_;
+  std::vector<Walk> queue_;
+  bool started_ = false;
+  std::condition_variable_any queued_;
+  std::array<std::mutex, 64> file_locks_;
+  std::jthread walker_;  // last: stopped and joined first
+};
+
+/// One op that changes the size of a file of a limited view: holds the file's lock from the
+/// size read before (here) to the settling after (the destructor, which corrects the count by
+/// the size the file really has then). With no counter (an unlimited view) it does nothing.
+class SizeChange {
+ public:
+  /// `fd`: the file (an O_PATH fd will do).
+  SizeChange(QuotaAccounts& accounts, std::shared_ptr<QuotaCounter> counter, int fd);
+  ~SizeChange();
+  SizeChange(const SizeChange&) = delete;
+  SizeChange& operator=(const SizeChange&) = delete;
+
+  /// How many of `size` bytes written at `offset` fit (all of them without a limit); 0: none,
+  /// the op answers EDQUOT.
+  uint64_t write(uint64_t offset, uint64_t size);
+  /// 0, or EDQUOT when a file of `new_size` bytes would pass the limit.
+  int resize(uint64_t new_size);
+  /// fallocate up to `end`: 0, EDQUOT, or the refusal of policy::quota_fallocate for a
+  /// `keep_size` one.
+  int allocate(bool keep_size, uint64_t end);
+
+ private:
+  std::shared_ptr<QuotaCounter> counter_;  // null: nothing to do
+  std::unique_lock<std::mutex> lock_;
+  int fd_ = -1;
+  uint64_t before_ = 0;
+  int64_t taken_ = 0;
+};
+
+/// The removal of one entry of a limited view (unlink, rmdir, a rename that replaces it):
+/// made before the syscall (it waits for the first walk and reads what the entry counts for),
+/// done() after it succeeded gives that back. Nothing without a counter or an entry.
+class Removal {
+ public:
+  Removal(QuotaAccounts& accounts, std::shared_ptr<QuotaCounter> counter, int dir_fd, const char* name);
+  /// A rename's: nothing when the entry replaced is the one moved (`from_fd`, `from_name`).
+  Removal(QuotaAccounts& accounts, std::shared_ptr<QuotaCounter> counter, int dir_fd, const char* name,
+          int from_fd, const char* from_name);
+  void done();
+
+ private:
+  std::shared_ptr<QuotaCounter> counter_;
+  std::unique_lock<std::mutex> lock_;
+  int64_t bytes_ = 0;
+  int64_t inodes_ = 0;
+};
+
+/// Counts `dir_fd`'s tree into `counter` (regular files' sizes once per inode, every entry
+/// one inode, not the directory itself; never crossing into another file system, never
+/// following a symlink). `linked` holds the files with more than one name seen so far (of all
+/// the target's trees), so each is counted once. Stops early when `stop` is requested.
+void count_tree(int dir_fd, QuotaCounter& counter, std::set<std::pair<dev_t, ino_t>>& linked,
+                const std::stop_token& stop);
+
+}  // namespace portalfs::fuse
