@@ -117,6 +117,16 @@ Manager::Impl::~Impl() {
     }
   }
   if (store_watch.joinable()) store_watch.join();
+  // A clean stop leaves one whole state.json (the journal folded in): what an admin reads,
+  // backs up or edits with the daemon stopped is the whole state.
+  std::lock_guard lock(mutex);
+  if (unsaved.empty() && store.journaled()) {
+    try {
+      store.save(state);
+    } catch (const StateError& e) {
+      common::log(common::LogLevel::warn, std::string("state journal not folded in at stop: ") + e.what());
+    }
+  }
 }
 
 // ---- the storage root's store (mountmgr/store.hpp) ---------------------------------------------
@@ -242,7 +252,12 @@ void Manager::Impl::store_watch_loop() {
 }
 
 void Manager::Impl::save(const State& next) {
-  store.save(next);
+  // `state` is what the last save wrote, unless one failed since: then the whole of `next`.
+  if (unsaved.empty()) {
+    store.save(next, state);
+  } else {
+    store.save(next);
+  }
   if (!unsaved.empty()) {
     common::log(common::LogLevel::warn, "state saved again to " + store.path());
     unsaved.clear();

@@ -358,8 +358,19 @@ json app_to_json(const AppRecord& app) {
 }
 
 json to_json(const State& state) {
+  json doc = to_json_without_apps(state);
   json apps = json::object();
   for (const auto& [name, app] : state.apps) apps[name] = app_to_json(app);
+  doc["apps"] = std::move(apps);
+  return doc;
+}
+
+bool same_except_apps(const State& a, const State& b) {
+  return a.shares == b.shares && a.share_trash == b.share_trash && a.attachments == b.attachments &&
+         a.removals == b.removals && a.stores == b.stores && a.quotas == b.quotas;
+}
+
+json to_json_without_apps(const State& state) {
   json shares = json::object();
   for (const auto& [name, owner] : state.shares) shares[name] = {{"owner", format_owner(owner)}};
   for (const auto& [name, seconds] : state.share_trash) shares[name]["trash"] = policy::format_retention(seconds);
@@ -378,7 +389,6 @@ json to_json(const State& state) {
     attachments.push_back(std::move(record));
   }
   json doc = {{"schema_version", kStateSchemaVersion},
-              {"apps", std::move(apps)},
               {"shares", std::move(shares)},
               {"attachments", std::move(attachments)}};
   if (!state.removals.empty()) doc["removals"] = state.removals;
@@ -395,7 +405,9 @@ json to_json(const State& state) {
 
 State state_from_json(const json& doc) {
   const JsonReader root(doc);
-  root.expect_object({"schema_version", "apps", "shares", "attachments", "removals", "stores", "quotas"});
+  // journal_seq is the store's (mountmgr/state_store.hpp): which journal records the document
+  // already holds. It says nothing about the state itself.
+  root.expect_object({"schema_version", "journal_seq", "apps", "shares", "attachments", "removals", "stores", "quotas"});
   const JsonReader version = root.member("schema_version", "an integer");
   if (version.as_integer(0, INT32_MAX) != kStateSchemaVersion) {
     version.fail("expected " + std::to_string(kStateSchemaVersion) + " (the schema this portalfs knows), got " +

@@ -27,6 +27,8 @@
 //                the file system each store must lead to: mountmgr/store.hpp)
 //    "quotas": {"apps/notes": {"project_id": 100000, "bytes": 10737418240, "inodes": 0}}
 //                (absent when empty; policy/quota.hpp, mountmgr/quota.hpp)
+//    "journal_seq": 42      (the store's: the last record of state.journal this document holds;
+//                            absent: 0. mountmgr/state_store.hpp)
 //   Grant = {"kind": "data"|"shared"|"host", "name", "container_path",
 //            "access": a mode (policy::to_string(Access)), "owner"?: "UID:GID",
 //            "sidecars"?: ["*.xmp", ...] (read grants only),
@@ -146,6 +148,10 @@ struct State {
 State fresh_state();
 
 nlohmann::json to_json(const State& state);
+/// to_json() but for "apps": what a journal record carries when anything but the apps changed.
+nlohmann::json to_json_without_apps(const State& state);
+/// Whether everything but the apps is the same in both.
+bool same_except_apps(const State& a, const State& b);
 /// Strict: throws FieldError (pointer + problem) on the first fault.
 State state_from_json(const nlohmann::json& doc);
 

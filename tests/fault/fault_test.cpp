@@ -374,7 +374,7 @@ class BadStateFile : public Fault {
 
   /// Starting refuses with one line that says what to do, exit code 2, the file untouched and
   /// nothing mounted; `--recover-from-backup` then starts from the .bak (keeping the bad file
-  /// as state.json.corrupt), which has every grant but the last one, each as it was.
+  /// as state.json.corrupt) and the journal after it, which have every grant, each as it was.
   void expect_refusal_then_recovery(const std::vector<std::string>& prefix, const std::string& problem) {
     const std::string bad = read_file(state_);
     auto argv = prefix;
@@ -391,7 +391,9 @@ class BadStateFile : public Fault {
     ASSERT_NO_FATAL_FAILURE(start_with(prefix, {"--recover-from-backup"}));
     auto show = ctl({"app", "show", "demo"});
     ASSERT_EQ(show.code, 0) << show.err;
-    EXPECT_EQ(describe(grants_of(show.out)), describe({{"own_documents", "read /docs"}}));
+    // The .bak and the journal records after it (state.journal.bak): nothing is lost.
+    EXPECT_EQ(describe(grants_of(show.out)),
+              describe({{"own_documents", "read /docs"}, {"burst0", "read-write /b0"}}));
     EXPECT_EQ(read_file(state_ + ".corrupt"), bad);
     EXPECT_THAT(read_file(dir_ / "daemon.log"), HasSubstr("starting from " + state_ + ".bak"));
     // The recovered state is saved whole by the next change and survives a restart.

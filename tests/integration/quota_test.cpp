@@ -83,7 +83,7 @@ class LoopDisk : public DaemonFixture {
   std::string data() { return mnt() + "/apps/notes/data/data"; }
   std::string cache() { return mnt() + "/apps/notes/data/cache"; }
   std::string media() { return mnt() + "/apps/notes/shared/own_media"; }
-  std::string state_file() { return read_file(dir_ / "state/state.json"); }
+  std::string state_file() { return state_files(dir_ / "state"); }
 
   // Exit 2, one line on stderr with `part`, state.json as it was.
   void refused(const std::vector<std::string>& args, const std::string& part) {

@@ -291,7 +291,7 @@ TEST_F(Trash, BadInputIsOneLineAndExitCode2) {
        "portalctl: trash restore: no entry 20261206-223800-1a2b3c4d in any share's trash; portalctl trash list shows them\n"},
       {{"trash", "list", "nope"}, ""},
   };
-  const std::string state_before = read_file(dir_ / "state/state.json");
+  const std::string state_before = state_files(dir_ / "state");
   for (const auto& [args, err] : cases) {
     const auto r = ctl(args);
     EXPECT_EQ(r.code, 2) << args[0] << " " << args[1] << ": " << r.err;
@@ -300,7 +300,7 @@ TEST_F(Trash, BadInputIsOneLineAndExitCode2) {
       EXPECT_EQ(r.err, err);
     }
   }
-  EXPECT_EQ(read_file(dir_ / "state/state.json"), state_before);
+  EXPECT_EQ(state_files(dir_ / "state"), state_before);
   EXPECT_FALSE(fs::exists(storage() + "/share-trash/x"));
 }
 

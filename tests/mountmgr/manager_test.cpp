@@ -4,6 +4,7 @@
 // attach/detach/heal run against fake AttachOps (the real ones need a container).
 
 #include "mountmgr/manager.hpp"
+#include "mountmgr/state_store.hpp"
 
 #include <sys/stat.h>
 
@@ -171,7 +172,7 @@ class ManagerTest : public ::testing::Test {
     return out;
   }
 
-  State saved_state() { return state_from_json(json::parse(read_file(state_dir + "/state.json"))); }
+  State saved_state() { return read_state_dir(state_dir); }  // state.json and its journal
   std::string data(const std::string& rel) { return storage + "/apps/" + rel; }
   std::string shared_view(const std::string& app, const std::string& share) {
     return mnt + "/apps/" + app + "/shared/" + share;
@@ -511,7 +512,7 @@ TEST_F(ManagerTest, PurgeMovesTheTreeToTheTrashAndTheWorkerEmptiesIt) {
   EXPECT_TRUE(mgr->wait_idle(std::chrono::seconds(30)));
   EXPECT_TRUE(fs::is_empty(storage + "/trash"));
   // Nothing is left recorded once done.
-  EXPECT_FALSE(json::parse(read_file(state_dir + "/state.json")).contains("removals"));
+  EXPECT_FALSE(to_json(saved_state()).contains("removals"));
 }
 
 TEST_F(ManagerTest, ARemovalRecordedBeforeACrashIsCarriedOutAtStart) {
@@ -528,7 +529,7 @@ TEST_F(ManagerTest, ARemovalRecordedBeforeACrashIsCarriedOutAtStart) {
   mgr->start();
   EXPECT_TRUE(mgr->wait_idle(std::chrono::seconds(30)));
   EXPECT_TRUE(fs::is_empty(storage + "/trash"));
-  EXPECT_FALSE(json::parse(read_file(state_dir + "/state.json")).contains("removals"));
+  EXPECT_FALSE(to_json(saved_state()).contains("removals"));
 }
 
 TEST_F(ManagerTest, ARemovalRecordOutsideTheAppsIsRefusedWithOneLine) {
@@ -613,7 +614,7 @@ TEST_F(ManagerTest, ShareTrashSettingReachesTheStateAndTheViews) {
   EXPECT_EQ(docs_trash(), "");
   EXPECT_EQ(notices.size(), before + 1);  // the views were told
   EXPECT_TRUE(saved_state().share_trash.empty());
-  EXPECT_FALSE(json::parse(read_file(state_dir + "/state.json"))["shares"]["docs"].contains("trash"));
+  EXPECT_FALSE(to_json(saved_state())["shares"]["docs"].contains("trash"));
 
   refused("share.set", {{"name", "docs"}, {"trash", "forever"}}, 2,
           R"(share.set: argument "trash": expected a retention like 30d, 12h, 45m or 90s (at most 3650d), or off, got "forever")");
@@ -1183,6 +1184,7 @@ TEST_F(ManagerTest, HealDropsARecordWithoutAnIdentity) {
   install(kNavidrome);
   run(100);
   ok("attach", {{"app", "navidrome"}, {"pid", 100}});
+  mgr.reset();  // stopped: state.json is then the whole state, to edit
   json doc = json::parse(read_file(state_dir + "/state.json"));
   doc["attachments"][0].erase("start_time");
   doc["attachments"][0].erase("mnt_ns");
@@ -1290,8 +1292,8 @@ TEST_F(ManagerTest, SecondManagerOnTheSameStateIsRefused) {
 
 TEST_F(ManagerTest, CorruptStateRefusesToStartAndRecoversFromBackup) {
   install(kNavidrome);
-  ok("share.create", {{"name", "music"}});  // state.json.bak now holds the install
-  mgr.reset();
+  ok("share.create", {{"name", "music"}});
+  mgr.reset();  // the stop folds the journal in: state.json.bak and state.journal.bak hold it all
   const std::string text = read_file(state_dir + "/state.json");
   write_file(state_dir + "/state.json", text.substr(0, text.size() / 3));
   try {
@@ -1305,7 +1307,8 @@ TEST_F(ManagerTest, CorruptStateRefusesToStartAndRecoversFromBackup) {
   c.recover_from_backup = true;
   Manager recovered(c, {});
   EXPECT_EQ(recovered.handle({{"verb", "app.list"}})["output"], "navidrome 3.1\n");
-  EXPECT_EQ(recovered.handle({{"verb", "share.list"}})["output"], "own_documents 0:0\nown_media 0:0\n");
+  // The backup and the journal records after it: nothing is lost.
+  EXPECT_EQ(recovered.handle({{"verb", "share.list"}})["output"], "music 0:0\nown_documents 0:0\nown_media 0:0\n");
   EXPECT_TRUE(fs::exists(state_dir + "/state.json.corrupt"));
   EXPECT_NO_THROW(saved_state());  // state.json is good again at once
 }

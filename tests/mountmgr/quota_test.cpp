@@ -16,6 +16,7 @@
 
 #include "common/audit.hpp"
 #include "mountmgr/manager.hpp"
+#include "mountmgr/state_store.hpp"
 #include "mountmgr/state.hpp"
 #include "tests/testutil/temp_dir.hpp"
 
@@ -87,7 +88,7 @@ class QuotaTest : public ::testing::Test {
   }
   // Refused with code 2 and a one-line message; the state file and the fake kernel unchanged.
   void refused(const std::string& verb, json args, const std::string& message_part) {
-    const std::string state_before = read_file(state_dir + "/state.json");
+    const std::string state_before = testutil::state_files(state_dir);
     const auto tagged_before = tagged.size();
     const auto limits_before = limits;
     const json r = call(verb, std::move(args));
@@ -95,12 +96,12 @@ class QuotaTest : public ::testing::Test {
     EXPECT_EQ(r.value("code", 0), 2) << r.dump();
     EXPECT_THAT(r.value("error", ""), HasSubstr(message_part));
     EXPECT_THAT(r.value("error", ""), Not(HasSubstr("\n")));
-    EXPECT_EQ(read_file(state_dir + "/state.json"), state_before);
+    EXPECT_EQ(testutil::state_files(state_dir), state_before);
     EXPECT_EQ(tagged.size(), tagged_before);
     EXPECT_EQ(limits, limits_before);
   }
   std::map<std::string, QuotaRecord> saved() {
-    return state_from_json(json::parse(read_file(state_dir + "/state.json"))).quotas;
+    return read_state_dir(state_dir).quotas;  // state.json and its journal
   }
 };
 

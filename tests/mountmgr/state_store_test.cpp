@@ -5,8 +5,14 @@
 #include "mountmgr/state_store.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
 
 #include <filesystem>
 #include <gmock/gmock.h>
@@ -376,6 +382,222 @@ TEST(StateStoreTest, SaveFailureReportsAndLeavesTheFile) {
     EXPECT_THAT(e.what(), HasSubstr("cannot save " + tmp / "state/state.json"));
   }
   EXPECT_EQ(state_from_json(nlohmann::json::parse(read_file(tmp / "state/state.json"))), fresh_state());
+}
+
+
+// ---- the journal -------------------------------------------------------------------------------
+
+// `base` with n more apps, app0 .. app<n-1>.
+State with_apps(State base, int n) {
+  for (int i = 0; i < n; ++i) {
+    AppRecord app;
+    app.version = std::to_string(i);
+    app.grants = {{policy::GrantKind::data, "data", "/data", policy::Access::read_write, std::nullopt}};
+    app.data_dirs = {{"data", std::to_string(i), false}};
+    base.apps["app" + std::to_string(i)] = app;
+  }
+  return base;
+}
+
+std::size_t lines_of(const std::string& text) { return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')); }
+
+TEST(StateJournalTest, ASaveAppendsOnlyWhatChanged) {
+  TempDir tmp;
+  StateStore store(tmp.path());
+  (void)store.load(false);
+  const State a = with_apps(rich_state(), 50);
+  store.save(a);  // the first save writes the document whole
+  const std::string document = read_file(tmp / "state.json");
+  State b = a;
+  b.apps["app7"].version = "changed";
+  b.apps.erase("app9");
+  store.save(b, a);
+  EXPECT_EQ(read_file(tmp / "state.json"), document) << "the document is not rewritten";
+  const std::string journal = read_file(tmp / "state.journal");
+  ASSERT_EQ(lines_of(journal), 1u);
+  const auto record = nlohmann::json::parse(journal);
+  // The first record after the document's.
+  EXPECT_EQ(record["seq"], nlohmann::json::parse(document)["journal_seq"].get<uint64_t>() + 1);
+  EXPECT_EQ(record["apps"].size(), 2u);  // app7 as it is now, app9 gone
+  EXPECT_TRUE(record["apps"]["app9"].is_null());
+  EXPECT_EQ(record["apps"]["app7"]["version"], "changed");
+  EXPECT_FALSE(record.contains("rest")) << "nothing but apps changed";
+  EXPECT_LT(journal.size(), 400u);
+
+  State c = b;
+  c.shares["photos"] = {1, 1};
+  store.save(c, b);
+  EXPECT_TRUE(nlohmann::json::parse(read_file(tmp / "state.journal").substr(journal.size())).contains("rest"));
+  store.save(c, c);  // no change: nothing written
+  EXPECT_EQ(lines_of(read_file(tmp / "state.journal")), 2u);
+  EXPECT_EQ(read_state_dir(tmp.path()), c);
+
+}
+
+TEST(StateJournalTest, ItLoadsBackAndCarriesOn) {
+  TempDir tmp;
+  State last;
+  {
+    StateStore store(tmp.path());
+    (void)store.load(false);
+    State prev = fresh_state();
+    store.save(prev);
+    for (int i = 1; i <= 5; ++i) {
+      State next = with_apps(fresh_state(), i);
+      store.save(next, prev);
+      prev = next;
+    }
+    last = prev;
+  }
+  StateStore store(tmp.path());
+  auto loaded = store.load(false);
+  EXPECT_EQ(loaded.state, last);
+  State next = with_apps(fresh_state(), 6);
+  store.save(next, loaded.state);
+  EXPECT_EQ(lines_of(read_file(tmp / "state.journal")), 6u);
+  EXPECT_EQ(read_state_dir(tmp.path()), next);
+}
+
+// A crash in the middle of a write leaves the last line torn: its request was never answered
+// (the fdatasync had not returned), so it is dropped, and cut off before the next record.
+TEST(StateJournalTest, ATornLastRecordIsDroppedAndCutOff) {
+  TempDir tmp;
+  const State one = with_apps(fresh_state(), 1);
+  {
+    StateStore store(tmp.path());
+    (void)store.load(false);
+    store.save(fresh_state());
+    store.save(one, fresh_state());
+  }
+  const std::string good = read_file(tmp / "state.journal");
+  write_file(tmp / "state.journal", good + R"({"seq": 2, "apps": {"app1": {"vers)");
+  StateStore store(tmp.path());
+  auto loaded = store.load(false);
+  EXPECT_EQ(loaded.state, one);
+  EXPECT_EQ(read_file(tmp / "state.journal"), good);
+  const State two = with_apps(fresh_state(), 2);
+  store.save(two, one);
+  EXPECT_EQ(read_state_dir(tmp.path()), two);
+  EXPECT_EQ(lines_of(read_file(tmp / "state.journal")), 2u);
+}
+
+TEST(StateJournalTest, ABadRecordBeforeTheLastIsRefusedWithOneLine) {
+  TempDir tmp;
+  {
+    StateStore store(tmp.path());
+    (void)store.load(false);
+    store.save(fresh_state());
+    store.save(with_apps(fresh_state(), 1), fresh_state());
+  }
+  const std::string good = read_file(tmp / "state.journal");
+  const auto first = nlohmann::json::parse(good)["seq"].get<uint64_t>();
+  const std::string skipped = R"({"seq": )" + std::to_string(first + 2) + R"(, "apps": {}})" + "\n";
+  for (const std::string& bad : {std::string("garbage\n"), std::string(R"({"seq": 2, "apps": 3})") + "\n", skipped}) {
+    write_file(tmp / "state.journal", good + bad + R"({"seq": 99, "apps": {}})" + "\n");
+    const std::string message = state_error(tmp.path());
+    EXPECT_THAT(message, HasSubstr(tmp / "state.journal: "));
+    EXPECT_THAT(message, HasSubstr("--recover-from-backup"));
+    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+  }
+  EXPECT_THAT(state_error(tmp.path()), HasSubstr("record " + std::to_string(first + 2) + " follows record " + std::to_string(first) +
+                                               ": the records between are missing"));
+  // Recovery sets the journal aside and starts from the document.
+  StateStore store(tmp.path());
+  EXPECT_EQ(store.load(true).state, fresh_state());
+  EXPECT_TRUE(std::filesystem::exists(tmp / "state.journal.corrupt"));
+}
+
+// Once the journal outgrows the document it is folded in. The previous document and its journal
+// stay a pair that loads: recovery from a bad state.json loses nothing.
+TEST(StateJournalTest, CompactionKeepsABackupPairThatLoadsWhole) {
+  TempDir tmp;
+  State prev = fresh_state();
+  {
+    StateStore store(tmp.path());
+    store.set_compaction_floor(1);
+    (void)store.load(false);
+    store.save(prev);
+    for (int i = 1; i <= 12; ++i) {
+      State next = with_apps(fresh_state(), i);
+      store.save(next, prev);
+      prev = next;
+      EXPECT_EQ(read_state_dir(tmp.path()), next) << i;
+    }
+  }
+  EXPECT_TRUE(std::filesystem::exists(tmp / "state.json.bak"));
+  EXPECT_TRUE(std::filesystem::exists(tmp / "state.journal.bak"));
+  write_file(tmp / "state.json", "{\"schema_version\": 1, \"apps\": {");
+  StateStore store(tmp.path());
+  auto loaded = store.load(true);
+  EXPECT_TRUE(loaded.from_backup);
+  EXPECT_EQ(loaded.state.apps.size(), prev.apps.size());
+  EXPECT_EQ(loaded.state, prev);
+}
+
+// A state.json from before the journal (no journal_seq) loads as it is; a journal left beside it
+// is not its own and is not applied. The next save writes the document whole and starts one.
+TEST(StateJournalTest, AnOlderStateFileLoadsAndTheNextSaveStartsTheJournal) {
+  TempDir tmp;
+  write_file(tmp / "state.json", to_json(rich_state()).dump(2));
+  write_file(tmp / "state.journal", R"({"seq": 1, "apps": {"navidrome": null}})" "\n");
+  StateStore store(tmp.path());
+  auto loaded = store.load(false);
+  EXPECT_EQ(loaded.state, rich_state());
+  State next = loaded.state;
+  next.apps["navidrome"].version = "4";
+  store.save(next, loaded.state);
+  // Past the record left beside it, so that no reader ever applies that one.
+  EXPECT_GT(nlohmann::json::parse(read_file(tmp / "state.json"))["journal_seq"].get<uint64_t>(), 1u);
+  EXPECT_FALSE(std::filesystem::exists(tmp / "state.journal"));
+  EXPECT_EQ(read_state_dir(tmp.path()), next);
+  State after = next;
+  after.apps["navidrome"].version = "5";
+  store.save(after, next);
+  EXPECT_EQ(lines_of(read_file(tmp / "state.journal")), 1u);
+  EXPECT_EQ(read_state_dir(tmp.path()), after);
+}
+
+// kill -9 at any moment of a stream of saves: what is on disk loads, and holds every change
+// whose save returned (the child says how far it got before each save) and nothing torn.
+TEST(StateJournalTest, KillNineMidStreamLeavesALoadableState) {
+  for (int round = 0; round < 8; ++round) {
+    TempDir tmp;
+    int pipe_fds[2];
+    ASSERT_EQ(::pipe(pipe_fds), 0);
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      ::close(pipe_fds[0]);
+      StateStore store(tmp.path());
+      store.set_compaction_floor(4096);  // compactions happen in the stream too
+      (void)store.load(false);
+      State prev = fresh_state();
+      store.save(prev);
+      for (int i = 1;; ++i) {
+        State next = with_apps(fresh_state(), i);
+        store.save(next, prev);
+        prev = std::move(next);
+        // Only once the save returned: this many apps are promised.
+        if (::write(pipe_fds[1], &i, sizeof i) != sizeof i) ::_exit(1);
+      }
+    }
+    ::close(pipe_fds[1]);
+    std::this_thread::sleep_for(std::chrono::milliseconds(30 + 37 * round));
+    ASSERT_EQ(::kill(child, SIGKILL), 0);
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    int promised = 0;
+    int n = 0;
+    while (::read(pipe_fds[0], &n, sizeof n) == sizeof n) promised = n;
+    ::close(pipe_fds[0]);
+    StateStore store(tmp.path());
+    State loaded;
+    ASSERT_NO_THROW(loaded = store.load(false).state) << "round " << round;
+    const int apps = static_cast<int>(loaded.apps.size());
+    EXPECT_GE(apps, promised) << "round " << round;
+    EXPECT_LE(apps, promised + 1) << "round " << round;  // the save in flight may have landed
+    EXPECT_EQ(loaded, with_apps(fresh_state(), apps)) << "round " << round;
+  }
 }
 
 }  // namespace

@@ -45,6 +45,13 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+std::string state_files(const std::string& state_dir) {
+  std::string out = read_file(state_dir + "/state.json");
+  out += "\n-- state.journal --\n";
+  if (std::ifstream(state_dir + "/state.journal")) out += read_file(state_dir + "/state.journal");
+  return out;
+}
+
 std::string readlink_str(const std::string& path) {
   char buf[PATH_MAX + 1];
   ssize_t n = ::readlink(path.c_str(), buf, sizeof(buf));

@@ -26,6 +26,11 @@ void write_file(const std::string& path, const std::string& content);
 /// Reads a whole file; throws on failure.
 std::string read_file(const std::string& path);
 
+/// What a state directory holds on disk (mountmgr/state_store.hpp): state.json, then
+/// state.journal (the changes since; "" when there is none). For "nothing on disk changed"
+/// checks and for looking for a name; to read the state itself, use read_state_dir().
+std::string state_files(const std::string& state_dir);
+
 /// Whether tests that need /dev/fuse (or runc) must fail instead of skipping: set by .ci/run
 /// through PORTALFS_REQUIRE_FUSE=1.
 bool require_fuse();

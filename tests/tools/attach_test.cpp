@@ -34,6 +34,7 @@
 
 #include "common/unique_fd.hpp"
 #include "mountmgr/state.hpp"
+#include "mountmgr/state_store.hpp"
 #include "tests/testutil/daemon_fixture.hpp"
 #include "tests/testutil/temp_dir.hpp"
 
@@ -512,7 +513,7 @@ class AttachRecycledPid : public testutil::DaemonFixture {
   }
 
   std::string log() const { return read_file(dir_ / "daemon.log"); }
-  State state() const { return state_from_json(nlohmann::json::parse(read_file(dir_ / "state/state.json"))); }
+  State state() const { return read_state_dir(dir_ / "state"); }  // state.json and its journal
   static std::size_t count(const std::string& text, const std::string& part) {
     std::size_t n = 0;
     for (auto at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) ++n;
