@@ -253,7 +253,9 @@ void Manager::Impl::store_watch_loop() {
 
 void Manager::Impl::save(const State& next) {
   // `state` is what the last save wrote, unless one failed since: then the whole of `next`.
-  if (unsaved.empty()) {
+  // With shared state, `state` also holds what other nodes changed (catch_up_shared), which
+  // this node never saved: the whole of `next` too.
+  if (unsaved.empty() && !shared) {
     store.save(next, state);
   } else {
     store.save(next);
