@@ -213,22 +213,11 @@ std::vector<std::string> Filesystem::set_views(const policy::ViewSpecs& views,
   // Cached fds of a store that went away (or of its previous mount) would keep serving it, and
   // pin it: its inodes re-open by handle through the new root once it is back.
   for (ViewId id : change.restored) table_.drop_fds(id);
-  if (options_.events && options_.host_watch) {
-    for (const auto& [path, dir] : new_layout->dirs) {
-      for (const auto& [name, id] : dir.views) {
-        const View* v = views_.get(id);
-        if (!v || !v->root) continue;
-        if (auto err = host_watch_.watch(v->root->get()); !err.empty()) {
-          common::log_once(common::LogLevel::warn, "hostwatch:" + v->spec.backing,
-                           "changes made on the host in " + v->spec.backing +
-                               " reach the views at their timeouts only: " + err,
-                           {v->spec.app, v->spec.dir_name, "watch", 0});
-        }
-      }
-    }
-  }
   fuse_session* se = se_.load();
-  if (!se) return errors;
+  if (!se) {
+    watch_hosts(*new_layout);
+    return errors;
+  }
 
   // Names in synthetic dirs that appeared or went away: drop the kernel's (negative) entries.
   for (const auto& path : change.dirs) {
@@ -255,7 +244,25 @@ std::vector<std::string> Filesystem::set_views(const policy::ViewSpecs& views,
       fuse_lowlevel_notify_inval_inode(se, reinterpret_cast<fuse_ino_t>(inode), 0, 0);
     }
   }
+  // After the invalidations: until they are sent, the kernel serves what it cached.
+  watch_hosts(*new_layout);
   return errors;
+}
+
+void Filesystem::watch_hosts(const Layout& layout) {
+  if (!options_.events || !options_.host_watch) return;
+  for (const auto& [path, dir] : layout.dirs) {
+    for (const auto& [name, id] : dir.views) {
+      const View* v = views_.get(id);
+      if (!v || !v->root) continue;
+      if (auto err = host_watch_.watch(v->root->get()); !err.empty()) {
+        common::log_once(common::LogLevel::warn, "hostwatch:" + v->spec.backing,
+                         "changes made on the host in " + v->spec.backing +
+                             " reach the views at their timeouts only: " + err,
+                         {v->spec.app, v->spec.dir_name, "watch", 0});
+      }
+    }
+  }
 }
 
 Filesystem::Stats Filesystem::stats() {

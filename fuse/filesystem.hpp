@@ -417,6 +417,8 @@ class Filesystem {
   void wait_for_count(const View& view);
   /// Gives the counters the limited views now served (set_views).
   void update_quotas();
+  /// Marks, for the host watch, each file system that holds a view of `layout` (once each).
+  void watch_hosts(const Layout& layout);
   /// statfs of a limited view: its limit as the size, its room as free.
   void limit_statfs(const View& view, struct statvfs& sv) const;
 

@@ -81,17 +81,20 @@ class OfflineStore : public DaemonFixture {
     return r.out;
   }
 
-  // Waits until the view answers EIO to lstat, open and opendir alike: the kernel may still
-  // hold attributes of the view root for a moment after the daemon invalidated them.
+  // Waits until the view answers EIO to lstat, stat, open and opendir alike: the kernel
+  // serves what it cached until the daemon's invalidations reach it, one inode after another
+  // (an open asks the daemon, which answers EIO from the moment the store is offline; a stat
+  // of a file whose invalidation has not been sent yet still succeeds).
   void expect_views_fail_with_eio() {
     const std::string file = view() + "/hello.txt";
     auto all_eio = [&] {
       struct stat st {};
       const int lstat_err = errno_of(::lstat(view().c_str(), &st));
+      const int stat_err = errno_of(::stat(file.c_str(), &st));
       const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
       const int open_err = errno_of(fd);
       if (fd >= 0) ::close(fd);
-      return lstat_err == EIO && open_err == EIO;
+      return lstat_err == EIO && stat_err == EIO && open_err == EIO;
     };
     ASSERT_TRUE(wait_until(all_eio, 15s)) << "the view still answers: " << status();
     struct stat st {};
