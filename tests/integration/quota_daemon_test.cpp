@@ -23,7 +23,7 @@
 #include <thread>
 
 #include "tests/integration/fs_helpers.hpp"
-#include "tests/testutil/daemon_fixture.hpp"
+#include "tests/integration/notes_app.hpp"
 
 namespace portalfs::testutil {
 namespace {
@@ -34,19 +34,13 @@ using namespace std::chrono_literals;
 
 constexpr uint64_t kM = 1 << 20;
 
-class DaemonQuota : public DaemonFixture {
+class DaemonQuota : public NotesApp {
  protected:
   void SetUp() override {
     ASSERT_NO_FATAL_FAILURE(DaemonFixture::SetUp());
     ASSERT_NO_FATAL_FAILURE(start());
-    write_file(dir_ / "notes.json", R"({"name": "notes", "data_dirs": ["/data", "/cache",
-      {"path": "/media", "shared_dir": "own_media", "access": "read-write"}]})");
-    auto r = ctl({"app", "install", dir_ / "notes.json"});
-    ASSERT_EQ(r.code, 0) << r.err;
+    ASSERT_NO_FATAL_FAILURE(install_notes());
   }
-  std::string data() { return mnt() + "/apps/notes/data/data"; }
-  std::string cache() { return mnt() + "/apps/notes/data/cache"; }
-  std::string media() { return mnt() + "/apps/notes/shared/own_media"; }
 
   // What the app's data dirs hold from install on (each its .portalfs-version marker: they
   // count, as they would in a project quota), read through a limit set for that: the limits

@@ -30,7 +30,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/fs_helpers.hpp"
-#include "tests/testutil/daemon_fixture.hpp"
+#include "tests/integration/notes_app.hpp"
 
 namespace portalfs::testutil {
 namespace {
@@ -48,7 +48,7 @@ CommandResult sh(const std::string& script) {
 
 // A loop ext4 image mounted at the storage root, made with `mkfs_features` and mounted with
 // `mount_options`.
-class LoopDisk : public DaemonFixture {
+class LoopDisk : public NotesApp {
  protected:
   std::string image = dir_ / "disk.img";
   std::string loop;
@@ -74,15 +74,6 @@ class LoopDisk : public DaemonFixture {
     if (!loop.empty()) sh("losetup -d " + loop);
   }
 
-  void install_notes() {
-    write_file(dir_ / "notes.json", R"({"name": "notes", "data_dirs": ["/data", "/cache",
-      {"path": "/media", "shared_dir": "own_media", "access": "read-write"}]})");
-    auto r = ctl({"app", "install", dir_ / "notes.json"});
-    ASSERT_EQ(r.code, 0) << r.err;
-  }
-  std::string data() { return mnt() + "/apps/notes/data/data"; }
-  std::string cache() { return mnt() + "/apps/notes/data/cache"; }
-  std::string media() { return mnt() + "/apps/notes/shared/own_media"; }
   std::string state_file() { return state_files(dir_ / "state"); }
 
   // Exit 2, one line on stderr with `part`, state.json as it was.
