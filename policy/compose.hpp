@@ -2,7 +2,7 @@
 #pragma once
 
 // Freeshard's current app format: a docker-compose.yml.template whose volume sources use the
-// platform's `{{ fs.* }}` variables (see ../shared/freeshard-apps/README.md for the table).
+// platform's `{{ fs.* }}` variables (tests/fixtures/compose/README.md has the table).
 //
 // parse_compose() reads the template with yaml-cpp and finds, in every service, every volume
 // (short syntax "SRC:DST[:MODE]", quoted or not, and long syntax {type, source, target,
