@@ -213,18 +213,20 @@ std::vector<std::string> Filesystem::set_views(const policy::ViewSpecs& views,
   // Cached fds of a store that went away (or of its previous mount) would keep serving it, and
   // pin it: its inodes re-open by handle through the new root once it is back.
   for (ViewId id : change.restored) table_.drop_fds(id);
-  fuse_session* se = se_.load();
-  if (!se) {
-    watch_hosts(*new_layout);
-    return errors;
-  }
+  if (fuse_session* se = se_.load()) invalidate_changed(se, change, *old_layout, *new_layout);
+  // After the invalidations: until they are sent, the kernel serves what it cached.
+  watch_hosts(*new_layout);
+  return errors;
+}
 
+void Filesystem::invalidate_changed(fuse_session* se, const ViewRegistry::Change& change,
+                                    const Layout& old_layout, const Layout& new_layout) {
   // Names in synthetic dirs that appeared or went away: drop the kernel's (negative) entries.
   for (const auto& path : change.dirs) {
     SynthInode* dir = find_synth(path);
     if (!dir) continue;  // the kernel never saw it
     std::set<std::string> names;
-    for (const auto* layout : {old_layout.get(), new_layout.get()}) {
+    for (const auto* layout : {&old_layout, &new_layout}) {
       auto it = layout->dirs.find(path);
       if (it == layout->dirs.end()) continue;
       for (const auto& n : it->second.subdirs) names.insert(n);
@@ -244,9 +246,6 @@ std::vector<std::string> Filesystem::set_views(const policy::ViewSpecs& views,
       fuse_lowlevel_notify_inval_inode(se, reinterpret_cast<fuse_ino_t>(inode), 0, 0);
     }
   }
-  // After the invalidations: until they are sent, the kernel serves what it cached.
-  watch_hosts(*new_layout);
-  return errors;
 }
 
 void Filesystem::watch_hosts(const Layout& layout) {

@@ -417,6 +417,10 @@ class Filesystem {
   void wait_for_count(const View& view);
   /// Gives the counters the limited views now served (set_views).
   void update_quotas();
+  /// What set_views() owes the kernel: the names of synthetic dirs that changed, and the
+  /// cached attributes and pages of changed, killed and removed views.
+  void invalidate_changed(fuse_session* se, const ViewRegistry::Change& change, const Layout& old_layout,
+                          const Layout& new_layout);
   /// Marks, for the host watch, each file system that holds a view of `layout` (once each).
   void watch_hosts(const Layout& layout);
   /// statfs of a limited view: its limit as the size, its room as free.
