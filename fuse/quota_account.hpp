@@ -15,6 +15,11 @@
 //  - unlink, rmdir, a rename that replaces: a Removal gives back the entry's bytes and inode
 //    when its last name goes (a file with more names keeps counting once).
 //  - link and a rename within a view change nothing; across views they fail with EXDEV.
+// An app's limit within a share (key "APP:SHARE") counts what that app created there: each
+// file's provenance (trusted.portalfs.created_by, policy/provenance.hpp) says whose count it is
+// in, whichever app changes it later. So an op on a file of a shared view answers to up to two
+// counters (QuotaCounters): the share's, and its creator's in that share; a new entry to the
+// maker's. All of them must admit a change; a write is cut at the tightest.
 // Two writers can't overshoot together: the counter takes and checks under one mutex, and the
 // ops on one file are serialised by a stripe lock (QuotaAccounts::file_lock), so the size read
 // before an op and the one after belong to that op alone.
@@ -52,8 +57,10 @@ namespace portalfs::fuse {
 /// The count and limits of one limited app or share, shared by every view with its key.
 class QuotaCounter {
  public:
-  explicit QuotaCounter(std::string key) : key_(std::move(key)) {}
+  explicit QuotaCounter(std::string key);
   [[nodiscard]] const std::string& key() const { return key_; }
+  /// An APP:SHARE counter's app: only entries it created count. "" for the others.
+  [[nodiscard]] const std::string& creator() const { return creator_; }
 
   void set_limits(const policy::QuotaLimits& limits);
   [[nodiscard]] policy::QuotaLimits limits() const;
@@ -86,6 +93,7 @@ class QuotaCounter {
  private:
   void wait_counted(std::unique_lock<std::mutex>& lock);
   const std::string key_;
+  std::string creator_;
   mutable std::mutex mutex_;  // guards the rest; never held across a syscall
   std::condition_variable done_;
   policy::QuotaLimits limits_;
@@ -94,6 +102,12 @@ class QuotaCounter {
   bool counted_ = false;
   uint64_t walked_ = 0;
 };
+
+/// The counters one op answers to (quota_account.hpp, top): none, one or two.
+using QuotaCounters = std::vector<std::shared_ptr<QuotaCounter>>;
+
+/// Takes `bytes` and `inodes` from every counter, or from none: 0 or EDQUOT.
+int charge_all(const QuotaCounters& counters, int64_t bytes, int64_t inodes);
 
 /// The counters, by key, and the thread that walks for their first count.
 class QuotaAccounts {
@@ -144,7 +158,7 @@ class QuotaAccounts {
 class SizeChange {
  public:
   /// `fd`: the file (an O_PATH fd will do).
-  SizeChange(QuotaAccounts& accounts, std::shared_ptr<QuotaCounter> counter, int fd);
+  SizeChange(QuotaAccounts& accounts, QuotaCounters counters, int fd);
   ~SizeChange();
   SizeChange(const SizeChange&) = delete;
   SizeChange& operator=(const SizeChange&) = delete;
@@ -159,11 +173,11 @@ class SizeChange {
   int allocate(bool keep_size, uint64_t end);
 
  private:
-  std::shared_ptr<QuotaCounter> counter_;  // null: nothing to do
+  QuotaCounters counters_;  // empty: nothing to do
   std::unique_lock<std::mutex> lock_;
   int fd_ = -1;
   uint64_t before_ = 0;
-  int64_t taken_ = 0;
+  int64_t taken_ = 0;  // by each of counters_
 };
 
 /// The removal of one entry of a limited view (unlink, rmdir, a rename that replaces it):
@@ -171,24 +185,27 @@ class SizeChange {
 /// done() after it succeeded gives that back. Nothing without a counter or an entry.
 class Removal {
  public:
-  Removal(QuotaAccounts& accounts, std::shared_ptr<QuotaCounter> counter, int dir_fd, const char* name);
+  Removal(QuotaAccounts& accounts, QuotaCounters counters, int dir_fd, const char* name);
   /// A rename's: nothing when the entry replaced is the one moved (`from_fd`, `from_name`).
-  Removal(QuotaAccounts& accounts, std::shared_ptr<QuotaCounter> counter, int dir_fd, const char* name,
-          int from_fd, const char* from_name);
+  Removal(QuotaAccounts& accounts, QuotaCounters counters, int dir_fd, const char* name, int from_fd,
+          const char* from_name);
   void done();
 
  private:
-  std::shared_ptr<QuotaCounter> counter_;
+  QuotaCounters counters_;
   std::unique_lock<std::mutex> lock_;
   int64_t bytes_ = 0;
   int64_t inodes_ = 0;
 };
 
 /// Counts `dir_fd`'s tree into `counter` (regular files' sizes once per inode, every entry
-/// one inode, not the directory itself; never crossing into another file system, never
+/// one inode, not the directory itself; for an APP:SHARE counter only the entries its app
+/// created; never crossing into another file system, never
 /// following a symlink). `linked` holds the files with more than one name seen so far (of all
 /// the target's trees), so each is counted once. Stops early when `stop` is requested.
 void count_tree(int dir_fd, QuotaCounter& counter, std::set<std::pair<dev_t, ino_t>>& linked,
                 const std::stop_token& stop);
+/// Counts `roots` (each directory once) into `counter`, as the first walk does.
+void count_roots(const std::vector<common::UniqueFd>& roots, QuotaCounter& counter, const std::stop_token& stop);
 
 }  // namespace portalfs::fuse
