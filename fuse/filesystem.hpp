@@ -428,6 +428,8 @@ class Filesystem {
                           const Layout& new_layout);
   /// Marks, for the host watch, each file system that holds a view of `layout` (once each).
   void watch_hosts(const Layout& layout);
+  /// A change made on the host: the limits whose trees it is in are counted again.
+  void quota_host_changed(const HostChange& c);
   /// statfs of a limited view: its limit as the size, its room as free.
   void limit_statfs(const View& view, struct statvfs& sv) const;
 

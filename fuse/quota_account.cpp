@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <functional>
 
 #include "common/log.hpp"
@@ -87,6 +88,12 @@ void QuotaCounter::walked(uint64_t bytes, uint64_t inodes, uint64_t entries) {
   bytes_ += static_cast<int64_t>(bytes);
   inodes_ += static_cast<int64_t>(inodes);
   walked_ += entries;
+}
+
+void QuotaCounter::recounted(const Usage& fresh) {
+  std::lock_guard lock(mutex_);
+  bytes_ = static_cast<int64_t>(fresh.bytes);
+  inodes_ = static_cast<int64_t>(fresh.inodes);
 }
 
 void QuotaCounter::counted() {
@@ -277,26 +284,55 @@ QuotaAccounts::~QuotaAccounts() {
   for (auto& w : queue_) w.counter->counted();
 }
 
+namespace {
+std::string fd_path(int fd) {
+  char buf[PATH_MAX];
+  const ssize_t n = ::readlink(("/proc/self/fd/" + std::to_string(fd)).c_str(), buf, sizeof(buf));
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+bool below(const std::string& path, const std::string& root) {
+  return !root.empty() && path.starts_with(root) && (path.size() == root.size() || path[root.size()] == '/' || root == "/");
+}
+}  // namespace
+
 std::shared_ptr<QuotaCounter> QuotaAccounts::find(const std::string& key) const {
   std::shared_lock lock(mutex_);
   auto it = counters_.find(key);
-  return it == counters_.end() ? nullptr : it->second;
+  return it == counters_.end() ? nullptr : it->second.counter;
+}
+
+void QuotaAccounts::host_changed(int dir_fd) {
+  const std::string path = dir_fd < 0 ? std::string() : fd_path(dir_fd);
+  if (dir_fd >= 0 && path.empty()) return;
+  std::unique_lock lock(mutex_);
+  bool marked = false;
+  for (const auto& [key, t] : counters_) {
+    if (dir_fd >= 0 && std::none_of(t.paths.begin(), t.paths.end(), [&](const auto& r) { return below(path, r); })) continue;
+    marked |= dirty_.insert(key).second;
+  }
+  lock.unlock();
+  if (marked) queued_.notify_all();
 }
 
 void QuotaAccounts::update(const std::map<std::string, std::pair<policy::QuotaLimits, std::vector<int>>>& limited) {
   std::unique_lock lock(mutex_);
   std::erase_if(counters_, [&](const auto& c) { return !limited.contains(c.first); });
+  std::erase_if(dirty_, [&](const auto& key) { return !limited.contains(key); });
   for (const auto& [key, what] : limited) {
-    auto& counter = counters_[key];
-    if (counter) {
-      counter->set_limits(what.first);
+    auto& target = counters_[key];
+    if (target.counter) {
+      target.counter->set_limits(what.first);
       continue;
     }
-    counter = std::make_shared<QuotaCounter>(key);
-    counter->set_limits(what.first);
-    Walk walk{counter, {}};
-    for (int fd : what.second) walk.roots.emplace_back(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-    queue_.push_back(std::move(walk));
+    target.counter = std::make_shared<QuotaCounter>(key);
+    target.counter->set_limits(what.first);
+    auto roots = std::make_shared<std::vector<common::UniqueFd>>();
+    for (int fd : what.second) {
+      roots->emplace_back(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+      target.paths.push_back(fd_path(fd));
+    }
+    target.roots = roots;
+    queue_.push_back(Walk{target.counter, target.roots});
   }
   lock.unlock();
   queued_.notify_all();
@@ -314,12 +350,17 @@ void QuotaAccounts::run(const std::stop_token& stop) {
     Walk walk;
     {
       std::unique_lock lock(mutex_);
-      queued_.wait(lock, stop, [&] { return !queue_.empty(); });
-      if (queue_.empty()) return;
+      queued_.wait(lock, stop, [&] { return !queue_.empty() || !dirty_.empty(); });
+      if (queue_.empty() && dirty_.empty()) return;
+      if (queue_.empty()) {
+        lock.unlock();
+        recount_dirty(stop);
+        continue;
+      }
       walk = std::move(queue_.front());
       queue_.erase(queue_.begin());
     }
-    count_roots(walk.roots, *walk.counter, stop);
+    count_roots(*walk.roots, *walk.counter, stop);
     const auto u = walk.counter->usage();
     common::log(common::LogLevel::info, "quota of " + walk.counter->key() + ": counted " + std::to_string(u.bytes) +
                                             " bytes, " + std::to_string(u.inodes) + " inodes");
@@ -327,12 +368,37 @@ void QuotaAccounts::run(const std::stop_token& stop) {
   }
 }
 
+void QuotaAccounts::recount_dirty(const std::stop_token& stop) {
+  {
+    // A burst of host changes (a copy, an unpacked archive) costs one walk.
+    std::shared_lock lock(mutex_);
+    queued_.wait_for(lock, stop, kRecountDelay, [] { return false; });
+  }
+  std::vector<Target> targets;
+  {
+    std::unique_lock lock(mutex_);
+    for (const auto& key : dirty_) {
+      auto it = counters_.find(key);
+      if (it != counters_.end() && it->second.counter->usage().counted) targets.push_back(it->second);
+    }
+    // A limit whose first walk is still queued is counted by it, host changes included.
+    dirty_.clear();
+  }
+  for (const auto& t : targets) {
+    QuotaCounter fresh(t.counter->key());
+    count_roots(*t.roots, fresh, stop);
+    if (stop.stop_requested()) return;
+    t.counter->recounted(fresh.usage());
+    ++recounts_;
+  }
+}
+
 std::string QuotaAccounts::progress() const {
   std::shared_lock lock(mutex_);
   size_t counting = 0;
   uint64_t walked = 0;
-  for (const auto& [key, c] : counters_) {
-    const auto u = c->usage();
+  for (const auto& [key, t] : counters_) {
+    const auto u = t.counter->usage();
     if (u.counted) continue;
     ++counting;
     walked += u.walked;

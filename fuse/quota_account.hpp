@@ -31,12 +31,21 @@
 // it (reads, lookups and listings do not, nor do other targets): a count begun with changes
 // racing the walk could count a file twice or not at all.
 //
-// Not seen: changes made on the host directly in the backing directories (counted at the next
-// start), and files opened through passthrough before their view got a limit (until closed).
+// Changes made on the host directly in the backing directories come from the host watch
+// (host_watch.hpp; portalfsd's own changes are not reported there, so nothing counts twice):
+// each marks the limits whose trees hold the directory changed, and the walking thread counts
+// those again in the background, a burst of changes once (kRecountDelay), and takes the new
+// count as the usage. An overflow of the watch's queue recounts every limit. Ops are not held
+// while it walks: an op that lands in a part already walked is lost to that recount (and the
+// count is off by it until the next one); the limit still binds against the live count.
+//
+// Not seen: files opened through passthrough before their view got a limit (until closed).
 
 #include <sys/types.h>
 
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -89,6 +98,8 @@ class QuotaCounter {
   // The first walk (QuotaAccounts' thread).
   void walked(uint64_t bytes, uint64_t inodes, uint64_t entries);  // adds what it saw so far
   void counted();                                                  // done: ops may go on
+  /// A recount after changes on the host: its result replaces the count.
+  void recounted(const Usage& fresh);
 
  private:
   void wait_counted(std::unique_lock<std::mutex>& lock);
@@ -129,6 +140,15 @@ class QuotaAccounts {
   /// forks after set_views). Walks queued before wait for it.
   void start();
 
+  /// A change made on the host in directory `dir_fd` (any fd of it): the limits whose trees
+  /// hold it are counted again, in the background. -1: the changes overflowed, all are.
+  void host_changed(int dir_fd);
+  /// How long the walker waits after a host change before it counts again (more changes
+  /// meanwhile cost one walk).
+  static constexpr std::chrono::milliseconds kRecountDelay{200};
+  /// Recounts done after host changes (for tests and status).
+  [[nodiscard]] uint64_t recounts() const { return recounts_.load(); }
+
   /// "" when every count is done, else what is being counted: for `portalctl status`.
   [[nodiscard]] std::string progress() const;
 
@@ -137,15 +157,24 @@ class QuotaAccounts {
   std::mutex& file_lock(dev_t dev, ino_t ino);
 
  private:
+  using Roots = std::shared_ptr<const std::vector<common::UniqueFd>>;
   struct Walk {
     std::shared_ptr<QuotaCounter> counter;
-    std::vector<common::UniqueFd> roots;
+    Roots roots;
+  };
+  struct Target {
+    std::shared_ptr<QuotaCounter> counter;
+    Roots roots;                     // the backing directories (dup'd fds)
+    std::vector<std::string> paths;  // theirs, to match a host change's directory
   };
   void run(const std::stop_token& stop);
+  void recount_dirty(const std::stop_token& stop);
 
-  mutable std::shared_mutex mutex_;  // guards counters_, queue_, started_
-  std::map<std::string, std::shared_ptr<QuotaCounter>> counters_;
+  mutable std::shared_mutex mutex_;  // guards counters_, queue_, dirty_, started_
+  std::map<std::string, Target> counters_;
   std::vector<Walk> queue_;
+  std::set<std::string> dirty_;  // keys to count again (host changes)
+  std::atomic<uint64_t> recounts_ = 0;
   bool started_ = false;
   std::condition_variable_any queued_;
   std::array<std::mutex, 64> file_locks_;

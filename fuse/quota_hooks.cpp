@@ -96,6 +96,21 @@ void Filesystem::update_quotas() {
   quotas_.update(limited);
 }
 
+void Filesystem::quota_host_changed(const HostChange& c) {
+  switch (c.kind) {
+    case HostChange::overflow:
+      quotas_.host_changed(-1);  // changes lost: every count is stale
+      return;
+    case HostChange::attrib:
+      return;  // no size or entry changed (a truncate reports a modify)
+    case HostChange::moved:
+      if (c.to_dir) quotas_.host_changed(c.to_dir.get());
+      [[fallthrough]];
+    default:
+      if (c.dir) quotas_.host_changed(c.dir.get());
+  }
+}
+
 void Filesystem::limit_statfs(const View& view, struct statvfs& sv) const {
   // The tightest of the view's limits (a share's, and the app's own in it): the one with the
   // least room, bytes and inodes each.

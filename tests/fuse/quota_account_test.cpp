@@ -2,7 +2,7 @@
 // The daemon's quota counters (fuse/quota_account.hpp) without a mount: the first walk's
 // count (sizes once per inode, every entry one inode), ops waiting for it, its progress, and
 // limits taken and checked under one lock by many threads; an APP:SHARE count by provenance,
-// and an op against two limits.
+// an op against two limits, and recounts after host changes.
 #include "fuse/quota_account.hpp"
 
 #include <fcntl.h>
@@ -166,6 +166,41 @@ TEST(QuotaAccounts, AnOpAgainstTwoLimitsIsCutAtTheTighterAndSettlesBoth) {
   gone.done();
   EXPECT_EQ(both[0]->usage().bytes, 0u);
   EXPECT_EQ(both[1]->usage().bytes, 0u);
+}
+
+// A change on the host counts the limits whose trees hold it again, in the background; a
+// change elsewhere does not; an overflow (-1) counts them all again.
+TEST(QuotaAccounts, HostChangesRecountTheLimitsTheyAreIn) {
+  testutil::TempDir tmp;
+  fs::create_directories(tmp / "a/sub");
+  fs::create_directories(tmp / "b");
+  QuotaAccounts accounts;
+  auto a = open_dir(tmp / "a"), b = open_dir(tmp / "b");
+  accounts.update({{"apps/a", {policy::QuotaLimits{1000, 0}, {a.get()}}},
+                   {"apps/b", {policy::QuotaLimits{1000, 0}, {b.get()}}}});
+  accounts.start();
+  auto ca = accounts.find("apps/a"), cb = accounts.find("apps/b");
+  ca->wait();
+  cb->wait();
+  EXPECT_EQ(ca->usage().inodes, 1u);
+  testutil::write_file(tmp / "a/sub/f", std::string(40, 'f'));
+  testutil::write_file(tmp / "b/g", std::string(5, 'g'));
+  auto sub = open_dir(tmp / "a/sub");
+  accounts.host_changed(sub.get());
+  auto until = [](const std::function<bool()>& pred) {
+    for (auto end = std::chrono::steady_clock::now() + 5s; std::chrono::steady_clock::now() < end;) {
+      if (pred()) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return pred();
+  };
+  EXPECT_TRUE(until([&] { return ca->usage().bytes == 40 && ca->usage().inodes == 2; })) << ca->usage().bytes;
+  EXPECT_EQ(accounts.recounts(), 1u);
+  EXPECT_EQ(cb->usage().bytes, 0u);  // not below b: not counted again
+  accounts.host_changed(-1);
+  EXPECT_TRUE(until([&] { return cb->usage().bytes == 5; }));
+  EXPECT_TRUE(until([&] { return accounts.recounts() == 3; }));
+  EXPECT_EQ(ca->usage().bytes, 40u);
 }
 
 }  // namespace

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
-// Issue #16, a limit per app within a share (APP:SHARE): the real
+// Issue #16, a limit per app within a share (APP:SHARE) and host changes counted live: the real
 // portalfsd and portalctl over a plain directory (no project quotas), two apps sharing
 // own_media read-write (fuse/quota_account.hpp).
 //
 // An app's usage in a share is what it created there (its files' provenance): its writes stop
 // exactly at its limit with the bytes written kept, another app in the share goes on, and the
-// share's own limit still binds both. The count is exact after a kill -9 and a restart.
+// share's own limit still binds both. The count is exact after a kill -9 and a restart. A file
+// written or deleted on the host in the backing directory shows in `usage` within seconds.
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -175,6 +176,29 @@ TEST_F(AppShareQuota, UsageIsExactAfterAKillAndRestart) {
   // Enforced from the new count on: 7 more inodes, then EDQUOT.
   for (int i = 0; i < 7; ++i) write_file(media() + "/n" + std::to_string(i), "");
   EXPECT_EQ(sys(::mkdir((media() + "/one-too-many").c_str(), 0755)), Err{EDQUOT});
+}
+
+// Host changes in the backing directory reach the counts within seconds, without a restart;
+// the daemon's own writes (also seen by the host watch) count once.
+TEST_F(AppShareQuota, HostWritesAndDeletesShowInUsageWithinSeconds) {
+  ASSERT_NO_FATAL_FAILURE(set({"own_media", "1G"}));
+  const auto base = usage("own_media");
+  const uint64_t b0 = base["bytes_used"], i0 = base["inodes_used"];
+  write_file(media() + "/app.bin", std::string(1000, 'a'));  // through notes' view
+  EXPECT_TRUE(usage_becomes("own_media", b0 + 1000, i0 + 1));
+  ASSERT_EQ(sys(::mkdir((backing() + "/host").c_str(), 0755)), kOk);
+  write_file(backing() + "/host/h.bin", std::string(123456, 'h'));
+  EXPECT_TRUE(usage_becomes("own_media", b0 + 1000 + 123456, i0 + 3)) << usage("own_media").dump();
+  ASSERT_EQ(sys(::truncate((backing() + "/app.bin").c_str(), 10)), kOk);
+  EXPECT_TRUE(usage_becomes("own_media", b0 + 10 + 123456, i0 + 3)) << usage("own_media").dump();
+  ASSERT_EQ(sys(::unlink((backing() + "/host/h.bin").c_str())), kOk);
+  EXPECT_TRUE(usage_becomes("own_media", b0 + 10, i0 + 2)) << usage("own_media").dump();
+  // And the limit binds against what the host wrote: 64K of room, the host takes it.
+  ASSERT_NO_FATAL_FAILURE(set({"own_media", std::to_string(b0 + 10 + 64 * kK)}));
+  write_file(backing() + "/host/fill", std::string(64 * kK, 'f'));
+  EXPECT_TRUE(usage_becomes("own_media", b0 + 10 + 64 * kK, i0 + 3));
+  std::size_t done = 0;
+  EXPECT_EQ(fill(media() + "/app.bin", 1, &done, O_WRONLY | O_APPEND), EDQUOT);
 }
 
 TEST_F(AppShareQuota, BadTargetsGetOneLineExitTwoAndChangeNothing) {
