@@ -96,7 +96,7 @@ TEST_F(QuotaWithoutProjectQuotas, SetIsAccountedByTheDaemon) {
   refused({"quota", "set", "notes", "10X"}, "quota set: SIZE: expected a size like 10G, 500M, 64K or 1048576");
   refused({"quota", "set", "notes", "0"}, "quota set: SIZE: expected a size");
   refused({"quota", "set", "notes", "1M", "--inodes", "x"}, "quota set: --inodes: expected a positive number");
-  refused({"quota", "set", "notes:own_media", "1M"}, "a quota per app within a share (APP:SHARE) is not supported");
+  refused({"quota", "set", "notes:own_documents", "1M"}, "app notes has no grant of share own_documents");
   refused({"quota", "set", "nobody", "1M"}, "no app or share named \"nobody\"");
   refused({"quota", "clear", "notes"}, "quota clear: app notes has no quota");
   refused({"usage", "notes"}, "usage: app notes has no quota");
