@@ -25,6 +25,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using namespace std::chrono_literals;
 
 constexpr uint64_t kM = 1 << 20;
@@ -225,6 +226,22 @@ TEST_F(QuotaOnBtrfs, PlainDirectoryFallsBackToTheDaemon) {
   r = ctl({"share", "set", "own_media", "--trash", "30d"});
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("share own_media is a btrfs subvolume"));
+}
+
+// A purged app's data root is a subvolume in the trash: deleted whole (btrfs would not let it go
+// as a directory tree: it is another st_dev), and its qgroup's bytes are free again.
+TEST_F(QuotaOnBtrfs, APurgedSubvolumeIsDeletedFromTheTrash) {
+  write_file(data() + "/a.bin", std::string(4 * kM, 'a'));
+  fs::create_directories(data() + "/d/e");
+  write_file(data() + "/d/e/f", "f");
+  auto r = ctl({"app", "remove", "notes", "--purge"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_FALSE(fs::exists(storage() + "/apps/notes"));
+  EXPECT_TRUE(eventually([&] { return fs::is_empty(storage() + "/trash"); }, 30s));
+  const std::string subvolumes = sh("btrfs subvolume list '" + storage() + "'").out;
+  EXPECT_THAT(subvolumes, HasSubstr("path shared/own_media"));
+  EXPECT_THAT(subvolumes, Not(HasSubstr("path apps/notes")));
+  EXPECT_THAT(subvolumes, Not(HasSubstr("path trash")));
 }
 
 }  // namespace
