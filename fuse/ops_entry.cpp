@@ -5,9 +5,11 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstring>
 
+#include "common/btrfs.hpp"
 #include "fuse/attr.hpp"
 #include "fuse/device_nodes.hpp"
 #include "fuse/filesystem_internal.hpp"
@@ -221,6 +223,21 @@ Result<void> Filesystem::access(Call&, fuse_ino_t ino, int mask) {
   return {};
 }
 
+namespace {
+
+// A view on a btrfs subvolume with a qgroup limit (mountmgr/quota.hpp): its limit as the size and
+// its room as free, as ext4 and XFS answer for a project. The count is the last commit's.
+void btrfs_limit_statfs(int fd, struct statvfs& sv) {
+  const auto q = common::qgroup_limit_of(fd);
+  if (!q || sv.f_frsize == 0) return;
+  const uint64_t unit = sv.f_frsize;
+  sv.f_blocks = (q->limit + unit - 1) / unit;
+  const uint64_t room = q->limit > q->referenced ? q->limit - q->referenced : 0;
+  sv.f_bfree = sv.f_bavail = std::min<uint64_t>(room / unit, sv.f_bavail);
+}
+
+}  // namespace
+
 Result<struct statvfs> Filesystem::statfs(Call&, fuse_ino_t ino) {
   auto n = resolve_for(ino, Op::statfs);
   if (!n) return n.err();
@@ -236,6 +253,7 @@ Result<struct statvfs> Filesystem::statfs(Call&, fuse_ino_t ino) {
   // (PROJINHERIT; mountmgr/quota.hpp) ext4 and XFS answer with the project's limit as the size
   // and its room as free, so df in a view shows the app's or share's quota.
   if (::fstatvfs(fd->get(), &sv) != 0) return Errno{errno};
+  btrfs_limit_statfs(fd->get(), sv);  // btrfs does not: the qgroup's limit, read here
   limit_statfs(*n->view, sv);  // the same for a limit the daemon accounts itself
   return sv;
 }

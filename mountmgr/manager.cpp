@@ -17,6 +17,7 @@
 #include <stdexcept>
 
 #include "common/audit.hpp"
+#include "common/btrfs.hpp"
 #include "common/escape.hpp"
 #include "common/log.hpp"
 #include "mountmgr/audit_changes.hpp"
@@ -683,6 +684,18 @@ StorageRoot Manager::Impl::open_root() const {
   return root;
 }
 
+// On btrfs an app's data root (apps/<app>, all its data directories) is a subvolume, made with
+// the first of them, so that a quota on the app is a qgroup limit (mountmgr/quota.hpp). Root's,
+// 0700, as the directories made on the way are. Elsewhere the walk makes it a plain directory.
+void Manager::Impl::ensure_app_root(const StorageRoot& root, const std::string& app) const {
+  if (!common::on_btrfs(root.fd())) return;
+  LeafSpec leaf;
+  leaf.owner = policy::Owner{0, 0};
+  leaf.mode = 0700;
+  leaf.subvolume = true;
+  ensure_dir(root, app_dir_components(app, config.apps_dir), leaf);
+}
+
 void Manager::Impl::provision_app(const State& next, const std::string& app, AppRecord& record,
                                   const std::vector<DataDirRecord>& previous) const {
   const StorageRoot root = open_root();
@@ -692,6 +705,7 @@ void Manager::Impl::provision_app(const State& next, const std::string& app, App
       const auto share = next.shares.find(grant.name);
       LeafSpec leaf;
       if (share != next.shares.end()) leaf.owner = share->second;
+      leaf.subvolume = !next.share_trash.contains(grant.name);  // see set_share_trash()
       ensure_dir(root, share_dir_components(grant.name), leaf);
       continue;
     }
@@ -702,6 +716,7 @@ void Manager::Impl::provision_app(const State& next, const std::string& app, App
     // A compose app's tree may be Freeshard's own (app_data/<app>/...): taken as it is.
     leaf.adopt_unmarked = !record.storage_app.empty();
     const std::string& owner_app = record.storage_app.empty() ? app : record.storage_app;
+    ensure_app_root(root, owner_app);
     const Ensured ensured = ensure_dir(root, data_dir_components(owner_app, grant.name, config.apps_dir), leaf);
     DataDirRecord rec{grant.name, record.version, false};
     const auto old = std::find_if(previous.begin(), previous.end(),

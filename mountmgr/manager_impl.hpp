@@ -277,6 +277,8 @@ struct Manager::Impl {
   /// data_dirs from `previous` (records of an earlier version, kept or marked removed).
   void provision_app(const State& next, const std::string& app, AppRecord& record,
                      const std::vector<DataDirRecord>& previous) const;
+  /// On btrfs, makes the app's data root a subvolume when it is new (see provision_app).
+  void ensure_app_root(const StorageRoot& root, const std::string& app) const;
   /// Makes the mount point of every grant mounted inside one of the app's data dirs (immich's
   /// share at upload/library, inside data dir "upload") in that data dir: a runtime binds it
   /// there, and the view must already show it.

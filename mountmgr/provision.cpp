@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "common/beneath.hpp"
+#include "common/btrfs.hpp"
 #include "common/dirs.hpp"
 #include "common/rename.hpp"
 #include "mountmgr/paths.hpp"
@@ -141,6 +142,17 @@ void set_up(int fd, const LeafSpec& leaf, const std::string& display) {
   if (::fchmod(fd, leaf.mode) != 0) fail(display, "cannot chmod", errno);
 }
 
+// The new leaf under its temporary name: a btrfs subvolume when asked and the parent is on
+// btrfs (so a qgroup can limit it, mountmgr/quota.hpp), a plain directory otherwise. 0 or an errno.
+int make_tmp(int parent_fd, const std::string& tmp, bool subvolume) {
+  if (subvolume && common::on_btrfs(parent_fd)) {
+    UniqueFd parent(::openat(parent_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));  // an ioctl needs more than O_PATH
+    if (!parent) return errno;
+    return common::create_subvolume(parent.get(), tmp);
+  }
+  return ::mkdirat(parent_fd, tmp.c_str(), 0700) == 0 ? 0 : errno;
+}
+
 // Makes parent/name complete or not at all: made as a temporary name, set up, renamed into
 // place. Returns false when `name` appeared meanwhile (made by someone else).
 bool make_leaf(const StorageRoot& root, int parent_fd, const std::string& name, const LeafSpec& leaf,
@@ -151,7 +163,7 @@ bool make_leaf(const StorageRoot& root, int parent_fd, const std::string& name, 
   if (int err = rename_into_trash(parent_fd, tmp.c_str(), trash.get()); err != 0 && err != ENOENT) {
     fail(display, "cannot clear the leftover " + tmp, err);
   }
-  if (::mkdirat(parent_fd, tmp.c_str(), 0700) != 0) fail(display, "cannot create", errno);
+  if (int err = make_tmp(parent_fd, tmp, leaf.subvolume); err != 0) fail(display, "cannot create", err);
   auto discard = [&] { rename_into_trash(parent_fd, tmp.c_str(), trash.get()); };
   try {
     UniqueFd fd(::openat(parent_fd, tmp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
@@ -337,6 +349,20 @@ TrashReport empty_trash(const StorageRoot& root, const std::function<bool()>& ke
         continue;
       }
       UniqueFd dir(::openat(trash.get(), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      // A purged app data root or share on btrfs is a subvolume (another st_dev, not a mount
+      // point; one that is mounted on somewhere the kernel refuses to delete, EBUSY): the kernel
+      // deletes it whole.
+      if (dir && common::subvolume_root_id(dir.get())) {
+        dir.reset();
+        if (const int err = common::destroy_subvolume(trash.get(), name); err != 0) {
+          note(name, std::string("cannot delete the btrfs subvolume: ") + std::strerror(err));
+          ++report.left;
+        } else {
+          ++report.deleted;
+          progress = true;
+        }
+        continue;
+      }
       struct stat opened {};
       if (!dir || ::fstat(dir.get(), &opened) != 0 || opened.st_dev != trash_st.st_dev) {
         note(name, "cannot open (a mount point?)");

@@ -78,6 +78,9 @@ struct LeafSpec {
   /// such as Freeshard's app_data/<app>/...): no owner, mode or marker is given to it. One
   /// with a bad marker is still refinished.
   bool adopt_unmarked = false;
+  /// Make a new leaf a btrfs subvolume when the storage root is btrfs (an app's data root, a
+  /// share): a qgroup then limits it with passthrough kept (mountmgr/quota.hpp).
+  bool subvolume = false;
 };
 
 struct Ensured {

@@ -3,6 +3,8 @@
 
 // The kernel side of quotas (policy/quota.hpp): project quotas of the backing file system
 // (ext4 made with `-O quota,project` and mounted with `prjquota`; XFS mounted with `pquota`).
+// (On btrfs the kernel's limits are qgroups of subvolumes instead: common/btrfs.hpp, used by
+// mountmgr/verbs_quota.cpp; QuotaOps are the project quotas' only.)
 //
 // A limited app or share has a project id (kept in the state). Its backing directory and
 // everything below it carry that id, and every directory carries FS_XFLAG_PROJINHERIT, so what

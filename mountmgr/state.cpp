@@ -259,6 +259,7 @@ json quotas_to_json(const std::map<std::string, QuotaRecord>& quotas) {
   for (const auto& [key, q] : quotas) {
     out[key] = {{"project_id", q.project_id}, {"bytes", q.bytes}, {"inodes", q.inodes}};
     if (q.by_daemon) out[key]["enforced_by"] = "daemon";
+    if (q.by_btrfs) out[key]["enforced_by"] = "btrfs";
   }
   return out;
 }
@@ -282,8 +283,11 @@ std::map<std::string, QuotaRecord> read_quotas(const JsonReader& r) {
     record.bytes = static_cast<uint64_t>(q.integer("bytes", 0, INT64_MAX));
     record.inodes = static_cast<uint64_t>(q.integer("inodes", 0, INT64_MAX));
     if (auto by = q.opt_member("enforced_by")) {
-      if (by->json() != "daemon") by->fail("expected \"daemon\" (or no field: the kernel), got " + describe_json(by->json()));
-      record.by_daemon = true;
+      if (by->json() != "daemon" && by->json() != "btrfs") {
+        by->fail("expected \"daemon\" or \"btrfs\" (or no field: project quotas), got " + describe_json(by->json()));
+      }
+      record.by_daemon = by->json() == "daemon";
+      record.by_btrfs = by->json() == "btrfs";
     }
     if (!ids.insert(record.project_id).second) {
       q.member("project_id", "").fail("project id " + std::to_string(record.project_id) + " recorded twice");

@@ -122,6 +122,9 @@ struct QuotaRecord {
   /// limit itself (fuse/quota_account.hpp), and its views lose passthrough. Kept in the state
   /// as "enforced_by": "daemon" (absent: the kernel's project quota).
   bool by_daemon = false;
+  /// Set where the target's directory is a btrfs subvolume: the limit is its qgroup's
+  /// max_referenced (common/btrfs.hpp); the project id is kept unused. "enforced_by": "btrfs".
+  bool by_btrfs = false;
   friend bool operator==(const QuotaRecord&, const QuotaRecord&) = default;
 };
 

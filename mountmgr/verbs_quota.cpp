@@ -6,6 +6,13 @@
 // Where the storage root's file system has no project quotas, the limit is recorded as one
 // portalfsd accounts itself (QuotaRecord::by_daemon): the views it limits are served without
 // passthrough and every change is counted (fuse/quota_account.hpp). Nothing is tagged on disk.
+//
+// On a btrfs storage root the target's directory is a subvolume (made so by provisioning) and
+// the limit is its qgroup's (common/btrfs.hpp): views keep passthrough, the kernel enforces,
+// and `usage` reads the kernel's count. A directory made before it would be a subvolume falls
+// back to the daemon's accounting. btrfs counts no inodes, so an inode limit is refused there
+// rather than accounted by the daemon: that would cost the views their passthrough (the very
+// thing the qgroup keeps) for a count the admin can do without; they decide, with one line.
 
 #include <fcntl.h>
 
@@ -16,6 +23,7 @@
 
 #include "common/audit.hpp"
 #include "common/beneath.hpp"
+#include "common/btrfs.hpp"
 #include "common/log.hpp"
 #include "mountmgr/manager_impl.hpp"
 #include "mountmgr/quota.hpp"
@@ -93,6 +101,27 @@ std::vector<std::string> target_dir(const Manager::Impl& mgr, const QuotaTarget&
   return t.kind == QuotaKind::app ? app_dir_components(t.name, mgr.config.apps_dir) : share_dir_components(t.name);
 }
 
+// The target's directory when it is a btrfs subvolume (mountmgr/provision.hpp makes them so).
+struct Subvolume {
+  common::UniqueFd fd;
+  uint64_t id = 0;
+};
+std::optional<Subvolume> btrfs_subvolume(const Manager::Impl& mgr, const StorageRoot& root, const QuotaTarget& t) {
+  // An app's limit within a share is never the share subvolume's qgroup (that counts every app).
+  if (t.kind == QuotaKind::app_share || !common::on_btrfs(root.fd())) return std::nullopt;
+  auto fd = common::open_beneath(root.fd(), target_dir(mgr, t), O_RDONLY);
+  if (!fd) return std::nullopt;
+  const auto id = common::subvolume_root_id(fd->get());
+  if (!id) return std::nullopt;
+  return Subvolume{std::move(*fd), *id};
+}
+
+// Sets (0: clears) a btrfs limit, turning qgroups on first if need be. Throws std::runtime_error.
+void set_btrfs_limit(const Subvolume& sv, uint64_t bytes) {
+  common::enable_qgroups(sv.fd.get());
+  common::set_qgroup_limit(sv.fd.get(), sv.id, bytes);
+}
+
 std::string limit_text(uint64_t limit, bool bytes) {
   if (limit == 0) return "none";
   return bytes ? policy::format_size(limit) : std::to_string(limit);
@@ -136,6 +165,19 @@ uint64_t set_project_quota(Manager::Impl& mgr, const QuotaOps& ops, const Storag
   return tagged;
 }
 
+// An undo's btrfs limit: opened again by path (the request's fds are gone by then); logged.
+void undo_btrfs_limit(const std::string& path, const std::vector<std::string>& dir, uint64_t bytes, const std::string& what) {
+  try {
+    const StorageRoot r(path, /*create=*/false);
+    auto fd = common::open_beneath(r.fd(), dir, O_RDONLY);
+    const auto id = fd ? common::subvolume_root_id(fd->get()) : std::nullopt;
+    if (!id) throw std::runtime_error(r.display(dir) + ": not a btrfs subvolume any more");
+    common::set_qgroup_limit(fd->get(), *id, bytes);
+  } catch (const std::exception& e) {
+    common::log(common::LogLevel::error, what + e.what());
+  }
+}
+
 Outcome quota_set(Manager::Impl& mgr, const Request& req) {
   const Args args(req, {"target", "bytes", "inodes"});
   const QuotaTarget target = target_arg(mgr, args, "quota set");
@@ -143,9 +185,16 @@ Outcome quota_set(Manager::Impl& mgr, const Request& req) {
   const auto inodes = req.args.contains("inodes") ? static_cast<uint64_t>(args.integer("inodes", 0, INT64_MAX)) : 0;
   const QuotaOps ops = mgr.quota_ops();
   const StorageRoot root = mgr.open_root();
-  // No project quotas here: portalfsd accounts the limit itself. It always does an app's in a
-  // share: a project quota counts each file for one project, the share's.
-  const bool by_daemon = target.kind == QuotaKind::app_share || !ops.probe(root.fd()).empty();
+  const std::optional<Subvolume> subvolume = btrfs_subvolume(mgr, root, target);
+  if (subvolume && inodes) {
+    refuse("quota set: " + describe(target) + " is a btrfs subvolume, whose qgroup limits bytes only (btrfs counts "
+           "no inodes); set it without an inode limit");
+  }
+  // Neither a subvolume nor project quotas here: portalfsd accounts the limit itself. It always
+  // does an app's in a share: a project quota or a qgroup counts each file for the share alone.
+  const bool on_btrfs = common::on_btrfs(root.fd());
+  const bool by_daemon = target.kind == QuotaKind::app_share ||
+                         (!subvolume && (on_btrfs || !ops.probe(root.fd()).empty()));
 
   State next = mgr.state;
   const std::string key = target.key();
@@ -153,11 +202,23 @@ Outcome quota_set(Manager::Impl& mgr, const Request& req) {
   record.bytes = bytes;
   record.inodes = inodes;
   record.by_daemon = by_daemon;
-  const uint64_t tagged = by_daemon ? 0 : set_project_quota(mgr, ops, root, target, record);
+  record.by_btrfs = subvolume.has_value();
+  if (subvolume) {
+    try {
+      set_btrfs_limit(*subvolume, bytes);
+    } catch (const std::exception& e) {
+      failed("quota set: " + root.display(target_dir(mgr, target)) + ": " + e.what());
+    }
+  }
+  const uint64_t tagged = by_daemon || subvolume ? 0 : set_project_quota(mgr, ops, root, target, record);
 
   Outcome out;
   const QuotaRecord before = mgr.state.quotas.contains(key) ? mgr.state.quotas.at(key) : QuotaRecord{};
-  if (!by_daemon) {
+  if (subvolume) {
+    out.undo = [path = mgr.config.storage_root, dir = target_dir(mgr, target), before] {
+      undo_btrfs_limit(path, dir, before.by_btrfs ? before.bytes : 0, "quota set: limit not taken back: ");
+    };
+  } else if (!by_daemon) {
     out.undo = [ops, path = mgr.config.storage_root, before, id = record.project_id] {
       try {
         const StorageRoot r(path, /*create=*/false);
@@ -170,12 +231,16 @@ Outcome quota_set(Manager::Impl& mgr, const Request& req) {
   if (req.json) {
     out.output = nlohmann::json({{"target", key}, {"project_id", record.project_id}, {"bytes", bytes},
                                  {"inodes", inodes}, {"tagged", tagged},
-                                 {"enforced_by", by_daemon ? "daemon" : "kernel"}})
+                                 {"enforced_by", subvolume ? "btrfs" : by_daemon ? "daemon" : "kernel"}})
                      .dump(2) + "\n";
+  } else if (subvolume) {
+    out.output = "quota on " + describe(target) + ": " + policy::format_size(bytes) + " (btrfs qgroup 0/" +
+                 std::to_string(subvolume->id) + ", enforced by the kernel)\n";
   } else if (by_daemon) {
+    const std::string why = on_btrfs ? "its directory is not a btrfs subvolume (made before portalfs made them so)"
+                                     : "the storage root's file system has no project quotas";
     out.output = "quota on " + describe(target) + ": " + policy::format_size(bytes) + ", " + limit_text(inodes, false) +
-                 " inodes (accounted by portalfsd: the storage root's file system has no project quotas; its views "
-                 "are served without passthrough)\n";
+                 " inodes (accounted by portalfsd: " + why + "; its views are served without passthrough)\n";
   } else {
     out.output = "quota on " + describe(target) + ": " + policy::format_size(bytes) + ", " + limit_text(inodes, false) +
                  " inodes (project id " + std::to_string(record.project_id) + "; " + std::to_string(tagged) +
@@ -197,7 +262,13 @@ Outcome quota_clear(Manager::Impl& mgr, const Request& req) {
   const StorageRoot root = mgr.open_root();
   const QuotaRecord before = it->second;
   try {
-    if (!before.by_daemon) ops.limit(root.fd(), before.project_id, 0, 0);
+    if (before.by_btrfs) {
+      const auto subvolume = btrfs_subvolume(mgr, root, target);
+      if (!subvolume) throw std::runtime_error(root.display(target_dir(mgr, target)) + ": not a btrfs subvolume any more");
+      common::set_qgroup_limit(subvolume->fd.get(), subvolume->id, 0);
+    } else if (!before.by_daemon) {
+      ops.limit(root.fd(), before.project_id, 0, 0);
+    }
   } catch (const std::exception& e) {
     failed(std::string("quota clear: ") + e.what());
   }
@@ -207,7 +278,11 @@ Outcome quota_clear(Manager::Impl& mgr, const Request& req) {
   next.quotas[key].inodes = 0;
   Outcome out(req.json ? nlohmann::json({{"target", key}, {"cleared", true}}).dump(2) + "\n"
                        : "quota on " + describe(target) + " cleared\n");
-  if (!before.by_daemon) out.undo = [ops, path = mgr.config.storage_root, before] {
+  if (before.by_btrfs) {
+    out.undo = [path = mgr.config.storage_root, dir = target_dir(mgr, target), before] {
+      undo_btrfs_limit(path, dir, before.bytes, "quota clear: limit not put back: ");
+    };
+  } else if (!before.by_daemon) out.undo = [ops, path = mgr.config.storage_root, before] {
     try {
       const StorageRoot r(path, /*create=*/false);
       ops.limit(r.fd(), before.project_id, before.bytes, before.inodes);
@@ -220,8 +295,18 @@ Outcome quota_clear(Manager::Impl& mgr, const Request& req) {
 }
 
 // What a limit has used: the kernel's count, or portalfsd's own. Throws std::runtime_error (one
-// line) when there is none yet.
-QuotaUsage used_by(const QuotaOps& ops, const StorageRoot& root, const std::string& key, const QuotaRecord& q) {
+// line) when there is none yet. `sync`: a btrfs qgroup counts what is committed, so `usage`
+// syncs first; the worker's checks every second take the last commit's count (btrfs commits
+// at least every 30 s) rather than force a commit a second.
+QuotaUsage used_by(const Manager::Impl& mgr, const QuotaOps& ops, const StorageRoot& root, const std::string& key,
+                   const QuotaRecord& q, bool sync) {
+  if (q.by_btrfs) {
+    const auto target = policy::parse_quota_key(key);
+    const auto subvolume = target ? btrfs_subvolume(mgr, root, *target) : std::nullopt;
+    if (!subvolume) throw std::runtime_error("its directory is not a btrfs subvolume any more");
+    const common::QgroupUsage u = common::qgroup_usage(subvolume->fd.get(), subvolume->id, sync);
+    return {u.referenced, 0, u.limit, 0};
+  }
   if (!q.by_daemon) return ops.usage(root.fd(), q.project_id);
   std::optional<QuotaUsage> u = ops.accounted ? ops.accounted(key) : std::nullopt;
   if (!u) throw std::runtime_error("portalfsd is still counting it (its first walk; see portalctl status)");
@@ -244,7 +329,7 @@ nlohmann::json usage_json(const std::string& key, const QuotaRecord& q, const Qu
           {"inodes_used", u.inodes},
           {"inodes_limit", q.inodes},
           {"inodes_percent", policy::percent_of(u.inodes, q.inodes)},
-          {"enforced_by", q.by_daemon ? "daemon" : "kernel"}};
+          {"enforced_by", q.by_btrfs ? "btrfs" : q.by_daemon ? "daemon" : "kernel"}};
 }
 
 std::string pad(std::string s, std::size_t width) {
@@ -289,7 +374,7 @@ Outcome usage(const Manager::Impl& mgr, const Request& req) {
     for (const auto& key : keys) {
       const QuotaRecord& q = mgr.state.quotas.at(key);
       try {
-        rows.push_back(usage_json(key, q, used_by(ops, root, key, q)));
+        rows.push_back(usage_json(key, q, used_by(mgr, ops, root, key, q, /*sync=*/true)));
       } catch (const std::exception& e) {
         failed("usage: " + key + ": " + e.what());
       }
@@ -304,7 +389,9 @@ Outcome usage(const Manager::Impl& mgr, const Request& req) {
     text += pad(r["target"].get<std::string>(), 24) + pad(human(r["bytes_used"].get<uint64_t>()), 10) +
             pad(limit_text(limit, true), 10) +
             pad(limit ? std::to_string(r["bytes_percent"].get<int>()) + "%" : "-", 6) +
-            pad(std::to_string(r["inodes_used"].get<uint64_t>()), 10) + pad(limit_text(ilimit, false), 10) +
+            // btrfs counts no inodes: "-", not a 0 that reads as a count.
+            pad(r["enforced_by"] == "btrfs" ? "-" : std::to_string(r["inodes_used"].get<uint64_t>()), 10) +
+            pad(limit_text(ilimit, false), 10) +
             (ilimit ? std::to_string(r["inodes_percent"].get<int>()) + "%" : "-") + "\n";
   }
   return {text};
@@ -322,12 +409,13 @@ QuotaOps Manager::Impl::quota_ops() const {
 }
 
 nlohmann::json Manager::Impl::quota_status() const {
-  std::size_t limited = 0, by_daemon = 0;
+  std::size_t limited = 0, by_daemon = 0, by_btrfs = 0;
   for (const auto& [key, q] : state.quotas) {
     limited += (q.bytes || q.inodes) ? 1 : 0;
     by_daemon += (q.bytes || q.inodes) && q.by_daemon ? 1 : 0;
+    by_btrfs += (q.bytes || q.inodes) && q.by_btrfs ? 1 : 0;
   }
-  nlohmann::json out = {{"limits", limited}, {"by_daemon", by_daemon}};
+  nlohmann::json out = {{"limits", limited}, {"by_daemon", by_daemon}, {"by_btrfs", by_btrfs}};
   if (!store_offline.empty()) {
     out["mode"] = "unknown";
     out["problem"] = "storage root offline";
@@ -335,6 +423,10 @@ nlohmann::json Manager::Impl::quota_status() const {
   }
   try {
     const StorageRoot root(config.storage_root, /*create=*/false);
+    if (common::on_btrfs(root.fd())) {
+      out["mode"] = "btrfs";  // qgroups of the subvolumes; a limit on a plain directory is the daemon's
+      return out;
+    }
     const std::string why = quota_ops().probe(root.fd());
     // Without project quotas, portalfsd accounts the limits itself.
     out["mode"] = why.empty() ? "project" : "daemon";
@@ -349,6 +441,14 @@ nlohmann::json Manager::Impl::quota_status() const {
 std::string quota_status_line(const nlohmann::json& q) {
   const std::string mode = q.value("mode", "unknown");
   const std::string limits = std::to_string(q.value("limits", 0)) + " set";
+  if (mode == "btrfs") {
+    std::string line = "quota: btrfs qgroups of the apps' and shares' subvolumes, enforced by the kernel (" + limits + ")";
+    if (q.value("by_daemon", 0) > 0) {
+      line += "; " + std::to_string(q.value("by_daemon", 0)) +
+              " accounted by portalfsd (directories made before they were subvolumes; served without passthrough)";
+    }
+    return line;
+  }
   if (mode == "project") {
     std::string line = "quota: project quotas of the storage root's file system, enforced by the kernel (" + limits + ")";
     // Limits set before the file system had project quotas stay the daemon's until set again.
@@ -384,7 +484,7 @@ void Manager::Impl::check_quota_levels() {
     const QuotaOps ops = quota_ops();
     for (const auto& [key, q] : quotas) {
       if (q.by_daemon && !(ops.accounted && ops.accounted(key))) continue;  // still counting
-      const QuotaUsage u = used_by(ops, root, key, q);
+      const QuotaUsage u = used_by(*this, ops, root, key, q, /*sync=*/false);
       const int level = policy::warning_level(u.bytes, q.bytes, u.inodes, q.inodes);
       int& last = quota_levels[key];
       if (level > last) {

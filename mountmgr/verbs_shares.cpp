@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: MIT
 // share.create, share.list, grant, revoke.
 
+#include <fcntl.h>
+
 #include <algorithm>
 
+#include "common/beneath.hpp"
+#include "common/btrfs.hpp"
 #include "mountmgr/manager_impl.hpp"
 #include "mountmgr/views.hpp"
 #include "policy/trash.hpp"
@@ -42,8 +46,16 @@ void set_share_trash(Manager::Impl& mgr, State& next, const std::string& share, 
     next.share_trash.erase(share);
     return;
   }
+  // A share on btrfs is a subvolume (for its quota); its trash can't be: a delete would move
+  // the file into another subvolume, which the kernel refuses (EXDEV).
+  const StorageRoot root = mgr.open_root();
+  if (auto dir = common::open_beneath(root.fd(), share_dir_components(share), O_RDONLY);
+      dir && common::subvolume_root_id(dir->get())) {
+    refuse("share " + share + " is a btrfs subvolume (so a quota can limit it); a trash would be outside it and "
+           "moving deleted files there fails (EXDEV): on btrfs a share gets a trash only when created with one (share create --trash)");
+  }
   next.share_trash[share] = seconds;
-  ensure_dir(mgr.open_root(), share_trash_components(share), LeafSpec{policy::Owner{0, 0}, 0700, false, std::nullopt});
+  ensure_dir(root, share_trash_components(share), LeafSpec{policy::Owner{0, 0}, 0700, false, std::nullopt});
 }
 
 std::string trash_note(const State& state, const std::string& share) {
@@ -74,6 +86,7 @@ Outcome share_create(Manager::Impl& mgr, const Request& req) {
   LeafSpec leaf;
   leaf.owner = owner;
   leaf.chown_existing = owner_given;
+  leaf.subvolume = !trash || *trash == 0;  // see set_share_trash()
   const Ensured ensured = ensure_dir(mgr.open_root(), share_dir_components(share), leaf);
   if (!owner_given && ensured.existing_owner) {
     owner = *ensured.existing_owner;

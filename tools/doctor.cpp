@@ -222,6 +222,12 @@ Check check_storage(const std::string& storage_root) {
   const bool made = ::stat(storage_root.c_str(), &st) == 0;
   const std::string where = storage_root + (made ? "" : " (not made yet)") + " is on " + m->fs_type +
                             " (" + m->source + " at " + m->mount_point + ")";
+  // btrfs always has qgroups (no quota format to build in): limits on subvolumes are the kernel's.
+  if (m->fs_type == "btrfs") {
+    return pass("storage-fs", where + ": apps' data roots and shares are made as subvolumes, which portalctl quota set "
+                "limits (bytes) with btrfs qgroups, enforced by the kernel; a limit on a directory made before is "
+                "accounted by portalfsd (portalctl usage says which)");
+  }
   // The kernel's own answer when the root exists: what `portalctl quota set` goes by.
   if (made) {
     const int fd = ::open(storage_root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
