@@ -158,7 +158,7 @@ struct stat to_stat(const struct statx& sx) {
 }
 }  // namespace
 
-Result<fuse_entry_param> Filesystem::make_entry(const View& view, int path_fd) {
+Result<fuse_entry_param> Filesystem::make_entry(const View& view, int path_fd, InodeCharge* charge) {
   // One statx gives the attributes and the mount id (no second syscall per lookup).
   struct statx sx {};
   if (::statx(path_fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW,
@@ -183,7 +183,7 @@ Result<fuse_entry_param> Filesystem::make_entry(const View& view, int path_fd) {
                      {view.spec.app, view.spec.dir_name, "lookup", EXDEV});
     return Errno{EXDEV};
   }
-  auto inode = table_.find_or_insert(view.id, st, path_fd);
+  auto inode = table_.find_or_insert(view.id, st, path_fd, charge);
   if (!inode) return inode.err();
   fuse_entry_param e{};
   e.ino = reinterpret_cast<fuse_ino_t>(*inode);

@@ -411,7 +411,7 @@ class Filesystem {
   /// Looks `name` up below a backed directory and registers the entry (nlookup + 1).
   common::Result<fuse_entry_param> lookup_backed(const Node& parent, const char* name);
   /// Registers an O_PATH fd of a just-found/created file as an entry (takes the fd).
-  common::Result<fuse_entry_param> make_entry(const View& view, int path_fd);
+  common::Result<fuse_entry_param> make_entry(const View& view, int path_fd, InodeCharge* charge = nullptr);
   fuse_entry_param negative_entry(const View* view) const;
   /// The shared body of mknod, mkdir and symlink, once the policy allowed the op on the parent
   /// `p` (a view): run `make` (a *at call relative to the parent's fd) as the caller's disk

@@ -90,4 +90,25 @@ class InodeShares {
   std::map<std::string, std::unique_ptr<App>> apps_;  // never erased: apps are few
 };
 
+/// One new inode's charge taken before its file is made (create, mkdir...), so that past the
+/// app's share nothing is made; handed to the new inode (InodeTable::find_or_insert), or given
+/// back when destroyed (the file was not made, or its inode was known already).
+class InodeCharge {
+ public:
+  InodeCharge(InodeShares& shares, ViewId view) : shares_(&shares), view_(view), take_(shares.take(view)) {}
+  ~InodeCharge() {
+    if (take_ == InodeShares::Take::charged) shares_->give(view_);
+  }
+  InodeCharge(const InodeCharge&) = delete;
+  InodeCharge& operator=(const InodeCharge&) = delete;
+  [[nodiscard]] bool refused() const { return take_ == InodeShares::Take::refused; }
+  /// Hands the charge over: the caller gives it back from now on.
+  InodeShares::Take release() { return std::exchange(take_, InodeShares::Take::uncharged); }
+
+ private:
+  InodeShares* shares_;
+  ViewId view_;
+  InodeShares::Take take_;
+};
+
 }  // namespace portalfs::fuse

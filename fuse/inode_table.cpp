@@ -82,7 +82,7 @@ void InodeTable::relookup_locked(Inode* inode, UniqueFd fd, Fds& to_close) {
   }
 }
 
-Result<Inode*> InodeTable::find_or_insert(ViewId view, const struct stat& st, int fd_in) {
+Result<Inode*> InodeTable::find_or_insert(ViewId view, const struct stat& st, int fd_in, InodeCharge* pre) {
   UniqueFd fd(fd_in);
   const BackingKey key{st.st_dev, st.st_ino};
   Fds to_close;  // declared before the locks: closed after they are released
@@ -99,7 +99,7 @@ Result<Inode*> InodeTable::find_or_insert(ViewId view, const struct stat& st, in
   // A new inode: charged to its app first (refused past its share; the fd is closed), its
   // handle read outside the lock (a syscall), then inserted, re-checking for a racing insert
   // of the same key (the loser gives its charge back).
-  const auto charge = shares_ ? shares_->take(view) : InodeShares::Take::uncharged;
+  const auto charge = pre ? pre->release() : shares_ ? shares_->take(view) : InodeShares::Take::uncharged;
   if (charge == InodeShares::Take::refused) return Errno{ENFILE};
   static std::atomic<uint32_t> generations{0};
   auto inode = std::make_unique<Inode>();

@@ -84,6 +84,7 @@ static_assert(sizeof(Inode) <= 112);
 
 class InodeTable;
 class InodeShares;
+class InodeCharge;
 
 /// A pinned O_PATH fd of an inode; unpins on destruction.
 class FdRef {
@@ -117,8 +118,9 @@ class InodeTable {
   /// the table takes it (it becomes the cached fd of a new inode, or is closed). For a new
   /// inode the handle is taken from `fd`. Returns the inode, or an errno: ENFILE when a new
   /// inode would be more than its app's share (the kernel's inodes of that app are not
-  /// forgotten yet).
-  common::Result<Inode*> find_or_insert(ViewId view, const struct stat& st, int fd);
+  /// forgotten yet). With `charge` (taken before the file was made) a new inode takes that
+  /// charge instead of one of its own.
+  common::Result<Inode*> find_or_insert(ViewId view, const struct stat& st, int fd, InodeCharge* charge = nullptr);
 
   /// Lowers nlookup by n; at zero the inode is erased by key and freed (its fd closed).
   void forget(Inode* inode, uint64_t n);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -115,6 +116,45 @@ TEST_F(InodeSharesTest, AnUnboundViewAndNoLimitAreNotCharged) {
   EXPECT_EQ(unlimited.limit_of("alpha"), 0u);
   EXPECT_EQ(shares_.limit_of("alpha"), 4u);
   EXPECT_EQ(shares_.limit_of("beta"), 10u);
+}
+
+// A create's charge is taken before the file is made: refused past the share (nothing is made),
+// handed to the new inode, or given back when the inode was known or nothing was made.
+TEST_F(InodeSharesTest, AChargeTakenBeforeMakingGoesToTheNewInodeOrBack) {
+  {
+    InodeCharge unused(shares_, kAlphaData);
+    EXPECT_FALSE(unused.refused());
+    EXPECT_EQ(count("alpha"), 1u);
+  }
+  EXPECT_EQ(count("alpha"), 0u) << "nothing made: given back";
+  Inode* made = nullptr;
+  {
+    InodeCharge charge(shares_, kAlphaData);
+    const std::string path = dir_ / "f0";
+    int fd = ::open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st {};
+    ::fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+    auto in = table_.find_or_insert(kAlphaData, st, fd, &charge);
+    ASSERT_TRUE(in);
+    made = *in;
+  }
+  EXPECT_EQ(count("alpha"), 1u) << "the new inode holds the charge";
+  {
+    InodeCharge again(shares_, kAlphaData);
+    auto known = lookup(kAlphaData, 0);  // as make_entry with a known inode
+    ASSERT_TRUE(known);
+    EXPECT_EQ(count("alpha"), 2u);
+    table_.forget(*known, 1);
+  }
+  EXPECT_EQ(count("alpha"), 1u) << "a known inode: the charge went back";
+  std::vector<std::unique_ptr<InodeCharge>> full;
+  for (int i = 0; i < 3; ++i) full.push_back(std::make_unique<InodeCharge>(shares_, kAlphaData));
+  InodeCharge over(shares_, kAlphaData);
+  EXPECT_TRUE(over.refused());
+  EXPECT_EQ(count("alpha"), 4u);
+  full.clear();
+  table_.forget(made, 1);
+  EXPECT_EQ(count("alpha"), 0u);
 }
 
 // Racing lookups of the same new file: one inode, charged once (the loser gives back).

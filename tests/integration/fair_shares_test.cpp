@@ -146,9 +146,20 @@ TEST_F(FairShares, TheGreedyWalkerAloneGetsEnfileUntilTheKernelForgets) {
   EXPECT_GE(seen, kShare - 3);
   EXPECT_LT(seen, kShare);
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(tree), {}), kFiles) << "past its share alpha still lists every name";
-  common::UniqueFd created(::open((view("alpha", "data/data") + "/new").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644));
+  // Past its share a create or mkdir in a directory alpha holds makes nothing; alpha's other
+  // view is out of reach (its root would be one more inode).
+  common::UniqueFd created(::open((tree + "/new").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644));
   EXPECT_FALSE(created);
   EXPECT_EQ(errno, ENFILE);
+  EXPECT_EQ(::mkdir((tree + "/newdir").c_str(), 0755), -1);
+  EXPECT_EQ(errno, ENFILE);
+  struct stat st {};
+  EXPECT_EQ(::stat(view("alpha", "data/data").c_str(), &st), -1);
+  EXPECT_EQ(errno, ENFILE);
+  for (const auto& e : std::filesystem::recursive_directory_iterator(storage())) {
+    EXPECT_NE(e.path().filename(), "new") << "a refused create made nothing on disk";
+    EXPECT_NE(e.path().filename(), "newdir");
+  }
   ASSERT_NO_FATAL_FAILURE(expect_beta_works("while-alpha-walks"));
   auto shares = nlohmann::json::parse(ctl({"--format", "json", "status"}).out)["filesystem"]["app_shares"];
   EXPECT_EQ(shares["alpha"]["inodes"], std::to_string(kShare) + "/" + std::to_string(kShare)) << shares.dump();
