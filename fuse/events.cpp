@@ -333,6 +333,7 @@ std::shared_ptr<const common::UniqueFd> Filesystem::root_on(dev_t dev) {
 }
 
 void Filesystem::host_changed(HostChange& c) {
+  quota_host_changed(c);  // the limits the daemon accounts count host changes too (quota_hooks.cpp)
   if (c.kind == HostChange::overflow) {
     // Events were lost: nothing the views cached can be trusted. Every name revalidates
     // (FUSE_NOTIFY_INC_EPOCH, Linux 6.16) and every inode's attributes and pages go.

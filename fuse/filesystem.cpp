@@ -268,10 +268,13 @@ void Filesystem::invalidate_changed(fuse_session* se, const ViewRegistry::Change
 
 void Filesystem::watch_hosts(const Layout& layout) {
   if (!options_.events || !options_.host_watch) return;
+  // One mark per file system: a view on a file system already seen here costs no syscall
+  // (thousands of views on one storage root made two each, at every grant).
+  std::set<dev_t> seen;
   for (const auto& [path, dir] : layout.dirs) {
     for (const auto& [name, id] : dir.views) {
       const View* v = views_.get(id);
-      if (!v || !v->root) continue;
+      if (!v || !v->root || !seen.insert(v->dev).second) continue;
       if (auto err = host_watch_.watch(v->root->get()); !err.empty()) {
         common::log_once(common::LogLevel::warn, "hostwatch:" + v->spec.backing,
                          "changes made on the host in " + v->spec.backing +

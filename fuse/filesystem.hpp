@@ -420,8 +420,13 @@ class Filesystem {
                                      const std::function<int(int dirfd, const View& view)>& make);
 
   // Quotas the daemon accounts (quota_account.hpp; the hooks in quota_hooks.cpp).
-  /// The counter `view`'s changes are accounted against; nullptr for an unlimited view.
-  std::shared_ptr<QuotaCounter> quota_of(const View& view) const;
+  /// The counters a new entry of `view` is accounted against: its app's or share's, and the
+  /// app's own in the share (quota_account.hpp). Empty for an unlimited view.
+  QuotaCounters quota_of(const View& view) const;
+  /// The counters changes to the existing file `fd` (or entry `name` of `dir_fd`) of `view`
+  /// are accounted against: the app's or share's, and its creator's in the share.
+  QuotaCounters quota_of(const View& view, int fd) const;
+  QuotaCounters quota_of(const View& view, int dir_fd, const char* name) const;
   /// One inode more for `view`'s limit, before making it: 0 or EDQUOT.
   int take_inode(const View& view);
   /// Gives back an inode taken for something not made after all.
@@ -436,6 +441,8 @@ class Filesystem {
                           const Layout& new_layout);
   /// Marks, for the host watch, each file system that holds a view of `layout` (once each).
   void watch_hosts(const Layout& layout);
+  /// A change made on the host: the limits whose trees it is in are counted again.
+  void quota_host_changed(const HostChange& c);
   /// statfs of a limited view: its limit as the size, its room as free.
   void limit_statfs(const View& view, struct statvfs& sv) const;
 

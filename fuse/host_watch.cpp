@@ -74,11 +74,18 @@ void HostWatch::stop() {
 
 void HostWatch::run() {
   alignas(fanotify_event_metadata) char buf[16384];
+  bool busy = false;  // the last read found events: more are likely on their way
   for (;;) {
     pollfd fds[2] = {{fan_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+    // Most events of a busy file system are portalfsd's own (its ops through the views; the
+    // provenance attribute it sets on each file it makes), each read only to be dropped below.
+    // Waiting kCoalesce before the next read lets them gather, and the kernel merges those on
+    // one file: one wake-up per burst, not one per op, for a few milliseconds of latency.
+    if (busy && ::poll(fds + 1, 1, static_cast<int>(kCoalesce.count())) > 0) return;
     if (::poll(fds, 2, -1) < 0 && errno != EINTR) return;
     if (fds[1].revents) return;
     ssize_t len = ::read(fan_.get(), buf, sizeof(buf));
+    busy = len > 0;
     if (len <= 0) continue;
     // Events with names are 4-byte aligned in the buffer, not as their metadata needs (8):
     // each is copied to an aligned place first.

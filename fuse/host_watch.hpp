@@ -17,6 +17,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -68,6 +69,7 @@ class HostWatch {
 
  private:
   std::string init_locked();  // the fanotify group, once: "" or why not
+  static constexpr std::chrono::milliseconds kCoalesce{5};  // run(): events gathered per read
   void run();
   void report(const ::fanotify_event_metadata* m);
   /// The directory a DFID_NAME record names: its fd, (dev, ino) and the name.

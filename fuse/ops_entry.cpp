@@ -170,7 +170,7 @@ Result<Attr> Filesystem::setattr(Call& call, fuse_ino_t ino, struct stat* attr, 
     }
   }
   if (to_set & FUSE_SET_ATTR_SIZE) {
-    SizeChange counted(quotas_, quota_of(view), fd->get());
+    SizeChange counted(quotas_, quota_of(view, fd->get()), fd->get());
     if (int err = counted.resize(static_cast<uint64_t>(attr->st_size))) return Errno{err};
     if (int err = target.truncate(attr->st_size)) return Errno{err};
   }

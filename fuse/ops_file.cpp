@@ -147,7 +147,7 @@ Result<Opened> Filesystem::open(Call& call, fuse_ino_t ino, fuse_file_info* fi) 
   int flags = daemon_flags(fi->flags, passes_through(*n->view));
   // O_TRUNC gives a limited view's bytes back (quota_account.hpp); settled once opened.
   std::optional<SizeChange> truncated;
-  if (fi->flags & O_TRUNC) truncated.emplace(quotas_, quota_of(*n->view), fd->get()).resize(0);
+  if (fi->flags & O_TRUNC) truncated.emplace(quotas_, quota_of(*n->view, fd->get()), fd->get()).resize(0);
   int data = ::openat(proc_fd_.get(), name.c_str(), flags);
   if (data < 0 && flags != reopen_flags(fi->flags)) {
     flags = reopen_flags(fi->flags);
@@ -261,7 +261,7 @@ Result<Written> Filesystem::write_buf(Call& call, fuse_ino_t ino, fuse_bufvec* i
   FileHandle* fh = file_of(fi);
   if (dead(fh)) return Errno{EIO};
   // A limited view's write is cut where the limit is (quota_account.hpp).
-  SizeChange counted(quotas_, quota_of(*node->view), fh->fd.get());
+  SizeChange counted(quotas_, quota_of(*node->view, fh->fd.get()), fh->fd.get());
   const size_t fits = counted.write(static_cast<uint64_t>(off), fuse_buf_size(in));
   if (fits == 0 && fuse_buf_size(in) != 0) return Errno{EDQUOT};
   fuse_bufvec out = fd_bufvec(fits, fh->fd.get(), off);
@@ -315,7 +315,7 @@ Result<void> Filesystem::fallocate(Call& call, fuse_ino_t ino, int mode, off_t o
   if (!n) return n.err();
   FileHandle* fh = file_of(fi);
   if (dead(fh)) return Errno{EIO};
-  SizeChange counted(quotas_, quota_of(*n->view), fh->fd.get());
+  SizeChange counted(quotas_, quota_of(*n->view, fh->fd.get()), fh->fd.get());
   if (int err = counted.allocate(mode & FALLOC_FL_KEEP_SIZE, static_cast<uint64_t>(offset + length))) return Errno{err};
   if (::fallocate(fh->fd.get(), mode, offset, length) != 0) return Errno{errno};
   fh->wrote.store(true, std::memory_order_relaxed);
@@ -344,7 +344,7 @@ Result<Written> Filesystem::copy_file_range(Call& call, fuse_ino_t ino_in, off_t
   // asks again for the rest.
   constexpr size_t kMaxCopy = size_t{256} << 20;
   // Into a limited view: cut where the limit is, as a write (quota_account.hpp).
-  SizeChange counted(quotas_, quota_of(*places->second.view), out->fd.get());
+  SizeChange counted(quotas_, quota_of(*places->second.view, out->fd.get()), out->fd.get());
   const size_t fits = counted.write(static_cast<uint64_t>(off_out), std::min(len, kMaxCopy));
   if (fits == 0 && len != 0) return Errno{EDQUOT};
   ssize_t n = ::copy_file_range(in->fd.get(), &off_in, out->fd.get(), &off_out, fits, static_cast<unsigned>(flags));

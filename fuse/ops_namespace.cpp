@@ -134,7 +134,7 @@ Result<void> Filesystem::unlink(Call& call, fuse_ino_t parent, const char* name)
   auto pfd = fd_of(*p);
   if (!pfd) return pfd.err();
   if (int err = check_entry(*p->view, pfd->get(), name, Op::unlink)) return Errno{err};
-  Removal counted(quotas_, quota_of(*p->view), pfd->get(), name);
+  Removal counted(quotas_, quota_of(*p->view, pfd->get(), name), pfd->get(), name);
   if (int err = remove_entry(*p->view, pfd->get(), name, /*dir=*/false)) return Errno{err};
   counted.done();
   call.entry_changed(siblings_of(p->inode), name);
@@ -149,7 +149,7 @@ Result<void> Filesystem::rmdir(Call& call, fuse_ino_t parent, const char* name) 
   auto pfd = fd_of(*p);
   if (!pfd) return pfd.err();
   if (int err = check_entry(*p->view, pfd->get(), name, Op::rmdir)) return Errno{err};
-  Removal counted(quotas_, quota_of(*p->view), pfd->get(), name);
+  Removal counted(quotas_, quota_of(*p->view, pfd->get(), name), pfd->get(), name);
   if (int err = remove_entry(*p->view, pfd->get(), name, /*dir=*/true)) return Errno{err};
   counted.done();
   call.entry_changed(siblings_of(p->inode), name);
@@ -179,7 +179,7 @@ Result<void> Filesystem::rename(Call& call, fuse_ino_t parent, const char* name,
   // the trash or for good; a rename within a view moves nothing else in or out of it.
   wait_for_count(*to.view);
   std::optional<Removal> replaced;
-  if (!flags) replaced.emplace(quotas_, quota_of(*to.view), tfd->get(), newname, ffd->get(), name);
+  if (!flags) replaced.emplace(quotas_, quota_of(*to.view, tfd->get(), newname), tfd->get(), newname, ffd->get(), name);
   const std::string kept = flags ? std::string() : keep_replaced(*to.view, ffd->get(), name, tfd->get(), newname);
   if (::renameat2(ffd->get(), name, tfd->get(), newname, flags) != 0) {
     const int err = errno;

@@ -133,9 +133,13 @@ void warn_unrecorded(const View& view, int err) {
 void Filesystem::record_made(const View& view, int fd) {
   if (!records(view)) return;
   const std::string& app = view.spec.app;
-  if (::setxattr(proc_path(fd).c_str(), policy::kCreatedByXattr, app.data(), app.size(), 0) != 0) {
-    warn_unrecorded(view, errno);
+  // A created file's fd is open: no path walk through /proc. An O_PATH fd (mkdir, mknod,
+  // symlink) can't be given to fsetxattr (EBADF at once), so its /proc name is.
+  int rc = ::fsetxattr(fd, policy::kCreatedByXattr, app.data(), app.size(), 0);
+  if (rc != 0 && errno == EBADF) {
+    rc = ::setxattr(proc_path(fd).c_str(), policy::kCreatedByXattr, app.data(), app.size(), 0);
   }
+  if (rc != 0) warn_unrecorded(view, errno);
 }
 
 void Filesystem::record_changed(const View& view, int fd) {

@@ -4,17 +4,25 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <functional>
 
 #include "common/log.hpp"
+#include "policy/provenance.hpp"
 
 namespace portalfs::fuse {
 
 // ---- QuotaCounter ----
+
+QuotaCounter::QuotaCounter(std::string key) : key_(std::move(key)) {
+  const auto target = policy::parse_quota_key(key_);
+  if (target && target->kind == policy::QuotaKind::app_share) creator_ = target->app;
+}
 
 void QuotaCounter::set_limits(const policy::QuotaLimits& limits) {
   std::lock_guard lock(mutex_);
@@ -82,6 +90,12 @@ void QuotaCounter::walked(uint64_t bytes, uint64_t inodes, uint64_t entries) {
   walked_ += entries;
 }
 
+void QuotaCounter::recounted(const Usage& fresh) {
+  std::lock_guard lock(mutex_);
+  bytes_ = static_cast<int64_t>(fresh.bytes);
+  inodes_ = static_cast<int64_t>(fresh.inodes);
+}
+
 void QuotaCounter::counted() {
   {
     std::lock_guard lock(mutex_);
@@ -90,10 +104,20 @@ void QuotaCounter::counted() {
   done_.notify_all();
 }
 
+int charge_all(const QuotaCounters& counters, int64_t bytes, int64_t inodes) {
+  for (size_t i = 0; i < counters.size(); ++i) {
+    if (int err = counters[i]->charge(bytes, inodes)) {
+      while (i-- > 0) counters[i]->adjust(-bytes, -inodes);
+      return err;
+    }
+  }
+  return 0;
+}
+
 // ---- SizeChange, Removal ----
 
-SizeChange::SizeChange(QuotaAccounts& accounts, std::shared_ptr<QuotaCounter> counter, int fd) : fd_(fd) {
-  if (!counter) return;
+SizeChange::SizeChange(QuotaAccounts& accounts, QuotaCounters counters, int fd) : fd_(fd) {
+  if (counters.empty()) return;
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return;
   lock_ = std::unique_lock(accounts.file_lock(st.st_dev, st.st_ino));
@@ -102,54 +126,63 @@ SizeChange::SizeChange(QuotaAccounts& accounts, std::shared_ptr<QuotaCounter> co
   // A file with no name left (unlinked while open) is in no tree: it counts for nothing.
   if (st.st_nlink == 0) return;
   before_ = static_cast<uint64_t>(st.st_size);
-  counter_ = std::move(counter);
+  counters_ = std::move(counters);
 }
 
 SizeChange::~SizeChange() {
-  if (!counter_) return;
+  if (counters_.empty()) return;
   struct stat st {};
   if (::fstat(fd_, &st) != 0) return;  // keeps what it took: the count errs on the full side
   const int64_t now = st.st_nlink == 0 ? 0 : static_cast<int64_t>(st.st_size) - static_cast<int64_t>(before_);
-  counter_->adjust(now - taken_, 0);
+  for (const auto& c : counters_) c->adjust(now - taken_, 0);
 }
 
 uint64_t SizeChange::write(uint64_t offset, uint64_t size) {
-  if (!counter_) return size;
-  const uint64_t n = counter_->charge_write(before_, offset, size);
-  const uint64_t end = offset + n;
-  taken_ += static_cast<int64_t>(end > before_ ? end - before_ : 0);
+  if (counters_.empty()) return size;
+  // What a write of n bytes adds beyond the end of the file (a rewrite below it costs nothing).
+  auto added = [&](uint64_t n) -> int64_t { return offset + n > before_ ? static_cast<int64_t>(offset + n - before_) : 0; };
+  // Each counter takes what fits of what the ones before let through; then those give back
+  // the part the tightest did not.
+  uint64_t n = size;
+  std::vector<int64_t> took(counters_.size());
+  for (size_t i = 0; i < counters_.size(); ++i) {
+    n = counters_[i]->charge_write(before_, offset, n);
+    took[i] = added(n);
+  }
+  for (size_t i = 0; i < counters_.size(); ++i) counters_[i]->adjust(added(n) - took[i], 0);
+  taken_ += added(n);
   return n;
 }
 
 int SizeChange::resize(uint64_t new_size) {
-  if (!counter_) return 0;
+  if (counters_.empty()) return 0;
   const int64_t delta = static_cast<int64_t>(new_size) - static_cast<int64_t>(before_);
-  if (int err = counter_->charge(delta, 0)) return err;
+  if (int err = charge_all(counters_, delta, 0)) return err;
   taken_ += delta;
   return 0;
 }
 
 int SizeChange::allocate(bool keep_size, uint64_t end) {
-  if (!counter_) return 0;
+  if (counters_.empty()) return 0;
   if (int err = policy::quota_fallocate(keep_size)) return err;
   return resize(std::max(before_, end));
 }
 
-Removal::Removal(QuotaAccounts& accounts, std::shared_ptr<QuotaCounter> counter, int dir_fd, const char* name,
-                 int from_fd, const char* from_name) {
-  if (!counter) return;
+Removal::Removal(QuotaAccounts& accounts, QuotaCounters counters, int dir_fd, const char* name, int from_fd,
+                 const char* from_name) {
+  if (counters.empty()) return;
   struct stat moved {}, replaced {};
   if (::fstatat(from_fd, from_name, &moved, AT_SYMLINK_NOFOLLOW) == 0 &&
       ::fstatat(dir_fd, name, &replaced, AT_SYMLINK_NOFOLLOW) == 0 && moved.st_dev == replaced.st_dev &&
       moved.st_ino == replaced.st_ino) {
     return;  // rename(2) of a name onto another name of the same file does nothing
   }
-  *this = Removal(accounts, std::move(counter), dir_fd, name);
+  *this = Removal(accounts, std::move(counters), dir_fd, name);
 }
 
-Removal::Removal(QuotaAccounts& accounts, std::shared_ptr<QuotaCounter> counter, int dir_fd, const char* name) {
-  if (!counter) return;
-  counter->wait();
+Removal::Removal(QuotaAccounts& accounts, QuotaCounters counters, int dir_fd, const char* name) {
+  if (counters.empty()) return;
+  for (const auto& c : counters) c->wait();
   struct stat st {};
   if (::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return;  // the syscall will say why
   lock_ = std::unique_lock(accounts.file_lock(st.st_dev, st.st_ino));
@@ -158,16 +191,24 @@ Removal::Removal(QuotaAccounts& accounts, std::shared_ptr<QuotaCounter> counter,
   if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) return;
   bytes_ = S_ISREG(st.st_mode) ? static_cast<int64_t>(st.st_size) : 0;
   inodes_ = 1;
-  counter_ = std::move(counter);
+  counters_ = std::move(counters);
 }
 
 void Removal::done() {
-  if (counter_) counter_->adjust(-bytes_, -inodes_);
+  for (const auto& c : counters_) c->adjust(-bytes_, -inodes_);
 }
 
 // ---- the walk ----
 
 namespace {
+
+// Whether entry `name` of `dir_fd` was made by `app` (its provenance; a symlink's own).
+bool made_by(int dir_fd, const char* name, const std::string& app) {
+  const std::string path = "/proc/self/fd/" + std::to_string(dir_fd) + "/" + name;
+  char buf[256];
+  const ssize_t len = ::lgetxattr(path.c_str(), policy::kCreatedByXattr, buf, sizeof(buf));
+  return len >= 0 && std::string_view(buf, static_cast<size_t>(len)) == app;
+}
 
 // Counts one directory's entries, then descends into its subdirectories (after closing the
 // directory stream, so the walk holds one fd per level of depth, not two).
@@ -194,10 +235,11 @@ struct TreeCounter {
         struct stat st {};
         if (::fstatat(dir_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone since
         if (st.st_dev != dev) continue;  // a mount point: another file system's
+        if (S_ISDIR(st.st_mode)) subdirs.emplace_back(name);
+        if (!counter.creator().empty() && !made_by(dir_fd, e->d_name, counter.creator())) continue;
         if (S_ISREG(st.st_mode) && st.st_nlink > 1 && !linked.insert({st.st_dev, st.st_ino}).second) continue;
         ++inodes;
         if (S_ISREG(st.st_mode)) bytes += static_cast<uint64_t>(st.st_size);
-        if (S_ISDIR(st.st_mode)) subdirs.emplace_back(name);
       }
       ::closedir(dir);
     }
@@ -219,6 +261,16 @@ void count_tree(int dir_fd, QuotaCounter& counter, std::set<std::pair<dev_t, ino
   TreeCounter{counter, linked, stop, st.st_dev}.count(dir_fd);
 }
 
+void count_roots(const std::vector<common::UniqueFd>& roots, QuotaCounter& counter, const std::stop_token& stop) {
+  std::set<std::pair<dev_t, ino_t>> linked, walked;
+  for (const auto& root : roots) {
+    struct stat st {};
+    // Every view of a share has the share's directory as its root: walked once.
+    if (!root || ::fstat(root.get(), &st) != 0 || !walked.insert({st.st_dev, st.st_ino}).second) continue;
+    count_tree(root.get(), counter, linked, stop);
+  }
+}
+
 // ---- QuotaAccounts ----
 
 QuotaAccounts::~QuotaAccounts() {
@@ -232,26 +284,55 @@ QuotaAccounts::~QuotaAccounts() {
   for (auto& w : queue_) w.counter->counted();
 }
 
+namespace {
+std::string fd_path(int fd) {
+  char buf[PATH_MAX];
+  const ssize_t n = ::readlink(("/proc/self/fd/" + std::to_string(fd)).c_str(), buf, sizeof(buf));
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+bool below(const std::string& path, const std::string& root) {
+  return !root.empty() && path.starts_with(root) && (path.size() == root.size() || path[root.size()] == '/' || root == "/");
+}
+}  // namespace
+
 std::shared_ptr<QuotaCounter> QuotaAccounts::find(const std::string& key) const {
   std::shared_lock lock(mutex_);
   auto it = counters_.find(key);
-  return it == counters_.end() ? nullptr : it->second;
+  return it == counters_.end() ? nullptr : it->second.counter;
+}
+
+void QuotaAccounts::host_changed(int dir_fd) {
+  const std::string path = dir_fd < 0 ? std::string() : fd_path(dir_fd);
+  if (dir_fd >= 0 && path.empty()) return;
+  std::unique_lock lock(mutex_);
+  bool marked = false;
+  for (const auto& [key, t] : counters_) {
+    if (dir_fd >= 0 && std::none_of(t.paths.begin(), t.paths.end(), [&](const auto& r) { return below(path, r); })) continue;
+    marked |= dirty_.insert(key).second;
+  }
+  lock.unlock();
+  if (marked) queued_.notify_all();
 }
 
 void QuotaAccounts::update(const std::map<std::string, std::pair<policy::QuotaLimits, std::vector<int>>>& limited) {
   std::unique_lock lock(mutex_);
   std::erase_if(counters_, [&](const auto& c) { return !limited.contains(c.first); });
+  std::erase_if(dirty_, [&](const auto& key) { return !limited.contains(key); });
   for (const auto& [key, what] : limited) {
-    auto& counter = counters_[key];
-    if (counter) {
-      counter->set_limits(what.first);
+    auto& target = counters_[key];
+    if (target.counter) {
+      target.counter->set_limits(what.first);
       continue;
     }
-    counter = std::make_shared<QuotaCounter>(key);
-    counter->set_limits(what.first);
-    Walk walk{counter, {}};
-    for (int fd : what.second) walk.roots.emplace_back(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-    queue_.push_back(std::move(walk));
+    target.counter = std::make_shared<QuotaCounter>(key);
+    target.counter->set_limits(what.first);
+    auto roots = std::make_shared<std::vector<common::UniqueFd>>();
+    for (int fd : what.second) {
+      roots->emplace_back(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+      target.paths.push_back(fd_path(fd));
+    }
+    target.roots = roots;
+    queue_.push_back(Walk{target.counter, target.roots});
   }
   lock.unlock();
   queued_.notify_all();
@@ -269,15 +350,17 @@ void QuotaAccounts::run(const std::stop_token& stop) {
     Walk walk;
     {
       std::unique_lock lock(mutex_);
-      queued_.wait(lock, stop, [&] { return !queue_.empty(); });
-      if (queue_.empty()) return;
+      queued_.wait(lock, stop, [&] { return !queue_.empty() || !dirty_.empty(); });
+      if (queue_.empty() && dirty_.empty()) return;
+      if (queue_.empty()) {
+        lock.unlock();
+        recount_dirty(stop);
+        continue;
+      }
       walk = std::move(queue_.front());
       queue_.erase(queue_.begin());
     }
-    std::set<std::pair<dev_t, ino_t>> linked;
-    for (const auto& root : walk.roots) {
-      if (root) count_tree(root.get(), *walk.counter, linked, stop);
-    }
+    count_roots(*walk.roots, *walk.counter, stop);
     const auto u = walk.counter->usage();
     common::log(common::LogLevel::info, "quota of " + walk.counter->key() + ": counted " + std::to_string(u.bytes) +
                                             " bytes, " + std::to_string(u.inodes) + " inodes");
@@ -285,12 +368,37 @@ void QuotaAccounts::run(const std::stop_token& stop) {
   }
 }
 
+void QuotaAccounts::recount_dirty(const std::stop_token& stop) {
+  {
+    // A burst of host changes (a copy, an unpacked archive) costs one walk.
+    std::shared_lock lock(mutex_);
+    queued_.wait_for(lock, stop, kRecountDelay, [] { return false; });
+  }
+  std::vector<Target> targets;
+  {
+    std::unique_lock lock(mutex_);
+    for (const auto& key : dirty_) {
+      auto it = counters_.find(key);
+      if (it != counters_.end() && it->second.counter->usage().counted) targets.push_back(it->second);
+    }
+    // A limit whose first walk is still queued is counted by it, host changes included.
+    dirty_.clear();
+  }
+  for (const auto& t : targets) {
+    QuotaCounter fresh(t.counter->key());
+    count_roots(*t.roots, fresh, stop);
+    if (stop.stop_requested()) return;
+    t.counter->recounted(fresh.usage());
+    ++recounts_;
+  }
+}
+
 std::string QuotaAccounts::progress() const {
   std::shared_lock lock(mutex_);
   size_t counting = 0;
   uint64_t walked = 0;
-  for (const auto& [key, c] : counters_) {
-    const auto u = c->usage();
+  for (const auto& [key, t] : counters_) {
+    const auto u = t.counter->usage();
     if (u.counted) continue;
     ++counting;
     walked += u.walked;

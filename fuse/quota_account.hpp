@@ -15,6 +15,11 @@
 //  - unlink, rmdir, a rename that replaces: a Removal gives back the entry's bytes and inode
 //    when its last name goes (a file with more names keeps counting once).
 //  - link and a rename within a view change nothing; across views they fail with EXDEV.
+// An app's limit within a share (key "APP:SHARE") counts what that app created there: each
+// file's provenance (trusted.portalfs.created_by, policy/provenance.hpp) says whose count it is
+// in, whichever app changes it later. So an op on a file of a shared view answers to up to two
+// counters (QuotaCounters): the share's, and its creator's in that share; a new entry to the
+// maker's. All of them must admit a change; a write is cut at the tightest.
 // Two writers can't overshoot together: the counter takes and checks under one mutex, and the
 // ops on one file are serialised by a stripe lock (QuotaAccounts::file_lock), so the size read
 // before an op and the one after belong to that op alone.
@@ -26,12 +31,21 @@
 // it (reads, lookups and listings do not, nor do other targets): a count begun with changes
 // racing the walk could count a file twice or not at all.
 //
-// Not seen: changes made on the host directly in the backing directories (counted at the next
-// start), and files opened through passthrough before their view got a limit (until closed).
+// Changes made on the host directly in the backing directories come from the host watch
+// (host_watch.hpp; portalfsd's own changes are not reported there, so nothing counts twice):
+// each marks the limits whose trees hold the directory changed, and the walking thread counts
+// those again in the background, a burst of changes once (kRecountDelay), and takes the new
+// count as the usage. An overflow of the watch's queue recounts every limit. Ops are not held
+// while it walks: an op that lands in a part already walked is lost to that recount (and the
+// count is off by it until the next one); the limit still binds against the live count.
+//
+// Not seen: files opened through passthrough before their view got a limit (until closed).
 
 #include <sys/types.h>
 
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -52,8 +66,10 @@ namespace portalfs::fuse {
 /// The count and limits of one limited app or share, shared by every view with its key.
 class QuotaCounter {
  public:
-  explicit QuotaCounter(std::string key) : key_(std::move(key)) {}
+  explicit QuotaCounter(std::string key);
   [[nodiscard]] const std::string& key() const { return key_; }
+  /// An APP:SHARE counter's app: only entries it created count. "" for the others.
+  [[nodiscard]] const std::string& creator() const { return creator_; }
 
   void set_limits(const policy::QuotaLimits& limits);
   [[nodiscard]] policy::QuotaLimits limits() const;
@@ -82,10 +98,13 @@ class QuotaCounter {
   // The first walk (QuotaAccounts' thread).
   void walked(uint64_t bytes, uint64_t inodes, uint64_t entries);  // adds what it saw so far
   void counted();                                                  // done: ops may go on
+  /// A recount after changes on the host: its result replaces the count.
+  void recounted(const Usage& fresh);
 
  private:
   void wait_counted(std::unique_lock<std::mutex>& lock);
   const std::string key_;
+  std::string creator_;
   mutable std::mutex mutex_;  // guards the rest; never held across a syscall
   std::condition_variable done_;
   policy::QuotaLimits limits_;
@@ -94,6 +113,12 @@ class QuotaCounter {
   bool counted_ = false;
   uint64_t walked_ = 0;
 };
+
+/// The counters one op answers to (quota_account.hpp, top): none, one or two.
+using QuotaCounters = std::vector<std::shared_ptr<QuotaCounter>>;
+
+/// Takes `bytes` and `inodes` from every counter, or from none: 0 or EDQUOT.
+int charge_all(const QuotaCounters& counters, int64_t bytes, int64_t inodes);
 
 /// The counters, by key, and the thread that walks for their first count.
 class QuotaAccounts {
@@ -115,6 +140,15 @@ class QuotaAccounts {
   /// forks after set_views). Walks queued before wait for it.
   void start();
 
+  /// A change made on the host in directory `dir_fd` (any fd of it): the limits whose trees
+  /// hold it are counted again, in the background. -1: the changes overflowed, all are.
+  void host_changed(int dir_fd);
+  /// How long the walker waits after a host change before it counts again (more changes
+  /// meanwhile cost one walk).
+  static constexpr std::chrono::milliseconds kRecountDelay{200};
+  /// Recounts done after host changes (for tests and status).
+  [[nodiscard]] uint64_t recounts() const { return recounts_.load(); }
+
   /// "" when every count is done, else what is being counted: for `portalctl status`.
   [[nodiscard]] std::string progress() const;
 
@@ -123,15 +157,24 @@ class QuotaAccounts {
   std::mutex& file_lock(dev_t dev, ino_t ino);
 
  private:
+  using Roots = std::shared_ptr<const std::vector<common::UniqueFd>>;
   struct Walk {
     std::shared_ptr<QuotaCounter> counter;
-    std::vector<common::UniqueFd> roots;
+    Roots roots;
+  };
+  struct Target {
+    std::shared_ptr<QuotaCounter> counter;
+    Roots roots;                     // the backing directories (dup'd fds)
+    std::vector<std::string> paths;  // theirs, to match a host change's directory
   };
   void run(const std::stop_token& stop);
+  void recount_dirty(const std::stop_token& stop);
 
-  mutable std::shared_mutex mutex_;  // guards counters_, queue_, started_
-  std::map<std::string, std::shared_ptr<QuotaCounter>> counters_;
+  mutable std::shared_mutex mutex_;  // guards counters_, queue_, dirty_, started_
+  std::map<std::string, Target> counters_;
   std::vector<Walk> queue_;
+  std::set<std::string> dirty_;  // keys to count again (host changes)
+  std::atomic<uint64_t> recounts_ = 0;
   bool started_ = false;
   std::condition_variable_any queued_;
   std::array<std::mutex, 64> file_locks_;
@@ -144,7 +187,7 @@ class QuotaAccounts {
 class SizeChange {
  public:
   /// `fd`: the file (an O_PATH fd will do).
-  SizeChange(QuotaAccounts& accounts, std::shared_ptr<QuotaCounter> counter, int fd);
+  SizeChange(QuotaAccounts& accounts, QuotaCounters counters, int fd);
   ~SizeChange();
   SizeChange(const SizeChange&) = delete;
   SizeChange& operator=(const SizeChange&) = delete;
@@ -159,11 +202,11 @@ class SizeChange {
   int allocate(bool keep_size, uint64_t end);
 
  private:
-  std::shared_ptr<QuotaCounter> counter_;  // null: nothing to do
+  QuotaCounters counters_;  // empty: nothing to do
   std::unique_lock<std::mutex> lock_;
   int fd_ = -1;
   uint64_t before_ = 0;
-  int64_t taken_ = 0;
+  int64_t taken_ = 0;  // by each of counters_
 };
 
 /// The removal of one entry of a limited view (unlink, rmdir, a rename that replaces it):
@@ -171,24 +214,27 @@ class SizeChange {
 /// done() after it succeeded gives that back. Nothing without a counter or an entry.
 class Removal {
  public:
-  Removal(QuotaAccounts& accounts, std::shared_ptr<QuotaCounter> counter, int dir_fd, const char* name);
+  Removal(QuotaAccounts& accounts, QuotaCounters counters, int dir_fd, const char* name);
   /// A rename's: nothing when the entry replaced is the one moved (`from_fd`, `from_name`).
-  Removal(QuotaAccounts& accounts, std::shared_ptr<QuotaCounter> counter, int dir_fd, const char* name,
-          int from_fd, const char* from_name);
+  Removal(QuotaAccounts& accounts, QuotaCounters counters, int dir_fd, const char* name, int from_fd,
+          const char* from_name);
   void done();
 
  private:
-  std::shared_ptr<QuotaCounter> counter_;
+  QuotaCounters counters_;
   std::unique_lock<std::mutex> lock_;
   int64_t bytes_ = 0;
   int64_t inodes_ = 0;
 };
 
 /// Counts `dir_fd`'s tree into `counter` (regular files' sizes once per inode, every entry
-/// one inode, not the directory itself; never crossing into another file system, never
+/// one inode, not the directory itself; for an APP:SHARE counter only the entries its app
+/// created; never crossing into another file system, never
 /// following a symlink). `linked` holds the files with more than one name seen so far (of all
 /// the target's trees), so each is counted once. Stops early when `stop` is requested.
 void count_tree(int dir_fd, QuotaCounter& counter, std::set<std::pair<dev_t, ino_t>>& linked,
                 const std::stop_token& stop);
+/// Counts `roots` (each directory once) into `counter`, as the first walk does.
+void count_roots(const std::vector<common::UniqueFd>& roots, QuotaCounter& counter, const std::stop_token& stop);
 
 }  // namespace portalfs::fuse

@@ -2,15 +2,61 @@
 // The ops' side of the quotas the daemon accounts (quota_account.hpp): which counter a view
 // answers to, the inode charges of the ops that make names, the counters' upkeep when the views
 // change, and statfs in a limited view.
+#include <fcntl.h>
 #include <sys/statvfs.h>
+#include <sys/xattr.h>
+
+#include <algorithm>
+#include <tuple>
 
 #include "fuse/filesystem_internal.hpp"
+#include "policy/provenance.hpp"
 
 namespace portalfs::fuse {
 
-std::shared_ptr<QuotaCounter> Filesystem::quota_of(const View& view) const {
-  if (view.spec.quotas.empty()) return nullptr;
-  return quotas_.find(view.spec.quotas.front().key);
+namespace {
+// The app of an APP:SHARE key ("" for an app's or a share's): the key is "APP:SHARE".
+std::string_view app_of(const std::string& key) {
+  const auto colon = key.find(':');
+  return colon == std::string::npos ? std::string_view() : std::string_view(key).substr(0, colon);
+}
+
+// `view`'s counters: its app's or share's limit, and the one of app `maker` in the share.
+QuotaCounters counters_of(const QuotaAccounts& quotas, const View& view, std::string_view maker) {
+  QuotaCounters out;
+  for (const auto& q : view.spec.quotas) {
+    const std::string_view app = app_of(q.key);
+    if (!app.empty() && app != maker) continue;
+    if (auto c = quotas.find(q.key)) out.push_back(std::move(c));
+  }
+  return out;
+}
+
+bool has_app_share(const View& view) {
+  return std::any_of(view.spec.quotas.begin(), view.spec.quotas.end(),
+                     [](const policy::QuotaSpec& q) { return !app_of(q.key).empty(); });
+}
+}  // namespace
+
+QuotaCounters Filesystem::quota_of(const View& view) const {
+  if (view.spec.quotas.empty()) return {};
+  return counters_of(quotas_, view, records(view) ? std::string_view(view.spec.app) : std::string_view());
+}
+
+QuotaCounters Filesystem::quota_of(const View& view, int fd) const {
+  if (view.spec.quotas.empty()) return {};
+  if (!has_app_share(view)) return counters_of(quotas_, view, {});
+  char buf[256];
+  const ssize_t len = ::getxattr(proc_path(fd).c_str(), policy::kCreatedByXattr, buf, sizeof(buf));
+  return counters_of(quotas_, view, len > 0 ? std::string_view(buf, static_cast<size_t>(len)) : std::string_view());
+}
+
+QuotaCounters Filesystem::quota_of(const View& view, int dir_fd, const char* name) const {
+  if (view.spec.quotas.empty()) return {};
+  if (!has_app_share(view)) return counters_of(quotas_, view, {});
+  common::UniqueFd fd(::openat(dir_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return counters_of(quotas_, view, {});
+  return quota_of(view, fd.get());
 }
 
 std::optional<QuotaCounter::Usage> Filesystem::quota_usage(const std::string& key) const {
@@ -21,17 +67,14 @@ std::optional<QuotaCounter::Usage> Filesystem::quota_usage(const std::string& ke
   return u;
 }
 
-int Filesystem::take_inode(const View& view) {
-  auto q = quota_of(view);
-  return q ? q->charge(0, 1) : 0;
-}
+int Filesystem::take_inode(const View& view) { return charge_all(quota_of(view), 0, 1); }
 
 void Filesystem::give_inode(const View& view) {
-  if (auto q = quota_of(view)) q->adjust(0, -1);
+  for (const auto& q : quota_of(view)) q->adjust(0, -1);
 }
 
 void Filesystem::wait_for_count(const View& view) {
-  if (auto q = quota_of(view)) q->wait();
+  for (const auto& q : quota_of(view)) q->wait();
 }
 
 void Filesystem::update_quotas() {
@@ -40,22 +83,45 @@ void Filesystem::update_quotas() {
   for (const auto& [path, dir] : layout->dirs) {
     for (const auto& [name, id] : dir.views) {
       const View* v = views_.get(id);
-      if (!v || v->spec.quotas.empty()) continue;
-      auto& entry = limited[v->spec.quotas.front().key];
-      entry.first = v->spec.quotas.front().limits;
-      // An offline view has no root: its files are not counted until it is back, and then
-      // only if the limit is set again (the count keeps what it had).
-      if (v->root) entry.second.push_back(v->root->get());
+      if (!v) continue;
+      for (const auto& q : v->spec.quotas) {
+        auto& entry = limited[q.key];
+        entry.first = q.limits;
+        // An offline view has no root: its files are not counted until it is back, and then
+        // only if the limit is set again (the count keeps what it had).
+        if (v->root) entry.second.push_back(v->root->get());
+      }
     }
   }
   quotas_.update(limited);
 }
 
+void Filesystem::quota_host_changed(const HostChange& c) {
+  switch (c.kind) {
+    case HostChange::overflow:
+      quotas_.host_changed(-1);  // changes lost: every count is stale
+      return;
+    case HostChange::attrib:
+      return;  // no size or entry changed (a truncate reports a modify)
+    case HostChange::moved:
+      if (c.to_dir) quotas_.host_changed(c.to_dir.get());
+      [[fallthrough]];
+    default:
+      if (c.dir) quotas_.host_changed(c.dir.get());
+  }
+}
+
 void Filesystem::limit_statfs(const View& view, struct statvfs& sv) const {
-  auto q = quota_of(view);
-  if (!q) return;
-  const policy::QuotaLimits limits = q->limits();
-  const auto [bytes_left, inodes_left] = q->room();
+  // The tightest of the view's limits (a share's, and the app's own in it): the one with the
+  // least room, bytes and inodes each.
+  policy::QuotaLimits limits;
+  uint64_t bytes_left = UINT64_MAX, inodes_left = UINT64_MAX;
+  for (const auto& q : quota_of(view)) {
+    const policy::QuotaLimits l = q->limits();
+    const auto [b, i] = q->room();
+    if (l.bytes != 0 && b <= bytes_left) std::tie(limits.bytes, bytes_left) = std::pair(l.bytes, b);
+    if (l.inodes != 0 && i <= inodes_left) std::tie(limits.inodes, inodes_left) = std::pair(l.inodes, i);
+  }
   if (limits.bytes != 0 && sv.f_frsize != 0) {
     const uint64_t unit = sv.f_frsize;
     sv.f_blocks = (limits.bytes + unit - 1) / unit;

@@ -95,10 +95,9 @@ void add_dir(Layout& layout, const std::string& path) {
   std::string parent = slash == std::string::npos ? "" : path.substr(0, slash);
   std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
   add_dir(layout, parent);
-  auto& subs = layout.dirs[parent].subdirs;
-  if (std::find(subs.begin(), subs.end(), name) == subs.end()) {
-    subs.insert(std::upper_bound(subs.begin(), subs.end(), name), name);
-  }
+  auto& subs = layout.dirs[parent].subdirs;  // sorted: found by halving (apps/ has one per app)
+  auto at = std::lower_bound(subs.begin(), subs.end(), name);
+  if (at == subs.end() || *at != name) subs.insert(at, std::move(name));
 }
 
 // Root fds by backing path, with the store epoch they were opened in.

@@ -295,19 +295,8 @@ void ControlServer::check_peer(int fd) const {
                            " is not root (start portalfsd with --admin-group to let a group in)");
 }
 
-void ControlServer::serve(UniqueFd client) {
-  const int fd = client.get();
-  const int stop_fd = stop_fd_.get();
-
-  try {
-    check_peer(fd);
-  } catch (const std::runtime_error& e) {
-    common::log(LogLevel::info, std::string("control: refused a connection: ") + e.what());
-    send_response(fd, stop_fd, error_response(1, std::string("permission denied: ") + e.what()));
-    return;
-  }
-
-  // Read one line: up to kMaxRequestBytes, within read_timeout_.
+std::optional<std::string> ControlServer::read_request_line(int fd, int stop_fd) const {
+  // Up to kMaxRequestBytes, within read_timeout_.
   std::string buf;
   std::size_t newline = std::string::npos;
   auto deadline = Clock::now() + read_timeout_;
@@ -323,37 +312,53 @@ void ControlServer::serve(UniqueFd client) {
         send_response(fd, stop_fd,
                       error_response(2, "request too large (the limit is " +
                                             std::to_string(kMaxRequestBytes) + " bytes)"));
-        return;
+        return std::nullopt;
       }
       continue;
     }
     if (n == 0) {
       // A client that sent its request without the newline and shut down its side is served
       // all the same; one that sent nothing (another daemon probing the socket) is not.
-      if (buf.empty()) return;
+      if (buf.empty()) return std::nullopt;
       newline = buf.size();
       break;
     }
     if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return std::nullopt;
     switch (wait_for(fd, POLLIN, stop_fd, deadline)) {
       case Wait::ready:
         continue;
       case Wait::stopped:
-        return;
+        return std::nullopt;
       case Wait::timed_out:
         send_response(fd, stop_fd,
                       error_response(2, "no complete request line within " +
                                             std::to_string(read_timeout_.count()) + " ms"));
-        return;
+        return std::nullopt;
     }
   }
   buf.resize(newline);
   if (!buf.empty() && buf.back() == '\r') buf.pop_back();
+  return buf;
+}
+
+void ControlServer::serve(UniqueFd client) {
+  const int fd = client.get();
+  const int stop_fd = stop_fd_.get();
+
+  try {
+    check_peer(fd);
+  } catch (const std::runtime_error& e) {
+    common::log(LogLevel::info, std::string("control: refused a connection: ") + e.what());
+    send_response(fd, stop_fd, error_response(1, std::string("permission denied: ") + e.what()));
+    return;
+  }
+  const std::optional<std::string> line = read_request_line(fd, stop_fd);
+  if (!line) return;
 
   nlohmann::json request;
   try {
-    request = nlohmann::json::parse(buf);
+    request = nlohmann::json::parse(*line);
   } catch (const nlohmann::json::exception& e) {
     send_response(fd, stop_fd, error_response(2, std::string("malformed request: ") + e.what()));
     return;

@@ -66,6 +66,9 @@ class ControlServer {
 
   void accept_loop();
   void serve(common::UniqueFd client);
+  /// The request line of `fd` (without its newline), read within read_timeout_; nullopt when
+  /// there is none to serve: the client went away, the server stops, or it was answered why.
+  std::optional<std::string> read_request_line(int fd, int stop_fd) const;
   /// Throws std::runtime_error (why not, for the permission-denied response) unless the peer
   /// may talk to us.
   void check_peer(int fd) const;

@@ -452,88 +452,81 @@ policy::ViewSpecs Manager::views() const {
 
 void Manager::set_audit(common::AuditLog* log) { impl_->audit = log; }
 
+Manager::Impl::SharedScope::SharedScope(Impl& impl) : impl_(impl) {
+  if (!impl.shared) return;
+  lock_.emplace(impl.shared->lock());
+  before_ = impl.state;
+  generation_ = impl.shared_generation;
+  armed_ = true;
+  impl.catch_up_shared();
+}
+
+Manager::Impl::SharedScope::~SharedScope() {
+  if (!armed_) return;
+  impl_.state = std::move(before_);
+  impl_.shared_generation = generation_;
+}
+
+Manager::Impl::Committed Manager::Impl::commit(Outcome& out, const State& before, bool verb_changed,
+                                               nlohmann::json& response) {
+  // Views first: nothing may fail between the save and the swap.
+  policy::ViewSpecs next_views = served_views(*out.next);
+  try {
+    if (shared && verb_changed) {
+      shared->write(shared_generation + 1, *out.next);
+      shared_generation++;
+    }
+    save(*out.next);
+  } catch (const StateError& e) {
+    const std::string error = e.what();
+    if (!out.takes_away) {
+      if (out.undo) out.undo();
+      failed(error);
+    }
+    // In force now, saved by the worker once it can be (manager_impl.hpp).
+    common::log(common::LogLevel::error, "STATE NOT SAVED, change in force in memory only until it is: " + error);
+    unsaved = error;
+    response["warning"] = "warning: " + error + "; the change is in force, and is saved as soon as there is room";
+    start_worker();
+  }
+  for (const auto& [app, record] : out.next->apps) {
+    const auto was = before.apps.find(app);
+    if (was == before.apps.end() || was->second != record) apps_to_follow.insert(app);
+  }
+  for (const auto& [app, record] : before.apps) {
+    if (!out.next->apps.contains(app)) apps_to_follow.insert(app);  // removed
+  }
+  if (audit) {
+    for (auto& r : state_changes(before, *out.next, views, next_views)) audit->post(std::move(r));
+  }
+  Committed c;
+  state = std::move(*out.next);
+  if (next_views != views || !out.killed.empty()) {
+    views = next_views;
+    c.views = std::move(next_views);
+    c.killed = std::move(out.killed);
+  }
+  c.ticket = ++tickets_issued;  // every commit: its containers follow in commit order
+  return c;
+}
+
 nlohmann::json Manager::handle(const nlohmann::json& request) {
   std::unique_lock state_lock(impl_->mutex, std::defer_lock);
   nlohmann::json response;
-  uint64_t ticket = 0;
-  std::optional<policy::ViewSpecs> changed_views;
-  policy::ViewSpecs killed;
+  Impl::Committed committed;
   bool json_format = false;
   try {
     const Request req = parse_request(request);
     json_format = req.json;
     state_lock.lock();
-    // With shared state, the request runs under the nodes' lock on the state another node may
-    // have changed (shared_state.hpp); `before` is what this node served until now.
-    std::optional<SharedState::Lock> shared_lock;
-    State before_shared;
-    // A request that fails before its commit takes the caught-up state back with it, so the
-    // watcher (or the next request) catches up again and serves it.
-    struct UndoCatchUp {
-      Impl* impl = nullptr;
-      const State* before = nullptr;
-      uint64_t generation = 0;
-      ~UndoCatchUp() {
-        if (before) {
-          impl->state = *before;
-          impl->shared_generation = generation;
-        }
-      }
-    } undo_catch_up;
-    if (impl_->shared) {
-      shared_lock.emplace(impl_->shared->lock());
-      before_shared = impl_->state;
-      undo_catch_up.impl = impl_.get();
-      undo_catch_up.generation = impl_->shared_generation;
-      undo_catch_up.before = &before_shared;
-      impl_->catch_up_shared();
-    }
-    const State& before = impl_->shared ? before_shared : impl_->state;
+    Impl::SharedScope shared(*impl_);
+    const State& before = shared.before();
     Outcome out = impl_->dispatch(req);
     response = ok_response(std::move(out.output));
     const bool verb_changed = out.next && *out.next != impl_->state;
     if (!out.next && impl_->shared && impl_->state != before) out.next = impl_->state;  // caught up only
-    if (out.next && *out.next != before) {
-      // Views first: nothing may fail between the save and the swap.
-      policy::ViewSpecs next_views = impl_->served_views(*out.next);
-      try {
-        if (impl_->shared && verb_changed) {
-          impl_->shared->write(impl_->shared_generation + 1, *out.next);
-          impl_->shared_generation++;
-        }
-        impl_->save(*out.next);
-      } catch (const StateError& e) {
-        const std::string error = e.what();
-        if (!out.takes_away) {
-          if (out.undo) out.undo();
-          failed(error);
-        }
-        // In force now, saved by the worker once it can be (manager_impl.hpp).
-        common::log(common::LogLevel::error, "STATE NOT SAVED, change in force in memory only until it is: " + error);
-        impl_->unsaved = error;
-        const std::string warning = "warning: " + error + "; the change is in force, and is saved as soon as there is room";
-        response["warning"] = warning;  // portalctl prints it to stderr
-        impl_->start_worker();
-      }
-      for (const auto& [app, record] : out.next->apps) {
-        const auto was = before.apps.find(app);
-        if (was == before.apps.end() || was->second != record) impl_->apps_to_follow.insert(app);
-      }
-      for (const auto& [app, record] : before.apps) {
-        if (!out.next->apps.contains(app)) impl_->apps_to_follow.insert(app);  // removed
-      }
-      if (impl_->audit) {
-        for (auto& r : state_changes(before, *out.next, impl_->views, next_views)) impl_->audit->post(std::move(r));
-      }
-      impl_->state = std::move(*out.next);
-      if (next_views != impl_->views || !out.killed.empty()) {
-        impl_->views = next_views;
-        changed_views = std::move(next_views);
-        killed = std::move(out.killed);
-      }
-      ticket = ++impl_->tickets_issued;  // every commit: its containers follow in commit order
-    }
-    undo_catch_up.before = nullptr;  // committed (or nothing to commit)
+    if (out.next && *out.next != before) committed = impl_->commit(out, before, verb_changed, response);
+    shared.committed();  // committed (or nothing to commit)
     if (out.after_commit) {
       try {
         out.after_commit();
@@ -550,12 +543,12 @@ nlohmann::json Manager::handle(const nlohmann::json& request) {
     response = error_response(kCodeRuntime, "internal error");
   }
   if (state_lock.owns_lock()) state_lock.unlock();
-  if (ticket != 0) {
-    impl_->deliver(ticket, changed_views, killed);
+  if (committed.ticket != 0) {
+    impl_->deliver(committed.ticket, committed.views, committed.killed);
     // The views are served now: the running containers of the apps changed follow them. The
     // change itself is done whatever happens there.
     try {
-      report_attachment_problems(response, json_format, impl_->follow_grants(ticket));
+      report_attachment_problems(response, json_format, impl_->follow_grants(committed.ticket));
     } catch (const std::exception& e) {
       common::log(common::LogLevel::error, std::string("bringing attachments up to date: ") + e.what());
     }

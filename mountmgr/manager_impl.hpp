@@ -112,6 +112,26 @@ struct Manager::Impl {
   void join_shared();
   /// Under `mutex` and the shared lock: adopts a newer shared state into `state`.
   void catch_up_shared();
+  /// One request's hold on the shared state (Manager::handle, under `mutex`): the nodes' lock,
+  /// and the state caught up to theirs. Unless committed(), it takes the caught-up state back
+  /// when it ends, so the watcher (or the next request) catches up again and serves it.
+  class SharedScope {
+   public:
+    explicit SharedScope(Impl& impl);
+    ~SharedScope();
+    SharedScope(const SharedScope&) = delete;
+    SharedScope& operator=(const SharedScope&) = delete;
+    /// What this node served before the request (its state, without shared state).
+    [[nodiscard]] const State& before() const { return lock_ ? before_ : impl_.state; }
+    void committed() { armed_ = false; }
+
+   private:
+    Impl& impl_;
+    std::optional<SharedState::Lock> lock_;
+    State before_;
+    uint64_t generation_ = 0;
+    bool armed_ = false;
+  };
   // The shared-state watcher (Manager::start): polls the generation every second.
   std::thread shared_watch;
   std::mutex shared_watch_mutex;
@@ -182,6 +202,17 @@ struct Manager::Impl {
 
   /// Saves `next` as the state; throws StateError.
   void save(const State& next);
+  /// What a commit hands to deliver(), once `mutex` is let go.
+  struct Committed {
+    uint64_t ticket = 0;  // 0: nothing was committed
+    std::optional<policy::ViewSpecs> views;  // set: the views changed
+    policy::ViewSpecs killed;
+  };
+  /// Under `mutex`: makes `out.next` the state (saved, and shared when `verb_changed`), audits
+  /// the change against `before`, and marks the apps whose containers must follow. A save that
+  /// fails leaves the change in force in memory, with a warning in `response`, unless it takes
+  /// something away (then the verb is undone and RequestError thrown).
+  Committed commit(Outcome& out, const State& before, bool verb_changed, nlohmann::json& response);
   /// Moves every recorded removal into the trash and drops the records (under `mutex`, or
   /// before the manager is shared). Throws ProvisionError: the first failure, once the others
   /// are moved (or the storage root's, with nothing moved).

@@ -270,10 +270,11 @@ std::map<std::string, QuotaRecord> read_quotas(const JsonReader& r) {
   for (const auto& item : r.json().items()) {
     const JsonReader q(item.value(), r.pointer() + "/" + pointer_token(item.key()));
     const auto target = policy::parse_quota_key(item.key());
-    const std::optional<std::string> bad_name =
-        !target ? std::optional<std::string>("not apps/<app> or shared/<share>")
+    std::optional<std::string> bad_name =
+        !target ? std::optional<std::string>("not apps/<app>, shared/<share> or <app>:<share>")
         : target->kind == policy::QuotaKind::app ? policy::check_app_name(target->name)
                                                  : policy::check_share_name(target->name);
+    if (!bad_name && target->kind == policy::QuotaKind::app_share) bad_name = policy::check_app_name(target->app);
     if (bad_name) q.fail("key: " + *bad_name + ", got " + describe_json(item.key()));
     q.expect_object({"project_id", "bytes", "inodes", "enforced_by"});
     QuotaRecord record;

@@ -19,6 +19,7 @@
 #include "common/log.hpp"
 #include "mountmgr/manager_impl.hpp"
 #include "mountmgr/quota.hpp"
+#include "mountmgr/views.hpp"
 #include "policy/quota.hpp"
 
 namespace portalfs::mountmgr {
@@ -27,12 +28,38 @@ namespace {
 using policy::QuotaKind;
 using policy::QuotaTarget;
 
-std::string describe(const QuotaTarget& t) { return (t.kind == QuotaKind::app ? "app " : "share ") + t.name; }
+std::string describe(const QuotaTarget& t) {
+  if (t.kind == QuotaKind::app_share) return "app " + t.app + " in share " + t.name;
+  return (t.kind == QuotaKind::app ? "app " : "share ") + t.name;
+}
+
+// APP:SHARE: what the app created in the share (fuse/quota_account.hpp counts it by provenance).
+// The app must exist and hold a grant of the share, unless a limit is recorded (to clear it).
+QuotaTarget app_share_arg(const Manager::Impl& mgr, const Args& args, const std::string& text, const char* verb) {
+  const auto key = policy::parse_quota_key(text);
+  if (!key || key->kind != QuotaKind::app_share) {
+    args.bad("target", "expected APP:SHARE (an app and a share it is granted), got " + describe_json(text));
+  }
+  if (mgr.state.quotas.contains(key->key())) return *key;
+  const auto app = mgr.state.apps.find(key->app);
+  if (app == mgr.state.apps.end()) refuse(std::string(verb) + ": " + describe_json(text) + ": no app named " + key->app);
+  if (!mgr.state.shares.contains(key->name)) {
+    refuse(std::string(verb) + ": " + describe_json(text) + ": no share named " + key->name);
+  }
+  const auto grants = effective_grants(app->second);
+  if (std::none_of(grants.begin(), grants.end(), [&](const policy::Grant& g) {
+        return g.kind == policy::GrantKind::shared && g.name == key->name;
+      })) {
+    refuse(std::string(verb) + ": " + describe_json(text) + ": app " + key->app + " has no grant of share " + key->name);
+  }
+  return *key;
+}
 
 // The target named by argument "target": an app, a share, or "apps/NAME" / "shared/NAME" for a
 // name that is both (or an app or share gone whose quota is still recorded).
 QuotaTarget target_arg(const Manager::Impl& mgr, const Args& args, const char* verb) {
   const std::string text = args.str("target");
+  if (text.find(':') != std::string::npos) return app_share_arg(mgr, args, text, verb);
   if (auto key = policy::parse_quota_key(text)) {
     const bool exists = key->kind == QuotaKind::app
                             ? mgr.state.apps.contains(key->name) || std::any_of(mgr.state.apps.begin(), mgr.state.apps.end(),
@@ -40,11 +67,6 @@ QuotaTarget target_arg(const Manager::Impl& mgr, const Args& args, const char* v
                             : mgr.state.shares.contains(key->name);
     if (!exists && !mgr.state.quotas.contains(text)) refuse(std::string(verb) + ": no " + describe(*key));
     return *key;
-  }
-  if (text.find(':') != std::string::npos) {
-    refuse(std::string(verb) + ": " + describe_json(text) +
-           ": a quota per app within a share (APP:SHARE) is not supported: a project quota counts each file for "
-           "one project, the share's; set one on the share or on the app");
   }
   if (text.empty() || text.find('/') != std::string::npos) {
     args.bad("target", "expected an app, a share, apps/APP or shared/SHARE, got " + describe_json(text));
@@ -121,8 +143,9 @@ Outcome quota_set(Manager::Impl& mgr, const Request& req) {
   const auto inodes = req.args.contains("inodes") ? static_cast<uint64_t>(args.integer("inodes", 0, INT64_MAX)) : 0;
   const QuotaOps ops = mgr.quota_ops();
   const StorageRoot root = mgr.open_root();
-  // No project quotas here: portalfsd accounts the limit itself.
-  const bool by_daemon = !ops.probe(root.fd()).empty();
+  // No project quotas here: portalfsd accounts the limit itself. It always does an app's in a
+  // share: a project quota counts each file for one project, the share's.
+  const bool by_daemon = target.kind == QuotaKind::app_share || !ops.probe(root.fd()).empty();
 
   State next = mgr.state;
   const std::string key = target.key();
@@ -210,7 +233,9 @@ QuotaUsage used_by(const QuotaOps& ops, const StorageRoot& root, const std::stri
 nlohmann::json usage_json(const std::string& key, const QuotaRecord& q, const QuotaUsage& u) {
   const auto target = policy::parse_quota_key(key);
   return {{"target", key},
-          {"kind", target && target->kind == QuotaKind::share ? "share" : "app"},
+          {"kind", !target || target->kind == QuotaKind::app ? "app"
+                   : target->kind == QuotaKind::share     ? "share"
+                                                          : "app_share"},
           {"name", target ? target->name : key},
           {"project_id", q.project_id},
           {"bytes_used", u.bytes},
@@ -250,7 +275,8 @@ Outcome usage(const Manager::Impl& mgr, const Request& req) {
   if (req.args.contains("target")) {
     const QuotaTarget target = target_arg(mgr, args, "usage");
     if (!mgr.state.quotas.contains(target.key())) {
-      refuse("usage: " + describe(target) + " has no quota; set one with: portalctl quota set " + target.name + " SIZE");
+      refuse("usage: " + describe(target) + " has no quota; set one with: portalctl quota set " +
+             (target.kind == QuotaKind::app_share ? target.key() : target.name) + " SIZE");
     }
     keys.push_back(target.key());
   } else {
@@ -369,8 +395,8 @@ void Manager::Impl::check_quota_levels() {
         if (audit) {
           const auto target = policy::parse_quota_key(key);
           common::AuditRecord r;
-          r.app = target && target->kind == QuotaKind::app ? target->name : "";
-          r.view = target && target->kind == QuotaKind::share ? "shared/" + target->name : "";
+          r.app = !target ? "" : target->kind == QuotaKind::app ? target->name : target->app;
+          r.view = target && target->kind != QuotaKind::app ? "shared/" + target->name : "";
           r.op = "quota";
           r.result = std::to_string(level) + "%";
           r.detail = detail;

@@ -133,6 +133,15 @@ policy::ViewSpec make_view(const State& state, const std::string& storage_root, 
       break;
   }
   if (auto quota = daemon_quota(state, app, record, grant)) view.quotas.push_back(*quota);
+  // Every app's limit within this share, not only this app's: a file counts for the app that
+  // created it, whichever app's view changes it (fuse/quota_account.hpp).
+  if (grant.kind == policy::GrantKind::shared) {
+    for (const auto& [key, q] : state.quotas) {
+      const auto target = policy::parse_quota_key(key);
+      if (!target || target->kind != policy::QuotaKind::app_share || target->name != grant.name) continue;
+      if (q.bytes || q.inodes) view.quotas.push_back(policy::QuotaSpec{key, {q.bytes, q.inodes}});
+    }
+  }
   return view;
 }
 

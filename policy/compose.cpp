@@ -365,6 +365,76 @@ std::string service_app_id(std::string_view app, std::string_view service, std::
   return id;
 }
 
+namespace {
+
+// One line naming the volume (file:line:column, service, its number and text) and the problem.
+ManifestError volume_error(std::string_view source, const ComposeService& s, const ComposeVolume& v,
+                           const std::string& problem) {
+  return ManifestError(std::string(source) + ":" + std::to_string(v.line) + ":" + std::to_string(v.column) +
+                       ": service " + s.name + ", volume " + std::to_string(v.index + 1) + " (\"" + v.text +
+                       "\"): " + problem);
+}
+
+// The grant a mediated volume asks for: which view (data, shared or host directory), with the
+// template's access unless the operator's rules for the share say otherwise.
+PlannedVolume plan_volume(const ComposeService& s, const ComposeVolume& v, const ComposePlanOptions& options,
+                          std::string_view source) {
+  PlannedVolume pv;
+  pv.volume = &v;
+  pv.grant.container_path = v.target;
+  pv.grant.access = v.access;
+  switch (v.var) {
+    case FsVar::app_data:
+      if (v.sub.empty()) {
+        // The app's whole directory, its data dirs and anything else in it.
+        pv.grant.kind = GrantKind::host;
+        pv.grant.name = options.storage_root + "/" + options.apps_dir + "/" + options.app;
+        break;
+      }
+      pv.grant.kind = GrantKind::data;
+      pv.grant.name = v.sub;
+      pv.grant.owner = s.user;
+      break;
+    case FsVar::shared: {
+      const auto slash = v.sub.find('/');
+      if (slash != std::string::npos) pv.deeper = v.sub.substr(slash + 1);
+      if (v.sub.empty() || !pv.deeper.empty()) {
+        // Every share, or a folder inside one: a view of that host directory.
+        pv.grant.kind = GrantKind::host;
+        pv.grant.name = options.storage_root + "/shared" + (v.sub.empty() ? "" : "/" + v.sub);
+        break;
+      }
+      pv.grant.kind = GrantKind::shared;
+      pv.grant.name = v.sub;
+      pv.grant.owner = s.user;
+      break;
+    }
+    case FsVar::installation_dir:
+      pv.grant.kind = GrantKind::host;
+      pv.grant.name = options.installation_dir + (v.sub.empty() ? "" : "/" + v.sub);
+      pv.grant.access = Access::read;
+      break;
+    case FsVar::all_app_data:
+      if (!options.allow_all_app_data) {
+        throw volume_error(source, s, v,
+                           "{{ fs.all_app_data }} gives every app's data; allow it with --allow-all-app-data");
+      }
+      pv.grant.kind = GrantKind::host;
+      pv.grant.name = options.storage_root + "/" + options.apps_dir + (v.sub.empty() ? "" : "/" + v.sub);
+      break;
+  }
+  if (v.var == FsVar::shared) {
+    // The operator's word wins over the template's, for the share and for folders in it.
+    const std::string share = v.sub.substr(0, v.sub.find('/'));
+    auto named = share.empty() ? options.share_access.end() : options.share_access.find(share);
+    if (named == options.share_access.end()) named = options.share_access.find("*");
+    if (named != options.share_access.end()) pv.grant.access = named->second;
+  }
+  return pv;
+}
+
+}  // namespace
+
 std::vector<ServicePlan> plan_compose(const ComposeApp& app, const ComposePlanOptions& options,
                                       std::string_view source) {
   if (auto expected = check_app_name(options.app)) {
@@ -377,68 +447,15 @@ std::vector<ServicePlan> plan_compose(const ComposeApp& app, const ComposePlanOp
     plan.app_id = service_app_id(options.app, s.name, source);
     std::map<std::string, std::string> views;  // kind/name -> the volume that has it
     for (const auto& v : s.volumes) {
-      auto fail = [&](const std::string& problem) {
-        throw ManifestError(std::string(source) + ":" + std::to_string(v.line) + ":" + std::to_string(v.column) +
-                            ": service " + s.name + ", volume " + std::to_string(v.index + 1) + " (\"" + v.text +
-                            "\"): " + problem);
-      };
       if (!v.mediated) {
         plan.not_mediated.push_back(&v);
         continue;
       }
-      PlannedVolume pv;
-      pv.volume = &v;
-      pv.grant.container_path = v.target;
-      pv.grant.access = v.access;
-      switch (v.var) {
-        case FsVar::app_data:
-          if (v.sub.empty()) {
-            // The app's whole directory, its data dirs and anything else in it.
-            pv.grant.kind = GrantKind::host;
-            pv.grant.name = options.storage_root + "/" + options.apps_dir + "/" + options.app;
-            break;
-          }
-          pv.grant.kind = GrantKind::data;
-          pv.grant.name = v.sub;
-          pv.grant.owner = s.user;
-          break;
-        case FsVar::shared: {
-          const auto slash = v.sub.find('/');
-          if (slash != std::string::npos) pv.deeper = v.sub.substr(slash + 1);
-          if (v.sub.empty() || !pv.deeper.empty()) {
-            // Every share, or a folder inside one: a view of that host directory.
-            pv.grant.kind = GrantKind::host;
-            pv.grant.name = options.storage_root + "/shared" + (v.sub.empty() ? "" : "/" + v.sub);
-            break;
-          }
-          pv.grant.kind = GrantKind::shared;
-          pv.grant.name = v.sub;
-          pv.grant.owner = s.user;
-          break;
-        }
-        case FsVar::installation_dir:
-          pv.grant.kind = GrantKind::host;
-          pv.grant.name = options.installation_dir + (v.sub.empty() ? "" : "/" + v.sub);
-          pv.grant.access = Access::read;
-          break;
-        case FsVar::all_app_data:
-          if (!options.allow_all_app_data) {
-            fail("{{ fs.all_app_data }} gives every app's data; allow it with --allow-all-app-data");
-          }
-          pv.grant.kind = GrantKind::host;
-          pv.grant.name = options.storage_root + "/" + options.apps_dir + (v.sub.empty() ? "" : "/" + v.sub);
-          break;
-      }
-      if (v.var == FsVar::shared) {
-        // The operator's word wins over the template's, for the share and for folders in it.
-        const std::string share = v.sub.substr(0, v.sub.find('/'));
-        auto named = share.empty() ? options.share_access.end() : options.share_access.find(share);
-        if (named == options.share_access.end()) named = options.share_access.find("*");
-        if (named != options.share_access.end()) pv.grant.access = named->second;
-      }
+      PlannedVolume pv = plan_volume(s, v, options, source);
       const std::string key = std::string(to_string(pv.grant.kind)) + "/" + pv.grant.name;
       if (auto [it, fresh] = views.emplace(key, v.text); !fresh) {
-        fail("the same " + std::string(to_string(pv.grant.kind)) + " view as \"" + it->second + "\"");
+        throw volume_error(source, s, v,
+                           "the same " + std::string(to_string(pv.grant.kind)) + " view as \"" + it->second + "\"");
       }
       plan.volumes.push_back(std::move(pv));
     }

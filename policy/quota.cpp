@@ -45,9 +45,20 @@ std::string format_size(uint64_t bytes) {
   return std::to_string(bytes >> shift) + kUnits[shift / 10 - 1];
 }
 
-std::string QuotaTarget::key() const { return (kind == QuotaKind::app ? "apps/" : "shared/") + name; }
+std::string QuotaTarget::key() const {
+  if (kind == QuotaKind::app_share) return app + ":" + name;
+  return (kind == QuotaKind::app ? "apps/" : "shared/") + name;
+}
 
 std::optional<QuotaTarget> parse_quota_key(std::string_view key) {
+  if (const auto colon = key.find(':'); colon != std::string_view::npos) {
+    const std::string_view app = key.substr(0, colon), share = key.substr(colon + 1);
+    if (app.empty() || share.empty() || key.find_first_of(":/", colon + 1) != std::string_view::npos ||
+        app.find('/') != std::string_view::npos) {
+      return std::nullopt;
+    }
+    return QuotaTarget{QuotaKind::app_share, std::string(share), std::string(app)};
+  }
   for (const auto& [prefix, kind] : {std::pair{std::string_view("apps/"), QuotaKind::app},
                                      std::pair{std::string_view("shared/"), QuotaKind::share}}) {
     if (!key.starts_with(prefix)) continue;

@@ -22,19 +22,22 @@ std::optional<uint64_t> parse_size(std::string_view text, std::string* expected 
 /// The shortest exact form: 10737418240 -> "10G", 1500 -> "1500".
 std::string format_size(uint64_t bytes);
 
-/// What a quota limits: an app's data directories or a share.
-enum class QuotaKind { app, share };
+/// What a quota limits: an app's data directories, a share, or what one app created in a
+/// share (app_share: counted by the daemon only, by the files' provenance, policy/provenance.hpp;
+/// a project quota counts each file for one project, the share's).
+enum class QuotaKind { app, share, app_share };
 
 struct QuotaTarget {
   QuotaKind kind = QuotaKind::app;
   std::string name;  // the app id or the share name
+  std::string app = {};  // app_share: the app id (`name` is the share)
   /// The key in the state and in `usage`: "apps/notes", "shared/docs" (the folder below the
-  /// storage root that holds it, in the portalfs layout).
+  /// storage root that holds it, in the portalfs layout), "notes:docs" (app_share, as typed).
   [[nodiscard]] std::string key() const;
   friend auto operator<=>(const QuotaTarget&, const QuotaTarget&) = default;
 };
 
-/// Parses a state key ("apps/notes", "shared/docs"); nullopt for anything else.
+/// Parses a state key ("apps/notes", "shared/docs", "notes:docs"); nullopt for anything else.
 std::optional<QuotaTarget> parse_quota_key(std::string_view key);
 
 /// The project ids portalfs gives out: from kFirstProjectId up, the lowest one no recorded

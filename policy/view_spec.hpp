@@ -46,7 +46,8 @@ struct ViewSpec {
   /// "" = deletes delete.
   std::string trash = {};
   /// The limits the daemon accounts this view's changes against (empty: none; then the view's
-  /// files may pass through to the kernel). At most one today: the app's, or the share's.
+  /// files may pass through to the kernel): the app's or the share's, and in a shared view
+  /// every APP:SHARE limit of the share (fuse/quota_account.hpp says which applies to a file).
   std::vector<QuotaSpec> quotas = {};
   friend bool operator==(const ViewSpec&, const ViewSpec&) = default;
 };

@@ -729,15 +729,16 @@ void build_quota_set(const VerbInput& in, CtlCommand& cmd) {
 std::vector<Verb> quota_verbs() {
   // clang-format off
   return {
-      {"quota set", "quota.set", "APP|SHARE SIZE [--inodes N]",
-       "limit an app's data directories (together) or a share to SIZE (10G, 500M, 1048576), enforced by the "
-       "storage root's project quotas",
-       {"APP|SHARE", "SIZE"}, define_quota_set, build_quota_set},
-      {"quota clear", "quota.clear", "APP|SHARE", "take an app's or a share's limit away",
-       {"APP|SHARE"}, no_options,
+      {"quota set", "quota.set", "APP|SHARE|APP:SHARE SIZE [--inodes N]",
+       "limit an app's data directories (together), a share, or what an app creates in a share (APP:SHARE) to "
+       "SIZE (10G, 500M, 1048576), enforced by the storage root's project quotas (APP:SHARE: by portalfsd)",
+       {"APP|SHARE|APP:SHARE", "SIZE"}, define_quota_set, build_quota_set},
+      {"quota clear", "quota.clear", "APP|SHARE|APP:SHARE", "take an app's or a share's limit away",
+       {"APP|SHARE|APP:SHARE"}, no_options,
        [](const VerbInput& in, CtlCommand& cmd) { cmd.args["target"] = in.positional.at(0); }},
-      {"usage", "usage", "[APP|SHARE]", "what each app or share with a quota uses: bytes and inodes, limit, percent",
-       {"[APP|SHARE]"}, no_options,
+      {"usage", "usage", "[APP|SHARE|APP:SHARE]",
+       "what each app or share with a quota uses: bytes and inodes, limit, percent",
+       {"[APP|SHARE|APP:SHARE]"}, no_options,
        [](const VerbInput& in, CtlCommand& cmd) {
          if (!in.positional.empty()) cmd.args["target"] = in.positional.at(0);
        }},

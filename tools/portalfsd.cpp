@@ -212,14 +212,9 @@ void install_example(portalfs::mountmgr::Manager& manager) {
             << resp.value("output", std::string()) << std::flush;
 }
 
-int run(const portalfs::tools::DaemonOptions& o) {
-  log::set_log_level(o.log_level);
-  std::optional<gid_t> admin_gid;
-  if (!o.admin_group.empty()) admin_gid = portalfs::tools::resolve_group("portalfsd", o.admin_group);
-  check_environment(o, admin_gid);
-
-  FdBudget fds = fd_budget();
-  if (o.open_files_per_app != 0) fds.per_app = o.open_files_per_app;
+// The filesystem's options: the command line's, and the fd budget this process has.
+portalfs::fuse::Options filesystem_options(const portalfs::tools::DaemonOptions& o, const FdBudget& fds,
+                                           std::optional<gid_t> admin_gid) {
   portalfs::fuse::Options fs_options;
   fs_options.fd_cache = fds.cache;
   fs_options.open_files_per_app = fds.per_app;
@@ -236,23 +231,28 @@ int run(const portalfs::tools::DaemonOptions& o) {
   for (const auto& line : portalfs::fuse::fit_to_backing(fs_options, portalfs::fuse::probe_backing_fs(o.storage_root))) {
     log::log(log::LogLevel::warn, line);
   }
-  portalfs::fuse::Filesystem fs(fs_options);
-  std::unique_ptr<portalfs::mountmgr::Manager> manager;
+  return fs_options;
+}
+
+// The manager of the state, wired to `fs`: the views it decides are the ones `fs` serves, and
+// the usage `fs` accounts is what it reports. A state it can't read is a usage error.
+std::unique_ptr<portalfs::mountmgr::Manager> make_manager(const portalfs::tools::DaemonOptions& o,
+                                                          portalfs::fuse::Filesystem& fs) {
+  portalfs::mountmgr::ManagerConfig cfg;
+  cfg.storage_root = o.storage_root;
+  cfg.state_dir = o.state_dir;
+  cfg.mountpoint = o.mountpoint;
+  cfg.recover_from_backup = o.recover_from_backup;
+  cfg.shared_state = o.shared_state;
+  cfg.apps_dir = o.layout == "freeshard" ? "app_data" : "apps";
+  cfg.trash_purge_interval = std::chrono::seconds(o.trash_purge_interval);
+  cfg.quota_ops.accounted = [&fs](const std::string& key) -> std::optional<portalfs::mountmgr::QuotaUsage> {
+    auto u = fs.quota_usage(key);
+    if (!u) return std::nullopt;
+    return portalfs::mountmgr::QuotaUsage{u->bytes, u->inodes, 0, 0};
+  };
   try {
-    portalfs::mountmgr::ManagerConfig cfg;
-    cfg.storage_root = o.storage_root;
-    cfg.state_dir = o.state_dir;
-    cfg.mountpoint = o.mountpoint;
-    cfg.recover_from_backup = o.recover_from_backup;
-    cfg.shared_state = o.shared_state;
-    cfg.apps_dir = o.layout == "freeshard" ? "app_data" : "apps";
-    cfg.trash_purge_interval = std::chrono::seconds(o.trash_purge_interval);
-    cfg.quota_ops.accounted = [&fs](const std::string& key) -> std::optional<portalfs::mountmgr::QuotaUsage> {
-      auto u = fs.quota_usage(key);
-      if (!u) return std::nullopt;
-      return portalfs::mountmgr::QuotaUsage{u->bytes, u->inodes, 0, 0};
-    };
-    manager = std::make_unique<portalfs::mountmgr::Manager>(
+    return std::make_unique<portalfs::mountmgr::Manager>(
         cfg,
         [&fs](const portalfs::policy::ViewSpecs& views, const portalfs::policy::ViewSpecs& killed) {
           for (const auto& e : fs.set_views(views, killed)) log::log(log::LogLevel::error, e);
@@ -261,13 +261,10 @@ int run(const portalfs::tools::DaemonOptions& o) {
   } catch (const portalfs::mountmgr::StateError& e) {
     throw StartError{ExitCode::usage, e.what()};
   }
-  for (const auto& e : fs.set_views(manager->views())) log::log(log::LogLevel::error, e);
+}
 
-  portalfs::tools::ServiceNotifier service;
-  service.status("mounting " + o.mountpoint);
-  auto session = std::make_unique<portalfs::fuse::Session>(
-      fs, portalfs::fuse::SessionOptions{o.mountpoint, o.threads, o.log_level == log::LogLevel::debug});
-  session->install_signal_handlers();
+// What the operator should know once, before the daemon serves.
+void log_start(const portalfs::tools::DaemonOptions& o, const FdBudget& fds, portalfs::fuse::Filesystem& fs) {
   log_fd_budget(fds);
   for (const auto& [app, n] : o.open_files_of) {
     log::log(log::LogLevel::info, "app " + app + " may hold " + std::to_string(n) + " files open");
@@ -277,6 +274,26 @@ int run(const portalfs::tools::DaemonOptions& o) {
     log::log(log::LogLevel::info, "app " + app + " may have " + std::to_string(n) + " inodes cached");
   }
   for (const auto& line : fs.privileges().missing()) log::log(log::LogLevel::warn, "rootless: " + line);
+}
+
+int run(const portalfs::tools::DaemonOptions& o) {
+  log::set_log_level(o.log_level);
+  std::optional<gid_t> admin_gid;
+  if (!o.admin_group.empty()) admin_gid = portalfs::tools::resolve_group("portalfsd", o.admin_group);
+  check_environment(o, admin_gid);
+
+  FdBudget fds = fd_budget();
+  if (o.open_files_per_app != 0) fds.per_app = o.open_files_per_app;
+  portalfs::fuse::Filesystem fs(filesystem_options(o, fds, admin_gid));
+  std::unique_ptr<portalfs::mountmgr::Manager> manager = make_manager(o, fs);
+  for (const auto& e : fs.set_views(manager->views())) log::log(log::LogLevel::error, e);
+
+  portalfs::tools::ServiceNotifier service;
+  service.status("mounting " + o.mountpoint);
+  auto session = std::make_unique<portalfs::fuse::Session>(
+      fs, portalfs::fuse::SessionOptions{o.mountpoint, o.threads, o.log_level == log::LogLevel::debug});
+  session->install_signal_handlers();
+  log_start(o, fds, fs);
   if (!o.foreground && ::daemon(0, 0) != 0) {
     throw StartError{ExitCode::runtime, std::string("cannot go to the background: ") + std::strerror(errno)};
   }

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 // The daemon's quota counters (fuse/quota_account.hpp) without a mount: the first walk's
 // count (sizes once per inode, every entry one inode), ops waiting for it, its progress, and
-// limits taken and checked under one lock by many threads.
+// limits taken and checked under one lock by many threads; an APP:SHARE count by provenance,
+// an op against two limits, and recounts after host changes.
 #include "fuse/quota_account.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -17,6 +19,7 @@
 
 #include <gtest/gtest.h>
 
+#include "policy/provenance.hpp"
 #include "tests/testutil/temp_dir.hpp"
 
 namespace portalfs::fuse {
@@ -98,6 +101,106 @@ TEST(QuotaAccounts, ManyWritersNeverPassTheLimitTogether) {
   EXPECT_EQ(taken.load(), 1'000'000u);
   EXPECT_EQ(counter->usage().bytes, 1'000'000u);
   EXPECT_EQ(counter->room().first, 0u);
+}
+
+void made_by(const std::string& path, const std::string& app) {
+  ASSERT_EQ(::lsetxattr(path.c_str(), policy::kCreatedByXattr, app.data(), app.size(), 0), 0) << path;
+}
+
+// An APP:SHARE counter counts the entries its app created (their trusted.portalfs.created_by),
+// below directories of anyone's.
+TEST(QuotaCountTree, AnAppInAShareCountsWhatItCreated) {
+  testutil::TempDir tmp;
+  const std::string root = tmp / "root";
+  fs::create_directories(root + "/theirs/mine");
+  testutil::write_file(root + "/a", std::string(100, 'a'));
+  testutil::write_file(root + "/b", std::string(10, 'b'));
+  testutil::write_file(root + "/theirs/mine/c", std::string(7, 'c'));
+  testutil::write_file(root + "/host", std::string(1000, 'h'));  // no provenance: no app's
+  made_by(root + "/a", "notes");
+  made_by(root + "/b", "photos");
+  made_by(root + "/theirs", "photos");
+  made_by(root + "/theirs/mine", "notes");
+  made_by(root + "/theirs/mine/c", "notes");
+  QuotaCounter notes("notes:docs");
+  EXPECT_EQ(notes.creator(), "notes");
+  std::set<std::pair<dev_t, ino_t>> linked;
+  std::stop_source stop;
+  count_tree(open_dir(root).get(), notes, linked, stop.get_token());
+  EXPECT_EQ(notes.usage().bytes, 107u);
+  EXPECT_EQ(notes.usage().inodes, 3u);  // a, theirs/mine, theirs/mine/c
+  EXPECT_EQ(QuotaCounter("shared/docs").creator(), "");
+}
+
+// A write against two limits is cut at the tighter and settles both with what was written; a
+// resize one of them refuses takes nothing from either.
+TEST(QuotaAccounts, AnOpAgainstTwoLimitsIsCutAtTheTighterAndSettlesBoth) {
+  testutil::TempDir tmp;
+  fs::create_directories(tmp / "root");
+  QuotaAccounts accounts;
+  auto dir = open_dir(tmp / "root");
+  accounts.update({{"shared/s", {policy::QuotaLimits{1000, 0}, {dir.get()}}},
+                   {"notes:s", {policy::QuotaLimits{300, 0}, {dir.get()}}}});
+  accounts.start();
+  QuotaCounters both = {accounts.find("shared/s"), accounts.find("notes:s")};
+  common::UniqueFd file(::open((tmp / "root/f").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644));
+  ASSERT_TRUE(file);
+  {
+    SizeChange op(accounts, both, file.get());
+    EXPECT_EQ(op.write(0, 500), 300u);
+    ASSERT_EQ(::pwrite(file.get(), std::string(300, 'x').data(), 300, 0), 300);
+  }
+  EXPECT_EQ(both[0]->usage().bytes, 300u);
+  EXPECT_EQ(both[1]->usage().bytes, 300u);
+  {
+    SizeChange op(accounts, both, file.get());
+    EXPECT_EQ(op.resize(301), EDQUOT);
+  }
+  EXPECT_EQ(both[0]->usage().bytes, 300u);
+  EXPECT_EQ(both[1]->usage().bytes, 300u);
+  EXPECT_EQ(charge_all(both, 0, 2), 0);
+  EXPECT_EQ(charge_all(both, 1, 0), EDQUOT);  // the share's admits, notes' refuses: none taken
+  EXPECT_EQ(both[0]->usage().bytes, 300u);
+  Removal gone(accounts, both, dir.get(), "f");
+  ASSERT_EQ(::unlinkat(dir.get(), "f", 0), 0);
+  gone.done();
+  EXPECT_EQ(both[0]->usage().bytes, 0u);
+  EXPECT_EQ(both[1]->usage().bytes, 0u);
+}
+
+// A change on the host counts the limits whose trees hold it again, in the background; a
+// change elsewhere does not; an overflow (-1) counts them all again.
+TEST(QuotaAccounts, HostChangesRecountTheLimitsTheyAreIn) {
+  testutil::TempDir tmp;
+  fs::create_directories(tmp / "a/sub");
+  fs::create_directories(tmp / "b");
+  QuotaAccounts accounts;
+  auto a = open_dir(tmp / "a"), b = open_dir(tmp / "b");
+  accounts.update({{"apps/a", {policy::QuotaLimits{1000, 0}, {a.get()}}},
+                   {"apps/b", {policy::QuotaLimits{1000, 0}, {b.get()}}}});
+  accounts.start();
+  auto ca = accounts.find("apps/a"), cb = accounts.find("apps/b");
+  ca->wait();
+  cb->wait();
+  EXPECT_EQ(ca->usage().inodes, 1u);
+  testutil::write_file(tmp / "a/sub/f", std::string(40, 'f'));
+  testutil::write_file(tmp / "b/g", std::string(5, 'g'));
+  auto sub = open_dir(tmp / "a/sub");
+  accounts.host_changed(sub.get());
+  auto until = [](const std::function<bool()>& pred) {
+    for (auto end = std::chrono::steady_clock::now() + 5s; std::chrono::steady_clock::now() < end;) {
+      if (pred()) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return pred();
+  };
+  EXPECT_TRUE(until([&] { return ca->usage().bytes == 40 && ca->usage().inodes == 2; })) << ca->usage().bytes;
+  EXPECT_EQ(accounts.recounts(), 1u);
+  EXPECT_EQ(cb->usage().bytes, 0u);  // not below b: not counted again
+  accounts.host_changed(-1);
+  EXPECT_TRUE(until([&] { return cb->usage().bytes == 5; }));
+  EXPECT_TRUE(until([&] { return accounts.recounts() == 3; }));
+  EXPECT_EQ(ca->usage().bytes, 40u);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -188,6 +189,42 @@ TEST(AuditChanges, InstallGrantRevokeRemoveAndShares) {
   seen.clear();
   for (const auto& r : records) seen.push_back(r.app + " " + r.view + " " + r.op);
   EXPECT_THAT(seen, ::testing::ElementsAre("alpha  app.remove", "alpha shared/music revoke", " shared/music share.remove"));
+}
+
+// Many apps, views in app order (as build_views gives them) or not: only the apps whose views
+// changed give records, whichever way the lists are compared.
+TEST(AuditChanges, OnlyTheAppsWhoseViewsChangedGiveGrantRecords) {
+  auto view = [](const std::string& app, const std::string& dir, policy::Access access) {
+    policy::ViewSpec v;
+    v.app = app;
+    v.kind = policy::GrantKind::shared;
+    v.dir_name = dir;
+    v.access = access;
+    return v;
+  };
+  using policy::Access;
+  const policy::ViewSpecs before = {view("a", "music", Access::read),  view("b", "music", Access::read),
+                                    view("b", "photos", Access::read), view("c", "music", Access::read),
+                                    view("e", "music", Access::read)};
+  const policy::ViewSpecs after = {view("a", "music", Access::read),       view("b", "music", Access::read),
+                                   view("b", "photos", Access::read_write), view("b", "video", Access::read),
+                                   view("d", "music", Access::read),       view("e", "music", Access::read)};
+  const mountmgr::State state;
+  auto seen = [&](const policy::ViewSpecs& from, const policy::ViewSpecs& to) {
+    std::vector<std::string> out;
+    for (const auto& r : mountmgr::state_changes(state, state, from, to)) {
+      out.push_back(r.app + " " + r.view + " " + r.op + " " + r.detail);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  const std::vector<std::string> expected = {"b shared/photos grant read -> read-write", "b shared/video grant read",
+                                             "c shared/music revoke read", "d shared/music grant read"};
+  EXPECT_EQ(seen(before, after), expected);
+  policy::ViewSpecs shuffled = after;  // not in app order: compared as a whole, same records
+  std::reverse(shuffled.begin(), shuffled.end());
+  EXPECT_EQ(seen(before, shuffled), expected);
+  EXPECT_TRUE(seen(after, after).empty());
 }
 
 }  // namespace

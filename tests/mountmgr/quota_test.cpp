@@ -177,7 +177,6 @@ TEST_F(QuotaTest, WithoutProjectQuotasTheDaemonAccounts) {
 
 TEST_F(QuotaTest, RefusalsChangeNothing) {
   refused("quota.set", {{"target", "nope"}, {"bytes", kG}}, "quota set: no app or share named \"nope\"");
-  refused("quota.set", {{"target", "notes:own_media"}, {"bytes", kG}}, "(APP:SHARE) is not supported");
   refused("quota.set", {{"target", "notes"}, {"bytes", 0}}, "bytes");
   refused("quota.set", {{"target", "notes"}, {"bytes", kG}, {"inodes", -1}}, "inodes");
   refused("quota.set", {{"target", "notes"}, {"bytes", kG}, {"what", 1}}, "what");
@@ -188,6 +187,58 @@ TEST_F(QuotaTest, RefusalsChangeNothing) {
   refused("quota.set", {{"target", "notes"}, {"bytes", kG}}, "notes is both an app and a share; name it apps/notes or shared/notes");
   ok("quota.set", {{"target", "shared/notes"}, {"bytes", kG}});
   EXPECT_EQ(saved().count("shared/notes"), 1u);
+}
+
+// APP:SHARE: what the app created in the share, always accounted by portalfsd (a project quota
+// counts a file for the share alone), even with project quotas in force; every view of the
+// share carries it (a file counts for its creator, whichever app changes it).
+TEST_F(QuotaTest, AnAppWithinAShareIsAccountedByTheDaemonInEveryViewOfTheShare) {
+  ASSERT_TRUE(call("app.install", {{"manifest", R"({"name": "photos", "data_dirs": [
+    {"path": "/media", "shared_dir": "own_media", "access": "read-write"}]})"},
+                                   {"source", "app.json"}})
+                  .value("ok", false));
+  ok("quota.set", {{"target", "own_media"}, {"bytes", 4 * kG}});
+  const std::string out = ok("quota.set", {{"target", "notes:own_media"}, {"bytes", kG}, {"inodes", 5}});
+  EXPECT_THAT(out, HasSubstr("quota on app notes in share own_media: 1G, 5 inodes (accounted by portalfsd"));
+  QuotaRecord want{100001, kG, 5};
+  want.by_daemon = true;
+  EXPECT_EQ(saved().at("notes:own_media"), want);
+  EXPECT_EQ(saved().at("shared/own_media").by_daemon, false);
+  std::size_t shared_views = 0;
+  for (const auto& v : mgr->views()) {
+    if (v.kind != policy::GrantKind::shared) {
+      EXPECT_TRUE(v.quotas.empty()) << v.app << " " << v.dir_name;
+      continue;
+    }
+    ++shared_views;
+    EXPECT_EQ(v.quotas, (std::vector<policy::QuotaSpec>{{"notes:own_media", {kG, 5}}})) << v.app;
+  }
+  EXPECT_EQ(shared_views, 2u);  // notes' and photos'
+  // Kept across a restart of the manager.
+  start();
+  EXPECT_EQ(saved().at("notes:own_media"), want);
+  const json r = call("usage", {{"target", "notes:own_media"}}, true);
+  EXPECT_EQ(r.value("code", 0), 1) << r.dump();  // nothing counts it here (no filesystem)
+  EXPECT_EQ(r.value("error", ""), "usage: notes:own_media: portalfsd is still counting it (its first walk; see portalctl status)");
+  ok("quota.clear", {{"target", "notes:own_media"}});
+  EXPECT_EQ(saved().at("notes:own_media").bytes, 0u);
+  for (const auto& v : mgr->views()) EXPECT_TRUE(v.quotas.empty());
+}
+
+TEST_F(QuotaTest, AppWithinAShareRefusalsChangeNothing) {
+  ASSERT_TRUE(call("share.create", {{"name", "other"}}).value("ok", false));
+  refused("quota.set", {{"target", "nope:own_media"}, {"bytes", kG}},
+          "quota set: \"nope:own_media\": no app named nope");
+  refused("quota.set", {{"target", "notes:nope"}, {"bytes", kG}}, "quota set: \"notes:nope\": no share named nope");
+  refused("quota.set", {{"target", "notes:other"}, {"bytes", kG}},
+          "quota set: \"notes:other\": app notes has no grant of share other");
+  for (const char* bad : {":own_media", "notes:", "notes:own_media:x", "notes:shared/own_media"}) {
+    refused("quota.set", {{"target", bad}, {"bytes", kG}}, "expected APP:SHARE");
+  }
+  refused("quota.clear", {{"target", "notes:own_media"}}, "quota clear: app notes in share own_media has no quota");
+  refused("usage", {{"target", "notes:own_media"}},
+          "usage: app notes in share own_media has no quota; set one with: portalctl quota set notes:own_media SIZE");
+  EXPECT_EQ(saved().count("notes:own_media"), 0u);
 }
 
 TEST_F(QuotaTest, UsageShowsUsedLimitAndPercent) {

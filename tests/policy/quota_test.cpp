@@ -43,7 +43,10 @@ TEST(QuotaKey, RoundTrips) {
   EXPECT_EQ((QuotaTarget{QuotaKind::share, "docs"}.key()), "shared/docs");
   EXPECT_EQ(parse_quota_key("apps/notes"), (QuotaTarget{QuotaKind::app, "notes"}));
   EXPECT_EQ(parse_quota_key("shared/docs"), (QuotaTarget{QuotaKind::share, "docs"}));
-  for (const char* bad : {"", "apps/", "notes", "apps/a/b", "share/docs", "app_data/x"}) {
+  EXPECT_EQ((QuotaTarget{QuotaKind::app_share, "docs", "notes"}.key()), "notes:docs");
+  EXPECT_EQ(parse_quota_key("notes:docs"), (QuotaTarget{QuotaKind::app_share, "docs", "notes"}));
+  for (const char* bad : {"", "apps/", "notes", "apps/a/b", "share/docs", "app_data/x", ":docs", "notes:", "a:b:c",
+                          "apps/notes:docs", "notes:shared/docs"}) {
     EXPECT_EQ(parse_quota_key(bad), std::nullopt) << bad;
   }
 }
