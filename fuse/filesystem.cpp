@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 #include <stdexcept>
@@ -25,6 +26,12 @@ namespace {
 // What the options ask for, without what this process may not do (privileges.hpp).
 Options within(Options options, const Privileges& p) {
   if (!p.decode_handles) options.events = false;
+  // Without handles every inode pins an fd: an app's inodes cost what its open files do.
+  if (!(p.decode_handles && options.backing_handles) && options.open_files_per_app != 0) {
+    auto cap = [&](size_t& n) { n = n == 0 ? options.open_files_per_app : std::min(n, options.open_files_per_app); };
+    cap(options.inodes_per_app);
+    for (auto& [app, n] : options.inodes_of) cap(n);
+  }
   if (!p.sys_admin) {
     options.passthrough = false;
     options.provenance = false;
@@ -36,7 +43,7 @@ Options within(Options options, const Privileges& p) {
 Filesystem::Filesystem(Options options)
     : privileges_(Privileges::probe()),
       options_(within(options, privileges_)),
-      table_(options_.fd_cache, privileges_.decode_handles && options_.backing_handles),
+      table_(options_.fd_cache, privileges_.decode_handles && options_.backing_handles, &inode_shares_),
       io_(options_.passthrough, options_.request_timeout) {
   proc_fd_.reset(::open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!proc_fd_) throw std::runtime_error(std::string("cannot open /proc/self/fd: ") + std::strerror(errno));
@@ -151,7 +158,7 @@ struct stat to_stat(const struct statx& sx) {
 }
 }  // namespace
 
-Result<fuse_entry_param> Filesystem::make_entry(const View& view, int path_fd) {
+Result<fuse_entry_param> Filesystem::make_entry(const View& view, int path_fd, InodeCharge* charge) {
   // One statx gives the attributes and the mount id (no second syscall per lookup).
   struct statx sx {};
   if (::statx(path_fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW,
@@ -176,7 +183,7 @@ Result<fuse_entry_param> Filesystem::make_entry(const View& view, int path_fd) {
                      {view.spec.app, view.spec.dir_name, "lookup", EXDEV});
     return Errno{EXDEV};
   }
-  auto inode = table_.find_or_insert(view.id, st, path_fd);
+  auto inode = table_.find_or_insert(view.id, st, path_fd, charge);
   if (!inode) return inode.err();
   fuse_entry_param e{};
   e.ino = reinterpret_cast<fuse_ino_t>(*inode);
@@ -210,6 +217,7 @@ std::vector<std::string> Filesystem::set_views(const policy::ViewSpecs& views,
   auto change = views_.set(views, killed, &errors);
   update_quotas();
   auto new_layout = views_.layout();
+  bind_inode_shares(*new_layout);
   // Cached fds of a store that went away (or of its previous mount) would keep serving it, and
   // pin it: its inodes re-open by handle through the new root once it is back.
   for (ViewId id : change.restored) table_.drop_fds(id);
@@ -217,6 +225,16 @@ std::vector<std::string> Filesystem::set_views(const policy::ViewSpecs& views,
   // After the invalidations: until they are sent, the kernel serves what it cached.
   watch_hosts(*new_layout);
   return errors;
+}
+
+void Filesystem::bind_inode_shares(const Layout& layout) {
+  // Just after the views are published: a lookup in a new view meanwhile goes uncharged (and
+  // gives nothing back when forgotten); a view id never changes app, so rebinding is harmless.
+  for (const auto& [path, dir] : layout.dirs) {
+    for (const auto& [name, id] : dir.views) {
+      if (const View* v = views_.get(id)) inode_shares_.bind(id, v->spec.app);
+    }
+  }
 }
 
 void Filesystem::invalidate_changed(fuse_session* se, const ViewRegistry::Change& change,
@@ -274,6 +292,17 @@ Filesystem::Stats Filesystem::stats() {
   for (const auto& [path, dir] : layout->dirs) nviews += dir.views.size();
   return Stats{s.inodes, s.cached_fds, s.capacity, nviews, passthrough_.open_backings(),
                queued_.load(std::memory_order_relaxed)};
+}
+
+std::map<std::string, Filesystem::AppShare> Filesystem::app_shares() {
+  std::map<std::string, AppShare> out;
+  for (const auto& [app, n] : open_shares_.counts()) out[app].open_files = n;
+  for (const auto& [app, n] : inode_shares_.counts()) out[app].inodes = n;
+  for (auto& [app, share] : out) {
+    share.open_files_limit = open_shares_.limit_of(app);
+    share.inodes_limit = inode_shares_.limit_of(app);
+  }
+  return out;
 }
 
 void Filesystem::init(fuse_conn_info* conn) {

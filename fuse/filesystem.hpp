@@ -45,6 +45,7 @@
 #include "common/result.hpp"
 #include "common/unique_fd.hpp"
 #include "fuse/host_watch.hpp"
+#include "fuse/inode_shares.hpp"
 #include "fuse/inode_table.hpp"
 #include "fuse/notifier.hpp"
 #include "fuse/open_shares.hpp"
@@ -86,6 +87,11 @@ struct Options {
   // gets EMFILE, for that app alone. 0: no limit. portalfsd sizes it from its open-file limit.
   size_t open_files_per_app = 0;
   std::map<std::string, size_t> open_files_of{};  // per app, instead of open_files_per_app
+  // Inodes one app may have in the table at once (inode_shares.hpp); a lookup of one more gets
+  // ENFILE, for that app alone. 0: no limit. Without handles (each inode pins an fd) it is no
+  // larger than open_files_per_app.
+  size_t inodes_per_app = 0;
+  std::map<std::string, size_t> inodes_of{};  // per app, instead of inodes_per_app
   /// Records which app made and changed files of shared views (provenance.cpp). Off is a
   /// bench and diagnostic switch only: the modes that protect then count every file as another's.
   bool provenance = true;
@@ -252,6 +258,8 @@ class Filesystem {
   SessionIo& session_io() { return io_; }
   /// What this daemon may do besides serving its own user (privileges.hpp).
   const Privileges& privileges() const { return privileges_; }
+  /// The options as narrowed to what this process may do.
+  const Options& options() const { return options_; }
   /// The thread whose requests are echoes (events.cpp); 0 when none runs.
   pid_t echo_tid() const { return notifier_.tid(); }
   /// Records denials and changes to `log` (common/audit.hpp; nullptr: no audit). Set before
@@ -272,6 +280,11 @@ class Filesystem {
     size_t events_queued;      // change events waiting for or being raised in other views (events.cpp)
   };
   Stats stats();
+  /// Each app's open files and inodes now, with its shares (0: no limit), for status.
+  struct AppShare {
+    size_t open_files = 0, open_files_limit = 0, inodes = 0, inodes_limit = 0;
+  };
+  std::map<std::string, AppShare> app_shares();
   /// The count of a limit the daemon accounts (quota_account.hpp), by key ("apps/notes"):
   /// nullopt when no view has it, or its first walk is not done.
   std::optional<QuotaCounter::Usage> quota_usage(const std::string& key) const;
@@ -398,7 +411,7 @@ class Filesystem {
   /// Looks `name` up below a backed directory and registers the entry (nlookup + 1).
   common::Result<fuse_entry_param> lookup_backed(const Node& parent, const char* name);
   /// Registers an O_PATH fd of a just-found/created file as an entry (takes the fd).
-  common::Result<fuse_entry_param> make_entry(const View& view, int path_fd);
+  common::Result<fuse_entry_param> make_entry(const View& view, int path_fd, InodeCharge* charge = nullptr);
   fuse_entry_param negative_entry(const View* view) const;
   /// The shared body of mknod, mkdir and symlink, once the policy allowed the op on the parent
   /// `p` (a view): run `make` (a *at call relative to the parent's fd) as the caller's disk
@@ -570,10 +583,13 @@ class Filesystem {
   /// Seconds the kernel may keep a name of `view` (nullptr: above the views) and the
   /// attributes of its `inode`: none for a file with siblings.
   double entry_timeout(const View* view) const;
+  /// Names each view's app to the inode shares (set_views).
+  void bind_inode_shares(const Layout& layout);
   double attr_timeout(const View& view, const Inode* inode) const;
 
   const Privileges privileges_;  // before options_: they narrow it
   const Options options_;
+  InodeShares inode_shares_{options_.inodes_per_app, options_.inodes_of};  // before table_: it charges them
   InodeTable table_;
   ViewRegistry views_;
   common::UniqueFd proc_fd_;  // /proc/self/fd, for re-opening O_PATH fds

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "fuse/inode_table.hpp"
 
+#include "fuse/inode_shares.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -80,7 +82,7 @@ void InodeTable::relookup_locked(Inode* inode, UniqueFd fd, Fds& to_close) {
   }
 }
 
-Result<Inode*> InodeTable::find_or_insert(ViewId view, const struct stat& st, int fd_in) {
+Result<Inode*> InodeTable::find_or_insert(ViewId view, const struct stat& st, int fd_in, InodeCharge* pre) {
   UniqueFd fd(fd_in);
   const BackingKey key{st.st_dev, st.st_ino};
   Fds to_close;  // declared before the locks: closed after they are released
@@ -94,10 +96,14 @@ Result<Inode*> InodeTable::find_or_insert(ViewId view, const struct stat& st, in
     }
   }
 
-  // A new inode: read its handle outside the lock (a syscall), then insert, re-checking for a
-  // racing insert of the same key.
+  // A new inode: charged to its app first (refused past its share; the fd is closed), its
+  // handle read outside the lock (a syscall), then inserted, re-checking for a racing insert
+  // of the same key (the loser gives its charge back).
+  const auto charge = pre ? pre->release() : shares_ ? shares_->take(view) : InodeShares::Take::uncharged;
+  if (charge == InodeShares::Take::refused) return Errno{ENFILE};
   static std::atomic<uint32_t> generations{0};
   auto inode = std::make_unique<Inode>();
+  inode->charged = charge == InodeShares::Take::charged;
   inode->generation = generations.fetch_add(1, std::memory_order_relaxed) + 1;
   inode->view = view;
   inode->dev = st.st_dev;
@@ -110,6 +116,7 @@ Result<Inode*> InodeTable::find_or_insert(ViewId view, const struct stat& st, in
   auto [it, inserted] = by_backing_.try_emplace(key, inode.get());
   if (!inserted) {
     if (Inode* winner = in_ring(it->second, view)) {
+      if (inode->charged) shares_->give(view);
       relookup_locked(winner, std::move(fd), to_close);
       return winner;
     }
@@ -144,6 +151,7 @@ void InodeTable::forget(Inode* inode, uint64_t n) {
       if (it != by_backing_.end() && it->second == inode) it->second = inode->next_sibling;
     }
     inode_count_--;
+    if (inode->charged) shares_->give(inode->view);
     std::lock_guard cache(cache_mutex_);
     if (inode->fd) {
       lru_unlink_locked(inode);

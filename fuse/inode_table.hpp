@@ -72,6 +72,8 @@ struct Inode {
   uint32_t pins = 0;    // FdRefs alive; a pinned fd is never evicted
   uint32_t opens = 0;   // open file handles: the fd stays while the file is open
   bool forgotten = false;  // erased from the table while pinned: the last unpin frees it
+  // Immutable after creation: counted in its app's share (inode_shares.hpp) until it is erased.
+  bool charged = false;
   Inode* lru_prev = nullptr;
   Inode* lru_next = nullptr;
 };
@@ -81,6 +83,8 @@ static_assert(sizeof(common::UniqueFd) == sizeof(int));
 static_assert(sizeof(Inode) <= 112);
 
 class InodeTable;
+class InodeShares;
+class InodeCharge;
 
 /// A pinned O_PATH fd of an inode; unpins on destruction.
 class FdRef {
@@ -102,17 +106,21 @@ class FdRef {
 class InodeTable {
  public:
   /// Without `handles` (a daemon that may not open_by_handle_at: privileges.hpp) every fd is
-  /// pinned for its inode's life, as on a file system that gives no handles.
-  explicit InodeTable(size_t fd_cache_capacity, bool handles = true)
-      : capacity_(fd_cache_capacity), handles_(handles) {}
+  /// pinned for its inode's life, as on a file system that gives no handles. With `shares`
+  /// each new inode is charged to its view's app, and refused past the app's share.
+  explicit InodeTable(size_t fd_cache_capacity, bool handles = true, InodeShares* shares = nullptr)
+      : shares_(shares), capacity_(fd_cache_capacity), handles_(handles) {}
   ~InodeTable();
   InodeTable(const InodeTable&) = delete;
   InodeTable& operator=(const InodeTable&) = delete;
 
   /// The inode for (view, st), with nlookup raised by one. `fd` is an O_PATH fd of the file;
   /// the table takes it (it becomes the cached fd of a new inode, or is closed). For a new
-  /// inode the handle is taken from `fd`. Returns the inode, or an errno.
-  common::Result<Inode*> find_or_insert(ViewId view, const struct stat& st, int fd);
+  /// inode the handle is taken from `fd`. Returns the inode, or an errno: ENFILE when a new
+  /// inode would be more than its app's share (the kernel's inodes of that app are not
+  /// forgotten yet). With `charge` (taken before the file was made) a new inode takes that
+  /// charge instead of one of its own.
+  common::Result<Inode*> find_or_insert(ViewId view, const struct stat& st, int fd, InodeCharge* charge = nullptr);
 
   /// Lowers nlookup by n; at zero the inode is erased by key and freed (its fd closed).
   void forget(Inode* inode, uint64_t n);
@@ -185,6 +193,7 @@ class InodeTable {
   void lru_unlink_locked(Inode* inode);
   void lru_push_front_locked(Inode* inode);
 
+  InodeShares* const shares_;  // null: nothing is charged
   std::mutex table_mutex_;  // Must be acquired *before* cache_mutex_.
   // One entry per backing file: the first inode of its sibling ring.
   std::unordered_map<BackingKey, Inode*, BackingHash> by_backing_;

@@ -65,6 +65,14 @@ class OpenShares {
     return OpenShare(std::move(count));
   }
 
+  /// Each app's open files now (for status).
+  std::map<std::string, size_t> counts() {
+    std::map<std::string, size_t> out;
+    std::lock_guard lock(mutex_);
+    for (const auto& [app, count] : counts_) out[app] = count->load(std::memory_order_relaxed);
+    return out;
+  }
+
   [[nodiscard]] size_t per_app() const { return per_app_; }
   /// The files `app` may hold open (0: no limit).
   [[nodiscard]] size_t limit_of(const std::string& app) const {

@@ -167,10 +167,14 @@ bool Filesystem::add_backed(const Node& n, int dfd, const struct dirent& entry, 
   const bool dots = std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0;
   if (plus && !dots) {  // looked up: lookup_backed decides whether it is shown
     auto e = lookup_backed(n, name);
-    if (!e) return true;  // gone (or refused) since readdir saw it: skip the name
-    if (out.add_plus(name, *e, next)) return true;
-    table_.forget(reinterpret_cast<Inode*>(e->ino), 1);  // not handed out after all
-    return false;
+    if (e) {
+      if (out.add_plus(name, *e, next)) return true;
+      table_.forget(reinterpret_cast<Inode*>(e->ino), 1);  // not handed out after all
+      return false;
+    }
+    // Past the app's inode share (ENFILE) the name is still listed, not looked up (below);
+    // otherwise it is gone (or refused) since readdir saw it: skip the name.
+    if (e.error() != ENFILE) return true;
   }
   if (!dots && !shown(*n.view, dfd, name)) return true;
   struct stat st {};

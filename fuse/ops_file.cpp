@@ -188,6 +188,8 @@ Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* na
   if (!share) return Errno{EMFILE};
   auto pfd = fd_of(*p);
   if (!pfd) return pfd.err();
+  InodeCharge charge(inode_shares_, view.id);  // past the app's share nothing is made
+  if (charge.refused()) return Errno{ENFILE};
   // A limited view's inode is taken before the file is made, and given back if none was.
   if (int err = take_inode(view)) return Errno{err};
   int data;
@@ -232,7 +234,7 @@ Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* na
   // the name changed in between.
   int path_fd = ::openat(proc_fd_.get(), fd_name(data).c_str(), O_PATH | O_CLOEXEC);
   if (path_fd < 0) return Errno{errno};
-  auto e = make_entry(view, path_fd);
+  auto e = make_entry(view, path_fd, &charge);
   if (!e) return e.err();
   fh->inode = reinterpret_cast<Inode*>(e->ino);
   fh->killed = view.killed;

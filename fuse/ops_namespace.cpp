@@ -27,6 +27,8 @@ Result<fuse_entry_param> Filesystem::make_node(
   }
   auto pfd = fd_of(p);
   if (!pfd) return pfd.err();
+  InodeCharge charge(inode_shares_, view.id);  // past the app's share nothing is made
+  if (charge.refused()) return Errno{ENFILE};
   if (int err = take_inode(view)) return Errno{err};  // a limited view's (quota_account.hpp)
   {
     FsCredsGuard as_caller(owner->uid, owner->gid);
@@ -39,7 +41,7 @@ Result<fuse_entry_param> Filesystem::make_node(
   int fd = ::openat(pfd->get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return Errno{errno};
   record_made(view, fd);
-  auto e = make_entry(view, fd);
+  auto e = make_entry(view, fd, &charge);
   if (e) {
     if (!note_created(p, name, e->attr.st_mode, e->ino)) {
       call.entry_changed(siblings_of(p.inode), name);

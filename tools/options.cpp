@@ -117,6 +117,13 @@ po::options_description daemon_description() {
     ("open-files-of", po::value<std::vector<std::string>>()->value_name("APP=N"),
      "files app APP may hold open at once, instead of --open-files-per-app (repeat it, or "
      "APP=N,APP=N, for more apps)")
+    ("inodes-per-app", po::value<std::string>()->value_name("N"),
+     "inodes one app may have cached in the daemon at once (from its lookups, until the "
+     "kernel forgets them); one more lookup gets ENFILE, for that app alone (default 262144; "
+     "a rootless daemon: no more than --open-files-per-app)")
+    ("inodes-of", po::value<std::vector<std::string>>()->value_name("APP=N"),
+     "inodes app APP may have cached at once, instead of --inodes-per-app (repeat it, or "
+     "APP=N,APP=N, for more apps)")
     ("log-level", po::value<std::string>()->value_name("L"),
      "debug, info, warn or error (default info)")
     ("admin-group", po::value<std::string>()->value_name("G"),
@@ -156,6 +163,7 @@ std::string daemon_usage() {
   return "Usage: portalfsd [--storage-root DIR] [--mountpoint DIR] [--state-dir DIR]\n"
          "                 [--socket PATH] [--foreground] [--threads N] [--log-level L]\n"
          "                 [--open-files-per-app N] [--open-files-of APP=N ...] [--request-timeout SECONDS]\n"
+         "                 [--inodes-per-app N] [--inodes-of APP=N ...]\n"
          "                 [--admin-group G] [--recover-from-backup] [--no-passthrough]\n"
          "                 [--layout portalfs|freeshard] [--example] [--trash-purge-interval SECONDS]\n"
          "                 [--audit on|off] [--provenance on|off] [--events on|off] [--shared-state on|off]\n"
@@ -186,6 +194,33 @@ bool on_off(const DaemonInput& in, const char* name, bool fallback) {
   const auto& text = in.vm[name].as<std::string>();
   if (text != "on" && text != "off") in.bad(name, "expected on or off, got " + json_quoted(text));
   return text == "on";
+}
+
+/// A per-app option of portalfsd (--open-files-of APP=N): repeated on the command line, or a
+/// comma-separated list (one line in the config file). `what` names what N counts.
+std::map<std::string, size_t> per_app_numbers(const DaemonInput& in, const char* name, const char* what) {
+  std::vector<std::string> items;
+  for (const auto& value : in.vm[name].as<std::vector<std::string>>()) {
+    if (value.empty()) items.emplace_back();
+    std::istringstream list(value);
+    for (std::string item; std::getline(list, item, ',');) {
+      const auto first = item.find_first_not_of(' ');
+      const auto last = item.find_last_not_of(' ');
+      items.push_back(first == std::string::npos ? "" : item.substr(first, last - first + 1));
+    }
+  }
+  std::map<std::string, size_t> out;
+  for (const auto& text : items) {
+    const auto eq = text.find('=');
+    const std::string app = text.substr(0, eq);
+    auto n = eq == std::string::npos ? std::nullopt : parse_number(text.substr(eq + 1), 1, 1u << 30);
+    if (!n || policy::check_app_name(app)) {
+      in.bad(name, std::string("expected APP=N (an app id and a positive number of ") + what + "), got " +
+                       json_quoted(text));
+    }
+    out[app] = static_cast<size_t>(*n);
+  }
+  return out;
 }
 
 std::string absolute_path(const DaemonInput& in, const char* name, std::string fallback) {
@@ -1076,27 +1111,13 @@ DaemonOptions parse_daemon_options(const std::vector<std::string>& args, const C
     if (!n) in.bad("request-timeout", "expected 0 to 65535 seconds, got " + json_quoted(text));
     o.request_timeout = static_cast<uint16_t>(*n);
   }
-  if (vm.count("open-files-of")) {
-    // Repeated on the command line, or a comma-separated list (one line in the config file).
-    std::vector<std::string> items;
-    for (const auto& value : vm["open-files-of"].as<std::vector<std::string>>()) {
-      if (value.empty()) items.emplace_back();
-      std::istringstream list(value);
-      for (std::string item; std::getline(list, item, ',');) {
-        const auto first = item.find_first_not_of(' ');
-        const auto last = item.find_last_not_of(' ');
-        items.push_back(first == std::string::npos ? "" : item.substr(first, last - first + 1));
-      }
-    }
-    for (const auto& text : items) {
-      const auto eq = text.find('=');
-      const std::string app = text.substr(0, eq);
-      auto n = eq == std::string::npos ? std::nullopt : parse_number(text.substr(eq + 1), 1, 1u << 30);
-      if (!n || policy::check_app_name(app)) {
-        in.bad("open-files-of", "expected APP=N (an app id and a positive number of files), got " + json_quoted(text));
-      }
-      o.open_files_of[app] = static_cast<size_t>(*n);
-    }
+  if (vm.count("open-files-of")) o.open_files_of = per_app_numbers(in, "open-files-of", "files");
+  if (vm.count("inodes-of")) o.inodes_of = per_app_numbers(in, "inodes-of", "inodes");
+  if (vm.count("inodes-per-app")) {
+    const auto& text = vm["inodes-per-app"].as<std::string>();
+    auto n = parse_number(text, 1, 1u << 30);
+    if (!n) in.bad("inodes-per-app", "expected a positive number of inodes, got " + json_quoted(text));
+    o.inodes_per_app = static_cast<size_t>(*n);
   }
   if (vm.count("log-level")) {
     const auto& text = vm["log-level"].as<std::string>();

@@ -68,6 +68,11 @@ struct DaemonOptions {
   uint16_t request_timeout = 300;
   /// Per app, instead of open_files_per_app (--open-files-of APP=N).
   std::map<std::string, size_t> open_files_of{};
+  /// Inodes one app may have cached in the daemon (fuse::Options::inodes_per_app); 0: the
+  /// default (portalfsd.cpp says why it is a fixed number).
+  size_t inodes_per_app = 0;
+  /// Per app, instead of inodes_per_app (--inodes-of APP=N).
+  std::map<std::string, size_t> inodes_of{};
   common::LogLevel log_level = common::LogLevel::info;
   /// Members of this group (a name or a numeric gid) may use the control socket besides root;
   /// "" = root only. Turn it into a gid with resolve_group().

@@ -144,6 +144,14 @@ FdBudget fd_budget() {
   return out;
 }
 
+// Inodes one app may have cached (fuse/inode_shares.hpp). A fixed number, not one derived from
+// the open-file limit: an inode costs the daemon memory (~150 bytes with its hash entry), not
+// an fd, as its O_PATH fd lives in the bounded cache (fd_budget) and is re-opened by handle.
+// 2^18 is ~40 MB per app, far above an app's working set, and what a find over a big tree
+// leaves in the kernel's dentry cache stops there. Without handles (a rootless daemon) each
+// inode pins an fd, and fuse::Filesystem caps the share at the open-file share.
+constexpr size_t kInodesPerApp = size_t{1} << 18;
+
 void log_fd_budget(const FdBudget& b) {
   if (!b.raise_error.empty()) {
     log::log(log::LogLevel::warn, "cannot raise the open-file limit to the hard limit: " + b.raise_error);
@@ -151,6 +159,16 @@ void log_fd_budget(const FdBudget& b) {
   const std::string limit = b.limit == RLIM_INFINITY ? "unlimited" : std::to_string(b.limit);
   log::log(log::LogLevel::info, "open-file limit " + limit + ": caching at most " + std::to_string(b.cache) +
                                     " O_PATH fds; each app may hold " + std::to_string(b.per_app) + " files open");
+}
+
+// Each app's open files and cached inodes against its shares: "3/128" ("3" with no limit).
+nlohmann::json app_shares_status(portalfs::fuse::Filesystem& fs) {
+  auto of = [](size_t n, size_t limit) { return std::to_string(n) + (limit ? "/" + std::to_string(limit) : ""); };
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [app, s] : fs.app_shares()) {
+    out[app] = {{"open_files", of(s.open_files, s.open_files_limit)}, {"inodes", of(s.inodes, s.inodes_limit)}};
+  }
+  return out;
 }
 
 nlohmann::json filesystem_status(portalfs::fuse::Filesystem& fs) {
@@ -167,6 +185,7 @@ nlohmann::json filesystem_status(portalfs::fuse::Filesystem& fs) {
           {"passthrough_files", s.passthrough_files},
           {"request_timeout", fs.session_io().request_timeout()},
           {"events_queued", s.events_queued},
+          {"app_shares", app_shares_status(fs)},
           // The first counts of limits portalfsd accounts itself (fuse/quota_account.hpp).
           {"quota_count", fs.quota_progress().empty() ? "done" : fs.quota_progress()}};
 }
@@ -200,6 +219,8 @@ portalfs::fuse::Options filesystem_options(const portalfs::tools::DaemonOptions&
   fs_options.fd_cache = fds.cache;
   fs_options.open_files_per_app = fds.per_app;
   fs_options.open_files_of = o.open_files_of;
+  fs_options.inodes_per_app = o.inodes_per_app != 0 ? o.inodes_per_app : kInodesPerApp;
+  fs_options.inodes_of = o.inodes_of;
   fs_options.passthrough = o.passthrough;
   fs_options.request_timeout = o.request_timeout;
   fs_options.top_mode = admin_gid ? 0550 : 0500;
@@ -247,6 +268,10 @@ void log_start(const portalfs::tools::DaemonOptions& o, const FdBudget& fds, por
   log_fd_budget(fds);
   for (const auto& [app, n] : o.open_files_of) {
     log::log(log::LogLevel::info, "app " + app + " may hold " + std::to_string(n) + " files open");
+  }
+  log::log(log::LogLevel::info, "each app may have " + std::to_string(fs.options().inodes_per_app) + " inodes cached");
+  for (const auto& [app, n] : fs.options().inodes_of) {
+    log::log(log::LogLevel::info, "app " + app + " may have " + std::to_string(n) + " inodes cached");
   }
   for (const auto& line : fs.privileges().missing()) log::log(log::LogLevel::warn, "rootless: " + line);
 }

@@ -1,14 +1,21 @@
 // SPDX-License-Identifier: MIT
 // One app can't starve the others (#15): portalfsd under a small open-file limit; app A opens
 // more files than the whole limit allows and is refused with EMFILE once it holds its share,
-// while app B keeps creating, reading and listing in all its views.
+// while app B keeps creating, reading and listing in all its views. The same for cached
+// inodes: app A looks up more files than its inode share and gets ENFILE until the kernel
+// forgets them.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "common/unique_fd.hpp"
 #include "tests/testutil/daemon_fixture.hpp"
@@ -109,6 +116,72 @@ TEST_F(FairShares, TheShareIsConfigurablePerApp) {
   auto [beta_held, beta_err] = open_until_refused(view("beta", "data/data"), 50);
   EXPECT_EQ(beta_err, EMFILE);
   EXPECT_EQ(beta_held.size(), 10u);
+}
+
+// Stats files f0, f1, ... in `dir` until one fails; returns how many it stat'ed and the errno.
+std::pair<int, int> stat_until_refused(const std::string& dir, int at_most) {
+  for (int i = 0; i < at_most; ++i) {
+    struct stat st {};
+    if (::stat((dir + "/f" + std::to_string(i)).c_str(), &st) != 0) return {i, errno};
+  }
+  return {at_most, 0};
+}
+
+// alpha may have 60 inodes cached: a walk of 200 files in its shared view (whose files beta
+// made: the same backing files, charged to each app that looks them up) stops with ENFILE,
+// listing still shows every name, beta keeps working, and alpha works again once the kernel
+// forgot its dentries.
+TEST_F(FairShares, TheGreedyWalkerAloneGetsEnfileUntilTheKernelForgets) {
+  constexpr int kFiles = 200, kShare = 60;
+  ASSERT_NO_FATAL_FAILURE(start_limited({"--inodes-of", "alpha=" + std::to_string(kShare)}));
+  EXPECT_THAT(read_file(dir_ / "daemon.log"), HasSubstr("app alpha may have 60 inodes cached"));
+  const std::string made = view("beta", "shared/pool/tree");
+  ASSERT_TRUE(std::filesystem::create_directory(made));
+  for (int i = 0; i < kFiles; ++i) write_file(made + "/f" + std::to_string(i), "x");
+
+  const std::string tree = view("alpha", "shared/pool/tree");
+  auto [seen, err] = stat_until_refused(tree, kFiles);
+  EXPECT_EQ(err, ENFILE);
+  // The view's root and the tree's directory are alpha's inodes too.
+  EXPECT_GE(seen, kShare - 3);
+  EXPECT_LT(seen, kShare);
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(tree), {}), kFiles) << "past its share alpha still lists every name";
+  // Past its share a create or mkdir in a directory alpha holds makes nothing; alpha's other
+  // view is out of reach (its root would be one more inode).
+  common::UniqueFd created(::open((tree + "/new").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644));
+  EXPECT_FALSE(created);
+  EXPECT_EQ(errno, ENFILE);
+  EXPECT_EQ(::mkdir((tree + "/newdir").c_str(), 0755), -1);
+  EXPECT_EQ(errno, ENFILE);
+  struct stat st {};
+  EXPECT_EQ(::stat(view("alpha", "data/data").c_str(), &st), -1);
+  EXPECT_EQ(errno, ENFILE);
+  for (const auto& e : std::filesystem::recursive_directory_iterator(storage())) {
+    EXPECT_NE(e.path().filename(), "new") << "a refused create made nothing on disk";
+    EXPECT_NE(e.path().filename(), "newdir");
+  }
+  ASSERT_NO_FATAL_FAILURE(expect_beta_works("while-alpha-walks"));
+  auto shares = nlohmann::json::parse(ctl({"--format", "json", "status"}).out)["filesystem"]["app_shares"];
+  EXPECT_EQ(shares["alpha"]["inodes"], std::to_string(kShare) + "/" + std::to_string(kShare)) << shares.dump();
+  EXPECT_EQ(shares["alpha"]["open_files"], "0/128") << shares.dump();
+
+  // The kernel forgets alpha's dentries (memory pressure; here drop_caches, until a drop frees
+  // nothing more: a dentry is freed only after its children).
+  auto alpha_inodes = [&] {
+    auto s = nlohmann::json::parse(ctl({"--format", "json", "status"}).out)["filesystem"]["app_shares"]["alpha"]["inodes"];
+    return std::stoi(s.get<std::string>());
+  };
+  for (int last = -1, round = 0; round < 10 && alpha_inodes() != last; ++round) {
+    last = alpha_inodes();
+    std::ofstream("/proc/sys/vm/drop_caches") << "2\n";
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_LT(alpha_inodes(), kShare - 10);
+  auto [again, err_again] = stat_until_refused(tree, 10);
+  EXPECT_EQ(err_again, 0) << std::strerror(err_again);
+  EXPECT_EQ(again, 10);
+  created.reset(::open((view("alpha", "data/data") + "/new").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644));
+  EXPECT_TRUE(created) << std::strerror(errno);
 }
 
 }  // namespace

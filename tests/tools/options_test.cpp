@@ -223,6 +223,21 @@ TEST(DaemonOptions, OpenFilesPerApp) {
   }
 }
 
+TEST(DaemonOptions, InodesPerApp) {
+  EXPECT_EQ(parse_daemon_options(Args{}).inodes_per_app, 0u);  // portalfsd's default
+  EXPECT_EQ(parse_daemon_options(Args{"--inodes-per-app", "5000"}).inodes_per_app, 5000u);
+  EXPECT_EQ(daemon_error({"--inodes-per-app", "0"}),
+            "portalfsd: --inodes-per-app: expected a positive number of inodes, got \"0\"; see portalfsd --help");
+  const auto per_app = parse_daemon_options(Args{"--inodes-of", "alpha=3", "--inodes-of", "beta=70"});
+  EXPECT_EQ(per_app.inodes_of, (std::map<std::string, size_t>{{"alpha", 3}, {"beta", 70}}));
+  EXPECT_TRUE(per_app.open_files_of.empty());
+  EXPECT_EQ(parse_daemon_options(Args{}, files({{kDefaultConfig, "inodes-of = alpha=3, beta=70\n"}})).inodes_of,
+            (std::map<std::string, size_t>{{"alpha", 3}, {"beta", 70}}));
+  EXPECT_EQ(daemon_error({"--inodes-of", "alpha=0"}),
+            "portalfsd: --inodes-of: expected APP=N (an app id and a positive number of inodes), got \"alpha=0\"; "
+            "see portalfsd --help");
+}
+
 TEST(DaemonConfig, ABadLineIsNamedByFileAndLine) {
   const std::string f = kDefaultConfig;
   EXPECT_EQ(config_error({}, "threads = 2\n\nbogus = 1\n"),
