@@ -69,6 +69,11 @@ struct Options {
   double attr_timeout = 1.0;    // and attributes
   double data_timeout = 60.0;   // names and attributes in data views
   bool events = true;           // raise change events in sibling views (events.cpp)
+  // Change events queued at most (events.cpp), and invalidations (notifier.hpp): past these,
+  // what would not fit is dropped and every view drops everything it cached. Tests make them
+  // small to overflow them.
+  size_t events_queue = 65536;
+  size_t invalidations_queue = size_t{1} << 20;
   // Off over a storage root that can't (backing_fs.hpp): re-opening inodes by file handle, and
   // watching the views' roots for changes made behind the daemon's back.
   bool backing_handles = true;
@@ -249,6 +254,8 @@ class Filesystem {
   /// Notifier::stop: abort the connection, then call again).
   bool detach_session(std::chrono::milliseconds patience = std::chrono::milliseconds(2000));
   Passthrough& passthrough() { return passthrough_; }
+  /// Tests: holds the notifier's thread, counts its flushes (overflows).
+  Notifier& notifier() { return notifier_; }
   SessionIo& session_io() { return io_; }
   /// What this daemon may do besides serving its own user (privileges.hpp).
   const Privileges& privileges() const { return privileges_; }

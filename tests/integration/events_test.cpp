@@ -11,6 +11,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <future>
+#include <set>
 #include <functional>
 #include <thread>
 #include <cstring>
@@ -301,6 +303,133 @@ TEST_F(HostEvents, AHostChangeReachesWhatAViewCachedAtOnce) {
   }
   EXPECT_TRUE(fresh) << "B still shows what it cached before the host's change";
   EXPECT_EQ(read_file(b_ + "/notes.txt"), "v1+v2");
+}
+
+
+// Overflows (events.cpp): a queue that drops changes ends in every view dropping what it
+// cached. The notifier's thread is held meanwhile, so that the queues fill for sure; the
+// timeouts are long, so that what the views show afterwards came from that flush.
+class Overflow : public ::testing::Test {
+ protected:
+  void start(fuse::Options o) {
+    o.entry_timeout = o.attr_timeout = 60;
+    m_.emplace(o);
+    PORTALFS_REQUIRE_MOUNT(*m_);
+    backing_ = m_->storage() + "/media";
+    auto paths = serve(*m_, backing_, {{"a", policy::Access::read_write}, {"b", policy::Access::read}});
+    a_ = paths[0];
+    b_ = paths[1];
+  }
+  // Both views cache keep.txt's attributes, gone<i> and the absence of later<i>.
+  void cache_in_views() {
+    write_file(backing_ + "/keep.txt", "v1");
+    for (int i = 0; i < kN; ++i) write_file(backing_ + "/gone" + std::to_string(i), "x");
+    for (const auto& v : {a_, b_}) {
+      struct stat st {};
+      ASSERT_EQ(sys(::stat((v + "/keep.txt").c_str(), &st)), kOk);
+      for (int i = 0; i < kN; ++i) {
+        ASSERT_EQ(sys(::stat((v + "/gone" + std::to_string(i)).c_str(), &st)), kOk);
+        ASSERT_EQ(sys(::access((v + "/later" + std::to_string(i)).c_str(), F_OK)), Err{ENOENT});
+      }
+      list_dir(v);
+    }
+  }
+  // Holds the notifier until release().
+  void hold_notifier() {
+    auto held = std::make_shared<std::promise<void>>();
+    ASSERT_TRUE(m_->fs().notifier().run_later([f = release_.get_future().share(), held] {
+      held->set_value();
+      f.wait();
+    }));
+    held->get_future().wait();
+  }
+  void release() {
+    if (!released_) release_.set_value();
+    released_ = true;
+  }
+  void TearDown() override { release(); }  // a failed test must not leave the notifier held
+  // Whether every view shows what the backing directory holds, within 2 s.
+  void expect_true_state_within_2s() {
+    const auto want = names(backing_);
+    struct stat host {};
+    ASSERT_EQ(::stat((backing_ + "/keep.txt").c_str(), &host), 0);
+    const auto deadline = std::chrono::steady_clock::now() + 2s;
+    for (const auto& v : {a_, b_}) {
+      bool right = false;
+      std::string seen;
+      while (!right && std::chrono::steady_clock::now() < deadline) {
+        struct stat st {};
+        right = names(v) == want && ::stat((v + "/keep.txt").c_str(), &st) == 0 && st.st_size == host.st_size;
+        for (int i = 0; right && i < kN; ++i) {
+          right = ::access((v + "/gone" + std::to_string(i)).c_str(), F_OK) != 0 && errno == ENOENT &&
+                  ::access((v + "/later" + std::to_string(i)).c_str(), F_OK) == 0;
+        }
+        if (!right) std::this_thread::sleep_for(20ms);
+      }
+      EXPECT_TRUE(right) << v << " still shows what it cached before the overflow";
+    }
+  }
+  static std::set<std::string> names(const std::string& dir) {
+    auto v = list_dir(dir);
+    return {v.begin(), v.end()};
+  }
+  static constexpr int kN = 20;
+  std::optional<MountedFs> m_;
+  std::promise<void> release_;
+  bool released_ = false;
+  std::string backing_, a_, b_;
+};
+
+// The daemon's events queue: host changes whose echoes (which carry the names' invalidations)
+// do not fit.
+TEST_F(Overflow, AFullEventsQueueEndsWithEveryViewShowingTheHostsState) {
+  start(fuse::Options{.events_queue = 4});
+  if (HasFatalFailure() || IsSkipped()) return;
+  cache_in_views();
+  Watcher w;
+  ASSERT_GE(w.add(b_), 0) << std::strerror(errno);
+  hold_notifier();
+  ASSERT_EQ(run_as(0, 0, [&] {
+              int fd = ::open((backing_ + "/keep.txt").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+              if (fd < 0 || ::write(fd, "+v2", 3) != 3) return 1;
+              ::close(fd);
+              for (int i = 0; i < kN; ++i) {
+                if (::unlink((backing_ + "/gone" + std::to_string(i)).c_str()) != 0) return 1;
+                fd = ::open((backing_ + "/later" + std::to_string(i)).c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+                if (fd < 0) return 1;
+                ::close(fd);
+              }
+              return 0;
+            }),
+            0);
+  // The host watch reads them while the notifier is held: the queue fills and drops.
+  const auto deadline = std::chrono::steady_clock::now() + 2s;
+  while (m_->fs().stats().events_queued < 4 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  std::this_thread::sleep_for(200ms);  // the rest of the host's events, dropped
+  const size_t before = m_->fs().notifier().flushes();
+  release();
+  expect_true_state_within_2s();
+  EXPECT_GT(m_->fs().notifier().flushes(), before) << "the queue did not overflow";
+}
+
+// The notifier's own queue: the invalidations of changes made through view A (no events here,
+// so that the invalidations are all that tells B).
+TEST_F(Overflow, AFullInvalidationQueueEndsWithEveryViewShowingTheTrueState) {
+  start(fuse::Options{.events = false, .invalidations_queue = 4});
+  if (HasFatalFailure() || IsSkipped()) return;
+  cache_in_views();
+  hold_notifier();
+  write_file(a_ + "/keep.txt", "v1+v2");
+  for (int i = 0; i < kN; ++i) {
+    ASSERT_EQ(sys(::unlink((a_ + "/gone" + std::to_string(i)).c_str())), kOk);
+    write_file(a_ + "/later" + std::to_string(i), "");
+  }
+  const size_t before = m_->fs().notifier().flushes();
+  release();
+  expect_true_state_within_2s();
+  EXPECT_GT(m_->fs().notifier().flushes(), before) << "the queue did not overflow";
 }
 
 }  // namespace
