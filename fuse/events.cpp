@@ -383,10 +383,10 @@ void Filesystem::host_changed(HostChange& c) {
       e.from = all_views(st.st_dev, st.st_ino);
       const off_t off = c.kind == HostChange::attrib ? -1 : 0;
       for (const auto& s : table_.inodes_of(st.st_dev, st.st_ino, kNoView)) {
-        // Most likely an app's own writes, which pass through to the backing file: its view
-        // raised their events itself (the kernel does, for writes through a FUSE file), and is
-        // not told again. A host process writing the same file meanwhile goes unheard there.
-        if (c.kind != HostChange::attrib && passthrough_.written_through(s.inode)) e.from.view = s.view;
+        // An app's own writes, which pass through to the backing file (the writer's pid tells
+        // them from a host process's): its view raised their events itself (the kernel does,
+        // for writes through a FUSE file), and is not told again.
+        if (c.kind != HostChange::attrib && passthrough_.written_by(s.inode, c.pid)) e.from.view = s.view;
         notifier_.inval_inode({reinterpret_cast<fuse_ino_t>(s.inode), s.generation, st.st_dev, st.st_ino}, off, 0);
       }
       break;

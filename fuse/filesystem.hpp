@@ -184,6 +184,7 @@ struct Call {
     std::string name;         // non-empty: the entry `name` in the directory `ino`
   };
   std::vector<Inval> after;
+  pid_t pid = 0;  // the caller's thread, as the kernel names it in the request
 
   void entry_changed(const std::vector<NodeRef>& parents, const char* name) {
     for (const NodeRef& p : parents) after.push_back({p, -1, 0, name});
@@ -559,7 +560,9 @@ class Filesystem {
   /// Sets how the kernel serves an open file: through its backing file (data views, if the
   /// kernel can; the returned value goes into the reply), else from the page cache or, for
   /// files with siblings, by the daemon.
-  PassthroughReply set_io_mode(fuse_file_info* fi, const View& view, FileHandle& fh);
+  PassthroughReply set_io_mode(fuse_file_info* fi, const View& view, FileHandle& fh, pid_t opener);
+  /// An echo's open of a file open with a backing: it must pass through too (ops_file.cpp).
+  PassthroughReply echo_backing(fuse_ino_t ino, fuse_file_info* fi);
   /// Whether the open files of `view` pass through to their backing files.
   /// Not for a limited view: the daemon must see every write to account it (quota_account.hpp).
   bool passes_through(const View& view) const {

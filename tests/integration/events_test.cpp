@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -273,6 +274,62 @@ TEST(PassthroughEvents, AnAppsOwnWritesAreHeardOnceInItsView) {
     EXPECT_FALSE(w.next(mask, "db", 700ms)) << "an extra event " << std::hex << mask;
   }
   EXPECT_EQ(read_file(m.storage() + "/a-d/db"), "abcdef");
+}
+
+// A host process writing a file that an app holds open in passthrough: the host's write (its
+// pid is not the app's) reaches the app's view, though the app's own writes to the same
+// backing file are not echoed there (above).
+TEST(PassthroughEvents, AHostWriteToAFileAnAppHoldsOpenIsHeardInItsView) {
+  MountedFs m;
+  PORTALFS_REQUIRE_MOUNT(m);
+  if (!m.fs().passthrough().active()) GTEST_FAIL() << "this kernel took no passthrough";
+  const std::string data = m.add_view("a", ViewKind::data, "d");
+  const std::string db = data + "/db", backing = m.storage() + "/a-d/db";
+  Watcher w;
+  ASSERT_GE(w.add(data), 0) << std::strerror(errno);
+  // The app: a child that writes "abc", says so, and holds the file open until told.
+  int said[2], go[2];
+  ASSERT_EQ(::pipe2(said, O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(go, O_CLOEXEC), 0);
+  const pid_t app = ::fork();
+  ASSERT_GE(app, 0);
+  if (app == 0) {
+    const int fd = ::open(db.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    char c = fd >= 0 && ::pwrite(fd, "abc", 3, 0) == 3 ? 'y' : 'n';
+    if (::write(said[1], &c, 1) != 1 || ::read(go[0], &c, 1) != 1) ::_exit(1);
+    ::_exit(::close(fd) == 0 ? 0 : 1);
+  }
+  ::close(said[1]);
+  ::close(go[0]);
+  char c = 0;
+  ASSERT_EQ(::read(said[0], &c, 1), 1);
+  EXPECT_EQ(c, 'y') << "the app could not write";
+  EXPECT_EQ(m.fs().passthrough().open_backings(), 1u) << "the app's file does not pass through";
+  EXPECT_TRUE(w.next(IN_MODIFY, "db")) << "the app's own write";
+  EXPECT_FALSE(w.next(IN_MODIFY, "db", 500ms)) << "the app's own write was heard twice";
+
+  ASSERT_EQ(run_as(0, 0, [&] {
+              const int fd = ::open(backing.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+              if (fd < 0 || ::write(fd, "def", 3) != 3) return 1;
+              return ::close(fd);
+            }),
+            0);
+  EXPECT_TRUE(w.next(IN_MODIFY, "db", 2000ms)) << "the host's write was not heard in the app's view";
+  const auto deadline = std::chrono::steady_clock::now() + 2s;
+  struct stat st {};
+  while ((::stat(db.c_str(), &st) != 0 || st.st_size != 6) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(st.st_size, 6) << "the app's view shows the size before the host's write";
+
+  c = 'x';
+  EXPECT_EQ(::write(go[1], &c, 1), 1);
+  ::close(go[1]);
+  ::close(said[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(app, &status, 0), app);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(read_file(backing), "abcdef");
 }
 
 TEST_F(HostEvents, AHostChangeReachesWhatAViewCachedAtOnce) {
