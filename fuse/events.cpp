@@ -31,7 +31,12 @@
 // hears of them while they exist, or while it has them cached.
 //
 // Queued echoes hold no fd (a burst of changes must not take the daemon's fds), and at most
-// kMaxQueued wait: past that, changes are only invalidated, and a watcher misses events.
+// Options::events_queue wait. Past that, or when the notifier's own queue or the host watch's
+// overflows, changes were lost: the notifier's next work is invalidate_all(), which makes every
+// view look up every name and attribute again, so no view stays stale. A watcher in another
+// view then misses events: the kernel gives a FUSE server no way to raise IN_Q_OVERFLOW in a
+// watcher's queue (the kernel raises it only when that queue itself is full), so it hears
+// nothing of the changes lost, and finds them by reading the directory again.
 //
 // The sibling directories and files are opened by their FUSE node id (open_by_handle_at: a FUSE
 // file handle is the node id and the generation, 0 here), which works while the kernel holds
@@ -63,9 +68,6 @@ Event::Node node_of(const InodeTable::Sibling& s) {
 }
 
 Event::Source source_of(const Inode* inode) { return {inode, inode->view, inode->dev, inode->ino}; }
-
-// About 100 bytes each: 64k echoes are a few MB, and minutes of a notifier's work.
-constexpr size_t kMaxQueued = 65536;
 }  // namespace
 
 // ---- collecting (workers) ----
@@ -77,12 +79,16 @@ constexpr size_t kMaxQueued = 65536;
 // file made a moment ago has its siblings only once its own created echo ran (fresh_).
 
 bool Filesystem::post(Event e) {
-  if (queued_.fetch_add(1, std::memory_order_relaxed) >= kMaxQueued) {
+  // About 100 bytes each: 64k echoes are a few MB, and minutes of a notifier's work.
+  if (queued_.fetch_add(1, std::memory_order_relaxed) >= options_.events_queue) {
     queued_.fetch_sub(1, std::memory_order_relaxed);
     lost_.store(true, std::memory_order_relaxed);
     common::log_once(common::LogLevel::warn, "events:full",
-                     "too many changes at once: watchers in other views miss some events "
-                     "(the views still see every change)");
+                     "too many changes at once: watchers in other views miss some events, "
+                     "and the views drop everything they cached");
+    // The echo carried the invalidation of the names it changes in the other views (and a
+    // host change's, in every view): without it they could stay stale.
+    notifier_.overflowed();
     return false;
   }
   if (notifier_.run_later([this, e = std::move(e)] {
@@ -339,7 +345,7 @@ void Filesystem::host_changed(HostChange& c) {
     // (FUSE_NOTIFY_INC_EPOCH, Linux 6.16) and every inode's attributes and pages go.
     common::log(common::LogLevel::warn, "host changes overflowed the event queue: the views "
                                         "look everything up again");
-    notifier_.run_later([this] { invalidate_all(); });
+    notifier_.overflowed();
     return;
   }
   const auto all_views = [](dev_t dev, ino_t ino) { return Event::Source{nullptr, kNoView, dev, ino}; };
@@ -378,10 +384,10 @@ void Filesystem::host_changed(HostChange& c) {
       e.from = all_views(st.st_dev, st.st_ino);
       const off_t off = c.kind == HostChange::attrib ? -1 : 0;
       for (const auto& s : table_.inodes_of(st.st_dev, st.st_ino, kNoView)) {
-        // Most likely an app's own writes, which pass through to the backing file: its view
-        // raised their events itself (the kernel does, for writes through a FUSE file), and is
-        // not told again. A host process writing the same file meanwhile goes unheard there.
-        if (c.kind != HostChange::attrib && passthrough_.written_through(s.inode)) e.from.view = s.view;
+        // An app's own writes, which pass through to the backing file (the writer's pid tells
+        // them from a host process's): its view raised their events itself (the kernel does,
+        // for writes through a FUSE file), and is not told again.
+        if (c.kind != HostChange::attrib && passthrough_.written_by(s.inode, c.pid)) e.from.view = s.view;
         notifier_.inval_inode({reinterpret_cast<fuse_ino_t>(s.inode), s.generation, st.st_dev, st.st_ino}, off, 0);
       }
       break;

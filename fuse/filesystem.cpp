@@ -366,6 +366,7 @@ double Filesystem::attr_timeout(const View& view, const Inode* inode) const {
 void Filesystem::attach_session(fuse_session* se, std::string mountpoint) {
   se_.store(se);
   mountpoint_ = std::move(mountpoint);
+  notifier_.on_overflow([this] { invalidate_all(); }, options_.invalidations_queue);
   notifier_.start(
       se,
       [this](const NodeRef& n) {

@@ -70,6 +70,11 @@ struct Options {
   double attr_timeout = 1.0;    // and attributes
   double data_timeout = 60.0;   // names and attributes in data views
   bool events = true;           // raise change events in sibling views (events.cpp)
+  // Change events queued at most (events.cpp), and invalidations (notifier.hpp): past these,
+  // what would not fit is dropped and every view drops everything it cached. Tests make them
+  // small to overflow them.
+  size_t events_queue = 65536;
+  size_t invalidations_queue = size_t{1} << 20;
   // Off over a storage root that can't (backing_fs.hpp): re-opening inodes by file handle, and
   // watching the views' roots for changes made behind the daemon's back.
   bool backing_handles = true;
@@ -185,6 +190,7 @@ struct Call {
     std::string name;         // non-empty: the entry `name` in the directory `ino`
   };
   std::vector<Inval> after;
+  pid_t pid = 0;  // the caller's thread, as the kernel names it in the request
 
   void entry_changed(const std::vector<NodeRef>& parents, const char* name) {
     for (const NodeRef& p : parents) after.push_back({p, -1, 0, name});
@@ -255,6 +261,8 @@ class Filesystem {
   /// Notifier::stop: abort the connection, then call again).
   bool detach_session(std::chrono::milliseconds patience = std::chrono::milliseconds(2000));
   Passthrough& passthrough() { return passthrough_; }
+  /// Tests: holds the notifier's thread, counts its flushes (overflows).
+  Notifier& notifier() { return notifier_; }
   SessionIo& session_io() { return io_; }
   /// What this daemon may do besides serving its own user (privileges.hpp).
   const Privileges& privileges() const { return privileges_; }
@@ -572,7 +580,9 @@ class Filesystem {
   /// Sets how the kernel serves an open file: through its backing file (data views, if the
   /// kernel can; the returned value goes into the reply), else from the page cache or, for
   /// files with siblings, by the daemon.
-  PassthroughReply set_io_mode(fuse_file_info* fi, const View& view, FileHandle& fh);
+  PassthroughReply set_io_mode(fuse_file_info* fi, const View& view, FileHandle& fh, pid_t opener);
+  /// An echo's open of a file open with a backing: it must pass through too (ops_file.cpp).
+  PassthroughReply echo_backing(fuse_ino_t ino, fuse_file_info* fi);
   /// Whether the open files of `view` pass through to their backing files.
   /// Not for a limited view: the daemon must see every write to account it (quota_account.hpp).
   bool passes_through(const View& view) const {

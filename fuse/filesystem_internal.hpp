@@ -27,6 +27,15 @@ struct Filesystem::SynthInode : Inode {
 // /proc/self/fd entry (for a symlink's O_PATH fd, the link).
 inline std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
+// The handle of an echo's open that shares a passthrough backing (ops_file.cpp, echo_backing):
+// no FileHandle behind it, as 0 is a plain echo's. No FileHandle is at address 1.
+constexpr uint64_t kEchoBacked = 1;
+
+/// The FileHandle of an open file, or null for an echo's handle.
+inline FileHandle* handle_of(const fuse_file_info* fi) {
+  return fi && fi->fh != 0 && fi->fh != kEchoBacked ? reinterpret_cast<FileHandle*>(fi->fh) : nullptr;
+}
+
 inline FileHandle* file_of(const fuse_file_info* fi) {
   return reinterpret_cast<FileHandle*>(fi->fh);
 }

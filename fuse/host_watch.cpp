@@ -139,6 +139,7 @@ void HostWatch::report(const fanotify_event_metadata* m) {
   if (m->pid == self_) return;  // portalfsd's own change: the op that made it told the views
   HostChange c;
   c.is_dir = m->mask & FAN_ONDIR;
+  c.pid = m->pid;
   bool have_old = false, have_new = false;
   for (auto off = m->metadata_len; off + sizeof(fanotify_event_info_header) <= m->event_len;) {
     const auto* hdr = reinterpret_cast<const fanotify_event_info_header*>(

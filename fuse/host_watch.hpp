@@ -38,6 +38,7 @@ struct HostChange {
   enum Kind : uint8_t { created, deleted, moved, modified, closed, attrib, overflow };
   Kind kind = overflow;
   bool is_dir = false;  // the entry is a directory
+  pid_t pid = 0;  // the thread group that made it (0: unknown)
   // The directory and the entry's name (moved: where it was, then where it is now).
   dev_t dev = 0;
   ino_t ino = 0;

@@ -40,6 +40,7 @@ bool Notifier::stop(std::chrono::milliseconds patience) {
     if (!thread_.joinable()) return true;
     stopping_ = true;
     queue_.clear();
+    flush_pending_ = false;
     wake_.notify_all();
     if (!idle_.wait_for(lock, patience, [this] { return exited_; })) return false;
   }
@@ -49,9 +50,33 @@ bool Notifier::stop(std::chrono::milliseconds patience) {
   return true;
 }
 
+void Notifier::on_overflow(std::function<void()> flush, size_t limit) {
+  std::lock_guard lock(mutex_);
+  flush_ = std::move(flush);
+  limit_ = limit;
+}
+
+void Notifier::overflowed() {
+  std::lock_guard lock(mutex_);
+  if (!se_ || stopping_ || !flush_) return;
+  flush_pending_ = true;
+  wake_.notify_one();
+}
+
 bool Notifier::post(Item item) {
   std::lock_guard lock(mutex_);
   if (!se_ || stopping_) return false;
+  // Work is bounded by its callers (the echoes by Filesystem's events queue); invalidations
+  // are not: past the limit they are dropped, and the flush stands for all of them.
+  if (!item.work && limit_ && flush_ && queue_.size() >= limit_) {
+    if (!flush_pending_) {
+      common::log_once(common::LogLevel::warn, "notifier:full",
+                       "too many invalidations at once: the views drop everything they cached");
+    }
+    flush_pending_ = true;
+    wake_.notify_one();
+    return false;
+  }
   queue_.push_back(std::move(item));
   wake_.notify_one();
   return true;
@@ -86,17 +111,24 @@ bool Notifier::run_later(std::function<void()> work) { return post(Item{{}, 0, 0
 
 bool Notifier::wait_idle(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
-  return idle_.wait_for(lock, timeout, [this] { return queue_.empty() && !busy_; });
+  return idle_.wait_for(lock, timeout, [this] { return queue_.empty() && !busy_ && !flush_pending_; });
 }
 
 void Notifier::run() {
   tid_.store(::gettid(), std::memory_order_relaxed);
   std::unique_lock lock(mutex_);
   for (;;) {
-    wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    wake_.wait(lock, [this] { return stopping_ || flush_pending_ || !queue_.empty(); });
     if (stopping_) break;
-    Item item = std::move(queue_.front());
-    queue_.pop_front();
+    Item item;
+    if (flush_pending_) {  // ahead of the queue: the views are stale until it ran
+      flush_pending_ = false;
+      item.work = flush_;
+      flushes_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      item = std::move(queue_.front());
+      queue_.pop_front();
+    }
     busy_ = true;
     fuse_session* se = se_;
     lock.unlock();

@@ -73,6 +73,16 @@ class Notifier {
   /// The name `name` in the directory `parent` (and the directory's attributes).
   void inval_entry(const NodeRef& parent, std::string name);
 
+  /// What to run when invalidations were lost (a queue overflowed): it must drop everything
+  /// the kernel may have cached. `limit`: invalidations queued at most; past that they are
+  /// dropped and `flush` runs instead (0: no limit). Before start().
+  void on_overflow(std::function<void()> flush, size_t limit);
+  /// Some queue lost changes (this one, the daemon's events, the host watch's): runs the flush
+  /// on this thread before anything queued, once for every call made before it starts.
+  void overflowed();
+  /// How many times the flush ran.
+  size_t flushes() const { return flushes_.load(std::memory_order_relaxed); }
+
   /// Runs `work` on this thread, in order with the invalidations (events.cpp: the echoes that
   /// raise inotify events in sibling views are syscalls into the mount, which may block).
   /// false: not running, `work` was dropped.
@@ -86,7 +96,7 @@ class Notifier {
  private:
   struct Item {
     NodeRef node;
-    off_t off, len;
+    off_t off = 0, len = 0;
     std::string name;  // non-empty: an entry
     std::function<void()> work;  // set: run it instead
   };
@@ -100,11 +110,15 @@ class Notifier {
   std::deque<Item> queue_;
   fuse_session* se_ = nullptr;  // null: not running, posts are dropped
   bool stopping_ = false, busy_ = false;
+  bool flush_pending_ = false;  // overflowed(): flush_ runs next
+  std::function<void()> flush_;
+  size_t limit_ = 0;
   bool exited_ = true;  // run() has ended (or never started)
   std::thread thread_;
   Live live_;
   std::function<void()> at_exit_;
   std::atomic<pid_t> tid_{0};
+  std::atomic<size_t> flushes_{0};
 };
 
 }  // namespace portalfs::fuse

@@ -51,8 +51,8 @@ Result<Attr> Filesystem::getattr(Call&, fuse_ino_t ino, fuse_file_info* fi) {
   // An emulated device is shown as the device it claims to be (device_nodes.hpp).
   const View& view = *n->view;
   struct stat st {};
-  if (fi && fi->fh) {
-    const int fd = file_of(fi)->fd.get();
+  if (const FileHandle* handle = handle_of(fi)) {
+    const int fd = handle->fd.get();
     if (::fstat(fd, &st) != 0) return Errno{errno};
     return Attr{present(view, device_nodes::as_shown(fd, st)), attr_timeout(view, n->inode)};
   }
@@ -136,7 +136,7 @@ Result<Attr> Filesystem::setattr(Call& call, fuse_ino_t ino, struct stat* attr, 
   const View& view = *n->view;
   auto fd = fd_of(*n);
   if (!fd) return fd.err();
-  FileHandle* handle = fi && fi->fh ? file_of(fi) : nullptr;
+  FileHandle* handle = handle_of(fi);
   const bool made = handle && handle->made;
   const AttrTarget target{handle ? handle->fd.get() : -1, fd->get(), proc_fd_.get(), fd_name(fd->get())};
   if ((to_set & FUSE_SET_ATTR_SIZE) && !made) {

@@ -88,12 +88,13 @@ int daemon_flags(int flags, bool passes_through) {
 // one fallback) and record the access mode the fd got in the FileHandle; this function
 // derives the rest from it, and the backing id travels in the op's result to the reply
 // (SessionIo patches it in).
-PassthroughReply Filesystem::set_io_mode(fuse_file_info* fi, const View& view, FileHandle& fh) {
+PassthroughReply Filesystem::set_io_mode(fuse_file_info* fi, const View& view, FileHandle& fh, pid_t opener) {
   fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY;
   if (passes_through(view)) {
     fh.counted = true;
     common::UniqueFd fresh;
-    auto b = passthrough_.acquire(fh.inode, [&]() -> Passthrough::Candidate {
+    const pid_t writer = (fi->flags & O_ACCMODE) != O_RDONLY ? opener : 0;
+    auto b = passthrough_.acquire(fh.inode, writer, [&]() -> Passthrough::Candidate {
       // The daemon's own fd, if it reads (daemon_flags() made a plain write-only open
       // read-write where it could) and carries no per-open flag the backing would impose on
       // every open of the inode.
@@ -119,6 +120,23 @@ PassthroughReply Filesystem::set_io_mode(fuse_file_info* fi, const View& view, F
   return {};
 }
 
+// The kernel refuses an open of an inode open with a backing file unless it passes through
+// too (fs/fuse/iomode.c, fuse_file_io_open: EINVAL): an echo raising a host write in the view
+// of an app that holds the file open in passthrough shares that backing, counted as an open
+// (kEchoBacked marks its handle, for its release).
+PassthroughReply Filesystem::echo_backing(fuse_ino_t ino, fuse_file_info* fi) {
+  const auto* inode = reinterpret_cast<const Inode*>(ino);
+  if (!passthrough_.has_backing(inode)) return {};
+  auto b = passthrough_.acquire(inode, 0, [] { return Passthrough::Candidate{}; });
+  if (b.id <= 0) {  // closed meanwhile: registers nothing new
+    passthrough_.release(inode);
+    return {};
+  }
+  fi->fh = kEchoBacked;
+  fi->direct_io = 0;
+  return {b.id, false};
+}
+
 void Filesystem::close_handle(std::unique_ptr<FileHandle> fh) {
   if (fh->counted) passthrough_.release(fh->inode);
   table_.closed(fh->inode);
@@ -128,7 +146,8 @@ Result<Opened> Filesystem::open(Call& call, fuse_ino_t ino, fuse_file_info* fi) 
   if (call.echo) {  // events.cpp, modified: a handle with no file (fh 0) for fallocate alone
     fi->fh = 0;
     fi->direct_io = 1;
-    return Opened{*fi, {}};
+    const PassthroughReply pass = echo_backing(ino, fi);
+    return Opened{*fi, pass};
   }
   auto n = resolve_for(ino, writes(fi->flags) ? Op::open_write : Op::open_read);
   if (!n) return n.err();
@@ -164,7 +183,7 @@ Result<Opened> Filesystem::open(Call& call, fuse_ino_t ino, fuse_file_info* fi) 
   fh->wrote = (fi->flags & O_TRUNC) != 0;
   fh->share = std::move(*share);
   table_.opened(n->inode);
-  const PassthroughReply pass = set_io_mode(fi, *n->view, *fh);
+  const PassthroughReply pass = set_io_mode(fi, *n->view, *fh, call.pid);
   fi->fh = files_.add(std::move(fh));
   // O_TRUNC changed the size: the siblings drop their pages (as after setattr).
   if (fi->flags & O_TRUNC) {
@@ -239,7 +258,7 @@ Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* na
   fh->inode = reinterpret_cast<Inode*>(e->ino);
   fh->killed = view.killed;
   table_.opened(fh->inode);
-  const PassthroughReply pass = set_io_mode(fi, view, *fh);
+  const PassthroughReply pass = set_io_mode(fi, view, *fh, call.pid);
   fi->fh = files_.add(std::move(fh));
   if (!made || !note_created(*p, name, S_IFREG, e->ino)) {
     call.entry_changed(siblings_of(p->inode), name);
@@ -284,7 +303,7 @@ bool Filesystem::record_writes(fuse_ino_t ino, FileHandle& fh) {
 }
 
 Result<void> Filesystem::flush(Call&, fuse_ino_t ino, fuse_file_info* fi) {
-  if (fi->fh == 0) return {};  // an echo's (events.cpp)
+  if (fi->fh == 0 || fi->fh == kEchoBacked) return {};  // an echo's (events.cpp)
   // At close(), before the caller's close returns (a release comes later, in the
   // background): who wrote is on disk once the writer closed.
   if (record_writes(ino, *file_of(fi))) note_file(Event::closed, file_of(fi)->inode);
@@ -302,6 +321,10 @@ Result<void> Filesystem::fsync(Call&, fuse_ino_t, int datasync, fuse_file_info* 
 
 Result<void> Filesystem::release(Call&, fuse_ino_t ino, fuse_file_info* fi) {
   if (fi->fh == 0) return {};  // an echo's
+  if (fi->fh == kEchoBacked) {
+    passthrough_.release(reinterpret_cast<const Inode*>(ino));
+    return {};
+  }
   auto fh = files_.take(fi->fh);
   // written since the last flush, or never flushed
   if (record_writes(ino, *fh)) note_file(Event::closed, fh->inode);

@@ -25,6 +25,7 @@ void call(fuse_req_t req, Args... args) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
   const pid_t echo = fs->echo_tid();
   Call c{ctx->uid, ctx->gid, echo != 0 && ctx->pid == echo, {}};
+  c.pid = ctx->pid;
   std::optional<decltype((fs->*Member)(c, args...))> result;
   Filesystem::Audited audit(*fs, c.echo);  // what the op does and is refused: recorded before the reply
   try {

@@ -21,6 +21,7 @@
 #include <functional>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include "fuse/session_io.hpp"
 
@@ -51,16 +52,25 @@ class Passthrough {
   /// Locking: the table's mutex is held across the first open's openat and ioctl, so that two
   /// first opens of one inode can't register two backings (the kernel would refuse the second
   /// open). It is the innermost lock: open_backing() must take no other.
-  Backing acquire(const Inode* inode, const std::function<Candidate()>& open_backing);
+  /// `writer`: the thread that opens it for writing (0: a reader, or nobody's), whose writes
+  /// written_by() recognises.
+  Backing acquire(const Inode* inode, pid_t writer, const std::function<Candidate()>& open_backing);
   /// Drops the count of one open counted by acquire(); the last closes the backing.
   void release(const Inode* inode);
 
-  /// Whether `inode` is open with a backing file the kernel writes to, or its last such open
-  /// closed less than a second ago: its writes and that close reach the host watch as changes
-  /// made on the host (events.cpp), though its view heard them already. The close may come
-  /// before or after the daemon hears of it (the kernel drops the backing file as it
+  /// Whether a change of `inode`'s backing file made by process `pid` (as fanotify names it:
+  /// the thread group) is the app's own: the inode is open with a backing file the kernel
+  /// writes to, or its last such open closed less than a second ago, and `pid` opened it for
+  /// writing (pid 0, unknown: anyone). Such writes and that close reach the host watch as
+  /// changes made on the host (events.cpp), though the app's view heard them already. A
+  /// passthrough write is made in the writer's own task (fs/backing-file.c,
+  /// backing_file_write_iter calls vfs_iter_write there), so fanotify names the app; a host
+  /// process writing the file meanwhile is another pid, and its view hears of it. The close
+  /// may come before or after the daemon hears of it (the kernel drops the backing file as it
   /// releases the FUSE file, and sends the RELEASE request after).
-  bool written_through(const Inode* inode);
+  bool written_by(const Inode* inode, pid_t pid);
+  /// Whether `inode` is open with a backing file now.
+  bool has_backing(const Inode* inode);
 
   /// Inodes open with a backing file now.
   size_t open_backings();
@@ -71,15 +81,20 @@ class Passthrough {
   struct Entry {
     Backing backing;
     uint32_t opens;
+    std::vector<pid_t> writers;  // thread groups that opened it for writing
+  };
+  struct Closed {
+    std::chrono::steady_clock::time_point at;
+    std::vector<pid_t> writers;
   };
   static constexpr std::chrono::seconds kCloseEcho{1};
   /// Under mutex_: remembers that `inode`'s last writable open just closed (written_through()).
-  void note_closed_writer(const Inode* inode);
+  void note_closed_writer(const Inode* inode, std::vector<pid_t> writers);
 
   std::mutex mutex_;
   std::unordered_map<const Inode*, Entry> backings_;
   // Writable backings released less than kCloseEcho ago (older ones are pruned on insert).
-  std::unordered_map<const Inode*, std::chrono::steady_clock::time_point> closed_writers_;
+  std::unordered_map<const Inode*, Closed> closed_writers_;
 };
 
 }  // namespace portalfs::fuse

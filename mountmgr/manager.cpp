@@ -89,6 +89,7 @@ Manager::Impl::Impl(ManagerConfig cfg, ViewsChanged changed, StatusProvider stat
   }
   state = std::move(loaded.state);
   init_store();
+  recheck_mounts(/*deliver_views=*/false);
   if (config.shared_state) join_shared();
   try {
     views = served_views(state);
@@ -173,10 +174,106 @@ policy::ViewSpecs Manager::Impl::served_views(const State& s) const {
     v.offline = !store_offline.empty();
     v.store_epoch = store_epoch;
   }
+  for (auto& v : out) {
+    if (mounts_offline.count(v.backing)) v.offline = true;
+    if (auto it = mount_epochs.find(v.backing); it != mount_epochs.end()) v.store_epoch += it->second;
+  }
   return out;
 }
 
 void Manager::Impl::recheck_store() {
+  recheck_root();
+  recheck_mounts(/*deliver_views=*/true);
+}
+
+namespace {
+// What names a view's backing in a log line: the share, or the app's directory.
+std::string backing_label(const policy::ViewSpec& v) {
+  const char* kind = v.kind == policy::GrantKind::shared ? "share" : v.kind == policy::GrantKind::host ? "host mount" : "data directory";
+  return std::string(kind) + " \"" + v.dir_name + "\" (" + v.backing + ")";
+}
+
+// "" when `probe` shows the path on the mount `m` records; else what it leads to instead.
+std::string mount_mismatch(const BackingMount& m, const StoreProbe& probe) {
+  const std::string expected = "not to " + (m.fs_type.empty() ? std::string("?") : m.fs_type) + " from " +
+                               (m.source.empty() ? std::string("?") : m.source) + " mounted at " + m.mount_point;
+  if (!probe.error.empty()) return "cannot open it (" + probe.error + "), " + expected;
+  if (!probe.mount) return "cannot tell which mount it is on, " + expected;
+  if (probe.mount->mount_point == m.mount_point) return "";
+  return "it leads to " + probe.mount->fs_type + " mounted at " + probe.mount->mount_point + ", " + expected;
+}
+}  // namespace
+
+void Manager::Impl::recheck_mounts(bool deliver_views) {
+  std::vector<BackingMount> tracked;
+  std::map<std::string, std::string> labels;  // every view's backing -> its name
+  uint64_t root_mnt = 0;
+  {
+    std::lock_guard lock(mutex);
+    tracked = state.mounts;
+    root_mnt = store_mnt_id;
+    if (!store_offline.empty()) root_mnt = 0;  // the storage root leads elsewhere: record nothing
+    for (const auto& v : build_views(state, config.storage_root, config.apps_dir)) labels.emplace(v.backing, backing_label(v));
+  }
+  // Probed without the lock: a statx per backing, and mountinfo only where a mount differs.
+  std::vector<BackingMount> found;
+  for (const auto& [path, label] : labels) {
+    if (!root_mnt || std::any_of(tracked.begin(), tracked.end(), [&](const auto& m) { return m.path == path; })) continue;
+    StoreProbe p = probe_store(path, /*describe_mount=*/false);
+    if (!p.error.empty() || !p.mnt_id || p.mnt_id == root_mnt) continue;
+    p = probe_store(path, /*describe_mount=*/true);
+    if (!p.error.empty() || !p.mount || p.mount->mount_point == "/") continue;
+    found.push_back({path, p.mount->mount_point, p.mount->fs_type, p.mount->source});
+  }
+  std::map<std::string, std::string> offline;
+  for (const auto& m : tracked) {
+    const std::string why = mount_mismatch(m, probe_store(m.path, /*describe_mount=*/true));
+    if (!why.empty()) offline[m.path] = why;
+  }
+  uint64_t ticket = 0;
+  policy::ViewSpecs next_views;
+  {
+    std::lock_guard lock(mutex);
+    // A mount found over a backing the views opened before: they re-open it (a new epoch).
+    bool changed = !found.empty();
+    if (!found.empty()) {
+      State next = state;
+      for (const auto& m : found) {
+        if (std::any_of(next.mounts.begin(), next.mounts.end(), [&](const auto& o) { return o.path == m.path; })) continue;
+        next.mounts.push_back(m);
+        ++mount_epochs[m.path];
+        common::log(common::LogLevel::info, labels[m.path] + " is on its own mount (" + m.fs_type + " from " + m.source +
+                                                " at " + m.mount_point + "): served only while it leads there");
+      }
+      save(next);
+      state = std::move(next);
+    }
+    for (const auto& m : tracked) {
+      const std::string label = labels.count(m.path) ? labels[m.path] : m.path;
+      auto now = offline.find(m.path);
+      auto was = mounts_offline.find(m.path);
+      if (now != offline.end() && was == mounts_offline.end()) {
+        common::log(common::LogLevel::error, label + " OFFLINE: " + now->second + "; its views answer EIO until it is back");
+        mounts_offline[m.path] = label + ": " + now->second;
+        changed = true;
+      } else if (now == offline.end() && was != mounts_offline.end()) {
+        common::log(common::LogLevel::info, label + " is back on " + m.mount_point + ": its views are served again");
+        mounts_offline.erase(was);
+        ++mount_epochs[m.path];
+        changed = true;
+      } else if (now != offline.end()) {
+        was->second = label + ": " + now->second;  // what it leads to may have changed
+      }
+    }
+    if (!changed || !deliver_views) return;
+    next_views = served_views(state);
+    views = next_views;
+    ticket = ++tickets_issued;
+  }
+  deliver(ticket, next_views, {});
+}
+
+void Manager::Impl::recheck_root() {
   if (!root_store) return;
   StoreProbe probe = probe_store(config.storage_root, /*describe_mount=*/false);
   std::string why = store_mismatch(*root_store, probe);
@@ -605,6 +702,17 @@ Outcome status(const Manager::Impl& mgr, const Request& req) {
     if (!mgr.store_offline.empty()) store["problem"] = mgr.store_offline;
     out["store"] = std::move(store);
   }
+  if (!mgr.state.mounts.empty()) {
+    nlohmann::json mounts = nlohmann::json::array();
+    for (const auto& m : mgr.state.mounts) {
+      const auto off = mgr.mounts_offline.find(m.path);
+      nlohmann::json one = {{"path", m.path}, {"mount_point", m.mount_point}, {"fs_type", m.fs_type},
+                            {"source", m.source}, {"online", off == mgr.mounts_offline.end()}};
+      if (off != mgr.mounts_offline.end()) one["problem"] = off->second;
+      mounts.push_back(std::move(one));
+    }
+    out["mounts"] = std::move(mounts);
+  }
   out["quota"] = mgr.quota_status();
   if (mgr.status_provider) {
     try {
@@ -627,6 +735,7 @@ Outcome status(const Manager::Impl& mgr, const Request& req) {
                 ? "store: online (" + mgr.root_store->path + ", store id " + mgr.root_store->id + ")\n"
                 : "store: OFFLINE, views answer EIO (" + mgr.store_offline + ")\n";
   }
+  for (const auto& [path, why] : mgr.mounts_offline) text += "mount: OFFLINE, views answer EIO (" + why + ")\n";
   text += quota_status_line(out["quota"]) + "\n";
   if (out.contains("filesystem") && out["filesystem"].is_object()) {
     for (const auto& item : out["filesystem"].items()) {

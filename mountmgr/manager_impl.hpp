@@ -191,6 +191,15 @@ struct Manager::Impl {
   /// Checks the store again; on a change (offline, back, another mount of it) logs one line
   /// and delivers the views. Called by the store watcher.
   void recheck_store();
+  void recheck_root();
+  // Backing directories on a mount of their own (State::mounts), as the storage root:
+  // guarded by `mutex`. Path -> why it is offline (one line naming the share).
+  std::map<std::string, std::string> mounts_offline;
+  std::map<std::string, uint64_t> mount_epochs;  // added to store_epoch: bumped when it is back
+  /// Records the backings found on another mount than the storage root's (the first time they
+  /// are seen so) and checks the recorded ones; on a change logs one line per backing and,
+  /// with `deliver_views`, delivers the views.
+  void recheck_mounts(bool deliver_views);
   // The store watcher: a thread woken by mount changes (poll(POLLPRI) on /proc/self/mountinfo)
   // and every kStoreRecheck, so a disk mounted late, unmounted or mounted again is noticed
   // within a second or two while ops pay nothing. Started by start(), never from the

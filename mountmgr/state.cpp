@@ -372,7 +372,7 @@ json to_json(const State& state) {
 
 bool same_except_apps(const State& a, const State& b) {
   return a.shares == b.shares && a.share_trash == b.share_trash && a.attachments == b.attachments &&
-         a.removals == b.removals && a.stores == b.stores && a.quotas == b.quotas;
+         a.removals == b.removals && a.stores == b.stores && a.mounts == b.mounts && a.quotas == b.quotas;
 }
 
 json to_json_without_apps(const State& state) {
@@ -404,6 +404,13 @@ json to_json_without_apps(const State& state) {
     }
     doc["stores"] = std::move(stores);
   }
+  if (!state.mounts.empty()) {
+    json mounts = json::array();
+    for (const auto& m : state.mounts) {
+      mounts.push_back({{"path", m.path}, {"mount_point", m.mount_point}, {"fs_type", m.fs_type}, {"source", m.source}});
+    }
+    doc["mounts"] = std::move(mounts);
+  }
   if (!state.quotas.empty()) doc["quotas"] = quotas_to_json(state.quotas);
   return doc;
 }
@@ -412,7 +419,7 @@ State state_from_json(const json& doc) {
   const JsonReader root(doc);
   // journal_seq is the store's (mountmgr/state_store.hpp): which journal records the document
   // already holds. It says nothing about the state itself.
-  root.expect_object({"schema_version", "journal_seq", "apps", "shares", "attachments", "removals", "stores", "quotas"});
+  root.expect_object({"schema_version", "journal_seq", "apps", "shares", "attachments", "removals", "stores", "mounts", "quotas"});
   const JsonReader version = root.member("schema_version", "an integer");
   if (version.as_integer(0, INT32_MAX) != kStateSchemaVersion) {
     version.fail("expected " + std::to_string(kStateSchemaVersion) + " (the schema this portalfs knows), got " +
@@ -479,6 +486,24 @@ State state_from_json(const json& doc) {
         if (other.path == store.path) item.member("path", "").fail("recorded twice: " + describe_json(store.path));
       }
       state.stores.push_back(std::move(store));
+    }
+  }
+  if (auto mounts = root.opt_member("mounts")) {
+    mounts->expect_array();
+    for (std::size_t i = 0; i < mounts->size(); ++i) {
+      const JsonReader item = mounts->at(i);
+      item.expect_object({"path", "mount_point", "fs_type", "source"});
+      BackingMount m{item.string("path"), item.string("mount_point"), item.string("fs_type"), item.string("source")};
+      for (const auto* p : {&m.path, &m.mount_point}) {
+        if (!p->starts_with('/') || normalise_host_path(*p) != *p) {
+          item.member(p == &m.path ? "path" : "mount_point", "")
+              .fail("expected an absolute, normalised path, got " + describe_json(*p));
+        }
+      }
+      for (const auto& other : state.mounts) {
+        if (other.path == m.path) item.member("path", "").fail("recorded twice: " + describe_json(m.path));
+      }
+      state.mounts.push_back(std::move(m));
     }
   }
   if (auto quotas = root.opt_member("quotas")) state.quotas = read_quotas(*quotas);

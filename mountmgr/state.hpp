@@ -25,6 +25,9 @@
 //    "stores": [{"path": "/var/lib/portalfs/storage", "id": "<32 hex digits>",
 //                "fs_type": "ext4", "source": "/dev/sdb1"}]}   (absent when empty;
 //                the file system each store must lead to: mountmgr/store.hpp)
+//    "mounts": [{"path": "/var/lib/portalfs/storage/shared/music", "mount_point": "/var/lib/portalfs/storage/shared/music",
+//                "fs_type": "ext4", "source": "/dev/sdc1"}]   (absent when empty; backings on a
+//                mount of their own, served only while they lead there: BackingMount)
 //    "quotas": {"apps/notes": {"project_id": 100000, "bytes": 10737418240, "inodes": 0}}
 //                (absent when empty; policy/quota.hpp, mountmgr/quota.hpp)
 //    "journal_seq": 42      (the store's: the last record of state.journal this document holds;
@@ -128,6 +131,17 @@ struct QuotaRecord {
   friend bool operator==(const QuotaRecord&, const QuotaRecord&) = default;
 };
 
+/// A backing directory (a share's, a storage:mount path) found on another file system than
+/// the storage root's: its views are served only while the path leads to that mount again
+/// (a disk not mounted yet, or gone, leaves the directory underneath, or nothing).
+struct BackingMount {
+  std::string path;         // the backing directory
+  std::string mount_point;  // where the mount it was found on is mounted ("/mnt/music")
+  std::string fs_type;      // as /proc/self/mountinfo named it then; said when it is missing
+  std::string source;
+  friend bool operator==(const BackingMount&, const BackingMount&) = default;
+};
+
 struct State {
   std::map<std::string, AppRecord> apps;
   std::map<std::string, policy::Owner> shares;  // share name -> owner of its directory
@@ -142,6 +156,8 @@ struct State {
   std::vector<std::string> removals;
   /// The file systems the storage root was found on (mountmgr/store.hpp), one per path.
   std::vector<StoreRecord> stores;
+  /// Backing directories on a mount of their own (manager.cpp, recheck_mounts), one per path.
+  std::vector<BackingMount> mounts;
   /// policy::QuotaTarget::key() ("apps/notes", "shared/docs") -> its project id and limits.
   std::map<std::string, QuotaRecord> quotas;
   friend bool operator==(const State&, const State&) = default;

@@ -7,10 +7,13 @@
 #include <poll.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
+#include <future>
+#include <set>
 #include <functional>
 #include <thread>
 #include <cstring>
@@ -273,6 +276,62 @@ TEST(PassthroughEvents, AnAppsOwnWritesAreHeardOnceInItsView) {
   EXPECT_EQ(read_file(m.storage() + "/a-d/db"), "abcdef");
 }
 
+// A host process writing a file that an app holds open in passthrough: the host's write (its
+// pid is not the app's) reaches the app's view, though the app's own writes to the same
+// backing file are not echoed there (above).
+TEST(PassthroughEvents, AHostWriteToAFileAnAppHoldsOpenIsHeardInItsView) {
+  MountedFs m;
+  PORTALFS_REQUIRE_MOUNT(m);
+  if (!m.fs().passthrough().active()) GTEST_FAIL() << "this kernel took no passthrough";
+  const std::string data = m.add_view("a", ViewKind::data, "d");
+  const std::string db = data + "/db", backing = m.storage() + "/a-d/db";
+  Watcher w;
+  ASSERT_GE(w.add(data), 0) << std::strerror(errno);
+  // The app: a child that writes "abc", says so, and holds the file open until told.
+  int said[2], go[2];
+  ASSERT_EQ(::pipe2(said, O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(go, O_CLOEXEC), 0);
+  const pid_t app = ::fork();
+  ASSERT_GE(app, 0);
+  if (app == 0) {
+    const int fd = ::open(db.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    char c = fd >= 0 && ::pwrite(fd, "abc", 3, 0) == 3 ? 'y' : 'n';
+    if (::write(said[1], &c, 1) != 1 || ::read(go[0], &c, 1) != 1) ::_exit(1);
+    ::_exit(::close(fd) == 0 ? 0 : 1);
+  }
+  ::close(said[1]);
+  ::close(go[0]);
+  char c = 0;
+  ASSERT_EQ(::read(said[0], &c, 1), 1);
+  EXPECT_EQ(c, 'y') << "the app could not write";
+  EXPECT_EQ(m.fs().passthrough().open_backings(), 1u) << "the app's file does not pass through";
+  EXPECT_TRUE(w.next(IN_MODIFY, "db")) << "the app's own write";
+  EXPECT_FALSE(w.next(IN_MODIFY, "db", 500ms)) << "the app's own write was heard twice";
+
+  ASSERT_EQ(run_as(0, 0, [&] {
+              const int fd = ::open(backing.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+              if (fd < 0 || ::write(fd, "def", 3) != 3) return 1;
+              return ::close(fd);
+            }),
+            0);
+  EXPECT_TRUE(w.next(IN_MODIFY, "db", 2000ms)) << "the host's write was not heard in the app's view";
+  const auto deadline = std::chrono::steady_clock::now() + 2s;
+  struct stat st {};
+  while ((::stat(db.c_str(), &st) != 0 || st.st_size != 6) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(st.st_size, 6) << "the app's view shows the size before the host's write";
+
+  c = 'x';
+  EXPECT_EQ(::write(go[1], &c, 1), 1);
+  ::close(go[1]);
+  ::close(said[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(app, &status, 0), app);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(read_file(backing), "abcdef");
+}
+
 TEST_F(HostEvents, AHostChangeReachesWhatAViewCachedAtOnce) {
   const std::string f = backing_ + "/notes.txt";
   on_host([&] {
@@ -301,6 +360,133 @@ TEST_F(HostEvents, AHostChangeReachesWhatAViewCachedAtOnce) {
   }
   EXPECT_TRUE(fresh) << "B still shows what it cached before the host's change";
   EXPECT_EQ(read_file(b_ + "/notes.txt"), "v1+v2");
+}
+
+
+// Overflows (events.cpp): a queue that drops changes ends in every view dropping what it
+// cached. The notifier's thread is held meanwhile, so that the queues fill for sure; the
+// timeouts are long, so that what the views show afterwards came from that flush.
+class Overflow : public ::testing::Test {
+ protected:
+  void start(fuse::Options o) {
+    o.entry_timeout = o.attr_timeout = 60;
+    m_.emplace(o);
+    PORTALFS_REQUIRE_MOUNT(*m_);
+    backing_ = m_->storage() + "/media";
+    auto paths = serve(*m_, backing_, {{"a", policy::Access::read_write}, {"b", policy::Access::read}});
+    a_ = paths[0];
+    b_ = paths[1];
+  }
+  // Both views cache keep.txt's attributes, gone<i> and the absence of later<i>.
+  void cache_in_views() {
+    write_file(backing_ + "/keep.txt", "v1");
+    for (int i = 0; i < kN; ++i) write_file(backing_ + "/gone" + std::to_string(i), "x");
+    for (const auto& v : {a_, b_}) {
+      struct stat st {};
+      ASSERT_EQ(sys(::stat((v + "/keep.txt").c_str(), &st)), kOk);
+      for (int i = 0; i < kN; ++i) {
+        ASSERT_EQ(sys(::stat((v + "/gone" + std::to_string(i)).c_str(), &st)), kOk);
+        ASSERT_EQ(sys(::access((v + "/later" + std::to_string(i)).c_str(), F_OK)), Err{ENOENT});
+      }
+      list_dir(v);
+    }
+  }
+  // Holds the notifier until release().
+  void hold_notifier() {
+    auto held = std::make_shared<std::promise<void>>();
+    ASSERT_TRUE(m_->fs().notifier().run_later([f = release_.get_future().share(), held] {
+      held->set_value();
+      f.wait();
+    }));
+    held->get_future().wait();
+  }
+  void release() {
+    if (!released_) release_.set_value();
+    released_ = true;
+  }
+  void TearDown() override { release(); }  // a failed test must not leave the notifier held
+  // Whether every view shows what the backing directory holds, within 2 s.
+  void expect_true_state_within_2s() {
+    const auto want = names(backing_);
+    struct stat host {};
+    ASSERT_EQ(::stat((backing_ + "/keep.txt").c_str(), &host), 0);
+    const auto deadline = std::chrono::steady_clock::now() + 2s;
+    for (const auto& v : {a_, b_}) {
+      bool right = false;
+      std::string seen;
+      while (!right && std::chrono::steady_clock::now() < deadline) {
+        struct stat st {};
+        right = names(v) == want && ::stat((v + "/keep.txt").c_str(), &st) == 0 && st.st_size == host.st_size;
+        for (int i = 0; right && i < kN; ++i) {
+          right = ::access((v + "/gone" + std::to_string(i)).c_str(), F_OK) != 0 && errno == ENOENT &&
+                  ::access((v + "/later" + std::to_string(i)).c_str(), F_OK) == 0;
+        }
+        if (!right) std::this_thread::sleep_for(20ms);
+      }
+      EXPECT_TRUE(right) << v << " still shows what it cached before the overflow";
+    }
+  }
+  static std::set<std::string> names(const std::string& dir) {
+    auto v = list_dir(dir);
+    return {v.begin(), v.end()};
+  }
+  static constexpr int kN = 20;
+  std::optional<MountedFs> m_;
+  std::promise<void> release_;
+  bool released_ = false;
+  std::string backing_, a_, b_;
+};
+
+// The daemon's events queue: host changes whose echoes (which carry the names' invalidations)
+// do not fit.
+TEST_F(Overflow, AFullEventsQueueEndsWithEveryViewShowingTheHostsState) {
+  start(fuse::Options{.events_queue = 4});
+  if (HasFatalFailure() || IsSkipped()) return;
+  cache_in_views();
+  Watcher w;
+  ASSERT_GE(w.add(b_), 0) << std::strerror(errno);
+  hold_notifier();
+  ASSERT_EQ(run_as(0, 0, [&] {
+              int fd = ::open((backing_ + "/keep.txt").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+              if (fd < 0 || ::write(fd, "+v2", 3) != 3) return 1;
+              ::close(fd);
+              for (int i = 0; i < kN; ++i) {
+                if (::unlink((backing_ + "/gone" + std::to_string(i)).c_str()) != 0) return 1;
+                fd = ::open((backing_ + "/later" + std::to_string(i)).c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+                if (fd < 0) return 1;
+                ::close(fd);
+              }
+              return 0;
+            }),
+            0);
+  // The host watch reads them while the notifier is held: the queue fills and drops.
+  const auto deadline = std::chrono::steady_clock::now() + 2s;
+  while (m_->fs().stats().events_queued < 4 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  std::this_thread::sleep_for(200ms);  // the rest of the host's events, dropped
+  const size_t before = m_->fs().notifier().flushes();
+  release();
+  expect_true_state_within_2s();
+  EXPECT_GT(m_->fs().notifier().flushes(), before) << "the queue did not overflow";
+}
+
+// The notifier's own queue: the invalidations of changes made through view A (no events here,
+// so that the invalidations are all that tells B).
+TEST_F(Overflow, AFullInvalidationQueueEndsWithEveryViewShowingTheTrueState) {
+  start(fuse::Options{.events = false, .invalidations_queue = 4});
+  if (HasFatalFailure() || IsSkipped()) return;
+  cache_in_views();
+  hold_notifier();
+  write_file(a_ + "/keep.txt", "v1+v2");
+  for (int i = 0; i < kN; ++i) {
+    ASSERT_EQ(sys(::unlink((a_ + "/gone" + std::to_string(i)).c_str())), kOk);
+    write_file(a_ + "/later" + std::to_string(i), "");
+  }
+  const size_t before = m_->fs().notifier().flushes();
+  release();
+  expect_true_state_within_2s();
+  EXPECT_GT(m_->fs().notifier().flushes(), before) << "the queue did not overflow";
 }
 
 }  // namespace

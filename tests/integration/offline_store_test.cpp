@@ -216,5 +216,151 @@ TEST_F(OfflineStore, DiskGoneAtRuntimeThenBack) {
   EXPECT_EQ(read_file(view() + "/sub/g.txt"), "new");
 }
 
+// A share whose backing directory is a mount of its own (a disk for the media, mounted at
+// storage/shared/music): the daemon records the mount the first time it finds the backing on
+// it, and serves the share only while the path leads there again.
+class OfflineShareMount : public DaemonFixture {
+ protected:
+  std::string image = dir_ / "music.img";
+  std::string loop;
+
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(DaemonFixture::SetUp());
+    if (::access("/dev/loop-control", R_OK | W_OK) != 0) PORTALFS_SKIP_OR_FAIL("no /dev/loop-control");
+    auto r = sh("truncate -s 16M '" + image + "' && mkfs.ext4 -q -F '" + image + "'");
+    if (r.code != 0) PORTALFS_SKIP_OR_FAIL("cannot make an ext4 image: " + r.err);
+    r = sh("losetup --find --show '" + image + "'");
+    if (r.code != 0) PORTALFS_SKIP_OR_FAIL("no loop device: " + r.err);
+    loop = r.out.substr(0, r.out.find('\n'));
+  }
+  void TearDown() override {
+    DaemonFixture::TearDown();  // stops the daemon first: it holds fds on the disk
+    for (int i = 0; i < 3 && mounted(backing()); ++i) {
+      if (::umount2(backing().c_str(), 0) != 0) ::umount2(backing().c_str(), MNT_DETACH);
+    }
+    if (!loop.empty()) sh("losetup -d " + loop);
+  }
+  std::string backing() { return storage() + "/shared/music"; }
+  std::string view() { return mnt() + "/apps/alpha/shared/music"; }
+  void mount_disk() {
+    auto r = sh("mount " + loop + " '" + backing() + "'");
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+  nlohmann::json mount_status() {
+    auto r = ctl({"status", "--format", "json"});
+    EXPECT_EQ(r.code, 0) << r.err;
+    const auto json = nlohmann::json::parse(r.out);
+    return json.contains("mounts") && json["mounts"].size() == 1 ? json["mounts"][0] : nlohmann::json();
+  }
+};
+
+TEST_F(OfflineShareMount, StartWithoutTheShareDiskThenMountIt) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  ASSERT_EQ(ctl({"share", "create", "music"}).code, 0);
+  write_app("alpha", {{"music", "read-write"}});
+  ASSERT_NO_FATAL_FAILURE(install_apps({"alpha"}));
+  // The disk is mounted over the share's directory: recorded, and the view serves the disk.
+  ASSERT_NO_FATAL_FAILURE(mount_disk());
+  ASSERT_TRUE(wait_until([&] { return mount_status().value("online", false); }, 15s)) << "the mount was not recorded";
+  EXPECT_EQ(mount_status()["mount_point"], backing());
+  EXPECT_EQ(mount_status()["source"], loop);
+  auto written = [&] {
+    try {
+      write_file(view() + "/song.flac", "on the disk");
+      return read_file(backing() + "/song.flac") == "on the disk";
+    } catch (const std::exception&) {
+      return false;
+    }
+  };
+  ASSERT_TRUE(wait_until(written, 15s)) << "the view does not serve the disk";
+
+  ASSERT_EQ(daemon_->stop(SIGTERM), 0);
+  ASSERT_EQ(::umount2(backing().c_str(), 0), 0) << std::strerror(errno);
+  std::vector<std::string> under;
+  for (const auto& e : fs::directory_iterator(backing())) under.push_back(e.path());
+
+  // Started before the share's disk is mounted.
+  ASSERT_NO_FATAL_FAILURE(start());
+  const auto st = mount_status();
+  EXPECT_EQ(st.value("online", true), false) << st.dump();
+  const auto text = ctl({"status"}).out;
+  EXPECT_THAT(text, HasSubstr("mount: OFFLINE, views answer EIO (share \"music\" (" + backing() + ")"));
+  EXPECT_THAT(read_file(dir_ / "daemon.log"), HasSubstr("share \"music\" (" + backing() + ") OFFLINE"));
+  auto eio = [&] {
+    struct stat sb {};
+    const int fd = ::open((view() + "/song.flac").c_str(), O_RDONLY | O_CLOEXEC);
+    const int open_err = errno_of(fd);
+    if (fd >= 0) ::close(fd);
+    return errno_of(::stat(view().c_str(), &sb)) == EIO && open_err == EIO;
+  };
+  ASSERT_TRUE(wait_until(eio, 15s)) << "the share's view still answers";
+  EXPECT_EQ(sys(::open((view() + "/new.flac").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644)), Err{EIO});
+  DIR* d = ::opendir(view().c_str());
+  EXPECT_EQ(d, nullptr);
+  if (d) ::closedir(d);
+  std::vector<std::string> after;
+  for (const auto& e : fs::directory_iterator(backing())) after.push_back(e.path());
+  EXPECT_EQ(after, under) << "something landed under the unmounted disk";
+
+  // The disk arrives: the view heals without a restart.
+  ASSERT_NO_FATAL_FAILURE(mount_disk());
+  auto healed = [&] {
+    try {
+      return read_file(view() + "/song.flac") == "on the disk";
+    } catch (const std::exception&) {
+      return false;
+    }
+  };
+  ASSERT_TRUE(wait_until(healed, 15s)) << "the view did not heal: " << ctl({"status"}).out;
+  EXPECT_EQ(mount_status().value("online", false), true);
+  EXPECT_THAT(read_file(dir_ / "daemon.log"), HasSubstr("share \"music\" (" + backing() + ") is back"));
+  write_file(view() + "/after.flac", "back");
+  EXPECT_EQ(read_file(backing() + "/after.flac"), "back");
+}
+
+TEST_F(OfflineShareMount, ShareDiskGoneAtRuntimeThenBack) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  ASSERT_EQ(ctl({"share", "create", "music"}).code, 0);
+  write_app("alpha", {{"music", "read-write"}});
+  ASSERT_NO_FATAL_FAILURE(install_apps({"alpha"}));
+  ASSERT_NO_FATAL_FAILURE(mount_disk());
+  ASSERT_TRUE(wait_until([&] { return mount_status().value("online", false); }, 15s)) << "the mount was not recorded";
+  auto written = [&] {
+    try {
+      write_file(view() + "/song.flac", "on the disk");
+      return read_file(backing() + "/song.flac") == "on the disk";
+    } catch (const std::exception&) {
+      return false;
+    }
+  };
+  ASSERT_TRUE(wait_until(written, 15s)) << "the view does not serve the disk";
+  EXPECT_EQ(read_file(view() + "/song.flac"), "on the disk");  // cached by the kernel now
+
+  ASSERT_EQ(::umount2(backing().c_str(), MNT_DETACH), 0) << std::strerror(errno);  // the daemon holds fds on it
+  auto eio = [&] {
+    struct stat sb {};
+    const int fd = ::open((view() + "/song.flac").c_str(), O_RDONLY | O_CLOEXEC);
+    const int open_err = errno_of(fd);
+    if (fd >= 0) ::close(fd);
+    return errno_of(::stat((view() + "/song.flac").c_str(), &sb)) == EIO && open_err == EIO;
+  };
+  ASSERT_TRUE(wait_until(eio, 15s)) << "the share's view still answers: " << ctl({"status"}).out;
+  EXPECT_EQ(mount_status().value("online", true), false);
+  EXPECT_EQ(sys(::open((view() + "/new.flac").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644)), Err{EIO});
+  EXPECT_FALSE(fs::exists(backing() + "/new.flac")) << "written under the unmounted disk";
+
+  ASSERT_NO_FATAL_FAILURE(mount_disk());
+  auto healed = [&] {
+    try {
+      return read_file(view() + "/song.flac") == "on the disk";
+    } catch (const std::exception&) {
+      return false;
+    }
+  };
+  ASSERT_TRUE(wait_until(healed, 15s)) << "the view did not heal: " << ctl({"status"}).out;
+  write_file(view() + "/after.flac", "back");
+  EXPECT_EQ(read_file(backing() + "/after.flac"), "back");
+}
+
 }  // namespace
 }  // namespace portalfs::testutil

@@ -161,6 +161,22 @@ TEST(StoreState, RoundTripAndStrictReading) {
   EXPECT_TRUE(state_from_json(old).stores.empty());
 }
 
+TEST(StoreState, BackingMountsRoundTripAndStrictReading) {
+  State s = fresh_state();
+  s.mounts.push_back({"/srv/storage/shared/music", "/srv/storage/shared/music", "ext4", "/dev/loop3"});
+  const auto doc = to_json(s);
+  EXPECT_EQ(state_from_json(doc), s);
+  auto bad = doc;
+  bad["mounts"][0]["mount_point"] = "relative";
+  EXPECT_THROW(state_from_json(bad), FieldError);
+  bad = doc;
+  bad["mounts"].push_back(doc["mounts"][0]);
+  EXPECT_THROW(state_from_json(bad), FieldError);
+  auto old = doc;
+  old.erase("mounts");
+  EXPECT_TRUE(state_from_json(old).mounts.empty());
+}
+
 // The manager records the store at the first start and serves its views only while the
 // storage root leads to it.
 class ManagerStoreTest : public ::testing::Test {
