@@ -9,8 +9,11 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
+#include <vector>
 
 #include "common/log.hpp"
 
@@ -23,20 +26,67 @@ constexpr uint64_t kMask = FAN_CREATE | FAN_DELETE | FAN_RENAME | FAN_MODIFY | F
 std::pair<int, int> fsid_key(const __kernel_fsid_t& f) { return {f.val[0], f.val[1]}; }
 }  // namespace
 
-std::string HostWatch::watch(int dir) {
+namespace {
+std::optional<std::pair<int, int>> fsid_of(int dir) {
   struct statfs sf {};
-  struct stat st {};
-  if (::fstatfs(dir, &sf) != 0 || ::fstat(dir, &st) != 0) return std::strerror(errno);
+  if (::fstatfs(dir, &sf) != 0) return std::nullopt;
   __kernel_fsid_t fsid;
   std::memcpy(&fsid, &sf.f_fsid, sizeof(fsid));
+  return fsid_key(fsid);
+}
+
+std::optional<uint64_t> mount_id(int dir) {
+  struct statx sx {};
+  if (::statx(dir, "", AT_EMPTY_PATH, STATX_MNT_ID, &sx) != 0 || !(sx.stx_mask & STATX_MNT_ID)) return std::nullopt;
+  return sx.stx_mnt_id;
+}
+}  // namespace
+
+std::string HostWatch::watch(int dir) {
+  struct stat st {};
+  auto key = fsid_of(dir);
+  if (!key || ::fstat(dir, &st) != 0) return std::strerror(errno);
   std::lock_guard lock(mutex_);
-  if (fsids_.count(fsid_key(fsid))) return "";
-  if (auto err = init_locked(); !err.empty()) return err;
-  if (::fanotify_mark(fan_.get(), FAN_MARK_ADD | FAN_MARK_FILESYSTEM, kMask, dir, nullptr) != 0) {
-    return std::string("fanotify_mark: ") + std::strerror(errno);
+  if (auto alias = aliases_.find(*key); alias != aliases_.end()) key = alias->second;
+  if (auto it = fsids_.find(*key); it != fsids_.end()) {
+    if (std::find(it->second.begin(), it->second.end(), st.st_dev) == it->second.end()) it->second.push_back(st.st_dev);
+    return "";
   }
-  fsids_[fsid_key(fsid)] = st.st_dev;
+  if (auto err = init_locked(); !err.empty()) return err;
+  auto marked = mark_locked(dir, *key);
+  if (!marked) return std::string("fanotify_mark: ") + std::strerror(errno);
+  if (*marked != *key) aliases_[*key] = *marked;
+  auto& devs = fsids_[*marked];
+  if (std::find(devs.begin(), devs.end(), st.st_dev) == devs.end()) devs.push_back(st.st_dev);
   return "";
+}
+
+// A btrfs subvolume has an fsid of its own, and the kernel marks a whole file system only from a
+// directory with the file system's fsid (EXDEV otherwise: fanotify_user.c, fanotify_test_fsid).
+// So the mark is made from the nearest directory above on the same mount that has it; the events
+// of every subvolume then come with that fsid, and their handles open from any of them.
+std::optional<std::pair<int, int>> HostWatch::mark_locked(int dir, std::pair<int, int> key) {
+  const auto mount = mount_id(dir);
+  common::UniqueFd up;
+  int at = dir;
+  for (int depth = 0; depth < 64; ++depth) {
+    if (fsids_.count(key)) return key;  // marked from another subvolume already
+    if (::fanotify_mark(fan_.get(), FAN_MARK_ADD | FAN_MARK_FILESYSTEM, kMask, at, nullptr) == 0) return key;
+    if (errno != EXDEV || !mount) return std::nullopt;
+    common::UniqueFd parent(::openat(at, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    const int saved = errno;
+    if (!parent || mount_id(parent.get()) != mount) {  // the top of the mount: not another file system's
+      errno = parent ? EXDEV : saved;
+      return std::nullopt;
+    }
+    auto parent_key = fsid_of(parent.get());
+    if (!parent_key) return std::nullopt;
+    key = *parent_key;
+    up = std::move(parent);
+    at = up.get();
+  }
+  errno = EXDEV;
+  return std::nullopt;
 }
 
 std::string HostWatch::init_locked() {
@@ -107,14 +157,17 @@ void HostWatch::run() {
 
 bool HostWatch::resolve(const fanotify_event_info_fid* fid, common::UniqueFd& dir, dev_t& dev,
                         ino_t& ino, std::string& name) {
-  dev_t fs = 0;
+  std::vector<dev_t> devs;
   {
     std::lock_guard lock(mutex_);
     auto it = fsids_.find(fsid_key(fid->fsid));
     if (it == fsids_.end()) return false;
-    fs = it->second;
+    devs = it->second;
   }
-  auto mount = mount_of_(fs);
+  std::shared_ptr<const common::UniqueFd> mount;
+  for (dev_t d : devs) {
+    if ((mount = mount_of_(d))) break;
+  }
   if (!mount) return false;
   auto* fh = reinterpret_cast<file_handle*>(const_cast<unsigned char*>(fid->handle));
   int fd = ::open_by_handle_at(mount->get(), fh, O_PATH | O_CLOEXEC);

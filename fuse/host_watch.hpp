@@ -23,9 +23,11 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "common/unique_fd.hpp"
 
@@ -79,7 +81,13 @@ class HostWatch {
 
   std::mutex mutex_;  // guards fsids_
   common::UniqueFd fan_;
-  std::map<std::pair<int, int>, dev_t> fsids_;  // the file systems marked: fsid -> st_dev
+  /// Marks the file system of `dir` (fsid `key`), from a directory above it if it is a btrfs
+  /// subvolume; the fsid marked, or nullopt (errno says why).
+  std::optional<std::pair<int, int>> mark_locked(int dir, std::pair<int, int> key);
+  /// The file systems marked: fsid -> the st_dev of the view roots on it (a btrfs file system
+  /// has one per subvolume; a handle opens from any of them).
+  std::map<std::pair<int, int>, std::vector<dev_t>> fsids_;
+  std::map<std::pair<int, int>, std::pair<int, int>> aliases_;  // a subvolume's fsid -> the one marked
   common::UniqueFd wake_;  // an eventfd: stop()
   MountOf mount_of_;
   Sink sink_;

@@ -8,9 +8,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -242,6 +244,36 @@ TEST_F(QuotaOnBtrfs, APurgedSubvolumeIsDeletedFromTheTrash) {
   EXPECT_THAT(subvolumes, HasSubstr("path shared/own_media"));
   EXPECT_THAT(subvolumes, Not(HasSubstr("path apps/notes")));
   EXPECT_THAT(subvolumes, Not(HasSubstr("path trash")));
+}
+
+// The app's data root is a subvolume, with an fsid of its own, and the kernel marks a btrfs
+// file system only from a directory with the file system's fsid: the host watch marks it from the
+// directory above. A file written on the host in the subvolume is heard in the app's view.
+TEST_F(QuotaOnBtrfs, HostChangesInASubvolumeReachItsViews) {
+  ASSERT_TRUE(subvolume(storage() + "/apps/notes"));
+  const int watch = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  ASSERT_GE(watch, 0) << std::strerror(errno);
+  ASSERT_GE(::inotify_add_watch(watch, data().c_str(), IN_CREATE), 0) << std::strerror(errno);
+  write_file(storage() + "/apps/notes/data/from-host.txt", "host");
+  std::string heard;
+  wait_until(
+      [&] {
+        pollfd p{watch, POLLIN, 0};
+        if (::poll(&p, 1, 100) <= 0) return false;
+        char buf[4096];
+        const ssize_t n = ::read(watch, buf, sizeof buf);
+        for (ssize_t off = 0; off < n;) {
+          const auto* e = reinterpret_cast<const inotify_event*>(buf + off);
+          if (e->len) heard += std::string(e->name) + " ";
+          off += static_cast<ssize_t>(sizeof(inotify_event) + e->len);
+        }
+        return heard.find("from-host.txt") != std::string::npos;
+      },
+      2s);
+  ::close(watch);
+  EXPECT_THAT(heard, HasSubstr("from-host.txt")) << "no IN_CREATE within 2 s of a host write in the subvolume";
+  EXPECT_EQ(read_file(data() + "/from-host.txt"), "host");
+  EXPECT_THAT(read_file(dir_ / "daemon.log"), Not(HasSubstr("reach the views at their timeouts only")));
 }
 
 }  // namespace
