@@ -161,12 +161,14 @@ void log_fd_budget(const FdBudget& b) {
                                     " O_PATH fds; each app may hold " + std::to_string(b.per_app) + " files open");
 }
 
-// Each app's open files and cached inodes against its shares: "3/128" ("3" with no limit).
+// Each app's open files and cached inodes, and its shares of them (a limit of 0: none).
 nlohmann::json app_shares_status(portalfs::fuse::Filesystem& fs) {
-  auto of = [](size_t n, size_t limit) { return std::to_string(n) + (limit ? "/" + std::to_string(limit) : ""); };
   nlohmann::json out = nlohmann::json::object();
   for (const auto& [app, s] : fs.app_shares()) {
-    out[app] = {{"open_files", of(s.open_files, s.open_files_limit)}, {"inodes", of(s.inodes, s.inodes_limit)}};
+    out[app] = {{"open_files", s.open_files},
+                {"open_files_limit", s.open_files_limit},
+                {"inodes", s.inodes},
+                {"inodes_limit", s.inodes_limit}};
   }
   return out;
 }

@@ -162,14 +162,16 @@ TEST_F(FairShares, TheGreedyWalkerAloneGetsEnfileUntilTheKernelForgets) {
   }
   ASSERT_NO_FATAL_FAILURE(expect_beta_works("while-alpha-walks"));
   auto shares = nlohmann::json::parse(ctl({"--format", "json", "status"}).out)["filesystem"]["app_shares"];
-  EXPECT_EQ(shares["alpha"]["inodes"], std::to_string(kShare) + "/" + std::to_string(kShare)) << shares.dump();
-  EXPECT_EQ(shares["alpha"]["open_files"], "0/128") << shares.dump();
+  EXPECT_EQ(shares["alpha"]["inodes"], kShare) << shares.dump();
+  EXPECT_EQ(shares["alpha"]["inodes_limit"], kShare) << shares.dump();
+  EXPECT_EQ(shares["alpha"]["open_files"], 0) << shares.dump();
+  EXPECT_EQ(shares["alpha"]["open_files_limit"], 128) << shares.dump();
 
   // The kernel forgets alpha's dentries (memory pressure; here drop_caches, until a drop frees
   // nothing more: a dentry is freed only after its children).
   auto alpha_inodes = [&] {
     auto s = nlohmann::json::parse(ctl({"--format", "json", "status"}).out)["filesystem"]["app_shares"]["alpha"]["inodes"];
-    return std::stoi(s.get<std::string>());
+    return s.get<int>();
   };
   for (int last = -1, round = 0; round < 10 && alpha_inodes() != last; ++round) {
     last = alpha_inodes();
