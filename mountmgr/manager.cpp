@@ -199,8 +199,12 @@ std::string mount_mismatch(const BackingMount& m, const StoreProbe& probe) {
                                (m.source.empty() ? std::string("?") : m.source) + " mounted at " + m.mount_point;
   if (!probe.error.empty()) return "cannot open it (" + probe.error + "), " + expected;
   if (!probe.mount) return "cannot tell which mount it is on, " + expected;
-  if (probe.mount->mount_point == m.mount_point) return "";
-  return "it leads to " + probe.mount->fs_type + " mounted at " + probe.mount->mount_point + ", " + expected;
+  if (probe.mount->mount_point != m.mount_point) {
+    return "it leads to " + probe.mount->fs_type + " mounted at " + probe.mount->mount_point + ", " + expected;
+  }
+  if (m.fsid.empty() || probe.fsid.empty() || probe.fsid == m.fsid) return "";
+  return "another disk is mounted there (" + probe.mount->fs_type + " from " + probe.mount->source + ", fsid " +
+         probe.fsid + ", not " + m.fsid + "), " + expected;
 }
 }  // namespace
 
@@ -223,7 +227,7 @@ void Manager::Impl::recheck_mounts(bool deliver_views) {
     if (!p.error.empty() || !p.mnt_id || p.mnt_id == root_mnt) continue;
     p = probe_store(path, /*describe_mount=*/true);
     if (!p.error.empty() || !p.mount || p.mount->mount_point == "/") continue;
-    found.push_back({path, p.mount->mount_point, p.mount->fs_type, p.mount->source});
+    found.push_back({path, p.mount->mount_point, p.mount->fs_type, p.mount->source, p.fsid});
   }
   std::map<std::string, std::string> offline;
   for (const auto& m : tracked) {
@@ -708,6 +712,7 @@ Outcome status(const Manager::Impl& mgr, const Request& req) {
       const auto off = mgr.mounts_offline.find(m.path);
       nlohmann::json one = {{"path", m.path}, {"mount_point", m.mount_point}, {"fs_type", m.fs_type},
                             {"source", m.source}, {"online", off == mgr.mounts_offline.end()}};
+      if (!m.fsid.empty()) one["fsid"] = m.fsid;
       if (off != mgr.mounts_offline.end()) one["problem"] = off->second;
       mounts.push_back(std::move(one));
     }

@@ -407,7 +407,9 @@ json to_json_without_apps(const State& state) {
   if (!state.mounts.empty()) {
     json mounts = json::array();
     for (const auto& m : state.mounts) {
-      mounts.push_back({{"path", m.path}, {"mount_point", m.mount_point}, {"fs_type", m.fs_type}, {"source", m.source}});
+      json one = {{"path", m.path}, {"mount_point", m.mount_point}, {"fs_type", m.fs_type}, {"source", m.source}};
+      if (!m.fsid.empty()) one["fsid"] = m.fsid;
+      mounts.push_back(std::move(one));
     }
     doc["mounts"] = std::move(mounts);
   }
@@ -492,8 +494,9 @@ State state_from_json(const json& doc) {
     mounts->expect_array();
     for (std::size_t i = 0; i < mounts->size(); ++i) {
       const JsonReader item = mounts->at(i);
-      item.expect_object({"path", "mount_point", "fs_type", "source"});
-      BackingMount m{item.string("path"), item.string("mount_point"), item.string("fs_type"), item.string("source")};
+      item.expect_object({"path", "mount_point", "fs_type", "source", "fsid"});
+      BackingMount m{item.string("path"), item.string("mount_point"), item.string("fs_type"), item.string("source"),
+                     item.has("fsid") ? item.string("fsid") : std::string()};
       for (const auto* p : {&m.path, &m.mount_point}) {
         if (!p->starts_with('/') || normalise_host_path(*p) != *p) {
           item.member(p == &m.path ? "path" : "mount_point", "")

@@ -139,6 +139,9 @@ struct BackingMount {
   std::string mount_point;  // where the mount it was found on is mounted ("/mnt/music")
   std::string fs_type;      // as /proc/self/mountinfo named it then; said when it is missing
   std::string source;
+  /// Its statfs f_fsid when first seen, as hex ("": none was given): another disk mounted at
+  /// the same place (ext4 and btrfs derive it from the file system's UUID) is not this one.
+  std::string fsid;
   friend bool operator==(const BackingMount&, const BackingMount&) = default;
 };
 

@@ -4,10 +4,13 @@
 #include <fcntl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <charconv>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
@@ -135,6 +138,17 @@ StoreProbe probe_store_fd(int dir_fd, bool describe) {
     probe.mnt_id = sx.stx_mnt_id;
   }
   if (describe && probe.mnt_id != 0) probe.mount = find_mount(read_mountinfo(), probe.mnt_id);
+  struct statfs sf {};
+  if (::fstatfs(dir_fd, &sf) == 0) {
+    uint32_t words[2];
+    static_assert(sizeof(words) == sizeof(sf.f_fsid));
+    std::memcpy(words, &sf.f_fsid, sizeof(words));
+    if (words[0] || words[1]) {
+      char hex[17];
+      std::snprintf(hex, sizeof(hex), "%08x%08x", words[0], words[1]);
+      probe.fsid = hex;
+    }
+  }
   // O_NONBLOCK: a fifo planted as the marker must not hang the check.
   UniqueFd fd(::openat(dir_fd, kStoreMarker, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
   if (!fd) {

@@ -70,6 +70,7 @@ struct StoreProbe {
   std::string marker_problem;         // when there is none: why ("missing", "not a regular file", ...)
   uint64_t mnt_id = 0;                // the mount the path leads to (0: unknown)
   std::optional<MountInfo> mount;     // that mount's line, when asked for
+  std::string fsid;                   // its file system's statfs f_fsid, hex ("": none, or 0)
 };
 
 /// Whether `text` is a store id: 32 lowercase hex digits.

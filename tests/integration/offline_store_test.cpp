@@ -362,5 +362,52 @@ TEST_F(OfflineShareMount, ShareDiskGoneAtRuntimeThenBack) {
   EXPECT_EQ(read_file(backing() + "/after.flac"), "back");
 }
 
+// Another disk mounted where the share's was (a swapped USB disk, a typo in fstab) is not the
+// share: its file system's fsid differs, so the views answer EIO and nothing is written to it.
+TEST_F(OfflineShareMount, AnotherDiskAtTheSameMountPointIsNotTheShare) {
+  const std::string other_image = dir_ / "other.img";
+  auto r = sh("truncate -s 16M '" + other_image + "' && mkfs.ext4 -q -F '" + other_image + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = sh("losetup --find --show '" + other_image + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string other_loop = r.out.substr(0, r.out.find('\n'));
+  struct Detach {
+    std::string loop;
+    ~Detach() { sh("losetup -d " + loop); }
+  } detach{other_loop};
+
+  ASSERT_NO_FATAL_FAILURE(start());
+  ASSERT_EQ(ctl({"share", "create", "music"}).code, 0);
+  write_app("alpha", {{"music", "read-write"}});
+  ASSERT_NO_FATAL_FAILURE(install_apps({"alpha"}));
+  ASSERT_NO_FATAL_FAILURE(mount_disk());
+  ASSERT_TRUE(wait_until([&] { return mount_status().value("online", false); }, 15s)) << "the mount was not recorded";
+  EXPECT_FALSE(mount_status().value("fsid", std::string()).empty()) << mount_status().dump();
+  ASSERT_EQ(::umount2(backing().c_str(), MNT_DETACH), 0) << std::strerror(errno);
+
+  r = sh("mount " + other_loop + " '" + backing() + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto eio = [&] {
+    struct stat sb {};
+    return errno_of(::stat(view().c_str(), &sb)) == EIO;
+  };
+  ASSERT_TRUE(wait_until(eio, 15s)) << "the other disk is served: " << ctl({"status"}).out;
+  EXPECT_THAT(ctl({"status"}).out, HasSubstr("another disk is mounted there (ext4 from " + other_loop));
+  EXPECT_EQ(sys(::open((view() + "/new.flac").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644)), Err{EIO});
+  EXPECT_FALSE(fs::exists(backing() + "/new.flac")) << "written to the other disk";
+  ASSERT_EQ(::umount2(backing().c_str(), 0), 0) << std::strerror(errno);
+
+  ASSERT_NO_FATAL_FAILURE(mount_disk());
+  auto healed = [&] {
+    try {
+      write_file(view() + "/after.flac", "back");
+      return read_file(backing() + "/after.flac") == "back";
+    } catch (const std::exception&) {
+      return false;
+    }
+  };
+  ASSERT_TRUE(wait_until(healed, 15s)) << "the view did not heal: " << ctl({"status"}).out;
+}
+
 }  // namespace
 }  // namespace portalfs::testutil

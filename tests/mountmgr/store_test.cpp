@@ -163,9 +163,11 @@ TEST(StoreState, RoundTripAndStrictReading) {
 
 TEST(StoreState, BackingMountsRoundTripAndStrictReading) {
   State s = fresh_state();
-  s.mounts.push_back({"/srv/storage/shared/music", "/srv/storage/shared/music", "ext4", "/dev/loop3"});
+  s.mounts.push_back({"/srv/storage/shared/music", "/srv/storage/shared/music", "ext4", "/dev/loop3", "1a2b3c4d5e6f7081"});
+  s.mounts.push_back({"/srv/storage/shared/video", "/srv/storage/shared/video", "ext4", "/dev/loop4", ""});
   const auto doc = to_json(s);
   EXPECT_EQ(state_from_json(doc), s);
+  EXPECT_FALSE(doc["mounts"][1].contains("fsid"));  // none recorded: a state written before fsids reads the same
   auto bad = doc;
   bad["mounts"][0]["mount_point"] = "relative";
   EXPECT_THROW(state_from_json(bad), FieldError);
