@@ -221,7 +221,8 @@ void Manager::Impl::recheck_mounts(bool deliver_views) {
   }
   // Probed without the lock: a statx per backing, and mountinfo only where a mount differs.
   std::vector<BackingMount> found;
-  for (const auto& [path, label] : labels) {
+  for (const auto& entry : labels) {
+    const std::string& path = entry.first;  // a name, not a structured binding: lambdas capture it (clang)
     if (!root_mnt || std::any_of(tracked.begin(), tracked.end(), [&](const auto& m) { return m.path == path; })) continue;
     StoreProbe p = probe_store(path, /*describe_mount=*/false);
     if (!p.error.empty() || !p.mnt_id || p.mnt_id == root_mnt) continue;
