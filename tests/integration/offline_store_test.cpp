@@ -246,6 +246,32 @@ class OfflineShareMount : public DaemonFixture {
     auto r = sh("mount " + loop + " '" + backing() + "'");
     ASSERT_EQ(r.code, 0) << r.err;
   }
+  // Whether `content`, written as `name` through the view, lands on the disk: the view serves it.
+  bool writes_through(const std::string& name, const std::string& content) {
+    try {
+      write_file(view() + "/" + name, content);
+      return read_file(backing() + "/" + name) == content;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+  // Whether the view reads `name` as `content`.
+  bool reads(const std::string& name, const std::string& content) {
+    try {
+      return read_file(view() + "/" + name) == content;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+  // Share music granted to alpha, its disk mounted, recorded and served.
+  void start_with_disk() {
+    ASSERT_NO_FATAL_FAILURE(start());
+    ASSERT_EQ(ctl({"share", "create", "music"}).code, 0);
+    write_app("alpha", {{"music", "read-write"}});
+    ASSERT_NO_FATAL_FAILURE(install_apps({"alpha"}));
+    ASSERT_NO_FATAL_FAILURE(mount_disk());
+    ASSERT_TRUE(wait_until([&] { return mount_status().value("online", false); }, 15s)) << "the mount was not recorded";
+  }
   nlohmann::json mount_status() {
     auto r = ctl({"status", "--format", "json"});
     EXPECT_EQ(r.code, 0) << r.err;
@@ -264,15 +290,7 @@ TEST_F(OfflineShareMount, StartWithoutTheShareDiskThenMountIt) {
   ASSERT_TRUE(wait_until([&] { return mount_status().value("online", false); }, 15s)) << "the mount was not recorded";
   EXPECT_EQ(mount_status()["mount_point"], backing());
   EXPECT_EQ(mount_status()["source"], loop);
-  auto written = [&] {
-    try {
-      write_file(view() + "/song.flac", "on the disk");
-      return read_file(backing() + "/song.flac") == "on the disk";
-    } catch (const std::exception&) {
-      return false;
-    }
-  };
-  ASSERT_TRUE(wait_until(written, 15s)) << "the view does not serve the disk";
+  ASSERT_TRUE(wait_until([&] { return writes_through("song.flac", "on the disk"); }, 15s)) << "the view does not serve the disk";
 
   ASSERT_EQ(daemon_->stop(SIGTERM), 0);
   ASSERT_EQ(::umount2(backing().c_str(), 0), 0) << std::strerror(errno);
@@ -304,14 +322,7 @@ TEST_F(OfflineShareMount, StartWithoutTheShareDiskThenMountIt) {
 
   // The disk arrives: the view heals without a restart.
   ASSERT_NO_FATAL_FAILURE(mount_disk());
-  auto healed = [&] {
-    try {
-      return read_file(view() + "/song.flac") == "on the disk";
-    } catch (const std::exception&) {
-      return false;
-    }
-  };
-  ASSERT_TRUE(wait_until(healed, 15s)) << "the view did not heal: " << ctl({"status"}).out;
+  ASSERT_TRUE(wait_until([&] { return reads("song.flac", "on the disk"); }, 15s)) << "the view did not heal: " << ctl({"status"}).out;
   EXPECT_EQ(mount_status().value("online", false), true);
   EXPECT_THAT(read_file(dir_ / "daemon.log"), HasSubstr("share \"music\" (" + backing() + ") is back"));
   write_file(view() + "/after.flac", "back");
@@ -319,21 +330,8 @@ TEST_F(OfflineShareMount, StartWithoutTheShareDiskThenMountIt) {
 }
 
 TEST_F(OfflineShareMount, ShareDiskGoneAtRuntimeThenBack) {
-  ASSERT_NO_FATAL_FAILURE(start());
-  ASSERT_EQ(ctl({"share", "create", "music"}).code, 0);
-  write_app("alpha", {{"music", "read-write"}});
-  ASSERT_NO_FATAL_FAILURE(install_apps({"alpha"}));
-  ASSERT_NO_FATAL_FAILURE(mount_disk());
-  ASSERT_TRUE(wait_until([&] { return mount_status().value("online", false); }, 15s)) << "the mount was not recorded";
-  auto written = [&] {
-    try {
-      write_file(view() + "/song.flac", "on the disk");
-      return read_file(backing() + "/song.flac") == "on the disk";
-    } catch (const std::exception&) {
-      return false;
-    }
-  };
-  ASSERT_TRUE(wait_until(written, 15s)) << "the view does not serve the disk";
+  ASSERT_NO_FATAL_FAILURE(start_with_disk());
+  ASSERT_TRUE(wait_until([&] { return writes_through("song.flac", "on the disk"); }, 15s)) << "the view does not serve the disk";
   EXPECT_EQ(read_file(view() + "/song.flac"), "on the disk");  // cached by the kernel now
 
   ASSERT_EQ(::umount2(backing().c_str(), MNT_DETACH), 0) << std::strerror(errno);  // the daemon holds fds on it
@@ -350,14 +348,7 @@ TEST_F(OfflineShareMount, ShareDiskGoneAtRuntimeThenBack) {
   EXPECT_FALSE(fs::exists(backing() + "/new.flac")) << "written under the unmounted disk";
 
   ASSERT_NO_FATAL_FAILURE(mount_disk());
-  auto healed = [&] {
-    try {
-      return read_file(view() + "/song.flac") == "on the disk";
-    } catch (const std::exception&) {
-      return false;
-    }
-  };
-  ASSERT_TRUE(wait_until(healed, 15s)) << "the view did not heal: " << ctl({"status"}).out;
+  ASSERT_TRUE(wait_until([&] { return reads("song.flac", "on the disk"); }, 15s)) << "the view did not heal: " << ctl({"status"}).out;
   write_file(view() + "/after.flac", "back");
   EXPECT_EQ(read_file(backing() + "/after.flac"), "back");
 }
@@ -376,12 +367,7 @@ TEST_F(OfflineShareMount, AnotherDiskAtTheSameMountPointIsNotTheShare) {
     ~Detach() { sh("losetup -d " + loop); }
   } detach{other_loop};
 
-  ASSERT_NO_FATAL_FAILURE(start());
-  ASSERT_EQ(ctl({"share", "create", "music"}).code, 0);
-  write_app("alpha", {{"music", "read-write"}});
-  ASSERT_NO_FATAL_FAILURE(install_apps({"alpha"}));
-  ASSERT_NO_FATAL_FAILURE(mount_disk());
-  ASSERT_TRUE(wait_until([&] { return mount_status().value("online", false); }, 15s)) << "the mount was not recorded";
+  ASSERT_NO_FATAL_FAILURE(start_with_disk());
   EXPECT_FALSE(mount_status().value("fsid", std::string()).empty()) << mount_status().dump();
   ASSERT_EQ(::umount2(backing().c_str(), MNT_DETACH), 0) << std::strerror(errno);
 
@@ -398,15 +384,7 @@ TEST_F(OfflineShareMount, AnotherDiskAtTheSameMountPointIsNotTheShare) {
   ASSERT_EQ(::umount2(backing().c_str(), 0), 0) << std::strerror(errno);
 
   ASSERT_NO_FATAL_FAILURE(mount_disk());
-  auto healed = [&] {
-    try {
-      write_file(view() + "/after.flac", "back");
-      return read_file(backing() + "/after.flac") == "back";
-    } catch (const std::exception&) {
-      return false;
-    }
-  };
-  ASSERT_TRUE(wait_until(healed, 15s)) << "the view did not heal: " << ctl({"status"}).out;
+  ASSERT_TRUE(wait_until([&] { return writes_through("after.flac", "back"); }, 15s)) << "the view did not heal: " << ctl({"status"}).out;
 }
 
 }  // namespace
