@@ -2,11 +2,11 @@
 #include "fuse/passthrough.hpp"
 
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
-#include <fstream>
 #include <cstring>
 #include <string>
 
@@ -24,29 +24,26 @@ struct BackingMap {
 const unsigned long kBackingOpen = _IOW(229, 1, BackingMap);
 const unsigned long kBackingClose = _IOW(229, 2, uint32_t);
 
-// The thread group of thread `tid` (the kernel names a request's thread; fanotify, its group):
-// its Tgid line in /proc, or `tid` itself if that can't be read (it has ended).
-pid_t thread_group(pid_t tid) {
-  std::ifstream status("/proc/" + std::to_string(tid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("Tgid:", 0) == 0) return static_cast<pid_t>(std::strtol(line.c_str() + 5, nullptr, 10));
-  }
-  return tid;
+// Whether thread `tid` (the kernel names a request's thread) belongs to thread group `pid`
+// (fanotify names a change's group): asked only when a change is heard, not at every open. A
+// thread that has ended since is nobody's: its group's change is then heard once more.
+bool in_group(pid_t tid, pid_t pid) {
+  if (tid == pid) return true;
+  struct stat st {};
+  const std::string task = "/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid);
+  return ::stat(task.c_str(), &st) == 0;
 }
 }  // namespace
 
 Passthrough::Backing Passthrough::acquire(const Inode* inode, pid_t writer,
                                           const std::function<Candidate()>& open_backing) {
   if (!io_.active()) return {};
-  // Outside the lock (it is the innermost, above): fanotify names a thread group.
-  const pid_t group = writer > 0 ? thread_group(writer) : 0;
   std::lock_guard lock(mutex_);
   auto [it, first] = backings_.try_emplace(inode, Entry{{}, 0, {}});
   Entry& e = it->second;
   ++e.opens;
-  if (group > 0 && std::find(e.writers.begin(), e.writers.end(), group) == e.writers.end()) {
-    e.writers.push_back(group);
+  if (writer > 0 && std::find(e.writers.begin(), e.writers.end(), writer) == e.writers.end()) {
+    e.writers.push_back(writer);
   }
   if (!first) return e.backing;
   // An inode that could not get a backing is served by the daemon until its last close (the
@@ -72,15 +69,21 @@ size_t Passthrough::open_backings() {
 }
 
 bool Passthrough::written_by(const Inode* inode, pid_t pid) {
-  const auto among = [pid](const std::vector<pid_t>& writers) {
-    return pid <= 0 || std::find(writers.begin(), writers.end(), pid) != writers.end();
-  };
-  std::lock_guard lock(mutex_);
-  auto it = backings_.find(inode);
-  if (it != backings_.end() && it->second.backing.writable && among(it->second.writers)) return true;
-  auto closed = closed_writers_.find(inode);
-  return closed != closed_writers_.end() && std::chrono::steady_clock::now() - closed->second.at < kCloseEcho &&
-         among(closed->second.writers);
+  std::vector<pid_t> writers;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = backings_.find(inode);
+    if (it != backings_.end() && it->second.backing.writable) writers = it->second.writers;
+    auto closed = closed_writers_.find(inode);
+    if (closed != closed_writers_.end() && std::chrono::steady_clock::now() - closed->second.at < kCloseEcho) {
+      writers.insert(writers.end(), closed->second.writers.begin(), closed->second.writers.end());
+    } else if (it == backings_.end() || !it->second.backing.writable) {
+      return false;
+    }
+  }
+  if (pid <= 0) return true;
+  // Outside the lock (it is the innermost, above): a stat in /proc per writer.
+  return std::any_of(writers.begin(), writers.end(), [pid](pid_t tid) { return in_group(tid, pid); });
 }
 
 bool Passthrough::has_backing(const Inode* inode) {

@@ -81,7 +81,7 @@ class Passthrough {
   struct Entry {
     Backing backing;
     uint32_t opens;
-    std::vector<pid_t> writers;  // thread groups that opened it for writing
+    std::vector<pid_t> writers;  // threads that opened it for writing (as requests name them)
   };
   struct Closed {
     std::chrono::steady_clock::time_point at;
