@@ -20,7 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/fs_helpers.hpp"
-#include "tests/integration/notes_app.hpp"
+#include "tests/integration/loop_disk.hpp"
 
 namespace portalfs::testutil {
 namespace {
@@ -32,36 +32,13 @@ using namespace std::chrono_literals;
 
 constexpr uint64_t kM = 1 << 20;
 
-CommandResult sh(const std::string& script) {
-  return run_command({"/bin/sh", "-c", "PATH=/usr/sbin:/usr/bin:/sbin:/bin; " + script}, 60s);
-}
-
-class QuotaOnBtrfs : public NotesApp {
+class QuotaOnBtrfs : public LoopDisk {
  protected:
-  std::string image = dir_ / "disk.img";
-  std::string loop;
-
   void SetUp() override {
-    ASSERT_NO_FATAL_FAILURE(NotesApp::SetUp());
-    ASSERT_EQ(::access("/dev/loop-control", R_OK | W_OK), 0) << "btrfs quota tests need loop devices";
-    auto r = sh("truncate -s 1G '" + image + "' && mkfs.btrfs -q -f '" + image + "'");
-    ASSERT_EQ(r.code, 0) << "cannot make a btrfs image (scripts/deps installs btrfs-progs): " << r.err;
-    r = sh("losetup --find --show '" + image + "'");
-    ASSERT_EQ(r.code, 0) << "losetup failed: " << r.err;
-    loop = r.out.substr(0, r.out.find('\n'));
-    fs::create_directories(storage());
-    r = sh("mount " + loop + " '" + storage() + "'");
-    ASSERT_EQ(r.code, 0) << "cannot mount " << loop << ": " << r.err;
+    ASSERT_NO_FATAL_FAILURE(LoopDisk::SetUp());
+    ASSERT_NO_FATAL_FAILURE(make_disk("1G", "mkfs.btrfs -q -f", ""));
     ASSERT_NO_FATAL_FAILURE(start());
     ASSERT_NO_FATAL_FAILURE(install_notes());
-  }
-
-  void TearDown() override {
-    DaemonFixture::TearDown();  // stops the daemon first: it holds fds on the disk
-    for (int i = 0; i < 3 && mounted(storage()); ++i) {
-      if (::umount2(storage().c_str(), 0) != 0) ::umount2(storage().c_str(), MNT_DETACH);
-    }
-    if (!loop.empty()) sh("losetup -d " + loop);
   }
 
   nlohmann::json usage(const std::string& target) {

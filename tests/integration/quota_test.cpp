@@ -30,7 +30,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/fs_helpers.hpp"
-#include "tests/integration/notes_app.hpp"
+#include "tests/integration/loop_disk.hpp"
 
 namespace portalfs::testutil {
 namespace {
@@ -42,36 +42,12 @@ using namespace std::chrono_literals;
 
 constexpr uint64_t kM = 1 << 20;
 
-CommandResult sh(const std::string& script) {
-  return run_command({"/bin/sh", "-c", "PATH=/usr/sbin:/usr/bin:/sbin:/bin; " + script}, 60s);
-}
-
-// A loop ext4 image mounted at the storage root, made with `mkfs_features` and mounted with
-// `mount_options`.
-class LoopDisk : public NotesApp {
+// The quota tests' disk: a loop ext4 image at the storage root (loop_disk.hpp).
+class QuotaDisk : public LoopDisk {
  protected:
-  std::string image = dir_ / "disk.img";
-  std::string loop;
-
+  // Made with `mkfs_features`, mounted with `mount_options`.
   void make_disk(const std::string& mkfs_features, const std::string& mount_options) {
-    ASSERT_EQ(::access("/dev/loop-control", R_OK | W_OK), 0) << "quota tests need loop devices: no /dev/loop-control";
-    auto r = sh("truncate -s 64M '" + image + "' && mkfs.ext4 -q -F " + mkfs_features + " '" + image + "'");
-    ASSERT_EQ(r.code, 0) << "cannot make an ext4 image: " << r.err;
-    r = sh("losetup --find --show '" + image + "'");
-    ASSERT_EQ(r.code, 0) << "quota tests need loop devices: losetup failed: " << r.err;
-    loop = r.out.substr(0, r.out.find('\n'));
-    fs::create_directories(storage());
-    r = sh("mount " + mount_options + " " + loop + " '" + storage() + "'");
-    ASSERT_EQ(r.code, 0) << "cannot mount " << loop << " " << mount_options << ": " << r.err
-                         << "(the kernel's word: " << sh("dmesg | tail -n 2").out << ")";
-  }
-
-  void TearDown() override {
-    DaemonFixture::TearDown();  // stops the daemon first: it holds fds on the disk
-    for (int i = 0; i < 3 && mounted(storage()); ++i) {
-      if (::umount2(storage().c_str(), 0) != 0) ::umount2(storage().c_str(), MNT_DETACH);
-    }
-    if (!loop.empty()) sh("losetup -d " + loop);
+    LoopDisk::make_disk("64M", "mkfs.ext4 -q -F " + mkfs_features, mount_options);
   }
 
   std::string state_file() { return state_files(dir_ / "state"); }
@@ -87,7 +63,7 @@ class LoopDisk : public NotesApp {
   }
 };
 
-class QuotaWithoutProjectQuotas : public LoopDisk {};
+class QuotaWithoutProjectQuotas : public QuotaDisk {};
 
 TEST_F(QuotaWithoutProjectQuotas, SetIsAccountedByTheDaemon) {
   ASSERT_NO_FATAL_FAILURE(make_disk("", ""));
@@ -156,10 +132,10 @@ TEST_F(QuotaWithoutProjectQuotas, ViewsPassNoProjectIdIoctl) {
   }
 }
 
-class QuotaWithProjectQuotas : public LoopDisk {
+class QuotaWithProjectQuotas : public QuotaDisk {
  protected:
   void SetUp() override {
-    ASSERT_NO_FATAL_FAILURE(LoopDisk::SetUp());
+    ASSERT_NO_FATAL_FAILURE(QuotaDisk::SetUp());
     if (sh("grep -q ' v2_read_file_info$' /proc/kallsyms").code != 0) {
       GTEST_SKIP() << "this kernel has no quota format v2 (CONFIG_QFMT_V2): ext4 can't mount a "
                       "file system with project quotas, so the kernel-enforced path can't run here";
