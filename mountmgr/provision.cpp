@@ -181,6 +181,24 @@ bool make_leaf(const StorageRoot& root, int parent_fd, const std::string& name, 
   }
 }
 
+// The first problem met is the one reported.
+void note(std::string& problem, const std::string& display, const char* name, const std::string& why) {
+  if (problem.empty()) problem = display + "/" + name + ": " + why;
+}
+
+// A listing of the directory from its start, on a dup of its fd (closedir leaves `dir_fd` open).
+DIR* list_from_start(int dir_fd, const std::string& display) {
+  const int dup_fd = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
+  if (dup_fd < 0) fail(display, "cannot list", errno);
+  DIR* dir = ::fdopendir(dup_fd);
+  if (!dir) {
+    ::close(dup_fd);
+    fail(display, "cannot list", errno);
+  }
+  ::rewinddir(dir);
+  return dir;
+}
+
 // Deletes every entry of `dir_fd` (a trash entry): files and links at once, empty directories
 // at once, others moved up into the trash for a later pass. Counts what it deleted and moved;
 // `problem` gets the first reason something stays.
@@ -190,16 +208,7 @@ struct Drained {
 };
 
 Drained drain(int dir_fd, int trash_fd, dev_t dev, const std::string& display, std::string& problem) {
-  const int dup_fd = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
-  if (dup_fd < 0) fail(display, "cannot list", errno);
-  DIR* dir = ::fdopendir(dup_fd);
-  if (!dir) {
-    ::close(dup_fd);
-    fail(display, "cannot list", errno);
-  }
-  auto note = [&](const char* name, const std::string& why) {
-    if (problem.empty()) problem = display + "/" + name + ": " + why;
-  };
+  DIR* dir = list_from_start(dir_fd, display);
   Drained out;
   while (const dirent* entry = ::readdir(dir)) {
     const char* name = entry->d_name;
@@ -210,22 +219,70 @@ Drained drain(int dir_fd, int trash_fd, dev_t dev, const std::string& display, s
       if (::unlinkat(dir_fd, name, 0) == 0) {
         ++out.deleted;
       } else {
-        note(name, std::string("cannot delete: ") + std::strerror(errno));
+        note(problem, display, name, std::string("cannot delete: ") + std::strerror(errno));
       }
     } else if (st.st_dev != dev) {
-      note(name, "another file system is mounted here; not deleted");
+      note(problem, display, name, "another file system is mounted here; not deleted");
     } else if (::unlinkat(dir_fd, name, AT_REMOVEDIR) == 0) {
       ++out.deleted;
     } else if (errno != ENOTEMPTY && errno != EEXIST) {
-      note(name, std::string("cannot delete: ") + std::strerror(errno));  // EBUSY: a mount point
+      note(problem, display, name, std::string("cannot delete: ") + std::strerror(errno));  // EBUSY: a mount point
     } else if (int err = rename_into_trash(dir_fd, name, trash_fd); err == 0) {
       ++out.moved;
     } else {
-      note(name, std::string("cannot move: ") + std::strerror(err));
+      note(problem, display, name, std::string("cannot move: ") + std::strerror(err));
     }
   }
   ::closedir(dir);
   return out;
+}
+
+
+// One entry at the top of the trash: deleted whole if it can be (a file, an empty directory, a
+// btrfs subvolume), else drained one level deep, deeper directories moved up to the top for a
+// later pass. Counts into `report`; returns whether anything changed.
+bool empty_entry(int trash, dev_t trash_dev, const char* name, const std::string& display, TrashReport& report) {
+  struct stat st {};
+  if (::fstatat(trash, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return false;
+  if (::unlinkat(trash, name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) == 0) {
+    ++report.deleted;
+    return true;
+  }
+  if (!S_ISDIR(st.st_mode) || errno != ENOTEMPTY) {
+    note(report.problem, display, name, std::string("cannot delete: ") + std::strerror(errno));
+    ++report.left;
+    return false;
+  }
+  UniqueFd dir(::openat(trash, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  // A purged app data root or share on btrfs is a subvolume (another st_dev, not a mount
+  // point; one that is mounted on somewhere the kernel refuses to delete, EBUSY): the kernel
+  // deletes it whole.
+  if (dir && common::subvolume_root_id(dir.get())) {
+    dir.reset();
+    if (const int err = common::destroy_subvolume(trash, name); err != 0) {
+      note(report.problem, display, name, std::string("cannot delete the btrfs subvolume: ") + std::strerror(err));
+      ++report.left;
+      return false;
+    }
+    ++report.deleted;
+    return true;
+  }
+  struct stat opened {};
+  if (!dir || ::fstat(dir.get(), &opened) != 0 || opened.st_dev != trash_dev) {
+    note(report.problem, display, name, "cannot open (a mount point?)");
+    ++report.left;
+    return false;
+  }
+  const Drained drained = drain(dir.get(), trash, trash_dev, display + "/" + name, report.problem);
+  report.deleted += drained.deleted;
+  bool progress = drained.deleted > 0 || drained.moved > 0;
+  if (::unlinkat(trash, name, AT_REMOVEDIR) == 0) {
+    ++report.deleted;
+    progress = true;
+  } else {
+    ++report.left;
+  }
+  return progress;
 }
 
 }  // namespace
@@ -310,24 +367,13 @@ TrashReport empty_trash(const StorageRoot& root, const std::function<bool()>& ke
   struct stat trash_st {};
   if (::fstat(trash.get(), &trash_st) != 0) fail(display, "cannot stat", errno);
 
-  // Passes over the top level until it is empty or a pass changes nothing. Each pass deletes
-  // files, drains directories one level deep and moves deeper ones up to the top.
-  auto note = [&](const char* name, const std::string& why) {
-    if (report.problem.empty()) report.problem = display + "/" + name + ": " + why;
-  };
-  // A pass that meets no entry ends it: entries moved up during a pass may not show in it.
+  // Passes over the top level until it is empty or a pass changes nothing. A pass that meets no
+  // entry ends it too: entries moved up during a pass may not show in it.
   for (bool progress = true, seen = true; progress && seen;) {
     progress = false;
     seen = false;
     report.left = 0;
-    const int dup_fd = ::fcntl(trash.get(), F_DUPFD_CLOEXEC, 0);
-    if (dup_fd < 0) fail(display, "cannot list", errno);
-    DIR* top = ::fdopendir(dup_fd);
-    if (!top) {
-      ::close(dup_fd);
-      fail(display, "cannot list", errno);
-    }
-    ::rewinddir(top);
+    DIR* top = list_from_start(trash.get(), display);
     while (const dirent* entry = ::readdir(top)) {
       if (keep_going && !keep_going()) {
         ::closedir(top);
@@ -336,48 +382,7 @@ TrashReport empty_trash(const StorageRoot& root, const std::function<bool()>& ke
       const char* name = entry->d_name;
       if (std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0) continue;
       seen = true;
-      struct stat st {};
-      if (::fstatat(trash.get(), name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-      if (::unlinkat(trash.get(), name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) == 0) {
-        ++report.deleted;
-        progress = true;
-        continue;
-      }
-      if (!S_ISDIR(st.st_mode) || errno != ENOTEMPTY) {
-        note(name, std::string("cannot delete: ") + std::strerror(errno));
-        ++report.left;
-        continue;
-      }
-      UniqueFd dir(::openat(trash.get(), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      // A purged app data root or share on btrfs is a subvolume (another st_dev, not a mount
-      // point; one that is mounted on somewhere the kernel refuses to delete, EBUSY): the kernel
-      // deletes it whole.
-      if (dir && common::subvolume_root_id(dir.get())) {
-        dir.reset();
-        if (const int err = common::destroy_subvolume(trash.get(), name); err != 0) {
-          note(name, std::string("cannot delete the btrfs subvolume: ") + std::strerror(err));
-          ++report.left;
-        } else {
-          ++report.deleted;
-          progress = true;
-        }
-        continue;
-      }
-      struct stat opened {};
-      if (!dir || ::fstat(dir.get(), &opened) != 0 || opened.st_dev != trash_st.st_dev) {
-        note(name, "cannot open (a mount point?)");
-        ++report.left;
-        continue;
-      }
-      const Drained drained = drain(dir.get(), trash.get(), trash_st.st_dev, display + "/" + name, report.problem);
-      report.deleted += drained.deleted;
-      progress = progress || drained.deleted > 0 || drained.moved > 0;
-      if (::unlinkat(trash.get(), name, AT_REMOVEDIR) == 0) {
-        ++report.deleted;
-        progress = true;
-      } else {
-        ++report.left;
-      }
+      if (empty_entry(trash.get(), trash_st.st_dev, name, display, report)) progress = true;
     }
     ::closedir(top);
   }

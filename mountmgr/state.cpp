@@ -297,6 +297,93 @@ std::map<std::string, QuotaRecord> read_quotas(const JsonReader& r) {
   return out;
 }
 
+// "shares": each share's owner, and its trash's retention if it has one.
+void read_shares(const JsonReader& shares, State& state) {
+  if (!shares.json().is_object()) shares.fail("expected an object, got " + describe_json(shares.json()));
+  for (const auto& item : shares.json().items()) {
+    const JsonReader share(item.value(), shares.pointer() + "/" + pointer_token(item.key()));
+    if (auto e = policy::check_share_name(item.key())) share.fail("key: " + *e);
+    share.expect_object({"owner", "trash"});
+    state.shares[item.key()] = read_owner(share.member("owner", "\"UID:GID\""));
+    if (auto trash = share.opt_member("trash")) {
+      std::string expected;
+      const auto seconds = policy::parse_retention(trash->as_string(), &expected);
+      if (!seconds) trash->fail(expected + ", got " + describe_json(trash->json()));
+      if (*seconds == 0) trash->fail("expected a retention (a share without a trash has no \"trash\"), got \"off\"");
+      state.share_trash[item.key()] = *seconds;
+    }
+  }
+}
+
+// "removals": only what a purge or a prune deletes, an app's directory or one below it.
+std::vector<std::string> read_removals(const JsonReader& removals) {
+  removals.expect_array();
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < removals.size(); ++i) {
+    const JsonReader item = removals.at(i);
+    std::string path = item.as_string();
+    bool valid = path.starts_with("apps/");
+    try {
+      check_data_dir_name(path);
+    } catch (const std::invalid_argument&) {
+      valid = false;
+    }
+    if (!valid) item.fail(R"(expected "apps/<app>[/<data dir>]", got )" + describe_json(item.json()));
+    out.push_back(std::move(path));
+  }
+  return out;
+}
+
+// An absolute, normalised host path, or the member named `field` fails.
+void expect_host_path(const JsonReader& item, const char* field, const std::string& path) {
+  if (!path.starts_with('/') || normalise_host_path(path) != path) {
+    item.member(field, "").fail("expected an absolute, normalised path, got " + describe_json(path));
+  }
+}
+
+// Records keyed by "path" (stores, mounts): a path recorded twice fails.
+template <class Record>
+void expect_new_path(const JsonReader& item, const std::vector<Record>& seen, const std::string& path) {
+  for (const auto& other : seen) {
+    if (other.path == path) item.member("path", "").fail("recorded twice: " + describe_json(path));
+  }
+}
+
+std::vector<StoreRecord> read_stores(const JsonReader& stores) {
+  stores.expect_array();
+  std::vector<StoreRecord> out;
+  for (std::size_t i = 0; i < stores.size(); ++i) {
+    const JsonReader item = stores.at(i);
+    item.expect_object({"path", "id", "fs_type", "source"});
+    StoreRecord store{item.string("path"), item.string("id"), item.string("fs_type"), item.string("source")};
+    expect_host_path(item, "path", store.path);
+    if (!valid_store_id(store.id)) {
+      item.member("id", "").fail("expected 32 lowercase hex digits, got " + describe_json(store.id));
+    }
+    expect_new_path(item, out, store.path);
+    out.push_back(std::move(store));
+  }
+  return out;
+}
+
+// "mounts": the mounts that shares and storage:mount paths live on, recorded when first seen
+// (fsid is optional: older states lack it).
+std::vector<BackingMount> read_mounts(const JsonReader& mounts) {
+  mounts.expect_array();
+  std::vector<BackingMount> out;
+  for (std::size_t i = 0; i < mounts.size(); ++i) {
+    const JsonReader item = mounts.at(i);
+    item.expect_object({"path", "mount_point", "fs_type", "source", "fsid"});
+    BackingMount m{item.string("path"), item.string("mount_point"), item.string("fs_type"), item.string("source"),
+                   item.has("fsid") ? item.string("fsid") : std::string()};
+    expect_host_path(item, "path", m.path);
+    expect_host_path(item, "mount_point", m.mount_point);
+    expect_new_path(item, out, m.path);
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
 }  // namespace
 
 State fresh_state() {
@@ -436,79 +523,15 @@ State state_from_json(const json& doc) {
     if (auto e = policy::check_app_name(item.key())) app.fail("key: " + *e);
     state.apps[item.key()] = read_app(app);
   }
-  const JsonReader shares = root.member("shares", "an object");
-  if (!shares.json().is_object()) shares.fail("expected an object, got " + describe_json(shares.json()));
-  for (const auto& item : shares.json().items()) {
-    const JsonReader share(item.value(), shares.pointer() + "/" + pointer_token(item.key()));
-    if (auto e = policy::check_share_name(item.key())) share.fail("key: " + *e);
-    share.expect_object({"owner", "trash"});
-    state.shares[item.key()] = read_owner(share.member("owner", "\"UID:GID\""));
-    if (auto trash = share.opt_member("trash")) {
-      std::string expected;
-      const auto seconds = policy::parse_retention(trash->as_string(), &expected);
-      if (!seconds) trash->fail(expected + ", got " + describe_json(trash->json()));
-      if (*seconds == 0) trash->fail("expected a retention (a share without a trash has no \"trash\"), got \"off\"");
-      state.share_trash[item.key()] = *seconds;
-    }
-  }
+  read_shares(root.member("shares", "an object"), state);
   const JsonReader attachments = root.member("attachments", "an array");
   attachments.expect_array();
   for (std::size_t i = 0; i < attachments.size(); ++i) {
     state.attachments.push_back(read_attachment(attachments.at(i)));
   }
-  if (auto removals = root.opt_member("removals")) {
-    removals->expect_array();
-    for (std::size_t i = 0; i < removals->size(); ++i) {
-      const JsonReader item = removals->at(i);
-      std::string path = item.as_string();
-      // Only what a purge or a prune deletes: an app's directory or one below it.
-      bool valid = path.starts_with("apps/");
-      try {
-        check_data_dir_name(path);
-      } catch (const std::invalid_argument&) {
-        valid = false;
-      }
-      if (!valid) item.fail(R"(expected "apps/<app>[/<data dir>]", got )" + describe_json(item.json()));
-      state.removals.push_back(std::move(path));
-    }
-  }
-  if (auto stores = root.opt_member("stores")) {
-    stores->expect_array();
-    for (std::size_t i = 0; i < stores->size(); ++i) {
-      const JsonReader item = stores->at(i);
-      item.expect_object({"path", "id", "fs_type", "source"});
-      StoreRecord store{item.string("path"), item.string("id"), item.string("fs_type"), item.string("source")};
-      if (!store.path.starts_with('/') || normalise_host_path(store.path) != store.path) {
-        item.member("path", "").fail("expected an absolute, normalised path, got " + describe_json(store.path));
-      }
-      if (!valid_store_id(store.id)) {
-        item.member("id", "").fail("expected 32 lowercase hex digits, got " + describe_json(store.id));
-      }
-      for (const auto& other : state.stores) {
-        if (other.path == store.path) item.member("path", "").fail("recorded twice: " + describe_json(store.path));
-      }
-      state.stores.push_back(std::move(store));
-    }
-  }
-  if (auto mounts = root.opt_member("mounts")) {
-    mounts->expect_array();
-    for (std::size_t i = 0; i < mounts->size(); ++i) {
-      const JsonReader item = mounts->at(i);
-      item.expect_object({"path", "mount_point", "fs_type", "source", "fsid"});
-      BackingMount m{item.string("path"), item.string("mount_point"), item.string("fs_type"), item.string("source"),
-                     item.has("fsid") ? item.string("fsid") : std::string()};
-      for (const auto* p : {&m.path, &m.mount_point}) {
-        if (!p->starts_with('/') || normalise_host_path(*p) != *p) {
-          item.member(p == &m.path ? "path" : "mount_point", "")
-              .fail("expected an absolute, normalised path, got " + describe_json(*p));
-        }
-      }
-      for (const auto& other : state.mounts) {
-        if (other.path == m.path) item.member("path", "").fail("recorded twice: " + describe_json(m.path));
-      }
-      state.mounts.push_back(std::move(m));
-    }
-  }
+  if (auto removals = root.opt_member("removals")) state.removals = read_removals(*removals);
+  if (auto stores = root.opt_member("stores")) state.stores = read_stores(*stores);
+  if (auto mounts = root.opt_member("mounts")) state.mounts = read_mounts(*mounts);
   if (auto quotas = root.opt_member("quotas")) state.quotas = read_quotas(*quotas);
   return state;
 }
