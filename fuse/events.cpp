@@ -328,14 +328,9 @@ void Filesystem::raise_on_file(Event::Kind kind, Event::Node file) {
 // ---- changes made on the host (HostWatch's thread) ----
 
 std::shared_ptr<const common::UniqueFd> Filesystem::root_on(dev_t dev) {
-  const auto layout = views_.layout();  // held: a range-for would free it at once
-  for (const auto& [path, dir] : layout->dirs) {
-    for (const auto& [name, id] : dir.views) {
-      const View* v = views_.get(id);
-      if (v && v->root && v->dev == dev) return v->root;
-    }
-  }
-  return nullptr;
+  std::lock_guard lock(host_roots_mutex_);
+  auto it = host_roots_.find(dev);
+  return it == host_roots_.end() ? nullptr : it->second;
 }
 
 void Filesystem::host_changed(HostChange& c) {

@@ -270,11 +270,11 @@ void Filesystem::watch_hosts(const Layout& layout) {
   if (!options_.events || !options_.host_watch) return;
   // One mark per file system: a view on a file system already seen here costs no syscall
   // (thousands of views on one storage root made two each, at every grant).
-  std::set<dev_t> seen;
+  std::map<dev_t, std::shared_ptr<const common::UniqueFd>> roots;
   for (const auto& [path, dir] : layout.dirs) {
     for (const auto& [name, id] : dir.views) {
       const View* v = views_.get(id);
-      if (!v || !v->root || !seen.insert(v->dev).second) continue;
+      if (!v || !v->root || !roots.emplace(v->dev, v->root).second) continue;
       if (auto err = host_watch_.watch(v->root->get()); !err.empty()) {
         common::log_once(common::LogLevel::warn, "hostwatch:" + v->spec.backing,
                          "changes made on the host in " + v->spec.backing +
@@ -283,6 +283,8 @@ void Filesystem::watch_hosts(const Layout& layout) {
       }
     }
   }
+  std::lock_guard lock(host_roots_mutex_);
+  host_roots_ = std::move(roots);
 }
 
 Filesystem::Stats Filesystem::stats() {

@@ -524,7 +524,7 @@ class Filesystem {
   void host_changed(HostChange& c);
   /// After lost host events: every name and inode the kernel cached (the notifier's thread).
   void invalidate_all();
-  /// A served directory on file system `dev` (for HostWatch).
+  /// A served directory on file system `dev` (for HostWatch): one of host_roots_.
   std::shared_ptr<const common::UniqueFd> root_on(dev_t dev);
 
   // A share's trash (trash.cpp; policy/trash.hpp).
@@ -618,6 +618,10 @@ class Filesystem {
   std::string mountpoint_;
   common::UniqueFd echo_mount_;
   std::unordered_map<fuse_ino_t, common::UniqueFd> echo_open_;  // written files: see modified
+  /// A view root per file system served, for root_on: made anew by watch_hosts at each
+  /// set_views, so a host event finds its root without walking every view.
+  std::mutex host_roots_mutex_;
+  std::map<dev_t, std::shared_ptr<const common::UniqueFd>> host_roots_;
   HostWatch host_watch_;  // after what its thread uses: stopped first
   SessionIo io_;
   Passthrough passthrough_{io_};
