@@ -23,6 +23,8 @@ using common::Result;
 static_assert(sizeof(fuse_ino_t) >= sizeof(void*), "an Inode* must fit in a fuse_ino_t");
 
 namespace {
+constexpr unsigned kMaxBackground = 4096;  // background requests in flight (init)
+
 // What the options ask for, without what this process may not do (privileges.hpp).
 Options within(Options options, const Privileges& p) {
   if (!p.decode_handles) options.events = false;
@@ -331,6 +333,14 @@ void Filesystem::init(fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA) conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
   // Locks stay the kernel's (no getlk/setlk/flock ops): flock and POSIX locks work within
   // the mount as on a local file system.
+  // A file's RELEASE is a background request, sent after close() has returned. The kernel hands
+  // out 12 background requests at a time by default, behind every waiting foreground request,
+  // so with many threads opening and closing the RELEASEs fell behind by thousands in seconds
+  // (bench/run's scale section): each still holds a daemon fd and a place in its app's share,
+  // and the app got EMFILE while holding one file per thread. 4096 lets them flow as they come
+  // (a rootless daemon is capped at fs.fuse.max_user_bgreq); congestion at the kernel's 3/4.
+  conn->max_background = kMaxBackground;
+  conn->congestion_threshold = kMaxBackground / 4 * 3;
 }
 
 // ---- coherence ----
