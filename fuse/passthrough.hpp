@@ -17,7 +17,9 @@
 #include <fcntl.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <unordered_map>
@@ -49,9 +51,10 @@ class Passthrough {
   /// Counts one open of `inode` and returns its backing. The first open registers the file
   /// `open_backing()` offers (the caller keeps its fd, the kernel takes its own reference);
   /// the later ones share it, as the kernel requires. No-op while inactive.
-  /// Locking: the table's mutex is held across the first open's openat and ioctl, so that two
-  /// first opens of one inode can't register two backings (the kernel would refuse the second
-  /// open). It is the innermost lock: open_backing() must take no other.
+  /// Locking: the first open of an inode registers its backing without the table's mutex (an
+  /// openat and an ioctl); other opens of that inode wait for it meanwhile, so that one inode
+  /// can't get two backings (the kernel would refuse the second open). The mutex is the
+  /// innermost lock and held across no syscall.
   /// `writer`: the thread that opens it for writing (0: a reader, or nobody's), whose writes
   /// written_by() recognises.
   Backing acquire(const Inode* inode, pid_t writer, const std::function<Candidate()>& open_backing);
@@ -80,8 +83,9 @@ class Passthrough {
 
   struct Entry {
     Backing backing;
-    uint32_t opens;
+    uint32_t opens = 0;
     std::vector<pid_t> writers;  // threads that opened it for writing (as requests name them)
+    bool registering = false;    // its first open is registering the backing (acquire)
   };
   struct Closed {
     std::chrono::steady_clock::time_point at;
@@ -91,10 +95,16 @@ class Passthrough {
   /// Under mutex_: remembers that `inode`'s last writable open just closed (written_through()).
   void note_closed_writer(const Inode* inode, std::vector<pid_t> writers);
 
+  /// The first open's registration (openat, BACKING_OPEN): a backing, or none (id 0).
+  Backing register_backing(const std::function<Candidate()>& open_backing);
+
   std::mutex mutex_;
+  std::condition_variable registered_;  // an entry stopped registering
   std::unordered_map<const Inode*, Entry> backings_;
-  // Writable backings released less than kCloseEcho ago (older ones are pruned on insert).
+  // Writable backings released less than kCloseEcho ago (older ones are pruned on insert), and
+  // the order they were noted in (a backing closed again is in it twice; the older is stale).
   std::unordered_map<const Inode*, Closed> closed_writers_;
+  std::deque<std::pair<std::chrono::steady_clock::time_point, const Inode*>> closed_order_;
 };
 
 }  // namespace portalfs::fuse

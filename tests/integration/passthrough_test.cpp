@@ -11,9 +11,12 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "tests/integration/fs_helpers.hpp"
 #include "tests/integration/mounted_fs.hpp"
@@ -80,6 +83,39 @@ TEST_F(Passthrough, ADataFileHasOneBackingWhileOpenAndNoneAfter) {
     f1.reset();
     EXPECT_EQ(pread_str(f2.get(), 10, 0), "one") << "the other open still passes through";
   }
+  EXPECT_TRUE(backings_become(0)) << backings() << " backings left after the last close";
+}
+
+// Many first opens of one file at once (each time its last open closes, the next is a first
+// open again): they must share one backing, or the kernel refuses all but one (EINVAL). The
+// first registers without the table's lock, the others wait for it (passthrough.hpp).
+TEST_F(Passthrough, ConcurrentFirstOpensShareOneBacking) {
+  if (!m_.fs().passthrough().active()) GTEST_FAIL() << "this kernel has no FUSE passthrough";
+  constexpr int kThreads = 8;
+  for (int f = 0; f < 4; ++f) write_file(data_ + "/race" + std::to_string(f), "0123456789");
+  std::atomic<int> failures = 0, first_errno = 0;
+  std::atomic<bool> stop = false;
+  std::vector<std::jthread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const std::string path = data_ + "/race" + std::to_string(t % 4);
+      char buf[10];
+      while (!stop) {
+        const int fd = ::open(path.c_str(), t % 2 ? O_RDWR : O_RDONLY);
+        if (fd < 0 || ::pread(fd, buf, sizeof buf, 0) != static_cast<ssize_t>(sizeof buf) ||
+            std::memcmp(buf, "0123456789", sizeof buf) != 0) {
+          int zero = 0;
+          first_errno.compare_exchange_strong(zero, fd < 0 ? errno : EIO);
+          ++failures;
+        }
+        if (fd >= 0) ::close(fd);
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  stop = true;
+  threads.clear();
+  EXPECT_EQ(failures.load(), 0) << std::strerror(first_errno.load());
   EXPECT_TRUE(backings_become(0)) << backings() << " backings left after the last close";
 }
 
