@@ -132,6 +132,15 @@ int Filesystem::remove_entry(const View& view, int dirfd, const char* name, bool
   const std::string entry = id + "/" + policy::kTrashEntry;
   if (const int err = common::rename_noreplace(dirfd, name, trash_fd, entry.c_str()); err != 0) {
     drop_slot(trash_fd, id);
+    if (err == EXDEV) {
+      // A disk mounted on the share's directory after it got its trash (`share set --trash`
+      // refuses that order): nothing is deleted rather than deleted without the trash.
+      common::log_once(common::LogLevel::warn, "trash-xdev:" + view.spec.dir_name,
+                       "deletes in share " + view.spec.dir_name + " fail (EXDEV): the share is now a file system of "
+                       "its own and its trash is on the storage root's; turn the trash off (portalctl share set " +
+                       view.spec.dir_name + " --trash off) or unmount the disk",
+                       {view.spec.app, view.spec.dir_name, "unlink", EXDEV});
+    }
     return err;
   }
   return 0;

@@ -2,6 +2,7 @@
 // share.create, share.list, grant, revoke.
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 
@@ -46,13 +47,21 @@ void set_share_trash(Manager::Impl& mgr, State& next, const std::string& share, 
     next.share_trash.erase(share);
     return;
   }
-  // A share on btrfs is a subvolume (for its quota); its trash can't be: a delete would move
-  // the file into another subvolume, which the kernel refuses (EXDEV).
+  // The trash is on the storage root's file system: a delete is a rename there. A share on
+  // btrfs is a subvolume (for its quota), and a share may be a disk of its own: moving a file
+  // out of either is refused by the kernel (EXDEV), so every delete would fail.
   const StorageRoot root = mgr.open_root();
-  if (auto dir = common::open_beneath(root.fd(), share_dir_components(share), O_RDONLY);
-      dir && common::subvolume_root_id(dir->get())) {
-    refuse("share " + share + " is a btrfs subvolume (so a quota can limit it); a trash would be outside it and "
-           "moving deleted files there fails (EXDEV): on btrfs a share gets a trash only when created with one (share create --trash)");
+  if (auto dir = common::open_beneath(root.fd(), share_dir_components(share), O_RDONLY)) {
+    if (common::subvolume_root_id(dir->get())) {
+      refuse("share " + share + " is a btrfs subvolume (so a quota can limit it); a trash would be outside it and "
+             "moving deleted files there fails (EXDEV): on btrfs a share gets a trash only when created with one (share create --trash)");
+    }
+    struct stat share_st {}, root_st {};
+    if (::fstat(dir->get(), &share_st) == 0 && ::fstat(root.fd(), &root_st) == 0 && share_st.st_dev != root_st.st_dev) {
+      refuse("share " + share + " is a file system of its own (a disk mounted on its directory); its trash would be "
+             "on the storage root's, and moving deleted files there fails (EXDEV): a trash needs the share on the "
+             "storage root's file system");
+    }
   }
   next.share_trash[share] = seconds;
   ensure_dir(root, share_trash_components(share), LeafSpec{policy::Owner{0, 0}, 0700, false, std::nullopt});
