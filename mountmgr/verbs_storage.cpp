@@ -235,6 +235,26 @@ Outcome storage_unmount(Manager::Impl& mgr, const Request& req) {
   return out;
 }
 
+// disk.forget {path}: forgets the mount recorded for a share's directory or a storage:mount
+// path (state `mounts`), for a disk retired or replaced on purpose: the path is served as it
+// leads now, and the next check (every 2 s) records the mount it finds there, if any.
+Outcome disk_forget(Manager::Impl& mgr, const Request& req) {
+  const Args args(req, {"path"});
+  const std::string path = args.str("path");
+  State next = mgr.state;
+  if (std::erase_if(next.mounts, [&](const BackingMount& m) { return m.path == path; }) == 0) {
+    args.bad("path", "no disk is recorded for " + describe_json(path) + " (portalctl status lists them under mounts)");
+  }
+  // Served as it leads now; a view that answered EIO re-opens its root (a new epoch).
+  mgr.mounts_offline.erase(path);
+  ++mgr.mount_epochs[path];
+  Outcome out("forgot the disk recorded for " + path + ": served as it leads now; a disk mounted there is recorded "
+              "at the next check\n");
+  if (req.json) out.output = nlohmann::json({{"path", path}, {"forgotten", true}}).dump(2) + "\n";
+  out.next = std::move(next);
+  return out;
+}
+
 Outcome storage_report(const Manager::Impl& mgr, const Request& req) {
   const Args args(req, {"app", "only"});
   std::optional<Phase> only;
@@ -342,6 +362,7 @@ std::span<const Verb> storage_verbs() {
       {"storage.mount", storage_mount},    // {app, spec: "HOST:CTR[:ro]"}
       {"storage.unmount", storage_unmount},  // {app, spec: "HOST:CTR"}
       {"storage.report", storage_report},  // {app?, only?: "deploy"|"run"|"build"}
+      {"disk.forget", disk_forget},        // {path}
       // {name, chown?: "herokuish"|"heroku"|"packeto"|"false"}
       {"storage.ensure-directory", storage_ensure_directory},
       {"who", who},  // {path: "/abs/path" in a view or below the storage root}

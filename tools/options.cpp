@@ -846,6 +846,11 @@ std::vector<Verb> storage_verbs() {
        {"NAME"}, define_ensure_directory, build_ensure_directory},
       {"status", "status", "", "show the daemon's state: mount, apps, attachments", {}, no_options,
        build_nothing},
+      {"disk forget", "disk.forget", "PATH",
+       "forget the disk recorded for a share's directory or a storage:mount path (status lists them "
+       "under mounts), once it is retired or replaced on purpose: the next check records what is mounted there now",
+       {"PATH"}, no_options,
+       [](const VerbInput& in, CtlCommand& cmd) { cmd.args["path"] = in.positional.at(0); }},
       {"doctor", "doctor", "[--config FILE]",
        "check this machine for what portalfsd needs: one line per check, PASS, WARN or FAIL with "
        "the command that fixes it; exit 1 on a FAIL (runs here, also while the daemon is down)",
@@ -968,8 +973,12 @@ const Verb* find_verb(std::string_view name) {
   return nullptr;
 }
 
+// A word that starts two-word commands ("share create", "disk forget"): from the table alone.
 bool is_group(std::string_view word) {
-  return word == "app" || word == "share" || word == "trash" || word == "quota";
+  return std::any_of(verbs().begin(), verbs().end(), [&](const Verb& v) {
+    const std::string_view name = v.name;
+    return name.size() > word.size() && name.starts_with(word) && name[word.size()] == ' ';
+  });
 }
 
 /// Where the global options end: the index of the first token that is not a global option or

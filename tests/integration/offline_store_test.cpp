@@ -297,6 +297,29 @@ TEST_F(OfflineShareMount, ATrashIsRefusedForAShareOnItsOwnDisk) {
   EXPECT_FALSE(fs::exists(backing() + "/gone.flac"));
 }
 
+// A disk retired on purpose: `disk forget` drops its record, the share is served as it leads
+// now (the storage root's disk), and a disk mounted there later is recorded anew.
+TEST_F(OfflineShareMount, AForgottenDiskIsServedAsItLeadsNowAndRecordedAgain) {
+  ASSERT_NO_FATAL_FAILURE(start_with_disk());
+  ASSERT_EQ(::umount2(backing().c_str(), MNT_DETACH), 0) << std::strerror(errno);  // the views hold it
+  ASSERT_TRUE(wait_until([&] { return !mount_status().value("online", true); }, 15s)) << mount_status().dump();
+
+  const std::string before = state_files(dir_ / "state");
+  auto r = ctl({"disk", "forget", storage() + "/shared/nothing"});
+  EXPECT_EQ(r.code, 2) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("no disk is recorded for"));
+  EXPECT_EQ(state_files(dir_ / "state"), before) << "nothing changed";
+
+  r = ctl({"disk", "forget", backing()});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_TRUE(mount_status().is_null()) << mount_status().dump();
+  EXPECT_TRUE(writes_through("root.flac", "on the storage root's disk")) << ctl({"status"}).out;
+
+  ASSERT_NO_FATAL_FAILURE(mount_disk());
+  ASSERT_TRUE(wait_until([&] { return mount_status().value("online", false); }, 15s)) << "not recorded again";
+  ASSERT_TRUE(wait_until([&] { return writes_through("disk.flac", "on the disk"); }, 15s)) << ctl({"status"}).out;
+}
+
 TEST_F(OfflineShareMount, StartWithoutTheShareDiskThenMountIt) {
   ASSERT_NO_FATAL_FAILURE(start());
   ASSERT_EQ(ctl({"share", "create", "music"}).code, 0);
