@@ -439,8 +439,12 @@ class Filesystem {
   int take_inode(const View& view);
   /// Gives back an inode taken for something not made after all.
   void give_inode(const View& view);
-  /// Waits for the first count of `view`'s limit (ops that move or link names).
-  void wait_for_count(const View& view);
+  /// All the counters of `view`'s limits, whoever made what: an op that makes, links or moves
+  /// names holds their step locks (QuotaSteps) and tells them (quota_entered).
+  QuotaCounters quota_all(const View& view) const;
+  /// Tells a recount running for `counters` that `entry_fd` has a new name in `dir_fd`, made
+  /// there (`made`) or linked or moved there (quota_account.hpp, top).
+  static void quota_entered(const QuotaCounters& counters, int dir_fd, int entry_fd, bool made);
   /// Gives the counters the limited views now served (set_views).
   void update_quotas();
   /// What set_views() owes the kernel: the names of synthetic dirs that changed, and the

@@ -209,7 +209,10 @@ Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* na
   if (!pfd) return pfd.err();
   InodeCharge charge(inode_shares_, view.id);  // past the app's share nothing is made
   if (charge.refused()) return Errno{ENFILE};
-  // A limited view's inode is taken before the file is made, and given back if none was.
+  // A limited view's inode is taken before the file is made, and given back if none was; its
+  // step locks are held until a recount is told (quota_account.hpp).
+  const QuotaCounters counters = quota_all(view);
+  QuotaSteps steps(counters);
   if (int err = take_inode(view)) return Errno{err};
   int data;
   int flags;
@@ -249,6 +252,7 @@ Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* na
   fh->wrote = !made && (fi->flags & O_TRUNC);
   fh->share = std::move(*share);
   if (made) record_made(view, data);
+  if (made) quota_entered(counters, pfd->get(), data, /*made=*/true);
   // The entry's O_PATH fd comes from the open file itself, so it is the same inode even if
   // the name changed in between.
   int path_fd = ::openat(proc_fd_.get(), fd_name(data).c_str(), O_PATH | O_CLOEXEC);

@@ -3,6 +3,7 @@
 // answers to, the inode charges of the ops that make names, the counters' upkeep when the views
 // change, and statfs in a limited view.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
 
@@ -73,8 +74,19 @@ void Filesystem::give_inode(const View& view) {
   for (const auto& q : quota_of(view)) q->adjust(0, -1);
 }
 
-void Filesystem::wait_for_count(const View& view) {
-  for (const auto& q : quota_of(view)) q->wait();
+QuotaCounters Filesystem::quota_all(const View& view) const {
+  QuotaCounters out;
+  for (const auto& q : view.spec.quotas) {
+    if (auto c = quotas_.find(q.key)) out.push_back(std::move(c));
+  }
+  return out;
+}
+
+void Filesystem::quota_entered(const QuotaCounters& counters, int dir_fd, int entry_fd, bool made) {
+  if (counters.empty()) return;
+  struct stat dir {};
+  if (::fstat(dir_fd, &dir) != 0) return;
+  for (const auto& c : counters) c->entered({dir.st_dev, dir.st_ino}, entry_fd, made);
 }
 
 void Filesystem::update_quotas() {
