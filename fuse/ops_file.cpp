@@ -285,7 +285,7 @@ Result<Written> Filesystem::write_buf(Call& call, fuse_ino_t ino, fuse_bufvec* i
   FileHandle* fh = file_of(fi);
   if (dead(fh)) return Errno{EIO};
   // A limited view's write is cut where the limit is (quota_account.hpp).
-  SizeChange counted(quotas_, quota_of(*node->view, fh->fd.get()), fh->fd.get());
+  SizeChange counted(quotas_, quota_of(*node->view, *fh), fh->fd.get());
   const size_t fits = counted.write(static_cast<uint64_t>(off), fuse_buf_size(in));
   if (fits == 0 && fuse_buf_size(in) != 0) return Errno{EDQUOT};
   fuse_bufvec out = fd_bufvec(fits, fh->fd.get(), off);
@@ -343,7 +343,7 @@ Result<void> Filesystem::fallocate(Call& call, fuse_ino_t ino, int mode, off_t o
   if (!n) return n.err();
   FileHandle* fh = file_of(fi);
   if (dead(fh)) return Errno{EIO};
-  SizeChange counted(quotas_, quota_of(*n->view, fh->fd.get()), fh->fd.get());
+  SizeChange counted(quotas_, quota_of(*n->view, *fh), fh->fd.get());
   if (int err = counted.allocate(mode & FALLOC_FL_KEEP_SIZE, static_cast<uint64_t>(offset + length))) return Errno{err};
   if (::fallocate(fh->fd.get(), mode, offset, length) != 0) return Errno{errno};
   fh->wrote.store(true, std::memory_order_relaxed);
@@ -377,7 +377,7 @@ Result<Written> Filesystem::copy_file_range(Call& call, fuse_ino_t ino_in, off_t
   // a rename between them is: cp then copies by writes, which the limit binds.
   if (common::clone_escapes_qgroup_limit(in->fd.get(), out->fd.get())) return Errno{EXDEV};
   // Into a limited view: cut where the limit is, as a write (quota_account.hpp).
-  SizeChange counted(quotas_, quota_of(*places->second.view, out->fd.get()), out->fd.get());
+  SizeChange counted(quotas_, quota_of(*places->second.view, *out), out->fd.get());
   const size_t fits = counted.write(static_cast<uint64_t>(off_out), std::min(len, kMaxCopy));
   if (fits == 0 && len != 0) return Errno{EDQUOT};
   ssize_t n = ::copy_file_range(in->fd.get(), &off_in, out->fd.get(), &off_out, fits, static_cast<unsigned>(flags));

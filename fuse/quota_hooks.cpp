@@ -44,12 +44,27 @@ QuotaCounters Filesystem::quota_of(const View& view) const {
   return counters_of(quotas_, view, records(view) ? std::string_view(view.spec.app) : std::string_view());
 }
 
+namespace {
+// The app that made `fd`'s file ("" for none: the host's, or made before provenance).
+std::string creator_of(const std::string& proc_path) {
+  char buf[256];
+  const ssize_t len = ::getxattr(proc_path.c_str(), policy::kCreatedByXattr, buf, sizeof(buf));
+  return len > 0 ? std::string(buf, static_cast<size_t>(len)) : std::string();
+}
+}  // namespace
+
 QuotaCounters Filesystem::quota_of(const View& view, int fd) const {
   if (view.spec.quotas.empty()) return {};
   if (!has_app_share(view)) return counters_of(quotas_, view, {});
-  char buf[256];
-  const ssize_t len = ::getxattr(proc_path(fd).c_str(), policy::kCreatedByXattr, buf, sizeof(buf));
-  return counters_of(quotas_, view, len > 0 ? std::string_view(buf, static_cast<size_t>(len)) : std::string_view());
+  return counters_of(quotas_, view, creator_of(proc_path(fd)));
+}
+
+QuotaCounters Filesystem::quota_of(const View& view, FileHandle& fh) const {
+  if (view.spec.quotas.empty()) return {};
+  if (!has_app_share(view)) return counters_of(quotas_, view, {});
+  // Not a getxattr per write: the creator of an open file can't change through a view.
+  std::call_once(fh.creator_read, [&] { fh.creator = creator_of(proc_path(fh.fd.get())); });
+  return counters_of(quotas_, view, fh.creator);
 }
 
 QuotaCounters Filesystem::quota_of(const View& view, int dir_fd, const char* name) const {
