@@ -112,6 +112,11 @@ struct FileHandle {
   bool made = false;       // create() made the file: its provenance says who
   std::atomic<bool> wrote{false};  // written to (or truncated) through this handle
   OpenShare share;                 // counted against its app's open files
+  // Its file's creator (provenance), read once, at the first size change through it in a view
+  // with an APP:SHARE limit (quota_hooks.cpp): it is recorded when the file is made, before the
+  // handle is given out, and no view can change it (trusted.*: ops_xattr.cpp).
+  std::once_flag creator_read;
+  std::string creator;
   [[nodiscard]] bool readable() const { return accmode != O_WRONLY; }
 };
 
@@ -435,12 +440,18 @@ class Filesystem {
   /// are accounted against: the app's or share's, and its creator's in the share.
   QuotaCounters quota_of(const View& view, int fd) const;
   QuotaCounters quota_of(const View& view, int dir_fd, const char* name) const;
+  /// The same for the file open as `fh`, its creator read once per handle.
+  QuotaCounters quota_of(const View& view, FileHandle& fh) const;
   /// One inode more for `view`'s limit, before making it: 0 or EDQUOT.
   int take_inode(const View& view);
   /// Gives back an inode taken for something not made after all.
   void give_inode(const View& view);
-  /// Waits for the first count of `view`'s limit (ops that move or link names).
-  void wait_for_count(const View& view);
+  /// All the counters of `view`'s limits, whoever made what: an op that makes, links or moves
+  /// names holds their step locks (QuotaSteps) and tells them (quota_entered).
+  QuotaCounters quota_all(const View& view) const;
+  /// Tells a recount running for `counters` that `entry_fd` has a new name in `dir_fd`, made
+  /// there (`made`) or linked or moved there (quota_account.hpp, top).
+  static void quota_entered(const QuotaCounters& counters, int dir_fd, int entry_fd, bool made);
   /// Gives the counters the limited views now served (set_views).
   void update_quotas();
   /// What set_views() owes the kernel: the names of synthetic dirs that changed, and the

@@ -209,7 +209,10 @@ Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* na
   if (!pfd) return pfd.err();
   InodeCharge charge(inode_shares_, view.id);  // past the app's share nothing is made
   if (charge.refused()) return Errno{ENFILE};
-  // A limited view's inode is taken before the file is made, and given back if none was.
+  // A limited view's inode is taken before the file is made, and given back if none was; its
+  // step locks are held until a recount is told (quota_account.hpp).
+  const QuotaCounters counters = quota_all(view);
+  QuotaSteps steps(counters);
   if (int err = take_inode(view)) return Errno{err};
   int data;
   int flags;
@@ -249,6 +252,7 @@ Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* na
   fh->wrote = !made && (fi->flags & O_TRUNC);
   fh->share = std::move(*share);
   if (made) record_made(view, data);
+  if (made) quota_entered(counters, pfd->get(), data, /*made=*/true);
   // The entry's O_PATH fd comes from the open file itself, so it is the same inode even if
   // the name changed in between.
   int path_fd = ::openat(proc_fd_.get(), fd_name(data).c_str(), O_PATH | O_CLOEXEC);
@@ -281,7 +285,7 @@ Result<Written> Filesystem::write_buf(Call& call, fuse_ino_t ino, fuse_bufvec* i
   FileHandle* fh = file_of(fi);
   if (dead(fh)) return Errno{EIO};
   // A limited view's write is cut where the limit is (quota_account.hpp).
-  SizeChange counted(quotas_, quota_of(*node->view, fh->fd.get()), fh->fd.get());
+  SizeChange counted(quotas_, quota_of(*node->view, *fh), fh->fd.get());
   const size_t fits = counted.write(static_cast<uint64_t>(off), fuse_buf_size(in));
   if (fits == 0 && fuse_buf_size(in) != 0) return Errno{EDQUOT};
   fuse_bufvec out = fd_bufvec(fits, fh->fd.get(), off);
@@ -339,7 +343,7 @@ Result<void> Filesystem::fallocate(Call& call, fuse_ino_t ino, int mode, off_t o
   if (!n) return n.err();
   FileHandle* fh = file_of(fi);
   if (dead(fh)) return Errno{EIO};
-  SizeChange counted(quotas_, quota_of(*n->view, fh->fd.get()), fh->fd.get());
+  SizeChange counted(quotas_, quota_of(*n->view, *fh), fh->fd.get());
   if (int err = counted.allocate(mode & FALLOC_FL_KEEP_SIZE, static_cast<uint64_t>(offset + length))) return Errno{err};
   if (::fallocate(fh->fd.get(), mode, offset, length) != 0) return Errno{errno};
   fh->wrote.store(true, std::memory_order_relaxed);
@@ -373,7 +377,7 @@ Result<Written> Filesystem::copy_file_range(Call& call, fuse_ino_t ino_in, off_t
   // a rename between them is: cp then copies by writes, which the limit binds.
   if (common::clone_escapes_qgroup_limit(in->fd.get(), out->fd.get())) return Errno{EXDEV};
   // Into a limited view: cut where the limit is, as a write (quota_account.hpp).
-  SizeChange counted(quotas_, quota_of(*places->second.view, out->fd.get()), out->fd.get());
+  SizeChange counted(quotas_, quota_of(*places->second.view, *out), out->fd.get());
   const size_t fits = counted.write(static_cast<uint64_t>(off_out), std::min(len, kMaxCopy));
   if (fits == 0 && len != 0) return Errno{EDQUOT};
   ssize_t n = ::copy_file_range(in->fd.get(), &off_in, out->fd.get(), &off_out, fits, static_cast<unsigned>(flags));

@@ -29,7 +29,10 @@ Result<fuse_entry_param> Filesystem::make_node(
   if (!pfd) return pfd.err();
   InodeCharge charge(inode_shares_, view.id);  // past the app's share nothing is made
   if (charge.refused()) return Errno{ENFILE};
-  if (int err = take_inode(view)) return Errno{err};  // a limited view's (quota_account.hpp)
+  // A limited view's (quota_account.hpp): its step locks held until a recount is told.
+  const QuotaCounters counters = quota_all(view);
+  QuotaSteps steps(counters);
+  if (int err = take_inode(view)) return Errno{err};
   {
     FsCredsGuard as_caller(owner->uid, owner->gid);
     if (make(pfd->get(), view) != 0) {
@@ -41,6 +44,7 @@ Result<fuse_entry_param> Filesystem::make_node(
   int fd = ::openat(pfd->get(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return Errno{errno};
   record_made(view, fd);
+  quota_entered(counters, pfd->get(), fd, /*made=*/true);
   auto e = make_entry(view, fd, &charge);
   if (e) {
     if (!note_created(p, name, e->attr.st_mode, e->ino)) {
@@ -113,10 +117,13 @@ Result<fuse_entry_param> Filesystem::link(Call& call, fuse_ino_t ino, fuse_ino_t
   if (!fd) return fd.err();
   auto pfd = fd_of(dst);
   if (!pfd) return pfd.err();
-  wait_for_count(*dst.view);  // a new name counts nothing, but must not race the first count
+  // A new name counts nothing, but a recount must hear of it (quota_account.hpp).
+  const QuotaCounters counters = quota_all(*dst.view);
+  QuotaSteps steps(counters);
   if (::linkat(fd->get(), "", pfd->get(), newname, AT_EMPTY_PATH) != 0) return Errno{errno};
   int nfd = ::openat(pfd->get(), newname, O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (nfd < 0) return Errno{errno};
+  quota_entered(counters, pfd->get(), nfd, /*made=*/false);
   auto e = make_entry(*dst.view, nfd);
   if (!e) return e;
   if (!note_created(dst, newname, e->attr.st_mode, e->ino)) {
@@ -176,8 +183,13 @@ Result<void> Filesystem::rename(Call& call, fuse_ino_t parent, const char* name,
   // A file a plain rename replaces goes to the share's trash (if it has one), as a delete
   // would; RENAME_NOREPLACE replaces nothing and RENAME_EXCHANGE keeps both files.
   // The entry a plain rename replaces leaves a limited view's count (quota_account.hpp), to
-  // the trash or for good; a rename within a view moves nothing else in or out of it.
-  wait_for_count(*to.view);
+  // the trash or for good; a rename within a view moves nothing else in or out of it, but a
+  // recount must hear where names went. The step locks of both views' limits, held to the end.
+  QuotaCounters counters = quota_all(*to.view);
+  if (from.view != to.view) {
+    for (auto& c : quota_all(*from.view)) counters.push_back(std::move(c));
+  }
+  QuotaSteps steps(counters);
   std::optional<Removal> replaced;
   if (!flags) replaced.emplace(quotas_, quota_of(*to.view, tfd->get(), newname), tfd->get(), newname, ffd->get(), name);
   const std::string kept = flags ? std::string() : keep_replaced(*to.view, ffd->get(), name, tfd->get(), newname);
@@ -187,6 +199,15 @@ Result<void> Filesystem::rename(Call& call, fuse_ino_t parent, const char* name,
     return Errno{err};
   }
   if (replaced) replaced->done();
+  if (!counters.empty()) {
+    // Where the names went: the one moved, and with RENAME_EXCHANGE the other one too.
+    auto tell = [&](int dir, const char* entry) {
+      common::UniqueFd moved(::openat(dir, entry, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+      if (moved) quota_entered(counters, dir, moved.get(), /*made=*/false);
+    };
+    tell(tfd->get(), newname);
+    if (flags & RENAME_EXCHANGE) tell(ffd->get(), name);
+  }
   if ((flags & RENAME_EXCHANGE) || !note_moved(from.inode, name, to.inode, tfd->get(), newname)) {
     call.entry_changed(siblings_of(from.inode), name);
     call.entry_changed(siblings_of(to.inode), newname);

@@ -17,6 +17,33 @@
 
 namespace portalfs::fuse {
 
+// ---- StepLock, QuotaSteps ----
+
+StepLock::StepLock() {
+  pthread_rwlockattr_t attr;
+  ::pthread_rwlockattr_init(&attr);
+  ::pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  ::pthread_rwlock_init(&lock_, &attr);
+  ::pthread_rwlockattr_destroy(&attr);
+}
+StepLock::~StepLock() { ::pthread_rwlock_destroy(&lock_); }
+void StepLock::lock() { ::pthread_rwlock_wrlock(&lock_); }
+void StepLock::unlock() { ::pthread_rwlock_unlock(&lock_); }
+void StepLock::lock_shared() { ::pthread_rwlock_rdlock(&lock_); }
+void StepLock::unlock_shared() { ::pthread_rwlock_unlock(&lock_); }
+
+QuotaSteps::QuotaSteps(const QuotaCounters& counters) {
+  if (counters.empty()) return;
+  // First walks before any step lock: the thread that walks them also recounts, and takes the
+  // step locks exclusive.
+  for (const auto& c : counters) c->wait();
+  std::vector<QuotaCounter*> order;
+  for (const auto& c : counters) order.push_back(c.get());
+  std::sort(order.begin(), order.end(), [](const QuotaCounter* a, const QuotaCounter* b) { return a->key() < b->key(); });
+  order.erase(std::unique(order.begin(), order.end()), order.end());
+  for (QuotaCounter* c : order) locks_.emplace_back(c->steps());
+}
+
 // ---- QuotaCounter ----
 
 QuotaCounter::QuotaCounter(std::string key) : key_(std::move(key)) {
@@ -90,10 +117,124 @@ void QuotaCounter::walked(uint64_t bytes, uint64_t inodes, uint64_t entries) {
   walked_ += entries;
 }
 
-void QuotaCounter::recounted(const Usage& fresh) {
+namespace {
+// Whether the entry at `path` was made by `app` (its provenance; a symlink's own).
+bool path_made_by(const std::string& path, const std::string& app) {
+  char buf[256];
+  const ssize_t len = ::lgetxattr(path.c_str(), policy::kCreatedByXattr, buf, sizeof(buf));
+  return len >= 0 && std::string_view(buf, static_cast<size_t>(len)) == app;
+}
+}  // namespace
+
+bool QuotaCounter::counts(int entry_fd) const {
+  // /proc/self/fd/N of an O_PATH fd of a symlink is the symlink itself.
+  return creator_.empty() || path_made_by("/proc/self/fd/" + std::to_string(entry_fd), creator_);
+}
+
+void QuotaCounter::resized(const FileId& file, int64_t bytes) {
   std::lock_guard lock(mutex_);
-  bytes_ = static_cast<int64_t>(fresh.bytes);
-  inodes_ = static_cast<int64_t>(fresh.inodes);
+  if (recount_ && recount_->seen.contains(file)) recount_->bytes += bytes;
+}
+
+void QuotaCounter::removed(const FileId& entry, int64_t bytes) {
+  std::lock_guard lock(mutex_);
+  if (!recount_) return;
+  // Forgotten: the file system may give its inode number to the next file made.
+  recount_->walked.erase(entry);
+  if (recount_->seen.erase(entry) == 0) return;  // not counted: nor will it be
+  recount_->bytes -= bytes;
+  recount_->inodes -= 1;
+}
+
+void QuotaCounter::entered(const FileId& dir, int entry_fd, bool made) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!recount_ || !recount_->walked.contains(dir)) return;  // the walk will list it there
+  }
+  struct stat st {};
+  if (::fstat(entry_fd, &st) != 0) return;
+  const bool here = counts(entry_fd);
+  const FileId id{st.st_dev, st.st_ino};
+  std::lock_guard lock(mutex_);
+  if (!recount_) return;
+  if (S_ISDIR(st.st_mode) && !recount_->walked.contains(id)) {
+    // A new directory is empty: nothing below it to walk. One moved here from a part not
+    // walked yet would never be met by the walk: it is walked after the tree.
+    if (made) {
+      recount_->walked.insert(id);
+    } else if (common::UniqueFd dup(::fcntl(entry_fd, F_DUPFD_CLOEXEC, 0)); dup) {
+      recount_->moved.push_back(std::move(dup));
+    }
+  }
+  if (here && recount_->seen.insert(id).second) {
+    recount_->bytes += S_ISREG(st.st_mode) ? static_cast<int64_t>(st.st_size) : 0;
+    recount_->inodes += 1;
+  }
+}
+
+void QuotaCounter::begin_recount() {
+  std::lock_guard lock(mutex_);
+  recount_ = std::make_unique<Recount>();
+}
+
+void QuotaCounter::recount_dir(int dir_fd, dev_t dev, std::vector<std::string>& subdirs) {
+  struct stat self {};
+  if (::fstat(dir_fd, &self) != 0) return;
+  const FileId me{self.st_dev, self.st_ino};
+  {
+    std::lock_guard lock(mutex_);
+    if (!recount_ || recount_->walked.contains(me)) return;  // met by another name already
+  }
+  std::vector<std::pair<FileId, int64_t>> found;
+  {
+    const int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return;
+    DIR* dir = ::fdopendir(fd);
+    if (!dir) {
+      ::close(fd);
+      return;
+    }
+    const std::string proc = "/proc/self/fd/" + std::to_string(dir_fd) + "/";
+    while (const dirent* e = ::readdir(dir)) {
+      const std::string_view name(e->d_name);
+      if (name == "." || name == "..") continue;
+      struct stat st {};
+      if (::fstatat(dir_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      if (st.st_dev != dev) continue;  // a mount point: another file system's
+      if (S_ISDIR(st.st_mode)) subdirs.emplace_back(name);
+      if (!creator_.empty() && !path_made_by(proc + e->d_name, creator_)) continue;
+      found.emplace_back(FileId{st.st_dev, st.st_ino}, S_ISREG(st.st_mode) ? static_cast<int64_t>(st.st_size) : 0);
+    }
+    ::closedir(dir);
+  }
+  std::lock_guard lock(mutex_);
+  if (!recount_) return;
+  recount_->walked.insert(me);
+  for (const auto& [id, bytes] : found) {
+    if (!recount_->seen.insert(id).second) continue;  // another name of a file counted
+    recount_->bytes += bytes;
+    recount_->inodes += 1;
+  }
+}
+
+common::UniqueFd QuotaCounter::next_moved_dir() {
+  std::lock_guard lock(mutex_);
+  if (!recount_ || recount_->moved.empty()) return common::UniqueFd();
+  common::UniqueFd fd = std::move(recount_->moved.back());
+  recount_->moved.pop_back();
+  return fd;
+}
+
+bool QuotaCounter::end_recount(bool apply) {
+  std::lock_guard lock(mutex_);
+  if (!recount_) return true;
+  if (apply && !recount_->moved.empty()) return false;  // still to walk
+  if (apply) {
+    bytes_ = recount_->bytes;
+    inodes_ = recount_->inodes;
+  }
+  recount_.reset();
+  return true;
 }
 
 void QuotaCounter::counted() {
@@ -120,12 +261,14 @@ SizeChange::SizeChange(QuotaAccounts& accounts, QuotaCounters counters, int fd) 
   if (counters.empty()) return;
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return;
+  steps_ = QuotaSteps(counters);
   lock_ = std::unique_lock(accounts.file_lock(st.st_dev, st.st_ino));
   // Read again under the lock: the size another op left, now settled.
   if (::fstat(fd, &st) != 0) return;
   // A file with no name left (unlinked while open) is in no tree: it counts for nothing.
   if (st.st_nlink == 0) return;
   before_ = static_cast<uint64_t>(st.st_size);
+  id_ = {st.st_dev, st.st_ino};
   counters_ = std::move(counters);
 }
 
@@ -134,7 +277,10 @@ SizeChange::~SizeChange() {
   struct stat st {};
   if (::fstat(fd_, &st) != 0) return;  // keeps what it took: the count errs on the full side
   const int64_t now = st.st_nlink == 0 ? 0 : static_cast<int64_t>(st.st_size) - static_cast<int64_t>(before_);
-  for (const auto& c : counters_) c->adjust(now - taken_, 0);
+  for (const auto& c : counters_) {
+    c->adjust(now - taken_, 0);
+    c->resized(id_, now);
+  }
 }
 
 uint64_t SizeChange::write(uint64_t offset, uint64_t size) {
@@ -177,11 +323,16 @@ Removal::Removal(QuotaAccounts& accounts, QuotaCounters counters, int dir_fd, co
       moved.st_ino == replaced.st_ino) {
     return;  // rename(2) of a name onto another name of the same file does nothing
   }
-  *this = Removal(accounts, std::move(counters), dir_fd, name);
+  init(accounts, std::move(counters), dir_fd, name);
 }
 
 Removal::Removal(QuotaAccounts& accounts, QuotaCounters counters, int dir_fd, const char* name) {
   if (counters.empty()) return;
+  steps_ = QuotaSteps(counters);  // waits for the first walks
+  init(accounts, std::move(counters), dir_fd, name);
+}
+
+void Removal::init(QuotaAccounts& accounts, QuotaCounters counters, int dir_fd, const char* name) {
   for (const auto& c : counters) c->wait();
   struct stat st {};
   if (::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return;  // the syscall will say why
@@ -191,11 +342,15 @@ Removal::Removal(QuotaAccounts& accounts, QuotaCounters counters, int dir_fd, co
   if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) return;
   bytes_ = S_ISREG(st.st_mode) ? static_cast<int64_t>(st.st_size) : 0;
   inodes_ = 1;
+  id_ = {st.st_dev, st.st_ino};
   counters_ = std::move(counters);
 }
 
 void Removal::done() {
-  for (const auto& c : counters_) c->adjust(-bytes_, -inodes_);
+  for (const auto& c : counters_) {
+    c->adjust(-bytes_, -inodes_);
+    c->removed(id_, bytes_);
+  }
 }
 
 // ---- the walk ----
@@ -204,10 +359,7 @@ namespace {
 
 // Whether entry `name` of `dir_fd` was made by `app` (its provenance; a symlink's own).
 bool made_by(int dir_fd, const char* name, const std::string& app) {
-  const std::string path = "/proc/self/fd/" + std::to_string(dir_fd) + "/" + name;
-  char buf[256];
-  const ssize_t len = ::lgetxattr(path.c_str(), policy::kCreatedByXattr, buf, sizeof(buf));
-  return len >= 0 && std::string_view(buf, static_cast<size_t>(len)) == app;
+  return path_made_by("/proc/self/fd/" + std::to_string(dir_fd) + "/" + name, app);
 }
 
 // Counts one directory's entries, then descends into its subdirectories (after closing the
@@ -269,6 +421,50 @@ void count_roots(const std::vector<common::UniqueFd>& roots, QuotaCounter& count
     if (!root || ::fstat(root.get(), &st) != 0 || !walked.insert({st.st_dev, st.st_ino}).second) continue;
     count_tree(root.get(), counter, linked, stop);
   }
+}
+
+namespace {
+// A recount's walk of one tree: each directory listed under the counter's step lock, alone.
+struct TreeRecounter {
+  QuotaCounter& counter;
+  const std::stop_token& stop;
+  dev_t dev = 0;
+
+  void count(int dir_fd) {
+    std::vector<std::string> subdirs;
+    {
+      std::unique_lock step(counter.steps());
+      counter.recount_dir(dir_fd, dev, subdirs);
+    }
+    for (const auto& name : subdirs) {
+      if (stop.stop_requested()) return;
+      common::UniqueFd sub(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (sub) count(sub.get());
+    }
+  }
+};
+
+void recount_tree(int dir_fd, QuotaCounter& counter, const std::stop_token& stop) {
+  struct stat st {};
+  if (::fstat(dir_fd, &st) != 0) return;
+  TreeRecounter{counter, stop, st.st_dev}.count(dir_fd);
+}
+}  // namespace
+
+bool recount_roots(const std::vector<common::UniqueFd>& roots, QuotaCounter& counter, const std::stop_token& stop) {
+  counter.begin_recount();
+  for (const auto& root : roots) {
+    if (root) recount_tree(root.get(), counter, stop);  // a root met twice is listed once
+  }
+  while (!stop.stop_requested()) {
+    while (auto moved = counter.next_moved_dir()) recount_tree(moved.get(), counter, stop);
+    std::unique_lock step(counter.steps());
+    if (stop.stop_requested()) break;
+    if (counter.end_recount(true)) return true;
+  }
+  std::unique_lock step(counter.steps());
+  counter.end_recount(false);
+  return false;
 }
 
 // ---- QuotaAccounts ----
@@ -385,10 +581,7 @@ void QuotaAccounts::recount_dirty(const std::stop_token& stop) {
     dirty_.clear();
   }
   for (const auto& t : targets) {
-    QuotaCounter fresh(t.counter->key());
-    count_roots(*t.roots, fresh, stop);
-    if (stop.stop_requested()) return;
-    t.counter->recounted(fresh.usage());
+    if (!recount_roots(*t.roots, *t.counter, stop)) return;
     ++recounts_;
   }
 }

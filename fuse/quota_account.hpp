@@ -22,7 +22,8 @@
 // maker's. All of them must admit a change; a write is cut at the tightest.
 // Two writers can't overshoot together: the counter takes and checks under one mutex, and the
 // ops on one file are serialised by a stripe lock (QuotaAccounts::file_lock), so the size read
-// before an op and the one after belong to that op alone.
+// before an op and the one after belong to that op alone. Locks are taken in one order: the
+// first walks waited for, the counters' step locks (by key), the file's lock, a counter's mutex.
 //
 // The count survives nothing: at start (and when a limit is first set) a background thread
 // walks the target's backing directories once (progress in `portalctl status`), and from then
@@ -35,12 +36,28 @@
 // (host_watch.hpp; portalfsd's own changes are not reported there, so nothing counts twice):
 // each marks the limits whose trees hold the directory changed, and the walking thread counts
 // those again in the background, a burst of changes once (kRecountDelay), and takes the new
-// count as the usage. An overflow of the watch's queue recounts every limit. Ops are not held
-// while it walks: an op that lands in a part already walked is lost to that recount (and the
-// count is off by it until the next one); the limit still binds against the live count.
+// count as the usage. An overflow of the watch's queue recounts every limit.
+//
+// A recount does not hold the ops while it walks, and loses none of them. A walk is not a
+// snapshot: an op that lands in a part already walked would be missed by it, one in a part not
+// walked yet is seen. So the recount keeps, beside its count, the directories it has listed
+// (walked) and the inodes it has counted (seen), and each op that changes usage tells it what
+// it did (QuotaCounter::resized, removed, entered): a size change of a seen file, the removal of
+// a seen entry's last name, a new name in a walked directory (made, linked or moved there) is
+// added to the recount as it is to the live count; the rest the walk will see for itself. For
+// that to be exact an op must fall wholly before or after each step of the walk: the walk lists
+// and counts one directory at a time under its counter's step lock (exclusive), which each op
+// holds shared from before it looks to after it has told the recount (QuotaSteps). An op so
+// waits at most for the listing of one directory, never for the walk (bench/README.md has the
+// figures). The walk counts every inode once (seen), whatever name it meets it by; it descends
+// into a directory once (walked); a directory moved into a walked one is walked after the tree
+// (entered queues it), one made there is empty (walked at once). At its end the recount takes
+// the step lock once more, so no op is between looking and telling, and its count replaces
+// the live one. Host changes during a walk mark the limit again: the next recount has them.
 //
 // Not seen: files opened through passthrough before their view got a limit (until closed).
 
+#include <pthread.h>
 #include <sys/types.h>
 
 #include <array>
@@ -56,12 +73,38 @@
 #include <shared_mutex>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "common/unique_fd.hpp"
 #include "policy/quota.hpp"
 
 namespace portalfs::fuse {
+
+/// A reader-writer lock that lets a waiting writer in before new readers (a recount's walk, the
+/// writer, is not starved by a stream of ops), non-recursive. Usable with std::shared_lock.
+class StepLock {
+ public:
+  StepLock();
+  ~StepLock();
+  StepLock(const StepLock&) = delete;
+  StepLock& operator=(const StepLock&) = delete;
+  void lock();
+  void unlock();
+  void lock_shared();
+  void unlock_shared();
+
+ private:
+  pthread_rwlock_t lock_;
+};
+
+/// An inode: (st_dev, st_ino).
+using FileId = std::pair<dev_t, ino_t>;
+struct FileIdHash {
+  size_t operator()(const FileId& id) const {
+    return std::hash<uint64_t>{}(static_cast<uint64_t>(id.second) ^ (static_cast<uint64_t>(id.first) << 40));
+  }
+};
 
 /// The count and limits of one limited app or share, shared by every view with its key.
 class QuotaCounter {
@@ -98,11 +141,42 @@ class QuotaCounter {
   // The first walk (QuotaAccounts' thread).
   void walked(uint64_t bytes, uint64_t inodes, uint64_t entries);  // adds what it saw so far
   void counted();                                                  // done: ops may go on
-  /// A recount after changes on the host: its result replaces the count.
-  void recounted(const Usage& fresh);
+
+  /// Held shared by an op that changes usage (QuotaSteps), exclusive by a recount's walk for
+  /// one directory at a time (quota_account.hpp, top).
+  [[nodiscard]] StepLock& steps() const { return steps_; }
+
+  // What an op did, for a recount running (nothing when none is), under steps() shared:
+  /// The size of regular file `file` changed by `bytes`.
+  void resized(const FileId& file, int64_t bytes);
+  /// The last name of `entry` (of `bytes` bytes) is gone.
+  void removed(const FileId& entry, int64_t bytes);
+  /// `entry_fd` (an O_PATH fd will do) has a new name in directory `dir`: made (`made`), linked
+  /// or moved there.
+  void entered(const FileId& dir, int entry_fd, bool made);
+
+  // A recount (QuotaAccounts' thread): begin, walk (recount_tree), end.
+  void begin_recount();
+  /// Under steps() exclusive: lists directory `dir_fd` (of file system `dev`) into the recount,
+  /// unless it was listed already; its subdirectories' names in `subdirs`.
+  void recount_dir(int dir_fd, dev_t dev, std::vector<std::string>& subdirs);
+  /// A directory moved into a walked one, to walk after the tree (-1: none left).
+  common::UniqueFd next_moved_dir();
+  /// Under steps() exclusive: takes the recount's count as the usage (`apply`) or drops it
+  /// (stopped). False, and nothing done, while moved directories are left to walk.
+  bool end_recount(bool apply);
 
  private:
   void wait_counted(std::unique_lock<std::mutex>& lock);
+  bool counts(int entry_fd) const;  // whether an entry counts here (creator_'s, for APP:SHARE)
+  struct Recount {
+    std::unordered_set<FileId, FileIdHash> walked;  // directories listed
+    std::unordered_set<FileId, FileIdHash> seen;    // inodes counted
+    int64_t bytes = 0;
+    int64_t inodes = 0;
+    std::vector<common::UniqueFd> moved;  // directories moved into walked ones: to walk
+  };
+  mutable StepLock steps_;
   const std::string key_;
   std::string creator_;
   mutable std::mutex mutex_;  // guards the rest; never held across a syscall
@@ -112,10 +186,23 @@ class QuotaCounter {
   int64_t inodes_ = 0;
   bool counted_ = false;
   uint64_t walked_ = 0;
+  std::unique_ptr<Recount> recount_;  // while one runs
 };
 
 /// The counters one op answers to (quota_account.hpp, top): none, one or two.
 using QuotaCounters = std::vector<std::shared_ptr<QuotaCounter>>;
+
+/// The step locks of one op's counters, held shared (quota_account.hpp, top): taken after their
+/// first walks are done, in key order.
+class QuotaSteps {
+ public:
+  QuotaSteps() = default;
+  explicit QuotaSteps(const QuotaCounters& counters);
+
+ private:
+  std::vector<std::shared_lock<StepLock>> locks_;
+};
+
 
 /// Takes `bytes` and `inodes` from every counter, or from none: 0 or EDQUOT.
 int charge_all(const QuotaCounters& counters, int64_t bytes, int64_t inodes);
@@ -181,9 +268,10 @@ class QuotaAccounts {
   std::jthread walker_;  // last: stopped and joined first
 };
 
-/// One op that changes the size of a file of a limited view: holds the file's lock from the
-/// size read before (here) to the settling after (the destructor, which corrects the count by
-/// the size the file really has then). With no counter (an unlimited view) it does nothing.
+/// One op that changes the size of a file of a limited view: holds its counters' step locks
+/// and the file's lock from the size read before (here) to the settling after (the destructor,
+/// which corrects the count by the size the file really has then, and tells a recount). With
+/// no counter (an unlimited view) it does nothing.
 class SizeChange {
  public:
   /// `fd`: the file (an O_PATH fd will do).
@@ -202,26 +290,33 @@ class SizeChange {
   int allocate(bool keep_size, uint64_t end);
 
  private:
+  QuotaSteps steps_;        // first: released last
   QuotaCounters counters_;  // empty: nothing to do
   std::unique_lock<std::mutex> lock_;
   int fd_ = -1;
+  FileId id_;
   uint64_t before_ = 0;
   int64_t taken_ = 0;  // by each of counters_
 };
 
 /// The removal of one entry of a limited view (unlink, rmdir, a rename that replaces it):
 /// made before the syscall (it waits for the first walk and reads what the entry counts for),
-/// done() after it succeeded gives that back. Nothing without a counter or an entry.
+/// done() after it succeeded gives that back (and tells a recount). Nothing without a counter
+/// or an entry. Holds the counters' step locks from here to its end.
 class Removal {
  public:
   Removal(QuotaAccounts& accounts, QuotaCounters counters, int dir_fd, const char* name);
   /// A rename's: nothing when the entry replaced is the one moved (`from_fd`, `from_name`).
+  /// The caller holds the step locks (of all the view's counters: QuotaSteps).
   Removal(QuotaAccounts& accounts, QuotaCounters counters, int dir_fd, const char* name, int from_fd,
           const char* from_name);
   void done();
 
  private:
+  void init(QuotaAccounts& accounts, QuotaCounters counters, int dir_fd, const char* name);
+  QuotaSteps steps_;  // first: released last
   QuotaCounters counters_;
+  FileId id_;
   std::unique_lock<std::mutex> lock_;
   int64_t bytes_ = 0;
   int64_t inodes_ = 0;
@@ -236,5 +331,8 @@ void count_tree(int dir_fd, QuotaCounter& counter, std::set<std::pair<dev_t, ino
                 const std::stop_token& stop);
 /// Counts `roots` (each directory once) into `counter`, as the first walk does.
 void count_roots(const std::vector<common::UniqueFd>& roots, QuotaCounter& counter, const std::stop_token& stop);
+/// Counts `roots` again into the live `counter`, ops going on (quota_account.hpp, top), and
+/// takes that count as its usage. False when `stop` stopped it (the count is left as it was).
+bool recount_roots(const std::vector<common::UniqueFd>& roots, QuotaCounter& counter, const std::stop_token& stop);
 
 }  // namespace portalfs::fuse

@@ -3,6 +3,7 @@
 // answers to, the inode charges of the ops that make names, the counters' upkeep when the views
 // change, and statfs in a limited view.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
 
@@ -43,12 +44,27 @@ QuotaCounters Filesystem::quota_of(const View& view) const {
   return counters_of(quotas_, view, records(view) ? std::string_view(view.spec.app) : std::string_view());
 }
 
+namespace {
+// The app that made `fd`'s file ("" for none: the host's, or made before provenance).
+std::string creator_of(const std::string& proc_path) {
+  char buf[256];
+  const ssize_t len = ::getxattr(proc_path.c_str(), policy::kCreatedByXattr, buf, sizeof(buf));
+  return len > 0 ? std::string(buf, static_cast<size_t>(len)) : std::string();
+}
+}  // namespace
+
 QuotaCounters Filesystem::quota_of(const View& view, int fd) const {
   if (view.spec.quotas.empty()) return {};
   if (!has_app_share(view)) return counters_of(quotas_, view, {});
-  char buf[256];
-  const ssize_t len = ::getxattr(proc_path(fd).c_str(), policy::kCreatedByXattr, buf, sizeof(buf));
-  return counters_of(quotas_, view, len > 0 ? std::string_view(buf, static_cast<size_t>(len)) : std::string_view());
+  return counters_of(quotas_, view, creator_of(proc_path(fd)));
+}
+
+QuotaCounters Filesystem::quota_of(const View& view, FileHandle& fh) const {
+  if (view.spec.quotas.empty()) return {};
+  if (!has_app_share(view)) return counters_of(quotas_, view, {});
+  // Not a getxattr per write: the creator of an open file can't change through a view.
+  std::call_once(fh.creator_read, [&] { fh.creator = creator_of(proc_path(fh.fd.get())); });
+  return counters_of(quotas_, view, fh.creator);
 }
 
 QuotaCounters Filesystem::quota_of(const View& view, int dir_fd, const char* name) const {
@@ -73,8 +89,19 @@ void Filesystem::give_inode(const View& view) {
   for (const auto& q : quota_of(view)) q->adjust(0, -1);
 }
 
-void Filesystem::wait_for_count(const View& view) {
-  for (const auto& q : quota_of(view)) q->wait();
+QuotaCounters Filesystem::quota_all(const View& view) const {
+  QuotaCounters out;
+  for (const auto& q : view.spec.quotas) {
+    if (auto c = quotas_.find(q.key)) out.push_back(std::move(c));
+  }
+  return out;
+}
+
+void Filesystem::quota_entered(const QuotaCounters& counters, int dir_fd, int entry_fd, bool made) {
+  if (counters.empty()) return;
+  struct stat dir {};
+  if (::fstat(dir_fd, &dir) != 0) return;
+  for (const auto& c : counters) c->entered({dir.st_dev, dir.st_ino}, entry_fd, made);
 }
 
 void Filesystem::update_quotas() {

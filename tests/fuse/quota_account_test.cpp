@@ -14,6 +14,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -201,6 +202,132 @@ TEST(QuotaAccounts, HostChangesRecountTheLimitsTheyAreIn) {
   EXPECT_TRUE(until([&] { return cb->usage().bytes == 5; }));
   EXPECT_TRUE(until([&] { return accounts.recounts() == 3; }));
   EXPECT_EQ(ca->usage().bytes, 40u);
+}
+
+
+// What a walk of `root` counts: every entry below it one inode, a regular file's size once.
+std::pair<uint64_t, uint64_t> du_exact(const std::string& root) {
+  std::set<std::pair<dev_t, ino_t>> seen;
+  uint64_t bytes = 0, inodes = 0;
+  for (const auto& e : fs::recursive_directory_iterator(root)) {
+    struct stat st {};
+    if (::lstat(e.path().c_str(), &st) != 0 || !seen.insert({st.st_dev, st.st_ino}).second) continue;
+    ++inodes;
+    if (S_ISREG(st.st_mode)) bytes += static_cast<uint64_t>(st.st_size);
+  }
+  return {bytes, inodes};
+}
+
+// Recounts while ops go on, as the daemon's ops do them (QuotaSteps, SizeChange, Removal,
+// entered): files made, grown, cut and deleted, hard links, directories made and moved in and
+// out of parts walked and not yet walked. Each recount's count is exact: after the last one,
+// with the ops still counting, the usage is what is on disk.
+TEST(QuotaAccounts, ARecountLosesNoOpThatRacesIt) {
+  testutil::TempDir tmp;
+  const std::string root = tmp / "root";
+  for (int d = 0; d < 20; ++d) {
+    fs::create_directories(root + "/big" + std::to_string(d));
+    for (int f = 0; f < 200; ++f) testutil::write_file(root + "/big" + std::to_string(d) + "/f" + std::to_string(f), "xy");
+  }
+  fs::create_directories(root + "/top");
+  QuotaAccounts accounts;
+  auto dir = open_dir(root);
+  accounts.update({{"apps/x", {policy::QuotaLimits{1ULL << 40, 0}, {dir.get()}}}});
+  accounts.start();
+  auto counter = accounts.find("apps/x");
+  QuotaCounters counters = {counter};
+  counter->wait();
+  std::stop_source stop;
+  std::atomic<int> recounts{0};
+  std::jthread recounter([&] {
+    for (int i = 0; i < 6; ++i) {
+      std::vector<common::UniqueFd> roots;
+      roots.emplace_back(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (recount_roots(roots, *counter, stop.get_token())) ++recounts;
+    }
+  });
+  auto id_of = [](int fd) {
+    struct stat st {};
+    ::fstat(fd, &st);
+    return FileId{st.st_dev, st.st_ino};
+  };
+  auto entered = [&](const std::string& parent, const std::string& name, bool made) {
+    auto p = open_dir(parent);
+    common::UniqueFd e(::openat(p.get(), name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    ASSERT_TRUE(e) << parent << "/" << name;
+    counter->entered(id_of(p.get()), e.get(), made);
+  };
+  for (int i = 0; recounts.load() < 6 && i < 200000; ++i) {
+    const std::string top = root + "/top";
+    const std::string name = "w" + std::to_string(i % 40);
+    switch (i % 6) {
+      case 0: {  // made (or opened) and grown
+        common::UniqueFd f;
+        {
+          QuotaSteps steps(counters);
+          const bool made = !fs::exists(top + "/" + name);
+          if (made) {
+            ASSERT_EQ(counter->charge(0, 1), 0);
+          }
+          f.reset(::open((top + "/" + name).c_str(), O_CREAT | O_WRONLY | O_APPEND | O_CLOEXEC, 0644));
+          ASSERT_TRUE(f);
+          if (made) entered(top, name, true);
+        }
+        SizeChange op(accounts, counters, f.get());
+        const uint64_t n = op.write(static_cast<uint64_t>(fs::file_size(top + "/" + name)), 100 + i % 9);
+        ASSERT_EQ(::write(f.get(), std::string(n, 'w').data(), n), static_cast<ssize_t>(n));
+        break;
+      }
+      case 1: {  // cut
+        common::UniqueFd f(::open((top + "/" + name).c_str(), O_WRONLY | O_CLOEXEC));
+        if (!f) break;
+        SizeChange op(accounts, counters, f.get());
+        ASSERT_EQ(op.resize(7), 0);
+        ASSERT_EQ(::ftruncate(f.get(), 7), 0);
+        break;
+      }
+      case 2: {  // deleted
+        auto p = open_dir(top);
+        Removal gone(accounts, counters, p.get(), name.c_str());
+        if (::unlinkat(p.get(), name.c_str(), 0) == 0) gone.done();
+        break;
+      }
+      case 3: {  // a second name, in a directory deep in the big tree
+        QuotaSteps steps(counters);
+        const std::string into = root + "/big" + std::to_string(i % 20);
+        if (::link((top + "/" + name).c_str(), (into + "/l" + std::to_string(i)).c_str()) == 0) {
+          entered(into, "l" + std::to_string(i), false);
+        }
+        break;
+      }
+      case 4: {  // a directory made at the top, with a file in it
+        const std::string d = "d" + std::to_string(i);
+        {
+          QuotaSteps steps(counters);
+          ASSERT_EQ(counter->charge(0, 1), 0);
+          ASSERT_EQ(::mkdir((top + "/" + d).c_str(), 0755), 0);
+          entered(top, d, true);
+        }
+        QuotaSteps steps(counters);
+        ASSERT_EQ(counter->charge(0, 1), 0);
+        testutil::write_file(top + "/" + d + "/e", "");
+        entered(top + "/" + d, "e", true);
+        break;
+      }
+      case 5: {  // a directory of the big tree moved to the top and back
+        const std::string big = "big" + std::to_string(i % 20);
+        QuotaSteps steps(counters);
+        if (::rename((root + "/" + big).c_str(), (top + "/" + big).c_str()) == 0) entered(top, big, false);
+        if (::rename((top + "/" + big).c_str(), (root + "/" + big).c_str()) == 0) entered(root, big, false);
+        break;
+      }
+    }
+  }
+  recounter.join();
+  EXPECT_EQ(recounts.load(), 6);
+  const auto [bytes, inodes] = du_exact(root);
+  EXPECT_EQ(counter->usage().bytes, bytes);
+  EXPECT_EQ(counter->usage().inodes, inodes);
 }
 
 }  // namespace

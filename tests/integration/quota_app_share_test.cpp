@@ -16,8 +16,13 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstring>
 #include <filesystem>
+#include <iostream>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
 
 #include "tests/integration/fs_helpers.hpp"
 #include "tests/integration/notes_app.hpp"
@@ -199,6 +204,80 @@ TEST_F(AppShareQuota, HostWritesAndDeletesShowInUsageWithinSeconds) {
   EXPECT_TRUE(usage_becomes("own_media", b0 + 10 + 64 * kK, i0 + 3));
   std::size_t done = 0;
   EXPECT_EQ(fill(media() + "/app.bin", 1, &done, O_WRONLY | O_APPEND), EDQUOT);
+}
+
+// What a walk of `root` counts (fuse/quota_account.hpp): every entry below it one inode, a
+// regular file's size once per inode, nothing of another file system.
+std::pair<uint64_t, uint64_t> du_exact(const std::string& root) {
+  struct stat top {};
+  if (::lstat(root.c_str(), &top) != 0) return {0, 0};
+  std::set<std::pair<dev_t, ino_t>> seen;
+  uint64_t bytes = 0, inodes = 0;
+  for (const auto& e : fs::recursive_directory_iterator(root, fs::directory_options::skip_permission_denied)) {
+    struct stat st {};
+    if (::lstat(e.path().c_str(), &st) != 0 || st.st_dev != top.st_dev) continue;
+    if (!seen.insert({st.st_dev, st.st_ino}).second) continue;
+    ++inodes;
+    if (S_ISREG(st.st_mode)) bytes += static_cast<uint64_t>(st.st_size);
+  }
+  return {bytes, inodes};
+}
+
+// Host changes recount the share's tree while an app writes through its view: the ops that
+// land in a part the recount has already walked are not lost to it (quota_account.hpp). The
+// writer works at the share's top, which a walk lists first, while the walk spends its time
+// in a big tree below; the host stops changing things well before the writer stops, so no
+// recount after the last write could hide a drift.
+TEST_F(AppShareQuota, WritesDuringRecountsOfABigTreeAreNotLost) {
+  for (int d = 0; d < 40; ++d) {
+    const std::string dir = backing() + "/big/d" + std::to_string(d);
+    fs::create_directories(dir);
+    for (int f = 0; f < 500; ++f) write_file(dir + "/f" + std::to_string(f), std::string(f % 7, 'b'));
+  }
+  const auto walk_start = std::chrono::steady_clock::now();
+  ASSERT_NO_FATAL_FAILURE(set({"own_media", "1G", "--inodes", "1000000"}));
+  (void)usage("own_media");  // the first walk done (it holds the share's writes: what a recount holding them would cost)
+  const auto walk_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - walk_start).count();
+  std::atomic<bool> host_done{false};
+  std::thread host([&] {
+    for (int i = 0; i < 12; ++i) {
+      write_file(backing() + "/big/d" + std::to_string(i % 40) + "/host" + std::to_string(i), std::string(i, 'h'));
+      std::this_thread::sleep_for(250ms);
+    }
+    host_done = true;
+  });
+  // The writer: files made, appended to, rewritten shorter and deleted at the top of the share.
+  const std::string block(3000, 'w');
+  int ops = 0;
+  auto slowest = std::chrono::steady_clock::duration::zero();  // one op's, recounts going on
+  auto end = std::chrono::steady_clock::time_point::max();
+  for (int i = 0; std::chrono::steady_clock::now() < end; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    if (host_done && end == std::chrono::steady_clock::time_point::max()) {
+      end = std::chrono::steady_clock::now() + 2s;  // past the last recount
+    }
+    const std::string path = media() + "/w" + std::to_string(i % 50);
+    const int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_APPEND | O_CLOEXEC, 0644);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    ASSERT_EQ(::write(fd, block.data(), block.size() - static_cast<size_t>(i % 13)),
+              static_cast<ssize_t>(block.size()) - i % 13);
+    if (i % 5 == 0) {
+      ASSERT_EQ(::ftruncate(fd, i % 1000), 0);
+    }
+    ::close(fd);
+    if (i % 7 == 3) ::unlink((media() + "/w" + std::to_string((i + 20) % 50)).c_str());  // or gone already
+    ++ops;
+    if (!host_done) slowest = std::max(slowest, std::chrono::steady_clock::now() - start);
+  }
+  host.join();
+  const auto slowest_ms = std::chrono::duration_cast<std::chrono::milliseconds>(slowest).count();
+  RecordProperty("slowest_writer_op_ms", std::to_string(slowest_ms));
+  std::cout << ops << " writer ops, the slowest (open, write, close, maybe truncate and unlink) during recounts "
+            << slowest_ms << " ms; the first walk of the tree " << walk_ms << " ms\n";
+  const auto [bytes, inodes] = du_exact(backing());
+  EXPECT_TRUE(usage_becomes("own_media", bytes, inodes))
+      << ops << " writer ops; on disk " << bytes << " bytes, " << inodes << " inodes; counted "
+      << usage("own_media").dump();
 }
 
 TEST_F(AppShareQuota, BadTargetsGetOneLineExitTwoAndChangeNothing) {
