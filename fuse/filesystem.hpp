@@ -281,6 +281,10 @@ class Filesystem {
   /// per view that could not be served.
   std::vector<std::string> set_views(const policy::ViewSpecs& views,
                                      const policy::ViewSpecs& killed = {});
+  /// Replaces the views of `apps` only (ViewRegistry::update): `views` are all their views
+  /// now, every other app's are served on untouched. The work is in proportion to those apps.
+  std::vector<std::string> update_views(const std::set<std::string>& apps, const policy::ViewSpecs& views,
+                                        const policy::ViewSpecs& killed = {});
 
   struct Stats {
     size_t inodes, cached_fds, fd_cache_capacity, views;
@@ -447,8 +451,10 @@ class Filesystem {
   /// cached attributes and pages of changed, killed and removed views.
   void invalidate_changed(fuse_session* se, const ViewRegistry::Change& change, const Layout& old_layout,
                           const Layout& new_layout);
-  /// Marks, for the host watch, each file system that holds a view of `layout` (once each).
-  void watch_hosts(const Layout& layout);
+  /// Marks, for the host watch, each file system that holds a view of `added` (once each).
+  void watch_hosts(const std::vector<ViewId>& added);
+  /// What set_views() and update_views() do once the registry changed (`all`: every view).
+  void views_changed(const ViewRegistry::Change& change, const Layout& old_layout, bool all);
   /// A change made on the host: the limits whose trees it is in are counted again.
   void quota_host_changed(const HostChange& c);
   /// statfs of a limited view: its limit as the size, its room as free.
@@ -594,7 +600,7 @@ class Filesystem {
   /// attributes of its `inode`: none for a file with siblings.
   double entry_timeout(const View* view) const;
   /// Names each view's app to the inode shares (set_views).
-  void bind_inode_shares(const Layout& layout);
+  void bind_inode_shares(const std::vector<ViewId>& added);
   double attr_timeout(const View& view, const Inode* inode) const;
 
   const Privileges privileges_;  // before options_: they narrow it
