@@ -330,7 +330,7 @@ void Filesystem::raise_on_file(Event::Kind kind, Event::Node file) {
 std::shared_ptr<const common::UniqueFd> Filesystem::root_on(dev_t dev) {
   std::lock_guard lock(host_roots_mutex_);
   auto it = host_roots_.find(dev);
-  return it == host_roots_.end() ? nullptr : it->second;
+  return it == host_roots_.end() ? nullptr : it->second.begin()->second;
 }
 
 void Filesystem::host_changed(HostChange& c) {
@@ -418,7 +418,7 @@ void Filesystem::invalidate_all() {
   }
   const auto layout = views_.layout();  // held: a range-for would free it at once
   for (const auto& [path, dir] : layout->dirs) {
-    for (const auto& [name, id] : dir.views) {
+    for (const auto& [name, id] : dir->views) {
       for (Inode* inode : table_.inodes_of(id)) {
         fuse_lowlevel_notify_inval_inode(se, reinterpret_cast<fuse_ino_t>(inode), 0, 0);
       }

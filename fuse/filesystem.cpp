@@ -217,25 +217,40 @@ std::vector<std::string> Filesystem::set_views(const policy::ViewSpecs& views,
   std::vector<std::string> errors;
   auto old_layout = views_.layout();
   auto change = views_.set(views, killed, &errors);
-  update_quotas();
-  auto new_layout = views_.layout();
-  bind_inode_shares(*new_layout);
-  // Cached fds of a store that went away (or of its previous mount) would keep serving it, and
-  // pin it: its inodes re-open by handle through the new root once it is back.
-  for (ViewId id : change.restored) table_.drop_fds(id);
-  if (fuse_session* se = se_.load()) invalidate_changed(se, change, *old_layout, *new_layout);
-  // After the invalidations: until they are sent, the kernel serves what it cached.
-  watch_hosts(*new_layout);
+  views_changed(change, *old_layout, /*all=*/true);
   return errors;
 }
 
-void Filesystem::bind_inode_shares(const Layout& layout) {
+std::vector<std::string> Filesystem::update_views(const std::set<std::string>& apps, const policy::ViewSpecs& views,
+                                                  const policy::ViewSpecs& killed) {
+  std::vector<std::string> errors;
+  auto old_layout = views_.layout();
+  auto change = views_.update(apps, views, killed, &errors);
+  views_changed(change, *old_layout, /*all=*/false);
+  return errors;
+}
+
+void Filesystem::views_changed(const ViewRegistry::Change& change, const Layout& old_layout, bool all) {
+  // The counters follow the limited views; a change that added, replaced or removed none
+  // leaves them as they are (every view walked: only then).
+  if (all || change.quotas) update_quotas();
+  auto new_layout = views_.layout();
+  bind_inode_shares(change.added);
+  // Cached fds of a store that went away (or of its previous mount) would keep serving it, and
+  // pin it: its inodes re-open by handle through the new root once it is back.
+  for (ViewId id : change.restored) table_.drop_fds(id);
+  if (fuse_session* se = se_.load()) invalidate_changed(se, change, old_layout, *new_layout);
+  // After the invalidations: until they are sent, the kernel serves what it cached.
+  watch_hosts(change.added);
+  track_host_roots(change);
+}
+
+void Filesystem::bind_inode_shares(const std::vector<ViewId>& added) {
   // Just after the views are published: a lookup in a new view meanwhile goes uncharged (and
-  // gives nothing back when forgotten); a view id never changes app, so rebinding is harmless.
-  for (const auto& [path, dir] : layout.dirs) {
-    for (const auto& [name, id] : dir.views) {
-      if (const View* v = views_.get(id)) inode_shares_.bind(id, v->spec.app);
-    }
+  // gives nothing back when forgotten); a view id never changes app, so rebinding is harmless,
+  // and a view kept as it was is bound already.
+  for (ViewId id : added) {
+    if (const View* v = views_.get(id)) inode_shares_.bind(id, v->spec.app);
   }
 }
 
@@ -247,11 +262,11 @@ void Filesystem::invalidate_changed(fuse_session* se, const ViewRegistry::Change
     if (!dir) continue;  // the kernel never saw it
     std::set<std::string> names;
     for (const auto* layout : {&old_layout, &new_layout}) {
-      auto it = layout->dirs.find(path);
-      if (it == layout->dirs.end()) continue;
-      for (const auto& n : it->second.subdirs) names.insert(n);
-      for (const auto& [n, id] : it->second.views) names.insert(n);
-      for (const auto& n : it->second.unservable) names.insert(n);
+      const SynthDir* d = layout->find(path);
+      if (!d) continue;
+      for (const auto& n : d->subdirs) names.insert(n);
+      for (const auto& [n, id] : d->views) names.insert(n);
+      for (const auto& n : d->unservable) names.insert(n);
     }
     fuse_ino_t ino = dir == root_ ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(dir);
     fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
@@ -268,32 +283,53 @@ void Filesystem::invalidate_changed(fuse_session* se, const ViewRegistry::Change
   }
 }
 
-void Filesystem::watch_hosts(const Layout& layout) {
+void Filesystem::watch_hosts(const std::vector<ViewId>& added) {
   if (!options_.events || !options_.host_watch) return;
+  // The marks stay: only the views new in this change can be on a file system not marked yet.
   // One mark per file system: a view on a file system already seen here costs no syscall
   // (thousands of views on one storage root made two each, at every grant).
-  std::map<dev_t, std::shared_ptr<const common::UniqueFd>> roots;
-  for (const auto& [path, dir] : layout.dirs) {
-    for (const auto& [name, id] : dir.views) {
-      const View* v = views_.get(id);
-      if (!v || !v->root || !roots.emplace(v->dev, v->root).second) continue;
-      if (auto err = host_watch_.watch(v->root->get()); !err.empty()) {
-        common::log_once(common::LogLevel::warn, "hostwatch:" + v->spec.backing,
-                         "changes made on the host in " + v->spec.backing +
-                             " reach the views at their timeouts only: " + err,
-                         {v->spec.app, v->spec.dir_name, "watch", 0});
-      }
+  std::set<dev_t> seen;
+  for (ViewId id : added) {
+    const View* v = views_.get(id);
+    if (!v || !v->root || !seen.insert(v->dev).second) continue;
+    if (auto err = host_watch_.watch(v->root->get()); !err.empty()) {
+      common::log_once(common::LogLevel::warn, "hostwatch:" + v->spec.backing,
+                       "changes made on the host in " + v->spec.backing +
+                           " reach the views at their timeouts only: " + err,
+                       {v->spec.app, v->spec.dir_name, "watch", 0});
     }
   }
+}
+
+void Filesystem::track_host_roots(const ViewRegistry::Change& change) {
   std::lock_guard lock(host_roots_mutex_);
-  host_roots_ = std::move(roots);
+  auto drop = [&](ViewId id) {
+    auto d = host_root_dev_.find(id);
+    if (d == host_root_dev_.end()) return;
+    auto r = host_roots_.find(d->second);
+    r->second.erase(id);
+    if (r->second.empty()) host_roots_.erase(r);
+    host_root_dev_.erase(d);
+  };
+  for (const auto* ids : {&change.removed, &change.killed}) {
+    for (ViewId id : *ids) drop(id);
+  }
+  for (const auto* ids : {&change.added, &change.changed, &change.restored}) {
+    for (ViewId id : *ids) {
+      drop(id);  // a changed view's new object replaces its old one
+      const View* v = views_.get(id);
+      if (!v || !v->root) continue;  // offline: nothing of it is served
+      host_roots_[v->dev][id] = v->root;
+      host_root_dev_[id] = v->dev;
+    }
+  }
 }
 
 Filesystem::Stats Filesystem::stats() {
   auto s = table_.stats();
   size_t nviews = 0;
   const auto layout = views_.layout();  // held: a range-for would free it at once
-  for (const auto& [path, dir] : layout->dirs) nviews += dir.views.size();
+  for (const auto& [path, dir] : layout->dirs) nviews += dir->views.size();
   return Stats{s.inodes, s.cached_fds, s.capacity, nviews, passthrough_.open_backings(),
                queued_.load(std::memory_order_relaxed)};
 }

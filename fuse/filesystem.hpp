@@ -286,6 +286,10 @@ class Filesystem {
   /// per view that could not be served.
   std::vector<std::string> set_views(const policy::ViewSpecs& views,
                                      const policy::ViewSpecs& killed = {});
+  /// Replaces the views of `apps` only (ViewRegistry::update): `views` are all their views
+  /// now, every other app's are served on untouched. The work is in proportion to those apps.
+  std::vector<std::string> update_views(const std::set<std::string>& apps, const policy::ViewSpecs& views,
+                                        const policy::ViewSpecs& killed = {});
 
   struct Stats {
     size_t inodes, cached_fds, fd_cache_capacity, views;
@@ -458,8 +462,11 @@ class Filesystem {
   /// cached attributes and pages of changed, killed and removed views.
   void invalidate_changed(fuse_session* se, const ViewRegistry::Change& change, const Layout& old_layout,
                           const Layout& new_layout);
-  /// Marks, for the host watch, each file system that holds a view of `layout` (once each).
-  void watch_hosts(const Layout& layout);
+  /// Marks, for the host watch, each file system that holds a view of `added` (once each).
+  void watch_hosts(const std::vector<ViewId>& added);
+  void track_host_roots(const ViewRegistry::Change& change);  // host_roots_ after a change
+  /// What set_views() and update_views() do once the registry changed (`all`: every view).
+  void views_changed(const ViewRegistry::Change& change, const Layout& old_layout, bool all);
   /// A change made on the host: the limits whose trees it is in are counted again.
   void quota_host_changed(const HostChange& c);
   /// statfs of a limited view: its limit as the size, its room as free.
@@ -605,7 +612,7 @@ class Filesystem {
   /// attributes of its `inode`: none for a file with siblings.
   double entry_timeout(const View* view) const;
   /// Names each view's app to the inode shares (set_views).
-  void bind_inode_shares(const Layout& layout);
+  void bind_inode_shares(const std::vector<ViewId>& added);
   double attr_timeout(const View& view, const Inode* inode) const;
 
   const Privileges privileges_;  // before options_: they narrow it
@@ -629,10 +636,12 @@ class Filesystem {
   std::string mountpoint_;
   common::UniqueFd echo_mount_;
   std::unordered_map<fuse_ino_t, common::UniqueFd> echo_open_;  // written files: see modified
-  /// A view root per file system served, for root_on: made anew by watch_hosts at each
-  /// set_views, so a host event finds its root without walking every view.
+  /// The view roots served, by file system, for root_on: kept up to date by each change
+  /// (track_host_roots), so a host event finds a root without walking every view, and a file
+  /// system none is served from any more (a share's disk) is held by none.
   std::mutex host_roots_mutex_;
-  std::map<dev_t, std::shared_ptr<const common::UniqueFd>> host_roots_;
+  std::map<dev_t, std::map<ViewId, std::shared_ptr<const common::UniqueFd>>> host_roots_;
+  std::unordered_map<ViewId, dev_t> host_root_dev_;
   HostWatch host_watch_;  // after what its thread uses: stopped first
   SessionIo io_;
   Passthrough passthrough_{io_};

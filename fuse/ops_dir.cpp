@@ -90,20 +90,20 @@ Result<Opened> Filesystem::opendir(Call&, fuse_ino_t, fuse_file_info* fi) {
 std::vector<DirEntry> Filesystem::synth_listing(const SynthInode& dir) {
   std::vector<DirEntry> out;
   auto layout = views_.layout();
-  auto it = layout->dirs.find(dir.path);
+  const SynthDir* d = layout->find(dir.path);
   out.push_back({".", synth_stat(dir).st_ino, S_IFDIR});
   out.push_back({"..", 1, S_IFDIR});
-  if (it == layout->dirs.end()) return out;
-  for (const auto& name : it->second.subdirs) {
+  if (!d) return out;
+  for (const auto& name : d->subdirs) {
     std::string child = dir.path.empty() ? name : dir.path + "/" + name;
-    auto c = layout->dirs.find(child);
-    out.push_back({name, c != layout->dirs.end() ? c->second.ino : 1, S_IFDIR});
+    const SynthDir* c = layout->find(child);
+    out.push_back({name, c ? c->ino : 1, S_IFDIR});
   }
-  for (const auto& [name, id] : it->second.views) {
+  for (const auto& [name, id] : d->views) {
     const View* view = views_.get(id);
     if (view) out.push_back({name, view->root ? view->root_ino : 1, S_IFDIR});  // offline: no root
   }
-  for (const auto& name : it->second.unservable) out.push_back({name, 1, S_IFDIR});
+  for (const auto& name : d->unservable) out.push_back({name, 1, S_IFDIR});
   return out;
 }
 
@@ -184,8 +184,7 @@ bool Filesystem::add_backed(const Node& n, int dfd, const struct dirent& entry, 
     // ".." of a view root is the synthetic apps/<app>/<kind> directory: the listing must
     // agree with stat(".."), and not show the backing parent's inode number.
     auto layout = views_.layout();
-    auto it = layout->dirs.find(view_parent_path(n.view->spec));
-    if (it != layout->dirs.end()) st.st_ino = it->second.ino;
+    if (const SynthDir* d = layout->find(view_parent_path(n.view->spec))) st.st_ino = d->ino;
   }
   return out.add_unlooked(plus, name, st, next);
 }

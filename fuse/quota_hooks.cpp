@@ -108,7 +108,7 @@ void Filesystem::update_quotas() {
   std::map<std::string, std::pair<policy::QuotaLimits, std::vector<int>>> limited;
   const auto layout = views_.layout();
   for (const auto& [path, dir] : layout->dirs) {
-    for (const auto& [name, id] : dir.views) {
+    for (const auto& [name, id] : dir->views) {
       const View* v = views_.get(id);
       if (!v) continue;
       for (const auto& q : v->spec.quotas) {

@@ -35,10 +35,10 @@ Filesystem::SynthInode* Filesystem::synth_inode(const std::string& path) {
 struct stat Filesystem::synth_stat(const SynthInode& dir) const {
   struct stat st {};
   auto layout = views_.layout();
-  auto it = layout->dirs.find(dir.path);
-  st.st_ino = it != layout->dirs.end() ? it->second.ino : 1;
+  const SynthDir* d = layout->find(dir.path);
+  st.st_ino = d ? d->ino : 1;
   st.st_mode = S_IFDIR | options_.top_mode;
-  st.st_nlink = 2 + (it != layout->dirs.end() ? it->second.subdirs.size() : 0);
+  st.st_nlink = 2 + (d ? d->subdirs.size() : 0);
   st.st_uid = ::geteuid();  // root; a rootless daemon's own user (privileges.hpp)
   st.st_gid = options_.top_gid;
   st.st_blksize = 4096;
@@ -47,9 +47,9 @@ struct stat Filesystem::synth_stat(const SynthInode& dir) const {
 
 Result<fuse_entry_param> Filesystem::synth_lookup(const SynthInode& dir, const char* name) {
   auto layout = views_.layout();
-  auto it = layout->dirs.find(dir.path);
-  if (it == layout->dirs.end()) return Errno{ENOENT};  // the app went away
-  const SynthDir& d = it->second;
+  const SynthDir* found = layout->find(dir.path);
+  if (!found) return Errno{ENOENT};  // the app went away
+  const SynthDir& d = *found;
   std::string child = dir.path.empty() ? name : dir.path + "/" + name;
   if (std::binary_search(d.subdirs.begin(), d.subdirs.end(), std::string(name))) {
     SynthInode* s = synth_inode(child);

@@ -84,21 +84,89 @@ void open_trash(View& view, Trashes& trashes) {
   }
 }
 
-void add_dir(Layout& layout, const std::string& path) {
-  if (layout.dirs.count(path)) return;
-  SynthDir d;
-  d.path = path;
-  d.ino = path.empty() ? 1 : synth_ino(path);
-  layout.dirs.emplace(path, std::move(d));
-  if (path.empty()) return;
-  auto slash = path.rfind('/');
-  std::string parent = slash == std::string::npos ? "" : path.substr(0, slash);
-  std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
-  add_dir(layout, parent);
-  auto& subs = layout.dirs[parent].subdirs;  // sorted: found by halving (apps/ has one per app)
-  auto at = std::lower_bound(subs.begin(), subs.end(), name);
-  if (at == subs.end() || *at != name) subs.insert(at, std::move(name));
-}
+// Copy-on-write edits of a layout: the new layout starts as a copy of the map of pointers, and
+// a dir shared with the layout before is copied once, at its first change; the dirs an edit
+// does not touch stay the very same objects.
+class LayoutEdit {
+ public:
+  explicit LayoutEdit(const Layout& base) : layout_(std::make_shared<Layout>(base)) {}
+
+  [[nodiscard]] bool has(const std::string& path) const { return layout_->dirs.count(path) != 0; }
+
+  // The dir at `path`, to change: made (with its parents, and its name in its parent) if it
+  // is not there.
+  SynthDir& dir(const std::string& path) {
+    if (has(path)) return mut(path);
+    auto d = std::make_shared<SynthDir>();
+    d->path = path;
+    d->ino = path.empty() ? 1 : synth_ino(path);
+    layout_->dirs.emplace(path, d);
+    own_.emplace(path, d);
+    if (!path.empty()) {
+      auto slash = path.rfind('/');
+      std::string parent = slash == std::string::npos ? "" : path.substr(0, slash);
+      std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+      // Sorted: found by halving (apps/ has one per app). A parent that lists the name already
+      // (an app whose dirs are made again) is not copied.
+      const SynthDir* listed = layout_->find(parent);
+      if (!listed || !std::binary_search(listed->subdirs.begin(), listed->subdirs.end(), name)) {
+        auto& subs = dir(parent).subdirs;
+        subs.insert(std::lower_bound(subs.begin(), subs.end(), name), std::move(name));
+      }
+    }
+    return *d;
+  }
+
+  // Drops apps/<app> and every dir below it (their paths go to `touched`); its name in apps/
+  // stays until forget_app(), so that an app whose dirs are made again costs apps/ no copy.
+  void drop_app(const std::string& app, std::set<std::string>& touched) {
+    const std::string top = "apps/" + app;
+    if (layout_->dirs.erase(top)) {
+      touched.insert(top);
+      own_.erase(top);
+    }
+    // Below it: from "apps/<app>/" on ("apps/<app>-x" sorts between the two, and is another app's).
+    const std::string below = top + "/";
+    for (auto it = layout_->dirs.lower_bound(below); it != layout_->dirs.end() && it->first.starts_with(below);) {
+      touched.insert(it->first);
+      own_.erase(it->first);
+      it = layout_->dirs.erase(it);
+    }
+  }
+
+  // Takes an app without dirs out of apps/.
+  void forget_app(const std::string& app) {
+    if (has("apps/" + app)) return;
+    const SynthDir* apps = layout_->find("apps");
+    if (!apps || !std::binary_search(apps->subdirs.begin(), apps->subdirs.end(), app)) return;
+    auto& subs = mut("apps").subdirs;
+    subs.erase(std::lower_bound(subs.begin(), subs.end(), app));
+  }
+
+  // The paths of apps/<app> and below, in the edited layout.
+  void paths_of_app(const std::string& app, std::set<std::string>& out) const {
+    const std::string top = "apps/" + app;
+    if (has(top)) out.insert(top);
+    const std::string below = top + "/";
+    for (auto it = layout_->dirs.lower_bound(below); it != layout_->dirs.end() && it->first.starts_with(below); ++it) {
+      out.insert(it->first);
+    }
+  }
+
+  std::shared_ptr<Layout> done() { return std::move(layout_); }
+
+ private:
+  SynthDir& mut(const std::string& path) {
+    if (auto it = own_.find(path); it != own_.end()) return *it->second;
+    auto copy = std::make_shared<SynthDir>(*layout_->dirs.at(path));
+    layout_->dirs[path] = copy;
+    own_.emplace(path, copy);
+    return *copy;
+  }
+
+  std::shared_ptr<Layout> layout_;
+  std::map<std::string, std::shared_ptr<SynthDir>> own_;  // made or copied by this edit: changed in place
+};
 
 // Root fds by backing path, with the store epoch they were opened in.
 using Roots = std::map<std::string, std::pair<uint64_t, std::shared_ptr<const common::UniqueFd>>>;
@@ -106,7 +174,7 @@ using Roots = std::map<std::string, std::pair<uint64_t, std::shared_ptr<const co
 // Gives `view` its root fd (one already open for its backing in the same store epoch, or a new
 // one) and the identity of its root. False if it can't be served: then it is listed as
 // unservable in `layout` (answering EIO) and `errors` says why.
-bool open_root(View& view, Roots& roots, Layout& layout, std::vector<std::string>* errors) {
+bool open_root(View& view, Roots& roots, LayoutEdit& layout, std::vector<std::string>* errors) {
   auto rit = roots.find(view.spec.backing);
   if (rit != roots.end() && rit->second.first == view.spec.store_epoch) {
     view.root = rit->second.second;
@@ -116,9 +184,7 @@ bool open_root(View& view, Roots& roots, Layout& layout, std::vector<std::string
     if (!fd) {
       if (errors) errors->push_back("app " + view.spec.app + ": " + policy::to_string(view.spec.kind) + " view " +
                                     view.spec.dir_name + " not served (EIO): " + error);
-      std::string parent = view_parent_path(view.spec);
-      add_dir(layout, parent);
-      auto& unservable = layout.dirs[parent].unservable;
+      auto& unservable = layout.dir(view_parent_path(view.spec)).unservable;
       unservable.insert(std::upper_bound(unservable.begin(), unservable.end(), view.spec.dir_name),
                         view.spec.dir_name);
       return false;
@@ -138,16 +204,6 @@ bool open_root(View& view, Roots& roots, Layout& layout, std::vector<std::string
   return true;
 }
 
-// Root fds by backing path, shared with the versions they replace as long as the store was
-// not found again since (store_epoch): a fd of a file system that went away is not reused.
-Roots roots_of(const std::vector<std::unique_ptr<View>>& live) {
-  Roots roots;
-  for (auto& v : live) {
-    if (v->root) roots.emplace(v->spec.backing, std::pair{v->spec.store_epoch, v->root});
-  }
-  return roots;
-}
-
 }  // namespace
 
 std::string view_parent_path(const policy::ViewSpec& spec) {
@@ -156,10 +212,9 @@ std::string view_parent_path(const policy::ViewSpec& spec) {
 
 ViewRegistry::ViewRegistry() : slots_(new std::atomic<const View*>[kMaxViews]) {
   for (ViewId i = 0; i < kMaxViews; ++i) slots_[i].store(nullptr, std::memory_order_relaxed);
-  auto layout = std::make_shared<Layout>();
-  add_dir(*layout, "");
-  add_dir(*layout, "apps");
-  layout_ = std::move(layout);
+  LayoutEdit edit{Layout{}};
+  edit.dir("apps");
+  layout_ = edit.done();
 }
 
 std::shared_ptr<const Layout> ViewRegistry::layout() const {
@@ -173,15 +228,18 @@ ViewId ViewRegistry::intern(const policy::ViewSpec& spec) {
   return it->second;
 }
 
-ViewRegistry::Built ViewRegistry::build(const policy::ViewSpecs& specs, Change& change,
-                                        std::vector<std::string>* errors) {
+ViewRegistry::Built ViewRegistry::build(const std::set<std::string>& apps, const policy::ViewSpecs& specs,
+                                        Change& change, std::vector<std::string>* errors) {
   Built out;
-  out.layout = std::make_shared<Layout>();
-  add_dir(*out.layout, "");
-  add_dir(*out.layout, "apps");
-  Roots roots = roots_of(live_);
+  LayoutEdit edit(*layout_);
+  for (const auto& app : apps) edit.drop_app(app, out.touched);
+  Roots roots;
   Trashes trashes;
   for (const auto& spec : specs) {
+    if (!apps.count(spec.app)) {
+      if (errors) errors->push_back("view " + key_of(spec) + " left out: its app is not among those changed");
+      continue;
+    }
     if (next_id_ >= kMaxViews && !ids_.count(key_of(spec))) {
       if (errors) errors->push_back("too many views: " + key_of(spec) + " left out");
       continue;
@@ -194,9 +252,7 @@ ViewRegistry::Built ViewRegistry::build(const policy::ViewSpecs& specs, Change& 
       // apps that rebuilt ~4,000 views per install, and kept each generation for kGrace).
       out.kept.insert(id);
       out.present.insert(id);
-      const std::string parent = view_parent_path(spec);
-      add_dir(*out.layout, parent);
-      out.layout->dirs[parent].views.emplace(spec.dir_name, id);
+      edit.dir(view_parent_path(spec)).views.emplace(spec.dir_name, id);
       continue;
     }
     auto view = std::make_unique<View>();
@@ -208,21 +264,37 @@ ViewRegistry::Built ViewRegistry::build(const policy::ViewSpecs& specs, Change& 
       out.flipped.insert(view_parent_path(spec));
       change.restored.push_back(view->id);
     }
+    if (!spec.offline && !roots.count(spec.backing)) {
+      // A root fd of a live view of the same backing dir (another app's view of a share, or
+      // the version this one replaces), as long as the store was not found again since
+      // (store_epoch): a fd of a file system that went away is not reused.
+      if (auto b = by_backing_.find(spec.backing); b != by_backing_.end()) {
+        for (ViewId other : b->second) {
+          const View* v = slots_[other].load(std::memory_order_relaxed);
+          if (!v || !v->root) continue;
+          roots[spec.backing] = std::pair{v->spec.store_epoch, v->root};
+          if (v->spec.store_epoch == spec.store_epoch) break;
+        }
+      }
+    }
     // A view whose store is offline is not opened (its path leads to another file system):
     // listed, every op answers EIO (Filesystem::fd_of, synth_lookup), and files opened on the
     // store that went away fail too.
-    if (!spec.offline && !open_root(*view, roots, *out.layout, errors)) continue;
+    if (!spec.offline && !open_root(*view, roots, edit, errors)) continue;
     if (!spec.offline) open_trash(*view, trashes);
     if (old && old->spec.backing == spec.backing && !same_store) old->killed->store(true);
     view->killed = same_store ? old->killed : std::make_shared<std::atomic<bool>>(false);
     if (old && !(old->spec == spec)) change.changed.push_back(view->id);
     out.present.insert(view->id);
-
-    std::string parent = view_parent_path(spec);
-    add_dir(*out.layout, parent);
-    out.layout->dirs[parent].views.emplace(spec.dir_name, view->id);
+    edit.dir(view_parent_path(spec)).views.emplace(spec.dir_name, view->id);
     out.views.push_back(std::move(view));
   }
+  for (const auto& app : apps) {
+    edit.forget_app(app);
+    edit.paths_of_app(app, out.touched);
+  }
+  out.touched.insert("apps");
+  out.layout = edit.done();
   return out;
 }
 
@@ -235,42 +307,57 @@ void ViewRegistry::kill(const policy::ViewSpecs& killed, Change& change) {
   }
 }
 
-void ViewRegistry::publish(Built built, Change& change) {
+void ViewRegistry::publish(const std::set<std::string>& apps, Built built, Change& change) {
   auto now = std::chrono::steady_clock::now();
   std::erase_if(retired_, [&](auto& r) { return now - r.first > kGrace; });
   // New views first, then clear the removed ones.
   for (auto& v : built.views) slots_[v->id].store(v.get(), std::memory_order_release);
-  std::vector<std::unique_ptr<View>> next = std::move(built.views);
-  for (auto& v : live_) {
-    if (built.kept.count(v->id)) {
-      next.push_back(std::move(v));
-      continue;
+  for (const auto& app : apps) {
+    auto owned = by_app_.find(app);
+    if (owned == by_app_.end()) continue;
+    for (ViewId id : owned->second) {
+      if (built.kept.count(id)) continue;
+      auto node = live_.extract(id);
+      if (node.empty()) continue;
+      std::unique_ptr<View> old = std::move(node.mapped());
+      if (!built.present.count(id)) {
+        slots_[id].store(nullptr, std::memory_order_release);
+        change.removed.push_back(id);
+      }
+      if (!old->spec.quotas.empty()) change.quotas = true;
+      if (auto b = by_backing_.find(old->spec.backing); b != by_backing_.end()) {
+        b->second.erase(id);
+        if (b->second.empty()) by_backing_.erase(b);
+      }
+      retired_.emplace_back(now, std::move(old));
     }
-    if (!built.present.count(v->id)) {
-      slots_[v->id].store(nullptr, std::memory_order_release);
-      change.removed.push_back(v->id);
-    }
-    retired_.emplace_back(now, std::move(v));
+    by_app_.erase(owned);
   }
-  live_ = std::move(next);
-  change.dirs = changed_dirs(*layout_, *built.layout, built.flipped);
+  for (auto& v : built.views) {
+    if (!v->spec.quotas.empty()) change.quotas = true;
+    change.added.push_back(v->id);
+    by_backing_[v->spec.backing].insert(v->id);
+    const ViewId id = v->id;
+    live_[id] = std::move(v);
+  }
+  for (ViewId id : built.present) by_app_[live_.at(id)->spec.app].insert(id);
+  change.dirs = changed_dirs(*layout_, *built.layout, built.touched, built.flipped);
   std::lock_guard lock(layout_mutex_);
   layout_ = std::move(built.layout);
 }
 
 std::vector<std::string> ViewRegistry::changed_dirs(const Layout& before, const Layout& after,
+                                                    const std::set<std::string>& touched,
                                                     const std::set<std::string>& flipped) {
   std::vector<std::string> dirs;
-  // Synthetic dirs whose listing differs.
-  for (const auto& [path, dir] : after.dirs) {
-    auto it = before.dirs.find(path);
-    if (it == before.dirs.end() || it->second.views != dir.views || it->second.subdirs != dir.subdirs ||
-        it->second.unservable != dir.unservable) {
+  // Synthetic dirs whose listing differs: only those the change rebuilt can.
+  for (const auto& path : touched) {
+    const SynthDir* was = before.find(path);
+    const SynthDir* now = after.find(path);
+    if (was == now) continue;  // the same object (or absent from both)
+    if (!was || !now || was->views != now->views || was->subdirs != now->subdirs || was->unservable != now->unservable) {
       dirs.push_back(path);
     }
-  }
-  for (const auto& [path, dir] : before.dirs) {
-    if (!after.dirs.count(path)) dirs.push_back(path);
   }
   // Same listing, but a view's root went offline or came back: its name in the parent must be
   // looked up again (the kernel cached an entry that now answers EIO, or the reverse).
@@ -280,15 +367,31 @@ std::vector<std::string> ViewRegistry::changed_dirs(const Layout& before, const 
   return dirs;
 }
 
+ViewRegistry::Change ViewRegistry::update(const std::set<std::string>& apps, const policy::ViewSpecs& specs,
+                                          const policy::ViewSpecs& killed, std::vector<std::string>* errors) {
+  // Held across the opens of roots and trashes (syscalls): only update() takes it, ops never do.
+  std::lock_guard lock(set_mutex_);
+  return update_locked(apps, specs, killed, errors);
+}
+
+ViewRegistry::Change ViewRegistry::update_locked(const std::set<std::string>& apps, const policy::ViewSpecs& specs,
+                                                 const policy::ViewSpecs& killed, std::vector<std::string>* errors) {
+  Change change;
+  Built built = build(apps, specs, change, errors);
+  kill(killed, change);
+  publish(apps, std::move(built), change);
+  return change;
+}
+
 ViewRegistry::Change ViewRegistry::set(const policy::ViewSpecs& specs, const policy::ViewSpecs& killed,
                                        std::vector<std::string>* errors) {
-  // Held across the opens of roots and trashes (syscalls): only set() takes it, ops never do.
+  // Every app served (one with only unservable views has dirs but no live view) and every app
+  // in `specs`.
   std::lock_guard lock(set_mutex_);
-  Change change;
-  Built built = build(specs, change, errors);
-  kill(killed, change);
-  publish(std::move(built), change);
-  return change;
+  std::set<std::string> apps;
+  if (const SynthDir* d = layout_->find("apps")) apps.insert(d->subdirs.begin(), d->subdirs.end());
+  for (const auto& spec : specs) apps.insert(spec.app);
+  return update_locked(apps, specs, killed, errors);
 }
 
 }  // namespace portalfs::fuse

@@ -57,9 +57,16 @@ struct SynthDir {
   std::vector<std::string> subdirs;          // sorted names of synthetic children
 };
 
-/// An immutable description of the synthetic tree, swapped as a whole.
+/// An immutable description of the synthetic tree, swapped as a whole. A change copies only
+/// the map of pointers: the dirs it does not touch are shared with the layout before, and a
+/// change of one app rebuilds only that app's dirs (and apps/ when an app comes or goes).
 struct Layout {
-  std::map<std::string, SynthDir> dirs;  // by path
+  std::map<std::string, std::shared_ptr<const SynthDir>> dirs;  // by path
+  /// The dir at `path`, or nullptr.
+  [[nodiscard]] const SynthDir* find(const std::string& path) const {
+    auto it = dirs.find(path);
+    return it == dirs.end() ? nullptr : it->second.get();
+  }
 };
 
 class ViewRegistry {
@@ -82,6 +89,8 @@ class ViewRegistry {
     std::vector<std::string> dirs;    // synthetic dirs whose listing changed
     std::vector<ViewId> killed;       // force-revoked
     std::vector<ViewId> restored;     // their store went offline, came back or was mounted again
+    std::vector<ViewId> added;        // new View objects published (new or changed views)
+    bool quotas = false;              // a view added, replaced or removed has a daemon quota
   };
 
   /// Replaces the set of views. Opens each backing dir from its anchor one component at a
@@ -95,32 +104,47 @@ class ViewRegistry {
   Change set(const policy::ViewSpecs& specs, const policy::ViewSpecs& killed,
              std::vector<std::string>* errors);
 
+  /// Replaces the views of `apps` only: `specs` are all their views now (an app of `apps`
+  /// without a spec has none any more); every other app's views, and their synthetic dirs,
+  /// stay as they are, untouched. The work is in proportion to those apps' views, not to
+  /// every view served. A spec of an app not in `apps` is an error (logged in `errors`, left
+  /// out). set() is update() of every app served and every app in `specs`.
+  Change update(const std::set<std::string>& apps, const policy::ViewSpecs& specs,
+                const policy::ViewSpecs& killed, std::vector<std::string>* errors);
+
  private:
-  // The views of one set(), opened and not published yet.
+  // The views of one update(), opened and not published yet.
   struct Built {
     std::vector<std::unique_ptr<View>> views;  // new or changed
     std::set<ViewId> kept;     // unchanged: their View serves on
     std::set<ViewId> present;  // both
     std::set<std::string> flipped;  // synthetic dirs holding a view whose store went or came back
+    std::set<std::string> touched;  // synthetic dirs rebuilt (the apps' own, and apps/)
     std::shared_ptr<Layout> layout;
   };
 
   ViewId intern(const policy::ViewSpec& spec);
-  // The steps of set(), with set_mutex_ held.
-  Built build(const policy::ViewSpecs& specs, Change& change, std::vector<std::string>* errors);
+  Change update_locked(const std::set<std::string>& apps, const policy::ViewSpecs& specs,
+                       const policy::ViewSpecs& killed, std::vector<std::string>* errors);
+  // The steps of update(), with set_mutex_ held.
+  Built build(const std::set<std::string>& apps, const policy::ViewSpecs& specs, Change& change,
+              std::vector<std::string>* errors);
   void kill(const policy::ViewSpecs& killed, Change& change);
-  void publish(Built built, Change& change);
+  void publish(const std::set<std::string>& apps, Built built, Change& change);
   static std::vector<std::string> changed_dirs(const Layout& before, const Layout& after,
+                                               const std::set<std::string>& touched,
                                                const std::set<std::string>& flipped);
 
   std::unique_ptr<std::atomic<const View*>[]> slots_;
-  // Lock order: set_mutex_, then layout_mutex_. set_mutex_ serialises set() and is held across
-  // its syscalls (opening roots and trashes); no op takes it. layout_mutex_ is taken by ops
-  // (layout()) and never held across a syscall.
-  std::mutex set_mutex_;  // guards ids_, next_id_, live_, retired_; writers of layout_ hold it
+  // Lock order: set_mutex_, then layout_mutex_. set_mutex_ serialises update() and is held
+  // across its syscalls (opening roots and trashes); no op takes it. layout_mutex_ is taken by
+  // ops (layout()) and never held across a syscall.
+  std::mutex set_mutex_;  // guards ids_, next_id_, live_, by_app_, by_backing_, retired_; writers of layout_ hold it
   std::map<std::string, ViewId> ids_;  // "app/kind/dir_name" -> id, never reused for another
   ViewId next_id_ = 1;
-  std::vector<std::unique_ptr<View>> live_;
+  std::map<ViewId, std::unique_ptr<View>> live_;
+  std::map<std::string, std::set<ViewId>> by_app_;      // live views of each app
+  std::map<std::string, std::set<ViewId>> by_backing_;  // live views of each backing dir (their root fds are shared)
   std::vector<std::pair<std::chrono::steady_clock::time_point, std::unique_ptr<View>>> retired_;
   mutable std::mutex layout_mutex_;  // guards layout_ (set() reads it under set_mutex_ alone)
   std::shared_ptr<const Layout> layout_;

@@ -20,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -46,6 +47,20 @@ struct AttachOps {
   std::function<std::optional<ProcessIdentity>(int pid)> identify;  // identify_process
 };
 
+/// What a change did to the served views: the apps whose views it replaced, with all their views
+/// now (an app of `apps` without a view in `views` has none any more). Every other app's views
+/// are as they were.
+struct ViewsDelta {
+  std::set<std::string> apps;
+  policy::ViewSpecs views;
+  policy::ViewSpecs killed;  // views revoked with --force
+  bool all = false;          // `views` is every view served: it replaces them all
+};
+
+/// Called (outside the manager's lock) after every change of the served views, with only what
+/// changed; calls arrive in commit order (as ViewsChanged, below).
+using ViewsUpdated = std::function<void(const ViewsDelta& delta)>;
+
 struct ManagerConfig {
   std::string storage_root = "/var/lib/portalfs/storage";
   std::string state_dir = "/var/lib/portalfs";
@@ -66,6 +81,9 @@ struct ManagerConfig {
   /// Share apps, shares and grants with every other node over this storage root
   /// (portalfsd --shared-state on; mountmgr/shared_state.hpp).
   bool shared_state = false;
+  /// When set, called instead of ViewsChanged, with only the views of the apps a change
+  /// touched: a change costs the filesystem in proportion to it, not to every view served.
+  ViewsUpdated on_views_updated = {};
 };
 
 /// Called (outside the manager's lock) after every change of the served views. `killed` lists

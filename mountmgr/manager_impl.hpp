@@ -90,9 +90,16 @@ struct Manager::Impl {
   StatusProvider status_provider;
   StateStore store;
 
-  mutable std::mutex mutex;  // guards state, views and tickets_issued
+  mutable std::mutex mutex;  // guards state, views, view_count and tickets_issued
   State state;
-  policy::ViewSpecs views;
+  /// The views served, by app (each app's in mount order): a change rebuilds only the apps it
+  /// touches (commit()).
+  std::map<std::string, policy::ViewSpecs> views;
+  std::size_t view_count = 0;
+  /// Every view, apps by name (build_views' order).
+  [[nodiscard]] policy::ViewSpecs all_views() const;
+  /// Makes `all` (served_views()) the views served.
+  void set_views(const policy::ViewSpecs& all);
   uint64_t tickets_issued = 0;
 
   // Delivery of ViewsChanged in commit order (see the file comment).
@@ -188,6 +195,10 @@ struct Manager::Impl {
   uint64_t store_mnt_id = 0;  // the mount the storage root led to at the last check
   /// build_views() of `s`, with the views on an offline store marked offline.
   [[nodiscard]] policy::ViewSpecs served_views(const State& s) const;
+  /// served_views() of one app of `s`.
+  [[nodiscard]] policy::ViewSpecs served_views_of(const State& s, const std::string& app, const AppRecord& record) const;
+  /// The full delivery of the views served now (recheck_*): every app's.
+  [[nodiscard]] ViewsDelta all_delta() const;
   /// Checks the store again; on a change (offline, back, another mount of it) logs one line
   /// and delivers the views. Called by the store watcher.
   void recheck_store();
@@ -210,12 +221,13 @@ struct Manager::Impl {
   void store_watch_loop();
 
   /// Saves `next` as the state; throws StateError.
-  void save(const State& next);
+  /// `apps_changed`: every app that may differ from `state` (the others are known equal).
+  void save(const State& next, const std::set<std::string>* apps_changed = nullptr);
   /// What a commit hands to deliver(), once `mutex` is let go.
   struct Committed {
     uint64_t ticket = 0;  // 0: nothing was committed
-    std::optional<policy::ViewSpecs> views;  // set: the views changed
-    policy::ViewSpecs killed;
+    std::optional<ViewsDelta> delta;         // set: the views changed
+    std::optional<policy::ViewSpecs> views;  // with delta and no on_views_updated: every view (ViewsChanged)
   };
   /// Under `mutex`: makes `out.next` the state (saved, and shared when `verb_changed`), audits
   /// the change against `before`, and marks the apps whose containers must follow. A save that
@@ -227,10 +239,10 @@ struct Manager::Impl {
   /// are moved (or the storage root's, with nothing moved).
   void carry_out_removals();
 
-  /// Once all earlier tickets are delivered, calls ViewsChanged for `ticket` if `views_now` is
-  /// set (the commit changed the views), then marks `ticket` delivered; no lock held during the
-  /// call.
-  void deliver(uint64_t ticket, const std::optional<policy::ViewSpecs>& views_now, const policy::ViewSpecs& killed);
+  /// Once all earlier tickets are delivered, calls ViewsUpdated with `delta` (or ViewsChanged
+  /// with `views_now`) for `ticket` if `delta` is set (the commit changed the views), then marks
+  /// `ticket` delivered; no lock held during the call.
+  void deliver(uint64_t ticket, const std::optional<ViewsDelta>& delta, const std::optional<policy::ViewSpecs>& views_now);
 
   // mountmgr/attachments.cpp: recorded attachments follow what their apps have now.
   /// One recorded attachment that could not be brought to what its app has now.

@@ -452,10 +452,22 @@ namespace {
 
 // The journal record that turns `saved` into `next`: the apps that differ (null: removed), and
 // everything else when it changed. Both maps are walked once, side by side.
-nlohmann::json change_record(uint64_t seq, const State& next, const State& saved) {
+nlohmann::json change_record(uint64_t seq, const State& next, const State& saved,
+                             const std::set<std::string>* apps_changed) {
   nlohmann::json apps = nlohmann::json::object();
-  auto a = saved.apps.begin();
-  auto b = next.apps.begin();
+  if (apps_changed) {
+    for (const auto& name : *apps_changed) {
+      const auto a = saved.apps.find(name);
+      const auto b = next.apps.find(name);
+      if (b == next.apps.end()) {
+        if (a != saved.apps.end()) apps[name] = nullptr;
+      } else if (a == saved.apps.end() || !(a->second == b->second)) {
+        apps[name] = app_to_json(b->second);
+      }
+    }
+  }
+  auto a = apps_changed ? saved.apps.end() : saved.apps.begin();
+  auto b = apps_changed ? next.apps.end() : next.apps.begin();
   while (a != saved.apps.end() || b != next.apps.end()) {
     if (b == next.apps.end() || (a != saved.apps.end() && a->first < b->first)) {
       apps[a->first] = nullptr;
@@ -499,12 +511,12 @@ uint64_t highest_seq_on_disk(int dir_fd) {
 
 }  // namespace
 
-void StateStore::save(const State& next, const State& saved) {
+void StateStore::save(const State& next, const State& saved, const std::set<std::string>* apps_changed) {
   if (!journal_good_) {
     compact(next);
     return;
   }
-  const nlohmann::json record = change_record(seq_ + 1, next, saved);
+  const nlohmann::json record = change_record(seq_ + 1, next, saved, apps_changed);
   if (record.at("apps").empty() && !record.contains("rest")) return;  // nothing changed
   const std::string line = record.dump() + "\n";
   if (!append_record(line)) {

@@ -30,6 +30,7 @@
 // corrupt, garbage or unreadable is a StateError with one line naming the file, the problem and the
 // way out. Nothing is guessed.
 
+#include <set>
 #include <string>
 
 #include "common/unique_fd.hpp"
@@ -65,8 +66,9 @@ class StateStore {
 
   /// Writes `next` as the change from `saved`, which must be what the last load() or save()
   /// left on disk: a journal record of what differs, or a compaction (see above). Throws
-  /// StateError (one line); what loads is then unchanged.
-  void save(const State& next, const State& saved);
+  /// StateError (one line); what loads is then unchanged. `apps_changed`, when given, names
+  /// every app that may differ (the caller knows the others are equal): only those are compared.
+  void save(const State& next, const State& saved, const std::set<std::string>* apps_changed = nullptr);
 
   /// Appended journal bytes after which save(next, saved) compacts, whatever the document's
   /// size (tests make it small).

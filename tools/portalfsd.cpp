@@ -248,6 +248,12 @@ std::unique_ptr<portalfs::mountmgr::Manager> make_manager(const portalfs::tools:
   cfg.shared_state = o.shared_state;
   cfg.apps_dir = o.layout == "freeshard" ? "app_data" : "apps";
   cfg.trash_purge_interval = std::chrono::seconds(o.trash_purge_interval);
+  // Only the views of the apps a change touched go to the filesystem: a grant to one app costs
+  // that app's views, not every view served.
+  cfg.on_views_updated = [&fs](const portalfs::mountmgr::ViewsDelta& d) {
+    const auto errors = d.all ? fs.set_views(d.views, d.killed) : fs.update_views(d.apps, d.views, d.killed);
+    for (const auto& e : errors) log::log(log::LogLevel::error, e);
+  };
   cfg.quota_ops.accounted = [&fs](const std::string& key) -> std::optional<portalfs::mountmgr::QuotaUsage> {
     auto u = fs.quota_usage(key);
     if (!u) return std::nullopt;

@@ -710,6 +710,73 @@ TEST_F(ManagerTest, GrantAndRevokeNotifyTheViews) {
   EXPECT_EQ(notices[5].killed[0].dir_name, "own_media");
 }
 
+TEST_F(ManagerTest, ChangesDeliverOnlyTheViewsOfTheAppsTheyTouch) {
+  // With ViewsUpdated, each change hands over the apps it touched and all their views now;
+  // applied one after another, the deltas give the views a manager started afresh serves.
+  std::vector<ViewsDelta> deltas;
+  std::map<std::string, policy::ViewSpecs> served;
+  mgr.reset();
+  ManagerConfig c = config();
+  c.on_views_updated = [&](const ViewsDelta& d) {
+    deltas.push_back(d);
+    if (d.all) served.clear();
+    for (const auto& app : d.apps) served.erase(app);
+    for (const auto& v : d.views) {
+      EXPECT_TRUE(d.apps.contains(v.app)) << v.app;
+      served[v.app].push_back(v);
+    }
+  };
+  mgr = std::make_unique<Manager>(c, [](const policy::ViewSpecs&, const policy::ViewSpecs&) {
+    ADD_FAILURE() << "ViewsChanged called with ViewsUpdated set";
+  });
+  const auto flat = [&] {
+    policy::ViewSpecs out;
+    for (const auto& [app, specs] : served) out.insert(out.end(), specs.begin(), specs.end());
+    return out;
+  };
+  const auto last_apps = [&] { return deltas.empty() ? std::set<std::string>{} : deltas.back().apps; };
+  ok("share.create", {{"name", "docs"}});
+  EXPECT_TRUE(deltas.empty());  // no view changed
+  install(R"({"v": "1", "name": "photos", "data_dirs": ["/data"]})");
+  install(R"({"v": "1", "name": "notes", "data_dirs": ["/data", {"path": "/docs", "shared_dir": "docs", "access": "read"}]})");
+  install(R"({"v": "1", "name": "music", "data_dirs": ["/data", {"path": "/docs", "shared_dir": "docs", "access": "read-write"}]})");
+  EXPECT_EQ(last_apps(), std::set<std::string>{"music"});
+  EXPECT_EQ(flat(), mgr->views());
+
+  ok("grant", {{"app", "photos"}, {"share", "docs"}, {"access", "read"}, {"path", "/docs"}});
+  EXPECT_EQ(last_apps(), std::set<std::string>{"photos"});
+  EXPECT_EQ(deltas.back().views.size(), 2u);  // photos' data view and the share
+  EXPECT_EQ(flat(), mgr->views());
+
+  // A share's trash reaches every app granted it, and only those.
+  const std::size_t before_trash = deltas.size();
+  ok("share.set", {{"name", "docs"}, {"trash", "30d"}});
+  ASSERT_EQ(deltas.size(), before_trash + 1);
+  EXPECT_EQ(last_apps(), (std::set<std::string>{"music", "notes", "photos"}));
+  EXPECT_EQ(flat(), mgr->views());
+
+  ok("revoke", {{"app", "notes"}, {"share", "docs"}, {"force", true}});
+  EXPECT_EQ(last_apps(), std::set<std::string>{"notes"});
+  ASSERT_EQ(deltas.back().killed.size(), 1u);
+  EXPECT_EQ(deltas.back().killed[0].app, "notes");
+  EXPECT_EQ(flat(), mgr->views());
+
+  ok("app.remove", {{"app", "music"}});
+  EXPECT_EQ(last_apps(), std::set<std::string>{"music"});
+  EXPECT_FALSE(served.contains("music"));
+  EXPECT_EQ(flat(), mgr->views());
+
+  // A quota is in every view it limits: every app is rebuilt, and only the changed delivered.
+  ok("quota.set", {{"target", "photos:docs"}, {"bytes", 1 << 20}});  // photos' files in docs
+  EXPECT_EQ(last_apps(), std::set<std::string>{"photos"});  // the only view of docs left
+  EXPECT_EQ(flat(), mgr->views());
+
+  const auto now = mgr->views();
+  mgr.reset();
+  start();  // views built from the state alone
+  EXPECT_EQ(mgr->views(), now);
+}
+
 TEST_F(ManagerTest, RevokeOfAManifestShareSurvivesUpgrade) {
   install(kNavidrome);
   ok("revoke", {{"app", "navidrome"}, {"share", "own_media"}});
