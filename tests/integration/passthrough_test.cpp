@@ -6,6 +6,8 @@
 // mount works the same with passthrough off.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -81,6 +83,36 @@ TEST_F(Passthrough, ADataFileHasOneBackingWhileOpenAndNoneAfter) {
     EXPECT_EQ(pread_str(f2.get(), 10, 0), "one") << "the other open still passes through";
   }
   EXPECT_TRUE(backings_become(0)) << backings() << " backings left after the last close";
+}
+
+// A plain read-only open is its own backing: the daemon's read-only fd, no second,
+// read-write open of the file (which, on a network file system, is a round trip more per
+// open). A file the daemon may only read (immutable on disk) so passes through too; with a
+// second open it could not (EPERM) and the daemon served it. The kernel's O_LARGEFILE, set in
+// every open's flags, is no per-open flag (glibc's O_LARGEFILE is 0: fuse/kernel_flags.hpp).
+TEST_F(Passthrough, AReadOnlyOpenIsItsOwnBacking) {
+  if (!m_.fs().passthrough().active()) GTEST_FAIL() << "this kernel has no FUSE passthrough";
+  write_file(data_ + "/frozen", "cold");
+  ASSERT_TRUE(backings_become(0));
+  const std::string disk = data_disk_ + "/frozen";
+  auto set_immutable = [&](bool on) {
+    auto fd = open_fd(disk, O_RDONLY);
+    int flags = 0;
+    if (!fd || ::ioctl(fd.get(), FS_IOC_GETFLAGS, &flags) != 0) return false;
+    flags = on ? (flags | FS_IMMUTABLE_FL) : (flags & ~FS_IMMUTABLE_FL);
+    return ::ioctl(fd.get(), FS_IOC_SETFLAGS, &flags) == 0;
+  };
+  ASSERT_TRUE(set_immutable(true)) << "the test directory's file system has no immutable flag: "
+                                   << std::strerror(errno);
+  {
+    ASSERT_EQ(open_err(disk, O_RDWR), Err{EPERM}) << "immutable: no one may open it for writing";
+    auto r = open_fd(data_ + "/frozen", O_RDONLY);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(backings(), 1u) << "a read-only open of a file the daemon may only read does not pass through";
+    EXPECT_EQ(pread_str(r.get(), 10, 0), "cold");
+  }
+  EXPECT_TRUE(backings_become(0));
+  ASSERT_TRUE(set_immutable(false));
 }
 
 TEST_F(Passthrough, ASharedViewFileNeverPassesThrough) {
