@@ -99,6 +99,9 @@ PassthroughReply Filesystem::set_io_mode(fuse_file_info* fi, const View& view, F
     common::UniqueFd fresh;
     const pid_t writer = (fi->flags & O_ACCMODE) != O_RDONLY ? opener : 0;
     auto b = passthrough_.acquire(fh.inode, writer, [&]() -> Passthrough::Candidate {
+      // No backing (Options::passthrough_reads): this open and the inode's later ones until
+      // its last close are served by the daemon, as after a backing the kernel refused.
+      if (!options_.passthrough_reads && (fi->flags & O_ACCMODE) == O_RDONLY) return {};
       // The daemon's own fd, if it reads (daemon_flags() made a plain write-only open
       // read-write where it could) and carries no per-open flag the backing would impose on
       // every open of the inode.

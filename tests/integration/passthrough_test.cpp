@@ -115,6 +115,55 @@ TEST_F(Passthrough, AReadOnlyOpenIsItsOwnBacking) {
   ASSERT_TRUE(set_immutable(false));
 }
 
+// Options::passthrough_reads off (a storage root on GlusterFS: fuse/backing_fs.hpp): a
+// read-only first open is served by the daemon, and so is every open of the file until its
+// last close; a writable first open passes through and later readers share its backing. Every
+// open sees every other's bytes either way.
+TEST(PassthroughReadsOff, AReadOnlyFirstOpenIsServedAndAWritableOnePassesThrough) {
+  MountedFs m{fuse::Options{.passthrough_reads = false}};
+  PORTALFS_REQUIRE_MOUNT(m);
+  if (!m.fs().passthrough().active()) GTEST_FAIL() << "this kernel has no FUSE passthrough";
+  const std::string v = m.add_view("a", ViewKind::data, "d");
+  const std::string disk = m.views().back().backing;
+  auto backings = [&] { return m.fs().stats().passthrough_files; };
+  auto backings_become = [&](size_t n) {
+    return eventually([&] { return backings() == n; }, std::chrono::milliseconds(3000));
+  };
+  write_file(v + "/f", "first");
+  ASSERT_TRUE(backings_become(0));
+  {
+    auto r = open_fd(v + "/f", O_RDONLY);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(backings(), 0u) << "a read-only first open passed through";
+    EXPECT_EQ(pread_str(r.get(), 10, 0), "first");
+    auto w = open_fd(v + "/f", O_RDWR);
+    ASSERT_TRUE(w);
+    EXPECT_EQ(backings(), 0u) << "a writer after a served reader must be served too";
+    ASSERT_EQ(::pwrite(w.get(), "FIRST", 5, 0), 5);
+    EXPECT_EQ(pread_str(r.get(), 10, 0), "FIRST");
+    EXPECT_EQ(read_file(disk + "/f"), "FIRST");
+  }
+  ASSERT_TRUE(backings_become(0));
+  {
+    auto w = open_fd(v + "/f", O_WRONLY);
+    ASSERT_TRUE(w);
+    EXPECT_EQ(backings(), 1u) << "a writable first open does not pass through";
+    auto r = open_fd(v + "/f", O_RDONLY);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(backings(), 1u) << "a reader after a writer shares its backing";
+    ASSERT_EQ(::pwrite(w.get(), "again", 5, 0), 5);
+    EXPECT_EQ(pread_str(r.get(), 10, 0), "again");
+  }
+  EXPECT_TRUE(backings_become(0));
+  // Kept pages are dropped when the file changes behind the view (auto_inval_data at the
+  // attribute timeout): a rewrite on the disk of the same size shows at the next read.
+  write_file(v + "/g", "old bytes");
+  EXPECT_EQ(read_file(v + "/g"), "old bytes");
+  write_file(disk + "/g", "new bytes");
+  EXPECT_TRUE(eventually([&] { return read_file(v + "/g") == "new bytes"; }, std::chrono::milliseconds(3000)))
+      << read_file(v + "/g");
+}
+
 TEST_F(Passthrough, ASharedViewFileNeverPassesThrough) {
   write_file(share_ + "/f", "shared");
   auto fd = open_fd(share_ + "/f", O_RDWR);
