@@ -66,6 +66,12 @@ std::vector<std::string> fit_to_backing(Options& options, const BackingFs& fs) {
   lines.push_back(on + "no fanotify file system mark; changes from other nodes or the host reach every "
                        "view within its " + std::to_string(static_cast<int>(options.attr_timeout)) +
                        " s attribute timeout (data views too, instead of 60 s)");
+  if (options.passthrough) {
+    options.passthrough_reads = false;
+    lines.push_back(on + "read-only opens of data views are served by portalfsd with the page cache kept, "
+                         "not passed through (each passthrough open is one more open on " + fs.type +
+                         "); opens that write still pass through");
+  }
   return lines;
 }
 

@@ -16,7 +16,11 @@
 //     only, so data views get the shared views' short timeouts instead of 60 s.
 // Kernel passthrough of backing files works over it (the backing file's s_stack_depth is 0,
 // below portalfs's max_stack_depth of 1: fs/fuse/backing.c), and so do user.* and trusted.*
-// xattrs (as root), so those stay as they are.
+// xattrs (as root), so those stay as they are. But each passthrough open makes the kernel open
+// the backing file once more (backing_file_open), a round trip to the GlusterFS bricks (OPEN,
+// then RELEASE), and its reads bypass the FUSE page cache: a read-only first open is served by
+// the daemon instead, its pages kept across opens (Options::passthrough_reads; opens that write
+// still pass through). Small-file reads then cost a LOOKUP, as on the client mount itself.
 
 #include <string>
 #include <vector>

@@ -12,6 +12,7 @@
 #include "fuse/attr.hpp"
 #include "fuse/device_nodes.hpp"
 #include "fuse/filesystem_internal.hpp"
+#include "fuse/kernel_flags.hpp"
 
 namespace portalfs::fuse {
 
@@ -52,9 +53,12 @@ bool dead(const FileHandle* fh) { return fh->killed && fh->killed->load(std::mem
 // Flags that leave a file struct fit to be a backing file: the kernel does a passthrough
 // I/O with the backing file's own flags (plus the caller's per-call ones), so O_APPEND,
 // O_SYNC... on it would apply to every open of the inode. O_DIRECT never reaches the
-// daemon's file struct (reopen_flags).
-constexpr int kPlainFlags = O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_NOFOLLOW |
-                            O_CLOEXEC | O_LARGEFILE | O_DIRECT;
+// daemon's file struct (reopen_flags). O_LARGEFILE is the kernel's (kernel_flags.hpp): every
+// open of a 64-bit caller carries it, and glibc's is 0; with glibc's alone no open was plain,
+// and each passthrough open made a second, read-write open of its backing file (on GlusterFS
+// an OPEN, FLUSH and RELEASE more per open, and no open-behind for read-only opens).
+const int kPlainFlags = O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_NOFOLLOW |
+                        O_CLOEXEC | O_LARGEFILE | kKernelLargefile | O_DIRECT;
 
 // The daemon's own open of a file the caller opens with `flags`. A plain write-only open of a
 // file that will pass through is made read-write, so that it can be the backing of the later
@@ -95,6 +99,9 @@ PassthroughReply Filesystem::set_io_mode(fuse_file_info* fi, const View& view, F
     common::UniqueFd fresh;
     const pid_t writer = (fi->flags & O_ACCMODE) != O_RDONLY ? opener : 0;
     auto b = passthrough_.acquire(fh.inode, writer, [&]() -> Passthrough::Candidate {
+      // No backing (Options::passthrough_reads): this open and the inode's later ones until
+      // its last close are served by the daemon, as after a backing the kernel refused.
+      if (!options_.passthrough_reads && (fi->flags & O_ACCMODE) == O_RDONLY) return {};
       // The daemon's own fd, if it reads (daemon_flags() made a plain write-only open
       // read-write where it could) and carries no per-open flag the backing would impose on
       // every open of the inode.

@@ -166,6 +166,9 @@ TEST_F(Gluster, NodeLogsOneLinePerFallback) {
   const std::string log = read_file(a_.log());
   EXPECT_NE(log.find("storage root on fuse.glusterfs: its file handles go stale"), std::string::npos) << log;
   EXPECT_NE(log.find("storage root on fuse.glusterfs: no fanotify file system mark"), std::string::npos) << log;
+  EXPECT_NE(log.find("storage root on fuse.glusterfs: read-only opens of data views are served by portalfsd"),
+            std::string::npos)
+      << log;
   const auto status = a_.ctl({"status"});
   EXPECT_NE(status.out.find("filesystem.passthrough: true"), std::string::npos) << status.out;
 }
@@ -191,6 +194,38 @@ TEST_F(Gluster, DataViewCreateWriteRenameUnlinkReachTheVolume) {
   ASSERT_EQ(sys(::unlink((v + "/sub/g.txt").c_str())), kOk);
   EXPECT_FALSE(fs::exists(backing("apps/notes/data/sub/g.txt")));
   EXPECT_EQ(sys(::rmdir((v + "/sub").c_str())), kOk);
+}
+
+// A read-only open of a data view's file is served by the daemon, its pages kept across opens
+// (fuse/backing_fs.hpp: a passthrough open is one more open on the bricks); an open that
+// writes passes through; both see the same bytes, and so does the volume.
+TEST_F(Gluster, DataViewReadOnlyOpensAreServedAndWritableOnesPassThrough) {
+  ASSERT_NO_FATAL_FAILURE(a_.start());
+  ASSERT_NO_FATAL_FAILURE(install(a_, "notes", {}));
+  const std::string v = a_.data("notes");
+  auto passthrough_files = [&]() -> long {
+    std::smatch m;
+    const std::string out = a_.ctl({"status"}).out;
+    return std::regex_search(out, m, std::regex("passthrough_files: (\\d+)")) ? std::stol(m[1]) : -1;
+  };
+  write_file(v + "/db", "row 1\n");
+  ASSERT_TRUE(wait_until([&] { return passthrough_files() == 0; }, 5s));
+  {
+    auto r = open_fd(v + "/db", O_RDONLY);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(pread_str(r.get(), 100, 0), "row 1\n");
+    EXPECT_EQ(passthrough_files(), 0) << "a read-only open passed through";
+  }
+  ASSERT_TRUE(wait_until([&] { return passthrough_files() == 0; }, 5s));
+  {
+    auto w = open_fd(v + "/db", O_WRONLY | O_APPEND);
+    ASSERT_TRUE(w);
+    EXPECT_EQ(passthrough_files(), 1) << "an open that writes does not pass through";
+    ASSERT_TRUE(write_all(w.get(), "row 2\n"));
+  }
+  // The reader's kept pages are dropped: the size and mtime changed (the view's own write).
+  EXPECT_EQ(read_file(v + "/db"), "row 1\nrow 2\n");
+  EXPECT_EQ(read_file(backing("apps/notes/data/db")), "row 1\nrow 2\n");
 }
 
 TEST_F(Gluster, ReadOnlyShareRefusesEveryChange) {

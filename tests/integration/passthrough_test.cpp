@@ -6,6 +6,8 @@
 // mount works the same with passthrough off.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -117,6 +119,85 @@ TEST_F(Passthrough, ConcurrentFirstOpensShareOneBacking) {
   threads.clear();
   EXPECT_EQ(failures.load(), 0) << std::strerror(first_errno.load());
   EXPECT_TRUE(backings_become(0)) << backings() << " backings left after the last close";
+}
+
+// A plain read-only open is its own backing: the daemon's read-only fd, no second,
+// read-write open of the file (which, on a network file system, is a round trip more per
+// open). A file the daemon may only read (immutable on disk) so passes through too; with a
+// second open it could not (EPERM) and the daemon served it. The kernel's O_LARGEFILE, set in
+// every open's flags, is no per-open flag (glibc's O_LARGEFILE is 0: fuse/kernel_flags.hpp).
+TEST_F(Passthrough, AReadOnlyOpenIsItsOwnBacking) {
+  if (!m_.fs().passthrough().active()) GTEST_FAIL() << "this kernel has no FUSE passthrough";
+  write_file(data_ + "/frozen", "cold");
+  ASSERT_TRUE(backings_become(0));
+  const std::string disk = data_disk_ + "/frozen";
+  auto set_immutable = [&](bool on) {
+    auto fd = open_fd(disk, O_RDONLY);
+    int flags = 0;
+    if (!fd || ::ioctl(fd.get(), FS_IOC_GETFLAGS, &flags) != 0) return false;
+    flags = on ? (flags | FS_IMMUTABLE_FL) : (flags & ~FS_IMMUTABLE_FL);
+    return ::ioctl(fd.get(), FS_IOC_SETFLAGS, &flags) == 0;
+  };
+  ASSERT_TRUE(set_immutable(true)) << "the test directory's file system has no immutable flag: "
+                                   << std::strerror(errno);
+  {
+    ASSERT_EQ(open_err(disk, O_RDWR), Err{EPERM}) << "immutable: no one may open it for writing";
+    auto r = open_fd(data_ + "/frozen", O_RDONLY);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(backings(), 1u) << "a read-only open of a file the daemon may only read does not pass through";
+    EXPECT_EQ(pread_str(r.get(), 10, 0), "cold");
+  }
+  EXPECT_TRUE(backings_become(0));
+  ASSERT_TRUE(set_immutable(false));
+}
+
+// Options::passthrough_reads off (a storage root on GlusterFS: fuse/backing_fs.hpp): a
+// read-only first open is served by the daemon, and so is every open of the file until its
+// last close; a writable first open passes through and later readers share its backing. Every
+// open sees every other's bytes either way.
+TEST(PassthroughReadsOff, AReadOnlyFirstOpenIsServedAndAWritableOnePassesThrough) {
+  MountedFs m{fuse::Options{.passthrough_reads = false}};
+  PORTALFS_REQUIRE_MOUNT(m);
+  if (!m.fs().passthrough().active()) GTEST_FAIL() << "this kernel has no FUSE passthrough";
+  const std::string v = m.add_view("a", ViewKind::data, "d");
+  const std::string disk = m.views().back().backing;
+  auto backings = [&] { return m.fs().stats().passthrough_files; };
+  auto backings_become = [&](size_t n) {
+    return eventually([&] { return backings() == n; }, std::chrono::milliseconds(3000));
+  };
+  write_file(v + "/f", "first");
+  ASSERT_TRUE(backings_become(0));
+  {
+    auto r = open_fd(v + "/f", O_RDONLY);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(backings(), 0u) << "a read-only first open passed through";
+    EXPECT_EQ(pread_str(r.get(), 10, 0), "first");
+    auto w = open_fd(v + "/f", O_RDWR);
+    ASSERT_TRUE(w);
+    EXPECT_EQ(backings(), 0u) << "a writer after a served reader must be served too";
+    ASSERT_EQ(::pwrite(w.get(), "FIRST", 5, 0), 5);
+    EXPECT_EQ(pread_str(r.get(), 10, 0), "FIRST");
+    EXPECT_EQ(read_file(disk + "/f"), "FIRST");
+  }
+  ASSERT_TRUE(backings_become(0));
+  {
+    auto w = open_fd(v + "/f", O_WRONLY);
+    ASSERT_TRUE(w);
+    EXPECT_EQ(backings(), 1u) << "a writable first open does not pass through";
+    auto r = open_fd(v + "/f", O_RDONLY);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(backings(), 1u) << "a reader after a writer shares its backing";
+    ASSERT_EQ(::pwrite(w.get(), "again", 5, 0), 5);
+    EXPECT_EQ(pread_str(r.get(), 10, 0), "again");
+  }
+  EXPECT_TRUE(backings_become(0));
+  // Kept pages are dropped when the file changes behind the view (auto_inval_data at the
+  // attribute timeout): a rewrite on the disk of the same size shows at the next read.
+  write_file(v + "/g", "old bytes");
+  EXPECT_EQ(read_file(v + "/g"), "old bytes");
+  write_file(disk + "/g", "new bytes");
+  EXPECT_TRUE(eventually([&] { return read_file(v + "/g") == "new bytes"; }, std::chrono::milliseconds(3000)))
+      << read_file(v + "/g");
 }
 
 TEST_F(Passthrough, ASharedViewFileNeverPassesThrough) {
