@@ -82,6 +82,7 @@ struct Options {
   size_t fd_cache = 8192;       // O_PATH fds kept open at most (the rest re-open by handle)
   bool passthrough = true;      // files of data views pass through if the kernel can (passthrough.hpp)
   uint16_t request_timeout = 0;  // seconds before the kernel ends a connection that hangs (session_io.hpp)
+  bool io_uring = true;         // FUSE over io_uring when the kernel offers it (uring.hpp)
   // The directories above the views (/, apps/, apps/<app>/, apps/<app>/<kind>/) are root's,
   // with this mode and group: on the host only root (and an admin group given 0750) may go
   // through them to any app's files (0500 root only, 0550 with the admin group). A container
