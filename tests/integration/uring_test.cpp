@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/unique_fd.hpp"
 #include "fuse/uring.hpp"
 #include "tests/integration/fs_helpers.hpp"
 #include "tests/integration/mounted_fs.hpp"
@@ -29,11 +31,16 @@ namespace portalfs::testutil {
 namespace {
 
 constexpr const char* kParam = "/sys/module/fuse/parameters/enable_uring";
+constexpr const char* kLock = "/run/lock/portalfs-enable-uring.lock";
 
-// Sets enable_uring to Y for its lifetime, then back to what it was.
+// Sets enable_uring to Y for its lifetime, then back to what it was. Holds a lock file the
+// while (bench/run --uring takes it too): two tests of this suite run in parallel would
+// otherwise read each other's Y as the value to put back.
 class EnableUring {
  public:
-  EnableUring() : old_(fuse::uring_module_param()) {
+  EnableUring() : lock_(::open(kLock, O_CREAT | O_RDWR | O_CLOEXEC, 0600)) {
+    if (!lock_ || ::flock(lock_.get(), LOCK_EX) != 0) return;
+    old_ = fuse::uring_module_param();
     if (!old_.empty()) ok_ = write("Y");
   }
   ~EnableUring() {
@@ -49,6 +56,7 @@ class EnableUring {
     out << v << std::flush;
     return static_cast<bool>(out);
   }
+  common::UniqueFd lock_;  // released after the destructor's body: the value is back first
   std::string old_;
   bool ok_ = false;
 };
