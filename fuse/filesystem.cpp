@@ -46,7 +46,7 @@ Filesystem::Filesystem(Options options)
     : privileges_(Privileges::probe()),
       options_(within(options, privileges_)),
       table_(options_.fd_cache, privileges_.decode_handles && options_.backing_handles, &inode_shares_),
-      io_(options_.passthrough, options_.request_timeout) {
+      io_(options_.passthrough, options_.request_timeout, options_.io_uring) {
   proc_fd_.reset(::open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!proc_fd_) throw std::runtime_error(std::string("cannot open /proc/self/fd: ") + std::strerror(errno));
   root_ = synth_inode("");
@@ -352,8 +352,12 @@ void Filesystem::init(fuse_conn_info* conn) {
   int proc = ::open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (proc >= 0) proc_fd_.reset(proc);
   quotas_.start();  // the first counts of limited views (quota_account.hpp), in this process too
-  // Reads answered from an fd go to the kernel by splice (no copy through our buffers).
-  if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+  // Reads answered from an fd go to the kernel by splice (no copy through our buffers); not
+  // over io_uring, whose replies are copied into the ring's buffers (uring.hpp): a splice
+  // would go to /dev/fuse, which does not know the request.
+  if ((conn->capable & FUSE_CAP_SPLICE_WRITE) && !io_.uring_planned()) {
+    conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+  }
   // O_TRUNC arrives with open (one request instead of open + setattr).
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
   if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;

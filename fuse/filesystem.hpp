@@ -87,6 +87,7 @@ struct Options {
   // there, and the client's page cache, not the daemon's, would then serve repeated reads.
   bool passthrough_reads = true;
   uint16_t request_timeout = 0;  // seconds before the kernel ends a connection that hangs (session_io.hpp)
+  bool io_uring = true;         // FUSE over io_uring when the kernel offers it (uring.hpp)
   // The directories above the views (/, apps/, apps/<app>/, apps/<app>/<kind>/) are root's,
   // with this mode and group: on the host only root (and an admin group given 0750) may go
   // through them to any app's files (0500 root only, 0550 with the admin group). A container

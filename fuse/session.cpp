@@ -100,6 +100,7 @@ Session::~Session() {
     // for an echo: libfuse's signal handler ends the workers first.)
     if (mounted_) lazy_unmount(options_.mountpoint);
   }
+  fs_.session_io().stop_uring();  // before the session goes: the ring's threads use it
   if (signals_) fuse_remove_signal_handlers(se_);
   if (mounted_) fuse_session_unmount(se_);
   fuse_session_destroy(se_);
@@ -116,6 +117,9 @@ int Session::run() {
   if (options_.max_threads) fuse_loop_cfg_set_max_threads(cfg, options_.max_threads);
   int rc = fuse_session_loop_mt(se_, cfg);
   fuse_loop_cfg_destroy(cfg);
+  // The ring's threads serve until the connection ends, or until told to (the loop ended on a
+  // signal or stop(), the connection may live on).
+  fs_.session_io().stop_uring();
   return rc;
 }
 

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -25,6 +26,7 @@ constexpr uint32_t kRequestTimeout2 = 1u << (42 - 32);  // flags2: FUSE_REQUEST_
 constexpr uint32_t kOpenDirectIo = 1u << 0;
 constexpr uint32_t kOpenKeepCache = 1u << 1;
 constexpr uint32_t kOpenPassthrough = 1u << 7;
+constexpr unsigned kUringThreadsPerQueue = 4;
 
 struct InHeader {
   uint32_t len, opcode;
@@ -96,6 +98,7 @@ ssize_t splice_send_hook(int in, off_t* in_off, int out, off_t* out_off, size_t 
 void SessionIo::install(fuse_session* se) {
   // The hooks go on whether or not passthrough is wanted (they only watch then): one I/O path.
   dev_fd_ = fuse_session_fd(se);
+  se_ = se;
   fuse_custom_io io{};
   io.read = read_hook;
   io.writev = writev_hook;
@@ -121,6 +124,8 @@ ssize_t SessionIo::read_hook(int fd, void* buf, size_t len, void* userdata) {
       self.kernel_offers_ = (in.flags & kInitExt) && (in.flags2 & kPassthrough2);
       self.kernel_times_out_ = (in.flags & kInitExt) && (in.flags2 & kRequestTimeout2);
       self.kernel_maps_direct_io_ = (in.flags & kInitExt) && (in.flags2 & kDirectIoAllowMmap2);
+      self.kernel_offers_uring_ = (in.flags & kInitExt) && (in.flags2 & uring_abi::kOverIoUring2);
+      self.uring_planned_ = self.uring_wanted_ && self.kernel_offers_uring_;
       self.init_unique_ = h.unique;
     }
   }
@@ -130,10 +135,12 @@ ssize_t SessionIo::read_hook(int fd, void* buf, size_t len, void* userdata) {
 ssize_t SessionIo::writev_hook(int fd, struct iovec* iov, int count, void* userdata) {
   const Mark mark = std::exchange(next_reply, Mark{});
   OutHeader h;
+  bool init = false;
+  SessionIo& self = of(userdata);
   if (count >= 2 && iov[0].iov_len >= sizeof h) {
     std::memcpy(&h, iov[0].iov_base, sizeof h);
-    SessionIo& self = of(userdata);
     if (h.error == 0 && h.unique == self.init_unique_ && iov[1].iov_len >= sizeof(InitOut)) {
+      init = true;
       auto* out = static_cast<InitOut*>(iov[1].iov_base);
       const bool ext = out->flags & kInitExt;
       if (ext && self.wanted_ && self.kernel_offers_ && !(out->flags & kWritebackCache)) {
@@ -153,6 +160,15 @@ ssize_t SessionIo::writev_hook(int fd, struct iovec* iov, int count, void* userd
         out->request_timeout = self.request_timeout_;
         self.timeout_active_ = true;
       }
+      if (ext && self.uring_planned_) {
+        out->flags2 |= uring_abi::kOverIoUring2;
+        // The kernel's entries take max(8 KiB, max_write, max_pages pages) of payload; without
+        // FUSE_MAX_PAGES, max_pages is its default, 32.
+        constexpr size_t kPage = 4096;
+        self.uring_payload_ = std::max({size_t{8192}, size_t{out->max_write},
+                                        size_t{out->max_pages} * kPage, size_t{32} * kPage});
+        self.uring_accepted_ = true;
+      }
     } else if (h.error == 0 && mark.id > 0 && iov[count - 1].iov_len >= sizeof(OpenOut)) {
       // open: the payload is fuse_open_out; create: fuse_entry_out then fuse_open_out.
       auto* out = reinterpret_cast<OpenOut*>(static_cast<char*>(iov[count - 1].iov_base) +
@@ -163,7 +179,66 @@ ssize_t SessionIo::writev_hook(int fd, struct iovec* iov, int count, void* userd
     }
   }
   replied();
-  return ::writev(fd, iov, count);
+  if (UringTransport* ring = self.uring_live_.load(std::memory_order_acquire); ring && ring->deliver(iov, count)) {
+    ssize_t n = 0;
+    for (int i = 0; i < count; ++i) n += static_cast<ssize_t>(iov[i].iov_len);
+    return n;
+  }
+  const ssize_t n = ::writev(fd, iov, count);
+  // The kernel has processed INIT's reply when the write returns: the ring may register now.
+  if (init && n >= 0 && self.uring_accepted_) self.start_uring();
+  if (init && !self.uring_accepted_) {
+    const std::string why = !self.uring_wanted_ ? "--no-io-uring"
+                            : self.kernel_offers_uring_ ? "no flags2 in INIT"
+                            : uring_module_param().empty()
+                                ? "the kernel has no FUSE over io_uring"
+                                : "the kernel does not offer io_uring: fuse's enable_uring is " + uring_module_param();
+    common::log(common::LogLevel::info, "FUSE transport: /dev/fuse (" + why + ")");
+  }
+  return n;
+}
+
+SessionIo::~SessionIo() { stop_uring(); }
+
+void SessionIo::start_uring() {
+  if (uring_) return;
+  UringTransport::Config c;
+  c.session = se_;
+  c.dev_fd = dev_fd_;
+  c.payload_size = uring_payload_;
+  c.queues = possible_cpus();
+  // Each thread serves one request at a time: an op that blocks holds its thread's entry only.
+  c.threads_per_queue = kUringThreadsPerQueue;
+  try {
+    uring_ = std::make_unique<UringTransport>(c);
+  } catch (const std::bad_alloc&) {
+    common::log(common::LogLevel::warn, "FUSE over io_uring: cannot allocate the ring entries; serving on /dev/fuse");
+    return;
+  }
+  // Published before the first entry is registered: the kernel may send a request on it at
+  // once, and its reply must find it.
+  uring_live_.store(uring_.get(), std::memory_order_release);
+  if (auto err = uring_->start(); !err.empty()) {
+    uring_live_.store(nullptr, std::memory_order_release);
+    common::log(common::LogLevel::warn, "FUSE over io_uring: " + err + "; serving on /dev/fuse");
+    return;
+  }
+  common::log(common::LogLevel::info,
+              "FUSE transport: io_uring (" + std::to_string(c.queues) + " queues, " +
+                  std::to_string(c.threads_per_queue) + " threads each; FORGET and INTERRUPT on /dev/fuse)");
+}
+
+void SessionIo::stop_uring() {
+  if (uring_) uring_->stop();
+}
+
+std::string SessionIo::transport() const {
+  return uring_live_.load(std::memory_order_acquire) ? "io_uring" : "/dev/fuse";
+}
+
+uint64_t SessionIo::uring_requests() const {
+  const UringTransport* ring = uring_live_.load(std::memory_order_acquire);
+  return ring ? ring->requests() : 0;
 }
 
 void SessionIo::arm_open_reply(int32_t backing, bool direct_io) {

@@ -14,6 +14,10 @@
 //     and the backing id (libfuse's fuse_file_info has no field for either). The op decides;
 //     Filesystem::reply() arms the patch (arm_open_reply) right before fuse_reply_open or
 //     fuse_reply_create, which write the reply on the same thread.
+//   - INIT, too: FUSE over io_uring (protocol 7.42, Linux 6.14+, the fuse module's
+//     enable_uring): when the kernel offers it, the reply asks for it and the ring transport
+//     (uring.hpp) starts once the kernel took the reply; replies to requests that came from
+//     the ring are caught here and go back through it.
 // They also splice plainly for libfuse's splice paths, and tell ThreadSanitizer how the kernel
 // orders requests after replies. The hooks are on for every session (they only watch when
 // passthrough is off): one I/O path.
@@ -22,8 +26,11 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
+#include <string>
 
 #include "fuse/fuse_api.hpp"
+#include "fuse/uring.hpp"
 
 namespace portalfs::fuse {
 
@@ -38,8 +45,12 @@ class SessionIo {
   /// ends. Every process that touches the mount then hangs with it, and a restarted portalfsd
   /// can't mount. With the timeout the kernel ends it. No op of the daemon takes that long:
   /// each is a few local syscalls (copy_file_range is done in bounded chunks).
-  SessionIo(bool passthrough_wanted, uint16_t request_timeout)
-      : wanted_(passthrough_wanted), request_timeout_(request_timeout) {}
+  /// `uring_wanted`: serve over io_uring when the kernel offers it (uring.hpp).
+  SessionIo(bool passthrough_wanted, uint16_t request_timeout, bool uring_wanted = true)
+      : wanted_(passthrough_wanted), request_timeout_(request_timeout), uring_wanted_(uring_wanted) {}
+  ~SessionIo();
+  SessionIo(const SessionIo&) = delete;
+  SessionIo& operator=(const SessionIo&) = delete;
 
   /// Puts the hooks on `se` (after fuse_session_mount, before the loop). The session's
   /// userdata must be the Filesystem that owns this object.
@@ -54,6 +65,16 @@ class SessionIo {
   [[nodiscard]] bool direct_io_mmap() const { return mmap_active_.load(std::memory_order_acquire); }
   /// The session's /dev/fuse fd (-1 before install()): the backing ioctls go there.
   [[nodiscard]] int dev_fd() const { return dev_fd_; }
+
+  /// Whether this connection is to be served over io_uring: the kernel offered it at INIT and
+  /// it is wanted (from INIT on; the ring itself starts right after INIT's reply).
+  [[nodiscard]] bool uring_planned() const { return uring_planned_.load(std::memory_order_acquire); }
+  /// The transport, for `portalctl status`: "io_uring" once the ring started, else "/dev/fuse".
+  [[nodiscard]] std::string transport() const;
+  /// Requests served from the ring so far (0: none, or no ring).
+  [[nodiscard]] uint64_t uring_requests() const;
+  /// Ends the ring's threads (after the loop, before the session goes): idempotent.
+  void stop_uring();
 
   /// Patches the next open or create reply this thread writes: passthrough of `backing`
   /// (`direct_io`: reads and writes still come to the daemon, only mmap passes through).
@@ -73,6 +94,16 @@ class SessionIo {
   std::atomic<bool> mmap_active_{false};
   std::atomic<uint64_t> init_unique_{0};
   int dev_fd_ = -1;
+  fuse_session* se_ = nullptr;
+
+  const bool uring_wanted_;
+  std::atomic<bool> kernel_offers_uring_{false};
+  std::atomic<bool> uring_planned_{false};
+  std::atomic<bool> uring_accepted_{false};  // the INIT reply asked for it
+  size_t uring_payload_ = 0;
+  std::unique_ptr<UringTransport> uring_;    // set once, after INIT; lives as long as this
+  std::atomic<UringTransport*> uring_live_{nullptr};
+  void start_uring();
 };
 
 }  // namespace portalfs::fuse

@@ -135,6 +135,9 @@ po::options_description daemon_description() {
      "app_data/<app>/ (freeshard: serve an existing Freeshard user_data tree in place)")
     ("no-passthrough", po::bool_switch(),
      "serve every read and write of data views in the daemon, not by kernel passthrough")
+    ("no-io-uring", po::bool_switch(),
+     "take FUSE requests from /dev/fuse only, even when the kernel offers FUSE over io_uring "
+     "(the fuse module's enable_uring)")
     ("audit", po::value<std::string>()->value_name("on|off"),
      "record denials and changes in <state-dir>/audit/<app>.jsonl (default on)")
     ("provenance", po::value<std::string>()->value_name("on|off"),
@@ -164,7 +167,7 @@ std::string daemon_usage() {
          "                 [--socket PATH] [--foreground] [--threads N] [--log-level L]\n"
          "                 [--open-files-per-app N] [--open-files-of APP=N ...] [--request-timeout SECONDS]\n"
          "                 [--inodes-per-app N] [--inodes-of APP=N ...]\n"
-         "                 [--admin-group G] [--recover-from-backup] [--no-passthrough]\n"
+         "                 [--admin-group G] [--recover-from-backup] [--no-passthrough] [--no-io-uring]\n"
          "                 [--layout portalfs|freeshard] [--example] [--trash-purge-interval SECONDS]\n"
          "                 [--audit on|off] [--provenance on|off] [--events on|off] [--shared-state on|off]\n"
          "                 [--config FILE]\n\n"
@@ -1085,6 +1088,7 @@ DaemonOptions parse_daemon_options(const std::vector<std::string>& args, const C
   o.recover_from_backup = vm["recover-from-backup"].as<bool>();
   o.example = vm["example"].as<bool>();
   o.passthrough = !vm["no-passthrough"].as<bool>();
+  o.io_uring = !vm["no-io-uring"].as<bool>();
   if (vm.count("layout")) {
     o.layout = vm["layout"].as<std::string>();
     if (o.layout != "portalfs" && o.layout != "freeshard") {

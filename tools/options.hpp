@@ -59,6 +59,8 @@ struct DaemonOptions {
   bool foreground = false;
   /// Files of data views pass through to their backing files in the kernel (Linux 6.9+).
   bool passthrough = true;
+  /// FUSE over io_uring when the kernel offers it (--no-io-uring: off; fuse/uring.hpp).
+  bool io_uring = true;
   /// FUSE worker threads; 0 keeps libfuse's default.
   unsigned threads = 0;
   /// Files one app may hold open through the daemon; 0: half of what the fd cache leaves of

@@ -186,6 +186,8 @@ nlohmann::json filesystem_status(portalfs::fuse::Filesystem& fs) {
           {"passthrough", fs.passthrough().active()},
           {"passthrough_files", s.passthrough_files},
           {"request_timeout", fs.session_io().request_timeout()},
+          {"fuse_transport", fs.session_io().transport()},
+          {"uring_requests", fs.session_io().uring_requests()},
           {"events_queued", s.events_queued},
           {"app_shares", app_shares_status(fs)},
           // The first counts of limits portalfsd accounts itself (fuse/quota_account.hpp).
@@ -225,6 +227,7 @@ portalfs::fuse::Options filesystem_options(const portalfs::tools::DaemonOptions&
   fs_options.inodes_of = o.inodes_of;
   fs_options.passthrough = o.passthrough;
   fs_options.request_timeout = o.request_timeout;
+  fs_options.io_uring = o.io_uring;
   fs_options.top_mode = admin_gid ? 0550 : 0500;
   fs_options.top_gid = admin_gid.value_or(0);
   fs_options.provenance = o.provenance;

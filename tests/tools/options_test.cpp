@@ -174,7 +174,15 @@ TEST(DaemonConfig, TheDefaultFileGivesOptionsAsTheCommandLineWould) {
   EXPECT_EQ(o.log_level, common::LogLevel::warn);
   EXPECT_EQ(o.admin_group, "portal");
   EXPECT_FALSE(o.passthrough);
+  EXPECT_TRUE(o.io_uring);  // not in the file: the default
   EXPECT_EQ(o.mountpoint, "/run/portalfs/fs");  // not in the file: the default
+}
+
+TEST(DaemonConfig, NoIoUringKeepsRequestsOnDevFuse) {
+  DaemonOptions o = parse_daemon_options(Args{"--no-io-uring"}, files({}));
+  EXPECT_FALSE(o.io_uring);
+  o = parse_daemon_options(Args{}, files({{kDefaultConfig, "no-io-uring = true\n"}}));
+  EXPECT_FALSE(o.io_uring);
 }
 
 TEST(DaemonConfig, TheCommandLineWins) {
