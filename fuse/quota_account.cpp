@@ -63,6 +63,15 @@ policy::QuotaLimits QuotaCounter::limits() const {
 
 namespace {
 uint64_t clamp(int64_t v) { return v > 0 ? static_cast<uint64_t>(v) : 0; }
+
+// A listing of the directory `dir_fd` (an O_PATH fd will do), on a new fd; null if it can't.
+DIR* list_dir(int dir_fd) {
+  const int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return nullptr;
+  DIR* dir = ::fdopendir(fd);
+  if (!dir) ::close(fd);
+  return dir;
+}
 }  // namespace
 
 QuotaCounter::Usage QuotaCounter::usage() const {
@@ -187,13 +196,8 @@ void QuotaCounter::recount_dir(int dir_fd, dev_t dev, std::vector<std::string>& 
   }
   std::vector<std::pair<FileId, int64_t>> found;
   {
-    const int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return;
-    DIR* dir = ::fdopendir(fd);
-    if (!dir) {
-      ::close(fd);
-      return;
-    }
+    DIR* dir = list_dir(dir_fd);
+    if (!dir) return;
     const std::string proc = "/proc/self/fd/" + std::to_string(dir_fd) + "/";
     while (const dirent* e = ::readdir(dir)) {
       const std::string_view name(e->d_name);
@@ -374,13 +378,8 @@ struct TreeCounter {
     std::vector<std::string> subdirs;
     uint64_t bytes = 0, inodes = 0;
     {
-      const int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (fd < 0) return;
-      DIR* dir = ::fdopendir(fd);
-      if (!dir) {
-        ::close(fd);
-        return;
-      }
+      DIR* dir = list_dir(dir_fd);
+      if (!dir) return;
       while (const dirent* e = ::readdir(dir)) {
         const std::string_view name(e->d_name);
         if (name == "." || name == "..") continue;
