@@ -21,9 +21,18 @@
 #include <string_view>
 #include <vector>
 
+#include "bench/cli.hpp"
+
+namespace portalfs::bench {
+const char* const kProg = "portalfs_bench_meta";
+const char* const kSynopsis = "OP DIR [--files N] [--dirs N] [--size BYTES] [--min-seconds S]";
+}  // namespace portalfs::bench
+
 namespace {
 
-constexpr const char* kProg = "portalfs_bench_meta";
+using portalfs::bench::fail;
+using portalfs::bench::number;
+using portalfs::bench::usage;
 
 struct Args {
   std::string op;
@@ -33,28 +42,6 @@ struct Args {
   size_t size = 4096;
   double min_seconds = 0;
 };
-
-[[noreturn]] void usage(const std::string& problem) {
-  std::fprintf(stderr,
-               "%s: %s; usage: %s OP DIR [--files N] [--dirs N] [--size BYTES] [--min-seconds S]\n",
-               kProg,
-               problem.c_str(), kProg);
-  std::exit(2);
-}
-
-[[noreturn]] void fail(const std::string& what) {
-  std::fprintf(stderr, "%s: %s: %s\n", kProg, what.c_str(), std::strerror(errno));
-  std::exit(1);
-}
-
-size_t number(std::string_view opt, std::string_view text) {
-  size_t v = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || v == 0) {
-    usage(std::string(opt) + ": expected a positive integer, got \"" + std::string(text) + "\"");
-  }
-  return v;
-}
 
 std::string dir_name(size_t d) {
   char buf[32];

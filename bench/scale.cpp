@@ -32,9 +32,19 @@
 #include <thread>
 #include <vector>
 
+#include "bench/cli.hpp"
+
+namespace portalfs::bench {
+const char* const kProg = "portalfs_bench_scale";
+const char* const kSynopsis = "DIR... [--clients N] [--files N] [--seconds S] [--cpu-of PID]";
+}  // namespace portalfs::bench
+
 namespace {
 
-constexpr const char* kProg = "portalfs_bench_scale";
+using portalfs::bench::fail;
+using portalfs::bench::number;
+using portalfs::bench::usage;
+
 constexpr size_t kBlock = 4096;
 constexpr size_t kFileSize = 4 * kBlock;
 
@@ -45,27 +55,6 @@ struct Args {
   double seconds = 60;
   long cpu_of = 0;
 };
-
-[[noreturn]] void usage(const std::string& problem) {
-  std::fprintf(stderr,
-               "%s: %s; usage: %s DIR... [--clients N] [--files N] [--seconds S] [--cpu-of PID]\n", kProg,
-               problem.c_str(), kProg);
-  std::exit(2);
-}
-
-[[noreturn]] void fail(const std::string& what) {
-  std::fprintf(stderr, "%s: %s: %s\n", kProg, what.c_str(), std::strerror(errno));
-  std::exit(1);
-}
-
-size_t number(std::string_view opt, std::string_view text) {
-  size_t v = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || v == 0) {
-    usage(std::string(opt) + ": expected a positive integer, got \"" + std::string(text) + "\"");
-  }
-  return v;
-}
 
 Args parse(int argc, char** argv) {
   Args a;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 
 #include "common/beneath.hpp"
 #include "common/log.hpp"
@@ -245,12 +246,20 @@ Outcome disk_forget(Manager::Impl& mgr, const Request& req) {
   if (std::erase_if(next.mounts, [&](const BackingMount& m) { return m.path == path; }) == 0) {
     args.bad("path", "no disk is recorded for " + describe_json(path) + " (portalctl status lists them under mounts)");
   }
-  // Served as it leads now; a view that answered EIO re-opens its root (a new epoch).
-  mgr.mounts_offline.erase(path);
+  // Served as it leads now; a view that answered EIO re-opens its root (a new epoch). Outside
+  // the state, so put back should the state not be saved.
+  std::optional<std::string> was_offline;
+  if (auto it = mgr.mounts_offline.find(path); it != mgr.mounts_offline.end()) {
+    was_offline = std::move(it->second);
+    mgr.mounts_offline.erase(it);
+  }
   ++mgr.mount_epochs[path];
   Outcome out("forgot the disk recorded for " + path + ": served as it leads now; a disk mounted there is recorded "
               "at the next check\n");
   if (req.json) out.output = nlohmann::json({{"path", path}, {"forgotten", true}}).dump(2) + "\n";
+  out.undo = [&mgr, path, was_offline] {
+    if (was_offline) mgr.mounts_offline[path] = *was_offline;
+  };
   out.next = std::move(next);
   return out;
 }

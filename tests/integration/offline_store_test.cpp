@@ -321,13 +321,8 @@ TEST_F(OfflineShareMount, AForgottenDiskIsServedAsItLeadsNowAndRecordedAgain) {
 }
 
 TEST_F(OfflineShareMount, StartWithoutTheShareDiskThenMountIt) {
-  ASSERT_NO_FATAL_FAILURE(start());
-  ASSERT_EQ(ctl({"share", "create", "music"}).code, 0);
-  write_app("alpha", {{"music", "read-write"}});
-  ASSERT_NO_FATAL_FAILURE(install_apps({"alpha"}));
   // The disk is mounted over the share's directory: recorded, and the view serves the disk.
-  ASSERT_NO_FATAL_FAILURE(mount_disk());
-  ASSERT_TRUE(wait_until([&] { return mount_status().value("online", false); }, 15s)) << "the mount was not recorded";
+  ASSERT_NO_FATAL_FAILURE(start_with_disk());
   EXPECT_EQ(mount_status()["mount_point"], backing());
   EXPECT_EQ(mount_status()["source"], loop);
   ASSERT_TRUE(wait_until([&] { return writes_through("song.flac", "on the disk"); }, 15s)) << "the view does not serve the disk";
