@@ -270,9 +270,7 @@ void Manager::Impl::recheck_mounts(bool deliver_views) {
     const std::string why = mount_mismatch(m, probe_store(m.path, /*describe_mount=*/true));
     if (!why.empty()) offline[m.path] = why;
   }
-  uint64_t ticket = 0;
-  std::optional<ViewsDelta> delta;
-  std::optional<policy::ViewSpecs> next_views;
+  Redelivery again;
   {
     std::lock_guard lock(mutex);
     // A mount found over a backing the views opened before: they re-open it (a new epoch).
@@ -308,12 +306,9 @@ void Manager::Impl::recheck_mounts(bool deliver_views) {
       }
     }
     if (!changed || !deliver_views) return;
-    set_views(served_views(state));
-    delta = all_delta();
-    if (!config.on_views_updated) next_views = all_views();
-    ticket = ++tickets_issued;
+    again = serve_all_again();
   }
-  deliver(ticket, delta, next_views);
+  deliver(again.ticket, again.delta, again.views_now);
 }
 
 void Manager::Impl::recheck_root() {
@@ -325,9 +320,7 @@ void Manager::Impl::recheck_root() {
     probe = probe_store(config.storage_root, /*describe_mount=*/true);
     why = store_mismatch(*root_store, probe);
   }
-  uint64_t ticket = 0;
-  std::optional<ViewsDelta> delta;
-  std::optional<policy::ViewSpecs> next_views;
+  Redelivery again;
   {
     std::lock_guard lock(mutex);
     const bool was_online = store_offline.empty();
@@ -350,12 +343,9 @@ void Manager::Impl::recheck_root() {
       common::log(common::LogLevel::info, "storage root " + config.storage_root + " is back (store id " +
                                               root_store->id + "): its views are served again");
     }
-    set_views(served_views(state));
-    delta = all_delta();
-    if (!config.on_views_updated) next_views = all_views();
-    ticket = ++tickets_issued;
+    again = serve_all_again();
   }
-  deliver(ticket, delta, next_views);
+  deliver(again.ticket, again.delta, again.views_now);
 }
 
 void Manager::Impl::start_store_watch() {
@@ -612,6 +602,15 @@ ViewsDelta Manager::Impl::all_delta() const {
   d.views = all_views();
   for (const auto& [app, specs] : views) d.apps.insert(app);
   return d;
+}
+
+Manager::Impl::Redelivery Manager::Impl::serve_all_again() {
+  set_views(served_views(state));
+  Redelivery r;
+  r.delta = all_delta();
+  if (!config.on_views_updated) r.views_now = r.delta->views;  // the views, built once
+  r.ticket = ++tickets_issued;
+  return r;
 }
 
 namespace {

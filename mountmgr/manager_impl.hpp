@@ -199,6 +199,14 @@ struct Manager::Impl {
   [[nodiscard]] policy::ViewSpecs served_views_of(const State& s, const std::string& app, const AppRecord& record) const;
   /// The full delivery of the views served now (recheck_*): every app's.
   [[nodiscard]] ViewsDelta all_delta() const;
+  /// Every view served anew (a disk came or went: recheck_*), under `mutex`: what deliver()
+  /// takes once the lock is released.
+  struct Redelivery {
+    uint64_t ticket = 0;
+    std::optional<ViewsDelta> delta;
+    std::optional<policy::ViewSpecs> views_now;
+  };
+  [[nodiscard]] Redelivery serve_all_again();
   /// Checks the store again; on a change (offline, back, another mount of it) logs one line
   /// and delivers the views. Called by the store watcher.
   void recheck_store();
