@@ -2,6 +2,7 @@
 #include "fuse/session.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -24,6 +25,14 @@
 namespace portalfs::fuse {
 
 namespace {
+// The signals that stop the daemon (libfuse's handlers set the session's exit flag for them).
+sigset_t stop_signals() {
+  sigset_t set;
+  ::sigemptyset(&set);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) ::sigaddset(&set, sig);
+  return set;
+}
+
 // The FUSE connection's number (its name in fusectl) is the minor of the mount's device.
 // Read from mountinfo: a stat of the mountpoint would ask this very connection, which does
 // not answer before the loop runs.
@@ -49,8 +58,17 @@ void lazy_unmount(const std::string& mountpoint) {
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
+  // Without the daemon's block of the stop signals (install_signal_handlers).
+  posix_spawnattr_t attr;
+  ::posix_spawnattr_init(&attr);
+  sigset_t none;
+  ::sigemptyset(&none);
+  ::posix_spawnattr_setsigmask(&attr, &none);
+  ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
   pid_t pid = -1;
-  if (::posix_spawnp(&pid, "fusermount3", nullptr, nullptr, argv.data(), environ) != 0) return;
+  const int rc = ::posix_spawnp(&pid, "fusermount3", nullptr, &attr, argv.data(), environ);
+  ::posix_spawnattr_destroy(&attr);
+  if (rc != 0) return;
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
@@ -115,6 +133,8 @@ int Session::run() {
   fs_.attach_session(se_, options_.mountpoint);
   fuse_loop_config* cfg = fuse_loop_cfg_create();
   if (options_.max_threads) fuse_loop_cfg_set_max_threads(cfg, options_.max_threads);
+  const sigset_t stops = stop_signals();
+  if (signals_) ::pthread_sigmask(SIG_UNBLOCK, &stops, nullptr);  // a pending one ends the loop at once
   int rc = fuse_session_loop_mt(se_, cfg);
   fuse_loop_cfg_destroy(cfg);
   // The ring's threads serve until the connection ends, or until told to (the loop ended on a
@@ -161,7 +181,15 @@ void Session::abort_connection() {
 }
 
 void Session::install_signal_handlers() {
-  if (fuse_set_signal_handlers(se_) == 0) signals_ = true;
+  if (fuse_set_signal_handlers(se_) != 0) return;
+  signals_ = true;
+  // Only the loop's thread may take them. libfuse's loop waits on a semaphore there for a
+  // worker to finish, and its workers block these signals: a stop signal the kernel handed to
+  // any other thread (the notifier, the quota walker, the control server) set the exit flag
+  // and woke nobody, and the daemon served on. Every thread started from here on inherits the
+  // block; run() lifts it on its own thread only.
+  const sigset_t set = stop_signals();
+  ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
 namespace {

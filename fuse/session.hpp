@@ -31,10 +31,13 @@ class Session {
   int run();
   /// Asks run() to return: safe from any thread.
   void stop();
-  /// SIGTERM/SIGINT/SIGHUP end run() (for the daemon), through libfuse's handlers: the
-  /// signal interrupts a worker's read of /dev/fuse, which is the one way to end a loop whose
-  /// mount a container still holds (a bind mount keeps the connection alive after the lazy
-  /// unmount stop() makes). They end the workers before the notifier; ~Session copes.
+  /// SIGTERM/SIGINT/SIGHUP/SIGQUIT end run() (for the daemon), through libfuse's handlers: the
+  /// signal wakes the loop's thread, which then ends the workers; that is the one way to end
+  /// a loop whose mount a container still holds (a bind mount keeps the connection alive after
+  /// the lazy unmount stop() makes). They end the workers before the notifier; ~Session copes.
+  /// Call it on the thread that calls run(), before starting any other thread: it blocks
+  /// those signals there, so every thread started later blocks them too, and run() takes
+  /// them on its own thread only.
   void install_signal_handlers();
 
  private:

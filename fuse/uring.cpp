@@ -105,8 +105,7 @@ std::string UringTransport::start() {
   stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!stop_fd_) return std::string("eventfd: ") + std::strerror(errno);
   const auto n = static_cast<unsigned>(entries_.size());
-  // No signal for the ring threads: SIGTERM must reach a /dev/fuse worker, whose read it
-  // interrupts to end libfuse's loop (session.hpp).
+  // No signal for the ring threads: SIGTERM must reach the loop's thread (session.hpp).
   sigset_t all, old;
   ::sigfillset(&all);
   ::pthread_sigmask(SIG_BLOCK, &all, &old);
