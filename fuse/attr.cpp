@@ -44,6 +44,11 @@ mode_t allowed_mode(const View& view, mode_t mode, bool is_dir) {
   return mode;
 }
 
+std::optional<mode_t> without_setid(const struct stat& st) {
+  if (!S_ISREG(st.st_mode) || !(st.st_mode & (S_ISUID | S_ISGID))) return std::nullopt;
+  return st.st_mode & 07777 & ~(S_ISUID | S_ISGID);
+}
+
 std::optional<DiskOwner> creator(const View& view, uid_t host_uid, gid_t host_gid) {
   const auto& ids = view.spec.ids;
   if (ids.squash) return DiskOwner{ids.squash->store_uid, ids.squash->store_gid};

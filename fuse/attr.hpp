@@ -22,6 +22,13 @@ struct stat present(const View& view, const struct stat& backing);
 /// directories of data views.
 mode_t allowed_mode(const View& view, mode_t mode, bool is_dir);
 
+/// The mode that clears a regular file's set-uid and set-gid bits, or nullopt if it has none
+/// (only the host can have set them: allowed_mode). The daemon clears them before an app may
+/// change the file's contents (an open for writing, a truncation), as the kernel does at a
+/// write: it takes FUSE_HANDLE_KILLPRIV_V2 (session_io.hpp), and a passed-through write is
+/// the daemon's own on the backing file (root's, with CAP_FSETID, which keeps them).
+std::optional<mode_t> without_setid(const struct stat& st);
+
 /// The disk owner a caller with these host ids creates files as, or nullopt when the view's
 /// map does not cover the caller (the op then fails with EOVERFLOW, as an idmapped mount does).
 struct DiskOwner {

@@ -93,6 +93,14 @@ struct AttrTarget {
     return rc == 0 ? 0 : errno;
   }
 
+  // Before a truncation (without_setid, attr.hpp).
+  [[nodiscard]] int drop_setid() const {
+    struct stat st {};
+    if (int err = stat(st)) return err;
+    const auto mode = without_setid(st);
+    return mode ? chmod(*mode) : 0;
+  }
+
   [[nodiscard]] int utimens(int to_set, const struct stat& attr) const {
     struct timespec tv[2];
     tv[0].tv_nsec = UTIME_OMIT;
@@ -172,6 +180,9 @@ Result<Attr> Filesystem::setattr(Call& call, fuse_ino_t ino, struct stat* attr, 
     }
   }
   if (to_set & FUSE_SET_ATTR_SIZE) {
+    if (!emulated) {
+      if (int err = target.drop_setid()) return Errno{err};
+    }
     SizeChange counted(quotas_, quota_of(view, fd->get()), fd->get());
     if (int err = counted.resize(static_cast<uint64_t>(attr->st_size))) return Errno{err};
     if (int err = target.truncate(attr->st_size)) return Errno{err};

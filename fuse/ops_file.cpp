@@ -47,6 +47,14 @@ fuse_bufvec fd_bufvec(size_t size, int fd, off_t pos) {
   return v;
 }
 
+// Before an app may write the file open at `fd` (without_setid, attr.hpp): 0 or an errno.
+int drop_setid(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return errno;
+  const auto mode = without_setid(st);
+  return !mode || ::fchmod(fd, *mode) == 0 ? 0 : errno;
+}
+
 // An open handle of a view revoked with --force fails from then on.
 bool dead(const FileHandle* fh) { return fh->killed && fh->killed->load(std::memory_order_relaxed); }
 
@@ -184,6 +192,9 @@ Result<Opened> Filesystem::open(Call& call, fuse_ino_t ino, fuse_file_info* fi) 
   if (data < 0) return Errno{errno};
   auto fh = std::make_unique<FileHandle>();
   fh->fd.reset(data);
+  if (writes(fi->flags)) {
+    if (int err = drop_setid(data)) return Errno{err};
+  }
   fh->accmode = flags & O_ACCMODE;
   fh->inode = n->inode;
   fh->killed = n->view->killed;
@@ -254,6 +265,9 @@ Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* na
   if (data < 0) return Errno{errno};
   auto fh = std::make_unique<FileHandle>();
   fh->fd.reset(data);
+  if (!made && writes(fi->flags)) {
+    if (int err = drop_setid(data)) return Errno{err};
+  }
   fh->accmode = flags & O_ACCMODE;
   fh->made = made;
   fh->wrote = !made && (fi->flags & O_TRUNC);

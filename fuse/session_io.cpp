@@ -20,6 +20,7 @@ namespace {
 constexpr uint32_t kOpInit = 26;
 constexpr uint32_t kInitExt = 1u << 30;              // flags: flags2 is valid
 constexpr uint32_t kWritebackCache = 1u << 16;       // flags: excludes passthrough
+constexpr uint32_t kHandleKillprivV2 = 1u << 28;     // flags: FUSE_HANDLE_KILLPRIV_V2
 constexpr uint32_t kDirectIoAllowMmap2 = 1u << (36 - 32);  // flags2: FUSE_DIRECT_IO_ALLOW_MMAP
 constexpr uint32_t kPassthrough2 = 1u << (37 - 32);  // flags2: FUSE_PASSTHROUGH
 constexpr uint32_t kRequestTimeout2 = 1u << (42 - 32);  // flags2: FUSE_REQUEST_TIMEOUT
@@ -124,6 +125,7 @@ ssize_t SessionIo::read_hook(int fd, void* buf, size_t len, void* userdata) {
       self.kernel_offers_ = (in.flags & kInitExt) && (in.flags2 & kPassthrough2);
       self.kernel_times_out_ = (in.flags & kInitExt) && (in.flags2 & kRequestTimeout2);
       self.kernel_maps_direct_io_ = (in.flags & kInitExt) && (in.flags2 & kDirectIoAllowMmap2);
+      self.kernel_offers_killpriv_v2_ = (in.flags & kHandleKillprivV2) != 0;
       self.kernel_offers_uring_ = (in.flags & kInitExt) && (in.flags2 & uring_abi::kOverIoUring2);
       self.uring_planned_ = self.uring_wanted_ && self.kernel_offers_uring_;
       self.init_unique_ = h.unique;
@@ -154,6 +156,14 @@ ssize_t SessionIo::writev_hook(int fd, struct iovec* iov, int count, void* userd
         // the other views' pages (their next read or fault asks it again).
         out->flags2 |= kDirectIoAllowMmap2;
         self.mmap_active_ = true;
+      }
+      if (self.kernel_offers_killpriv_v2_) {
+        // The daemon kills set-uid and set-gid bits: a view never shows them, and it clears
+        // them on disk when an app opens a file for writing or truncates it (ops_file.cpp,
+        // ops_entry.cpp); the backing file system drops security.capability at every write
+        // itself. In return the kernel sets SB_NOSEC: once a file was found to carry no
+        // security.capability, its writes stop asking for it (one GETXATTR per write before).
+        out->flags |= kHandleKillprivV2;
       }
       if (ext && self.request_timeout_ && self.kernel_times_out_) {
         out->flags2 |= kRequestTimeout2;

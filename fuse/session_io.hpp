@@ -8,6 +8,10 @@
 //     (FUSE_PASSTHROUGH in flags2, max_stack_depth 1);
 //   - INIT, too: shared mmap of direct_io files (FUSE_DIRECT_IO_ALLOW_MMAP, protocol 7.39,
 //     Linux 6.6+), which libfuse 3.14 cannot ask for;
+//   - INIT, too: FUSE_HANDLE_KILLPRIV_V2 (Linux 5.11+), which libfuse 3.14 does not know:
+//     the daemon clears set-id bits itself (ops_file.cpp), and the kernel marks the mount
+//     SB_NOSEC, so a write no longer asks for security.capability first (a GETXATTR round
+//     trip before every write, passthrough ones included);
 //   - INIT, too: a request timeout (protocol 7.43, Linux 6.14+): the kernel ends the connection
 //     when a request stays unanswered that long (below);
 //   - OPEN/CREATE: the reply of an open that passes through is patched with FOPEN_PASSTHROUGH
@@ -91,6 +95,7 @@ class SessionIo {
   std::atomic<bool> kernel_times_out_{false};
   std::atomic<bool> timeout_active_{false};
   std::atomic<bool> kernel_maps_direct_io_{false};
+  std::atomic<bool> kernel_offers_killpriv_v2_{false};
   std::atomic<bool> mmap_active_{false};
   std::atomic<uint64_t> init_unique_{0};
   int dev_fd_ = -1;

@@ -91,6 +91,29 @@ TEST_F(Daemon, OnlyTheLoopsThreadTakesTheStopSignals) {
   EXPECT_FALSE(mounted(mnt()));
 }
 
+// FUSE clears SB_NOSEC unless the daemon takes FUSE_HANDLE_KILLPRIV_V2: then the kernel asks
+// for security.capability (a GETXATTR round trip) before every write, passed-through ones
+// included. With it, a file is asked about once; libfuse's debug log counts the requests.
+TEST_F(Daemon, WritesDoNotAskForCapabilitiesEachTime) {
+  extra_daemon_args_ = {"--log-level", "debug"};
+  ASSERT_NO_FATAL_FAILURE(start());
+  ASSERT_EQ(ctl({"app", "install", dir_ / "app.json"}).code, 0);
+  const auto getxattrs = [&] {
+    const std::string log = read_file(dir_ / "daemon.log");
+    size_t n = 0;
+    for (size_t at = log.find("opcode: GETXATTR"); at != std::string::npos; at = log.find("opcode: GETXATTR", at + 1)) ++n;
+    return n;
+  };
+  const std::string file = mnt() + "/apps/demo/data/data/f";
+  const int fd = ::open(file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  const size_t before = getxattrs();
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(::pwrite(fd, "x", 1, i), 1);
+  ::close(fd);
+  EXPECT_LE(getxattrs() - before, 1u) << "GETXATTR requests for 100 writes";
+  EXPECT_EQ(read_file(dir_ / "storage/apps/demo/data/f").size(), 100u);
+}
+
 // A portalfsd that stops answering (stopped here; in life, killed while one of its threads
 // waits on its own mount: fuse/session_io.hpp) has its connection ended by the kernel once a
 // request waits longer than --request-timeout: callers get an error instead of hanging forever.

@@ -494,6 +494,33 @@ TEST_P(Posix, ChmodStripsSetuidAndSetgidWhereTheViewSays) {
   EXPECT_EQ(shown("d").st_mode & 07777, want) << "directory presented";
 }
 
+// A view never shows set-uid or set-gid on a file, but the host may leave them on disk. The
+// daemon clears them before an app can change the file (the kernel leaves it to the daemon,
+// FUSE_HANDLE_KILLPRIV_V2; a passed-through write is root's on the backing file, which keeps
+// them): at an open for writing, before any write, and at a truncation. Reading leaves them.
+TEST_P(Posix, SetIdBitsTheHostLeftAreClearedBeforeAnAppChangesTheFile) {
+  ASSERT_EQ(make_file("f", "x"), kOk);
+  const auto host_sets_them = [&] {
+    FsIds root(0, 0);
+    ASSERT_EQ(::chmod(on_disk("f").c_str(), 06777), 0);
+  };
+  ASSERT_NO_FATAL_FAILURE(host_sets_them());
+  EXPECT_TRUE(open_fd(at("f"), O_RDONLY));
+  EXPECT_EQ(disk_stat("f").st_mode & 07777, 06777u) << "a read";
+
+  auto fd = open_fd(at("f"), O_WRONLY);
+  ASSERT_TRUE(fd) << std::strerror(errno);
+  EXPECT_EQ(disk_stat("f").st_mode & 07777, 0777u) << "an open for writing";
+  ASSERT_NO_FATAL_FAILURE(host_sets_them());
+  ASSERT_EQ(sys(::ftruncate(fd.get(), 0)), kOk);
+  EXPECT_EQ(disk_stat("f").st_mode & 07777, 0777u) << "ftruncate";
+  fd.reset();
+
+  ASSERT_NO_FATAL_FAILURE(host_sets_them());
+  ASSERT_EQ(sys(::truncate(at("f").c_str(), 1)), kOk);
+  EXPECT_EQ(disk_stat("f").st_mode & 07777, 0777u) << "truncate by name";
+}
+
 TEST_P(Posix, ChownToAMappedIdLandsOnDiskMapped) {
   ASSERT_EQ(make_file("f", "x"), kOk);
   FsIds root(0, 0);  // giving a file away needs CAP_CHOWN
