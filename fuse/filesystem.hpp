@@ -601,16 +601,17 @@ class Filesystem {
   Siblings siblings_of(const Inode* inode);
   /// Queues what `call` collected for the notifier (after the reply).
   void send_after(Call& call) noexcept;
-  /// Sets how the kernel serves an open file: through its backing file (data views, if the
-  /// kernel can; the returned value goes into the reply), else from the page cache or, for
-  /// files with siblings, by the daemon.
+  /// Sets how the kernel serves an open file: through its backing file (if the kernel can;
+  /// the returned value goes into the reply), else from the page cache or, for files with
+  /// siblings, by the daemon.
   PassthroughReply set_io_mode(fuse_file_info* fi, const View& view, FileHandle& fh, pid_t opener);
   /// An echo's open of a file open with a backing: it must pass through too (ops_file.cpp).
   PassthroughReply echo_backing(fuse_ino_t ino, fuse_file_info* fi);
-  /// Whether the open files of `view` pass through to their backing files.
-  /// Not for a limited view: the daemon must see every write to account it (quota_account.hpp).
+  /// Whether the open files of `view` pass through to their backing files (in a shared view,
+  /// their reads and mmaps: set_io_mode). Not for a limited view: the daemon must see every
+  /// write to account it (quota_account.hpp).
   bool passes_through(const View& view) const {
-    return !view.is_shared() && view.spec.quotas.empty() && passthrough_.active();
+    return view.spec.quotas.empty() && passthrough_.active();
   }
   /// Frees a handle the kernel will not release (its open reply was not delivered) or did.
   void close_handle(std::unique_ptr<FileHandle> fh);

@@ -86,7 +86,16 @@ int daemon_flags(int flags, bool passes_through) {
 //    comes here for its reads, writes and mmaps. An open the backing cannot serve (it is
 //    read-only and the caller writes, or the reverse) gets direct_io: the daemon serves its
 //    reads and writes, the backing its mmaps.
-//  - A file another view also shows is served without the page cache (direct_io): a read in
+//  - A file of a shared view passes through too, but an open that may write gets direct_io:
+//    its writes come to the daemon, which refuses them the moment the grant turns read-only
+//    or is revoked with --force, and raises their events in the other views. Reads and mmaps
+//    go to the backing file, whose page cache every view of the file shares: coherent across
+//    views by construction, at the backing's speed. What it costs: a read-only open made
+//    before a revoke --force keeps reading, and a mapping made before keeps its access,
+//    until closed or unmapped (as a file opened before a chmod), where the daemon used to
+//    fail them with EIO.
+//  - Without passthrough (rootless, --no-passthrough, a limited view, GlusterFS reads):
+//    a file another view also shows is served without the page cache (direct_io): a read in
 //    one view racing a truncate-and-rewrite in another would otherwise return the zero-filled
 //    page of its short read (a torn read no disk gives), and no invalidation can be early
 //    enough without deadlocking (filesystem.hpp). The price, for such files only: reads are
@@ -105,7 +114,8 @@ PassthroughReply Filesystem::set_io_mode(fuse_file_info* fi, const View& view, F
   if (passes_through(view)) {
     fh.counted = true;
     common::UniqueFd fresh;
-    const pid_t writer = (fi->flags & O_ACCMODE) != O_RDONLY ? opener : 0;
+    // A shared view's writes are the daemon's own (served, below).
+    const pid_t writer = (fi->flags & O_ACCMODE) != O_RDONLY && !view.is_shared() ? opener : 0;
     auto b = passthrough_.acquire(fh.inode, writer, [&]() -> Passthrough::Candidate {
       // No backing (Options::passthrough_reads): this open and the inode's later ones until
       // its last close are served by the daemon, as after a backing the kernel refused.
@@ -121,7 +131,8 @@ PassthroughReply Filesystem::set_io_mode(fuse_file_info* fi, const View& view, F
     });
     if (b.id > 0) {
       const int acc = fi->flags & O_ACCMODE;
-      const bool served = (acc != O_WRONLY && !b.readable) || (acc != O_RDONLY && !b.writable);
+      const bool served = (acc != O_WRONLY && !b.readable) || (acc != O_RDONLY && !b.writable) ||
+                          (acc != O_RDONLY && view.is_shared());
       // Writes the kernel passes through never reach the daemon: a writable open counts as
       // written, so its release is recorded (audit.cpp; data views record no provenance).
       if (acc != O_RDONLY && !served) fh.wrote = true;
@@ -301,10 +312,10 @@ Result<Written> Filesystem::write_buf(Call& call, fuse_ino_t ino, fuse_bufvec* i
                                       fuse_file_info* fi) {
   // The grant is checked on every write, not only at open: a share turned read-only refuses
   // the writes of files opened before (as ftruncate and fallocate do). A lock-free lookup.
+  FileHandle* fh = file_of(fi);
+  if (dead(fh)) return Errno{EIO};  // before the view, which is gone (ENOENT)
   auto node = resolve_for(ino, Op::write);
   if (!node) return node.err();
-  FileHandle* fh = file_of(fi);
-  if (dead(fh)) return Errno{EIO};
   // A limited view's write is cut where the limit is (quota_account.hpp).
   SizeChange counted(quotas_, quota_of(*node->view, *fh), fh->fd.get());
   const size_t fits = counted.write(static_cast<uint64_t>(off), fuse_buf_size(in));
@@ -360,10 +371,10 @@ Result<void> Filesystem::release(Call&, fuse_ino_t ino, fuse_file_info* fi) {
 Result<void> Filesystem::fallocate(Call& call, fuse_ino_t ino, int mode, off_t offset, off_t length,
                                    fuse_file_info* fi) {
   if (call.echo) return {};  // events.cpp, modified
-  auto n = resolve_for(ino, Op::fallocate);
-  if (!n) return n.err();
   FileHandle* fh = file_of(fi);
   if (dead(fh)) return Errno{EIO};
+  auto n = resolve_for(ino, Op::fallocate);
+  if (!n) return n.err();
   SizeChange counted(quotas_, quota_of(*n->view, *fh), fh->fd.get());
   if (int err = counted.allocate(mode & FALLOC_FL_KEEP_SIZE, static_cast<uint64_t>(offset + length))) return Errno{err};
   if (::fallocate(fh->fd.get(), mode, offset, length) != 0) return Errno{errno};
@@ -383,11 +394,11 @@ Result<Written> Filesystem::copy_file_range(Call& call, fuse_ino_t ino_in, off_t
                                             fuse_file_info* fi_in, fuse_ino_t ino_out,
                                             off_t off_out, fuse_file_info* fi_out, size_t len,
                                             int flags) {
-  auto places = resolve_for(ino_in, ino_out, Op::copy_into);
-  if (!places) return places.err();
   FileHandle* in = file_of(fi_in);
   FileHandle* out = file_of(fi_out);
   if (dead(in) || dead(out)) return Errno{EIO};
+  auto places = resolve_for(ino_in, ino_out, Op::copy_into);
+  if (!places) return places.err();
   // At most this much per request: a whole file at once (cp asks for gigabytes) could outlast
   // the request timeout on a slow disk (session_io.hpp). A short copy is allowed; the caller
   // asks again for the rest.

@@ -10,9 +10,9 @@
 // open of such an inode must then be a passthrough open: backings are counted per Inode and
 // closed with the last open.
 //
-// Only files of data views pass through. A data view is its app's own and never narrowed;
-// a shared view's grant can turn read-only or be revoked with --force, which must stop the
-// reads and writes of files already open, and only the daemon can refuse those.
+// Files of data views pass through whole. A shared view's grant can turn read-only or be
+// revoked with --force, which must stop the writes of files already open, and only the
+// daemon can refuse those: there, only reads and mmaps pass through (ops_file.cpp).
 
 #include <fcntl.h>
 

@@ -240,7 +240,7 @@ Outcome revoke(Manager::Impl& mgr, const Request& req) {
   if (force) out.killed.push_back(make_view(mgr.state, mgr.config.storage_root, app, current, *revoked, mgr.config.apps_dir));
   out.output = req.json ? nlohmann::json({{"app", app}, {"share", share}, {"force", force}}).dump(2) + "\n"
                         : "revoked share " + share + " from app " + app +
-                              (force ? " (its open files stop working now)\n" : "\n");
+                              (force ? " (writes to its open files fail now; reads and mappings made before last until closed)\n" : "\n");
   out.next = std::move(next);
   return out;
 }

@@ -573,7 +573,7 @@ void build_grant(const VerbInput& in, CtlCommand& cmd) {
 }
 
 void define_revoke(po::options_description& d) {
-  d.add_options()("force", po::bool_switch(), "also make files the app already has open fail");
+  d.add_options()("force", po::bool_switch(), "also fail the writes of files the app already has open (reads of files open before go on until closed)");
 }
 
 void build_revoke(const VerbInput& in, CtlCommand& cmd) {

@@ -2,8 +2,8 @@
 // Kernel passthrough of data views (fuse/passthrough.hpp): an open file of a data view is
 // served by its backing file in the kernel. What that must keep true: every open sees every
 // other open's bytes, whatever its access mode and flags; the backing is dropped with the last
-// close; shared views never pass through (their grants can narrow under open files); and the
-// mount works the same with passthrough off.
+// close; shared views pass reads and mmaps through but serve writes (their grants can narrow
+// under open files); and the mount works the same with passthrough off.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/fs.h>
@@ -205,12 +205,62 @@ TEST(PassthroughReadsOff, AReadOnlyFirstOpenIsServedAndAWritableOnePassesThrough
       << read_file(v + "/g");
 }
 
-TEST_F(Passthrough, ASharedViewFileNeverPassesThrough) {
-  write_file(share_ + "/f", "shared");
-  auto fd = open_fd(share_ + "/f", O_RDWR);
-  ASSERT_TRUE(fd);
-  EXPECT_EQ(backings(), 0u);
-  EXPECT_EQ(pread_str(fd.get(), 10, 0), "shared");
+// A shared view passes reads and mmaps through to the backing file, whose page cache every
+// view of the file shares, and serves writes itself: a write through one view is in another
+// view's mapping at once, a store through a mapping is read through the other view at once,
+// and a grant turned read-only refuses the writes of a file opened before.
+TEST_F(Passthrough, ASharedViewReadsAndMapsTheBackingAndItsWritesAreServed) {
+  if (!m_.fs().passthrough().active()) GTEST_FAIL() << "this kernel has no FUSE passthrough";
+  const std::string backing = m_.views().back().backing;  // share_'s
+  auto views = m_.views();
+  views.push_back(m_.shared_view("b", "s2", backing, policy::Access::read_write));
+  m_.set_views(views);
+  const std::string other = m_.path(views.back());
+  write_file(share_ + "/f", std::string(4096, '.'));
+
+  auto r = open_fd(share_ + "/f", O_RDONLY);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(backings(), 1u) << "a read-only open passes through";
+  void* p = ::mmap(nullptr, 4096, PROT_READ, MAP_SHARED, r.get(), 0);
+  ASSERT_NE(p, MAP_FAILED) << std::strerror(errno);
+
+  auto w = open_fd(other + "/f", O_RDWR);
+  ASSERT_TRUE(w);
+  EXPECT_EQ(backings(), 2u) << "each view's inode has its backing";
+  ASSERT_EQ(::pwrite(w.get(), "written", 7, 0), 7);
+  EXPECT_EQ(std::string(static_cast<const char*>(p), 7), "written") << "the other view's mapping";
+  EXPECT_EQ(pread_str(r.get(), 7, 0), "written");
+
+  void* q = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, w.get(), 0);
+  ASSERT_NE(q, MAP_FAILED) << std::strerror(errno);
+  std::memcpy(static_cast<char*>(q) + 100, "stored", 6);
+  EXPECT_EQ(pread_str(r.get(), 6, 100), "stored") << "a store, read through the other view";
+  ::munmap(q, 4096);
+  ::munmap(p, 4096);
+
+  views.back().access = policy::Access::read;
+  m_.set_views(views);
+  EXPECT_EQ(sys(::pwrite(w.get(), "late", 4, 0)), Err{EROFS}) << "a write is the daemon's to refuse";
+  EXPECT_EQ(read_file(backing + "/f").substr(0, 7), "written");
+}
+
+// What revoke --force means in a shared view: the writes of files open before fail (EIO), new
+// opens find nothing (ENOENT); a file open for reading keeps reading until closed, as after a
+// chmod (its reads are the backing file's: the daemon sees none to refuse).
+TEST_F(Passthrough, ASharedViewRevokedWithForceFailsOpenWritesAndKeepsOpenReads) {
+  if (!m_.fs().passthrough().active()) GTEST_FAIL() << "this kernel has no FUSE passthrough";
+  write_file(share_ + "/f", "before");
+  auto r = open_fd(share_ + "/f", O_RDONLY);
+  auto w = open_fd(share_ + "/f", O_WRONLY);
+  ASSERT_TRUE(r);
+  ASSERT_TRUE(w);
+  auto views = m_.views();
+  const policy::ViewSpec revoked = views.back();
+  views.pop_back();
+  m_.set_views(views, {revoked});
+  EXPECT_EQ(sys(::pwrite(w.get(), "after", 5, 0)), Err{EIO});
+  EXPECT_EQ(pread_str(r.get(), 6, 0), "before");
+  EXPECT_EQ(open_err(share_ + "/f", O_RDONLY), Err{ENOENT});
 }
 
 // The mapping is the backing file's own page cache: the host sees a store at once, with no

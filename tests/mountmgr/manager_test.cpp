@@ -701,7 +701,7 @@ TEST_F(ManagerTest, GrantAndRevokeNotifyTheViews) {
   EXPECT_TRUE(notices[3].killed.empty());
 
   ok("grant", {{"app", "photos"}, {"share", "own_media"}, {"access", "rw"}, {"path", "/media"}});
-  EXPECT_THAT(ok("revoke", {{"app", "photos"}, {"share", "own_media"}, {"force", true}}), HasSubstr("stop working now"));
+  EXPECT_THAT(ok("revoke", {{"app", "photos"}, {"share", "own_media"}, {"force", true}}), HasSubstr("writes to its open files fail now"));
   ASSERT_EQ(notices.size(), 6u);
   EXPECT_EQ(notices[5].views.size(), 1u);
   ASSERT_EQ(notices[5].killed.size(), 1u);
