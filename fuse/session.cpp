@@ -12,12 +12,15 @@
 
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "fuse/guardian.hpp"
@@ -32,6 +35,59 @@ sigset_t stop_signals() {
   for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) ::sigaddset(&set, sig);
   return set;
 }
+
+// Wakes the loop's thread: its handler does nothing, so the loop's semaphore wait returns
+// EINTR (no SA_RESTART) and libfuse looks at the exit flag again.
+constexpr int kWakeSignal = SIGUSR2;
+void on_wake(int) {}
+
+// The thread that takes the stop signals while the loop runs (every thread blocks them:
+// install_signal_handlers). On one it sets the session's exit flag, then wakes the loop's
+// thread until the loop has returned. libfuse 3.14's loop checks the flag, then waits on a
+// semaphore that only a finishing worker posts: a flag set by a handler between the two
+// (the loop's thread preempted there, under load) woke nobody, and a stop was lost. Waking
+// it again until it returns closes that window.
+class StopSignals {
+ public:
+  explicit StopSignals(fuse_session* se) : se_(se), loop_(::pthread_self()), thread_([this] { wait(); }) {}
+  /// Right after the loop returned.
+  ~StopSignals() {
+    bool signalled;
+    {
+      std::lock_guard lock(mutex_);
+      done_ = true;
+      signalled = signalled_;
+    }
+    woken_.notify_all();
+    if (!signalled) ::pthread_kill(thread_.native_handle(), SIGTERM);  // ends its sigwait
+    thread_.join();
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+ private:
+  void wait() {
+    const sigset_t set = stop_signals();
+    int sig = 0;
+    while (::sigwait(&set, &sig) != 0) {
+    }
+    std::unique_lock lock(mutex_);
+    signalled_ = true;
+    if (done_) return;
+    fuse_session_exit(se_);
+    while (!done_) {
+      ::pthread_kill(loop_, kWakeSignal);
+      woken_.wait_for(lock, std::chrono::milliseconds(20));
+    }
+  }
+
+  fuse_session* const se_;
+  const pthread_t loop_;
+  std::mutex mutex_;
+  std::condition_variable woken_;
+  bool done_ = false, signalled_ = false;
+  std::thread thread_;  // last: it uses the members above
+};
 
 // The FUSE connection's number (its name in fusectl) is the minor of the mount's device.
 // Read from mountinfo: a stat of the mountpoint would ask this very connection, which does
@@ -119,9 +175,15 @@ Session::~Session() {
     if (mounted_) lazy_unmount(options_.mountpoint);
   }
   fs_.session_io().stop_uring();  // before the session goes: the ring's threads use it
-  if (signals_) fuse_remove_signal_handlers(se_);
   if (mounted_) fuse_session_unmount(se_);
   fuse_session_destroy(se_);
+  if (signals_) {
+    // Unmounted: a stop signal from now on (a second one, for a shutdown that hangs) ends the
+    // process, as by default.
+    const sigset_t set = stop_signals();
+    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) ::signal(sig, SIG_DFL);
+    ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  }
 }
 
 int Session::run() {
@@ -133,9 +195,10 @@ int Session::run() {
   fs_.attach_session(se_, options_.mountpoint);
   fuse_loop_config* cfg = fuse_loop_cfg_create();
   if (options_.max_threads) fuse_loop_cfg_set_max_threads(cfg, options_.max_threads);
-  const sigset_t stops = stop_signals();
-  if (signals_) ::pthread_sigmask(SIG_UNBLOCK, &stops, nullptr);  // a pending one ends the loop at once
+  std::optional<StopSignals> stops;
+  if (signals_) stops.emplace(se_);  // one already pending ends the loop at once
   int rc = fuse_session_loop_mt(se_, cfg);
+  stops.reset();
   fuse_loop_cfg_destroy(cfg);
   // The ring's threads serve until the connection ends, or until told to (the loop ended on a
   // signal or stop(), the connection may live on).
@@ -181,15 +244,17 @@ void Session::abort_connection() {
 }
 
 void Session::install_signal_handlers() {
-  if (fuse_set_signal_handlers(se_) != 0) return;
-  signals_ = true;
-  // Only the loop's thread may take them. libfuse's loop waits on a semaphore there for a
-  // worker to finish, and its workers block these signals: a stop signal the kernel handed to
-  // any other thread (the notifier, the quota walker, the control server) set the exit flag
-  // and woke nobody, and the daemon served on. Every thread started from here on inherits the
-  // block; run() lifts it on its own thread only.
+  // Blocked here, before any other thread starts, so that every thread inherits the block:
+  // only run()'s StopSignals thread takes them (sigwait). libfuse's own handlers set the exit
+  // flag on whichever thread the kernel picked and left the loop to notice.
   const sigset_t set = stop_signals();
   ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  struct sigaction wake {};
+  wake.sa_handler = on_wake;
+  ::sigemptyset(&wake.sa_mask);
+  ::sigaction(kWakeSignal, &wake, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);  // a write to a closed socket or pipe is an error, not an end
+  signals_ = true;
 }
 
 namespace {

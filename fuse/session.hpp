@@ -26,18 +26,18 @@ class Session {
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  /// Serves until stop() or a signal handled by install_signal_handlers(); returns 0 or the
+  /// Serves until stop() or a stop signal (install_signal_handlers()); returns 0 or the
   /// loop's error.
   int run();
   /// Asks run() to return: safe from any thread.
   void stop();
-  /// SIGTERM/SIGINT/SIGHUP/SIGQUIT end run() (for the daemon), through libfuse's handlers: the
-  /// signal wakes the loop's thread, which then ends the workers; that is the one way to end
-  /// a loop whose mount a container still holds (a bind mount keeps the connection alive after
-  /// the lazy unmount stop() makes). They end the workers before the notifier; ~Session copes.
-  /// Call it on the thread that calls run(), before starting any other thread: it blocks
-  /// those signals there, so every thread started later blocks them too, and run() takes
-  /// them on its own thread only.
+  /// SIGTERM/SIGINT/SIGHUP/SIGQUIT end run() (for the daemon): a thread of run()'s takes
+  /// them, sets libfuse's exit flag and wakes the loop's thread, which then ends the workers;
+  /// that is the one way to end a loop whose mount a container still holds (a bind mount
+  /// keeps the connection alive after the lazy unmount stop() makes). They end the workers
+  /// before the notifier; ~Session copes. Call it on the thread that calls run(), before
+  /// starting any other thread: it blocks those signals there, so every thread started later
+  /// blocks them too. It also ignores SIGPIPE and takes SIGUSR2 (the loop's wake-up).
   void install_signal_handlers();
 
  private:

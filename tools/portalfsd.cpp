@@ -339,7 +339,7 @@ int run(const portalfs::tools::DaemonOptions& o) {
     if (healed > 0) log::log(log::LogLevel::info, "re-attached " + std::to_string(healed) + " container mount set(s)");
     if (o.example) install_example(*manager);
   });
-  // libfuse returns the signal's number when SIGTERM/SIGINT/SIGHUP ended the loop: a normal stop.
+  // A stop signal (SIGTERM, SIGINT, SIGHUP, SIGQUIT) ends the loop with 0: a normal stop.
   int rc = session->run();
   service.stopping();
   // Unmounted before the threads beside the loop are joined: one may wait for the mount's
