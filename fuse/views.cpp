@@ -84,14 +84,14 @@ void open_trash(View& view, Trashes& trashes) {
   }
 }
 
-// Copy-on-write edits of a layout: the new layout starts as a copy of the map of pointers, and
-// a dir shared with the layout before is copied once, at its first change; the dirs an edit
-// does not touch stay the very same objects.
+// Copy-on-write edits of a layout: the new layout starts as a copy of the array of shard
+// pointers; a shard shared with the layout before is copied once, at its first change, and so is
+// a dir; the shards and dirs an edit does not touch stay the very same objects.
 class LayoutEdit {
  public:
   explicit LayoutEdit(const Layout& base) : layout_(std::make_shared<Layout>(base)) {}
 
-  [[nodiscard]] bool has(const std::string& path) const { return layout_->dirs.count(path) != 0; }
+  [[nodiscard]] bool has(const std::string& path) const { return layout_->find(path) != nullptr; }
 
   // The dir at `path`, to change: made (with its parents, and its name in its parent) if it
   // is not there.
@@ -100,7 +100,7 @@ class LayoutEdit {
     auto d = std::make_shared<SynthDir>();
     d->path = path;
     d->ino = path.empty() ? 1 : synth_ino(path);
-    layout_->dirs.emplace(path, d);
+    shard(path).emplace(path, d);
     own_.emplace(path, d);
     if (!path.empty()) {
       auto slash = path.rfind('/');
@@ -121,16 +121,17 @@ class LayoutEdit {
   // stays until forget_app(), so that an app whose dirs are made again costs apps/ no copy.
   void drop_app(const std::string& app, std::set<std::string>& touched) {
     const std::string top = "apps/" + app;
-    if (layout_->dirs.erase(top)) {
-      touched.insert(top);
-      own_.erase(top);
-    }
+    if (!has(top)) return;  // and nothing below it: a dir is made with its parents
+    LayoutDirs::Shard& dirs = shard(top);  // all of the app's dirs are in its shard
+    dirs.erase(top);
+    touched.insert(top);
+    own_.erase(top);
     // Below it: from "apps/<app>/" on ("apps/<app>-x" sorts between the two, and is another app's).
     const std::string below = top + "/";
-    for (auto it = layout_->dirs.lower_bound(below); it != layout_->dirs.end() && it->first.starts_with(below);) {
+    for (auto it = dirs.lower_bound(below); it != dirs.end() && it->first.starts_with(below);) {
       touched.insert(it->first);
       own_.erase(it->first);
-      it = layout_->dirs.erase(it);
+      it = dirs.erase(it);
     }
   }
 
@@ -146,25 +147,36 @@ class LayoutEdit {
   // The paths of apps/<app> and below, in the edited layout.
   void paths_of_app(const std::string& app, std::set<std::string>& out) const {
     const std::string top = "apps/" + app;
-    if (has(top)) out.insert(top);
+    if (!has(top)) return;
+    out.insert(top);
+    const LayoutDirs::Shard& dirs = *layout_->dirs.shards[LayoutDirs::shard_of(top)];
     const std::string below = top + "/";
-    for (auto it = layout_->dirs.lower_bound(below); it != layout_->dirs.end() && it->first.starts_with(below); ++it) {
-      out.insert(it->first);
-    }
+    for (auto it = dirs.lower_bound(below); it != dirs.end() && it->first.starts_with(below); ++it) out.insert(it->first);
   }
 
   std::shared_ptr<Layout> done() { return std::move(layout_); }
 
  private:
+  // The shard of `path`, to change: copied at its first change by this edit.
+  LayoutDirs::Shard& shard(const std::string& path) {
+    const std::size_t i = LayoutDirs::shard_of(path);
+    if (!own_shards_[i]) {
+      own_shards_[i] = std::make_shared<LayoutDirs::Shard>(*layout_->dirs.shards[i]);
+      layout_->dirs.shards[i] = own_shards_[i];
+    }
+    return *own_shards_[i];
+  }
+
   SynthDir& mut(const std::string& path) {
     if (auto it = own_.find(path); it != own_.end()) return *it->second;
-    auto copy = std::make_shared<SynthDir>(*layout_->dirs.at(path));
-    layout_->dirs[path] = copy;
+    auto copy = std::make_shared<SynthDir>(*layout_->find(path));
+    shard(path)[path] = copy;
     own_.emplace(path, copy);
     return *copy;
   }
 
   std::shared_ptr<Layout> layout_;
+  std::array<std::shared_ptr<LayoutDirs::Shard>, LayoutDirs::kShards> own_shards_;  // copied by this edit
   std::map<std::string, std::shared_ptr<SynthDir>> own_;  // made or copied by this edit: changed in place
 };
 
@@ -205,6 +217,35 @@ bool open_root(View& view, Roots& roots, LayoutEdit& layout, std::vector<std::st
 }
 
 }  // namespace
+
+LayoutDirs::LayoutDirs() {
+  static const auto kEmpty = std::make_shared<const Shard>();
+  shards.fill(kEmpty);
+}
+
+std::size_t LayoutDirs::shard_of(std::string_view path) {
+  constexpr std::string_view kApps = "apps/";
+  if (!path.starts_with(kApps)) return 0;
+  const std::string_view app = path.substr(kApps.size(), path.find('/', kApps.size()) - kApps.size());
+  return std::hash<std::string_view>{}(app) % kShards;
+}
+
+const SynthDir* LayoutDirs::find(const std::string& path) const {
+  const Shard& shard = *shards[shard_of(path)];
+  auto it = shard.find(path);
+  return it == shard.end() ? nullptr : it->second.get();
+}
+
+LayoutDirs::const_iterator::const_iterator(const LayoutDirs* dirs, std::size_t shard) : dirs_(dirs), shard_(shard) {
+  if (shard_ < kShards) it_ = dirs_->shards[shard_]->begin();
+  skip_empty();
+}
+
+void LayoutDirs::const_iterator::skip_empty() {
+  while (shard_ < kShards && it_ == dirs_->shards[shard_]->end()) {
+    if (++shard_ < kShards) it_ = dirs_->shards[shard_]->begin();
+  }
+}
 
 std::string view_parent_path(const policy::ViewSpec& spec) {
   return "apps/" + spec.app + "/" + policy::to_string(spec.kind);

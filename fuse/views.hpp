@@ -12,6 +12,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -19,6 +20,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.hpp"
@@ -57,16 +59,69 @@ struct SynthDir {
   std::vector<std::string> subdirs;          // sorted names of synthetic children
 };
 
-/// An immutable description of the synthetic tree, swapped as a whole. A change copies only
-/// the map of pointers: the dirs it does not touch are shared with the layout before, and a
-/// change of one app rebuilds only that app's dirs (and apps/ when an app comes or goes).
-struct Layout {
-  std::map<std::string, std::shared_ptr<const SynthDir>> dirs;  // by path
+/// The dirs of a layout by path, in shards by app: the dirs of apps/<app> and below are in one
+/// shard (shard_of), "" and "apps" in shard 0. Shards are immutable and shared between layouts:
+/// a change copies the array of shard pointers and the shards of the apps it touches, not a map
+/// of every dir (copying that map at each change grew with the apps served: 8 % of the
+/// daemon's time during installs at 1,500 apps). Iterates every dir, shard by shard (paths are
+/// in order within a shard, not across).
+class LayoutDirs {
+ public:
+  static constexpr std::size_t kShards = 256;
+  using Shard = std::map<std::string, std::shared_ptr<const SynthDir>>;
+
+  LayoutDirs();
+  /// The shard that holds `path`.
+  static std::size_t shard_of(std::string_view path);
   /// The dir at `path`, or nullptr.
-  [[nodiscard]] const SynthDir* find(const std::string& path) const {
-    auto it = dirs.find(path);
-    return it == dirs.end() ? nullptr : it->second.get();
-  }
+  [[nodiscard]] const SynthDir* find(const std::string& path) const;
+
+  std::array<std::shared_ptr<const Shard>, kShards> shards;
+
+  class const_iterator {
+   public:
+    using iterator_category = std::forward_iterator_tag;
+    using value_type = Shard::value_type;
+    using difference_type = std::ptrdiff_t;
+    using pointer = const value_type*;
+    using reference = const value_type&;
+    const_iterator() = default;
+    reference operator*() const { return *it_; }
+    pointer operator->() const { return &*it_; }
+    const_iterator& operator++() {
+      ++it_;
+      skip_empty();
+      return *this;
+    }
+    const_iterator operator++(int) {
+      auto was = *this;
+      ++*this;
+      return was;
+    }
+    friend bool operator==(const const_iterator& a, const const_iterator& b) {
+      return a.shard_ == b.shard_ && (a.shard_ == kShards || a.it_ == b.it_);
+    }
+
+   private:
+    friend class LayoutDirs;
+    const_iterator(const LayoutDirs* dirs, std::size_t shard);
+    void skip_empty();
+    const LayoutDirs* dirs_ = nullptr;
+    std::size_t shard_ = kShards;
+    Shard::const_iterator it_{};
+  };
+  [[nodiscard]] const_iterator begin() const { return {this, 0}; }
+  [[nodiscard]] const_iterator end() const { return {this, kShards}; }
+};
+
+/// An immutable description of the synthetic tree, swapped as a whole. A change copies only
+/// the shards it touches (LayoutDirs): the dirs it does not touch are shared with the layout
+/// before, and a change of one app rebuilds only that app's dirs (and apps/ when an app comes
+/// or goes).
+struct Layout {
+  LayoutDirs dirs;
+  /// The dir at `path`, or nullptr.
+  [[nodiscard]] const SynthDir* find(const std::string& path) const { return dirs.find(path); }
 };
 
 class ViewRegistry {

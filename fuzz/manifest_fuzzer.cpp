@@ -71,7 +71,7 @@ void check_spec(const policy::AppSpec& spec) {
 // What the mount manager makes of an installed app: views, binds and the three mount specs.
 void check_derived(const policy::AppSpec& spec) {
   mountmgr::State state;
-  mountmgr::AppRecord& record = state.apps[spec.name];
+  mountmgr::AppRecord& record = state.apps[spec.name].edit();
   record.version = spec.version;
   record.grants = spec.grants;
   for (const auto& g : spec.grants) {

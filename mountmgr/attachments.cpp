@@ -150,7 +150,7 @@ Manager::Impl::Followed Manager::Impl::follow_attachments(const std::function<bo
       continue;
     }
     const auto app = state.apps.find(a.app);
-    Brought b = bring_up_to_date(*this, a, app == state.apps.end() ? nullptr : &app->second, remount_all);
+    Brought b = bring_up_to_date(*this, a, app == state.apps.end() ? nullptr : &*app->second, remount_all);
     if (!b.record) continue;
     if (!b.problem.empty()) {
       AttachmentProblem problem{a.app, a.pid, std::move(b.problem)};

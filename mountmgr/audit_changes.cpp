@@ -2,6 +2,7 @@
 #include "mountmgr/audit_changes.hpp"
 
 #include <algorithm>
+#include <iterator>
 #include <map>
 #include <span>
 #include <tuple>
@@ -29,19 +30,34 @@ std::map<ViewKey, const policy::ViewSpec*> by_key(std::span<const policy::ViewSp
   return out;
 }
 
+// Both maps are walked side by side, once; a record the change did not touch is the same
+// object in both (AppRef) and costs one pointer compare.
 void app_changes(const State& before, const State& after, std::vector<AuditRecord>& out) {
-  for (const auto& [app, rec] : after.apps) {
-    auto old = before.apps.find(app);
-    if (old == before.apps.end()) {
-      out.push_back(record(app, "app.install", rec.version.empty() ? "" : "version " + rec.version));
-    } else if (old->second.grants != rec.grants || old->second.version != rec.version ||
-               old->second.data_dirs != rec.data_dirs) {
-      out.push_back(record(app, "app.upgrade", rec.version.empty() ? "" : "version " + rec.version));
+  const auto installed = [&](const std::string& app, const AppRecord& rec, const char* op) {
+    out.push_back(record(app, op, rec.version.empty() ? "" : "version " + rec.version));
+  };
+  std::vector<AuditRecord> removed;  // after the others, as before
+  auto a = before.apps.begin();
+  auto b = after.apps.begin();
+  while (a != before.apps.end() || b != after.apps.end()) {
+    if (b == after.apps.end() || (a != before.apps.end() && a->first < b->first)) {
+      removed.push_back(record(a->first, "app.remove"));
+      ++a;
+    } else if (a == before.apps.end() || b->first < a->first) {
+      installed(b->first, *b->second, "app.install");
+      ++b;
+    } else {
+      const AppRecord& was = *a->second;
+      const AppRecord& now = *b->second;
+      if (!a->second.same_object(b->second) &&
+          (was.grants != now.grants || was.version != now.version || was.data_dirs != now.data_dirs)) {
+        installed(b->first, now, "app.upgrade");
+      }
+      ++a;
+      ++b;
     }
   }
-  for (const auto& [app, rec] : before.apps) {
-    if (!after.apps.count(app)) out.push_back(record(app, "app.remove"));
-  }
+  out.insert(out.end(), std::make_move_iterator(removed.begin()), std::make_move_iterator(removed.end()));
 }
 
 // A grant as its record's detail names it: the mode, and whether reads are recorded.

@@ -45,6 +45,7 @@
 // names the JSON pointer; nothing is half-read.
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -101,6 +102,33 @@ struct AppRecord {
   friend bool operator==(const AppRecord&, const AppRecord&) = default;
 };
 
+/// An app record as State::apps holds it: shared by every State that has it unchanged, so that
+/// copying a State copies a pointer per app, not every record, and a verb copies only the record
+/// it changes (edit()). Two states compare their records by pointer first: a record a change did
+/// not touch is the very same object before and after, and costs no field-by-field compare.
+/// Reads go through `->`, `*` or the conversion to const AppRecord&.
+class AppRef {
+ public:
+  AppRef() : record_(std::make_shared<AppRecord>()) {}
+  AppRef(AppRecord record) : record_(std::make_shared<AppRecord>(std::move(record))) {}  // NOLINT: implicit
+  const AppRecord& operator*() const { return *record_; }
+  const AppRecord* operator->() const { return record_.get(); }
+  operator const AppRecord&() const { return *record_; }  // NOLINT: implicit, for const AppRecord& parameters
+  /// The record, to change: copied first if another State shares it (a State is copied and
+  /// edited under the manager's mutex only). A reference taken here must not be held across a
+  /// copy of the State that holds it: the copy would share what it then changes.
+  AppRecord& edit() {
+    if (record_.use_count() > 1) record_ = std::make_shared<AppRecord>(*record_);
+    return *record_;
+  }
+  /// Whether both hold the very same record (not merely equal ones).
+  [[nodiscard]] bool same_object(const AppRef& other) const { return record_ == other.record_; }
+  friend bool operator==(const AppRef& a, const AppRef& b) { return a.same_object(b) || *a.record_ == *b.record_; }
+
+ private:
+  std::shared_ptr<AppRecord> record_;
+};
+
 /// Views bound into a running container's mount namespace (attach), kept so they can be
 /// re-attached after a daemon restart; `binds` follow the app's grants as they change
 /// (mountmgr/attachments.cpp): they are what the container has now.
@@ -146,7 +174,7 @@ struct BackingMount {
 };
 
 struct State {
-  std::map<std::string, AppRecord> apps;
+  std::map<std::string, AppRef> apps;
   std::map<std::string, policy::Owner> shares;  // share name -> owner of its directory
   /// Shares with a trash (policy/trash.hpp) -> how long its entries are kept, in seconds (> 0).
   /// In state.json as the share's "trash": "30d", absent when it has none.

@@ -132,7 +132,7 @@ Outcome app_install(Manager::Impl& mgr, const Request& req) {
   }
 
   State next = mgr.state;
-  AppRecord& rec = next.apps[app];
+  AppRecord& rec = next.apps[app].edit();
   rec.installed_as = m.spec.given_name;
   rec.version = m.spec.version;
   rec.uid_maps = m.uid_maps.value_or(std::vector<policy::IdRange>{});
@@ -155,7 +155,7 @@ Outcome app_upgrade(Manager::Impl& mgr, const Request& req) {
   require_shares(mgr.state, m.spec.grants);
 
   State next = mgr.state;
-  AppRecord& rec = next.apps[app];
+  AppRecord& rec = next.apps[app].edit();
   const std::vector<DataDirRecord> previous = rec.data_dirs;
   rec.installed_as = m.spec.given_name;  // recorded now if the record is older than names
   rec.version = m.spec.version;
@@ -239,11 +239,11 @@ Outcome app_list(const Manager::Impl& mgr, const Request& req) {
   const Args args(req, {});
   if (req.json) {
     nlohmann::json out = nlohmann::json::array();
-    for (const auto& [name, rec] : mgr.state.apps) out.push_back({{"name", name}, {"version", rec.version}});
+    for (const auto& [name, rec] : mgr.state.apps) out.push_back({{"name", name}, {"version", rec->version}});
     return {out.dump(2) + "\n"};
   }
   std::string out;
-  for (const auto& [name, rec] : mgr.state.apps) out += name + " " + shown_version(rec.version) + "\n";
+  for (const auto& [name, rec] : mgr.state.apps) out += name + " " + shown_version(rec->version) + "\n";
   return {out};
 }
 

@@ -27,7 +27,7 @@ namespace portalfs::mountmgr {
 
 bool Manager::Impl::is_compose_app(const std::string& app) const {
   return std::any_of(state.apps.begin(), state.apps.end(),
-                     [&](const auto& item) { return item.second.storage_app == app; });
+                     [&](const auto& item) { return item.second->storage_app == app; });
 }
 
 namespace {
@@ -88,11 +88,11 @@ policy::ComposePlanOptions plan_options(const Args& args, const ComposeArgs& a, 
 bool same_records(const State& state, const std::string& app, const std::map<std::string, AppRecord>& wanted) {
   bool same = true;
   for (const auto& [id, rec] : state.apps) {
-    if (rec.storage_app != app) continue;
+    if (rec->storage_app != app) continue;
     const auto it = wanted.find(id);
-    same = same && it != wanted.end() && it->second.grants == rec.grants && it->second.version == rec.version &&
-           it->second.uid_maps == rec.uid_maps && it->second.gid_maps == rec.gid_maps &&
-           it->second.share_access == rec.share_access;
+    same = same && it != wanted.end() && it->second.grants == rec->grants && it->second.version == rec->version &&
+           it->second.uid_maps == rec->uid_maps && it->second.gid_maps == rec->gid_maps &&
+           it->second.share_access == rec->share_access;
   }
   for (const auto& [id, rec] : wanted) same = same && state.apps.contains(id);
   return same;
@@ -101,7 +101,7 @@ bool same_records(const State& state, const std::string& app, const std::map<std
 /// Services of `app` the new template no longer has go (their data stays with the app).
 void drop_gone_services(State& next, const std::string& app, const std::map<std::string, AppRecord>& wanted) {
   for (auto it = next.apps.begin(); it != next.apps.end();) {
-    if (it->second.storage_app == app && !wanted.contains(it->first)) {
+    if (it->second->storage_app == app && !wanted.contains(it->first)) {
       it = next.apps.erase(it);  // its containers lose its views (follow_grants)
     } else {
       ++it;
@@ -151,7 +151,7 @@ std::vector<std::string> share_rules_of(const State& state, const std::string& a
   if (given) return *given;
   std::vector<std::string> rules;
   for (const auto& [id, rec] : state.apps) {
-    if (rec.storage_app == app) rules = rec.share_access;
+    if (rec->storage_app == app) rules = rec->share_access;
   }
   return rules;
 }
@@ -163,17 +163,17 @@ std::map<std::string, AppRecord> wanted_records(const State& state, const Compos
                                                 const std::vector<std::string>& share_rules) {
   std::map<std::string, AppRecord> wanted;
   for (const auto& plan : plans) {
-    if (const auto it = state.apps.find(plan.app_id); it != state.apps.end() && it->second.storage_app != a.app) {
+    if (const auto it = state.apps.find(plan.app_id); it != state.apps.end() && it->second->storage_app != a.app) {
       refuse("service " + plan.service->name + " of app " + a.app + " would be app " + plan.app_id +
              ", which is installed already");
     }
     AppRecord rec;
     if (const auto it = state.apps.find(plan.app_id); it != state.apps.end()) {
-      rec.uid_maps = it->second.uid_maps;
-      rec.gid_maps = it->second.gid_maps;
-      rec.admin_grants = it->second.admin_grants;
-      rec.revoked = it->second.revoked;
-      rec.storage_mounts = it->second.storage_mounts;
+      rec.uid_maps = it->second->uid_maps;
+      rec.gid_maps = it->second->gid_maps;
+      rec.admin_grants = it->second->admin_grants;
+      rec.revoked = it->second->revoked;
+      rec.storage_mounts = it->second->storage_mounts;
     }
     if (a.uid_maps) rec.uid_maps = *a.uid_maps;
     if (a.gid_maps) rec.gid_maps = *a.gid_maps;
@@ -223,7 +223,7 @@ Outcome Manager::Impl::compose_install(const Request& req, bool upgrade) {
   for (const auto& plan : plans) {
     AppRecord rec = wanted.at(plan.app_id);
     std::vector<DataDirRecord> previous;
-    if (const auto it = state.apps.find(plan.app_id); it != state.apps.end()) previous = it->second.data_dirs;
+    if (const auto it = state.apps.find(plan.app_id); it != state.apps.end()) previous = it->second->data_dirs;
     try {
       provision_app(next, plan.app_id, rec, previous);
     } catch (const ProvisionError& e) {
@@ -254,7 +254,7 @@ Outcome Manager::Impl::compose_remove(const Request& req) {
   State next = state;
   std::vector<std::string> services;
   for (auto it = next.apps.begin(); it != next.apps.end();) {
-    if (it->second.storage_app != app) {
+    if (it->second->storage_app != app) {
       ++it;
       continue;
     }

@@ -71,7 +71,7 @@ QuotaTarget target_arg(const Manager::Impl& mgr, const Args& args, const char* v
   if (auto key = policy::parse_quota_key(text)) {
     const bool exists = key->kind == QuotaKind::app
                             ? mgr.state.apps.contains(key->name) || std::any_of(mgr.state.apps.begin(), mgr.state.apps.end(),
-                                                                                [&](const auto& a) { return a.second.storage_app == key->name; })
+                                                                                [&](const auto& a) { return a.second->storage_app == key->name; })
                             : mgr.state.shares.contains(key->name);
     if (!exists && !mgr.state.quotas.contains(text)) refuse(std::string(verb) + ": no " + describe(*key));
     return *key;
@@ -81,15 +81,15 @@ QuotaTarget target_arg(const Manager::Impl& mgr, const Args& args, const char* v
   }
   const auto app = mgr.state.apps.find(text);
   const bool is_compose = std::any_of(mgr.state.apps.begin(), mgr.state.apps.end(),
-                                      [&](const auto& a) { return a.second.storage_app == text; });
+                                      [&](const auto& a) { return a.second->storage_app == text; });
   const bool is_app = app != mgr.state.apps.end() || is_compose;
   const bool is_share = mgr.state.shares.contains(text);
   if (is_app && is_share) {
     refuse(std::string(verb) + ": " + text + " is both an app and a share; name it apps/" + text + " or shared/" + text);
   }
-  if (app != mgr.state.apps.end() && !app->second.storage_app.empty()) {
-    refuse(std::string(verb) + ": app " + text + " is a service of compose app " + app->second.storage_app +
-           ", whose services share one storage directory; set the quota on " + app->second.storage_app);
+  if (app != mgr.state.apps.end() && !app->second->storage_app.empty()) {
+    refuse(std::string(verb) + ": app " + text + " is a service of compose app " + app->second->storage_app +
+           ", whose services share one storage directory; set the quota on " + app->second->storage_app);
   }
   if (is_app) return {QuotaKind::app, text};
   if (is_share) return {QuotaKind::share, text};

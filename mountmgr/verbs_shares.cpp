@@ -190,7 +190,7 @@ Outcome grant(Manager::Impl& mgr, const Request& req) {
   require_share(mgr.state, share);
 
   State next = mgr.state;
-  AppRecord& rec = next.apps[app];
+  AppRecord& rec = next.apps[app].edit();
   // A grant of a share the app already has replaces it (a change of access or path); the owner
   // it is presented as stays, as the app's files expect it.
   const auto current = find_share_grant(effective_grants(rec), share);
@@ -229,7 +229,7 @@ Outcome revoke(Manager::Impl& mgr, const Request& req) {
   if (!revoked) refuse("app " + app + " has no grant of share " + share);
 
   State next = mgr.state;
-  AppRecord& rec = next.apps[app];
+  AppRecord& rec = next.apps[app].edit();
   std::erase_if(rec.admin_grants, [&](const policy::Grant& g) { return g.name == share; });
   if (find_share_grant(rec.grants, share) && std::find(rec.revoked.begin(), rec.revoked.end(), share) == rec.revoked.end()) {
     rec.revoked.push_back(share);

@@ -200,7 +200,7 @@ Outcome storage_mount(Manager::Impl& mgr, const Request& req) {
   }
 
   State next = mgr.state;
-  AppRecord& rec = next.apps[app];
+  AppRecord& rec = next.apps[app].edit();
   // Dokku upserts: the same host and container path again replaces the mount (ro <-> rw).
   std::erase_if(rec.storage_mounts, [&](const StorageMount& m) {
     return m.host_path == mount.host_path && m.container_path == mount.container_path;
@@ -222,7 +222,7 @@ Outcome storage_unmount(Manager::Impl& mgr, const Request& req) {
   const StorageMount mount = parse_spec(args);
   mgr.installed(app);
   State next = mgr.state;
-  AppRecord& rec = next.apps[app];
+  AppRecord& rec = next.apps[app].edit();
   const auto removed = std::erase_if(rec.storage_mounts, [&](const StorageMount& m) {
     return m.host_path == mount.host_path && m.container_path == mount.container_path;
   });

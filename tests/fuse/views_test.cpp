@@ -119,6 +119,52 @@ TEST_F(ViewsTest, AnUpdateOfOneAppReplacesOnlyItsViewsAndDirs) {
   EXPECT_EQ(view("beta", "data", "docs"), nullptr);
 }
 
+// The layout is kept in shards by app: an update of one app copies its shard alone (and shard 0,
+// which holds apps/, when an app comes or goes); every other shard is the very same object, so a
+// change costs the same whatever the number of apps served (the map of every dir was copied).
+TEST_F(ViewsTest, AnUpdateOfOneAppCopiesOnlyItsShardOfTheLayout) {
+  std::vector<std::string> apps;
+  policy::ViewSpecs all;
+  for (int i = 0; i < 40; ++i) {
+    apps.push_back("app" + std::to_string(i));
+    std::filesystem::create_directories(storage_ / apps.back());
+    all.push_back(spec(apps.back(), GrantKind::data, "docs", apps.back(), Access::read_write));
+  }
+  std::vector<std::string> errors;
+  registry_.set(all, {}, &errors);
+  ASSERT_TRUE(errors.empty());
+  // app7 is granted the share: its shard is copied, no other.
+  const std::size_t mine = LayoutDirs::shard_of("apps/app7");
+  ASSERT_EQ(LayoutDirs::shard_of("apps/app7/shared"), mine);
+  ASSERT_NE(mine, LayoutDirs::shard_of("apps")) << "pick another app: this one shares shard 0";
+  const auto before = registry_.layout();
+  registry_.update({"app7"}, {all[7], spec("app7", GrantKind::shared, "media", "media", Access::read)}, {}, &errors);
+  ASSERT_TRUE(errors.empty());
+  const auto after = registry_.layout();
+  ASSERT_NE(after->find("apps/app7/shared"), nullptr);
+  for (std::size_t i = 0; i < LayoutDirs::kShards; ++i) {
+    EXPECT_EQ(before->dirs.shards[i] == after->dirs.shards[i], i != mine) << "shard " << i;
+  }
+  // Every dir is still found, and walked once.
+  std::size_t walked = 0;
+  for (const auto& [path, dir] : after->dirs) {
+    EXPECT_EQ(after->find(path), dir.get()) << path;
+    ++walked;
+  }
+  EXPECT_EQ(walked, 2 + 40 * 2 + 1u);  // "", apps/, apps/<app> and apps/<app>/data, apps/app7/shared
+
+  // An app going takes its shard's dirs and its name in apps/ (shard 0) with it.
+  registry_.update({"app7"}, {}, {}, &errors);
+  const auto gone = registry_.layout();
+  EXPECT_EQ(gone->find("apps/app7"), nullptr);
+  EXPECT_EQ(gone->find("apps/app7/data"), nullptr);
+  EXPECT_EQ(gone->find("apps")->subdirs.size(), 39u);
+  for (std::size_t i = 0; i < LayoutDirs::kShards; ++i) {
+    if (i == mine || i == LayoutDirs::shard_of("apps")) continue;
+    EXPECT_EQ(after->dirs.shards[i], gone->dirs.shards[i]) << "shard " << i;
+  }
+}
+
 // A canonical form of the synthetic tree: every dir with its inode number, subdirs, unservable
 // names and views (by what they serve, not by id).
 std::string describe(const ViewRegistry& registry) {

@@ -160,7 +160,7 @@ TEST(AuditLog, ParsesSince) {
 TEST(AuditChanges, InstallGrantRevokeRemoveAndShares) {
   mountmgr::State before;
   mountmgr::State after;
-  after.apps["alpha"].version = "1";
+  after.apps["alpha"].edit().version = "1";
   after.shares["music"] = policy::Owner{0, 0};
   policy::ViewSpec music;
   music.app = "alpha";

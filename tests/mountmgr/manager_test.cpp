@@ -19,6 +19,7 @@
 
 #include "common/log.hpp"
 #include "mountmgr/control_protocol.hpp"
+#include "mountmgr/manager_impl.hpp"
 #include "mountmgr/request.hpp"
 #include "mountmgr/state.hpp"
 #include "policy/trash.hpp"
@@ -205,8 +206,8 @@ TEST_F(ManagerTest, InstallProvisionsRecordsAndPrintsMounts) {
 
   const State s = saved_state();
   ASSERT_TRUE(s.apps.contains("navidrome"));
-  EXPECT_EQ(s.apps.at("navidrome").version, "3.1");
-  EXPECT_EQ(s.apps.at("navidrome").data_dirs, (std::vector<DataDirRecord>{{"data", "3.1", false}}));
+  EXPECT_EQ(s.apps.at("navidrome")->version, "3.1");
+  EXPECT_EQ(s.apps.at("navidrome")->data_dirs, (std::vector<DataDirRecord>{{"data", "3.1", false}}));
 
   ASSERT_EQ(notices.size(), 1u);
   const auto& views = notices[0].views;
@@ -292,11 +293,11 @@ TEST_F(ManagerTest, AnotherNameThatGivesAnInstalledIdIsRefused) {
   // An id given with --name is a name too.
   refused("app.install", {{"manifest", same_but_name}, {"source", "app.json"}, {"name", "a-b"}}, 2,
           R"(app name "a-b" is served as id a-b, which app "a/b" already has)");
-  EXPECT_EQ(saved_state().apps.at("a-b").installed_as, "a/b");
+  EXPECT_EQ(saved_state().apps.at("a-b")->installed_as, "a/b");
 
   // The way out the message names.
   EXPECT_EQ(install(same_but_name, {{"name", "a-b-2"}}), "-v " + mnt + "/apps/a-b-2/data/data:/data\n");
-  EXPECT_EQ(saved_state().apps.at("a-b-2").installed_as, "a-b-2");
+  EXPECT_EQ(saved_state().apps.at("a-b-2")->installed_as, "a-b-2");
   // And the first app is still installed under its own name.
   EXPECT_EQ(install(R"({"name": "a/b", "data_dirs": ["/data"]})"), first);
 }
@@ -319,7 +320,7 @@ TEST_F(ManagerTest, ANameMadeIntoAnIdSaysSoAndInstallsAgainUnchanged) {
   const std::string out = install(manifest);
   EXPECT_EQ(out, "note: app name \"Home Assistant\" is served as id home-assistant\n"
                  "-v " + mnt + "/apps/home-assistant/data/config:/config\n");
-  EXPECT_EQ(saved_state().apps.at("home-assistant").installed_as, "Home Assistant");
+  EXPECT_EQ(saved_state().apps.at("home-assistant")->installed_as, "Home Assistant");
   const std::string before = snapshot(tmp.path());
   EXPECT_EQ(install(manifest), out);
   EXPECT_EQ(snapshot(tmp.path()), before);
@@ -346,9 +347,9 @@ TEST_F(ManagerTest, ARecordWithoutItsNameTakesAnyNameUntilUpgraded) {
   EXPECT_EQ(install(R"({"v": "1", "name": "home assistant", "data_dirs": ["/config"]})"),
             "note: app name \"home assistant\" is served as id home-assistant\n"
             "-v " + mnt + "/apps/home-assistant/data/config:/config\n");
-  EXPECT_EQ(saved_state().apps.at("home-assistant").installed_as, "") << "no change is no change";
+  EXPECT_EQ(saved_state().apps.at("home-assistant")->installed_as, "") << "no change is no change";
   ok("app.upgrade", {{"manifest", manifest}, {"source", "app.json"}});
-  EXPECT_EQ(saved_state().apps.at("home-assistant").installed_as, "Home Assistant");
+  EXPECT_EQ(saved_state().apps.at("home-assistant")->installed_as, "Home Assistant");
   refused("app.upgrade", {{"manifest", R"({"v": "1", "name": "home assistant", "data_dirs": ["/config"]})"},
                           {"source", "app.json"}},
           2, R"(app name "home assistant" is served as id home-assistant, which app "Home Assistant" already has)");
@@ -444,7 +445,7 @@ TEST_F(ManagerTest, UpgradePruneDeletesRemovedDirsWithoutFollowingSymlinks) {
   EXPECT_FALSE(fs::exists(data("navidrome/old")));
   EXPECT_TRUE(fs::exists(data("navidrome/data")));
   EXPECT_EQ(read_file(tmp / "outside/precious"), "keep");
-  EXPECT_EQ(saved_state().apps.at("navidrome").data_dirs, (std::vector<DataDirRecord>{{"data", "1", false}}));
+  EXPECT_EQ(saved_state().apps.at("navidrome")->data_dirs, (std::vector<DataDirRecord>{{"data", "1", false}}));
 }
 
 TEST_F(ManagerTest, UpgradePruneKeepsADirHoldingALiveOne) {
@@ -452,7 +453,7 @@ TEST_F(ManagerTest, UpgradePruneKeepsADirHoldingALiveOne) {
   ok("app.upgrade",
      {{"manifest", R"({"v": "2", "name": "a", "data_dirs": ["/data/keep"]})"}, {"source", "a"}, {"prune", true}});
   EXPECT_TRUE(fs::is_directory(data("a/data/keep")));
-  EXPECT_EQ(saved_state().apps.at("a").data_dirs,
+  EXPECT_EQ(saved_state().apps.at("a")->data_dirs,
             (std::vector<DataDirRecord>{{"data/keep", "1", false}, {"data", "1", true}}));
 }
 
@@ -480,7 +481,7 @@ TEST_F(ManagerTest, RemoveKeepsDataAndReinstallGetsItBack) {
   install(R"({"v": "2", "name": "navidrome", "data_dirs": ["/data"]})");
   EXPECT_EQ(read_file(data("navidrome/data/library.db")), "precious");
   // The data keeps the version that made it, read back from its marker.
-  EXPECT_EQ(saved_state().apps.at("navidrome").data_dirs, (std::vector<DataDirRecord>{{"data", "1", false}}));
+  EXPECT_EQ(saved_state().apps.at("navidrome")->data_dirs, (std::vector<DataDirRecord>{{"data", "1", false}}));
 }
 
 TEST_F(ManagerTest, RemovePurge) {
@@ -672,6 +673,50 @@ TEST_F(ManagerTest, TrashEntriesAreListedRestoredAndPurged) {
   EXPECT_EQ(ok("trash.list"), "");
 }
 
+// A verb copies only the record it changes (State::apps holds AppRefs): in the state it makes,
+// every other app's record is the very object the state before holds, and the state before is
+// left as it was. Copying and comparing every record made each change cost in proportion to the
+// apps installed.
+TEST_F(ManagerTest, AVerbCopiesOnlyTheRecordItChanges) {
+  install(R"({"v": "1", "name": "photos", "data_dirs": ["/data"]})");
+  install(kNavidrome);
+  mgr.reset();
+  Manager::Impl impl(config(), {}, {});
+  const State before = impl.state;  // shares every record with impl.state
+  const auto next_of = [&](const json& args, const std::string& verb) {
+    Outcome out = impl.dispatch(parse_request({{"verb", verb}, {"args", args}}));
+    EXPECT_TRUE(out.next) << verb;
+    return out.next ? *out.next : State{};
+  };
+  const auto same = [](const State& a, const State& b, const std::string& app) {
+    return a.apps.at(app).same_object(b.apps.at(app));
+  };
+
+  const State granted = next_of({{"app", "photos"}, {"share", "own_media"}, {"access", "read"}, {"path", "/m"}}, "grant");
+  EXPECT_TRUE(same(granted, before, "navidrome"));
+  EXPECT_FALSE(same(granted, before, "photos"));
+  EXPECT_EQ(granted.apps.at("photos")->admin_grants.size(), 1u);
+  EXPECT_TRUE(impl.state.apps.at("photos")->admin_grants.empty()) << "the state before was changed";
+  EXPECT_TRUE(same(impl.state, before, "photos"));
+  EXPECT_NE(granted, before);  // compared by value where the records are not the same object
+
+  const State revoked = next_of({{"app", "navidrome"}, {"share", "own_media"}}, "revoke");
+  EXPECT_TRUE(same(revoked, before, "photos"));
+  EXPECT_EQ(revoked.apps.at("navidrome")->revoked, std::vector<std::string>{"own_media"});
+  EXPECT_TRUE(impl.state.apps.at("navidrome")->revoked.empty());
+
+  const State installed = next_of({{"manifest", R"({"v": "1", "name": "notes", "data_dirs": ["/data"]})"}, {"source", "app.json"}},
+                                  "app.install");
+  EXPECT_TRUE(same(installed, before, "photos"));
+  EXPECT_TRUE(same(installed, before, "navidrome"));
+  EXPECT_FALSE(impl.state.apps.contains("notes"));
+
+  const State removed = next_of({{"app", "photos"}}, "app.remove");
+  EXPECT_TRUE(same(removed, before, "navidrome"));
+  EXPECT_FALSE(removed.apps.contains("photos"));
+  EXPECT_EQ(impl.state, before);
+}
+
 TEST_F(ManagerTest, GrantAndRevokeNotifyTheViews) {
   install(R"({"v": "1", "name": "photos", "data_dirs": ["/data"]})");
   ASSERT_EQ(notices.size(), 1u);
@@ -785,7 +830,7 @@ TEST_F(ManagerTest, RevokeOfAManifestShareSurvivesUpgrade) {
   EXPECT_EQ(mgr->views().size(), 2u);  // data + cache; the admin's revoke stands
   ok("grant", {{"app", "navidrome"}, {"share", "own_media"}, {"access", "read"}, {"path", "/music"}});
   EXPECT_EQ(mgr->views().size(), 3u);
-  EXPECT_TRUE(saved_state().apps.at("navidrome").admin_grants.empty());  // back to what the manifest says
+  EXPECT_TRUE(saved_state().apps.at("navidrome")->admin_grants.empty());  // back to what the manifest says
 }
 
 TEST_F(ManagerTest, GrantModesAndSidecarsReachTheViewsTheMountsAndTheState) {
@@ -800,7 +845,7 @@ TEST_F(ManagerTest, GrantModesAndSidecarsReachTheViewsTheMountsAndTheState) {
   EXPECT_EQ(notices.back().views[1].sidecars, (std::vector<std::string>{"*.xmp"}));
   // A read grant with sidecars writes: the container's mount is read-write.
   EXPECT_THAT(ok("mounts", {{"app", "photos"}, {"style", "docker"}}), HasSubstr("shared/own_media:/media\n"));
-  const auto saved = saved_state().apps.at("photos").admin_grants;
+  const auto saved = saved_state().apps.at("photos")->admin_grants;
   ASSERT_EQ(saved.size(), 1u);
   EXPECT_EQ(saved[0].sidecars, (std::vector<std::string>{"*.xmp"}));
   EXPECT_THAT(ok("app.show", {{"app", "photos"}}), HasSubstr("(read, sidecars *.xmp)"));
@@ -868,7 +913,7 @@ TEST_F(ManagerTest, InstallAndUpgradeOfAPathDockerCantExpress) {
                                {"source", "app.json"}}),
             note);
   EXPECT_TRUE(fs::is_directory(data("colon/c d")));
-  EXPECT_EQ(saved_state().apps.at("colon").version, "2");
+  EXPECT_EQ(saved_state().apps.at("colon")->version, "2");
 }
 
 TEST_F(ManagerTest, StorageMountListReportUnmount) {
@@ -1142,7 +1187,7 @@ TEST_F(ManagerTest, AContainerTheGrantCantReachIsReportedAndTheGrantStands) {
   EXPECT_THAT(log, HasSubstr("portalfs[warn]: " + line + "\n"));
   EXPECT_EQ(notices.size(), notices_before + 1);  // served
   EXPECT_EQ(mgr->views().size(), 3u);
-  EXPECT_EQ(saved_state().apps.at("navidrome").admin_grants.size(), 1u);  // saved
+  EXPECT_EQ(saved_state().apps.at("navidrome")->admin_grants.size(), 1u);  // saved
   EXPECT_EQ(recorded_targets("navidrome", 100), (std::vector<std::string>{"/data", "/docs", "/music"}));
   EXPECT_EQ(recorded_targets("navidrome", 200), (std::vector<std::string>{"/data", "/music"}));
   // The new target a failed attach may have mounted is taken out again: the record must not

@@ -75,9 +75,32 @@ TEST(StateTest, JsonRoundTrip) {
   EXPECT_EQ(admin[1]["audit_reads"], true);
   EXPECT_FALSE(admin[0].contains("audit_reads"));
   State flipped = s;
-  flipped.apps["navidrome"].admin_grants[1].audit_reads = false;
+  flipped.apps["navidrome"].edit().admin_grants[1].audit_reads = false;
   EXPECT_NE(flipped, s);
   EXPECT_EQ(state_from_json(to_json(flipped)), flipped);
+}
+
+// A copy of a State shares its app records; edit() copies the one it changes, and only while
+// it is shared. States compare by value, whether or not they share records.
+TEST(StateTest, AppRecordsAreSharedUntilEdited) {
+  State a = fresh_state();
+  a.apps["alpha"].edit().version = "1";
+  a.apps["beta"].edit().version = "1";
+  const AppRecord* alpha = &*a.apps.at("alpha");
+  a.apps["alpha"].edit().version = "2";  // not shared: changed in place
+  EXPECT_EQ(&*a.apps.at("alpha"), alpha);
+
+  State b = a;
+  EXPECT_TRUE(b.apps.at("alpha").same_object(a.apps.at("alpha")));
+  b.apps["alpha"].edit().version = "3";
+  EXPECT_FALSE(b.apps.at("alpha").same_object(a.apps.at("alpha")));
+  EXPECT_EQ(a.apps.at("alpha")->version, "2") << "the state copied from was changed";
+  EXPECT_TRUE(b.apps.at("beta").same_object(a.apps.at("beta")));
+  EXPECT_NE(a, b);
+
+  State c = state_from_json(to_json(a));  // the same records, other objects
+  EXPECT_FALSE(c.apps.at("beta").same_object(a.apps.at("beta")));
+  EXPECT_EQ(c, a);
 }
 
 TEST(StateTest, AttachmentKeepsTheProcessIdentity) {
@@ -107,7 +130,7 @@ TEST(StateTest, AnAppRecordWithoutItsInstalledNameLoads) {
   ASSERT_EQ(doc["apps"]["navidrome"]["installed_as"], "Navidrome");
   doc["apps"]["navidrome"].erase("installed_as");
   const State s = state_from_json(doc);
-  EXPECT_EQ(s.apps.at("navidrome").installed_as, "");
+  EXPECT_EQ(s.apps.at("navidrome")->installed_as, "");
   EXPECT_FALSE(to_json(s)["apps"]["navidrome"].contains("installed_as")) << "written back as it was";
 }
 
@@ -409,7 +432,7 @@ TEST(StateJournalTest, ASaveAppendsOnlyWhatChanged) {
   store.save(a);  // the first save writes the document whole
   const std::string document = read_file(tmp / "state.json");
   State b = a;
-  b.apps["app7"].version = "changed";
+  b.apps["app7"].edit().version = "changed";
   b.apps.erase("app9");
   store.save(b, a);
   EXPECT_EQ(read_file(tmp / "state.json"), document) << "the document is not rewritten";
@@ -544,14 +567,14 @@ TEST(StateJournalTest, AnOlderStateFileLoadsAndTheNextSaveStartsTheJournal) {
   auto loaded = store.load(false);
   EXPECT_EQ(loaded.state, rich_state());
   State next = loaded.state;
-  next.apps["navidrome"].version = "4";
+  next.apps["navidrome"].edit().version = "4";
   store.save(next, loaded.state);
   // Past the record left beside it, so that no reader ever applies that one.
   EXPECT_GT(nlohmann::json::parse(read_file(tmp / "state.json"))["journal_seq"].get<uint64_t>(), 1u);
   EXPECT_FALSE(std::filesystem::exists(tmp / "state.journal"));
   EXPECT_EQ(read_state_dir(tmp.path()), next);
   State after = next;
-  after.apps["navidrome"].version = "5";
+  after.apps["navidrome"].edit().version = "5";
   store.save(after, next);
   EXPECT_EQ(lines_of(read_file(tmp / "state.journal")), 1u);
   EXPECT_EQ(read_state_dir(tmp.path()), after);
