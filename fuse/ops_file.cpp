@@ -283,13 +283,14 @@ Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* na
   fh->made = made;
   fh->wrote = !made && (fi->flags & O_TRUNC);
   fh->share = std::move(*share);
+  // The entry's O_PATH fd comes from the open file itself, so it is the same inode even if
+  // the name changed in between. Its attributes are taken before the provenance record, which
+  // changes only the ctime: after it, on a FUSE storage root (GlusterFS), the kernel dropped
+  // the ctime it had and make_entry's statx would be one more GETATTR round trip per create.
+  int path_fd = ::openat(proc_fd_.get(), fd_name(data).c_str(), O_PATH | O_CLOEXEC);
+  const Result<fuse_entry_param> e = path_fd < 0 ? Errno{errno} : make_entry(view, path_fd, &charge);
   if (made) record_made(view, data);
   if (made) quota_entered(counters, pfd->get(), data, /*made=*/true);
-  // The entry's O_PATH fd comes from the open file itself, so it is the same inode even if
-  // the name changed in between.
-  int path_fd = ::openat(proc_fd_.get(), fd_name(data).c_str(), O_PATH | O_CLOEXEC);
-  if (path_fd < 0) return Errno{errno};
-  auto e = make_entry(view, path_fd, &charge);
   if (!e) return e.err();
   fh->inode = reinterpret_cast<Inode*>(e->ino);
   fh->killed = view.killed;

@@ -13,15 +13,18 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <random>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -308,6 +311,58 @@ TEST_F(Gluster, ShareTrashWorksWithoutRenameFlags) {
   const auto restore = a_.ctl({"trash", "restore", m[1].str()});
   ASSERT_EQ(restore.code, 0) << restore.err;
   EXPECT_EQ(read_file(backing("shared/docs/a.txt")), "keep me\n");
+}
+
+// A create in a shared view asks the client mount for the new file's attributes once (the
+// GETATTR after the write, as a create on the client mount itself): the daemon takes the new
+// entry's attributes before it records who made the file. The record, an xattr, drops the
+// ctime the client's kernel had cached, so a statx after it was one GETATTR round trip more per
+// create. Counted with the kernel's fuse_request_send tracepoint (a tracefs instance of this
+// test's own) on client mount A's connection.
+TEST_F(Gluster, SharedViewCreateAsksTheClientForAttributesOnce) {
+  const std::string client = env("PORTALFS_GLUSTER_A");
+  const fs::path tracing = "/sys/kernel/tracing";
+  // Mounted here if it is not (and unmounted at the end), the instance removed at the end.
+  struct Undo {
+    fs::path instance;
+    std::string mounted;
+    ~Undo() {
+      if (!instance.empty()) ::rmdir(instance.c_str());
+      if (!mounted.empty()) ::umount2(mounted.c_str(), MNT_DETACH);
+    }
+  } undo;
+  if (!fs::exists(tracing / "instances")) {
+    ASSERT_EQ(::mount("tracefs", tracing.c_str(), "tracefs", 0, nullptr), 0) << "tracefs: " << std::strerror(errno);
+    undo.mounted = tracing;
+  }
+  const fs::path trace = tracing / "instances" / ("portalfs-gluster-" + std::to_string(::getpid()));
+  ASSERT_EQ(sys(::mkdir(trace.c_str(), 0700)), kOk);
+  undo.instance = trace;
+  ASSERT_TRUE(fs::exists(trace / "events/fuse/fuse_request_send")) << "no fuse tracepoints in this kernel";
+  write_file(trace / "events/fuse/fuse_request_send/enable", "1");
+  struct stat st {};
+  ASSERT_EQ(sys(::stat(client.c_str(), &st)), kOk);
+  const std::string getattr_on_a = "connection " + std::to_string(minor(st.st_dev)) + " req ";
+
+  ASSERT_NO_FATAL_FAILURE(a_.start());
+  ASSERT_NO_FATAL_FAILURE(install(a_, "notes", {{"docs", "read-write"}}));
+  const std::string v = a_.share("notes", "docs");
+  write_file(v + "/warm", "x");  // the share's directory looked up and cached
+  constexpr long kFiles = 20;
+  write_file(trace / "trace", "");
+  write_file(trace / "tracing_on", "1");
+  for (long i = 0; i < kFiles; ++i) write_file(v + "/f" + std::to_string(i), "x");
+  write_file(trace / "tracing_on", "0");
+  long creates = 0, getattrs = 0;
+  std::istringstream lines(read_file(trace / "trace"));
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find(getattr_on_a) == std::string::npos) continue;
+    creates += line.find("(FUSE_CREATE)") != std::string::npos;
+    getattrs += line.find("(FUSE_GETATTR)") != std::string::npos;
+  }
+  ASSERT_EQ(creates, kFiles) << "the trace does not see client A's requests";
+  EXPECT_LE(getattrs, kFiles + kFiles / 4) << "GETATTRs on the client for " << kFiles << " creates";
+  EXPECT_EQ(read_file(backing("shared/docs/f7")), "x");
 }
 
 // ---- two nodes: what one writes the other sees ----
