@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -221,24 +222,30 @@ TEST_F(Daemon, KilledWhileEchoingChangesDiesAndEndsItsMountAtOnce) {
   }
 }
 
-// The background daemon started with this test's socket: the process named portalfsd whose
-// command line names it (-1 if none). Killed by pid when the test ends early.
+// The background daemon started with this test's socket: of the processes whose command line
+// names it, the one whose parent is none of them (-1 if none). Its guardian (fuse/guardian.hpp)
+// has the same command line and is its child; it renames itself, but only once it runs, and a
+// guardian picked in that window took the test's SIGTERM (it blocks every signal) while the
+// daemon served on. Killed by pid when the test ends early.
 pid_t background_daemon(const std::string& sock) {
-  pid_t pid = -1;
+  std::map<pid_t, pid_t> parent_of;
   for (const auto& e : std::filesystem::directory_iterator("/proc")) {
     const std::string name = e.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
     std::ifstream in(e.path() / "cmdline", std::ios::binary);
     if (!in) continue;  // the process ended since the listing (other tests run alongside)
     const std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    std::string comm;
-    std::getline(std::ifstream(e.path() / "comm"), comm);
-    // Its guardian (fuse/guardian.hpp) has the same command line, and its own name.
-    if (cmdline.find(sock) != std::string::npos && comm == "portalfsd") {
-      pid = std::stoi(name);
+    if (cmdline.find(sock) == std::string::npos || cmdline.find("portalfsd") == std::string::npos) continue;
+    std::ifstream status(e.path() / "status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("PPid:", 0) == 0) parent_of[std::stoi(name)] = std::stoi(line.substr(5));
     }
   }
-  return pid;
+  for (const auto& [pid, parent] : parent_of) {
+    if (!parent_of.contains(parent)) return pid;
+  }
+  return -1;
 }
 
 struct KillOnExit {
