@@ -28,7 +28,7 @@
 namespace portalfs::fuse {
 
 namespace {
-// The signals that stop the daemon (libfuse's handlers set the session's exit flag for them).
+// The signals that stop the daemon (StopSignals takes them, below).
 sigset_t stop_signals() {
   sigset_t set;
   ::sigemptyset(&set);
