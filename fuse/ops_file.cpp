@@ -131,8 +131,7 @@ PassthroughReply Filesystem::set_io_mode(fuse_file_info* fi, const View& view, F
     });
     if (b.id > 0) {
       const int acc = fi->flags & O_ACCMODE;
-      const bool served = (acc != O_WRONLY && !b.readable) || (acc != O_RDONLY && !b.writable) ||
-                          (acc != O_RDONLY && view.is_shared());
+      const bool served = (acc != O_WRONLY && !b.readable) || (acc != O_RDONLY && (!b.writable || view.is_shared()));
       // Writes the kernel passes through never reach the daemon: a writable open counts as
       // written, so its release is recorded (audit.cpp; data views record no provenance).
       if (acc != O_RDONLY && !served) fh.wrote = true;
