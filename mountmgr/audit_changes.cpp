@@ -37,26 +37,15 @@ void app_changes(const State& before, const State& after, std::vector<AuditRecor
     out.push_back(record(app, op, rec.version.empty() ? "" : "version " + rec.version));
   };
   std::vector<AuditRecord> removed;  // after the others, as before
-  auto a = before.apps.begin();
-  auto b = after.apps.begin();
-  while (a != before.apps.end() || b != after.apps.end()) {
-    if (b == after.apps.end() || (a != before.apps.end() && a->first < b->first)) {
-      removed.push_back(record(a->first, "app.remove"));
-      ++a;
-    } else if (a == before.apps.end() || b->first < a->first) {
-      installed(b->first, *b->second, "app.install");
-      ++b;
-    } else {
-      const AppRecord& was = *a->second;
-      const AppRecord& now = *b->second;
-      if (!a->second.same_object(b->second) &&
-          (was.grants != now.grants || was.version != now.version || was.data_dirs != now.data_dirs)) {
-        installed(b->first, now, "app.upgrade");
-      }
-      ++a;
-      ++b;
-    }
-  }
+  walk_apps(
+      before, after, [&](const std::string& app, const AppRef&) { removed.push_back(record(app, "app.remove")); },
+      [&](const std::string& app, const AppRef& rec) { installed(app, *rec, "app.install"); },
+      [&](const std::string& app, const AppRef& was, const AppRef& now) {
+        if (!was.same_object(now) &&
+            (was->grants != now->grants || was->version != now->version || was->data_dirs != now->data_dirs)) {
+          installed(app, *now, "app.upgrade");
+        }
+      });
   out.insert(out.end(), std::make_move_iterator(removed.begin()), std::make_move_iterator(removed.end()));
 }
 

@@ -620,21 +620,10 @@ namespace {
 // app when a quota changed (a view carries its app's and its share's limits: quotas are set
 // rarely). Every other app's views are the same functions of the same inputs.
 std::set<std::string> apps_touched(const State& before, const State& after, std::set<std::string>& records_changed) {
-  auto a = before.apps.begin();
-  auto b = after.apps.begin();
-  while (a != before.apps.end() || b != after.apps.end()) {
-    if (b == after.apps.end() || (a != before.apps.end() && a->first < b->first)) {
-      records_changed.insert(a->first);
-      ++a;
-    } else if (a == before.apps.end() || b->first < a->first) {
-      records_changed.insert(b->first);
-      ++b;
-    } else {
-      if (!(a->second == b->second)) records_changed.insert(a->first);
-      ++a;
-      ++b;
-    }
-  }
+  const auto changed = [&](const std::string& app, const AppRef&) { records_changed.insert(app); };
+  walk_apps(before, after, changed, changed, [&](const std::string& app, const AppRef& was, const AppRef& now) {
+    if (!(was == now)) records_changed.insert(app);
+  });
   std::set<std::string> touched = records_changed;
   // A quota, or a disk recorded or forgotten (disk.forget), may change any app's views.
   if (before.quotas != after.quotas || before.mounts != after.mounts) {

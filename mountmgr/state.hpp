@@ -194,6 +194,28 @@ struct State {
   friend bool operator==(const State&, const State&) = default;
 };
 
+/// Walks the apps of two states side by side, once, in name order: `removed(name, record)` for
+/// an app only `before` has, `added(name, record)` for one only `after` has, `kept(name, was,
+/// now)` for one both have (`was.same_object(now)` when the change did not touch its record).
+template <typename Removed, typename Added, typename Kept>
+void walk_apps(const State& before, const State& after, Removed removed, Added added, Kept kept) {
+  auto a = before.apps.begin();
+  auto b = after.apps.begin();
+  while (a != before.apps.end() || b != after.apps.end()) {
+    if (b == after.apps.end() || (a != before.apps.end() && a->first < b->first)) {
+      removed(a->first, a->second);
+      ++a;
+    } else if (a == before.apps.end() || b->first < a->first) {
+      added(b->first, b->second);
+      ++b;
+    } else {
+      kept(a->first, a->second, b->second);
+      ++a;
+      ++b;
+    }
+  }
+}
+
 /// The state of a new installation: the shares own_media and own_documents, owned by 0:0.
 State fresh_state();
 
