@@ -67,10 +67,10 @@ std::vector<std::string> fit_to_backing(Options& options, const BackingFs& fs) {
                        "view within its " + std::to_string(static_cast<int>(options.attr_timeout)) +
                        " s attribute timeout (data views too, instead of 60 s)");
   if (options.passthrough) {
-    options.passthrough_reads = false;
-    lines.push_back(on + "read-only opens of data views are served by portalfsd with the page cache kept, "
-                         "not passed through (each passthrough open is one more open on " + fs.type +
-                         "); opens that write still pass through");
+    options.passthrough = false;
+    lines.push_back(on + "no kernel passthrough: the kernel opens a passed-through file again as the calling "
+                         "app, and " + fs.type + " would judge the app's uid, not its grant; reads and writes "
+                         "are served by portalfsd");
   }
   return lines;
 }

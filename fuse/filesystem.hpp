@@ -80,12 +80,7 @@ struct Options {
   bool backing_handles = true;
   bool host_watch = true;
   size_t fd_cache = 8192;       // O_PATH fds kept open at most (the rest re-open by handle)
-  bool passthrough = true;      // files of data views pass through if the kernel can (passthrough.hpp)
-  // Off over a FUSE storage root (backing_fs.hpp): a read-only first open of a data view's file
-  // is served by the daemon with the page cache kept (as a shared view's), not passed through:
-  // the kernel's own open of the backing file for a passthrough open is a network round trip
-  // there, and the client's page cache, not the daemon's, would then serve repeated reads.
-  bool passthrough_reads = true;
+  bool passthrough = true;      // files pass through if the kernel can (passthrough.hpp; off over FUSE: backing_fs.hpp)
   uint16_t request_timeout = 0;  // seconds before the kernel ends a connection that hangs (session_io.hpp)
   bool io_uring = true;         // FUSE over io_uring when the kernel offers it (uring.hpp)
   // The directories above the views (/, apps/, apps/<app>/, apps/<app>/<kind>/) are root's,

@@ -94,7 +94,7 @@ int daemon_flags(int flags, bool passes_through) {
 //    before a revoke --force keeps reading, and a mapping made before keeps its access,
 //    until closed or unmapped (as a file opened before a chmod), where the daemon used to
 //    fail them with EIO.
-//  - Without passthrough (rootless, --no-passthrough, a limited view, GlusterFS reads):
+//  - Without passthrough (rootless, --no-passthrough, a limited view, GlusterFS):
 //    a file another view also shows is served without the page cache (direct_io): a read in
 //    one view racing a truncate-and-rewrite in another would otherwise return the zero-filled
 //    page of its short read (a torn read no disk gives), and no invalidation can be early
@@ -117,9 +117,6 @@ PassthroughReply Filesystem::set_io_mode(fuse_file_info* fi, const View& view, F
     // A shared view's writes are the daemon's own (served, below).
     const pid_t writer = (fi->flags & O_ACCMODE) != O_RDONLY && !view.is_shared() ? opener : 0;
     auto b = passthrough_.acquire(fh.inode, writer, [&]() -> Passthrough::Candidate {
-      // No backing (Options::passthrough_reads): this open and the inode's later ones until
-      // its last close are served by the daemon, as after a backing the kernel refused.
-      if (!options_.passthrough_reads && (fi->flags & O_ACCMODE) == O_RDONLY) return {};
       // The daemon's own fd, if it reads (daemon_flags() made a plain write-only open
       // read-write where it could) and carries no per-open flag the backing would impose on
       // every open of the inode.
