@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "common/log.hpp"
@@ -17,27 +18,30 @@ namespace portalfs::fuse {
 using common::Errno;
 using policy::Op;
 
-// Directories have no handles. The first OPENDIR is answered ENOSYS (FUSE_CAP_NO_OPENDIR_SUPPORT),
-// and the kernel then opens directories itself, with no request, and caches their listings
-// (FOPEN_CACHE_DIR and FOPEN_KEEP_CACHE are its defaults without opendir). A listing is read from the daemon once
-// and again only after the directory changed: through this view (the kernel knows), through
-// another view (inval_entry on the parent), on the host (a new mtime, seen when the
-// attributes are next fetched), or a grant changed (set_views drops the pages); in a view that
-// audits reads, after every listing (forget_listing: each one is recorded). Each READDIR
-// request opens the directory, seeks to the kernel's offset (a d_off cookie of the backing
-// file system, valid in any open of the directory) and closes it again.
-
-namespace {
-
-// A directory stream closed on scope exit.
-struct Stream {
-  DIR* dir = nullptr;
-  ~Stream() {
-    if (dir) ::closedir(dir);
-  }
-};
-
-}  // namespace
+// Directories, over a local storage root, have no handles. The first OPENDIR is answered ENOSYS
+// (FUSE_CAP_NO_OPENDIR_SUPPORT), and the kernel then opens directories itself, with no request,
+// and caches their listings (FOPEN_CACHE_DIR and FOPEN_KEEP_CACHE are its defaults without
+// opendir). A listing is read from the daemon once and again only after the directory changed:
+// through this view (the kernel knows), through another view (inval_entry on the parent), on
+// the host (a new mtime, seen when the attributes are next fetched), or a grant changed
+// (set_views drops the pages); in a view that audits reads, after every listing
+// (forget_listing: each one is recorded). Each READDIR request opens the directory, seeks to
+// the kernel's offset (a d_off cookie of the backing file system, valid in any open of the
+// directory) and closes it again.
+//
+// Over a FUSE storage root (Options::dir_streams, set by fit_to_backing) each open of the
+// backing directory is a round trip to the storage (GlusterFS: OPENDIR, RELEASEDIR), and so is
+// each getdents. There the kernel sends OPENDIR, and each open of a backed directory gets a
+// DirHandle whose stream is opened at the first READDIR and kept until RELEASEDIR. A READDIR
+// continues the stream where the last one stopped (the records read but not answered are kept
+// with it), reads from the backing directory no more once its reply has an entry, and
+// re-positions the stream only when the kernel asks for another offset (a seekdir; offset 0, a
+// rewind, reads the directory afresh). A listing of a small directory is then one OPENDIR, two
+// getdents (the second finds the end) and one RELEASEDIR on the storage, as on the storage's
+// own mount. The kernel caches no listing there: a cached listing hands out no attributes, so
+// an `ls -l` after the entries' 1 s timeout looked each one up again, where a READDIRPLUS
+// refreshes them all. Every READDIR still resolves the directory for the view's access first,
+// and every entry is filtered as without a handle (add_backed).
 
 // A READDIR reply of at most `size` bytes, filled an entry at a time until the next one does
 // not fit. fuse_add_direntry*() take a request only to ignore it (libfuse 3.14): the listing
@@ -61,6 +65,7 @@ class DirListing {
     return add_plus(name, e, next);
   }
   [[nodiscard]] bool empty() const { return used_ == 0; }
+  [[nodiscard]] size_t used() const { return used_; }
   Bytes take() && {
     buf_.resize(used_);
     return Bytes{std::move(buf_)};
@@ -78,13 +83,30 @@ class DirListing {
   size_t used_ = 0;
 };
 
-Result<Opened> Filesystem::opendir(Call&, fuse_ino_t, fuse_file_info* fi) {
+Result<OpenedDir> Filesystem::opendir(Call&, fuse_ino_t ino, fuse_file_info* fi) {
   if (no_opendir_) return Errno{ENOSYS};
-  // A kernel without FUSE_CAP_NO_OPENDIR_SUPPORT (before 5.1): the same, one request later.
   fi->fh = 0;
+  const Inode* dir = options_.dir_streams ? inode_of(ino) : nullptr;
+  if (dir && dir->view != kNoView) {
+    // No access check here: each READDIR resolves the directory for the view's access first.
+    auto h = std::make_unique<DirHandle>();
+    h->inode = dir;
+    h->generation = dir->generation;
+    fi->fh = dirs_.add(std::move(h));
+    fi->cache_readdir = 0;
+    fi->keep_cache = 0;
+    return OpenedDir{*fi};
+  }
+  // Synthetic directories, listed from memory; without dir_streams, a kernel without
+  // FUSE_CAP_NO_OPENDIR_SUPPORT (before 5.1): cached, as without opendir.
   fi->cache_readdir = 1;
   fi->keep_cache = 1;
-  return Opened{*fi, {}};
+  return OpenedDir{*fi};
+}
+
+Result<void> Filesystem::releasedir(Call&, fuse_ino_t, fuse_file_info* fi) {
+  if (fi && fi->fh != 0) dirs_.take(fi->fh);  // closes its stream
+  return {};
 }
 
 std::vector<DirEntry> Filesystem::synth_listing(const SynthInode& dir) {
@@ -107,12 +129,13 @@ std::vector<DirEntry> Filesystem::synth_listing(const SynthInode& dir) {
   return out;
 }
 
-Result<Bytes> Filesystem::readdir(Call&, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*,
+Result<Bytes> Filesystem::readdir(Call&, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
                                   bool plus) {
   auto n = resolve_for(ino, Op::readdir);
   if (!n) return n.err();
   if (n->synthetic()) return synth_readdir(*static_cast<SynthInode*>(n->inode), size, off, plus);
-  return backed_readdir(*n, size, off, plus);
+  auto* h = fi ? reinterpret_cast<DirHandle*>(fi->fh) : nullptr;
+  return backed_readdir(*n, size, off, plus, h);
 }
 
 Bytes Filesystem::synth_readdir(const SynthInode& dir, size_t size, off_t off, bool plus) {
@@ -129,39 +152,62 @@ Bytes Filesystem::synth_readdir(const SynthInode& dir, size_t size, off_t off, b
   return std::move(out).take();
 }
 
-Result<Bytes> Filesystem::backed_readdir(const Node& n, size_t size, off_t off, bool plus) {
+Result<Bytes> Filesystem::backed_readdir(const Node& n, size_t size, off_t off, bool plus, DirHandle* h) {
   // A view that audits reads records each listing, at its start (a rewind starts another).
   const bool audit_reads = n.view->spec.audit_reads && audited();
   if (audit_reads && off == 0) note_read("readdir");
-  auto fd = fd_of(n);
-  if (!fd) return fd.err();
-  int dfd = ::openat(proc_fd_.get(), fd_name(fd->get()).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return Errno{errno};
-  Stream s;
-  s.dir = ::fdopendir(dfd);
-  if (!s.dir) {
-    const int err = errno;
-    ::close(dfd);
-    return Errno{err};
+  std::unique_lock<std::mutex> lock;
+  DirStream here;  // without a handle: this request's alone
+  DirStream* s = &here;
+  if (h) {
+    lock = std::unique_lock(h->mutex);
+    s = &h->stream;
+    // The kernel pairs a handle with its directory; checked all the same.
+    if (h->inode != n.inode || h->generation != n.inode->generation) return Errno{EBADF};
   }
-  if (off != 0) ::seekdir(s.dir, off);
+  if (!s->fd) {
+    auto fd = fd_of(n);
+    if (!fd) return fd.err();
+    s->fd.reset(::openat(proc_fd_.get(), fd_name(fd->get()).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!s->fd) return Errno{errno};
+    s->buf = std::make_unique_for_overwrite<char[]>(DirStream::kBufSize);
+    if (off != 0 && ::lseek(s->fd.get(), off, SEEK_SET) < 0) return Errno{errno};
+    s->at = off;
+  } else if (off != s->at || off == 0) {  // a seek, or a rewind: read afresh from there
+    s->pos = s->end = 0;
+    s->at = -1;  // the stream's position is unknown until the seek succeeds
+    if (::lseek(s->fd.get(), off, SEEK_SET) < 0) return Errno{errno};
+    s->at = off;
+  }
+  const int dfd = s->fd.get();
   DirListing out(size);
   int err = 0;
   while (true) {
-    errno = 0;
-    const struct dirent* entry = ::readdir(s.dir);
-    if (!entry) {
-      err = errno;  // 0 at the end
-      break;
+    if (s->pos == s->end) {
+      // A kept stream reads on only for a reply still empty: the next READDIR reads the rest
+      // (for a small directory, that read finds the end).
+      if (h && !out.empty()) break;
+      const ssize_t got = ::getdents64(dfd, s->buf.get(), DirStream::kBufSize);
+      if (got <= 0) {
+        err = got < 0 ? errno : 0;  // 0: the end
+        break;
+      }
+      s->pos = 0;
+      s->end = static_cast<size_t>(got);
     }
-    if (!add_backed(n, dfd, *entry, plus, out)) break;
+    const auto& entry = *reinterpret_cast<const struct dirent64*>(s->buf.get() + s->pos);
+    const size_t before = out.used();
+    if (!add_backed(n, dfd, entry, plus, out)) break;  // did not fit: the next reply's first
+    s->pos += entry.d_reclen;
+    if (out.used() != before) s->at = entry.d_off;  // the kernel asks next from the last one answered
   }
   if (err != 0 && out.empty()) return Errno{err};
-  if (audit_reads && out.empty()) forget_listing(n.inode);  // the end: every entry is cached by now
+  // The end: every entry is cached by now (a kept stream's listing is not cached).
+  if (audit_reads && out.empty() && !h) forget_listing(n.inode);
   return std::move(out).take();
 }
 
-bool Filesystem::add_backed(const Node& n, int dfd, const struct dirent& entry, bool plus, DirListing& out) {
+bool Filesystem::add_backed(const Node& n, int dfd, const struct dirent64& entry, bool plus, DirListing& out) {
   const char* name = entry.d_name;
   const off_t next = entry.d_off;
   const bool dots = std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0;
