@@ -68,8 +68,8 @@ std::vector<std::string> fit_to_backing(Options& options, const BackingFs& fs) {
                        " s attribute timeout (data views too, instead of 60 s)");
   options.dir_streams = true;
   lines.push_back(on + "each open of a view's directory keeps its listing's stream on " + fs.type +
-                       " from one READDIR to the next, and the kernel caches no listing (every "
-                       "listing hands out fresh attributes)");
+                       " from one READDIR to the next, and the kernel serves a cached listing only "
+                       "while its entries' attributes are fresh (half the entry timeout)");
   if (options.passthrough) {
     options.passthrough = false;
     lines.push_back(on + "no kernel passthrough: the kernel opens a passed-through file again as the calling "

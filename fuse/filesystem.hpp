@@ -104,8 +104,9 @@ struct Options {
   bool provenance = true;
   /// On over a FUSE storage root (backing_fs.hpp): the kernel opens views' directories with
   /// OPENDIR, each open keeps its listing's stream on the backing directory from one READDIR
-  /// to the next, and the kernel caches no listing (ops_dir.cpp). Off: the kernel opens
-  /// directories itself and caches their listings; each READDIR opens the backing directory.
+  /// to the next, and the kernel serves a cached listing only for half the entry timeout after
+  /// it was read (ops_dir.cpp). Off: the kernel opens directories itself and caches their
+  /// listings until they change; each READDIR opens the backing directory.
   bool dir_streams = false;
 };
 
@@ -602,6 +603,10 @@ class Filesystem {
   /// At the end of a listing in a view that audits reads: drops the kernel's cached listing
   /// of the directory `dir`, so that the next one comes here too (ops_dir.cpp).
   void forget_listing(const Inode* dir);
+  /// Options::dir_streams: a listing of `dir` read from the backing begins (READDIRPLUS at 0).
+  void note_listed(const Inode* dir);
+  /// Whether the last listing of `dir` read from the backing began less than `seconds` ago.
+  bool listed_within(const Inode* dir, double seconds);
   /// `name` in (or, without a name, the node) `inode` of `view`, as a path below its root.
   std::string view_path(const View& view, Inode* inode, const char* name);
   void audit_outcome(const AuditNote& note, int err);
@@ -679,6 +684,14 @@ class Filesystem {
   Passthrough passthrough_{io_};
   OpenShares open_shares_{options_.open_files_per_app, options_.open_files_of};
   bool no_opendir_ = false;  // set by init(): the kernel can do without OPENDIR
+  // Options::dir_streams: when each directory's last listing read from the backing began
+  // (ops_dir.cpp, opendir: the kernel may serve a listing from its cache shortly after).
+  struct Listed {
+    uint32_t generation;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::mutex listed_mutex_;
+  std::unordered_map<const Inode*, Listed> listed_;
   common::AuditLog* audit_ = nullptr;
 
   QuotaAccounts quotas_;  // its walking thread reads views' root fds (dup'd): stopped before views_ go

@@ -38,10 +38,12 @@ using policy::Op;
 // re-positions the stream only when the kernel asks for another offset (a seekdir; offset 0, a
 // rewind, reads the directory afresh). A listing of a small directory is then one OPENDIR, two
 // getdents (the second finds the end) and one RELEASEDIR on the storage, as on the storage's
-// own mount. The kernel caches no listing there: a cached listing hands out no attributes, so
-// an `ls -l` after the entries' 1 s timeout looked each one up again, where a READDIRPLUS
-// refreshes them all. Every READDIR still resolves the directory for the view's access first,
-// and every entry is filtered as without a handle (add_backed).
+// own mount. The kernel serves a listing from its cache only for half the entry timeout after
+// the last one read from the backing began (opendir: keep_cache), and drops it at an open after
+// that: a cached listing hands out no attributes, so an `ls -l` once the entries' 1 s timeout
+// passed looked each one up again, where a READDIRPLUS refreshes them all. Every READDIR still
+// resolves the directory for the view's access first, and every entry is filtered as without a
+// handle (add_backed).
 
 // A READDIR reply of at most `size` bytes, filled an entry at a time until the next one does
 // not fit. fuse_add_direntry*() take a request only to ignore it (libfuse 3.14): the listing
@@ -86,15 +88,21 @@ class DirListing {
 Result<OpenedDir> Filesystem::opendir(Call&, fuse_ino_t ino, fuse_file_info* fi) {
   if (no_opendir_) return Errno{ENOSYS};
   fi->fh = 0;
-  const Inode* dir = options_.dir_streams ? inode_of(ino) : nullptr;
-  if (dir && dir->view != kNoView) {
+  const Node n = options_.dir_streams ? resolve(ino) : Node{nullptr, nullptr};
+  if (n.inode && !n.synthetic()) {
     // No access check here: each READDIR resolves the directory for the view's access first.
     auto h = std::make_unique<DirHandle>();
-    h->inode = dir;
-    h->generation = dir->generation;
+    h->inode = n.inode;
+    h->generation = n.inode->generation;
     fi->fh = dirs_.add(std::move(h));
-    fi->cache_readdir = 0;
-    fi->keep_cache = 0;
+    // The kernel keeps the listing it read last (cache_readdir) and serves it again without a
+    // request (keep_cache) only while the entries' attributes that READDIRPLUS handed out are
+    // fresh: for half the entry timeout after that listing began. Later, an open drops it
+    // and the listing is read again, as on the storage's own mount. A view that audits reads
+    // records every listing: never cached.
+    const bool audit_reads = !n.view || (n.view->spec.audit_reads && audited());
+    fi->cache_readdir = !audit_reads;
+    fi->keep_cache = !audit_reads && listed_within(n.inode, entry_timeout(n.view) / 2);
     return OpenedDir{*fi};
   }
   // Synthetic directories, listed from memory; without dir_streams, a kernel without
@@ -102,6 +110,25 @@ Result<OpenedDir> Filesystem::opendir(Call&, fuse_ino_t ino, fuse_file_info* fi)
   fi->cache_readdir = 1;
   fi->keep_cache = 1;
   return OpenedDir{*fi};
+}
+
+void Filesystem::note_listed(const Inode* dir) {
+  constexpr size_t kMost = 4096;  // directories remembered at once
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(listed_mutex_);
+  if (listed_.size() >= kMost) {
+    // Past every timeout (60 s, a data view's longest) an entry decides nothing.
+    std::erase_if(listed_, [&](const auto& e) { return now - e.second.at > std::chrono::seconds(60); });
+    if (listed_.size() >= kMost) listed_.clear();  // forgotten: those listings are read again
+  }
+  listed_[dir] = Listed{dir->generation, now};
+}
+
+bool Filesystem::listed_within(const Inode* dir, double seconds) {
+  std::lock_guard lock(listed_mutex_);
+  auto it = listed_.find(dir);
+  return it != listed_.end() && it->second.generation == dir->generation &&
+         std::chrono::steady_clock::now() - it->second.at < std::chrono::duration<double>(seconds);
 }
 
 Result<void> Filesystem::releasedir(Call&, fuse_ino_t, fuse_file_info* fi) {
@@ -179,6 +206,7 @@ Result<Bytes> Filesystem::backed_readdir(const Node& n, size_t size, off_t off, 
     if (::lseek(s->fd.get(), off, SEEK_SET) < 0) return Errno{errno};
     s->at = off;
   }
+  if (h && off == 0 && plus) note_listed(n.inode);
   const int dfd = s->fd.get();
   DirListing out(size);
   int err = 0;
@@ -202,7 +230,7 @@ Result<Bytes> Filesystem::backed_readdir(const Node& n, size_t size, off_t off, 
     if (out.used() != before) s->at = entry.d_off;  // the kernel asks next from the last one answered
   }
   if (err != 0 && out.empty()) return Errno{err};
-  // The end: every entry is cached by now (a kept stream's listing is not cached).
+  // The end: every entry is cached by now (with a handle, a view that audits reads caches none).
   if (audit_reads && out.empty() && !h) forget_listing(n.inode);
   return std::move(out).take();
 }

@@ -390,6 +390,10 @@ class FuseTrace {
   /// Stops, and counts the requests of `connection` (connection_of) since on().
   Counts off(const std::string& connection) {
     write_file(instance_ / "tracing_on", "0");
+    return count(connection);
+  }
+  /// Counts the requests of `connection` since on(), tracing on.
+  Counts count(const std::string& connection) {
     Counts out;
     std::istringstream lines(read_file(instance_ / "trace"));
     for (std::string line; std::getline(lines, line);) {
@@ -464,12 +468,18 @@ TEST_F(Gluster, AListingAsksTheClientWhatAListingOnTheClientMountDoes) {
   };
   struct stat st {};
   ASSERT_EQ(sys(::stat(v.c_str(), &st)), kOk);  // the directory looked up
+  // A directory's RELEASEDIR is sent after its close() returned: waited for.
+  auto released = [&](const std::string& connection) {
+    return wait_until([&] { return trace.count(connection).of("RELEASEDIR") >= 1; }, 5s);
+  };
   trace.on();
   ASSERT_EQ(list(v, false), kFiles + 2);
+  EXPECT_TRUE(released(on_a)) << "no RELEASEDIR on the client";
   const auto through_view = trace.off(on_a);
   ASSERT_EQ(sys(::stat(backing("shared/docs/dir").c_str(), &st)), kOk);
   trace.on();
   ASSERT_EQ(list(backing("shared/docs/dir"), false), kFiles + 2);
+  EXPECT_TRUE(released(on_a));
   const auto on_client = trace.off(on_a);
   std::cerr << "a listing of " << kFiles << " files through the view asks the client: " << through_view.line()
             << "; on the client mount itself: " << on_client.line() << "\n";

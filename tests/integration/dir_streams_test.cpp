@@ -289,9 +289,11 @@ TEST(DirStreamsOn, AListingKeepsItsStreamOpenUntilTheDirectoryIsClosed) {
       << "the stream outlives the directory's close";
 }
 
-// The kernel caches no listing: a file made on the disk, behind the daemon's back, is in the
-// next listing at once, not after the directory's attribute timeout (as a cached one would be).
-TEST(DirStreamsOn, AListingIsReadAfreshEachTime) {
+// The kernel serves a listing from its cache only for half the entry timeout (1 s here) after
+// the last one read from the disk began: right after a listing, another opens no stream; later,
+// the listing is read again, and shows a file made on the disk behind the daemon's back. Without
+// dir_streams a cached listing is served until the directory's new mtime is seen.
+TEST(DirStreamsOn, AListingIsServedFromTheCacheOnlyWhileItsEntriesAreFresh) {
   MountedFs m{options_with(true)};
   PORTALFS_REQUIRE_MOUNT(m);
   const std::string v = m.add_view("a", ViewKind::data, "d");
@@ -299,8 +301,18 @@ TEST(DirStreamsOn, AListingIsReadAfreshEachTime) {
   fs::create_directories(disk);
   write_file(disk + "/one", "");
   EXPECT_EQ(list_dir(v + "/sub"), (std::vector<std::string>{".", "..", "one"}));
-  EXPECT_EQ(list_dir(v + "/sub"), (std::vector<std::string>{".", "..", "one"}));
+  DIR* d = ::opendir((v + "/sub").c_str());
+  ASSERT_NE(d, nullptr);
+  ASSERT_NE(::readdir(d), nullptr);
+  EXPECT_EQ(fds_on(disk), 0u) << "a listing right after another was read from the disk";
+  ::closedir(d);
   write_file(disk + "/two", "");
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  d = ::opendir((v + "/sub").c_str());
+  ASSERT_NE(d, nullptr);
+  ASSERT_NE(::readdir(d), nullptr);
+  EXPECT_EQ(fds_on(disk), 1u) << "a listing past half the entry timeout was served from the cache";
+  ::closedir(d);
   EXPECT_EQ(list_dir(v + "/sub"), (std::vector<std::string>{".", "..", "one", "two"}));
 }
 
