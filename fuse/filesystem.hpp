@@ -139,9 +139,10 @@ struct DirStream {
   std::unique_ptr<char[]> buf;  // getdents64 records; [pos, end) not answered yet
   size_t pos = 0, end = 0;
   off_t at = 0;  // the kernel's offset that continues at pos
+  OpenShare share;  // a kept stream: counted against its app's open files
 };
 /// One directory the kernel opened (Options::dir_streams): its listing's stream, kept from one
-/// READDIR to the next, opened at the first.
+/// READDIR to the next, opened at the first and closed at the listing's end.
 struct DirHandle {
   std::mutex mutex;  // one READDIR at a time
   const Inode* inode = nullptr;  // the directory the stream lists (a key: never dereferenced)

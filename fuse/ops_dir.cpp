@@ -32,11 +32,12 @@ using policy::Op;
 // Over a FUSE storage root (Options::dir_streams, set by fit_to_backing) each open of the
 // backing directory is a round trip to the storage (GlusterFS: OPENDIR, RELEASEDIR), and so is
 // each getdents. There the kernel sends OPENDIR, and each open of a backed directory gets a
-// DirHandle whose stream is opened at the first READDIR and kept until RELEASEDIR. A READDIR
-// continues the stream where the last one stopped (the records read but not answered are kept
-// with it), reads from the backing directory no more once its reply has an entry, and
-// re-positions the stream only when the kernel asks for another offset (a seekdir; offset 0, a
-// rewind, reads the directory afresh). A listing of a small directory is then one OPENDIR, two
+// DirHandle whose stream is opened at the first READDIR and kept until the listing's end (or
+// RELEASEDIR), counted against the app's open files (past its share, a listing is read as
+// without a handle). A READDIR continues the stream where the last one stopped (the records
+// read but not answered are kept with it), reads from the backing directory no more once its
+// reply has an entry, and re-positions the stream only when the kernel asks for another offset
+// (a seekdir; offset 0, a rewind, reads the directory afresh). A listing of a small directory is then one OPENDIR, two
 // getdents (the second finds the end) and one RELEASEDIR on the storage, as on the storage's
 // own mount. The kernel serves a listing from its cache only for half the entry timeout after
 // the last one read from the backing began (opendir: keep_cache), and drops it at an open after
@@ -184,20 +185,34 @@ Result<Bytes> Filesystem::backed_readdir(const Node& n, size_t size, off_t off, 
   const bool audit_reads = n.view->spec.audit_reads && audited();
   if (audit_reads && off == 0) note_read("readdir");
   std::unique_lock<std::mutex> lock;
-  DirStream here;  // without a handle: this request's alone
+  DirStream here;  // not kept: this request's alone
   DirStream* s = &here;
   if (h) {
     lock = std::unique_lock(h->mutex);
-    s = &h->stream;
     // The kernel pairs a handle with its directory; checked all the same.
     if (h->inode != n.inode || h->generation != n.inode->generation) return Errno{EBADF};
+    if (h->stream.fd) {
+      s = &h->stream;
+    } else if (auto share = open_shares_.take(n.view->spec.app)) {
+      // A kept stream is one more daemon fd: counted against the app's open files. Past its
+      // share the listing is read as without a handle (a fresh open per READDIR).
+      s = &h->stream;
+      s->share = std::move(*share);
+    }
   }
+  const bool kept = s != &here;
   if (!s->fd) {
     auto fd = fd_of(n);
     if (!fd) return fd.err();
     s->fd.reset(::openat(proc_fd_.get(), fd_name(fd->get()).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!s->fd) return Errno{errno};
+    if (!s->fd) {
+      const int err = errno;
+      *s = DirStream{};  // its share given back
+      return Errno{err};
+    }
     s->buf = std::make_unique_for_overwrite<char[]>(DirStream::kBufSize);
+    s->pos = s->end = 0;
+    s->at = -1;
     if (off != 0 && ::lseek(s->fd.get(), off, SEEK_SET) < 0) return Errno{errno};
     s->at = off;
   } else if (off != s->at || off == 0) {  // a seek, or a rewind: read afresh from there
@@ -210,14 +225,16 @@ Result<Bytes> Filesystem::backed_readdir(const Node& n, size_t size, off_t off, 
   const int dfd = s->fd.get();
   DirListing out(size);
   int err = 0;
+  bool end = false;
   while (true) {
     if (s->pos == s->end) {
       // A kept stream reads on only for a reply still empty: the next READDIR reads the rest
       // (for a small directory, that read finds the end).
-      if (h && !out.empty()) break;
+      if (kept && !out.empty()) break;
       const ssize_t got = ::getdents64(dfd, s->buf.get(), DirStream::kBufSize);
       if (got <= 0) {
-        err = got < 0 ? errno : 0;  // 0: the end
+        err = got < 0 ? errno : 0;
+        end = got == 0;
         break;
       }
       s->pos = 0;
@@ -229,6 +246,9 @@ Result<Bytes> Filesystem::backed_readdir(const Node& n, size_t size, off_t off, 
     s->pos += entry.d_reclen;
     if (out.used() != before) s->at = entry.d_off;  // the kernel asks next from the last one answered
   }
+  // A kept stream at its end (its reply is empty: the listing is over) is closed now, not at
+  // RELEASEDIR: a seek back opens it again.
+  if (kept && end && out.empty()) *s = DirStream{};
   if (err != 0 && out.empty()) return Errno{err};
   // The end: every entry is cached by now (with a handle, a view that audits reads caches none).
   if (audit_reads && out.empty() && !h) forget_listing(n.inode);

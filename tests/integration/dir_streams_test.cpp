@@ -43,6 +43,11 @@ fuse::Options options_with(bool dir_streams) {
 // getdents of the daemon's 32 KiB.
 constexpr int kFiles = 1500;
 std::string name_of(int i) { return "file-with-a-long-name-to-fill-the-replies-" + std::to_string(i); }
+std::set<std::string> expected(int n) {
+  std::set<std::string> out;
+  for (int i = 0; i < n; ++i) out.insert(name_of(i));
+  return out;
+}
 
 // Every name a DIR stream gives until its end, in order ("." and ".." left out).
 std::vector<std::string> drain(DIR* d) {
@@ -76,11 +81,6 @@ class DirStreams : public ::testing::TestWithParam<bool> {
   void fill(const std::string& dir, int n) {
     fs::create_directories(dir);
     for (int i = 0; i < n; ++i) write_file(dir + "/" + name_of(i), "");
-  }
-  static std::set<std::string> expected(int n) {
-    std::set<std::string> out;
-    for (int i = 0; i < n; ++i) out.insert(name_of(i));
-    return out;
   }
 
   MountedFs m_{options_with(GetParam())};
@@ -267,8 +267,8 @@ size_t fds_on(const std::string& disk) {
 }
 
 // A listing's stream on the backing directory is opened at its first READDIR, kept while the
-// listing is read (no open per READDIR), and closed when the directory is (RELEASEDIR).
-TEST(DirStreamsOn, AListingKeepsItsStreamOpenUntilTheDirectoryIsClosed) {
+// listing is read (no open per READDIR), and closed at its end, before the directory is.
+TEST(DirStreamsOn, AListingKeepsItsStreamOpenUntilItsEnd) {
   MountedFs m{options_with(true)};
   PORTALFS_REQUIRE_MOUNT(m);
   const std::string v = m.add_view("a", ViewKind::data, "d");
@@ -278,15 +278,47 @@ TEST(DirStreamsOn, AListingKeepsItsStreamOpenUntilTheDirectoryIsClosed) {
   DIR* d = ::opendir((v + "/big").c_str());
   ASSERT_NE(d, nullptr);
   EXPECT_EQ(fds_on(disk), 0u) << "opened before the first READDIR";
-  ASSERT_NE(::readdir(d), nullptr);
-  EXPECT_EQ(fds_on(disk), 1u) << "the stream is not kept after a READDIR";
-  size_t n = 1;
+  size_t n = 0;
+  for (; n < kFiles / 2; ++n) ASSERT_NE(::readdir(d), nullptr);
+  EXPECT_EQ(fds_on(disk), 1u) << "the stream is not kept from one READDIR to the next";
   while (::readdir(d)) n++;
   EXPECT_EQ(n, static_cast<size_t>(kFiles) + 2);
-  EXPECT_EQ(fds_on(disk), 1u) << "one stream for the whole listing";
+  EXPECT_EQ(fds_on(disk), 0u) << "the stream outlives its listing";
   ::closedir(d);
-  EXPECT_TRUE(eventually([&] { return fds_on(disk) == 0; }, std::chrono::milliseconds(3000)))
-      << "the stream outlives the directory's close";
+}
+
+// A kept stream is one more daemon fd, counted in its app's open files: past the share, a
+// listing is read with a fresh open per READDIR, and is as complete.
+TEST(DirStreamsOn, PastItsOpenFileShareAnAppsListingsAreStillComplete) {
+  fuse::Options options = options_with(true);
+  options.open_files_per_app = 2;
+  MountedFs m{options};
+  PORTALFS_REQUIRE_MOUNT(m);
+  const std::string v = m.add_view("a", ViewKind::data, "d");
+  const std::string disk = m.views().back().backing;
+  constexpr int kEach = kFiles / 3;
+  std::vector<DIR*> dirs;
+  std::vector<std::vector<std::string>> names(4);
+  for (size_t k = 0; k < 4; ++k) {
+    const std::string sub = "d" + std::to_string(k);
+    fs::create_directories(disk + "/" + sub);
+    for (int i = 0; i < kEach; ++i) write_file(disk + "/" + sub + "/" + name_of(i), "");
+    dirs.push_back(::opendir((v + "/" + sub).c_str()));
+    ASSERT_NE(dirs.back(), nullptr);
+    const dirent* e = ::readdir(dirs.back());
+    ASSERT_NE(e, nullptr);
+    const std::string first = e->d_name;
+    if (first != "." && first != "..") names[k].push_back(first);
+  }
+  size_t kept = 0;
+  for (size_t k = 0; k < 4; ++k) kept += fds_on(disk + "/d" + std::to_string(k));
+  EXPECT_EQ(kept, 2u) << "kept streams beyond the app's share of 2";
+  for (size_t k = 0; k < 4; ++k) {
+    for (auto& n : drain(dirs[k])) names[k].push_back(std::move(n));
+    ::closedir(dirs[k]);
+    EXPECT_EQ(repeated(names[k]), std::vector<std::string>{}) << "d" << k;
+    EXPECT_EQ(std::set<std::string>(names[k].begin(), names[k].end()), expected(kEach)) << "d" << k;
+  }
 }
 
 // The kernel serves a listing from its cache only for half the entry timeout (1 s here) after
