@@ -66,6 +66,10 @@ std::vector<std::string> fit_to_backing(Options& options, const BackingFs& fs) {
   lines.push_back(on + "no fanotify file system mark; changes from other nodes or the host reach every "
                        "view within its " + std::to_string(static_cast<int>(options.attr_timeout)) +
                        " s attribute timeout (data views too, instead of 60 s)");
+  options.dir_streams = true;
+  lines.push_back(on + "each open of a view's directory keeps its listing's stream on " + fs.type +
+                       " from one READDIR to the next, and the kernel serves a cached listing only "
+                       "while its entries' attributes are fresh (half the entry timeout)");
   if (options.passthrough) {
     options.passthrough = false;
     lines.push_back(on + "no kernel passthrough: the kernel opens a passed-through file again as the calling "

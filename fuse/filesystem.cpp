@@ -361,8 +361,9 @@ void Filesystem::init(fuse_conn_info* conn) {
   // O_TRUNC arrives with open (one request instead of open + setattr).
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
   if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
-  // Directories are opened by the kernel alone (ops_dir.cpp).
-  no_opendir_ = conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT;
+  // Directories are opened by the kernel alone (ops_dir.cpp), unless their listings keep
+  // their streams open (Options::dir_streams).
+  no_opendir_ = !options_.dir_streams && (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT);
   if (no_opendir_) conn->want |= FUSE_CAP_NO_OPENDIR_SUPPORT;
   // No writeback cache: dirty pages of one view would be invisible to the other views of the
   // same file until written back, and every app must see every other app's writes at once.

@@ -26,6 +26,7 @@
 #include "fuse/fuse_api.hpp"
 #include <sys/statvfs.h>
 
+#include <dirent.h>
 #include <fcntl.h>
 
 #include <atomic>
@@ -101,6 +102,12 @@ struct Options {
   /// Records which app made and changed files of shared views (provenance.cpp). Off is a
   /// bench and diagnostic switch only: the modes that protect then count every file as another's.
   bool provenance = true;
+  /// On over a FUSE storage root (backing_fs.hpp): the kernel opens views' directories with
+  /// OPENDIR, each open keeps its listing's stream on the backing directory from one READDIR
+  /// to the next, and the kernel serves a cached listing only for half the entry timeout after
+  /// it was read (ops_dir.cpp). Off: the kernel opens directories itself and caches their
+  /// listings until they change; each READDIR opens the backing directory.
+  bool dir_streams = false;
 };
 
 /// One open file.
@@ -123,6 +130,25 @@ struct FileHandle {
 
 struct DirEntry;
 class DirListing;  // a READDIR reply being filled (ops_dir.cpp)
+
+/// A listing of a backing directory (ops_dir.cpp): its fd, read with getdents64, the records
+/// read but not answered yet, and the offset of the READDIR they answer.
+struct DirStream {
+  static constexpr size_t kBufSize = 32768;  // what glibc's readdir reads at a time
+  common::UniqueFd fd;
+  std::unique_ptr<char[]> buf;  // getdents64 records; [pos, end) not answered yet
+  size_t pos = 0, end = 0;
+  off_t at = 0;  // the kernel's offset that continues at pos
+  OpenShare share;  // a kept stream: counted against its app's open files
+};
+/// One directory the kernel opened (Options::dir_streams): its listing's stream, kept from one
+/// READDIR to the next, opened at the first and closed at the listing's end.
+struct DirHandle {
+  std::mutex mutex;  // one READDIR at a time
+  const Inode* inode = nullptr;  // the directory the stream lists (a key: never dereferenced)
+  uint32_t generation = 0;
+  DirStream stream;
+};
 
 /// The handles the kernel holds (fuse_file_info::fh). The kernel releases each one, except
 /// when the connection ends with files still open (the daemon stopped while apps work): the
@@ -222,8 +248,11 @@ struct PassthroughReply {
   bool direct_io = false;  // reads and writes still come to the daemon; mmap passes through
 };
 struct Opened {
-  fuse_file_info fi;  // fh: a FileHandle (0 for a directory)
+  fuse_file_info fi;  // fh: a FileHandle
   PassthroughReply passthrough;
+};
+struct OpenedDir {
+  fuse_file_info fi;  // fh: a DirHandle, or 0 (a directory the kernel caches the listing of)
 };
 struct Created {
   fuse_entry_param entry;
@@ -341,7 +370,8 @@ class Filesystem {
   Result<Written> copy_file_range(Call& call, fuse_ino_t ino_in, off_t off_in, fuse_file_info* fi_in,
                                   fuse_ino_t ino_out, off_t off_out, fuse_file_info* fi_out,
                                   size_t len, int flags);
-  Result<Opened> opendir(Call& call, fuse_ino_t ino, fuse_file_info* fi);
+  Result<OpenedDir> opendir(Call& call, fuse_ino_t ino, fuse_file_info* fi);
+  Result<void> releasedir(Call& call, fuse_ino_t ino, fuse_file_info* fi);
   /// `size` bytes at most of the listing from `off`, as READDIR (plus: READDIRPLUS) wants them.
   Result<Bytes> readdir(Call& call, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus);
   Result<void> fsyncdir(Call& call, fuse_ino_t ino, int datasync, fuse_file_info* fi);
@@ -391,6 +421,7 @@ class Filesystem {
   void reply(fuse_req_t req, Call& call, Result<Attr> r);
   void reply(fuse_req_t req, Call& call, Result<LinkTarget> r);
   void reply(fuse_req_t req, Call& call, Result<Opened> r);
+  void reply(fuse_req_t req, Call& call, Result<OpenedDir> r);
   void reply(fuse_req_t req, Call& call, Result<Created> r);
   void reply(fuse_req_t req, Call& call, Result<FileData> r);
   void reply(fuse_req_t req, Call& call, Result<Written> r);
@@ -573,6 +604,10 @@ class Filesystem {
   /// At the end of a listing in a view that audits reads: drops the kernel's cached listing
   /// of the directory `dir`, so that the next one comes here too (ops_dir.cpp).
   void forget_listing(const Inode* dir);
+  /// Options::dir_streams: a listing of `dir` read from the backing begins (READDIRPLUS at 0).
+  void note_listed(const Inode* dir);
+  /// Whether the last listing of `dir` read from the backing began less than `seconds` ago.
+  bool listed_within(const Inode* dir, double seconds);
   /// `name` in (or, without a name, the node) `inode` of `view`, as a path below its root.
   std::string view_path(const View& view, Inode* inode, const char* name);
   void audit_outcome(const AuditNote& note, int err);
@@ -586,10 +621,11 @@ class Filesystem {
 
   // readdir's two kinds of directory (ops_dir.cpp).
   Bytes synth_readdir(const SynthInode& dir, size_t size, off_t off, bool plus);
-  Result<Bytes> backed_readdir(const Node& n, size_t size, off_t off, bool plus);
+  /// `h`: the kernel's open of the directory (Options::dir_streams), nullptr without one.
+  Result<Bytes> backed_readdir(const Node& n, size_t size, off_t off, bool plus, DirHandle* h);
   /// Adds one entry of a backed directory `dfd` to `out`, if the view shows it: false when it
   /// did not fit.
-  bool add_backed(const Node& n, int dfd, const struct dirent& entry, bool plus, DirListing& out);
+  bool add_backed(const Node& n, int dfd, const struct dirent64& entry, bool plus, DirListing& out);
 
   // Coherence: the other views' inodes of the same backing file (see Call).
   using Siblings = std::vector<NodeRef>;
@@ -649,10 +685,19 @@ class Filesystem {
   Passthrough passthrough_{io_};
   OpenShares open_shares_{options_.open_files_per_app, options_.open_files_of};
   bool no_opendir_ = false;  // set by init(): the kernel can do without OPENDIR
+  // Options::dir_streams: when each directory's last listing read from the backing began
+  // (ops_dir.cpp, opendir: the kernel may serve a listing from its cache shortly after).
+  struct Listed {
+    uint32_t generation;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::mutex listed_mutex_;
+  std::unordered_map<const Inode*, Listed> listed_;
   common::AuditLog* audit_ = nullptr;
 
   QuotaAccounts quotas_;  // its walking thread reads views' root fds (dup'd): stopped before views_ go
   OpenHandles<FileHandle> files_;  // before table_ is gone: a FileHandle names an Inode
+  OpenHandles<DirHandle> dirs_;
 
   std::mutex synth_mutex_;
   std::map<std::string, std::unique_ptr<SynthInode>> synth_;  // by path; never freed

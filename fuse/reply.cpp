@@ -69,6 +69,13 @@ void Filesystem::reply(fuse_req_t req, Call& call, Result<Opened> r) {
   send_after(call);
 }
 
+void Filesystem::reply(fuse_req_t req, Call& call, Result<OpenedDir> r) {
+  if (failed(req, r)) return;
+  // As for a file (above): an interrupted opendir is never released.
+  if (fuse_reply_open(req, &r->fi) == -ENOENT && r->fi.fh != 0) dirs_.take(r->fi.fh);
+  send_after(call);
+}
+
 void Filesystem::reply(fuse_req_t req, Call& call, Result<Created> r) {
   if (failed(req, r)) return;
   const int rc = with_passthrough(r->passthrough,

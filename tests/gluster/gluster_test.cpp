@@ -21,6 +21,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <random>
 #include <regex>
@@ -171,6 +172,9 @@ TEST_F(Gluster, NodeLogsOneLinePerFallback) {
   EXPECT_NE(log.find("storage root on fuse.glusterfs: its file handles go stale"), std::string::npos) << log;
   EXPECT_NE(log.find("storage root on fuse.glusterfs: no fanotify file system mark"), std::string::npos) << log;
   EXPECT_NE(log.find("storage root on fuse.glusterfs: no kernel passthrough"), std::string::npos) << log;
+  EXPECT_NE(log.find("storage root on fuse.glusterfs: each open of a view's directory keeps its listing's stream"),
+            std::string::npos)
+      << log;
   const auto status = a_.ctl({"status"});
   EXPECT_NE(status.out.find("filesystem.passthrough: false"), std::string::npos) << status.out;
 }
@@ -337,6 +341,76 @@ TEST_F(Gluster, ShareTrashWorksWithoutRenameFlags) {
   EXPECT_EQ(read_file(backing("shared/docs/a.txt")), "keep me\n");
 }
 
+// The kernel's fuse_request_send tracepoint in a tracefs instance of this test's own (tracefs
+// mounted if it is not, unmounted and the instance removed at the end): the requests each
+// FUSE connection sends, by opcode.
+class FuseTrace {
+ public:
+  struct Counts {
+    std::map<std::string, long> by_op;
+    [[nodiscard]] long of(const std::string& op) const {
+      auto it = by_op.find(op);
+      return it == by_op.end() ? 0 : it->second;
+    }
+    [[nodiscard]] std::string line() const {
+      std::string out;
+      for (const auto& [op, n] : by_op) out += (out.empty() ? "" : ", ") + std::to_string(n) + " " + op;
+      return out.empty() ? "nothing" : out;
+    }
+  };
+  FuseTrace() = default;
+  FuseTrace(const FuseTrace&) = delete;
+  FuseTrace& operator=(const FuseTrace&) = delete;
+  ~FuseTrace() {
+    if (!instance_.empty()) ::rmdir(instance_.c_str());
+    if (!mounted_.empty()) ::umount2(mounted_.c_str(), MNT_DETACH);
+  }
+  void open() {
+    const fs::path tracing = "/sys/kernel/tracing";
+    if (!fs::exists(tracing / "instances")) {
+      ASSERT_EQ(::mount("tracefs", tracing.c_str(), "tracefs", 0, nullptr), 0) << "tracefs: " << std::strerror(errno);
+      mounted_ = tracing;
+    }
+    const fs::path trace = tracing / "instances" / ("portalfs-gluster-" + std::to_string(::getpid()));
+    ASSERT_EQ(sys(::mkdir(trace.c_str(), 0700)), kOk);
+    instance_ = trace;
+    ASSERT_TRUE(fs::exists(trace / "events/fuse/fuse_request_send")) << "no fuse tracepoints in this kernel";
+    write_file(trace / "events/fuse/fuse_request_send/enable", "1");
+  }
+  /// What the trace lines of the connection of the FUSE mount `path` start with.
+  static std::string connection_of(const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return "connection ?";
+    return "connection " + std::to_string(minor(st.st_dev)) + " req ";
+  }
+  void on() {
+    write_file(instance_ / "trace", "");
+    write_file(instance_ / "tracing_on", "1");
+  }
+  /// Stops, and counts the requests of `connection` (connection_of) since on().
+  Counts off(const std::string& connection) {
+    write_file(instance_ / "tracing_on", "0");
+    return count(connection);
+  }
+  /// Counts the requests of `connection` since on(), tracing on.
+  Counts count(const std::string& connection) {
+    Counts out;
+    std::istringstream lines(read_file(instance_ / "trace"));
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find(connection) == std::string::npos) continue;
+      const auto at = line.find("(FUSE_");
+      if (at == std::string::npos) continue;
+      const auto end = line.find(')', at);
+      out.by_op[line.substr(at + 6, end - at - 6)]++;
+    }
+    return out;
+  }
+
+ private:
+  fs::path instance_;
+  std::string mounted_;
+};
+
 // A create in a shared view asks the client mount for the new file's attributes once (the
 // GETATTR after the write, as a create on the client mount itself): the daemon takes the new
 // entry's attributes before it records who made the file. The record, an xattr, drops the
@@ -344,49 +418,85 @@ TEST_F(Gluster, ShareTrashWorksWithoutRenameFlags) {
 // create. Counted with the kernel's fuse_request_send tracepoint (a tracefs instance of this
 // test's own) on client mount A's connection.
 TEST_F(Gluster, SharedViewCreateAsksTheClientForAttributesOnce) {
-  const std::string client = env("PORTALFS_GLUSTER_A");
-  const fs::path tracing = "/sys/kernel/tracing";
-  // Mounted here if it is not (and unmounted at the end), the instance removed at the end.
-  struct Undo {
-    fs::path instance;
-    std::string mounted;
-    ~Undo() {
-      if (!instance.empty()) ::rmdir(instance.c_str());
-      if (!mounted.empty()) ::umount2(mounted.c_str(), MNT_DETACH);
-    }
-  } undo;
-  if (!fs::exists(tracing / "instances")) {
-    ASSERT_EQ(::mount("tracefs", tracing.c_str(), "tracefs", 0, nullptr), 0) << "tracefs: " << std::strerror(errno);
-    undo.mounted = tracing;
-  }
-  const fs::path trace = tracing / "instances" / ("portalfs-gluster-" + std::to_string(::getpid()));
-  ASSERT_EQ(sys(::mkdir(trace.c_str(), 0700)), kOk);
-  undo.instance = trace;
-  ASSERT_TRUE(fs::exists(trace / "events/fuse/fuse_request_send")) << "no fuse tracepoints in this kernel";
-  write_file(trace / "events/fuse/fuse_request_send/enable", "1");
-  struct stat st {};
-  ASSERT_EQ(sys(::stat(client.c_str(), &st)), kOk);
-  const std::string getattr_on_a = "connection " + std::to_string(minor(st.st_dev)) + " req ";
+  FuseTrace trace;
+  ASSERT_NO_FATAL_FAILURE(trace.open());
+  const std::string on_a = FuseTrace::connection_of(env("PORTALFS_GLUSTER_A"));
 
   ASSERT_NO_FATAL_FAILURE(a_.start());
   ASSERT_NO_FATAL_FAILURE(install(a_, "notes", {{"docs", "read-write"}}));
   const std::string v = a_.share("notes", "docs");
   write_file(v + "/warm", "x");  // the share's directory looked up and cached
   constexpr long kFiles = 20;
-  write_file(trace / "trace", "");
-  write_file(trace / "tracing_on", "1");
+  trace.on();
   for (long i = 0; i < kFiles; ++i) write_file(v + "/f" + std::to_string(i), "x");
-  write_file(trace / "tracing_on", "0");
-  long creates = 0, getattrs = 0;
-  std::istringstream lines(read_file(trace / "trace"));
-  for (std::string line; std::getline(lines, line);) {
-    if (line.find(getattr_on_a) == std::string::npos) continue;
-    creates += line.find("(FUSE_CREATE)") != std::string::npos;
-    getattrs += line.find("(FUSE_GETATTR)") != std::string::npos;
-  }
-  ASSERT_EQ(creates, kFiles) << "the trace does not see client A's requests";
-  EXPECT_LE(getattrs, kFiles + kFiles / 4) << "GETATTRs on the client for " << kFiles << " creates";
+  const auto counts = trace.off(on_a);
+  ASSERT_EQ(counts.of("CREATE"), kFiles) << "the trace does not see client A's requests";
+  EXPECT_LE(counts.of("GETATTR"), kFiles + kFiles / 4) << "GETATTRs on the client for " << kFiles << " creates";
   EXPECT_EQ(read_file(backing("shared/docs/f7")), "x");
+}
+
+// A listing through a view asks the client mount what a listing on the client mount itself
+// does (Options::dir_streams, fuse/ops_dir.cpp): for a directory of 20 entries one OPENDIR,
+// one RELEASEDIR and two READDIRPLUS (the second finds the end). Each of the view's two
+// READDIRs opened the directory afresh before: 2 OPENDIR, 3 READDIRPLUS, 2 RELEASEDIR. And an
+// `ls -l` once the entries' 1 s timeouts passed looks none of them up through the view: the
+// listing is read again (READDIRPLUS, fresh attributes), where the kernel's cached listing
+// handed out none and each lstat was a LOOKUP, through the view and on the client.
+TEST_F(Gluster, AListingAsksTheClientWhatAListingOnTheClientMountDoes) {
+  FuseTrace trace;
+  ASSERT_NO_FATAL_FAILURE(trace.open());
+  const std::string on_a = FuseTrace::connection_of(env("PORTALFS_GLUSTER_A"));
+  ASSERT_NO_FATAL_FAILURE(a_.start());
+  ASSERT_NO_FATAL_FAILURE(install(a_, "notes", {{"docs", "read-write"}}));
+  const std::string v = a_.share("notes", "docs") + "/dir";
+  const std::string on_view = FuseTrace::connection_of(a_.mnt());
+  ASSERT_EQ(sys(::mkdir(v.c_str(), 0755)), kOk);
+  constexpr long kFiles = 20;
+  for (long i = 0; i < kFiles; ++i) write_file(v + "/f" + std::to_string(i), "x");
+  // One listing: opendir, readdir to the end, closedir; lstat of each entry with `with_stat`.
+  auto list = [](const std::string& dir, bool with_stat) {
+    long n = 0;
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) return -1L;
+    while (const dirent* e = ::readdir(d)) {
+      struct stat st {};
+      if (with_stat && ::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) n = -1000;
+      n++;
+    }
+    ::closedir(d);
+    return n;
+  };
+  struct stat st {};
+  ASSERT_EQ(sys(::stat(v.c_str(), &st)), kOk);  // the directory looked up
+  // A directory's RELEASEDIR is sent after its close() returned: waited for.
+  auto released = [&](const std::string& connection) {
+    return wait_until([&] { return trace.count(connection).of("RELEASEDIR") >= 1; }, 5s);
+  };
+  trace.on();
+  ASSERT_EQ(list(v, false), kFiles + 2);
+  EXPECT_TRUE(released(on_a)) << "no RELEASEDIR on the client";
+  const auto through_view = trace.off(on_a);
+  ASSERT_EQ(sys(::stat(backing("shared/docs/dir").c_str(), &st)), kOk);
+  trace.on();
+  ASSERT_EQ(list(backing("shared/docs/dir"), false), kFiles + 2);
+  EXPECT_TRUE(released(on_a));
+  const auto on_client = trace.off(on_a);
+  std::cerr << "a listing of " << kFiles << " files through the view asks the client: " << through_view.line()
+            << "; on the client mount itself: " << on_client.line() << "\n";
+  EXPECT_EQ(through_view.of("OPENDIR"), on_client.of("OPENDIR"));
+  EXPECT_EQ(through_view.of("RELEASEDIR"), on_client.of("RELEASEDIR"));
+  EXPECT_LE(through_view.of("READDIRPLUS") + through_view.of("READDIR"),
+            on_client.of("READDIRPLUS") + on_client.of("READDIR"));
+
+  // ls -l after every timeout: the directory opened first (its path walk's lookups apart).
+  std::this_thread::sleep_for(1200ms);
+  ASSERT_EQ(sys(::stat(v.c_str(), &st)), kOk);
+  trace.on();
+  ASSERT_EQ(list(v, true), kFiles + 2);
+  const auto ls_l = trace.off(on_view);
+  std::cerr << "ls -l of " << kFiles << " files after 1.2 s, through the view: " << ls_l.line() << "\n";
+  EXPECT_GE(ls_l.of("READDIRPLUS"), 1) << "the listing was not read again";
+  EXPECT_LE(ls_l.of("LOOKUP"), 1) << "lookups through the view for " << kFiles << " entries listed";
 }
 
 // ---- two nodes: what one writes the other sees ----
