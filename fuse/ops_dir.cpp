@@ -201,7 +201,8 @@ Result<Bytes> Filesystem::backed_readdir(const Node& n, size_t size, off_t off, 
     }
   }
   const bool kept = s != &here;
-  if (!s->fd) {
+  const bool fresh = !s->fd;
+  if (fresh) {
     auto fd = fd_of(n);
     if (!fd) return fd.err();
     s->fd.reset(::openat(proc_fd_.get(), fd_name(fd->get()).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -211,14 +212,12 @@ Result<Bytes> Filesystem::backed_readdir(const Node& n, size_t size, off_t off, 
       return Errno{err};
     }
     s->buf = std::make_unique_for_overwrite<char[]>(DirStream::kBufSize);
-    s->pos = s->end = 0;
-    s->at = -1;
-    if (off != 0 && ::lseek(s->fd.get(), off, SEEK_SET) < 0) return Errno{errno};
-    s->at = off;
-  } else if (off != s->at || off == 0) {  // a seek, or a rewind: read afresh from there
+  }
+  if (fresh || off != s->at || off == 0) {  // opened, a seek, or a rewind: read from `off`
     s->pos = s->end = 0;
     s->at = -1;  // the stream's position is unknown until the seek succeeds
-    if (::lseek(s->fd.get(), off, SEEK_SET) < 0) return Errno{errno};
+    // A stream just opened is at 0 already (no seek: one syscall less per local READDIR).
+    if ((off != 0 || !fresh) && ::lseek(s->fd.get(), off, SEEK_SET) < 0) return Errno{errno};
     s->at = off;
   }
   if (h && off == 0 && plus) note_listed(n.inode);

@@ -29,10 +29,11 @@ namespace portalfs::fuse {
 
 namespace {
 // The signals that stop the daemon (StopSignals takes them, below).
+constexpr int kStopSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
 sigset_t stop_signals() {
   sigset_t set;
   ::sigemptyset(&set);
-  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) ::sigaddset(&set, sig);
+  for (int sig : kStopSignals) ::sigaddset(&set, sig);
   return set;
 }
 
@@ -181,7 +182,7 @@ Session::~Session() {
     // Unmounted: a stop signal from now on (a second one, for a shutdown that hangs) ends the
     // process, as by default.
     const sigset_t set = stop_signals();
-    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) ::signal(sig, SIG_DFL);
+    for (int sig : kStopSignals) ::signal(sig, SIG_DFL);
     ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
   }
 }
