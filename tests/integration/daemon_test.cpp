@@ -136,6 +136,21 @@ TEST_F(Daemon, AMountWhoseDaemonStopsAnsweringIsEndedAfterTheRequestTimeout) {
       << "this kernel took no request timeout (FUSE_REQUEST_TIMEOUT, Linux 6.14+)";
 
   ASSERT_EQ(::kill(daemon_->pid(), SIGSTOP), 0);
+  // SIGSTOP stops each thread when it next returns to user space: a worker already running
+  // could still read and answer the LOOKUP below (seen under load: ENOENT at once, and the
+  // daemon served on). Wait until every thread shows it is stopped (state T).
+  const std::string tasks = "/proc/" + std::to_string(daemon_->pid()) + "/task";
+  const auto all_stopped = [&] {
+    for (const auto& e : std::filesystem::directory_iterator(tasks)) {
+      std::ifstream in(e.path() / "stat");
+      std::string stat;
+      std::getline(in, stat);
+      const auto close = stat.rfind(')');  // the state follows the command's closing parenthesis
+      if (close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] != 'T') return false;
+    }
+    return true;
+  };
+  ASSERT_TRUE(wait_until(all_stopped, 10s)) << "portalfsd's threads did not all stop";
   int report[2];
   ASSERT_EQ(::pipe(report), 0);
   const pid_t caller = ::fork();
