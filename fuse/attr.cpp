@@ -30,17 +30,12 @@ struct stat present(const View& view, const struct stat& backing) {
     st.st_uid = ids.uids.present(backing.st_uid);
     st.st_gid = ids.gids.present(backing.st_gid);
   }
-  if (!S_ISDIR(st.st_mode)) {
-    st.st_mode &= ~(S_ISUID | S_ISGID);
-  } else if (view.is_shared()) {
-    st.st_mode &= ~S_ISGID;
-  }
+  if (view.is_shared()) st.st_mode &= ~(S_ISUID | S_ISGID);
   return st;
 }
 
-mode_t allowed_mode(const View& view, mode_t mode, bool is_dir) {
-  mode &= ~S_ISUID;
-  if (!is_dir || view.is_shared()) mode &= ~S_ISGID;
+mode_t allowed_mode(const View& view, mode_t mode, bool records) {
+  if (view.is_shared() || !records) mode &= ~(S_ISUID | S_ISGID);
   return mode;
 }
 

@@ -14,19 +14,24 @@
 
 namespace portalfs::fuse {
 
-/// The stat a view presents for a backing stat: owner mapped (or squashed), set-uid/set-gid
-/// stripped from everything but directories, and from directories too in shared views.
+/// The stat a view presents for a backing stat as the emulations show it
+/// (device_nodes::as_shown): owner mapped (or squashed); set-uid and set-gid stripped in
+/// shared views. A data view shows them: a regular file's come from its record
+/// (setid_bits.hpp), never from the disk.
 struct stat present(const View& view, const struct stat& backing);
 
-/// The mode bits a view lets a caller set (chmod, create): set-uid never, set-gid only on
-/// directories of data views.
-mode_t allowed_mode(const View& view, mode_t mode, bool is_dir);
+/// The mode bits a view lets a caller set (chmod, create, mknod, mkdir): all of them in a data
+/// view, where a regular file's set-uid and set-gid bits go to its record (setid_bits.hpp),
+/// so only when `records` (the daemon can write one: CAP_SYS_ADMIN); a directory, fifo or
+/// socket keeps them on disk (pass true). Set-uid and set-gid never in a shared view.
+mode_t allowed_mode(const View& view, mode_t mode, bool records);
 
-/// The mode that clears a regular file's set-uid and set-gid bits, or nullopt if it has none
-/// (only the host can have set them: allowed_mode). The daemon clears them before an app may
-/// change the file's contents (an open for writing, a truncation), as the kernel does at a
-/// write: it takes FUSE_HANDLE_KILLPRIV_V2 (session_io.hpp), and a passed-through write is
-/// the daemon's own on the backing file (root's, with CAP_FSETID, which keeps them).
+/// The mode that clears a regular file's set-uid and set-gid bits on disk, or nullopt if it
+/// has none: only the host can have put them there (an app's are kept in a record). The daemon
+/// clears them before an app may change the file's contents (an open for writing, a
+/// truncation), as the kernel does at a write: it takes FUSE_HANDLE_KILLPRIV_V2
+/// (session_io.hpp), and a passed-through write is the daemon's own on the backing file
+/// (root's, with CAP_FSETID, which keeps them).
 std::optional<mode_t> without_setid(const struct stat& st);
 
 /// The disk owner a caller with these host ids creates files as, or nullopt when the view's

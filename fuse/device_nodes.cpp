@@ -10,6 +10,7 @@
 #include <charconv>
 
 #include "common/unique_fd.hpp"
+#include "fuse/setid_bits.hpp"
 
 namespace portalfs::fuse::device_nodes {
 
@@ -47,7 +48,7 @@ std::optional<Device> decode(std::string_view record) {
 }
 
 bool may_be_device(const struct stat& backing) {
-  return S_ISREG(backing.st_mode) && (backing.st_mode & S_ISGID) && backing.st_size == 0;
+  return S_ISREG(backing.st_mode) && (backing.st_mode & kMarker) && backing.st_size == 0;
 }
 
 std::optional<Device> read_device(int fd, const struct stat& backing) {
@@ -60,20 +61,23 @@ std::optional<Device> read_device(int fd, const struct stat& backing) {
 
 struct stat as_shown(int fd, const struct stat& backing) {
   struct stat st = backing;
+  if (!S_ISREG(backing.st_mode)) return st;
+  st.st_mode = setid_bits::shown(backing, setid_bits::read(fd, backing));
   if (auto device = read_device(fd, backing)) {
-    st.st_mode = device->type | (backing.st_mode & 07777 & ~S_ISGID);
+    st.st_mode = device->type | (st.st_mode & 07777);
     st.st_rdev = device->rdev;
   }
   return st;
 }
 
 int make(int dirfd, const char* name, mode_t perms, const Device& device) {
-  common::UniqueFd fd(::openat(dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, perms & 07777));
+  common::UniqueFd fd(::openat(dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, perms & 0777));
   if (!fd) return errno;
   const std::string record = encode(device);
   if (::fsetxattr(fd.get(), kXattr, record.data(), record.size(), 0) != 0) return errno;
-  // After O_TMPFILE's own mode: the marker is set as the last thing before the name exists.
-  if (::fchmod(fd.get(), backing_mode(perms)) != 0) return errno;
+  // After O_TMPFILE's own mode: the marker (and the set-id bits' record and marker) is set as
+  // the last thing before the name exists.
+  if (int err = setid_bits::apply(fd.get(), perms, kMarker, false)) return err;
   if (::linkat(AT_FDCWD, proc_path(fd.get()).c_str(), dirfd, name, AT_SYMLINK_FOLLOW) != 0) return errno;
   return 0;
 }

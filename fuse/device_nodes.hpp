@@ -19,11 +19,11 @@
 //     regular file with the marker bit (below) and a well-formed record is shown as a device;
 //     anything else is shown as what it is on disk.
 //
-// The marker: the backing file has S_ISGID set. A view never shows set-gid on a non-directory
-// nor lets an app set it (attr.hpp), so the bit is free, and it keeps the xattr read off the
-// lookup of every ordinary file: only an empty regular file with the bit costs a getxattr.
-// (Should data views ever show set-gid on files, as pjdfstest's chmod and chown tests expect,
-// a device's own set-gid would have to move into its record.)
+// The marker: the backing file has S_ISGID set. A view never shows a regular file's disk
+// set-gid bit (a set-gid bit an app sets is kept in a record: setid_bits.hpp), so the bit is
+// free, and it keeps the xattr read off the lookup of every ordinary file: only an empty
+// regular file with the bit costs a getxattr. A device's own set-id bits are kept as a regular
+// file's are.
 
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -58,17 +58,19 @@ bool may_be_device(const struct stat& backing);
 /// its stat; nullopt for an ordinary file.
 std::optional<Device> read_device(int fd, const struct stat& backing);
 
-/// `backing` as a view shows it: an emulated device's type and numbers in place of the
-/// regular file's, without the marker bit. Anything else unchanged.
+/// `backing` as a view shows it: for a regular file on disk, its mode as the emulations make
+/// it (set-id bits from its record, setid_bits.hpp, never from the disk), and an emulated
+/// device's type and numbers in place of the regular file's. Anything else unchanged.
 struct stat as_shown(int fd, const struct stat& backing);
 
-/// Makes the emulated device `name` in `dirfd` with permission bits `perms`: an unnamed file
+/// Makes the emulated device `name` in `dirfd` with mode bits `perms` (set-id bits kept as
+/// setid_bits.hpp says; the caller drops them if it can't keep records): an unnamed file
 /// (O_TMPFILE) gets its record and marker first, then its name, so no view ever sees it half
 /// made. Run as the caller's disk owner (FsCredsGuard); needs CAP_SYS_ADMIN for the record.
 /// 0, or an errno (EEXIST as mknod(2) gives).
 int make(int dirfd, const char* name, mode_t perms, const Device& device);
 
-/// The backing mode bits a chmod of an emulated device sets: `perms` and the marker.
-inline mode_t backing_mode(mode_t perms) { return (perms & 07777) | S_ISGID; }
+/// The disk bit that marks an emulated device (above).
+inline constexpr mode_t kMarker = S_ISGID;
 
 }  // namespace portalfs::fuse::device_nodes

@@ -119,6 +119,9 @@ struct FileHandle {
   int accmode = O_RDONLY;  // of fd: the daemon's own open, decided once by open() or create()
   bool made = false;       // create() made the file: its provenance says who
   std::atomic<bool> wrote{false};  // written to (or truncated) through this handle
+  // Opened for writing while it showed set-id bits (setid_bits.hpp): its writes are served,
+  // and the first one the kernel flags clears them.
+  std::atomic<bool> shows_setid{false};
   OpenShare share;                 // counted against its app's open files
   // Its file's creator (provenance), read once, at the first size change through it in a view
   // with an APP:SHARE limit (quota_hooks.cpp): it is recorded when the file is made, before the

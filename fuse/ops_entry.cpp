@@ -13,6 +13,7 @@
 #include "fuse/attr.hpp"
 #include "fuse/device_nodes.hpp"
 #include "fuse/filesystem_internal.hpp"
+#include "fuse/setid_bits.hpp"
 
 namespace portalfs::fuse {
 
@@ -126,13 +127,6 @@ struct AttrTarget {
   }
 };
 
-// Whether the inode behind `target` is a regular file on disk (an inode shown as a device
-// is then an emulated one, not a device node the host left there).
-bool backing_is_regular(const AttrTarget& target) {
-  struct stat st {};
-  return target.stat(st) == 0 && S_ISREG(st.st_mode);
-}
-
 }  // namespace
 
 Result<Attr> Filesystem::setattr(Call& call, fuse_ino_t ino, struct stat* attr, int to_set,
@@ -150,15 +144,24 @@ Result<Attr> Filesystem::setattr(Call& call, fuse_ino_t ino, struct stat* attr, 
   if ((to_set & FUSE_SET_ATTR_SIZE) && !made) {
     if (int err = check_shortening(*n, fd->get(), attr->st_size)) return Errno{err};
   }
-  // An emulated device keeps its marker bit through chmod and chown (device_nodes.hpp).
-  const bool emulated = device_nodes::is_device(n->inode->type) && backing_is_regular(target);
+  // A regular file on disk keeps its set-id bits in a record (setid_bits.hpp); an emulated
+  // device keeps its marker bit through chmod and chown (device_nodes.hpp).
+  const bool chown = to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID);
+  const bool kill = to_set & FUSE_SET_ATTR_KILL_SUID;  // FATTR_KILL_SUIDGID (setid_bits.hpp)
+  struct stat before {};
+  if ((to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_SIZE)) || chown || kill) {
+    if (int err = target.stat(before)) return Errno{err};
+  }
+  const bool regular = S_ISREG(before.st_mode);
+  const mode_t extra = regular && device_nodes::is_device(n->inode->type) ? device_nodes::kMarker : 0;
   if (to_set & FUSE_SET_ATTR_MODE) {
     if (S_ISLNK(n->inode->type)) return Errno{EOPNOTSUPP};
-    mode_t mode = allowed_mode(view, attr->st_mode & 07777, S_ISDIR(n->inode->type));
-    if (emulated) mode = device_nodes::backing_mode(mode);
-    if (int err = target.chmod(mode)) return Errno{err};
+    const mode_t mode = allowed_mode(view, attr->st_mode & 07777, !regular || privileges_.sys_admin);
+    const int err = regular ? setid_bits::apply(fd->get(), mode, extra, before.st_mode & setid_bits::kMarker)
+                            : target.chmod(mode);
+    if (err) return Errno{err};
   }
-  if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+  if (chown) {
     uid_t uid = static_cast<uid_t>(-1);
     gid_t gid = static_cast<gid_t>(-1);
     if (to_set & FUSE_SET_ATTR_UID) {
@@ -172,20 +175,20 @@ Result<Attr> Filesystem::setattr(Call& call, fuse_ino_t ino, struct stat* attr, 
       gid = *g;
     }
     if (int err = target.chown(uid, gid)) return Errno{err};
-    // chown clears set-gid of a group-executable file, and with it the marker.
-    if (emulated) {
-      struct stat now {};
-      if (int err = target.stat(now)) return Errno{err};
-      if (int err = target.chmod(device_nodes::backing_mode(now.st_mode))) return Errno{err};
-    }
   }
   if (to_set & FUSE_SET_ATTR_SIZE) {
-    if (!emulated) {
+    if (!extra) {
       if (int err = target.drop_setid()) return Errno{err};
     }
     SizeChange counted(quotas_, quota_of(view, fd->get()), fd->get());
     if (int err = counted.resize(static_cast<uint64_t>(attr->st_size))) return Errno{err};
     if (int err = target.truncate(attr->st_size)) return Errno{err};
+  }
+  // Set-id bits go at a chown, and at a truncation by a caller without CAP_FSETID: the kernel
+  // asks (FATTR_KILL_SUIDGID). The backing file system cleared a disk's own at the chown, and
+  // with them a group-executable device's marker, put back here.
+  if (regular && (kill || (chown && extra))) {
+    if (int err = setid_bits::settle(fd->get(), extra, kill)) return Errno{err};
   }
   if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
     if (int err = target.utimens(to_set, *attr)) return Errno{err};

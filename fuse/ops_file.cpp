@@ -13,6 +13,8 @@
 #include "fuse/device_nodes.hpp"
 #include "fuse/filesystem_internal.hpp"
 #include "fuse/kernel_flags.hpp"
+#include "fuse/session_io.hpp"
+#include "fuse/setid_bits.hpp"
 
 namespace portalfs::fuse {
 
@@ -47,10 +49,17 @@ fuse_bufvec fd_bufvec(size_t size, int fd, off_t pos) {
   return v;
 }
 
-// Before an app may write the file open at `fd` (without_setid, attr.hpp): 0 or an errno.
-int drop_setid(int fd) {
+// Before an app may write the file open at `fd`: set-id bits the host left on disk go
+// (without_setid, attr.hpp), and `fh` learns whether the file shows set-id bits of its record
+// (setid_bits.hpp). An O_TRUNC the kernel flags clears those. 0 or an errno.
+int prepare_write(int fd, FileHandle& fh) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) return errno;
+  const auto kept = setid_bits::read(fd, st);
+  if (kept && (*kept & setid_bits::kSetid)) {
+    if (!SessionIo::request_kills_setid()) fh.shows_setid = true;
+    else if (int err = setid_bits::settle(fd, 0, true)) return err;
+  }
   const auto mode = without_setid(st);
   return !mode || ::fchmod(fd, *mode) == 0 ? 0 : errno;
 }
@@ -128,7 +137,9 @@ PassthroughReply Filesystem::set_io_mode(fuse_file_info* fi, const View& view, F
     });
     if (b.id > 0) {
       const int acc = fi->flags & O_ACCMODE;
-      const bool served = (acc != O_WRONLY && !b.readable) || (acc != O_RDONLY && (!b.writable || view.is_shared()));
+      // Writes come to the daemon in a shared view, and to a file that shows set-id bits.
+      const bool served = (acc != O_WRONLY && !b.readable) ||
+                          (acc != O_RDONLY && (!b.writable || view.is_shared() || fh.shows_setid));
       // Writes the kernel passes through never reach the daemon: a writable open counts as
       // written, so its release is recorded (audit.cpp; data views record no provenance).
       if (acc != O_RDONLY && !served) fh.wrote = true;
@@ -200,7 +211,7 @@ Result<Opened> Filesystem::open(Call& call, fuse_ino_t ino, fuse_file_info* fi) 
   auto fh = std::make_unique<FileHandle>();
   fh->fd.reset(data);
   if (writes(fi->flags)) {
-    if (int err = drop_setid(data)) return Errno{err};
+    if (int err = prepare_write(data, *fh)) return Errno{err};
   }
   fh->accmode = flags & O_ACCMODE;
   fh->inode = n->inode;
@@ -242,6 +253,7 @@ Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* na
   int data;
   int flags;
   bool made = true;
+  const mode_t m = allowed_mode(view, mode & 07777, privileges_.sys_admin);
   {
     FsCredsGuard as_caller(owner->uid, owner->gid);
     // O_NOFOLLOW: a symlink planted under this name (by another view or the host) is not
@@ -256,11 +268,10 @@ Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* na
     const bool excl = (fi->flags & O_EXCL) || records(view);
     const int extra = O_CREAT | (excl ? O_EXCL : 0) | O_NOFOLLOW;
     flags = daemon_flags(fi->flags, passes_through(view));
-    const mode_t m = allowed_mode(view, mode & 07777, false);
-    data = ::openat(pfd->get(), name, flags | extra, m);
+    data = ::openat(pfd->get(), name, flags | extra, setid_bits::made_mode(m));
     if (data < 0 && errno == EACCES && flags != reopen_flags(fi->flags)) {
       flags = reopen_flags(fi->flags);
-      data = ::openat(pfd->get(), name, flags | extra, m);
+      data = ::openat(pfd->get(), name, flags | extra, setid_bits::made_mode(m));
     }
     if (data < 0 && errno == EEXIST && !(fi->flags & O_EXCL) &&
         !policy::protects(view.spec.access) && view.spec.sidecars.empty()) {
@@ -273,7 +284,11 @@ Result<Created> Filesystem::create(Call& call, fuse_ino_t parent, const char* na
   auto fh = std::make_unique<FileHandle>();
   fh->fd.reset(data);
   if (!made && writes(fi->flags)) {
-    if (int err = drop_setid(data)) return Errno{err};
+    if (int err = prepare_write(data, *fh)) return Errno{err};
+  }
+  if (made && (m & setid_bits::kSetid)) {  // its set-id bits go to its record
+    if (int err = setid_bits::apply(data, m, 0, false)) return Errno{err};
+    fh->shows_setid = true;
   }
   fh->accmode = flags & O_ACCMODE;
   fh->made = made;
@@ -320,6 +335,10 @@ Result<Written> Filesystem::write_buf(Call& call, fuse_ino_t ino, fuse_bufvec* i
   fuse_bufvec out = fd_bufvec(fits, fh->fd.get(), off);
   ssize_t n = fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_NONBLOCK);
   if (n < 0) return Errno{static_cast<int>(-n)};
+  // The first write of a caller without CAP_FSETID clears set-id bits (setid_bits.hpp).
+  if (SessionIo::request_kills_setid() && fh->shows_setid.exchange(false, std::memory_order_relaxed)) {
+    if (int err = setid_bits::settle(fh->fd.get(), 0, true)) return Errno{err};
+  }
   fh->wrote.store(true, std::memory_order_relaxed);
   call.data_changed(siblings_of(fh->inode), off, n);
   note_file(Event::modified, fh->inode);

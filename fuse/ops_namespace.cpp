@@ -10,6 +10,7 @@
 #include "fuse/attr.hpp"
 #include "fuse/device_nodes.hpp"
 #include "fuse/filesystem_internal.hpp"
+#include "fuse/setid_bits.hpp"
 
 namespace portalfs::fuse {
 
@@ -77,14 +78,21 @@ Result<fuse_entry_param> Filesystem::mknod(Call& call, fuse_ino_t parent, const 
       return Errno{EPERM};
     }
     return make_node(call, p, name, [&](int dirfd, const View& view) {
-      const int err = device_nodes::make(dirfd, name, allowed_mode(view, mode & 07777, false),
+      const int err = device_nodes::make(dirfd, name, allowed_mode(view, mode & 07777, true),
                                          device_nodes::Device{type, rdev});
       errno = err;
       return err == 0 ? 0 : -1;
     });
   }
+  if (type == S_IFREG) {  // set-id bits in a record (setid_bits.hpp)
+    return make_node(call, p, name, [&](int dirfd, const View& view) {
+      const int err = setid_bits::make(dirfd, name, allowed_mode(view, mode & 07777, privileges_.sys_admin));
+      errno = err;
+      return err == 0 ? 0 : -1;
+    });
+  }
   return make_node(call, p, name, [&](int dirfd, const View& view) {
-    return ::mknodat(dirfd, name, type | allowed_mode(view, mode & 07777, false), 0);
+    return ::mknodat(dirfd, name, type | allowed_mode(view, mode & 07777, true), 0);
   });
 }
 

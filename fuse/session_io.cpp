@@ -18,6 +18,11 @@ namespace {
 // The parts of the kernel's FUSE protocol (include/uapi/linux/fuse.h, 7.40+) that libfuse
 // 3.14 and Debian 12's kernel headers do not have.
 constexpr uint32_t kOpInit = 26;
+constexpr uint32_t kOpOpen = 14;
+constexpr uint32_t kOpWrite = 16;
+constexpr uint32_t kOpCreate = 35;
+constexpr uint32_t kOpenKillSuidgid = 1u << 0;   // fuse_open_in/fuse_create_in open_flags
+constexpr uint32_t kWriteKillSuidgid = 1u << 2;  // fuse_write_in write_flags
 constexpr uint32_t kInitExt = 1u << 30;              // flags: flags2 is valid
 constexpr uint32_t kWritebackCache = 1u << 16;       // flags: excludes passthrough
 constexpr uint32_t kHandleKillprivV2 = 1u << 28;     // flags: FUSE_HANDLE_KILLPRIV_V2
@@ -56,6 +61,14 @@ struct OpenOut {
   uint32_t open_flags;
   int32_t backing_id;
 };
+// Where a request's kill flag is: after the header, at these offsets of fuse_open_in
+// {flags, open_flags}, fuse_create_in {flags, mode, umask, open_flags} and fuse_write_in
+// {fh, offset, size, write_flags, ...}.
+constexpr size_t kOpenFlagsAt = 4;
+constexpr size_t kCreateFlagsAt = 12;
+constexpr size_t kWriteFlagsAt = 20;
+thread_local bool kills_setid = false;
+
 // The passthrough of the open or create reply this thread is about to send.
 struct Mark {
   int32_t id = 0;
@@ -112,9 +125,28 @@ void SessionIo::install(fuse_session* se) {
   }
 }
 
+bool SessionIo::request_kills_setid() { return kills_setid; }
+
+void SessionIo::note_request(const void* buf, size_t len) {
+  kills_setid = false;
+  if (len < sizeof(InHeader)) return;
+  InHeader h;
+  std::memcpy(&h, buf, sizeof h);
+  const auto flag = [&](size_t at, uint32_t bit) {
+    uint32_t v = 0;
+    if (len < sizeof h + at + sizeof v) return false;
+    std::memcpy(&v, static_cast<const char*>(buf) + sizeof h + at, sizeof v);
+    return (v & bit) != 0;
+  };
+  if (h.opcode == kOpWrite) kills_setid = flag(kWriteFlagsAt, kWriteKillSuidgid);
+  else if (h.opcode == kOpOpen) kills_setid = flag(kOpenFlagsAt, kOpenKillSuidgid);
+  else if (h.opcode == kOpCreate) kills_setid = flag(kCreateFlagsAt, kOpenKillSuidgid);
+}
+
 ssize_t SessionIo::read_hook(int fd, void* buf, size_t len, void* userdata) {
   const ssize_t n = ::read(fd, buf, len);
   received();
+  if (n > 0) note_request(buf, static_cast<size_t>(n));
   if (n >= static_cast<ssize_t>(sizeof(InHeader) + sizeof(InitIn))) {
     InHeader h;
     std::memcpy(&h, buf, sizeof h);

@@ -22,6 +22,8 @@
 //     enable_uring): when the kernel offers it, the reply asks for it and the ring transport
 //     (uring.hpp) starts once the kernel took the reply; replies to requests that came from
 //     the ring are caught here and go back through it.
+//   - OPEN, CREATE, WRITE: whether the kernel asks the daemon to clear set-id bits
+//     (request_kills_setid).
 // They also splice plainly for libfuse's splice paths, and tell ThreadSanitizer how the kernel
 // orders requests after replies. The hooks are on for every session (they only watch when
 // passthrough is off): one I/O path.
@@ -83,6 +85,15 @@ class SessionIo {
   /// Patches the next open or create reply this thread writes: passthrough of `backing`
   /// (`direct_io`: reads and writes still come to the daemon, only mmap passes through).
   static void arm_open_reply(int32_t backing, bool direct_io);
+
+  /// Whether the request this thread serves asks the daemon to clear set-id bits: the caller
+  /// lacks CAP_FSETID and writes (FUSE_WRITE_KILL_SUIDGID) or opens with O_TRUNC
+  /// (FUSE_OPEN_KILL_SUIDGID), which FUSE_HANDLE_KILLPRIV_V2 leaves to the daemon
+  /// (setid_bits.hpp). libfuse 3.14 passes neither flag on to the op.
+  static bool request_kills_setid();
+  /// Reads it from a request about to be dispatched on this thread (`buf`: `len` bytes of
+  /// it, its header first). The ring transport calls it too (uring.cpp).
+  static void note_request(const void* buf, size_t len);
 
  private:
   static ssize_t read_hook(int fd, void* buf, size_t len, void* userdata);

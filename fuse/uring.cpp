@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "common/log.hpp"
+#include "fuse/session_io.hpp"
 
 namespace portalfs::fuse {
 
@@ -217,6 +218,7 @@ void UringTransport::run(unsigned qid, Entry* entry) {
       fuse_buf buf{};
       buf.size = in.len;
       buf.mem = start;
+      SessionIo::note_request(start, in.len);
       ::fuse_session_process_buf(config_.session, &buf);
       // Most replies are written before the op returns; one written later by another thread
       // (deliver()) is waited for.

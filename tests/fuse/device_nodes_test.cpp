@@ -46,11 +46,5 @@ TEST(DeviceRecord, OnlyAnEmptyRegularFileWithTheMarkerIsACandidate) {
   EXPECT_FALSE(may_be_device(st));
 }
 
-TEST(DeviceRecord, TheBackingModeKeepsPermissionsAndAddsTheMarker) {
-  EXPECT_EQ(backing_mode(0644), static_cast<mode_t>(S_ISGID | 0644));
-  EXPECT_EQ(backing_mode(01751), static_cast<mode_t>(S_ISGID | 01751));
-  EXPECT_EQ(backing_mode(S_IFCHR | 0600), static_cast<mode_t>(S_ISGID | 0600));
-}
-
 }  // namespace
 }  // namespace portalfs::fuse::device_nodes

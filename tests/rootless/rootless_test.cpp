@@ -119,6 +119,30 @@ TEST_F(Rootless, DataViewReadWriteCreateRenameUnlink) {
   EXPECT_FALSE(std::filesystem::exists(backing + "/d"));
 }
 
+// A rootless daemon can't write a regular file's set-id record (trusted.* is CAP_SYS_ADMIN's:
+// fuse/setid_bits.hpp): the bits are stripped, as every view did before the records; a
+// directory keeps them on disk.
+TEST_F(Rootless, SetIdBitsOfFilesAreStripped) {
+  MountedFs m;
+  PORTALFS_REQUIRE_MOUNT(m);
+  const std::string v = m.add_view("alpha", ViewKind::data);
+  const std::string backing = m.storage() + "/alpha-v";
+  auto fd = open_fd(v + "/c", O_CREAT | O_WRONLY, 04755);
+  ASSERT_TRUE(fd) << std::strerror(errno);
+  fd.reset();
+  write_file(v + "/f", "x");
+  EXPECT_EQ(sys(::chmod((v + "/f").c_str(), 06750)), kOk);
+  EXPECT_EQ(sys(::mkdir((v + "/d").c_str(), 0750)), kOk);
+  EXPECT_EQ(sys(::chmod((v + "/d").c_str(), 02750)), kOk);
+  struct stat st {};
+  for (const auto& [name, want] : {std::pair{"c", 0755u}, std::pair{"f", 0750u}, std::pair{"d", 02750u}}) {
+    ASSERT_TRUE(Lstat(v + "/" + name, &st));
+    EXPECT_EQ(st.st_mode & 07777, want) << name << " in the view";
+    ASSERT_TRUE(Lstat(backing + "/" + name, &st));
+    EXPECT_EQ(st.st_mode & 07777, want) << name << " on disk";
+  }
+}
+
 TEST_F(Rootless, ChownToAnotherOwnerIsRefused) {
   MountedFs m;
   PORTALFS_REQUIRE_MOUNT(m);
