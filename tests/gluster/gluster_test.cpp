@@ -13,9 +13,11 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -227,6 +229,33 @@ TEST_F(Gluster, DataViewOpensAreServed) {
   }
   EXPECT_EQ(read_file(v + "/db"), "row 1\nrow 2\n");
   EXPECT_EQ(read_file(backing("apps/notes/data/db")), "row 1\nrow 2\n");
+}
+
+// Set-id bits kept in a record (fuse/setid_bits.hpp) over the volume: trusted.* xattrs reach
+// the bricks, the volume's file holds no set-id bit, and the other node shows them too.
+TEST_F(Gluster, SetIdBitsAreKeptOnTheVolumeAsARecord) {
+  ASSERT_NO_FATAL_FAILURE(a_.start());
+  ASSERT_NO_FATAL_FAILURE(b_.start());
+  ASSERT_NO_FATAL_FAILURE(install(a_, "tools", {}));
+  ASSERT_NO_FATAL_FAILURE(install(b_, "tools", {}));  // the same app, on node B too
+  const std::string f = a_.data("tools") + "/sudo";
+  write_file(f, "#!/bin/sh\n");
+  ASSERT_EQ(sys(::chmod(f.c_str(), 04755)), kOk);
+  struct stat st {};
+  ASSERT_TRUE(Lstat(f, &st));
+  EXPECT_EQ(st.st_mode & 07777, 04755u);
+  ASSERT_TRUE(Lstat(backing("apps/tools/data/sudo"), &st));
+  EXPECT_EQ(st.st_mode & 07777, static_cast<mode_t>(S_ISVTX | 0755)) << "the marker, no set-uid";
+  char record[16];
+  const ssize_t len = ::lgetxattr(backing("apps/tools/data/sudo").c_str(), "trusted.portalfs.mode", record, sizeof(record));
+  EXPECT_EQ(std::string(record, static_cast<size_t>(std::max<ssize_t>(len, 0))), "4000");
+  const std::string on_b = b_.data("tools") + "/sudo";
+  const auto deadline = std::chrono::steady_clock::now() + kCrossNode;
+  while ((::lstat(on_b.c_str(), &st) != 0 || (st.st_mode & 07777) != 04755) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(st.st_mode & 07777, 04755u) << "through node B";
 }
 
 // An app that is not the owner of a share's files on the volume (they are the share owner's,
