@@ -94,14 +94,6 @@ struct AttrTarget {
     return rc == 0 ? 0 : errno;
   }
 
-  // Before a truncation (without_setid, attr.hpp).
-  [[nodiscard]] int drop_setid() const {
-    struct stat st {};
-    if (int err = stat(st)) return err;
-    const auto mode = without_setid(st);
-    return mode ? chmod(*mode) : 0;
-  }
-
   [[nodiscard]] int utimens(int to_set, const struct stat& attr) const {
     struct timespec tv[2];
     tv[0].tv_nsec = UTIME_OMIT;
@@ -177,8 +169,11 @@ Result<Attr> Filesystem::setattr(Call& call, fuse_ino_t ino, struct stat* attr, 
     if (int err = target.chown(uid, gid)) return Errno{err};
   }
   if (to_set & FUSE_SET_ATTR_SIZE) {
-    if (!extra) {
-      if (int err = target.drop_setid()) return Errno{err};
+    // Set-id bits the host left on disk go before a truncation (without_setid, attr.hpp); a
+    // chmod above left none.
+    const bool chmodded = to_set & FUSE_SET_ATTR_MODE;
+    if (const auto mode = extra || chmodded ? std::nullopt : without_setid(before)) {
+      if (int err = target.chmod(*mode)) return Errno{err};
     }
     SizeChange counted(quotas_, quota_of(view, fd->get()), fd->get());
     if (int err = counted.resize(static_cast<uint64_t>(attr->st_size))) return Errno{err};
