@@ -6,8 +6,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 #include <charconv>
+#include <cstring>
 #include <string>
 
 #include "common/log.hpp"
