@@ -412,7 +412,11 @@ double Filesystem::entry_timeout(const View* view) const {
 }
 
 double Filesystem::attr_timeout(const View& view, const Inode* inode) const {
-  if (InodeTable::has_siblings(inode)) return 0.0;
+  // A file two views show: none (its data's coherence, filesystem.hpp). A directory keeps its
+  // timeout: every path walk through it would otherwise ask for its attributes (permissions),
+  // and a change another view makes in it drops them and its cached listing at once (an entry
+  // invalidation also invalidates its parent).
+  if (InodeTable::has_siblings(inode) && !S_ISDIR(inode->type)) return 0.0;
   return view.is_shared() ? options_.attr_timeout : options_.data_timeout;
 }
 
