@@ -3,9 +3,14 @@
 
 #include <unistd.h>
 
+#include <string>
 #include <utility>
 
 namespace portalfs::common {
+
+/// The name of `fd` under /proc/self/fd: what the *xattr and chmod calls that take no fd (an
+/// O_PATH one) are given, to reach the inode it holds without walking a path.
+inline std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
 /// A move-only owner of one file descriptor; closes it on destruction.
 class UniqueFd {

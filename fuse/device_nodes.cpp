@@ -15,7 +15,7 @@
 namespace portalfs::fuse::device_nodes {
 
 namespace {
-std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+using common::proc_path;
 
 // A decimal number of at most `max`, the whole of `s`.
 std::optional<unsigned> number(std::string_view s, unsigned max) {

@@ -25,7 +25,7 @@ struct Filesystem::SynthInode : Inode {
 
 // A path naming the inode of `fd` itself, for the syscalls without an *at form (xattrs): its
 // /proc/self/fd entry (for a symlink's O_PATH fd, the link).
-inline std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+using common::proc_path;
 
 // The handle of an echo's open that shares a passthrough backing (ops_file.cpp, echo_backing):
 // no FileHandle behind it, as 0 is a plain echo's. No FileHandle is at address 1.

@@ -16,7 +16,7 @@
 namespace portalfs::fuse::setid_bits {
 
 namespace {
-std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+using common::proc_path;
 constexpr mode_t kSpecial = S_ISUID | S_ISGID | S_ISVTX;
 }  // namespace
 

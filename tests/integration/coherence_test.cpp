@@ -202,39 +202,33 @@ TEST_F(Coherence, AttributeChangesInAAreSeenByB) {
 }
 
 // A directory two views show keeps its attribute timeout (60 s here), unlike a file: a path
-// walk through it asks nothing. What the other view changes in it reaches it through the
-// daemon's invalidations, at once, not at the timeout.
-TEST_F(Coherence, DirectoryChangesInAReachBThroughInvalidations) {
-  ASSERT_EQ(sys(::mkdir(in_a("d").c_str(), 0755)), kOk);
-  struct stat st {};
-  ASSERT_TRUE(Stat(in_b("d"), &st));  // B knows it now: the directory has a sibling
-  ASSERT_EQ(sys(::chmod(in_a("d").c_str(), 0750)), kOk);
-  EXPECT_TRUE(eventually([&] { return ::stat(in_b("d").c_str(), &st) == 0 && (st.st_mode & 07777) == 0750; }))
-      << "B still shows mode " << std::oct << (st.st_mode & 07777);
-  ASSERT_EQ(sys(::mkdir(in_a("d/sub").c_str(), 0755)), kOk);
-  EXPECT_TRUE(eventually([&] { return ::stat(in_b("d").c_str(), &st) == 0 && st.st_nlink == 3; }))
-      << "B still shows " << st.st_nlink << " links";
-  write_file(in_a("d/f"), "x");
-  EXPECT_TRUE(eventually([&] { return list_dir(in_b("d")).size() == 4; })) << "B lists d without f";
-}
-
-// The same with change events off (no echo through B's mount): the daemon's invalidations
-// alone bring B the directory's new attributes.
-TEST(CoherenceWithoutEvents, DirectoryChangesInAReachBThroughInvalidations) {
-  MountedFs m{fuse::Options{.entry_timeout = 60, .attr_timeout = 60, .events = false}};
-  PORTALFS_REQUIRE_MOUNT(m);
-  const std::string backing = m.storage() + "/shared-dir";
-  const std::string a = m.add_view("a", ViewKind::data, "s", backing);
-  const std::string b = m.add_view("b", ViewKind::shared_ro, "s", backing);
+// walk through it asks nothing. What view A changes in it reaches view B through the daemon's
+// invalidations, at once, not at the timeout.
+void expect_directory_changes_reach(const std::string& a, const std::string& b) {
   ASSERT_EQ(sys(::mkdir((a + "/d").c_str(), 0755)), kOk);
   struct stat st {};
-  ASSERT_TRUE(Stat(b + "/d", &st));
+  ASSERT_TRUE(Stat(b + "/d", &st));  // B knows it now: the directory has a sibling
   ASSERT_EQ(sys(::chmod((a + "/d").c_str(), 0750)), kOk);
   EXPECT_TRUE(eventually([&] { return ::stat((b + "/d").c_str(), &st) == 0 && (st.st_mode & 07777) == 0750; }))
       << "B still shows mode " << std::oct << (st.st_mode & 07777);
   ASSERT_EQ(sys(::mkdir((a + "/d/sub").c_str(), 0755)), kOk);
   EXPECT_TRUE(eventually([&] { return ::stat((b + "/d").c_str(), &st) == 0 && st.st_nlink == 3; }))
       << "B still shows " << st.st_nlink << " links";
+  write_file(a + "/d/f", "x");
+  EXPECT_TRUE(eventually([&] { return list_dir(b + "/d").size() == 4; })) << "B lists d without f";
+}
+
+TEST_F(Coherence, DirectoryChangesInAReachBThroughInvalidations) { expect_directory_changes_reach(a_, b_); }
+
+// The same with change events off (no echo through B's mount refreshes B): the daemon's
+// invalidations alone.
+TEST(CoherenceWithoutEvents, DirectoryChangesInAReachBThroughInvalidations) {
+  MountedFs m{fuse::Options{.entry_timeout = 60, .attr_timeout = 60, .events = false}};
+  PORTALFS_REQUIRE_MOUNT(m);
+  const std::string backing = m.storage() + "/shared-dir";
+  const std::string a = m.add_view("a", ViewKind::data, "s", backing);
+  const std::string b = m.add_view("b", ViewKind::shared_ro, "s", backing);
+  expect_directory_changes_reach(a, b);
 }
 
 // A file two views show is served without the page cache in the shared view (direct_io),
